@@ -1,0 +1,46 @@
+"""The ``harness`` command: one entry point, one thin module per subcommand.
+
+Each module exposes ``add_parser(subparsers)``, which registers its subcommand with ``func`` set to a
+function from parsed arguments to an exit code. Heavy imports happen inside those functions, so
+``harness list`` never imports torch or starts a JVM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from harness import __version__
+from harness.errors import HarnessError
+
+#: subcommand modules, in the order ``--help`` lists them
+COMMANDS = ["run", "listing", "fetch", "evaluate", "leaderboard", "train"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="harness", description="Evaluation-first benchmark harness for dense retrieval.")
+    parser.add_argument("--version", action="version", version=f"harness {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"harness.cli.{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"harness.cli.{name}":
+                continue
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except HarnessError as e:
+        print(f"harness: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("harness: interrupted; finished results are kept, rerun to continue", file=sys.stderr)
+        return 130

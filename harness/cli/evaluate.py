@@ -1,0 +1,41 @@
+"""harness evaluate: score any TREC run file against qrels, as trec_eval would."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from harness.cli.common import add_metrics
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("evaluate", help="score a TREC run file against qrels (trec_eval semantics)")
+    p.add_argument("--qrels", type=Path, required=True, help="TREC qrels or BEIR qrels TSV")
+    p.add_argument("--run", type=Path, required=True, help="TREC run file")
+    add_metrics(p, ["ndcg@10", "recall@100"])
+    p.add_argument("--per-query", action="store_true", help="print one line per query too")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_evaluate)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from harness.metrics import evaluate, mean
+    from harness.trec import read_qrels, read_run
+
+    metrics = args.metrics or ["ndcg@10", "recall@100"]
+    qrels, run = read_qrels(args.qrels), read_run(args.run)
+    per_query = evaluate(qrels, run, metrics)
+    summary = {m: mean(v) for m, v in per_query.items()}
+    if args.json:
+        print(json.dumps({"metrics": summary, "num_queries": len(qrels),
+                          **({"per_query": per_query} if args.per_query else {})}, indent=2))
+        return 0
+    if args.per_query:
+        for m, values in per_query.items():
+            for q, v in values.items():
+                print(f"{m}\t{q}\t{v:.4f}")
+    for m, v in summary.items():
+        print(f"{m}\tall\t{v:.4f}")
+    print(f"queries\tall\t{len(qrels)}")
+    return 0

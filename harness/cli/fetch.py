@@ -1,0 +1,22 @@
+"""harness fetch: download registered datasets (checksummed, atomic, safe unpacking)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("fetch", help="download datasets into the data root (HARNESS_DATA)")
+    p.add_argument("ids", nargs="+", metavar="ID", help="dataset ids, e.g. beir/scifact, or a suite name")
+    p.set_defaults(func=cmd_fetch)
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from harness.data.load import fetch
+    from harness.data.registry import DATASETS, SUITES
+
+    ids = [i for x in args.ids for i in (SUITES[x] if x in SUITES else [x])]
+    for i in ids:
+        folder = fetch(DATASETS.get(i))
+        print(f"{i}: {folder}")
+    return 0

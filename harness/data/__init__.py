@@ -1,0 +1,1 @@
+"""Datasets: registry, readers, fetching. Nothing here imports torch."""

@@ -1,0 +1,129 @@
+"""BEIR-format folders: ``corpus.jsonl``, ``queries.jsonl``, ``qrels/<split>.tsv``.
+
+The corpus is streamed, never held in memory by the reader. Documents are ``Doc`` tuples; the text a
+retriever sees is ``doc_text(doc)`` = title + " " + text (just the text when there is no title).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+from harness.data.jsonl import iter_jsonl
+from harness.data.registry import Protocol
+from harness.errors import DataError, HarnessError
+from harness.trec import Qrels, read_qrels
+
+
+class Doc(NamedTuple):
+    doc_id: str
+    title: str
+    text: str
+
+
+def doc_text(doc: Doc) -> str:
+    """The protocol's document text: title + " " + text."""
+    return f"{doc.title} {doc.text}".strip() if doc.title else doc.text.strip()
+
+
+def _field_id(path: Path, lineno: int, obj: dict) -> str:
+    if "_id" not in obj:
+        raise DataError(path, "record has no '_id'", line=lineno, fix="every line needs an '_id' field")
+    value = obj["_id"]
+    if not isinstance(value, str | int) or isinstance(value, bool) or str(value).strip() == "":
+        raise DataError(path, f"'_id' must be a non-empty string, got {value!r}", line=lineno)
+    return str(value)
+
+
+def iter_corpus(path: Path) -> Iterator[Doc]:
+    """Stream documents. Duplicate ids and records without ``text`` are errors; empty text is allowed."""
+    seen: set[str] = set()
+    for lineno, obj in iter_jsonl(path):
+        doc_id = _field_id(path, lineno, obj)
+        if doc_id in seen:
+            raise DataError(path, f"duplicate document id {doc_id!r}", line=lineno,
+                            fix="document ids must be unique")
+        seen.add(doc_id)
+        if "text" not in obj:
+            raise DataError(path, f"document {doc_id!r} has no 'text'", line=lineno,
+                            fix="add a 'text' field (it may be empty)")
+        title, text = obj.get("title") or "", obj["text"]
+        if text is None:
+            text = ""
+        if not isinstance(text, str) or not isinstance(title, str):
+            raise DataError(path, f"document {doc_id!r}: 'title' and 'text' must be strings", line=lineno)
+        yield Doc(doc_id, title, text)
+
+
+def read_queries(path: Path) -> dict[str, str]:
+    """All queries of a ``queries.jsonl`` (id -> text)."""
+    queries: dict[str, str] = {}
+    for lineno, obj in iter_jsonl(path):
+        qid = _field_id(path, lineno, obj)
+        if qid in queries:
+            raise DataError(path, f"duplicate query id {qid!r}", line=lineno, fix="query ids must be unique")
+        text = obj.get("text")
+        if not isinstance(text, str):
+            raise DataError(path, f"query {qid!r} has no 'text' string", line=lineno)
+        queries[qid] = text
+    return queries
+
+
+@dataclass
+class BeirDataset:
+    """A BEIR-format folder evaluated under ``protocol``."""
+
+    id: str
+    root: Path
+    protocol: Protocol
+
+    @property
+    def corpus_path(self) -> Path:
+        return self.root / "corpus.jsonl"
+
+    @property
+    def queries_path(self) -> Path:
+        return self.root / "queries.jsonl"
+
+    @property
+    def qrels_path(self) -> Path:
+        return self.root / "qrels" / f"{self.protocol.split}.tsv"
+
+    @property
+    def split(self) -> str:
+        return self.protocol.split
+
+    def files(self) -> list[Path]:
+        return [self.corpus_path, self.queries_path, self.qrels_path]
+
+    def check_layout(self) -> None:
+        missing = [p for p in self.files() if not p.is_file()]
+        if missing:
+            names = ", ".join(str(p.relative_to(self.root)) for p in missing)
+            raise HarnessError(f"{self.root} is not a complete BEIR folder: missing {names} "
+                               "(expected corpus.jsonl, queries.jsonl and qrels/<split>.tsv)")
+
+    def corpus(self) -> Iterator[Doc]:
+        return iter_corpus(self.corpus_path)
+
+    def qrels(self) -> Qrels:
+        qrels = read_qrels(self.qrels_path)
+        if not qrels:
+            raise DataError(self.qrels_path, "no relevance judgements", fix="the qrels file is empty")
+        return qrels
+
+    def queries(self) -> dict[str, str]:
+        """The queries judged in this split's qrels (as BEIR's loader keeps them)."""
+        qrels = self.qrels()
+        every = read_queries(self.queries_path)
+        unknown = sorted(set(qrels) - set(every))
+        if unknown:
+            raise DataError(self.qrels_path, f"{len(unknown)} judged queries are missing from "
+                            f"{self.queries_path.name} (first: {unknown[0]!r})",
+                            fix="use the queries file that belongs to these qrels")
+        queries = {q: every[q] for q in qrels}
+        if not queries:
+            raise DataError(self.queries_path, "no queries to evaluate")
+        return queries

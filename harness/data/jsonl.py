@@ -1,0 +1,74 @@
+"""Line-oriented readers that report the file and line of anything malformed.
+
+Tolerated (and documented): a UTF-8 byte-order mark, CRLF line ends, blank lines (skipped).
+Rejected with file, line and fix: invalid UTF-8, invalid JSON (a truncated last line included),
+a line longer than ``MAX_LINE_BYTES``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from harness.errors import DataError
+
+MAX_LINE_BYTES = int(os.environ.get("HARNESS_MAX_LINE_BYTES", 64 * 1024 * 1024))
+
+
+def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Yield (1-based line number, decoded line without its line end), skipping blank lines."""
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        raise DataError(path, "file not found") from None
+    with f:
+        lineno = 0
+        while True:
+            raw = f.readline(MAX_LINE_BYTES + 1)
+            if not raw:
+                return
+            lineno += 1
+            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                raise DataError(path, f"line longer than {MAX_LINE_BYTES} bytes", line=lineno,
+                                fix="split the record, or raise HARNESS_MAX_LINE_BYTES")
+            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(path, f"invalid UTF-8 at byte {e.start} of the line", line=lineno,
+                                fix="re-encode the file as UTF-8") from None
+            text = text.rstrip("\r\n")
+            if text.strip():
+                yield lineno, text
+
+
+def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, object) for each JSON line."""
+    for lineno, text in iter_lines(path):
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as e:
+            truncated = not _ends_with_newline(path) and _is_last_line(path, lineno)
+            problem = ("truncated last line (no closing brace / newline): " if truncated else "invalid JSON: ") + e.msg
+            raise DataError(path, problem, line=lineno,
+                            fix="re-download or repair the file; each line must be one JSON object") from None
+        if not isinstance(obj, dict):
+            raise DataError(path, f"expected a JSON object, got {type(obj).__name__}", line=lineno)
+        yield lineno, obj
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell() == 0:
+            return True
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
+
+
+def _is_last_line(path: Path, lineno: int) -> bool:
+    with open(path, "rb") as f:
+        return sum(1 for _ in f) == lineno

@@ -1,0 +1,12 @@
+"""trec_eval-exact retrieval metrics. Pure functions over (qrels, run); nothing here imports torch.
+
+>>> qrels = {"q1": {"d1": 1, "d2": 2}}
+>>> run = {"q1": {"d1": 0.5, "d3": 0.4, "d2": 0.1}}
+>>> round(mean(evaluate(qrels, run, ["ndcg@10"])["ndcg@10"]), 4)
+0.7098
+"""
+
+from harness.metrics.evaluate import evaluate, mean
+from harness.metrics.measures import MEASURES, Measure, parse_measure
+
+__all__ = ["MEASURES", "Measure", "evaluate", "mean", "parse_measure"]

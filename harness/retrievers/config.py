@@ -1,0 +1,78 @@
+"""How a Hugging Face encoder is used for retrieval: pooling, normalisation, similarity, max length.
+
+Read in this order of precedence:
+1. ``harness_checkpoint.json`` written by ``harness train`` / ``harness finetune`` (key ``encoder``);
+2. sentence-transformers files: ``modules.json``, ``<pooling dir>/config.json``, ``sentence_bert_config.json``
+   (a ``Normalize`` module means L2-normalised embeddings);
+3. the Contriever conventions: mean pooling, dot product, no normalisation, max length 512.
+No torch import here, so listing retrievers stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+CHECKPOINT_METADATA = "harness_checkpoint.json"
+CHECKPOINT_FORMAT = "harness-checkpoint/1"
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    pooling: str = "mean"
+    normalize: bool = False
+    similarity: str = "dot"  # "dot" or "cos" (cos = dot of normalised vectors)
+    max_length: int = 512
+    query_prefix: str = ""
+    doc_prefix: str = ""
+    source: str = "contriever defaults"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+CONTRIEVER = EncoderConfig(source="contriever conventions")
+
+
+def _read_json(path: Path) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def read_encoder_config(model_dir: Path) -> EncoderConfig:
+    """Infer the encoder config of a local model folder (see the module docstring)."""
+    meta = model_dir / CHECKPOINT_METADATA
+    if meta.is_file():
+        enc = _read_json(meta).get("encoder", {})
+        known = {k: enc[k] for k in ("pooling", "normalize", "similarity", "max_length",
+                                      "query_prefix", "doc_prefix") if k in enc}
+        return replace(CONTRIEVER, **known, source=CHECKPOINT_METADATA)
+    modules = model_dir / "modules.json"
+    if modules.is_file():
+        return _sentence_transformers_config(model_dir, _read_json(modules))
+    return CONTRIEVER
+
+
+def _sentence_transformers_config(model_dir: Path, modules: list[dict]) -> EncoderConfig:
+    pooling, normalize = "mean", False
+    for module in modules:
+        kind = module.get("type", "")
+        if kind.endswith("Pooling"):
+            cfg_path = model_dir / module.get("path", "") / "config.json"
+            if cfg_path.is_file():
+                cfg = _read_json(cfg_path)
+                if cfg.get("pooling_mode_cls_token"):
+                    pooling = "cls"
+                elif cfg.get("pooling_mode_max_tokens"):
+                    pooling = "max"
+                elif cfg.get("pooling_mode_mean_tokens", True):
+                    pooling = "mean"
+        elif kind.endswith("Normalize"):
+            normalize = True
+    max_length = 512
+    sbert = model_dir / "sentence_bert_config.json"
+    if sbert.is_file():
+        max_length = int(_read_json(sbert).get("max_seq_length") or max_length)
+    return EncoderConfig(pooling=pooling, normalize=normalize, similarity="cos" if normalize else "dot",
+                         max_length=max_length, source="sentence-transformers files")

@@ -1,0 +1,70 @@
+"""Locate model files: a local folder, or the Hugging Face hub (through its cache).
+
+Offline (``HARNESS_OFFLINE=1`` / ``HF_HUB_OFFLINE=1``) only the cache is used. When a model is neither
+cached nor downloadable, the error says how to provide it; it never ends in a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import HarnessError
+from harness.io import cached_sha256
+from harness.paths import offline
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+ALLOW = ["*.json", "*.txt", "*.model", "*.safetensors", "1_Pooling/*", "tokenizer*", "vocab*", "merges*"]
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    path: Path
+    source: str  # "local" or "hub"
+    model_id: str
+    revision: str  # hub commit, or "sha256:<weights>" for a local folder
+
+    def provenance(self) -> dict:
+        return {"model": self.model_id, "source": self.source, "revision": self.revision, "path": str(self.path)}
+
+
+def weights_file(folder: Path) -> Path | None:
+    for name in WEIGHT_FILES:
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def resolve_model(name: str, revision: str | None = None) -> ModelFiles:
+    """A local folder (returned as is) or a hub id fetched into the Hugging Face cache."""
+    local = Path(name).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            raise HarnessError(f"{local} is not a Hugging Face model folder (no config.json)")
+        weights = weights_file(local)
+        if weights is None:
+            raise HarnessError(f"{local} has no model weights ({' or '.join(WEIGHT_FILES)})")
+        return ModelFiles(local.resolve(), "local", name, f"sha256:{cached_sha256(weights)}")
+    if name.startswith((".", "/", "~")) or os.sep + os.sep in name:
+        raise HarnessError(f"model folder {name} does not exist")
+    return _from_hub(name, revision)
+
+
+def _from_hub(repo_id: str, revision: str | None) -> ModelFiles:
+    from huggingface_hub import snapshot_download
+
+    how = ("Download it where there is internet (`hf download " + repo_id + "`) and copy the Hugging Face "
+           "cache (HF_HOME) here, or pass a local folder as hf:/path/to/model.")
+    try:
+        folder = Path(snapshot_download(repo_id=repo_id, revision=revision, allow_patterns=ALLOW,
+                                        local_files_only=offline(), etag_timeout=10))
+    except Exception as e:  # the hub raises many kinds: offline, DNS, 404, gated
+        kind = type(e).__name__
+        state = "offline and not in the Hugging Face cache" if offline() else f"not reachable ({kind})"
+        if "RepositoryNotFound" in kind or "RevisionNotFound" in kind:
+            state = f"not found on the hub ({kind})"
+        raise HarnessError(f"model {repo_id}{'@' + revision if revision else ''} is {state}. {how}") from None
+    if weights_file(folder) is None:
+        raise HarnessError(f"model {repo_id} has no safetensors/pytorch weights in {folder}. {how}")
+    return ModelFiles(folder, "hub", repo_id, folder.name)

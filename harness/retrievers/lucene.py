@@ -1,0 +1,104 @@
+"""BM25 with Lucene through pyserini, as Pyserini's BEIR reproductions (``bm25-flat``, ``bm25-multifield``).
+
+Indexing runs Anserini's ``IndexCollection`` on the dataset's own ``corpus.jsonl`` with
+``BeirFlatCollection`` (contents = title + " " + text) or ``BeirMultifieldCollection`` (title and text
+as fields), the settings of Pyserini's prebuilt BEIR indexes. Search is ``LuceneSearcher`` with
+BM25(k1, b). Scores are written as Pyserini writes them (six decimals), so run files match its own.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from filelock import FileLock
+
+from harness.data.beir import BeirDataset
+from harness.io import atomic_write_json, cached_sha256
+from harness.paths import cache_root
+from harness.retrievers import jvm
+from harness.retrievers.registry import RetrieverSpec
+from harness.trec import PYSERINI_SCORE_FORMAT, Run
+
+INDEX_MARK = "harness-index.json"
+
+
+class BM25Retriever:
+    score_format = PYSERINI_SCORE_FORMAT
+
+    def __init__(self, spec: RetrieverSpec, *, threads: int | None = None, **_: object):
+        self.spec = spec
+        self.k1 = float(spec.params["k1"])
+        self.b = float(spec.params["b"])
+        self.collection = spec.params["collection"]
+        self.fields = spec.params.get("fields")
+        self.threads = threads or max(1, os.cpu_count() or 1)
+        self.jvm_info: dict = {}
+        self._searcher = None
+        self.index_dir: Path | None = None
+
+    def index(self, dataset: BeirDataset) -> dict:
+        start = time.perf_counter()
+        self.jvm_info = jvm.start_jvm()
+        digest = cached_sha256(dataset.corpus_path)
+        target = cache_root() / "indexes" / "lucene" / f"{self.collection}-{digest[:20]}"
+        self.index_dir = target
+        what = "reused"
+        if not (target / INDEX_MARK).is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with FileLock(str(target) + ".lock"):
+                if not (target / INDEX_MARK).is_file():
+                    self._build(dataset, target, digest)
+                    what = "built"
+        searcher = jvm.lucene_searcher_class()(str(target))
+        searcher.set_bm25(self.k1, self.b)
+        self._searcher = searcher
+        return {"index": what, "path": str(target), "seconds": time.perf_counter() - start}
+
+    def _build(self, dataset: BeirDataset, target: Path, digest: str) -> None:
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            source = staging / "input"
+            source.mkdir()
+            # the collection reads every file of its input folder: give it the corpus alone
+            os.symlink(dataset.corpus_path.resolve(), source / "corpus.jsonl")
+            args = ["-collection", self.collection, "-input", str(source), "-index", str(staging / "index"),
+                    "-generator", "DefaultLuceneDocumentGenerator", "-threads", "1",
+                    "-storePositions", "-storeDocvectors", "-storeRaw"]
+            if self.fields:
+                args += ["-fields", *[f for f in self.fields if f != "contents"]]
+            jvm.autoclass("io.anserini.index.IndexCollection").main(args)
+            atomic_write_json(staging / "index" / INDEX_MARK, {"collection": self.collection, "corpus_sha256": digest,
+                                                               "args": args[:2] + args[6:]})
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(staging / "index", target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def search(self, queries: Mapping[str, str], k: int) -> Run:
+        if self._searcher is None:
+            raise RuntimeError("index() must run before search()")
+        qids = list(queries)
+        texts = [queries[q] for q in qids]
+        kwargs = {"fields": self.fields} if self.fields else {}
+        hits = self._searcher.batch_search(texts, qids, k=k, threads=self.threads, **kwargs)
+        return {q: {h.docid: float(h.score) for h in hits.get(q, [])} for q in qids}
+
+    def provenance(self) -> dict:
+        return {"engine": "Lucene (Anserini) via pyserini", "k1": self.k1, "b": self.b,
+                "collection": self.collection, "fields": self.fields, "index": str(self.index_dir),
+                **self.jvm_info, "pyserini": _version("pyserini")}
+
+
+def _version(dist: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None

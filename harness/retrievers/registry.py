@@ -1,0 +1,79 @@
+"""The retriever registry. Specs are frozen data; ``load()`` imports torch or starts a JVM lazily."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from harness.errors import HarnessError
+from harness.registry import Registry
+from harness.retrievers.config import CONTRIEVER, EncoderConfig
+
+
+@dataclass(frozen=True)
+class RetrieverSpec:
+    name: str
+    kind: str  # "bm25" or "dense"
+    description: str = ""
+    model: str | None = None  # Hugging Face id or local folder (dense)
+    revision: str | None = None
+    encoder: EncoderConfig | None = None  # None: read from the model's files
+    params: dict = field(default_factory=dict)  # e.g. BM25 k1, b, fields
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["encoder"] = self.encoder.to_dict() if self.encoder else None
+        return d
+
+    @property
+    def slug(self) -> str:
+        """A file-system-safe, collision-free name for result files."""
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "-", self.name.split("/")[-1] if ":" in self.name else self.name)
+        if safe == self.name:
+            return safe
+        return f"{safe.strip('-')}-{hashlib.sha256(self.name.encode()).hexdigest()[:8]}"
+
+    def load(self, *, device: str = "auto", **options):
+        """The retriever object (imports torch / starts the JVM only now)."""
+        if self.kind == "bm25":
+            from harness.retrievers.lucene import BM25Retriever
+
+            return BM25Retriever(self, **options)
+        from harness.retrievers.dense import DenseRetriever
+
+        return DenseRetriever(self, device=device, **options)
+
+
+RETRIEVERS: Registry[RetrieverSpec] = Registry("retriever")
+
+RETRIEVERS.register("bm25", RetrieverSpec(
+    "bm25", "bm25", "Lucene BM25 via pyserini, title + text in one field, k1=0.9 b=0.4 (Pyserini bm25-flat)",
+    params={"k1": 0.9, "b": 0.4, "collection": "BeirFlatCollection", "fields": None}))
+RETRIEVERS.register("bm25-multifield", RetrieverSpec(
+    "bm25-multifield", "bm25", "Lucene BM25 via pyserini, title and text as fields (Pyserini bm25-multifield)",
+    params={"k1": 0.9, "b": 0.4, "collection": "BeirMultifieldCollection",
+            "fields": {"contents": 1.0, "title": 1.0}}))
+for _name, _model, _desc in [
+    ("contriever", "facebook/contriever", "Contriever, unsupervised (Izacard et al. 2022)"),
+    ("contriever-msmarco", "facebook/contriever-msmarco", "Contriever fine-tuned on MS MARCO"),
+    ("recontriever", "Yibin-Lei/ReContriever", "ReContriever, relevance-aware contrastive (Lei et al. 2023)"),
+    ("contriever-reproduced", "Yibin-Lei/Contriever-Reproduced", "Contriever as reproduced by Lei et al. 2023"),
+]:
+    RETRIEVERS.register(_name, RetrieverSpec(_name, "dense", _desc, model=_model, encoder=CONTRIEVER))
+
+
+def resolve_retriever(name: str) -> RetrieverSpec:
+    """A registered name, ``hf:<model id or folder>``, or a model/checkpoint folder path."""
+    if name in RETRIEVERS:
+        return RETRIEVERS.get(name)
+    if name.startswith("hf:"):
+        target, _, revision = name[3:].partition("@")
+        if not target:
+            raise HarnessError("hf: needs a model id or folder, e.g. hf:sentence-transformers/all-MiniLM-L6-v2")
+        return RetrieverSpec(name, "dense", f"Hugging Face encoder {target}", model=target, revision=revision or None)
+    if Path(name).expanduser().is_dir():
+        return RetrieverSpec(name, "dense", f"checkpoint {name}", model=name)
+    raise HarnessError(RETRIEVERS.unknown_message(name) +
+                       "; any Hugging Face encoder works as hf:<model id or folder>")

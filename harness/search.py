@@ -1,0 +1,41 @@
+"""Exact inner-product search over sharded embeddings with a running top-k (FAISS per shard).
+
+Memory stays at one shard plus (queries x k) results, whatever the corpus size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+
+def topk_exact(queries: np.ndarray, shards: Iterable[tuple[list[str], np.ndarray]], k: int
+               ) -> tuple[np.ndarray, list[list[str]]]:
+    """Scores (nq x k', descending) and doc ids of the k best inner products over all shards."""
+    import faiss
+
+    nq = queries.shape[0]
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    best_s = np.full((nq, 0), -np.inf, dtype=np.float32)
+    best_i = np.zeros((nq, 0), dtype=np.int64)
+    all_ids: list[str] = []
+    for ids, vectors in shards:
+        offset = len(all_ids)
+        all_ids.extend(ids)
+        index = faiss.IndexFlatIP(q.shape[1])
+        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        s, i = index.search(q, min(k, len(ids)))
+        s, i = s.astype(np.float32), np.where(i >= 0, i + offset, -1)
+        best_s, best_i = _merge(best_s, best_i, s, i, k)
+    docs = [[all_ids[j] for j in row if j >= 0] for row in best_i]
+    return best_s, docs
+
+
+def _merge(s1: np.ndarray, i1: np.ndarray, s2: np.ndarray, i2: np.ndarray, k: int
+           ) -> tuple[np.ndarray, np.ndarray]:
+    s = np.concatenate([s1, s2], axis=1)
+    i = np.concatenate([i1, i2], axis=1)
+    # stable order: score descending, then earlier corpus position first
+    order = np.lexsort((i, -s), axis=1)[:, :k]
+    return np.take_along_axis(s, order, axis=1), np.take_along_axis(i, order, axis=1)

@@ -1,0 +1,94 @@
+"""TREC formats: qrels (TREC 4-column or BEIR 3-column TSV) and run files.
+
+In memory a run is ``dict[qid, dict[docid, score]]`` and qrels ``dict[qid, dict[docid, relevance]]``.
+Rankings follow trec_eval: score descending, ties broken by document id descending (strcmp order).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from harness.data.jsonl import iter_lines
+from harness.errors import DataError
+from harness.io import atomic_write
+
+Run = dict[str, dict[str, float]]
+Qrels = dict[str, dict[str, int]]
+
+#: score formats; "%.6f" is what Pyserini and trec_eval tooling write, "%.9g" round-trips float32.
+PYSERINI_SCORE_FORMAT = "%.6f"
+FLOAT32_SCORE_FORMAT = "%.9g"
+
+
+def ranked(scores: Mapping[str, float]) -> list[tuple[str, float]]:
+    """(docid, score) in trec_eval order: score descending, then docid descending."""
+    return sorted(scores.items(), key=lambda item: (item[1], item[0]), reverse=True)
+
+
+def quantize(run: Run, score_format: str) -> Run:
+    """The run exactly as it reads back from a file written with ``score_format``."""
+    return {q: {d: float(score_format % s) for d, s in docs.items()} for q, docs in run.items()}
+
+
+def write_run(path: Path, run: Run, tag: str, score_format: str = FLOAT32_SCORE_FORMAT) -> None:
+    """Write a TREC run file atomically (queries in sorted order, ranks from 1)."""
+    def lines() -> Iterable[str]:
+        for qid in sorted(run):
+            for rank, (doc, score) in enumerate(ranked(run[qid]), start=1):
+                yield f"{qid} Q0 {doc} {rank} {score_format % score} {tag}\n"
+    atomic_write(path, "".join(lines()))
+
+
+def read_run(path: Path) -> Run:
+    """Read a TREC run (``qid Q0 docid rank score tag``). Duplicate (qid, docid) pairs are errors."""
+    run: Run = {}
+    for lineno, text in iter_lines(path):
+        parts = text.split()
+        if len(parts) != 6:
+            raise DataError(path, f"expected 6 columns 'qid Q0 docid rank score tag', got {len(parts)}",
+                            line=lineno)
+        qid, _, doc, _, score, _ = parts
+        try:
+            value = float(score)
+        except ValueError:
+            raise DataError(path, f"score {score!r} is not a number", line=lineno) from None
+        if value != value:  # NaN
+            raise DataError(path, "score is NaN", line=lineno)
+        docs = run.setdefault(qid, {})
+        if doc in docs:
+            raise DataError(path, f"document {doc!r} appears twice for query {qid!r}", line=lineno,
+                            fix="each document may be retrieved once per query")
+        docs[doc] = value
+    return run
+
+
+def read_qrels(path: Path) -> Qrels:
+    """Read qrels: BEIR TSV (``query-id corpus-id score`` with a header) or TREC (``qid 0 docid rel``)."""
+    qrels: Qrels = {}
+    for lineno, text in iter_lines(path):
+        parts = text.split("\t") if "\t" in text else text.split()
+        parts = [p.strip() for p in parts]
+        if len(parts) == 4:
+            qid, _, doc, rel = parts
+        elif len(parts) == 3:
+            qid, doc, rel = parts
+        else:
+            raise DataError(path, f"expected 3 (BEIR) or 4 (TREC) columns, got {len(parts)}", line=lineno)
+        try:
+            value = int(rel)
+        except ValueError:
+            if lineno == 1:  # a header line such as "query-id corpus-id score"
+                continue
+            raise DataError(path, f"relevance {rel!r} is not an integer", line=lineno,
+                            fix="relevance grades must be integers (0, 1, 2, ...)") from None
+        qrels.setdefault(qid, {})[doc] = value
+    return qrels
+
+
+def run_depth(run: Run) -> int:
+    return max((len(d) for d in run.values()), default=0)
+
+
+__all__ = ["Run", "Qrels", "ranked", "quantize", "write_run", "read_run", "read_qrels", "os"]
