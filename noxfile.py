@@ -1,0 +1,77 @@
+"""Sessions: quickstart (the main job), tests (what CI runs), lint, benchmarks.
+
+`python3.11 -m nox -s tests` installs the package into a fresh virtual environment and runs every test
+tier, then the regression check against baselines/. Torch is pinned to 2.13.0: on a machine with its CPU
+wheel on disk pip takes that one; elsewhere PyPI's build for the platform.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+ROOT = Path(__file__).parent
+SHARED = ROOT.parent / "shared"
+TORCH = "torch==2.13.0"
+CACHE = ROOT / ".cache"
+
+
+def _install(session: nox.Session, extras: str) -> None:
+    session.install(TORCH, "-e", f".[{extras}]")
+
+
+def _data_env() -> dict[str, str]:
+    """Use ../shared when present (offline machines); otherwise the harness downloads what it needs."""
+    env = {}
+    if (SHARED / "data").is_dir():
+        env["HARNESS_DATA"] = str(SHARED / "data")
+    return env
+
+
+def _minilm() -> str:
+    local = SHARED / "models" / "all-MiniLM-L6-v2"
+    return f"hf:{os.path.relpath(local, ROOT)}" if local.is_dir() else "hf:sentence-transformers/all-MiniLM-L6-v2"
+
+
+@nox.session(python=None)
+def quickstart(session: nox.Session) -> None:
+    """BM25 and all-MiniLM-L6-v2 on SciFact, then the leaderboard."""
+    _install(session, "test")
+    env = {**_data_env(), "HARNESS_CACHE": str(CACHE / "harness")}
+    session.run("harness", "run", "--retriever", "bm25", "--retriever", _minilm(), "--dataset", "beir/scifact",
+                env=env)
+    session.run("harness", "leaderboard", "--metric", "ndcg@10", env=env)
+    session.run("harness", "leaderboard", "--metric", "recall@100", env=env)
+
+
+@nox.session(python=None)
+def tests(session: nox.Session) -> None:
+    """Every test tier (unit, real data in ../shared, slow), then the regression check."""
+    _install(session, "test")
+    env = {**_data_env(), "HARNESS_TEST_CACHE": str(CACHE / "test"), "HARNESS_CACHE": str(CACHE / "test")}
+    session.run("python", "-m", "pytest", *(session.posargs or ["-q"]), env=env)
+    if (ROOT / "baselines" / "regression.csv").is_file() and not session.posargs:
+        session.run("harness", "check", "baselines/regression.csv", "--output-dir", str(CACHE / "check-results"),
+                    env=env)
+
+
+@nox.session(python=None)
+def lint(session: nox.Session) -> None:
+    _install(session, "dev")
+    session.run("ruff", "check", "harness", "tests", "benchmarks", "noxfile.py")
+    session.run("mypy", "harness")
+
+
+@nox.session(python=None)
+def benchmarks(session: nox.Session) -> None:
+    """Scripts that print figures (see benchmarks/README.md); pass a script name to run just one."""
+    _install(session, "dev")
+    env = {**_data_env(), "HARNESS_CACHE": str(CACHE / "bench")}
+    scripts = session.posargs or sorted(p.name for p in (ROOT / "benchmarks").glob("*.py"))
+    for script in scripts:
+        session.run("python", f"benchmarks/{script}", env=env)

@@ -1,0 +1,75 @@
+"""Dense encoding path on tiny random BERTs made by fixtures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from harness.retrievers.config import CONTRIEVER, read_encoder_config
+from harness.retrievers.encoder import HFEncoder
+from tests.conftest import make_tiny_bert
+
+TEXTS = ["the protein of the cell", "cancer", "a study of gene expression in tumor cells and patients with data",
+         "", "retrieval"]
+
+
+def _direct_mean_pool(model_dir, texts, max_length=512):
+    from transformers import AutoModel, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModel.from_pretrained(model_dir).eval()
+    out = []
+    with torch.no_grad():
+        for t in texts:  # one at a time: no padding involved at all
+            enc = tok(t, return_tensors="pt", truncation=True, max_length=max_length)
+            hidden = model(**enc).last_hidden_state[0]
+            mask = enc["attention_mask"][0].bool()
+            out.append(hidden[mask].mean(dim=0).numpy())
+    return np.stack(out)
+
+
+def test_contriever_path_equals_direct_masked_mean_pool(tiny_bert_dir):
+    enc = HFEncoder(str(tiny_bert_dir), CONTRIEVER, device="cpu", batch_tokens=64, progress=False)
+    got = enc.encode(TEXTS, "doc")
+    expected = _direct_mean_pool(tiny_bert_dir, TEXTS)
+    assert got.shape == (len(TEXTS), 16)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_batching_does_not_change_vectors(tiny_bert_dir):
+    small = HFEncoder(str(tiny_bert_dir), CONTRIEVER, device="cpu", batch_tokens=8, progress=False).encode(TEXTS)
+    large = HFEncoder(str(tiny_bert_dir), CONTRIEVER, device="cpu", batch_tokens=10_000, progress=False).encode(TEXTS)
+    np.testing.assert_allclose(small, large, rtol=1e-5, atol=1e-5)
+
+
+def test_token_budget_batches_group_similar_lengths(tiny_bert_dir):
+    enc = HFEncoder(str(tiny_bert_dir), CONTRIEVER, device="cpu", batch_tokens=100, max_batch=50, progress=False)
+    lengths = np.array([3, 50, 4, 49, 5, 2])
+    batches = enc.batches(lengths)
+    assert sorted(int(i) for b in batches for i in b) == list(range(6))
+    for b in batches:
+        assert len(b) * lengths[b].max() <= 100 or len(b) == 1
+
+
+def test_sentence_transformers_files_are_read(tmp_path):
+    folder = make_tiny_bert(tmp_path / "st", st_files=True)
+    cfg = read_encoder_config(folder)
+    assert (cfg.pooling, cfg.normalize, cfg.similarity, cfg.max_length) == ("cls", True, "cos", 32)
+    vectors = HFEncoder(str(folder), cfg, device="cpu", progress=False).encode(TEXTS[:3])
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+
+
+def test_plain_model_gets_contriever_conventions(tiny_bert_dir):
+    cfg = read_encoder_config(tiny_bert_dir)
+    assert (cfg.pooling, cfg.normalize, cfg.similarity, cfg.max_length) == ("mean", False, "dot", 512)
+
+
+@pytest.mark.realdata
+def test_minilm_config_from_shared():
+    from tests.conftest import MINILM
+
+    if not MINILM.is_dir():
+        pytest.skip("../shared/models is not present")
+    cfg = read_encoder_config(MINILM)
+    assert (cfg.pooling, cfg.normalize, cfg.max_length) == ("mean", True, 256)
