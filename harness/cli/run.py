@@ -14,16 +14,23 @@ def add_parser(sub) -> None:
                    help="registered name (harness list retrievers), hf:<model id or folder>, or a checkpoint "
                         "folder; repeatable")
     p.add_argument("--dataset", "-d", dest="datasets", action="append", default=[], metavar="ID|PATH",
-                   help="registered id (beir/scifact) or a BEIR-format folder; repeatable")
+                   help="registered id (beir/scifact, odqa/nq), a BEIR-format folder, or an open-domain QA folder "
+                        "(passages.tsv + questions.qa.csv); repeatable")
     p.add_argument("--suite", dest="suites", action="append", default=[], metavar="NAME",
-                   help="a named list of datasets: beir")
-    add_metrics(p, ["ndcg@10", "recall@100", "recall@1000"])
+                   help="a named list of datasets: beir, odqa")
+    add_metrics(p, None, help_extra=", accuracy@k on open-domain QA (default: ndcg@10 recall@100 recall@1000 "
+                                    "on BEIR; accuracy@1 accuracy@5 accuracy@20 accuracy@100 on ODQA)")
     add_output_dir(p)
     add_device(p)
     p.add_argument("--depth", type=int, default=None, help="hits per query (default: 1000, or the deepest cut-off)")
     p.add_argument("--force", action="store_true", help="recompute even when a matching run exists")
     p.add_argument("--batch-tokens", type=int, default=None,
                    help="dense encoders: padded tokens per batch (default 16384)")
+    p.add_argument("--shard-size", type=int, default=None,
+                   help="dense encoders: documents per embedding-cache shard; a killed run resumes from the "
+                        "last finished shard (default 50000)")
+    p.add_argument("--embed-dtype", choices=["float32", "float16"], default=None,
+                   help="dense encoders: how embeddings are stored (float16 halves disk; search is float32)")
     p.add_argument("--trust-remote-code", action="store_true",
                    help="allow model repositories to run their own Python code (off by default)")
     p.set_defaults(func=cmd_run)
@@ -31,7 +38,7 @@ def add_parser(sub) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.leaderboard import rebuild, render, table
-    from harness.runner import DEFAULT_METRICS, run
+    from harness.runner import run
 
     if not args.datasets and not args.suites:
         from harness.errors import HarnessError
@@ -40,15 +47,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = {}
     if args.batch_tokens:
         options["batch_tokens"] = args.batch_tokens
+    if args.shard_size:
+        options["shard_size"] = args.shard_size
+    if args.embed_dtype:
+        options["embed_dtype"] = args.embed_dtype
     if args.trust_remote_code:
         options["trust_remote_code"] = True
-    metrics = args.metrics or DEFAULT_METRICS
-    records = run(args.retrievers, args.datasets, metrics, args.output_dir, suites=args.suites,
+    records = run(args.retrievers, args.datasets, args.metrics, args.output_dir, suites=args.suites,
                   force=args.force, device=args.device, depth=args.depth, **options)
+    if not records:  # a helper rank under torchrun: rank 0 reports
+        return 0
     df, _ = rebuild(args.output_dir)
-    datasets = sorted({r["dataset"] for r in records})
-    pivot, averaged, notes = table(df[df["retriever"].isin({r["retriever"] for r in records})], metrics[0],
-                                   datasets=datasets)
-    print(render(pivot, metrics[0], averaged, notes))
+    shown = df[df["retriever"].isin({r["retriever"] for r in records})]
+    # one table per headline metric: the first of each record's metrics; every accuracy@k for open-domain QA
+    headlines = list(dict.fromkeys(m for r in records for i, m in enumerate(r["metrics"])
+                                   if i == 0 or m.startswith("accuracy@")))
+    for metric in headlines:
+        datasets = sorted({r["dataset"] for r in records if metric in r["metrics"]} or {r["dataset"] for r in records})
+        pivot, averaged, notes = table(shown, metric, datasets=datasets)
+        print(render(pivot, metric, averaged, notes))
     print(f"\nrecords and run files: {args.output_dir}/  leaderboard: {args.output_dir / 'leaderboard.csv'}")
     return 0

@@ -1,4 +1,9 @@
-"""Dense retrieval: encode the corpus once into the embedding cache, then exact inner-product search."""
+"""Dense retrieval: encode the corpus once into the embedding cache, then exact inner-product search.
+
+The corpus is streamed in shards of ``shard_size`` documents: a shard's text is held only while it is
+encoded, its vectors go straight to the cache, and search reads one shard at a time. Under torchrun each
+rank encodes every ``world``-th shard and rank 0 seals the store once all are written.
+"""
 
 from __future__ import annotations
 
@@ -6,32 +11,44 @@ import itertools
 import time
 from collections.abc import Iterator, Mapping
 
+import numpy as np
+
 from harness import __version__
-from harness.data.beir import BeirDataset, Doc, doc_text
+from harness.data.beir import Doc, doc_text
+from harness.distributed import barrier, local_device, world
 from harness.embeddings import EmbeddingStore
+from harness.errors import HarnessError
 from harness.io import cached_sha256
 from harness.paths import cache_root
+from harness.resources import check_plan, count_lines, embedding_plan
 from harness.retrievers.config import read_encoder_config
-from harness.retrievers.hub import resolve_model
+from harness.retrievers.hub import resolve_model, tokenizer_fingerprint
 from harness.retrievers.registry import RetrieverSpec
 from harness.search import topk_exact
 from harness.trec import FLOAT32_SCORE_FORMAT, Run
 
 EMBED_VERSION = 1  # bump when the way vectors are computed changes
+DTYPES = {"float32": np.float32, "float16": np.float16}
 
 
 class DenseRetriever:
     score_format = FLOAT32_SCORE_FORMAT
 
     def __init__(self, spec: RetrieverSpec, *, device: str = "auto", shard_size: int = 50_000,
-                 batch_tokens: int = 16384, trust_remote_code: bool = False, progress: bool = True):
+                 batch_tokens: int = 16384, embed_dtype: str = "float32", trust_remote_code: bool = False,
+                 progress: bool = True):
         assert spec.model is not None
+        if embed_dtype not in DTYPES:
+            raise HarnessError(f"--embed-dtype must be one of {', '.join(DTYPES)}")
+        if shard_size < 1:
+            raise HarnessError("--shard-size must be at least 1")
         self.spec = spec
         self.files = resolve_model(spec.model, spec.revision)
         self.config = spec.encoder or read_encoder_config(self.files.path)
-        self.device = device
+        self.device = local_device(device)
         self.shard_size = shard_size
         self.batch_tokens = batch_tokens
+        self.embed_dtype = embed_dtype
         self.trust_remote_code = trust_remote_code
         self.progress = progress
         self._encoder = None
@@ -49,30 +66,51 @@ class DenseRetriever:
 
     def _key(self, what: str, checksum: str) -> dict:
         return {"v": EMBED_VERSION, "model": self.files.model_id, "revision": self.files.revision,
-                "encoder": self.config.to_dict(), "dtype": "float32", "what": what,
-                "text_rule": "title + ' ' + text", "checksum": checksum}
+                "tokenizer": tokenizer_fingerprint(self.files.path), "encoder": self.config.to_dict(),
+                "dtype": self.embed_dtype, "what": what, "text_rule": "title + ' ' + text", "checksum": checksum}
 
-    def index(self, dataset: BeirDataset) -> dict:
+    def index(self, dataset) -> dict:
         start = time.perf_counter()
         store = EmbeddingStore(cache_root() / "embeddings", self._key("corpus", cached_sha256(dataset.corpus_path)))
         self._store = store
         if store.complete:
             return {"embeddings": "reused", "path": str(store.dir), "seconds": time.perf_counter() - start}
-        encoded = reused = count = 0
-        shards = 0
+        self._check_resources(dataset, store)
+        rank, size = world()
+        encoded = reused = count = shards = 0
+        dim = None
         for i, chunk in enumerate(_chunks(dataset.corpus(), self.shard_size)):
             shards, count = i + 1, count + len(chunk)
+            if i % size != rank:
+                continue
             if store.shard_ok(i):
                 reused += 1
                 continue
-            vectors = self.encoder.encode([doc_text(d) for d in chunk], "doc",
-                                          desc=f"encode corpus shard {i + 1}")
-            store.write_shard(i, [d.doc_id for d in chunk], vectors)
+            vectors = self.encoder.encode([doc_text(d) for d in chunk], "doc", desc=f"encode corpus shard {i + 1}")
+            dim = vectors.shape[1]
+            store.write_shard(i, [d.doc_id for d in chunk], vectors.astype(DTYPES[self.embed_dtype]))
             encoded += 1
-        store.finish(shards, count, self.encoder.dim if encoded else _dim_of(store))
-        what = "encoded" if not reused else f"encoded {encoded} shards, reused {reused}"
-        return {"embeddings": what, "path": str(store.dir), "documents": count,
-                "seconds": time.perf_counter() - start}
+        if shards == 0:
+            raise HarnessError(f"{dataset.corpus_path}: the corpus is empty")
+        barrier()
+        if rank == 0:
+            store.finish(shards, count, dim or _dim_of(store))
+        barrier()
+        what = "encoded" if not reused else f"encoded {encoded} shards, reused {reused} (resumed)"
+        return {"embeddings": what, "path": str(store.dir), "documents": count, "shards": shards,
+                "shards_encoded_by_this_process": encoded, "processes": size,
+                "dtype": self.embed_dtype, "seconds": time.perf_counter() - start}
+
+    def _check_resources(self, dataset, store: EmbeddingStore) -> None:
+        from harness.retrievers.hub import weights_file
+
+        weights = weights_file(self.files.path)
+        model_bytes = weights.stat().st_size if weights else 0
+        dim = _hidden_size(self.files.path)
+        plan = embedding_plan(count_lines(dataset.corpus_path), dim, np.dtype(DTYPES[self.embed_dtype]).itemsize,
+                              self.shard_size, model_bytes, n_queries=10_000, depth=1000)
+        on_disk = sum(p.stat().st_size for p in store.dir.glob("shard-*.npy")) if store.dir.exists() else 0
+        check_plan(plan, cache_root(), already_on_disk=on_disk)
 
     def search(self, queries: Mapping[str, str], k: int) -> Run:
         if self._store is None:
@@ -85,7 +123,8 @@ class DenseRetriever:
 
     def provenance(self) -> dict:
         return {**self.files.provenance(), "encoder": self.config.to_dict(), "search": "exact inner product (faiss)",
-                "embed_version": EMBED_VERSION, "harness": __version__}
+                "embed_dtype": self.embed_dtype, "shard_size": self.shard_size, "embed_version": EMBED_VERSION,
+                "harness": __version__}
 
 
 def _chunks(docs: Iterator[Doc], size: int) -> Iterator[list[Doc]]:
@@ -93,8 +132,13 @@ def _chunks(docs: Iterator[Doc], size: int) -> Iterator[list[Doc]]:
         yield chunk
 
 
-def _dim_of(store: EmbeddingStore) -> int:
-    import numpy as np
+def _hidden_size(folder) -> int:
+    import json
 
+    cfg = json.loads((folder / "config.json").read_text())
+    return int(cfg.get("hidden_size") or cfg.get("d_model") or cfg.get("dim") or 768)
+
+
+def _dim_of(store: EmbeddingStore) -> int:
     first = store.dir / "shard-00000.npy"
     return int(np.load(first, mmap_mode="r").shape[1])

@@ -29,6 +29,21 @@ class ModelFiles:
         return {"model": self.model_id, "source": self.source, "revision": self.revision, "path": str(self.path)}
 
 
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json",
+                   "sentencepiece.bpe.model", "spiece.model", "merges.txt", "vocab.json")
+
+
+def tokenizer_fingerprint(folder: Path) -> str:
+    """sha256 over the tokenizer files present (part of every embedding cache key)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in TOKENIZER_FILES:
+        if (folder / name).is_file():
+            h.update(name.encode() + b"\0" + cached_sha256(folder / name).encode())
+    return h.hexdigest()
+
+
 def weights_file(folder: Path) -> Path | None:
     for name in WEIGHT_FILES:
         if (folder / name).is_file():

@@ -1,0 +1,67 @@
+"""(b) Achieved encoding FLOP/s against this machine's measured fp32 matmul peak.
+
+The peak is the best of several large square fp32 matmuls (torch.mm, all threads). The model's FLOPs are
+counted per document from its real token count n: per layer 2*n*(4*d^2 + 2*d*f) for the projections and
+feed-forward, plus 4*n^2*d for attention scores and weighted values (multiply-add = 2 FLOPs). Padding
+tokens are not counted as useful work.
+
+    python benchmarks/encode_flops.py [--docs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from _common import MINILM, SCIFACT, machine, require, stamp
+
+
+def matmul_peak(size: int = 2048, repeat: int = 10) -> float:
+    import torch
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)
+    best = 0.0
+    for _ in range(repeat):
+        t = time.perf_counter()
+        torch.mm(a, b)
+        best = max(best, 2 * size**3 / (time.perf_counter() - t))
+    return best
+
+
+def model_flops(lengths, d: int, f: int, layers: int) -> float:
+    return float(sum(layers * (2 * n * (4 * d * d + 2 * d * f) + 4 * n * n * d) for n in lengths))
+
+
+def main() -> None:
+    require(SCIFACT, "SciFact")
+    require(MINILM, "all-MiniLM-L6-v2")
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--docs", type=int, default=2000, help="documents to encode (default 2000)")
+    args = parser.parse_args()
+    from harness.data.beir import doc_text, iter_corpus
+    from harness.retrievers.config import read_encoder_config
+    from harness.retrievers.encoder import HFEncoder
+
+    texts = [doc_text(d) for _, d in zip(range(args.docs), iter_corpus(SCIFACT / "corpus.jsonl"), strict=False)]
+    enc = HFEncoder(str(MINILM), read_encoder_config(MINILM), device="cpu", progress=False)
+    cfg = json.loads((MINILM / "config.json").read_text())
+    lengths = [len(x) for x in enc.tokenize(texts)]
+    flops = model_flops(lengths, cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"])
+    peak = matmul_peak()
+    enc.encode(texts[:64])  # warm-up
+    t = time.perf_counter()
+    enc.encode(texts)
+    wall = time.perf_counter() - t
+    achieved = flops / wall
+    peak_after = matmul_peak()
+    print(f"# encode_flops  {stamp()}  {machine()}")
+    print(f"documents {len(texts)}, tokens {sum(lengths)}, model FLOPs {flops / 1e12:.2f} T, wall {wall:.1f} s, "
+          f"{len(texts) / wall:.1f} docs/s, {sum(lengths) / wall:.0f} tokens/s")
+    print(f"matmul peak (fp32, 2048^3): {max(peak, peak_after) / 1e9:.1f} GFLOP/s; "
+          f"achieved while encoding: {achieved / 1e9:.1f} GFLOP/s = {achieved / max(peak, peak_after):.0%} of peak")
+
+
+if __name__ == "__main__":
+    main()

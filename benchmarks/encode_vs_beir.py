@@ -1,0 +1,57 @@
+"""(a) SciFact end to end with all-MiniLM-L6-v2: harness vs beir 2.2.0's DenseRetrievalExactSearch +
+models.SentenceBERT, in the same run on the same machine. Prints wall time, peak memory and nDCG@10 of
+each, the wall-time ratio, and the time of a second (cached) harness run.
+
+    python benchmarks/encode_vs_beir.py
+"""
+
+from __future__ import annotations
+
+import tempfile
+
+from _common import MINILM, SCIFACT, machine, measure, require, stamp
+
+BEIR = f"""
+import logging
+from beir.datasets.data_loader import GenericDataLoader
+from beir.retrieval.evaluation import EvaluateRetrieval
+from beir.retrieval.search.dense import DenseRetrievalExactSearch as DRES
+from beir.retrieval import models
+corpus, queries, qrels = GenericDataLoader(data_folder={str(SCIFACT)!r}).load(split="test")
+model = DRES(models.SentenceBERT({str(MINILM)!r}), batch_size=128, corpus_chunk_size=50000)
+retriever = EvaluateRetrieval(model, score_function="cos_sim", k_values=[10, 100])
+results = retriever.retrieve(corpus, queries)
+ndcg, _map, recall, _p = retriever.evaluate(qrels, results, [10, 100])
+RESULT = {{"ndcg@10": ndcg["NDCG@10"], "recall@100": recall["Recall@100"]}}
+"""
+
+HARNESS = f"""
+import sys, os
+from harness.runner import run
+(rec,) = run(["hf:{MINILM}"], ["{SCIFACT}"], ["ndcg@10", "recall@100"], os.environ["BENCH_OUT"], log=lambda m: None)
+RESULT = {{"ndcg@10": rec["metrics"]["ndcg@10"], "recall@100": rec["metrics"]["recall@100"]}}
+"""
+
+
+def main() -> None:
+    require(SCIFACT, "SciFact")
+    require(MINILM, "all-MiniLM-L6-v2")
+    print(f"# encode_vs_beir  {stamp()}  {machine()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {"HARNESS_CACHE": f"{tmp}/cache", "BENCH_OUT": f"{tmp}/out", "HARNESS_OFFLINE": "1",
+               "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
+        ours = measure(HARNESS, env)
+        again = measure(HARNESS, env)
+        beir = measure(BEIR, {"HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"})
+    rows = [("beir 2.2.0 DRES + SentenceBERT", beir), ("harness (cold cache)", ours), ("harness (second run)", again)]
+    print(f"{'pipeline':34} {'wall s':>8} {'peak MB':>9} {'nDCG@10':>8} {'R@100':>7}")
+    for name, r in rows:
+        res = r["result"]
+        print(f"{name:34} {r['wall_s']:8.1f} {r['peak_rss_mb']:9.0f} {res['ndcg@10']:8.4f} {res['recall@100']:7.4f}")
+    print(f"wall-time ratio harness/beir: {ours['wall_s'] / beir['wall_s']:.2f}  "
+          f"(second run: {again['wall_s']:.1f} s)  nDCG@10 difference: "
+          f"{ours['result']['ndcg@10'] - beir['result']['ndcg@10']:+.5f}")
+
+
+if __name__ == "__main__":
+    main()

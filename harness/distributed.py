@@ -1,0 +1,39 @@
+"""torchrun support for encoding: one process per device, shards dealt round-robin, rank 0 merges.
+
+Outside torchrun (no ``WORLD_SIZE`` > 1) everything here is a no-op and torch.distributed is not touched.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size), initialising the process group on first use under torchrun."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size <= 1:
+        return 0, 1
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend=backend)
+    return dist.get_rank(), dist.get_world_size()
+
+
+def barrier() -> None:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def local_device(requested: str) -> str:
+    """Under torchrun with CUDA, ``auto`` means this process's own GPU (``cuda:LOCAL_RANK``)."""
+    if requested == "auto" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        import torch
+
+        if torch.cuda.is_available():
+            return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    return requested
