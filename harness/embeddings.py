@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -66,7 +67,7 @@ class EmbeddingStore:
         npy, ids_path, seal = self._paths(i)
         self.dir.mkdir(parents=True, exist_ok=True)
         seal.unlink(missing_ok=True)
-        tmp = npy.with_name(f".{npy.name}.tmp")
+        tmp = npy.with_name(f".{npy.name}.{os.getpid()}.tmp")  # per process: two runs may write one shard
         with open(tmp, "wb") as f:
             np.save(f, np.ascontiguousarray(vectors), allow_pickle=False)
         tmp.replace(npy)

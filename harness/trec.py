@@ -64,6 +64,9 @@ def read_run(path: Path) -> Run:
     return run
 
 
+QRELS_HEADER_NAMES = {"score", "relevance", "rel", "label", "grade"}
+
+
 def read_qrels(path: Path) -> Qrels:
     """Read qrels: BEIR TSV (``query-id corpus-id score`` with a header) or TREC (``qid 0 docid rel``)."""
     qrels: Qrels = {}
@@ -79,11 +82,15 @@ def read_qrels(path: Path) -> Qrels:
         try:
             value = int(rel)
         except ValueError:
-            if lineno == 1:  # a header line such as "query-id corpus-id score"
+            if lineno == 1 and rel.lower() in QRELS_HEADER_NAMES:  # BEIR's "query-id corpus-id score"
                 continue
             raise DataError(path, f"relevance {rel!r} is not an integer", line=lineno,
                             fix="relevance grades must be integers (0, 1, 2, ...)") from None
-        qrels.setdefault(qid, {})[doc] = value
+        docs = qrels.setdefault(qid, {})
+        if doc in docs and docs[doc] != value:
+            raise DataError(path, f"query {qid!r} judges document {doc!r} twice, as {docs[doc]} and {value}",
+                            line=lineno, fix="keep one judgement per (query, document)")
+        docs[doc] = value
     return qrels
 
 

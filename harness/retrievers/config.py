@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 CHECKPOINT_METADATA = "harness_checkpoint.json"
 CHECKPOINT_FORMAT = "harness-checkpoint/1"
@@ -35,9 +36,20 @@ class EncoderConfig:
 CONTRIEVER = EncoderConfig(source="contriever conventions")
 
 
-def _read_json(path: Path) -> dict:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+def _read_json(path: Path) -> Any:
+    from harness.errors import DataError
+
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            obj = json.load(f)
+    except json.JSONDecodeError as e:
+        raise DataError(path, f"invalid JSON ({e.msg})", line=e.lineno,
+                        fix="repair or re-download the model folder") from None
+    except UnicodeDecodeError:
+        raise DataError(path, "invalid UTF-8", fix="repair or re-download the model folder") from None
+    if not isinstance(obj, dict | list):
+        raise DataError(path, f"expected a JSON object, got {type(obj).__name__}")
+    return obj
 
 
 def read_encoder_config(model_dir: Path) -> EncoderConfig:

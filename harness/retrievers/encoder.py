@@ -8,6 +8,7 @@ the input order, as float32.
 from __future__ import annotations
 
 import os
+import pickle
 from collections.abc import Sequence
 
 import numpy as np
@@ -46,8 +47,23 @@ class HFEncoder:
         self.max_batch = max_batch
         self.progress = progress
         self.autocast = autocast and self.device.type == "cuda"
-        self.tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
-        self.model = AutoModel.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+            self.model = AutoModel.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+        except ValueError as e:
+            if trust_remote_code or "trust_remote_code" not in str(e):
+                raise
+            from harness.errors import HarnessError
+
+            raise HarnessError(f"{model_dir} ships its own Python code, which the harness does not run unless "
+                               "you pass --trust-remote-code (only do so for code you have read)") from None
+        except pickle.UnpicklingError as e:
+            from harness.errors import HarnessError
+
+            found = [line.strip() for line in str(e).splitlines() if "GLOBAL" in line][:1]
+            raise HarnessError(f"refusing the weights in {model_dir}: they hold Python objects besides tensors and "
+                               "are loaded only with torch.load(weights_only=True)"
+                               f"{' (' + found[0] + ')' if found else ''}; use a model.safetensors copy") from None
         self.model.eval().to(self.device)
         self.dim = int(self.model.config.hidden_size)
         if self.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
