@@ -56,9 +56,9 @@ def test_second_run_recomputes_nothing(tiny_beir, tiny_bert_dir, tmp_path):
 
 def test_embeddings_are_reused_across_output_dirs(tiny_beir, tiny_bert_dir, tmp_path):
     run([_hf(tiny_bert_dir)], [str(tiny_beir)], ["ndcg@10"], tmp_path / "a", log=lambda m: None)
+    from harness.data.load import resolve_dataset
     from harness.retrievers.dense import DenseRetriever
     from harness.retrievers.registry import resolve_retriever
-    from harness.data.load import resolve_dataset
 
     retriever = DenseRetriever(resolve_retriever(_hf(tiny_bert_dir)), device="cpu", progress=False)
     info = retriever.index(resolve_dataset(str(tiny_beir)))

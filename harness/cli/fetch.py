@@ -15,7 +15,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     from harness.data.load import fetch
     from harness.data.registry import DATASETS, SUITES
 
-    ids = [i for x in args.ids for i in (SUITES[x] if x in SUITES else [x])]
+    ids = [i for x in args.ids for i in SUITES.get(x, [x])]
     for i in ids:
         folder = fetch(DATASETS.get(i))
         print(f"{i}: {folder}")
