@@ -29,6 +29,10 @@ def find_local(spec: DatasetSpec) -> Path | None:
 
 def fetch(spec: DatasetSpec) -> Path:
     """Make the dataset available locally (download + unpack when missing); returns its folder."""
+    if spec.kind == "odqa":
+        from harness.odqa.dataset import fetch as fetch_odqa
+
+        return fetch_odqa(spec).root
     found = find_local(spec)
     if found is not None:
         return found
@@ -80,12 +84,15 @@ def _missing_message(spec: DatasetSpec, reason: str) -> str:
 
 
 def resolve_dataset(name: str, *, split: str | None = None, allow_fetch: bool = True) -> BeirDataset:
-    """A registered id (``beir/scifact``) or a BEIR-format folder path."""
+    """A registered id (``beir/scifact``, ``odqa/nq``), a BEIR-format folder, or an ODQA folder
+    (``passages.tsv`` + a question file, see ``harness.odqa.dataset``)."""
     if is_registered(name):
         spec = DATASETS.get(name)
         if spec.is_collection:
             raise HarnessError(f"{name} is a collection of {len(spec.subsets)} datasets; run it as a whole "
                                "with `harness run`, or name one part, e.g. " + spec.subsets[0])
+        if spec.kind == "odqa":
+            return _resolve_odqa(spec, split, allow_fetch)
         folder = fetch(spec) if allow_fetch else find_local(spec)
         if folder is None:
             raise HarnessError(_missing_message(spec, "not fetched"))
@@ -100,7 +107,29 @@ def resolve_dataset(name: str, *, split: str | None = None, allow_fetch: bool = 
                                f"{_did_you_mean(name)} (`harness list datasets` shows the ids)")
         resolved = path.resolve()
         digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:8]
+        from harness.odqa.dataset import from_folder, is_odqa_folder
+
+        if is_odqa_folder(resolved):
+            odqa = from_folder(resolved, f"local/{resolved.name}-{digest}", split)
+            odqa.check_layout()
+            return odqa  # type: ignore[return-value]
         ds = BeirDataset(f"local/{resolved.name}-{digest}", resolved, Protocol(split=split or "test"))
+    ds.check_layout()
+    return ds
+
+
+def _resolve_odqa(spec: DatasetSpec, split: str | None, allow_fetch: bool):
+    from dataclasses import replace
+
+    from harness.odqa.dataset import fetch as fetch_odqa
+    from harness.odqa.dataset import find_local as find_odqa
+    from harness.odqa.dataset import missing_message
+
+    ds = fetch_odqa(spec) if allow_fetch else find_odqa(spec)
+    if ds is None:
+        raise HarnessError(missing_message(spec, "not fetched"))
+    if split is not None:
+        ds.protocol = replace(ds.protocol, split=split)
     ds.check_layout()
     return ds
 

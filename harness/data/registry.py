@@ -24,6 +24,27 @@ class Protocol:
 
 
 @dataclass(frozen=True)
+class OdqaProtocol(Protocol):
+    """Open-domain QA (DPR convention): a question is answered by a passage whose text matches an answer."""
+
+    split: str = "test"
+    drop_self_hits: bool = False
+    text_rule: str = "title + ' ' + text (retrieval); text only (answer matching)"
+    depth: int = 100
+    match: str = "string"  # DPR has_answer mode: "string" (tokens) or "regex" (CuratedTREC)
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One file to download: address, md5 when the publisher (or ir_datasets) lists one, where it goes."""
+
+    url: str
+    target: str  # path relative to the data root
+    md5: str | None = None
+    unpack: str = "none"  # "none", "gunzip", or "unzip" (the archive's folder lands at ``target``)
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     """A registered dataset. ``path`` is its folder relative to a data root."""
 
@@ -35,6 +56,9 @@ class DatasetSpec:
     protocol: Protocol = field(default_factory=Protocol)
     subsets: tuple[str, ...] = ()  # ids of the parts averaged into this dataset
     description: str = ""
+    passages: str | None = None  # odqa: passage file, relative to a data root
+    questions: str | None = None  # odqa: question file, relative to a data root
+    downloads: tuple[RemoteFile, ...] = ()  # odqa: files fetched when missing
 
     @property
     def path(self) -> str:
@@ -86,7 +110,46 @@ DATASETS.register("beir/cqadupstack", DatasetSpec(
     description="CQADupStack: mean over its 12 StackExchange forums"))
 BEIR_SUITE.insert(BEIR_SUITE.index("beir/quora"), "beir/cqadupstack")
 
-SUITES: dict[str, list[str]] = {"beir": BEIR_SUITE}
+# Open-domain QA over DPR's Wikipedia (psgs_w100.tsv, 21,015,324 passages). Addresses from DPR's
+# dpr/data/download_data.py and EntityQuestions' README; DPR lists no checksums: the md5 of psgs_w100.tsv.gz
+# is the one ir_datasets pins (dpr-w100/docs). Question files without a published md5 are recorded by
+# sha256 in every result's dataset_provenance.
+DPR_URL = "https://dl.fbaipublicfiles.com/dpr/data/retriever/{file}"
+WIKI_PASSAGES = RemoteFile("https://dl.fbaipublicfiles.com/dpr/wikipedia_split/psgs_w100.tsv.gz",
+                           "odqa/wikipedia-dpr/psgs_w100.tsv", md5="612fe66e0b6b41ee28f806140226c563", unpack="gunzip")
+ENTITYQS = RemoteFile("https://nlp.cs.princeton.edu/projects/entity-questions/dataset.zip", "odqa/entityqs/dataset",
+                      unpack="unzip")
+# (id, DPR file, compressed, match mode, questions, description)
+_ODQA = [
+    ("nq", "nq-test.qa.csv", False, "string", 3610, "Natural Questions open (test)"),
+    ("trivia", "trivia-test.qa.csv.gz", True, "string", 11313, "TriviaQA open (test)"),
+    ("webq", "webquestions-test.qa.csv", False, "string", 2032, "WebQuestions (test)"),
+    ("curatedtrec", "curatedtrec-test.qa.csv", False, "regex", 694, "CuratedTREC (test; answers are regexes)"),
+    ("squad", "squad1-test.qa.csv", False, "string", 10570, "SQuAD v1.1 open (dev as test)"),
+]
+ENTITYQS_RELATIONS = ("P17", "P19", "P20", "P26", "P36", "P40", "P50", "P69", "P106", "P112", "P127", "P131",
+                      "P136", "P159", "P170", "P175", "P176", "P264", "P276", "P407", "P413", "P495", "P740", "P800")
+
+ODQA_SUITE: list[str] = []
+for _name, _file, _gz, _match, _n, _desc in _ODQA:
+    _local = f"odqa/{_name}/{_file.removesuffix('.gz')}"
+    DATASETS.register(f"odqa/{_name}", DatasetSpec(
+        id=f"odqa/{_name}", kind="odqa", url=DPR_URL.format(file=_file), protocol=OdqaProtocol(match=_match),
+        description=f"{_desc}, {_n} questions over DPR Wikipedia", passages=WIKI_PASSAGES.target, questions=_local,
+        downloads=(RemoteFile(DPR_URL.format(file=_file), _local, unpack="gunzip" if _gz else "none"), WIKI_PASSAGES)))
+    ODQA_SUITE.append(f"odqa/{_name}")
+for _rel in ENTITYQS_RELATIONS:
+    DATASETS.register(f"odqa/entityqs/{_rel}", DatasetSpec(
+        id=f"odqa/entityqs/{_rel}", kind="odqa", url=ENTITYQS.url, protocol=OdqaProtocol(),
+        description=f"EntityQuestions relation {_rel} (test)", passages=WIKI_PASSAGES.target,
+        questions=f"{ENTITYQS.target}/test/{_rel}.test.json", downloads=(ENTITYQS, WIKI_PASSAGES)))
+DATASETS.register("odqa/entityqs", DatasetSpec(
+    id="odqa/entityqs", kind="odqa", url=ENTITYQS.url, protocol=OdqaProtocol(aggregate="mean-of-subsets"),
+    subsets=tuple(f"odqa/entityqs/{r}" for r in ENTITYQS_RELATIONS),
+    description="EntityQuestions (Sciavolino et al. 2021): mean over its 24 test relations"))
+ODQA_SUITE.append("odqa/entityqs")
+
+SUITES: dict[str, list[str]] = {"beir": BEIR_SUITE, "odqa": ODQA_SUITE}
 
 
 def expand(ids: list[str]) -> list[str]:

@@ -124,7 +124,7 @@ class DenseRetriever:
     def provenance(self) -> dict:
         return {**self.files.provenance(), "encoder": self.config.to_dict(), "search": "exact inner product (faiss)",
                 "embed_dtype": self.embed_dtype, "shard_size": self.shard_size, "embed_version": EMBED_VERSION,
-                "harness": __version__}
+                "device": str(self._encoder.device) if self._encoder is not None else None, "harness": __version__}
 
 
 def _chunks(docs: Iterator[Doc], size: int) -> Iterator[list[Doc]]:

@@ -4,6 +4,11 @@ Indexing runs Anserini's ``IndexCollection`` on the dataset's own ``corpus.jsonl
 ``BeirFlatCollection`` (contents = title + " " + text) or ``BeirMultifieldCollection`` (title and text
 as fields), the settings of Pyserini's prebuilt BEIR indexes. Search is ``LuceneSearcher`` with
 BM25(k1, b). Scores are written as Pyserini writes them (six decimals), so run files match its own.
+
+Corpora that are not a BEIR ``corpus.jsonl`` (open-domain QA passage files) are streamed from
+``dataset.corpus()`` into a ``JsonCollection`` folder in the cache and indexed from there, with the contents
+Pyserini's ``wikipedia-dpr`` index uses: ``title + "\n" + text`` (bm25), or ``text`` with the title as its
+own field (bm25-multifield).
 """
 
 from __future__ import annotations
@@ -45,7 +50,8 @@ class BM25Retriever:
         start = time.perf_counter()
         self.jvm_info = jvm.start_jvm()
         digest = cached_sha256(dataset.corpus_path)
-        target = cache_root() / "indexes" / "lucene" / f"{self.collection}-{digest[:20]}"
+        name = self.collection if _is_beir(dataset) else f"JsonCollection-{'multifield' if self.fields else 'flat'}"
+        target = cache_root() / "indexes" / "lucene" / f"{name}-{digest[:20]}"
         self.index_dir = target
         what = "reused"
         if not (target / INDEX_MARK).is_file():
@@ -64,15 +70,20 @@ class BM25Retriever:
         try:
             source = staging / "input"
             source.mkdir()
-            # the collection reads every file of its input folder: give it the corpus alone
-            os.symlink(dataset.corpus_path.resolve(), source / "corpus.jsonl")
-            args = ["-collection", self.collection, "-input", str(source), "-index", str(staging / "index"),
+            collection = self.collection
+            if _is_beir(dataset):
+                # the collection reads every file of its input folder: give it the corpus alone
+                os.symlink(dataset.corpus_path.resolve(), source / "corpus.jsonl")
+            else:
+                collection = "JsonCollection"
+                _write_json_collection(dataset, source, multifield=bool(self.fields))
+            args = ["-collection", collection, "-input", str(source), "-index", str(staging / "index"),
                     "-generator", "DefaultLuceneDocumentGenerator", "-threads", "1",
                     "-storePositions", "-storeDocvectors", "-storeRaw"]
             if self.fields:
                 args += ["-fields", *[f for f in self.fields if f != "contents"]]
             jvm.autoclass("io.anserini.index.IndexCollection").main(args)
-            atomic_write_json(staging / "index" / INDEX_MARK, {"collection": self.collection, "corpus_sha256": digest,
+            atomic_write_json(staging / "index" / INDEX_MARK, {"collection": collection, "corpus_sha256": digest,
                                                                "args": args[:2] + args[6:]})
             if target.exists():
                 shutil.rmtree(target)
@@ -92,7 +103,32 @@ class BM25Retriever:
     def provenance(self) -> dict:
         return {"engine": "Lucene (Anserini) via pyserini", "k1": self.k1, "b": self.b,
                 "collection": self.collection, "fields": self.fields, "index": str(self.index_dir),
-                **self.jvm_info, "pyserini": _version("pyserini")}
+                **self.jvm_info, "pyserini": _version("pyserini"), "device": "cpu (JVM)", "threads": self.threads}
+
+
+def _is_beir(dataset) -> bool:
+    return getattr(dataset, "kind", "beir") == "beir"
+
+
+def _write_json_collection(dataset, folder: Path, *, multifield: bool, per_file: int = 1_000_000) -> None:
+    """Stream the corpus into JsonCollection files (``{"id", "contents"[, "title"]}`` per line)."""
+    import json
+
+    out, n = None, 0
+    try:
+        for doc in dataset.corpus():
+            if n % per_file == 0:
+                if out is not None:
+                    out.close()
+                out = open(folder / f"docs{n // per_file:05d}.jsonl", "w", encoding="utf-8")  # noqa: SIM115
+            assert out is not None
+            obj = ({"id": doc.doc_id, "contents": doc.text, "title": doc.title} if multifield
+                   else {"id": doc.doc_id, "contents": f"{doc.title}\n{doc.text}" if doc.title else doc.text})
+            out.write(json.dumps(obj, ensure_ascii=False) + "\n")
+            n += 1
+    finally:
+        if out is not None:
+            out.close()
 
 
 def _version(dist: str) -> str | None:

@@ -1,0 +1,76 @@
+"""harness encode / harness merge: encode a corpus in shards (one cluster job each), then seal the store.
+
+    harness encode -r hf:MODEL -d odqa/nq --plan            # sizes only: disk, memory per index choice
+    harness encode -r hf:MODEL -d odqa/nq --shard 3/16      # job 3 of 16 (0-based)
+    harness merge  -r hf:MODEL -d odqa/nq --shards 16       # check every chunk, write the manifest
+    harness run    -r hf:MODEL -d odqa/nq                   # reuses the merged embeddings
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from harness.cli.common import add_device
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--retriever", "-r", required=True, metavar="NAME", help="a dense retriever (hf:<model>, ...)")
+    p.add_argument("--dataset", "-d", required=True, metavar="ID|PATH", help="registered id or folder")
+    p.add_argument("--shard-size", type=int, default=None, help="passages per stored chunk (default 50000); "
+                   "must match between encode, merge and run")
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("encode", help="encode a corpus (or one shard of it) into the embedding cache",
+                       description="Encode a corpus into the content-keyed embedding cache; --shard i/n "
+                                   "encodes every n-th chunk starting at i, so n jobs share the work.")
+    _common(p)
+    p.add_argument("--shard", default="0/1", metavar="I/N", help="this job's part, 0-based (default 0/1)")
+    p.add_argument("--index", default="exact", choices=["exact", "flat", "hnsw", "ivfpq"],
+                   help="the search you will run, for the memory check (default exact, streamed)")
+    p.add_argument("--plan", action="store_true", help="print the disk/memory plan and stop")
+    p.add_argument("--no-check", action="store_true", help="encode even when the plan says it will not fit")
+    p.add_argument("--batch-tokens", type=int, default=None, help="padded tokens per batch (default 16384)")
+    add_device(p)
+    p.set_defaults(func=cmd_encode)
+    m = sub.add_parser("merge", help="check the shards written by `harness encode --shard` and seal the store")
+    _common(m)
+    m.add_argument("--shards", type=int, required=True, metavar="N", help="how many jobs encoded it")
+    m.add_argument("--no-verify", action="store_true", help="check sizes only, not checksums")
+    m.set_defaults(func=cmd_merge)
+
+
+def _load(args):
+    from harness.data.load import resolve_dataset
+    from harness.errors import HarnessError
+    from harness.retrievers.registry import resolve_retriever
+
+    spec = resolve_retriever(args.retriever)
+    if spec.kind != "dense":
+        raise HarnessError(f"{args.retriever} is not a dense retriever; BM25 indexes with `harness run`")
+    options = {"progress": True}
+    if args.shard_size:
+        options["shard_size"] = args.shard_size
+    if getattr(args, "batch_tokens", None):
+        options["batch_tokens"] = args.batch_tokens
+    return spec.load(device=getattr(args, "device", "auto"), **options), resolve_dataset(args.dataset)
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    from harness.odqa.shards import encode_shard, parse_shard, plan_for
+
+    i, n = parse_shard(args.shard)
+    retriever, dataset = _load(args)
+    if args.plan:
+        print(plan_for(retriever, dataset, n).render())
+        return 0
+    encode_shard(retriever, dataset, i, n, index=args.index, check=not args.no_check)
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from harness.odqa.shards import merge
+
+    retriever, dataset = _load(args)
+    merge(retriever, dataset, args.shards, verify=not args.no_verify)
+    return 0

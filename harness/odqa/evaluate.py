@@ -1,0 +1,93 @@
+"""Top-k accuracy for open-domain QA: per-question values from answer matching, aggregation separate.
+
+accuracy@k of a question is 1 when one of its first k retrieved passages holds an answer (DPR's
+``has_answer`` on the passage text, see ``harness.odqa.match``), else 0; the mean over questions is DPR's
+"top-k retrieval accuracy" (Karpukhin et al. 2020, Table 2). Rankings are read in trec_eval order
+(``harness.trec.ranked``), the order of the run file. The first-hit rank (1-based, None when no retrieved
+passage matches) is kept per question so any k up to the depth can be computed later without rematching.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
+
+from harness.errors import HarnessError
+from harness.odqa.match import _answer_tokens, _contains, has_answer, tokens
+from harness.trec import ranked
+
+DEFAULT_METRICS = ["accuracy@1", "accuracy@5", "accuracy@20", "accuracy@100"]
+_PATTERN = re.compile(r"^(?:accuracy|acc|top)@?(\d+)$")
+
+
+def parse_accuracy(name: str) -> int:
+    """The k of ``accuracy@k`` (also ``acc@k``, ``top@k``)."""
+    m = _PATTERN.match(name.strip().lower().replace("-", ""))
+    if not m or int(m.group(1)) < 1:
+        raise HarnessError(f"metric {name!r} does not apply to open-domain QA datasets; they are scored with "
+                           "accuracy@k (e.g. accuracy@20)")
+    return int(m.group(1))
+
+
+def canonical(name: str) -> str:
+    return f"accuracy@{parse_accuracy(name)}"
+
+
+def passage_texts(passages: Iterable, wanted: set[str]) -> dict[str, str]:
+    """Texts of the ``wanted`` passage ids, from one pass over the streamed corpus."""
+    out: dict[str, str] = {}
+    for doc in passages:
+        if doc.doc_id in wanted:
+            out[doc.doc_id] = doc.text
+            if len(out) == len(wanted):
+                break
+    return out
+
+
+@lru_cache(maxsize=200_000)
+def _text_tokens(text: str) -> tuple[str, ...]:
+    return tuple(tokens(text))
+
+
+def first_hits(answers: Mapping[str, Sequence[str]], run: Mapping[str, Mapping[str, float]],
+               texts: Mapping[str, str], mode: str = "string") -> dict[str, int | None]:
+    """Per question, the 1-based rank of the first retrieved passage holding an answer (None: none does)."""
+    out: dict[str, int | None] = {}
+    for qid, answer_list in answers.items():
+        ranking = [d for d, _ in ranked(run.get(qid, {}))]
+        out[qid] = None
+        if mode == "string":
+            wanted = [_answer_tokens(a) for a in answer_list]
+        for rank, doc in enumerate(ranking, start=1):
+            text = texts.get(doc)
+            if text is None:
+                raise HarnessError(f"run retrieves passage {doc!r}, which is not in the corpus")
+            hit = (any(_contains(_text_tokens(text), w) for w in wanted) if mode == "string"
+                   else has_answer(answer_list, text, mode))
+            if hit:
+                out[qid] = rank
+                break
+    return out
+
+
+def accuracy(first_hit: Mapping[str, int | None], k: int) -> dict[str, float]:
+    """Per-question accuracy@k from first-hit ranks."""
+    return {q: 1.0 if r is not None and r <= k else 0.0 for q, r in first_hit.items()}
+
+
+def evaluate_answers(answers: Mapping[str, Sequence[str]], run: Mapping[str, Mapping[str, float]],
+                     texts: Mapping[str, str], metrics: Sequence[str], mode: str = "string"
+                     ) -> tuple[dict[str, dict[str, float]], dict[str, int | None]]:
+    """({metric: {qid: value}}, {qid: first-hit rank}) for every question in ``answers``."""
+    hits = first_hits(answers, run, texts, mode)
+    return {canonical(m): accuracy(hits, parse_accuracy(m)) for m in metrics}, hits
+
+
+def evaluate_dataset(dataset, run: Mapping[str, Mapping[str, float]], metrics: Sequence[str]
+                     ) -> tuple[dict[str, dict[str, float]], dict[str, int | None]]:
+    """Score ``run`` on an ``OdqaDataset``: stream its passages once for the retrieved ones' texts."""
+    answers = dataset.answers()
+    wanted = {d for q in answers for d in run.get(q, {})}
+    texts = passage_texts(dataset.corpus(), wanted)
+    return evaluate_answers(answers, run, texts, metrics, dataset.protocol.match)

@@ -1,0 +1,227 @@
+"""ODQA file formats: DPR's passage TSV and the question files of DPR, EntityQuestions and JSON(L).
+
+Passages (``psgs_w100.tsv``): tab-separated with a header naming the columns (``id``, ``text``,
+``title``), fields CSV-quoted as Python's ``csv`` module writes them (DPR reads it with ``csv.reader``);
+``.gz`` files are read as they are. Streamed one passage at a time.
+
+Questions, one ``Question(qid, text, answers)`` each, in file order:
+- DPR ``*.qa.csv``: ``question \\t ['answer', ...]``, read with ``csv.reader`` as DPR reads it, the list
+  parsed with ``ast.literal_eval`` (a Python literal, never evaluated as code). qids are 0-based line
+  positions, as in DPR's result files.
+- JSON: a list of objects with ``question`` and ``answers`` (EntityQuestions' ``P*.test.json`` is one);
+- JSONL: one such object per line.
+An explicit ``id``/``qid`` field is used as the qid when present.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import gzip
+import io
+import json
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+from harness.data.beir import Doc
+from harness.data.jsonl import iter_jsonl
+from harness.errors import DataError
+
+QUESTION_SUFFIXES = (".qa.csv", ".qa.csv.gz", ".jsonl", ".json", ".jsonl.gz", ".json.gz")
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+
+
+class Question(NamedTuple):
+    qid: str
+    text: str
+    answers: tuple[str, ...]
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    try:
+        if path.name.endswith(".gz"):
+            return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
+        return open(path, encoding="utf-8-sig", newline="")
+    except FileNotFoundError:
+        raise DataError(path, "file not found") from None
+
+
+class _IdSet:
+    """Seen passage ids; decimal ids (all of DPR's) cost one bit each instead of a Python string."""
+
+    def __init__(self) -> None:
+        self.bits = bytearray()
+        self.other: set[str] = set()
+
+    def add(self, doc_id: str) -> bool:
+        """Add ``doc_id``; False when it was already there."""
+        if doc_id.isdigit() and doc_id.isascii() and len(doc_id) < 11 and (doc_id == "0" or doc_id[0] != "0"):
+            n = int(doc_id)
+            byte, bit = n >> 3, 1 << (n & 7)
+            if byte >= len(self.bits):
+                self.bits.extend(bytes(max(byte + 1 - len(self.bits), len(self.bits))))
+            if self.bits[byte] & bit:
+                return False
+            self.bits[byte] |= bit
+            return True
+        if doc_id in self.other:
+            return False
+        self.other.add(doc_id)
+        return True
+
+
+def iter_passages(path: Path) -> Iterator[Doc]:
+    """Stream ``Doc(id, title, text)`` from a DPR passage TSV. Duplicate or empty ids are errors."""
+    path = Path(path)
+    with _open_text(path) as f:
+        reader = csv.reader(f, delimiter="\t")
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise DataError(path, "the passage file is empty") from None
+        except (csv.Error, UnicodeDecodeError) as e:
+            raise DataError(path, f"unreadable header ({e})", line=1) from None
+        cols = {name.strip().lower(): i for i, name in enumerate(header)}
+        if "id" not in cols or "text" not in cols:
+            raise DataError(path, f"header {header!r} lacks 'id' and 'text' columns", line=1,
+                            fix="the first line must name the columns, e.g. 'id<TAB>text<TAB>title' as in psgs_w100.tsv")
+        i_id, i_text, i_title = cols["id"], cols["text"], cols.get("title")
+        width = max(i_id, i_text, i_title if i_title is not None else 0) + 1
+        seen = _IdSet()
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except (csv.Error, UnicodeDecodeError) as e:
+                raise DataError(path, f"malformed row ({e})", line=reader.line_num,
+                                fix="fields with tabs, quotes or newlines must be CSV-quoted") from None
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue
+            if len(row) < width:
+                raise DataError(path, f"expected {len(header)} tab-separated columns, got {len(row)}",
+                                line=reader.line_num, fix="each line is 'id<TAB>text<TAB>title'")
+            doc_id = row[i_id].strip()
+            if not doc_id:
+                raise DataError(path, "empty passage id", line=reader.line_num)
+            if not seen.add(doc_id):
+                raise DataError(path, f"duplicate passage id {doc_id!r}", line=reader.line_num,
+                                fix="passage ids must be unique")
+            yield Doc(doc_id, row[i_title] if i_title is not None else "", row[i_text])
+
+
+def parse_answer_list(value: str, path: Path, line: int) -> tuple[str, ...]:
+    """A Python list literal of strings (``['a', "b"]``), parsed safely."""
+    try:
+        answers = ast.literal_eval(value.strip())
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        raise DataError(path, f"answers {value[:80]!r} are not a Python list literal", line=line,
+                        fix="the second column must look like ['answer one', 'answer two']") from None
+    return _check_answers(answers, path, line)
+
+
+def _check_answers(answers: object, path: Path, line: int | None) -> tuple[str, ...]:
+    if isinstance(answers, str):
+        answers = [answers]
+    if not isinstance(answers, list | tuple) or not all(isinstance(a, str) for a in answers):
+        raise DataError(path, "answers must be a list of strings", line=line)
+    if not answers:
+        raise DataError(path, "a question has no answers", line=line, fix="every question needs at least one answer")
+    if any(not a.strip() for a in answers):
+        warnings.warn(f"{path}:{line}: an empty answer matches every passage under DPR's rule", stacklevel=3)
+    return tuple(answers)
+
+
+def read_qa_csv(path: Path) -> list[Question]:
+    """DPR's ``question \\t [answers]`` file."""
+    path = Path(path)
+    out: list[Question] = []
+    with _open_text(path) as f:
+        reader = csv.reader(f, delimiter="\t")
+        try:
+            for row in reader:
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue
+                if len(row) != 2:
+                    raise DataError(path, f"expected 2 tab-separated columns, got {len(row)}", line=reader.line_num,
+                                    fix="each line is 'question<TAB>[answers]'")
+                answers = parse_answer_list(row[1], path, reader.line_num)
+                out.append(Question(str(len(out)), row[0], answers))
+        except (csv.Error, UnicodeDecodeError) as e:
+            raise DataError(path, f"malformed line ({e})", line=reader.line_num) from None
+    return out
+
+
+def _from_object(obj: object, n: int, path: Path, line: int | None) -> Question:
+    if not isinstance(obj, dict) or "question" not in obj or "answers" not in obj:
+        raise DataError(path, "each record needs 'question' and 'answers'", line=line)
+    question = obj["question"]
+    if not isinstance(question, str) or not question.strip():
+        raise DataError(path, "'question' must be a non-empty string", line=line)
+    qid = obj.get("id", obj.get("qid", n))
+    return Question(str(qid), question, _check_answers(obj["answers"], path, line))
+
+
+def read_questions_json(path: Path) -> list[Question]:
+    """A JSON list of ``{"question", "answers"}`` (EntityQuestions' per-relation files)."""
+    path = Path(path)
+    with _open_text(path) as f:
+        try:
+            data = json.load(f)
+        except json.JSONDecodeError as e:
+            raise DataError(path, f"invalid JSON ({e.msg})", line=e.lineno) from None
+    if isinstance(data, dict) and isinstance(data.get("data"), list):
+        data = data["data"]
+    if not isinstance(data, list):
+        raise DataError(path, "expected a JSON list of question objects")
+    return [_from_object(obj, n, path, None) for n, obj in enumerate(data)]
+
+
+def read_questions_jsonl(path: Path) -> list[Question]:
+    path = Path(path)
+    if path.name.endswith(".gz"):
+        with _open_text(path) as f:
+            objs = [(i + 1, json.loads(t)) for i, t in enumerate(f) if t.strip()]
+    else:
+        objs = list(iter_jsonl(path))
+    return [_from_object(obj, n, path, line) for n, (line, obj) in enumerate(objs)]
+
+
+def read_questions(path: Path) -> list[Question]:
+    """Read any supported question file, chosen by its name; duplicate qids are errors."""
+    path = Path(path)
+    name = path.name.lower()
+    if name.endswith((".qa.csv", ".qa.csv.gz", ".csv", ".tsv")):
+        questions = read_qa_csv(path)
+    elif name.endswith((".jsonl", ".jsonl.gz")):
+        questions = read_questions_jsonl(path)
+    elif name.endswith((".json", ".json.gz")):
+        questions = read_questions_json(path)
+    else:
+        raise DataError(path, "unknown question file type", fix=f"name it *{' or *'.join(QUESTION_SUFFIXES)}")
+    seen: set[str] = set()
+    for q in questions:
+        if q.qid in seen:
+            raise DataError(path, f"duplicate question id {q.qid!r}", fix="question ids must be unique")
+        if any(c.isspace() for c in q.qid):
+            raise DataError(path, f"question id {q.qid!r} contains whitespace (run files cannot hold it)")
+        seen.add(q.qid)
+    if not questions:
+        raise DataError(path, "no questions")
+    return questions
+
+
+def find_questions_file(folder: Path) -> Path | None:
+    """The one question file in ``folder`` (``*.qa.csv``, ``questions.json(l)``, ...), or None."""
+    found = sorted(p for p in Path(folder).iterdir()
+                   if p.is_file() and p.name.lower().endswith(QUESTION_SUFFIXES) and not p.name.startswith("."))
+    preferred = [p for p in found if p.name.lower().startswith("questions")]
+    if len(preferred) == 1:
+        return preferred[0]
+    if len(found) > 1:
+        names = ", ".join(p.name for p in found)
+        raise DataError(folder, f"several question files ({names})", fix="keep one, or name it questions.qa.csv")
+    return found[0] if found else None

@@ -1,0 +1,86 @@
+"""Readers for DPR passages TSV, DPR *.qa.csv, JSON(L) and EntityQuestions files."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+
+from harness.errors import DataError
+from harness.odqa.formats import iter_passages, parse_answer_list, read_questions
+
+from .conftest import PASSAGES
+
+
+def test_passages_csv_quoted_tabs_newlines_quotes(tiny_odqa):
+    docs = list(iter_passages(tiny_odqa / "passages.tsv"))
+    assert [(d.doc_id, d.text, d.title) for d in docs] == PASSAGES
+
+
+def test_passages_gzip_and_column_order(tmp_path):
+    path = tmp_path / "p.tsv.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        f.write("title\tid\ttext\nT\t7\thello world\n")
+    (doc,) = iter_passages(path)
+    assert (doc.doc_id, doc.title, doc.text) == ("7", "T", "hello world")
+
+
+@pytest.mark.parametrize("body,problem", [
+    ("id\ttext\ttitle\n1\ta\tA\n1\tb\tB\n", "duplicate passage id '1'"),
+    ("id\ttext\ttitle\nx1\ta\tA\nx1\tb\tB\n", "duplicate passage id 'x1'"),
+    ("text\ttitle\na\tA\n", "lacks 'id' and 'text'"),
+    ("id\ttext\ttitle\n1\n", "expected 3 tab-separated columns"),
+])
+def test_passage_errors_name_file_and_line(tmp_path, body, problem):
+    path = tmp_path / "passages.tsv"
+    path.write_text(body)
+    with pytest.raises(DataError, match=problem):
+        list(iter_passages(path))
+
+
+def test_qa_csv_read_as_dpr(tiny_odqa):
+    qs = read_questions(tiny_odqa / "questions.qa.csv")
+    assert [q.qid for q in qs] == ["0", "1", "2", "3", "4"]
+    assert qs[1].answers == ("Wilhelm Röntgen", "Röntgen")
+    assert qs[2].text == '"MVP" of super bowl 50?'   # csv.writer quoted it; csv.reader gives it back
+
+
+def test_answer_list_is_parsed_safely():
+    assert parse_answer_list("['a', \"b's\"]", None, 1) == ("a", "b's")
+    with pytest.raises(DataError, match="not a Python list literal"):
+        parse_answer_list("__import__('os').system('echo pwned')", None, 1)
+    with pytest.raises(DataError, match="list of strings"):
+        parse_answer_list("[1, 2]", None, 1)
+    with pytest.raises(DataError, match="no answers"):
+        parse_answer_list("[]", None, 1)
+
+
+def test_qa_csv_errors(tmp_path):
+    bad = tmp_path / "bad.qa.csv"
+    bad.write_text("q1\t['a']\nq2 without answers\n")
+    with pytest.raises(DataError, match=r"bad.qa.csv:2: expected 2"):
+        read_questions(bad)
+
+
+def test_json_jsonl_and_entityquestions(tmp_path):
+    eq = tmp_path / "P17.test.json"   # EntityQuestions' layout: a JSON list
+    eq.write_text(json.dumps([{"question": "Which country is Bonn in?", "answers": ["Germany"]}]))
+    (q,) = read_questions(eq)
+    assert (q.qid, q.answers) == ("0", ("Germany",))
+    jl = tmp_path / "questions.jsonl"
+    jl.write_text(json.dumps({"id": "a1", "question": "x?", "answers": ["y"]}) + "\n\n"
+                  + json.dumps({"id": "a2", "question": "z?", "answers": "w"}) + "\n")
+    assert [(q.qid, q.answers) for q in read_questions(jl)] == [("a1", ("y",)), ("a2", ("w",))]
+    dup = tmp_path / "dup.jsonl"
+    dup.write_text(json.dumps({"id": "a", "question": "x", "answers": ["y"]}) + "\n"
+                   + json.dumps({"id": "a", "question": "z", "answers": ["y"]}) + "\n")
+    with pytest.raises(DataError, match="duplicate question id"):
+        read_questions(dup)
+
+
+def test_empty_answer_warns(tmp_path):
+    path = tmp_path / "q.qa.csv"
+    path.write_text("q\t['']\n")
+    with pytest.warns(UserWarning, match="matches every passage"):
+        read_questions(path)
