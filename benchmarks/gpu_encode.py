@@ -26,7 +26,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--docs", type=int, default=20000)
     args = parser.parse_args()
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from transformers import AutoTokenizer, BertConfig, BertModel
 
     from harness.data.beir import doc_text, iter_corpus
     from harness.retrievers.config import CONTRIEVER
@@ -36,7 +36,7 @@ def main() -> None:
     texts = (texts * (args.docs // len(texts) + 1))[: args.docs]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "bert-base-random"
-        BertTokenizerFast(vocab_file=str(MINILM / "vocab.txt")).save_pretrained(folder)
+        AutoTokenizer.from_pretrained(MINILM).save_pretrained(folder)
         BertModel(BertConfig()).save_pretrained(folder)
         enc = HFEncoder(str(folder), CONTRIEVER, device="cuda", batch_tokens=131072, progress=False)
         enc.encode(texts[:256])

@@ -26,7 +26,11 @@ def make_model(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
+    from tokenizers.implementations import BertWordPieceTokenizer
+
+    wordpiece = BertWordPieceTokenizer(str(folder / "vocab.txt"), lowercase=True)  # vocab_file= is ignored now
+    BertTokenizerFast(tokenizer_object=wordpiece._tokenizer, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                      sep_token="[SEP]", mask_token="[MASK]").save_pretrained(folder)
     torch.manual_seed(0)
     BertModel(BertConfig(vocab_size=len(vocab), hidden_size=384, num_hidden_layers=1, num_attention_heads=6,
                          intermediate_size=384, max_position_embeddings=64)).save_pretrained(folder)

@@ -27,16 +27,27 @@ def _offline_and_cache(tmp_path_factory):
     yield
 
 
+def word_tokenizer(vocab: Path):
+    """A BERT WordPiece tokenizer over ``vocab`` (built explicitly: transformers 5 ignores ``vocab_file``
+    in ``BertTokenizerFast(...)`` and would map every word to [UNK])."""
+    from tokenizers.implementations import BertWordPieceTokenizer
+    from transformers import BertTokenizerFast
+
+    wordpiece = BertWordPieceTokenizer(str(vocab), lowercase=True)
+    return BertTokenizerFast(tokenizer_object=wordpiece._tokenizer, unk_token="[UNK]", pad_token="[PAD]",
+                             cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+
+
 def make_tiny_bert(folder: Path, *, seed: int = 0, hidden: int = 16, layers: int = 1, st_files: bool = False) -> Path:
     """A random BERT with a word-level vocab saved as a Hugging Face folder (optionally with
     sentence-transformers files declaring CLS pooling + normalisation)."""
     import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from transformers import BertConfig, BertModel
 
     folder.mkdir(parents=True, exist_ok=True)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *VOCAB_WORDS, *[f"w{i}" for i in range(40)]]
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tok = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    tok = word_tokenizer(folder / "vocab.txt")
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
                         intermediate_size=2 * hidden, max_position_embeddings=128)

@@ -60,6 +60,13 @@ def test_sentence_transformers_files_are_read(tmp_path):
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
 
 
+def test_fixture_tokenizer_knows_its_words(tiny_bert_dir):
+    from transformers import AutoTokenizer
+
+    ids = AutoTokenizer.from_pretrained(tiny_bert_dir)("the protein of the cell")["input_ids"]
+    assert 1 not in ids  # no [UNK]: the fixture's vocabulary is really used
+
+
 def test_plain_model_gets_contriever_conventions(tiny_bert_dir):
     cfg = read_encoder_config(tiny_bert_dir)
     assert (cfg.pooling, cfg.normalize, cfg.similarity, cfg.max_length) == ("mean", False, "dot", 512)
