@@ -21,3 +21,14 @@ def test_bm25_tiny_folder_ranks_the_source_document_first(tiny_beir, tmp_path):
     assert len(line.split()[4].split(".")[1]) == 6
     (again,) = run(["bm25-multifield"], [str(tiny_beir)], ["ndcg@10"], tmp_path / "r", log=lambda m: None)
     assert again["index"]["index"] == "built"
+
+
+def test_the_jvm_never_starts_in_the_calling_process(tiny_beir, tmp_path):
+    import subprocess
+    import sys
+
+    code = (f"import sys\nfrom harness.runner import run\n"
+            f"run(['bm25'], [{str(tiny_beir)!r}], ['ndcg@10'], {str(tmp_path / 'r')!r}, log=lambda m: None)\n"
+            "assert 'jnius' not in sys.modules, 'the JVM was loaded beside torch'\nprint('ok')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

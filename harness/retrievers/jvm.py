@@ -84,6 +84,7 @@ def start_jvm() -> dict:
         jnius_config.add_classpath(str(jar))
         if vector:
             jnius_config.add_options(f"--add-modules={VECTOR_MODULE}")
+        jnius_config.add_options("-Xrs")  # leave SIGINT/SIGTERM to Python: Ctrl-C stays a clean interrupt
         if (_java_version(home) or 0) >= 24:  # Lucene 10 still calls sun.misc.Unsafe; keep stderr readable
             jnius_config.add_options("--sun-misc-unsafe-memory-access=allow")
     import jnius  # noqa: F401  (starts the JVM)

@@ -4,6 +4,7 @@ Indexing runs Anserini's ``IndexCollection`` on the dataset's own ``corpus.jsonl
 ``BeirFlatCollection`` (contents = title + " " + text) or ``BeirMultifieldCollection`` (title and text
 as fields), the settings of Pyserini's prebuilt BEIR indexes. Search is ``LuceneSearcher`` with
 BM25(k1, b). Scores are written as Pyserini writes them (six decimals), so run files match its own.
+The JVM runs in a worker process (``harness.retrievers.lucene_worker``), never beside torch.
 
 Corpora that are not a BEIR ``corpus.jsonl`` (open-domain QA passage files) are streamed from
 ``dataset.corpus()`` into a ``JsonCollection`` folder in the cache and indexed from there, with the contents
@@ -13,8 +14,11 @@ own field (bm25-multifield).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Mapping
@@ -23,9 +27,9 @@ from pathlib import Path
 from filelock import FileLock
 
 from harness.data.beir import BeirDataset
+from harness.errors import HarnessError
 from harness.io import atomic_write_json, cached_sha256
 from harness.paths import cache_root
-from harness.retrievers import jvm
 from harness.retrievers.registry import RetrieverSpec
 from harness.trec import PYSERINI_SCORE_FORMAT, Run
 
@@ -43,12 +47,10 @@ class BM25Retriever:
         self.fields = spec.params.get("fields")
         self.threads = threads or max(1, os.cpu_count() or 1)
         self.jvm_info: dict = {}
-        self._searcher = None
         self.index_dir: Path | None = None
 
     def index(self, dataset: BeirDataset) -> dict:
         start = time.perf_counter()
-        self.jvm_info = jvm.start_jvm()
         digest = cached_sha256(dataset.corpus_path)
         name = self.collection if _is_beir(dataset) else f"JsonCollection-{'multifield' if self.fields else 'flat'}"
         target = cache_root() / "indexes" / "lucene" / f"{name}-{digest[:20]}"
@@ -60,9 +62,6 @@ class BM25Retriever:
                 if not (target / INDEX_MARK).is_file():
                     self._build(dataset, target, digest)
                     what = "built"
-        searcher = jvm.lucene_searcher_class()(str(target))
-        searcher.set_bm25(self.k1, self.b)
-        self._searcher = searcher
         return {"index": what, "path": str(target), "seconds": time.perf_counter() - start}
 
     def _build(self, dataset: BeirDataset, target: Path, digest: str) -> None:
@@ -82,7 +81,7 @@ class BM25Retriever:
                     "-storePositions", "-storeDocvectors", "-storeRaw"]
             if self.fields:
                 args += ["-fields", *[f for f in self.fields if f != "contents"]]
-            jvm.autoclass("io.anserini.index.IndexCollection").main(args)
+            self.jvm_info = _worker({"op": "index", "args": args}, staging)
             atomic_write_json(staging / "index" / INDEX_MARK, {"collection": collection, "corpus_sha256": digest,
                                                                "args": args[:2] + args[6:]})
             if target.exists():
@@ -92,18 +91,41 @@ class BM25Retriever:
             shutil.rmtree(staging, ignore_errors=True)
 
     def search(self, queries: Mapping[str, str], k: int) -> Run:
-        if self._searcher is None:
+        if self.index_dir is None:
             raise RuntimeError("index() must run before search()")
-        qids = list(queries)
-        texts = [queries[q] for q in qids]
-        kwargs = {"fields": self.fields} if self.fields else {}
-        hits = self._searcher.batch_search(texts, qids, k=k, threads=self.threads, **kwargs)
-        return {q: {h.docid: float(h.score) for h in hits.get(q, [])} for q in qids}
+        with tempfile.TemporaryDirectory(prefix="harness-bm25-") as tmp:
+            qfile, out = Path(tmp) / "queries.jsonl", Path(tmp) / "hits.tsv"
+            with open(qfile, "w", encoding="utf-8") as f:
+                for qid, text in queries.items():
+                    f.write(json.dumps({"id": qid, "text": text}, ensure_ascii=False) + "\n")
+            self.jvm_info = _worker({"op": "search", "index": str(self.index_dir), "k1": self.k1, "b": self.b,
+                                     "fields": self.fields, "k": k, "threads": self.threads,
+                                     "queries": str(qfile), "output": str(out)}, Path(tmp))
+            run: Run = {q: {} for q in queries}
+            with open(out, encoding="utf-8") as f:
+                for line in f:
+                    qid, doc, score = line.rstrip("\n").split("\t")
+                    run[qid][doc] = float(score)
+        return run
 
     def provenance(self) -> dict:
         return {"engine": "Lucene (Anserini) via pyserini", "k1": self.k1, "b": self.b,
                 "collection": self.collection, "fields": self.fields, "index": str(self.index_dir),
                 **self.jvm_info, "pyserini": _version("pyserini"), "device": "cpu (JVM)", "threads": self.threads}
+
+
+def _worker(request: dict, workdir: Path) -> dict:
+    """Run one request in a fresh ``lucene_worker`` process; its JVM chatter is shown only on failure."""
+    req = workdir / f"request-{request['op']}.json"
+    req.write_text(json.dumps(request), encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "harness.retrievers.lucene_worker", str(req)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        reason = next((ln for ln in reversed(lines) if ln.startswith("lucene worker failed")),
+                      lines[-1] if lines else f"exit status {proc.returncode}")
+        raise HarnessError(f"BM25 ({request['op']}) failed: {reason}")
+    return json.loads(req.with_suffix(".done.json").read_text(encoding="utf-8"))
 
 
 def _is_beir(dataset) -> bool:
