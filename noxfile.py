@@ -57,7 +57,7 @@ def tests(session: nox.Session) -> None:
     session.run("python", "-m", "pytest", *(session.posargs or ["-q"]), env=env)
     if (ROOT / "baselines" / "regression.csv").is_file() and not session.posargs:
         session.run("harness", "check", "baselines/regression.csv", "--output-dir", str(CACHE / "check-results"),
-                    env=env)
+                    "--junit", str(CACHE / "check-results" / "junit.xml"), env=env)
 
 
 @nox.session(python=None)

@@ -97,15 +97,133 @@ def table(df: pd.DataFrame, metric: str, *, split: str | None = None,
     return pivot, cols, notes
 
 
-def render(pivot: pd.DataFrame, metric: str, averaged: list[str], notes: list[str], fmt: str = "text") -> str:
+def render(pivot: pd.DataFrame, metric: str, averaged: list[str], notes: list[str], fmt: str = "text", *,
+           marks: dict[tuple[str, str], str] | None = None, baseline: str | None = None) -> str:
+    """The table as text. ``marks`` (retriever, dataset) -> symbol is appended to cells (see
+    ``significance_marks``); the ``baseline`` retriever's row is labelled as such."""
     from tabulate import tabulate
 
     if pivot.empty:
         return "\n".join(notes) or "no results"
     data = pivot.reset_index()
     table_fmt = {"text": "simple", "markdown": "github"}[fmt]
-    body = tabulate(data.values.tolist(), headers=list(data.columns), tablefmt=table_fmt, floatfmt=".4f",
-                    missingval="—")
+    if marks is None and baseline is None:
+        body = tabulate(data.values.tolist(), headers=list(data.columns), tablefmt=table_fmt, floatfmt=".4f",
+                        missingval="—")
+    else:
+        rows = []
+        for retriever, row in pivot.iterrows():
+            cells = ["—" if pd.isna(v) else f"{v:.4f}{_mark(marks, retriever, c)}" for c, v in row.items()]
+            rows.append([f"{retriever} (baseline)" if retriever == baseline else retriever, *cells])
+        body = tabulate(rows, headers=list(data.columns), tablefmt=table_fmt, disable_numparse=True,
+                        colalign=["left"] + ["right"] * (len(data.columns) - 1))
     lines = [f"{metric}", body, f"avg = mean of {metric} over {len(averaged)} datasets: {', '.join(averaged)}"]
     lines += notes
     return "\n".join(lines)
+
+
+BETTER, WORSE = "▲", "▼"
+
+
+def _mark(marks: dict | None, retriever: str, dataset: str) -> str:
+    symbol = (marks or {}).get((retriever, dataset), "")
+    return f" {symbol}" if symbol else ""
+
+
+def significance_marks(records: Sequence[dict], pivot: pd.DataFrame, metric: str, baseline: str, *,
+                       split: str | None = None, test: str = "t", alpha: float = 0.05, resamples: int = 10_000,
+                       seed: int = 0) -> tuple[dict[tuple[str, str], str], str, list[str]]:
+    """Which cells of ``pivot`` are significantly better (▲) or worse (▼) than the ``baseline`` retriever.
+
+    Each retriever is tested against the baseline on each dataset shown with a paired ``test`` (t,
+    wilcoxon or randomization) over per-query scores; the p-values of all those tests are Holm-corrected
+    together, and a cell is marked when its adjusted p <= ``alpha``. Returns (marks, the baseline's name
+    as the records spell it, notes). Collection rows (means over parts) have no per-query scores and are
+    not tested.
+    """
+    from harness.baselines import same_retriever
+    from harness.errors import HarnessError
+    from harness.stats import PairedComparison, apply_holm, compare_records
+
+    if test not in PairedComparison.TESTS:
+        raise HarnessError(f"unknown test {test!r}; known: {', '.join(PairedComparison.TESTS)}")
+    names = [r for r in pivot.index if same_retriever(r, baseline)]
+    if not names:
+        raise HarnessError(f"--baseline {baseline!r} is not in the table; retrievers: {', '.join(pivot.index)}")
+    base = names[0]
+    by_key = {}
+    for r in records:
+        if split is None or r["split"] == split:
+            by_key[(r["retriever"], r["dataset"])] = r
+    avg_cols = [c for c in pivot.columns if str(c).startswith("avg (")]
+    comparisons, cells, notes = [], [], []
+    for dataset in [c for c in pivot.columns if c not in avg_cols]:
+        ref = by_key.get((base, dataset))
+        if ref is None or metric not in ref.get("per_query", {}):
+            if pivot[dataset].notna().sum() > 1:
+                notes.append(f"{dataset}: no per-query {metric} of {base}; not tested")
+            continue
+        for retriever in pivot.index:
+            other = by_key.get((retriever, dataset))
+            if retriever == base or other is None or pd.isna(pivot.loc[retriever, dataset]):
+                continue
+            comparisons.append(compare_records(ref, other, metric, resamples=resamples, seed=seed))
+            cells.append((retriever, dataset))
+    apply_holm(comparisons)
+    marks = {}
+    for cell, c in zip(cells, comparisons, strict=True):
+        if c.holm and c.holm[test] <= alpha and c.mean_diff != 0:
+            marks[cell] = BETTER if c.mean_diff > 0 else WORSE
+    notes.append(f"{BETTER}/{WORSE}: significantly better/worse than {base} (paired {test} test over queries, "
+                 f"Holm-corrected over {len(comparisons)} comparisons, alpha {alpha})")
+    return marks, base, notes
+
+
+def against_published(df: pd.DataFrame, metric: str, published: Sequence, systems: dict[str, list[str]], *,
+                      split: str | None = None, datasets: Sequence[str] | None = None) -> pd.DataFrame:
+    """Each of our scores of ``metric`` beside every published score of the same system, dataset and split.
+
+    ``published`` holds ``harness.baselines.Published`` rows; ``systems`` maps a published system name to
+    our retriever names (a system name equal to a retriever name matches too). Columns: retriever,
+    dataset, split, ours, published, delta (ours - published), system, source. A result with no published
+    counterpart keeps one row with an empty published value.
+    """
+    from harness.baselines import same_retriever
+
+    cols = ["retriever", "dataset", "split", "ours", "published", "delta", "system", "source"]
+    if df.empty or metric not in df.columns:
+        return pd.DataFrame(columns=cols)
+    sub = df[df[metric].notna()]
+    if split is not None:
+        sub = sub[sub["split"] == split]
+    if datasets:
+        sub = sub[sub["dataset"].isin(datasets)]
+    refs = [p for p in published if p.metric == metric]
+    out = []
+    for _, row in sub.iterrows():
+        ours = float(row[metric])
+        hits = [p for p in refs if p.dataset == row["dataset"] and p.split == row["split"]
+                and any(same_retriever(row["retriever"], name) for name in systems.get(p.system, [p.system]))]
+        for p in hits:
+            out.append([row["retriever"], row["dataset"], row["split"], ours, p.value, ours - p.value, p.system,
+                        p.source])
+        if not hits:
+            out.append([row["retriever"], row["dataset"], row["split"], ours, float("nan"), float("nan"), "", ""])
+    return pd.DataFrame(out, columns=cols).sort_values(["dataset", "split", "retriever"], kind="stable") \
+        .reset_index(drop=True)
+
+
+def render_against(table_: pd.DataFrame, metric: str, fmt: str = "text") -> str:
+    """The ``against_published`` table as text."""
+    from tabulate import tabulate
+
+    if table_.empty:
+        return f"no results with metric {metric}"
+    rows = [[r.retriever, r.dataset, r.split, f"{r.ours:.4f}", "—" if pd.isna(r.published) else f"{r.published:.4f}",
+             "—" if pd.isna(r.delta) else f"{r.delta:+.4f}", r.system or "—", r.source or "no published score"]
+            for r in table_.itertuples()]
+    table_fmt = {"text": "simple", "markdown": "github"}[fmt]
+    body = tabulate(rows, headers=["retriever", "dataset", "split", "ours", "published", "delta", "published as",
+                                   "source"], tablefmt=table_fmt, disable_numparse=True,
+                    colalign=["left", "left", "left", "right", "right", "right", "left", "left"])
+    return f"{metric}: ours beside published (delta = ours - published)\n{body}"

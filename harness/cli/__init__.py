@@ -15,7 +15,7 @@ from harness import __version__
 from harness.errors import HarnessError
 
 #: subcommand modules, in the order ``--help`` lists them
-COMMANDS = ["run", "listing", "fetch", "evaluate", "leaderboard", "train"]
+COMMANDS = ["run", "listing", "fetch", "evaluate", "leaderboard", "compare", "check", "train", "encode", "ann"]
 
 
 def build_parser() -> argparse.ArgumentParser:

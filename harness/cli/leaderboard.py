@@ -1,9 +1,15 @@
-"""harness leaderboard: a retriever x dataset table of one metric, rebuilt from the result records."""
+"""harness leaderboard: a retriever x dataset table of one metric, rebuilt from the result records.
+
+``--baseline NAME`` marks cells significantly better or worse than NAME (paired test over queries, Holm
+corrected); ``--against published`` lists each score beside the published one; ``--plot FILE.png`` draws
+the table as a grouped bar chart.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from harness.cli.common import add_output_dir
 
@@ -15,6 +21,18 @@ def add_parser(sub) -> None:
     p.add_argument("--split", default=None, help="only this split")
     p.add_argument("--dataset", dest="datasets", action="append", default=None, help="only these datasets")
     p.add_argument("--format", choices=["text", "markdown"], default="text")
+    g = p.add_argument_group("significance and published scores")
+    g.add_argument("--baseline", metavar="NAME", default=None,
+                   help="mark cells significantly better (▲) or worse (▼) than this retriever")
+    g.add_argument("--test", choices=["t", "wilcoxon", "randomization"], default="t",
+                   help="paired test for --baseline (default: t)")
+    g.add_argument("--alpha", type=float, default=0.05, help="significance level after Holm correction (default 0.05)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the randomization test")
+    g.add_argument("--against", metavar="published|FILE", default=None,
+                   help="put each score beside the published one: 'published' (baselines/published/) or a "
+                        "reference CSV (source,system,dataset,split,metric,value)")
+    g.add_argument("--plot", type=Path, metavar="FILE.png", default=None,
+                   help="also draw the table as a grouped bar chart")
     p.set_defaults(func=cmd_leaderboard)
 
 
@@ -27,5 +45,28 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     for problem in problems:
         print(f"harness: warning: skipped {problem}", file=sys.stderr)
     pivot, averaged, notes = table(df, metric, split=args.split, datasets=args.datasets)
-    print(render(pivot, metric, averaged, notes, args.format))
+    marks, base = None, None
+    if args.baseline and not pivot.empty:
+        from harness.leaderboard import significance_marks
+        from harness.records import load_records
+
+        records = [r for _, r in load_records(args.output_dir)[0]]
+        marks, base, extra = significance_marks(records, pivot, metric, args.baseline, split=args.split,
+                                                test=args.test, alpha=args.alpha, seed=args.seed)
+        notes = notes + extra
+    print(render(pivot, metric, averaged, notes, args.format, marks=marks, baseline=base))
+    if args.against:
+        from harness.baselines import load_published
+        from harness.leaderboard import against_published, render_against
+
+        published, systems = load_published(None if args.against == "published" else args.against)
+        side = against_published(df, metric, published, systems, split=args.split, datasets=args.datasets)
+        print()
+        print(render_against(side, metric, args.format))
+    if args.plot and not pivot.empty:
+        from harness.plots import leaderboard_chart
+
+        shown = pivot if len(averaged) > 1 else pivot.drop(columns=[c for c in pivot.columns if str(c).startswith("avg (")])
+        title = f"{metric}" + (f" (▲/▼ vs {base}, {args.test} test, Holm)" if base else "")
+        print(f"plot: {leaderboard_chart(shown, metric, args.plot, title=title, marks=marks)}")
     return 0

@@ -137,8 +137,6 @@ def test_baselines_empty_and_invalid_utf8(tmp_path):
     assert err.path == str(path) and "utf-8" in str(err).lower()
 
 
-@pytest.mark.xfail(reason="harness/baselines.py reads UTF-8 without BOM handling (stats engineer's file)",
-                   strict=False)
 def test_baselines_bom_and_crlf_tolerated(tmp_path):
     baselines = pytest.importorskip("harness.baselines")
     path = write(tmp_path / "b.csv", b"\xef\xbb\xbf" + (HEADER + ROW).replace("\n", "\r\n").encode())

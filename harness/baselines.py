@@ -1,0 +1,192 @@
+"""Expected scores as data: regression baselines, published references, and the system-name mapping.
+
+Three CSV shapes live under ``baselines/`` (see ``baselines/README.md``):
+
+- regression baselines: ``retriever,dataset,split,metric,expected,tolerance``;
+- published references: ``source,system,dataset,split,metric,value`` (copied from ``../shared/reference``);
+- ``published/systems.csv``: ``system,retriever`` (a published system name -> our retriever name).
+
+Lines starting with ``#`` and blank lines are skipped. Any malformed line is a ``DataError`` naming the
+file and the line. Values are fractions (0.6789, not 67.89).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import DataError, HarnessError
+from harness.metrics import parse_measure
+
+REGRESSION_COLUMNS = ("retriever", "dataset", "split", "metric", "expected", "tolerance")
+REFERENCE_COLUMNS = ("source", "system", "dataset", "split", "metric", "value")
+SYSTEM_COLUMNS = ("system", "retriever")
+
+
+@dataclass(frozen=True)
+class Expected:
+    """One regression baseline row: ``retriever`` on ``dataset``/``split`` scores ``expected`` ± ``tolerance``."""
+
+    retriever: str
+    dataset: str
+    split: str
+    metric: str
+    expected: float
+    tolerance: float
+    path: str
+    line: int
+
+    @property
+    def where(self) -> str:
+        return f"{self.path}:{self.line}"
+
+
+@dataclass(frozen=True)
+class Published:
+    """One published score of ``system`` (the publisher's name for it), with where it comes from."""
+
+    source: str
+    system: str
+    dataset: str
+    split: str
+    metric: str
+    value: float
+    path: str
+    line: int
+
+
+def baselines_dir() -> Path:
+    """``baselines/`` of the repository (beside the ``harness`` package), or ``./baselines``."""
+    here = Path(__file__).resolve().parents[1] / "baselines"
+    return here if here.is_dir() else Path("baselines")
+
+
+def _rows(path: Path, columns: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, row) for each data line of a CSV file whose header names ``columns`` (any order)."""
+    from harness.data.jsonl import iter_lines  # BOM, CRLF and invalid UTF-8 (with its line) handled there
+
+    path = Path(path)
+    if not path.is_file():
+        raise HarnessError(f"{path}: no such baseline file")
+    lines = [(i, line) for i, line in iter_lines(path) if not line.lstrip().startswith("#")]
+    if not lines:
+        raise DataError(path, f"empty; expected a header line {','.join(columns)}")
+    header_no, header_line = lines[0]
+    header = [h.strip() for h in next(csv.reader([header_line]))]
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise DataError(path, f"the header lacks column(s) {', '.join(missing)}", line=header_no,
+                        fix=f"the header must name {','.join(columns)}")
+    for no, line in lines[1:]:
+        cells = next(csv.reader([line]))
+        if len(cells) != len(header):
+            raise DataError(path, f"{len(cells)} fields, the header has {len(header)}", line=no)
+        row = {h: c.strip() for h, c in zip(header, cells, strict=True)}
+        empty = [c for c in columns if not row[c] and c != "source"]
+        if empty:
+            raise DataError(path, f"empty {', '.join(empty)}", line=no)
+        yield no, row
+
+
+def _fraction(path: Path, no: int, name: str, text: str, *, upper: float | None = 1.0) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise DataError(path, f"{name} {text!r} is not a number", line=no) from None
+    if not math.isfinite(value) or value < 0 or (upper is not None and value > upper):
+        hint = " (values are fractions: 0.6789, not 67.89)" if upper is not None and value > upper else ""
+        raise DataError(path, f"{name} {text} is outside [0, {upper if upper is not None else 'inf'}]{hint}",
+                        line=no)
+    return value
+
+
+_ACCURACY = re.compile(r"(?:top-?k\s+)?(?:accuracy|acc|top)\s*@\s*(\d+)")
+
+
+def normalize_metric(text: str) -> str:
+    """A metric name as records spell it: ``nDCG@10`` -> ``ndcg@10``, ``top-k accuracy@20`` -> ``accuracy@20``."""
+    m = _ACCURACY.fullmatch(text.strip().lower())
+    if m:
+        return f"accuracy@{int(m.group(1))}"
+    return str(parse_measure(text))
+
+
+def _metric(path: Path, no: int, text: str) -> str:
+    try:
+        return normalize_metric(text)
+    except HarnessError as e:
+        raise DataError(path, str(e), line=no) from None
+
+
+def read_regression(path: str | Path) -> list[Expected]:
+    """Regression baseline rows of one file; a (retriever, dataset, split, metric) may appear once."""
+    path = Path(path)
+    out: list[Expected] = []
+    seen: dict[tuple, int] = {}
+    for no, row in _rows(path, REGRESSION_COLUMNS):
+        metric = _metric(path, no, row["metric"])
+        key = (row["retriever"], row["dataset"], row["split"], metric)
+        if key in seen:
+            raise DataError(path, f"duplicate of line {seen[key]} ({', '.join(key)})", line=no)
+        seen[key] = no
+        out.append(Expected(row["retriever"], row["dataset"], row["split"], metric,
+                            _fraction(path, no, "expected", row["expected"]),
+                            _fraction(path, no, "tolerance", row["tolerance"]), str(path), no))
+    return out
+
+
+def read_published(path: str | Path) -> list[Published]:
+    """Published reference rows of one file."""
+    path = Path(path)
+    return [Published(row["source"], row["system"], row["dataset"], row["split"], _metric(path, no, row["metric"]),
+                      _fraction(path, no, "value", row["value"]), str(path), no)
+            for no, row in _rows(path, REFERENCE_COLUMNS)]
+
+
+def read_systems(path: str | Path) -> dict[str, list[str]]:
+    """Published system name -> our retriever names (a system may map to several, e.g. hub id and folder)."""
+    path = Path(path)
+    out: dict[str, list[str]] = {}
+    for _, row in _rows(path, SYSTEM_COLUMNS):
+        out.setdefault(row["system"], []).append(row["retriever"])
+    return out
+
+
+def load_published(folder: str | Path | None = None) -> tuple[list[Published], dict[str, list[str]]]:
+    """Every published reference under ``folder`` (default ``baselines/published``) and the name mapping.
+
+    ``folder`` may also be a single reference CSV; the mapping is then read from ``systems.csv`` beside it,
+    when there is one.
+    """
+    folder = Path(folder) if folder is not None else baselines_dir() / "published"
+    files = [folder] if folder.is_file() else sorted(p for p in folder.glob("*.csv") if p.name != "systems.csv")
+    if not files:
+        raise HarnessError(f"no published reference CSV files in {folder}")
+    systems_file = (folder.parent if folder.is_file() else folder) / "systems.csv"
+    systems = read_systems(systems_file) if systems_file.is_file() else {}
+    return [row for f in files for row in read_published(f)], systems
+
+
+def same_retriever(ours: str, name: str) -> bool:
+    """Whether a result record's retriever name ``ours`` is the retriever ``name`` of a baseline.
+
+    Names are equal, or both name the same model folder (``hf:<folder>`` or a checkpoint folder), paths
+    resolved against the current directory.
+    """
+    if ours == name:
+        return True
+    pa, pb = _folder(ours), _folder(name)
+    return pa is not None and pa == pb
+
+
+def _folder(name: str) -> tuple[Path, str] | None:
+    target, _, revision = name[3:].partition("@") if name.startswith("hf:") else (name, "", "")
+    path = Path(target).expanduser()
+    try:
+        return (path.resolve(), revision) if path.is_dir() else None
+    except OSError:
+        return None

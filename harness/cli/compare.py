@@ -1,0 +1,103 @@
+"""harness compare: are two retrievers really different? Paired tests over per-query scores.
+
+For each dataset (and metric): means of A and B, the mean difference B - A with a bootstrap confidence
+interval, wins/ties/losses, and the p-values of the paired t-test, the Wilcoxon signed-rank test and the
+paired randomization test; Holm's correction across the datasets compared.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from harness.cli.common import add_device, add_metrics, add_output_dir
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("compare", help="paired significance tests of retriever B against retriever A",
+                       description="Run (or reuse) two retrievers on datasets and test their per-query differences.")
+    p.add_argument("--retriever", "-r", dest="retrievers", action="append", required=True, metavar="NAME",
+                   help="give it twice: A (the reference), then B; differences are B - A")
+    p.add_argument("--dataset", "-d", dest="datasets", action="append", default=[], metavar="ID|PATH",
+                   help="registered id or BEIR folder; repeatable")
+    p.add_argument("--suite", dest="suites", action="append", default=[], metavar="NAME")
+    add_metrics(p, ["ndcg@10"])
+    add_output_dir(p)
+    add_device(p)
+    p.add_argument("--test", choices=["t", "wilcoxon", "randomization"], default="t",
+                   help="the test whose Holm-adjusted p decides the 'sig' column and the plot label (default: t)")
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the randomization test and the bootstrap")
+    p.add_argument("--resamples", type=int, default=10_000, help="randomization and bootstrap resamples")
+    p.add_argument("--confidence", type=float, default=0.95, help="bootstrap interval level (default 0.95)")
+    p.add_argument("--plot", type=Path, default=None, metavar="FILE.png", help="per-query difference plot")
+    p.add_argument("--json", type=Path, default=None, metavar="FILE.json", help="also write every statistic as JSON")
+    p.add_argument("--force", action="store_true", help="recompute runs even when a matching one exists")
+    p.add_argument("--format", choices=["text", "markdown"], default="text")
+    p.set_defaults(func=cmd_compare)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from harness.errors import HarnessError
+    from harness.io import atomic_write_json
+    from harness.runner import run
+    from harness.stats import apply_holm, compare_records
+
+    if len(args.retrievers) != 2 or args.retrievers[0] == args.retrievers[1]:
+        raise HarnessError("name exactly two different retrievers: --retriever A --retriever B")
+    if not args.datasets and not args.suites:
+        raise HarnessError("name a dataset (--dataset beir/scifact or a folder) or a suite (--suite beir)")
+    metrics = args.metrics or ["ndcg@10"]
+    records = run(args.retrievers, args.datasets, metrics, args.output_dir, suites=args.suites,
+                  force=args.force, device=args.device)
+    name_a, name_b = args.retrievers
+    by_dataset: dict[str, dict[str, dict]] = {}
+    for r in records:
+        by_dataset.setdefault(r["dataset"], {})[r["retriever"]] = r
+    comparisons = [compare_records(d[name_a], d[name_b], m, resamples=args.resamples, seed=args.seed,
+                                   confidence=args.confidence)
+                   for d in by_dataset.values() if name_a in d and name_b in d for m in _names(metrics)]
+    apply_holm(comparisons)
+    print(render(comparisons, args.test, args.alpha, args.confidence, args.format))
+    if args.json:
+        atomic_write_json(args.json, {"a": args.retrievers[0], "b": args.retrievers[1], "test": args.test,
+                                      "alpha": args.alpha, "seed": args.seed, "resamples": args.resamples,
+                                      "comparisons": [c.to_dict() for c in comparisons]})
+        print(f"statistics: {args.json}")
+    if args.plot:
+        from harness.plots import difference_chart
+
+        print(f"plot: {difference_chart(comparisons, args.plot, test=args.test)}")
+    return 0
+
+
+def _names(metrics: list[str]) -> list[str]:
+    from harness.baselines import normalize_metric
+
+    return list(dict.fromkeys(normalize_metric(m) for m in metrics))
+
+
+def render(comparisons, test: str, alpha: float, confidence: float, fmt: str = "text") -> str:
+    from tabulate import tabulate
+
+    if not comparisons:
+        return "nothing compared"
+    a, b = comparisons[0].a, comparisons[0].b
+    rows = []
+    for c in comparisons:
+        adjusted = c.holm[test] if c.holm else c.pvalue(test)
+        sig = ("B better" if c.mean_diff > 0 else "A better") if adjusted <= alpha and c.mean_diff != 0 else "no"
+        rows.append([c.dataset, c.metric, c.queries, f"{c.mean_a:.4f}", f"{c.mean_b:.4f}", f"{c.mean_diff:+.4f}",
+                     f"[{c.ci_low:+.4f}, {c.ci_high:+.4f}]", f"{c.wins}/{c.ties}/{c.losses}", _p(c.t.pvalue),
+                     _p(c.wilcoxon.pvalue), _p(c.randomization.pvalue), _p(adjusted), sig])
+    table_fmt = {"text": "simple", "markdown": "github"}[fmt]
+    body = tabulate(rows, headers=["dataset", "metric", "queries", "A", "B", "B - A", f"{confidence:.0%} CI",
+                                   "W/T/L", "p t", "p wilcoxon", "p rand", f"p Holm ({test})", f"sig @{alpha:g}"],
+                    tablefmt=table_fmt, disable_numparse=True)
+    n = len({c.dataset for c in comparisons})
+    return (f"A = {a}\nB = {b}\n{body}\n"
+            f"W/T/L: queries where B wins/ties/loses. Holm: across {n} dataset(s), per metric and test.")
+
+
+def _p(p: float) -> str:
+    return f"{p:.2e}" if p < 1e-4 else f"{p:.4f}"

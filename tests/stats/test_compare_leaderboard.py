@@ -1,0 +1,105 @@
+"""harness compare, leaderboard --baseline / --against / --plot, and the plots (on fake records)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import harness.runner
+from harness.cli import main
+from harness.leaderboard import against_published, fold, render, significance_marks, table
+from harness.records import load_records
+
+from .conftest import fake_record, scores
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _records(folder):
+    return [r for _, r in load_records(folder)[0]]
+
+
+def test_significance_marks_better_worse_and_holm(fake_results):
+    records = _records(fake_results)
+    pivot, _, _ = table(fold(records), "ndcg@10")
+    marks, base, notes = significance_marks(records, pivot, "ndcg@10", "base")
+    assert base == "base"
+    assert marks == {("good", "beir/scifact"): "▲", ("good", "beir/nfcorpus"): "▲"}
+    assert "Holm-corrected over 4 comparisons" in notes[-1]
+    marks, _, _ = significance_marks(records, pivot, "ndcg@10", "good", test="randomization", seed=1)
+    assert marks[("base", "beir/scifact")] == "▼" and ("same", "beir/scifact") in marks
+    text = render(pivot, "ndcg@10", ["beir/nfcorpus", "beir/scifact"], notes, marks=marks, baseline="good")
+    assert "good (baseline)" in text and "▼" in text
+    with pytest.raises(Exception, match="not in the table"):
+        significance_marks(records, pivot, "ndcg@10", "nobody")
+
+
+def test_render_without_marks_is_unchanged(fake_results):
+    pivot, averaged, notes = table(fold(_records(fake_results)), "ndcg@10")
+    assert render(pivot, "ndcg@10", averaged, notes) == render(pivot, "ndcg@10", averaged, notes, "text",
+                                                               marks=None, baseline=None)
+    assert "▲" not in render(pivot, "ndcg@10", averaged, notes)
+
+
+def test_against_published_puts_scores_side_by_side():
+    from harness.baselines import Published
+
+    df = fold([fake_record("bm25", "beir/scifact", {"ndcg@10": {"q1": 0.7, "q2": 0.6}}),
+               fake_record("mine", "beir/scifact", {"ndcg@10": {"q1": 0.1, "q2": 0.2}})])
+    pub = [Published("pyserini", "bm25-flat", "beir/scifact", "test", "ndcg@10", 0.6789, "p.csv", 2),
+           Published("paper", "bm25-flat", "beir/scifact", "test", "recall@100", 0.9, "p.csv", 3),
+           Published("pyserini", "other", "beir/scifact", "test", "ndcg@10", 0.5, "p.csv", 4)]
+    side = against_published(df, "ndcg@10", pub, {"bm25-flat": ["bm25"]})
+    got = {r.retriever: (r.published, r.system) for r in side.itertuples()}
+    assert got["bm25"] == (0.6789, "bm25-flat")
+    assert side.loc[side.retriever == "bm25", "delta"].item() == pytest.approx(0.65 - 0.6789)
+    assert side.loc[side.retriever == "mine", "published"].isna().all()
+
+
+def test_leaderboard_cli_baseline_against_and_plot(fake_results, tmp_path, capsys):
+    ref = tmp_path / "ref.csv"
+    ref.write_text("source,system,dataset,split,metric,value\nsome paper,base,beir/scifact,test,ndcg@10,0.5\n")
+    plot = tmp_path / "lb.png"
+    assert main(["leaderboard", "--output-dir", str(fake_results), "--baseline", "base", "--against", str(ref),
+                 "--plot", str(plot)]) == 0
+    out = capsys.readouterr().out
+    assert "base (baseline)" in out and "▲" in out
+    assert "some paper" in out and "0.5000" in out
+    assert plot.read_bytes().startswith(PNG) and plot.stat().st_size > 10_000
+
+
+def test_compare_cli_table_json_plot(fake_results, tmp_path, monkeypatch, capsys):
+    records = {(r["retriever"], r["dataset"]): r for r in _records(fake_results)}
+
+    def run(retrievers, datasets, metrics, output_dir, **kw):
+        return [records[(r, d)] for d in datasets for r in retrievers]
+
+    monkeypatch.setattr(harness.runner, "run", run)
+    plot, out_json = tmp_path / "diff.png", tmp_path / "cmp.json"
+    argv = ["compare", "-r", "base", "-r", "good", "-d", "beir/scifact", "-d", "beir/nfcorpus", "--plot", str(plot),
+            "--json", str(out_json), "--resamples", "2000"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "B better" in text and "A = base" in text and "W/T/L" in text
+    data = json.loads(out_json.read_text())
+    assert [c["dataset"] for c in data["comparisons"]] == ["beir/scifact", "beir/nfcorpus"]
+    first = data["comparisons"][0]
+    assert first["holm"]["t"] >= first["t"]["pvalue"] and first["wins"] > first["losses"]
+    assert plot.read_bytes().startswith(PNG)
+    assert main(argv) == 0 and json.loads(out_json.read_text()) == data  # seeded: same numbers again
+    assert main(["compare", "-r", "base", "-d", "beir/scifact"]) == 2
+
+
+def test_difference_chart_many_panels(tmp_path):
+    from harness.plots import difference_chart
+    from harness.stats import apply_holm, compare_records
+
+    comps = [compare_records(fake_record("A", f"beir/d{i}", {"ndcg@10": scores(i, 30)}),
+                             fake_record("B", f"beir/d{i}", {"ndcg@10": scores(i + 50, 30)}), "ndcg@10",
+                             resamples=500) for i in range(5)]
+    apply_holm(comps)
+    path = difference_chart(comps, tmp_path / "d.png", test="wilcoxon")
+    assert path.read_bytes().startswith(PNG)
+    with pytest.raises(Exception, match=".png"):
+        difference_chart(comps, tmp_path / "d.txt")
