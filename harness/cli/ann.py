@@ -36,7 +36,7 @@ def cmd_ann(args: argparse.Namespace) -> int:
 
     retriever, dataset = _load(args)
     retriever.index(dataset)  # reuses the cached embeddings (encodes them when missing)
-    store = retriever._store
+    store = retriever.store
     manifest = store.manifest()
     if manifest is None:
         raise HarnessError("the embeddings are incomplete; run `harness merge` first")

@@ -24,8 +24,7 @@ from pathlib import Path
 
 from harness.data.beir import doc_text
 from harness.errors import HarnessError
-from harness.io import atomic_write_json, cached_sha256
-from harness.paths import cache_root
+from harness.io import atomic_write_json
 
 GiB = 1024**3
 PY_STR_BYTES = 57  # CPython size of a short ASCII str, the per-id cost of the id list held while searching
@@ -158,9 +157,7 @@ def check_fits(plan: Plan, store_dir: Path, index: str = "exact", *, memory: int
 
 
 def _store_for(retriever, dataset):
-    from harness.embeddings import EmbeddingStore
-
-    return EmbeddingStore(cache_root() / "embeddings", retriever._key("corpus", cached_sha256(dataset.corpus_path)))
+    return retriever.corpus_store(dataset)
 
 
 def model_dim(retriever) -> int:

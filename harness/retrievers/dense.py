@@ -69,9 +69,19 @@ class DenseRetriever:
                 "tokenizer": tokenizer_fingerprint(self.files.path), "encoder": self.config.to_dict(),
                 "dtype": self.embed_dtype, "what": what, "text_rule": "title + ' ' + text", "checksum": checksum}
 
+    def corpus_store(self, dataset) -> EmbeddingStore:
+        """The embedding store (cache folder) of ``dataset``'s corpus under this encoder."""
+        return EmbeddingStore(cache_root() / "embeddings", self._key("corpus", cached_sha256(dataset.corpus_path)))
+
+    @property
+    def store(self) -> EmbeddingStore:
+        if self._store is None:
+            raise RuntimeError("index() must run before the store is read")
+        return self._store
+
     def index(self, dataset) -> dict:
         start = time.perf_counter()
-        store = EmbeddingStore(cache_root() / "embeddings", self._key("corpus", cached_sha256(dataset.corpus_path)))
+        store = self.corpus_store(dataset)
         self._store = store
         if store.complete:
             return {"embeddings": "reused", "path": str(store.dir), "seconds": time.perf_counter() - start}
