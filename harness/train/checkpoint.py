@@ -1,0 +1,104 @@
+"""Checkpoints: Hugging Face model + tokenizer (safetensors) + ``harness_checkpoint.json``, written in a
+temporary folder and moved into place with ``os.replace``; only the last N are kept. The resume state
+(optimiser, scheduler, key encoder, queue, data position, every RNG) is ``training_state.pt``, plain
+tensors and containers only, so it loads with ``torch.load(weights_only=True)``."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import harness
+from harness.io import atomic_write_json
+from harness.retrievers.config import CHECKPOINT_FORMAT, CHECKPOINT_METADATA, EncoderConfig
+
+STATE_FILE = "training_state.pt"
+_NAME = re.compile(r"^checkpoint-(\d+)$")
+
+
+def encoder_block(cfg: EncoderConfig) -> dict:
+    return {"pooling": cfg.pooling, "normalize": cfg.normalize,
+            "similarity": "cos" if cfg.normalize else "dot", "max_length": cfg.max_length}
+
+
+def checkpoint_metadata(*, encoder: EncoderConfig, objective: str, hyperparameters: dict, data_checksum: str,
+                        step: int, init: str, extra: dict | None = None) -> dict:
+    return {"format": CHECKPOINT_FORMAT, "encoder": encoder_block(encoder), "objective": objective,
+            "hyperparameters": hyperparameters, "data_checksum": data_checksum, "step": step,
+            "harness_version": harness.__version__, "init": init, **(extra or {})}
+
+
+def list_checkpoints(output: Path) -> list[tuple[int, Path]]:
+    """(step, folder) of every finished checkpoint under ``output``, oldest first."""
+    if not output.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in output.iterdir()
+             if p.is_dir() and (m := _NAME.match(p.name)) and (p / CHECKPOINT_METADATA).is_file()]
+    return sorted(found)
+
+
+def latest_resumable(output: Path) -> Path | None:
+    for _, folder in reversed(list_checkpoints(output)):
+        if (folder / STATE_FILE).is_file():
+            return folder
+    return None
+
+
+def save_checkpoint(output: Path, step: int, model, tokenizer, metadata: dict, state: dict | None,
+                    keep_last: int) -> Path:
+    """Write ``output/checkpoint-<step>`` atomically and delete all but the newest ``keep_last``."""
+    output.mkdir(parents=True, exist_ok=True)
+    final = output / f"checkpoint-{step:07d}"
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=output))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if state is not None:
+            torch.save(state, tmp / STATE_FILE)
+        atomic_write_json(tmp / CHECKPOINT_METADATA, metadata)
+        if final.exists():
+            trash = output / f".{final.name}.old"
+            shutil.rmtree(trash, ignore_errors=True)
+            os.replace(final, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for _, old in list_checkpoints(output)[:-keep_last]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load_state(folder: Path) -> dict:
+    return torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True)
+
+
+def rng_state() -> dict:
+    """Every RNG the trainer touches: python, numpy's global, torch CPU and CUDA."""
+    version, mt, gauss = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state(legacy=True)
+    state = {"python": {"version": version, "state": list(mt), "gauss": gauss},
+             "numpy": {"name": np_name, "keys": torch.from_numpy(np.asarray(np_keys).astype(np.int64)), "pos": int(np_pos),
+                       "has_gauss": int(np_has_gauss), "gauss": float(np_gauss)},
+             "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

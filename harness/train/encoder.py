@@ -1,0 +1,82 @@
+"""A Hugging Face model used as a retrieval encoder in training, pooled exactly as evaluation pools it."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness.errors import HarnessError
+from harness.retrievers.config import CONTRIEVER, EncoderConfig, read_encoder_config
+from harness.retrievers.pooling import pool
+
+
+class Encoder(torch.nn.Module):
+    """``model`` (a Hugging Face base model) + pooling (+ optional L2 normalisation) -> [N, d]."""
+
+    def __init__(self, model: torch.nn.Module, pooling: str = "mean", normalize: bool = False):
+        super().__init__()
+        self.model = model
+        self.pooling = pooling
+        self.normalize = normalize
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        emb = pool(self.pooling, hidden, attention_mask)
+        return torch.nn.functional.normalize(emb, dim=-1) if self.normalize else emb
+
+    def frozen_copy(self) -> Encoder:
+        """A copy without gradients (the MoCo key encoder)."""
+        other = copy.deepcopy(self)
+        for p in other.parameters():
+            p.requires_grad_(False)
+        return other
+
+
+@dataclass
+class Loaded:
+    encoder: Encoder
+    tokenizer: Any
+    config: EncoderConfig
+
+
+def init_encoder_config(init: str, pooling: str | None, normalize: bool | None,
+                        max_length: int | None) -> EncoderConfig:
+    """The init model's encoder config (checkpoint metadata, sentence-transformers files, or Contriever's
+    conventions), with the user's overrides applied."""
+    path = Path(init).expanduser()
+    cfg = read_encoder_config(path) if path.is_dir() else _hub_encoder_config(init)
+    over: dict = {k: v for k, v in (("pooling", pooling), ("normalize", normalize), ("max_length", max_length))
+                  if v is not None}
+    cfg = replace(cfg, **over)
+    return replace(cfg, similarity="cos" if cfg.normalize else "dot")
+
+
+def _hub_encoder_config(model_id: str) -> EncoderConfig:
+    try:
+        from huggingface_hub import snapshot_download
+
+        folder = snapshot_download(model_id, allow_patterns=["*.json"])
+        return read_encoder_config(Path(folder))
+    except Exception:  # offline or not on the hub: the model loader reports the real problem
+        return CONTRIEVER
+
+
+def load_encoder(init: str, cfg: EncoderConfig, *, trust_remote_code: bool = False) -> Loaded:
+    """Load model + tokenizer from a Hugging Face id or a local folder (one of our checkpoints included)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    source = str(Path(init).expanduser()) if Path(init).expanduser().is_dir() else init
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+        model = AutoModel.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise HarnessError(f"cannot load the init model {init!r}: {str(e).splitlines()[0]} "
+                           "(give a local folder or a Hugging Face id that is cached or reachable; "
+                           "models with custom code need --trust-remote-code)") from None
+    if cfg.pooling not in ("mean", "cls", "max"):
+        raise HarnessError(f"unknown pooling {cfg.pooling!r}")
+    return Loaded(Encoder(model, cfg.pooling, cfg.normalize), tokenizer, cfg)

@@ -1,0 +1,50 @@
+"""Evaluate saved checkpoints with the harness runner, so trained rows land on the leaderboard next to
+BM25 and the init model. Each evaluation is also appended to ``<output>/eval_log.jsonl`` for the plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+EVAL_LOG = "eval_log.jsonl"
+
+
+def _run(retriever: str, cfg) -> list[dict]:
+    from harness.runner import run
+
+    return run([retriever], list(cfg.eval), list(cfg.eval_metrics), Path(cfg.eval_output), device=cfg.device)
+
+
+def _append(output: Path, rows: list[dict]) -> None:
+    with open(output / EVAL_LOG, "a", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+
+
+def _rows(records: list[dict], step: int | None, retriever: str) -> list[dict]:
+    return [{"step": step, "retriever": retriever, "dataset": r.get("dataset"), "metrics": r.get("metrics", {})}
+            for r in records]
+
+
+def evaluate_checkpoint(folder: Path, step: int, cfg) -> list[dict]:
+    """Run ``cfg.eval`` datasets on one checkpoint folder; returns the result records."""
+    records = _run(str(folder), cfg)
+    _append(Path(cfg.output), _rows(records, step, str(folder)))
+    return records
+
+
+def evaluate_baselines(cfg) -> list[dict]:
+    """The init model and BM25 on the same datasets (reused when already run)."""
+    from harness.errors import HarnessError
+
+    records = []
+    init = cfg.init if Path(cfg.init).expanduser().is_dir() else f"hf:{cfg.init}"
+    for name in (init, "bm25"):
+        try:
+            got = _run(name, cfg)
+        except HarnessError as e:  # e.g. no Java for BM25: the trained rows still count
+            print(f"harness: baseline {name} not evaluated: {e}")
+            continue
+        _append(Path(cfg.output), _rows(got, None, name))
+        records += got
+    return records

@@ -1,0 +1,173 @@
+"""Few-shot fine-tuning (METHOD.md): a handful of labelled (query, relevant document) pairs from a
+collection's qrels, in-batch negatives, optionally BM25-mined hard negatives; same checkpoint format."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from harness.errors import HarnessError
+
+RUN_CONTROL = {"init", "dataset", "output", "device", "threads", "save_every", "keep_last", "progress",
+               "eval", "eval_metrics", "eval_output", "eval_baselines", "trust_remote_code", "plot"}
+
+
+@dataclass
+class FinetuneConfig:
+    init: str
+    dataset: str
+    output: str
+    split: str = "train"
+    shots: int = 16  # labelled pairs drawn (seeded); 0: every pair of the split
+    steps: int = 100
+    batch_size: int = 8
+    lr: float = 2e-5
+    warmup_steps: int = 0
+    weight_decay: float = 0.01
+    temperature: float = 0.05
+    hard_negatives: int = 0  # BM25-mined hard negatives per pair (0: in-batch negatives only)
+    hard_negative_depth: int = 30
+    query_max_length: int = 64
+    doc_max_length: int = 256
+    pooling: str | None = None
+    normalize: bool | None = None
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 0
+    save_every: int = 0  # 0: only at the end
+    keep_last: int = 2
+    progress: bool = True
+    eval: list[str] = field(default_factory=list)
+    eval_metrics: list[str] = field(default_factory=lambda: ["ndcg@10"])
+    eval_output: str = "results"
+    eval_baselines: bool = False
+    trust_remote_code: bool = False
+    plot: bool = True
+
+    def hyperparameters(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k not in RUN_CONTROL}
+
+
+def labelled_pairs(ds, shots: int, seed: int) -> list[tuple[str, str]]:
+    """(query id, relevant doc id) pairs with positive grade, a seeded sample of ``shots`` of them."""
+    pairs = sorted((q, d) for q, docs in ds.qrels().items() for d, rel in docs.items() if rel > 0)
+    if not pairs:
+        raise HarnessError(f"{ds.id}: no positive judgements in the {ds.split} split")
+    random.Random(seed).shuffle(pairs)
+    return pairs[:shots] if shots else pairs
+
+
+def _mine_hard_negatives(ds, queries: dict[str, str], pairs, per_pair: int, depth: int) -> dict[str, list[str]]:
+    from harness.retrievers.registry import RETRIEVERS
+
+    bm25 = RETRIEVERS.get("bm25").load()
+    bm25.index(ds)
+    run = bm25.search({q: queries[q] for q, _ in pairs}, depth)
+    positives: dict[str, set[str]] = {}
+    for q, docs in ds.qrels().items():
+        positives[q] = {d for d, r in docs.items() if r > 0}
+    return {q: [d for d, _ in sorted(run.get(q, {}).items(), key=lambda x: -x[1])
+                if d not in positives.get(q, set()) and d != q][:per_pair] for q in {q for q, _ in pairs}}
+
+
+def finetune(cfg: FinetuneConfig):
+    """Fine-tune ``cfg.init`` on few-shot pairs; returns the trainer's ``TrainResult``."""
+    from harness.data.beir import doc_text, read_queries
+    from harness.data.load import resolve_dataset
+    from harness.train.checkpoint import checkpoint_metadata, save_checkpoint
+    from harness.train.encoder import init_encoder_config, load_encoder
+    from harness.train.losses import inbatch_loss
+    from harness.train.trainer import LOG_FILE, TrainResult, _log, _lr_lambda, _pick_device
+
+    if cfg.steps < 1 or cfg.batch_size < 2:
+        raise HarnessError("finetune needs --steps >= 1 and --batch-size >= 2 (in-batch negatives)")
+    device = _pick_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    ds = resolve_dataset(cfg.dataset, split=cfg.split)
+    pairs = labelled_pairs(ds, cfg.shots, cfg.seed)
+    queries = read_queries(ds.queries_path)
+    hard = _mine_hard_negatives(ds, queries, pairs, cfg.hard_negatives, cfg.hard_negative_depth) \
+        if cfg.hard_negatives else {}
+    needed = {d for _, d in pairs} | {d for ds_ in hard.values() for d in ds_}
+    docs = {doc.doc_id: doc_text(doc) for doc in ds.corpus() if doc.doc_id in needed}
+    pairs = [(q, d) for q, d in pairs if d in docs and q in queries]
+    if len(pairs) < 2:
+        raise HarnessError(f"{cfg.dataset}: fewer than 2 usable labelled pairs in the {cfg.split} split")
+
+    enc_cfg = init_encoder_config(cfg.init, cfg.pooling, cfg.normalize, None)
+    loaded = load_encoder(cfg.init, enc_cfg, trust_remote_code=cfg.trust_remote_code)
+    tok, encoder = loaded.tokenizer, loaded.encoder.to(device)
+    encoder.train()
+    opt = torch.optim.AdamW(encoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.warmup_steps, cfg.steps))
+    output = Path(cfg.output)
+    output.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(cfg.seed)
+
+    def encode(texts: list[str], max_length: int) -> torch.Tensor:
+        b = tok(texts, padding=True, truncation=True, max_length=min(max_length, enc_cfg.max_length),
+                return_tensors="pt").to(device)
+        return encoder(b["input_ids"], b["attention_mask"])
+
+    bar = None
+    if cfg.progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.steps, desc="finetune", unit="step")
+    result = TrainResult(output)
+    order: list[int] = []
+    bs = min(cfg.batch_size, len(pairs))
+    for step in range(1, cfg.steps + 1):
+        t0 = time.perf_counter()
+        if len(order) < bs:
+            order += rng.permutation(len(pairs)).tolist()
+        batch, order = [pairs[i] for i in order[:bs]], order[bs:]
+        q = encode([queries[qid] for qid, _ in batch], cfg.query_max_length)
+        d = encode([docs[did] for _, did in batch], cfg.doc_max_length)
+        negs = [n for qid, _ in batch for n in hard.get(qid, []) if n in docs]
+        extra = encode([docs[n] for n in negs], cfg.doc_max_length) if negs else None
+        out = inbatch_loss(q.float(), d.float(), cfg.temperature, extra_negatives=None if extra is None else extra.float())
+        out.loss.backward()
+        lr = sched.get_last_lr()[0]
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        _log(output / LOG_FILE, {"step": step, **out.stats(), "lr": lr,
+                                 "pairs_per_s": len(batch) / (time.perf_counter() - t0)}, bar, 10, step)
+        if step == cfg.steps or (cfg.save_every and step % cfg.save_every == 0):
+            meta = checkpoint_metadata(encoder=enc_cfg, objective="finetune-inbatch", hyperparameters=cfg.hyperparameters(),
+                                       data_checksum=_qrels_checksum(ds), step=step, init=cfg.init,
+                                       extra={"dataset": ds.id, "split": cfg.split, "n_pairs": len(pairs)})
+            folder = save_checkpoint(output, step, encoder.model, tok, meta, None, cfg.keep_last)
+            result.checkpoints.append(folder)
+            if cfg.eval:
+                from harness.train.evaluate import evaluate_checkpoint
+
+                result.evaluations += evaluate_checkpoint(folder, step, cfg)
+        result.last_step = step
+    if bar:
+        bar.close()
+    if cfg.eval and cfg.eval_baselines:
+        from harness.train.evaluate import evaluate_baselines
+
+        result.evaluations += evaluate_baselines(cfg)
+    if cfg.plot:
+        from harness.train.plot import plot_training
+
+        plot_training(output)
+    return result
+
+
+def _qrels_checksum(ds) -> str:
+    from harness.io import cached_sha256
+
+    return cached_sha256(ds.qrels_path)

@@ -1,0 +1,96 @@
+"""MoCo pieces (as Contriever): a FIFO queue of past keys, the momentum (EMA) key encoder update, and
+gathering keys from every rank so that the queue holds the keys of the whole global batch."""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+
+class KeyQueue:
+    """A ring buffer of the last ``size`` keys. ``get()`` returns only the slots filled so far, oldest
+    first is not needed by the loss (a set of negatives), so it returns them in buffer order."""
+
+    def __init__(self, size: int, dim: int, device: torch.device | str = "cpu"):
+        if size < 0:
+            raise ValueError("queue size must be >= 0")
+        self.size = size
+        self.buffer = torch.zeros(size, dim, device=device)
+        self.ptr = 0
+        self.filled = 0
+
+    def get(self) -> torch.Tensor:
+        return self.buffer[: self.filled]
+
+    @torch.no_grad()
+    def enqueue(self, keys: torch.Tensor) -> None:
+        """Write ``keys`` [n, d] at the pointer (wrapping around); the oldest entries are overwritten."""
+        keys = keys.detach().reshape(-1, self.buffer.shape[1]).to(self.buffer)
+        n = keys.shape[0]
+        if self.size == 0 or n == 0:
+            return
+        if n >= self.size:  # only the newest ``size`` keys survive
+            keys, n = keys[-self.size:], self.size
+        end = self.ptr + n
+        if end <= self.size:
+            self.buffer[self.ptr:end] = keys
+        else:
+            first = self.size - self.ptr
+            self.buffer[self.ptr:] = keys[:first]
+            self.buffer[: n - first] = keys[first:]
+        self.ptr = end % self.size
+        self.filled = min(self.size, self.filled + n)
+
+    def state_dict(self) -> dict:
+        return {"buffer": self.buffer.cpu().clone(), "ptr": self.ptr, "filled": self.filled}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.buffer.copy_(state["buffer"])
+        self.ptr, self.filled = int(state["ptr"]), int(state["filled"])
+
+
+@torch.no_grad()
+def momentum_update(key_model: torch.nn.Module, query_model: torch.nn.Module, momentum: float) -> None:
+    """theta_k <- momentum * theta_k + (1 - momentum) * theta_q, parameter by parameter."""
+    for pk, pq in zip(key_model.parameters(), query_model.parameters(), strict=True):
+        pk.mul_(momentum).add_(pq.detach(), alpha=1.0 - momentum)
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+@torch.no_grad()
+def gather_nograd(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``x`` from every rank (rank order) along dim 0; identity when not distributed."""
+    if not is_distributed():
+        return x
+    parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts, dim=0)
+
+
+def gather_with_local_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """All ranks' ``x`` concatenated; the local slice keeps its gradient. Returns (tensor, local offset)."""
+    if not is_distributed():
+        return x, 0
+    parts = list(gather_nograd(x.detach()).split(x.shape[0]))
+    rank = dist.get_rank()
+    parts[rank] = x
+    return torch.cat(parts, dim=0), rank * x.shape[0]
+
+
+def average_gradients(model: torch.nn.Module) -> None:
+    """All-reduce and average the gradients of ``model`` (data parallel without the DDP wrapper)."""
+    if not is_distributed():
+        return
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset: offset + g.numel()].view_as(g))
+        offset += g.numel()

@@ -1,0 +1,296 @@
+"""The training loop: one entry point, ``train(config)``, for the three objectives of METHOD.md.
+
+fp32 on CPU, bf16 (or fp16 with loss scaling) autocast on GPU; gradient accumulation; data parallel under
+``torchrun`` (gloo on CPU, nccl on GPU) with gradients averaged over ranks and the keys of every rank
+gathered into the queue, as Contriever does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from harness.errors import HarnessError
+from harness.paths import cache_root
+from harness.retrievers.config import CHECKPOINT_METADATA
+from harness.train.checkpoint import (
+    checkpoint_metadata,
+    latest_resumable,
+    load_state,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from harness.train.config import TrainConfig
+from harness.train.crops import ContrastiveBatches, SpecialIds
+from harness.train.data import build_token_stream, make_windows, resolve_source
+from harness.train.encoder import init_encoder_config, load_encoder
+from harness.train.losses import inbatch_loss, moco_loss, relevance_aware_loss
+from harness.train.moco import (
+    KeyQueue,
+    average_gradients,
+    gather_nograd,
+    gather_with_local_grad,
+    is_distributed,
+    momentum_update,
+)
+
+LOG_FILE = "train_log.jsonl"
+
+
+@dataclass
+class TrainResult:
+    output: Path
+    checkpoints: list[Path] = field(default_factory=list)
+    last_step: int = 0
+    evaluations: list[dict] = field(default_factory=list)
+    encoder: object = None  # the trained query encoder and the MoCo queue, for tests and notebooks
+    queue: object = None
+
+
+def _setup_distributed(device: str) -> tuple[int, int, bool]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        cuda = device != "cpu" and torch.cuda.is_available()
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+        return dist.get_rank(), world, True
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size(), False
+    return 0, 1, False
+
+
+def _pick_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        name = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise HarnessError(f"device {name!r} asked for, but CUDA is not available (use --device cpu)")
+    return torch.device(name)
+
+
+def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    if precision == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def _lr_lambda(warmup: int, total: int):
+    def f(step: int) -> float:
+        if step < warmup:
+            return step / max(1, warmup)
+        return max(0.0, (total - step) / max(1, total - warmup))
+    return f
+
+
+def _barrier() -> None:
+    if is_distributed():
+        dist.barrier()
+
+
+def _check_resume(folder: Path, cfg: TrainConfig, checksum: str) -> None:
+    meta = json.loads((folder / CHECKPOINT_METADATA).read_text())
+    stored, now = meta.get("hyperparameters", {}), cfg.hyperparameters()
+    diff = sorted(k for k in set(stored) | set(now) if stored.get(k) != now.get(k))
+    if diff:
+        shown = ", ".join(f"{k}: {stored.get(k)!r} -> {now.get(k)!r}" for k in diff)
+        raise HarnessError(f"--resume from {folder} with different hyper-parameters ({shown}); "
+                           "pass the original options or start a new --output")
+    if meta.get("data_checksum") != checksum:
+        raise HarnessError(f"--resume from {folder}: the training corpus changed since that checkpoint")
+
+
+def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
+    """Train per ``cfg``; with ``resume`` continue exactly from the newest resumable checkpoint."""
+    cfg.validate()
+    rank, world, created_group = _setup_distributed(cfg.device)
+    try:
+        return _train(cfg, resume, rank, world)
+    finally:
+        if created_group:
+            dist.destroy_process_group()
+
+
+def _train(cfg: TrainConfig, resume: bool, rank: int, world: int) -> TrainResult:
+    device = _pick_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    output = Path(cfg.output)
+    resume_from = latest_resumable(output) if resume else None
+    if resume and resume_from is None:
+        raise HarnessError(f"--resume: no checkpoint with {'training state'} under {output}")
+    random.seed(cfg.seed + rank)
+    np.random.seed(cfg.seed + rank)
+    torch.manual_seed(cfg.seed + rank)
+
+    enc_cfg = init_encoder_config(cfg.init, cfg.pooling, cfg.normalize, cfg.max_length)
+    loaded = load_encoder(str(resume_from) if resume_from else cfg.init, enc_cfg,
+                          trust_remote_code=cfg.trust_remote_code)
+    tokenizer, encoder = loaded.tokenizer, loaded.encoder.to(device)
+    source = resolve_source(cfg.corpus)
+    cache = cache_root() / "train-tokens"
+    if rank == 0:
+        stream = build_token_stream(source, tokenizer, cache, progress=cfg.progress)
+    _barrier()
+    if rank != 0:
+        stream = build_token_stream(source, tokenizer, cache)
+    if resume_from:
+        _check_resume(resume_from, cfg, stream.checksum)
+    windows = make_windows(stream.offsets, cfg.chunk_length, cfg.window_mode)
+    m, B = cfg.m, cfg.batch_size
+    dataset = ContrastiveBatches(str(stream.folder), windows, batch_size=B, m=m, seed=cfg.seed,
+                                 ratio_min=cfg.ratio_min, ratio_max=cfg.ratio_max, augmentation=cfg.augmentation,
+                                 prob=cfg.prob_augmentation, max_length=enc_cfg.max_length,
+                                 ids=SpecialIds.from_tokenizer(tokenizer), rank=rank, world_size=world)
+
+    encoder.train()
+    key_encoder, queue = None, None
+    if cfg.objective != "inbatch":
+        key_encoder = encoder.frozen_copy()
+        queue = KeyQueue(cfg.queue_size, int(encoder.model.config.hidden_size), device)  # type: ignore[union-attr,arg-type]
+    opt = torch.optim.AdamW(encoder.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.adam_eps,
+                            weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.warmup_steps, cfg.steps))
+    start = 0
+    if resume_from:
+        state = load_state(resume_from)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        if key_encoder is not None and queue is not None:
+            key_encoder.load_state_dict(state["key_encoder"])
+            queue.load_state_dict(state["queue"])
+        set_rng_state(state["rng"][rank])
+        start = int(state["step"])
+
+    amp = _autocast_dtype(cfg.precision, device)
+    scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
+    end = min(cfg.steps, cfg.stop_at_step or cfg.steps)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=None, sampler=range(start * cfg.grad_accum, end * cfg.grad_accum),
+        num_workers=cfg.num_workers, generator=torch.Generator(), pin_memory=device.type == "cuda",
+        prefetch_factor=4 if cfg.num_workers else None)
+    batches = iter(loader)
+    result = TrainResult(output, encoder=encoder, queue=queue)
+    log_path = output / LOG_FILE
+    if rank == 0:
+        output.mkdir(parents=True, exist_ok=True)
+    bar = None
+    if rank == 0 and cfg.progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=end, initial=start, desc=f"train {cfg.objective}", unit="step")
+    for step in range(start, end):
+        t0 = time.perf_counter()
+        tokens, stats = 0, []
+        for _ in range(cfg.grad_accum):
+            batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
+            ctx = torch.autocast(device.type, dtype=amp) if amp else contextlib.nullcontext()
+            with ctx:
+                out, keys = _objective(cfg, encoder, key_encoder, queue, batch, B, m)
+            loss = out.loss / cfg.grad_accum
+            (scaler.scale(loss) if scaler else loss).backward()
+            if queue is not None:
+                queue.enqueue(gather_nograd(keys.reshape(-1, keys.shape[-1]).float()))
+            tokens += int(batch["anchor_mask"].sum() + batch["key_mask"].sum())
+            stats.append(out.stats())
+        average_gradients(encoder)
+        if scaler:
+            scaler.unscale_(opt)
+        if cfg.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(encoder.parameters(), cfg.max_grad_norm)
+        lr = sched.get_last_lr()[0]
+        if scaler:
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        if key_encoder is not None:
+            momentum_update(key_encoder, encoder, cfg.momentum)
+        done = step + 1
+        record = {"step": done, **{k: float(np.mean([s[k] for s in stats])) for k in stats[0]}, "lr": lr,
+                  "tokens_per_s": tokens * world / max(time.perf_counter() - t0, 1e-9)}
+        if rank == 0:
+            _log(log_path, record, bar, cfg.log_every, done)
+        if done % cfg.save_every == 0 or done == end:  # end: the last step, or --stop-at-step
+            folder = _save(cfg, output, done, encoder, key_encoder, queue, opt, sched, tokenizer, enc_cfg,
+                           stream.checksum, rank)
+            if rank == 0:
+                result.checkpoints.append(folder)
+                if cfg.eval:
+                    from harness.train.evaluate import evaluate_checkpoint
+
+                    result.evaluations += evaluate_checkpoint(folder, done, cfg)
+            _barrier()
+        result.last_step = done
+    if bar:
+        bar.close()
+    if rank == 0 and cfg.eval and cfg.eval_baselines and result.last_step == cfg.steps:
+        from harness.train.evaluate import evaluate_baselines
+
+        result.evaluations += evaluate_baselines(cfg)
+    if rank == 0 and cfg.plot:
+        from harness.train.plot import plot_training
+
+        plot_training(output)
+    return result
+
+
+def _objective(cfg, encoder, key_encoder, queue, batch, B: int, m: int):
+    q = encoder(batch["anchor_ids"], batch["anchor_mask"])
+    if cfg.objective == "inbatch":
+        k = encoder(batch["key_ids"], batch["key_mask"])
+        k_all, offset = gather_with_local_grad(k.float())
+        return inbatch_loss(q.float(), k_all, cfg.temperature, offset), k.detach()
+    with torch.no_grad():
+        k = key_encoder(batch["key_ids"], batch["key_mask"]).float().view(B, m, -1)
+    negatives = queue.get()
+    if cfg.objective == "relevance-aware":
+        out = relevance_aware_loss(q.float(), k, negatives, cfg.temperature, cfg.weight_guard,
+                                   cfg.weight_eps, cfg.weight_temperature)
+    else:
+        out = moco_loss(q.float(), k[:, 0], negatives, cfg.temperature)
+    return out, k
+
+
+def _log(path: Path, record: dict, bar, every: int, step: int) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+    if bar is not None:
+        bar.update(1)
+        if step % every == 0 or step == 1:
+            shown = {k: f"{v:.3g}" for k, v in record.items() if k in ("loss", "accuracy", "w_mean", "w_min",
+                                                                       "w_max", "w_entropy", "lr", "tokens_per_s")}
+            bar.set_postfix(shown, refresh=False)
+
+
+def _save(cfg, output, step, encoder, key_encoder, queue, opt, sched, tokenizer, enc_cfg, checksum, rank):
+    state = None
+    if cfg.save_state:
+        rngs = [rng_state()]
+        if is_distributed():
+            rngs = [None] * dist.get_world_size()
+            dist.all_gather_object(rngs, rng_state())
+        state = {"step": step, "data_position": step * cfg.grad_accum, "optimizer": opt.state_dict(),
+                 "scheduler": sched.state_dict(), "rng": rngs,
+                 "key_encoder": {k: v.cpu() for k, v in key_encoder.state_dict().items()} if key_encoder else None,
+                 "queue": queue.state_dict() if queue is not None else None}
+    folder = output / f"checkpoint-{step:07d}"
+    if rank == 0:
+        meta = checkpoint_metadata(encoder=enc_cfg, objective=cfg.objective, hyperparameters=cfg.hyperparameters(),
+                                   data_checksum=checksum, step=step, init=cfg.init,
+                                   extra={"corpus": cfg.corpus, "world_size": is_distributed() and dist.get_world_size() or 1})
+        folder = save_checkpoint(output, step, encoder.model, tokenizer, meta, state, cfg.keep_last)
+    return folder

@@ -1,0 +1,95 @@
+"""The train / finetune subcommands end to end on a tiny BEIR folder, and `harness run` on a checkpoint."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.cli import main
+from harness.train.checkpoint import list_checkpoints
+
+from .conftest import write_tiny_corpus
+
+TRAIN = ["--steps", "4", "--warmup-steps", "1", "--batch-size", "2", "--chunk-length", "24", "--queue-size", "8",
+         "--num-workers", "0", "--save-every", "2", "--no-progress", "--device", "cpu"]
+
+
+@pytest.fixture()
+def tiny_beir(tmp_path):
+    folder = tmp_path / "tinybeir"
+    write_tiny_corpus(folder, n_docs=12)
+    docs = [json.loads(x) for x in (folder / "corpus.jsonl").read_text().splitlines()]
+    with open(folder / "queries.jsonl", "w") as f:
+        for i in range(6):
+            f.write(json.dumps({"_id": f"q{i}", "text": " ".join(docs[i]["text"].split()[:5])}) + "\n")
+    (folder / "qrels").mkdir()
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" +
+                                               "".join(f"q{i}\td{i}\t1\n" for i in range(3)))
+    (folder / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\n" +
+                                                "".join(f"q{i}\td{i}\t1\n" for i in range(3, 6)))
+    return folder
+
+
+@pytest.mark.slow
+def test_train_eval_pipeline_and_harness_run_on_checkpoint(tiny_bert, tiny_beir, tmp_path, capsys):
+    out, results = tmp_path / "out", tmp_path / "results"
+    rc = main(["train", "--init", str(tiny_bert), "--corpus", str(tiny_beir), "--output", str(out),
+               "--objective", "relevance-aware", "--eval", str(tiny_beir), "--eval-output", str(results), *TRAIN])
+    assert rc == 0
+    evals = [json.loads(x) for x in (out / "eval_log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in evals] == [2, 4] and "ndcg@10" in evals[0]["metrics"]
+    assert (out / "training_curve.png").is_file()
+    ckpt = list_checkpoints(out)[-1][1]
+    rc = main(["run", "--retriever", str(ckpt), "--dataset", str(tiny_beir), "--output-dir", str(results),
+               "--metric", "ndcg@10", "--device", "cpu"])
+    assert rc == 0
+    assert "ndcg@10" in capsys.readouterr().out
+    assert (results / "leaderboard.csv").is_file()
+
+
+def test_config_file_and_command_line_precedence(tiny_bert, tiny_beir, tmp_path):
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text(f"init: {tiny_bert}\ncorpus: {tiny_beir}\noutput: {tmp_path / 'o'}\nobjective: moco\n"
+                   "steps: 3\nwarmup-steps: 1\nbatch_size: 2\nchunk_length: 24\nqueue_size: 4\nnum_workers: 0\n"
+                   "save_every: 10\nprogress: false\nplot: false\n")
+    assert main(["train", "--config", str(cfg), "--steps", "2"]) == 0
+    meta = json.loads((list_checkpoints(tmp_path / "o")[-1][1] / "harness_checkpoint.json").read_text())
+    assert meta["objective"] == "moco" and meta["step"] == 2 and meta["hyperparameters"]["steps"] == 2
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("nope: 1\n")
+    assert main(["train", "--config", str(bad)]) == 2
+    evil = tmp_path / "evil.yaml"
+    evil.write_text("init: !!python/object/apply:os.system ['echo hi']\n")
+    assert main(["train", "--config", str(evil)]) == 2  # safe loader refuses
+
+
+def test_user_errors_are_short_messages(tiny_bert, tmp_path, capsys):
+    assert main(["train", "--init", str(tiny_bert), "--output", str(tmp_path / "x")]) == 2
+    assert "--corpus" in capsys.readouterr().err
+    assert main(["train", "--init", str(tiny_bert), "--corpus", str(tmp_path / "none"),
+                 "--output", str(tmp_path / "x"), *TRAIN]) == 2
+    assert main(["train", "--init", str(tmp_path / "no-model"), "--corpus", str(tmp_path),
+                 "--output", str(tmp_path / "x"), *TRAIN]) == 2
+    assert "cannot load the init model" in capsys.readouterr().err
+
+
+def test_finetune_few_shot(tiny_bert, tiny_beir, tmp_path):
+    out = tmp_path / "ft"
+    assert main(["finetune", "--init", str(tiny_bert), "--dataset", str(tiny_beir), "--split", "train",
+                 "--shots", "3", "--steps", "3", "--batch-size", "2", "--output", str(out), "--no-progress",
+                 "--device", "cpu"]) == 0
+    (step, folder), = list_checkpoints(out)
+    meta = json.loads((folder / "harness_checkpoint.json").read_text())
+    assert step == 3 and meta["objective"] == "finetune-inbatch" and meta["n_pairs"] == 3
+    assert meta["encoder"]["pooling"] == "mean" and meta["hyperparameters"]["shots"] == 3
+
+
+@pytest.mark.slow
+@pytest.mark.java
+def test_finetune_with_bm25_hard_negatives(tiny_bert, tiny_beir, tmp_path):
+    out = tmp_path / "ft-hard"
+    assert main(["finetune", "--init", str(tiny_bert), "--dataset", str(tiny_beir), "--shots", "3", "--steps", "2",
+                 "--batch-size", "2", "--hard-negatives", "1", "--output", str(out), "--no-progress",
+                 "--device", "cpu"]) == 0
+    assert list_checkpoints(out)

@@ -1,0 +1,93 @@
+"""The trainer on a tiny random BERT: it runs, checkpoints carry the contract, resume is exact."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from harness.errors import HarnessError
+from harness.retrievers.config import CHECKPOINT_FORMAT, CHECKPOINT_METADATA, read_encoder_config
+from harness.train.checkpoint import STATE_FILE, list_checkpoints
+from harness.train.config import TrainConfig
+from harness.train.trainer import LOG_FILE, train
+
+
+def _cfg(tiny_bert, corpus, out, **kw) -> TrainConfig:
+    base = dict(init=str(tiny_bert), corpus=str(corpus), output=str(out), steps=20, warmup_steps=3,
+                batch_size=3, chunk_length=24, queue_size=16, momentum=0.9, lr=1e-3, num_workers=0,
+                save_every=10, keep_last=5, progress=False, plot=False, seed=7)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _weights(folder):
+    return load_file(str(folder / "model.safetensors"))
+
+
+@pytest.mark.parametrize("objective", ["relevance-aware", "moco", "inbatch"])
+def test_each_objective_trains_and_writes_checkpoints(tiny_bert, tiny_corpus, tmp_path, objective):
+    out = tmp_path / objective
+    res = train(_cfg(tiny_bert, tiny_corpus, out, objective=objective, steps=4, save_every=2, keep_last=1,
+                     plot=True))
+    ckpts = list_checkpoints(out)
+    assert [s for s, _ in ckpts] == [4]  # keep_last=1
+    folder = ckpts[0][1]
+    meta = json.loads((folder / CHECKPOINT_METADATA).read_text())
+    assert meta["format"] == CHECKPOINT_FORMAT and meta["objective"] == objective and meta["step"] == 4
+    assert meta["encoder"] == {"pooling": "mean", "normalize": False, "similarity": "dot", "max_length": 512}
+    assert meta["hyperparameters"]["temperature"] == 0.05 and len(meta["data_checksum"]) == 64
+    assert read_encoder_config(folder).source == CHECKPOINT_METADATA
+    assert (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file()
+    torch.load(folder / STATE_FILE, weights_only=True)
+    rows = [json.loads(x) for x in (out / LOG_FILE).read_text().splitlines()]
+    assert len(rows) == 4 and all(r["loss"] == r["loss"] for r in rows)
+    assert {"loss", "accuracy", "lr", "tokens_per_s"} <= set(rows[0])
+    if objective == "relevance-aware":
+        assert {"w_mean", "w_min", "w_max", "w_entropy"} <= set(rows[0])
+        assert rows[0]["w_mean"] == pytest.approx(0.25)
+    assert (out / "training_curve.png").is_file()
+    assert res.last_step == 4
+
+
+def test_resume_continues_exactly(tiny_bert, tiny_corpus, tmp_path):
+    straight = tmp_path / "straight"
+    train(_cfg(tiny_bert, tiny_corpus, straight))
+    split = tmp_path / "split"
+    train(_cfg(tiny_bert, tiny_corpus, split, stop_at_step=10))
+    assert [s for s, _ in list_checkpoints(split)] == [10]
+    train(_cfg(tiny_bert, tiny_corpus, split), resume=True)
+    a, b = _weights(straight / "checkpoint-0000020"), _weights(split / "checkpoint-0000020")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    sa = torch.load(straight / "checkpoint-0000020" / STATE_FILE, weights_only=True)
+    sb = torch.load(split / "checkpoint-0000020" / STATE_FILE, weights_only=True)
+    assert torch.equal(sa["queue"]["buffer"], sb["queue"]["buffer"])
+    for k in sa["key_encoder"]:
+        assert torch.equal(sa["key_encoder"][k], sb["key_encoder"][k]), k
+
+
+def test_resume_refuses_changed_hyperparameters(tiny_bert, tiny_corpus, tmp_path):
+    out = tmp_path / "run"
+    train(_cfg(tiny_bert, tiny_corpus, out, steps=2, warmup_steps=1, save_every=1))
+    with pytest.raises(HarnessError, match="temperature"):
+        train(_cfg(tiny_bert, tiny_corpus, out, steps=2, warmup_steps=1, save_every=1, temperature=0.1), resume=True)
+    with pytest.raises(HarnessError, match="no checkpoint"):
+        train(_cfg(tiny_bert, tiny_corpus, tmp_path / "empty", steps=2, warmup_steps=1), resume=True)
+
+
+def test_gradient_accumulation_and_workers_run(tiny_bert, tiny_corpus, tmp_path):
+    out = tmp_path / "accum"
+    res = train(_cfg(tiny_bert, tiny_corpus, out, steps=2, warmup_steps=1, save_every=2, grad_accum=2, num_workers=1))
+    assert res.last_step == 2 and list_checkpoints(out)
+
+
+def test_stopping_early_saves_a_resumable_checkpoint(tiny_bert, tiny_corpus, tmp_path):
+    out = tmp_path / "stop"
+    train(_cfg(tiny_bert, tiny_corpus, out, steps=6, warmup_steps=1, save_every=5, stop_at_step=3))
+    assert [s for s, _ in list_checkpoints(out)] == [3]
+    res = train(_cfg(tiny_bert, tiny_corpus, out, steps=6, warmup_steps=1, save_every=5), resume=True)
+    assert res.last_step == 6 and [s for s, _ in list_checkpoints(out)] == [3, 5, 6]
