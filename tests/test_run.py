@@ -65,6 +65,20 @@ def test_embeddings_are_reused_across_output_dirs(tiny_beir, tiny_bert_dir, tmp_
     assert info["embeddings"] == "reused"
 
 
+def test_embeddings_are_shared_by_relative_and_absolute_paths(tiny_beir, tiny_bert_dir, tmp_path, monkeypatch):
+    import os
+
+    from harness.data.load import resolve_dataset
+    from harness.retrievers.dense import DenseRetriever
+    from harness.retrievers.registry import resolve_retriever
+
+    run([_hf(tiny_bert_dir)], [str(tiny_beir)], ["ndcg@10"], tmp_path / "a", log=lambda m: None)
+    monkeypatch.chdir(tmp_path)
+    relative = "hf:" + os.path.relpath(tiny_bert_dir, tmp_path)
+    retriever = DenseRetriever(resolve_retriever(relative), device="cpu", progress=False)
+    assert retriever.index(resolve_dataset(str(tiny_beir)))["embeddings"] == "reused"
+
+
 def test_self_hits_are_dropped(tmp_path, tiny_bert_dir):
     from tests.conftest import make_tiny_beir
 

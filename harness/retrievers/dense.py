@@ -65,7 +65,9 @@ class DenseRetriever:
         return self._encoder
 
     def _key(self, what: str, checksum: str) -> dict:
-        return {"v": EMBED_VERSION, "model": self.files.model_id, "revision": self.files.revision,
+        # a local folder is identified by its weights' hash, not by how its path was spelled
+        model = self.files.model_id if self.files.source == "hub" else "local"
+        return {"v": EMBED_VERSION, "model": model, "revision": self.files.revision,
                 "tokenizer": tokenizer_fingerprint(self.files.path), "encoder": self.config.to_dict(),
                 "dtype": self.embed_dtype, "what": what, "text_rule": "title + ' ' + text", "checksum": checksum}
 
