@@ -94,14 +94,8 @@ class Runner:
                  retriever_options: dict | None = None, log: Log = _stderr):
         self.requested = list(metrics) if metrics else None  # None: each dataset kind's defaults
         self.depth = depth
-        beir_ok = self.requested is None or not any(_is_accuracy(m) for m in self.requested)
-        if beir_ok:
-            self.measures = [parse_measure(m) for m in (self.requested or DEFAULT_METRICS)]
-            self.metric_names = [str(m) for m in self.measures]
-            self.deepest = max((m.k or 0) for m in self.measures)
-        if self.requested is not None:
-            for m in self.requested:
-                self._check_depth(m, None)
+        for m in self.requested or ():  # fail fast on a bad metric or depth, before any work
+            self._check_depth(m, None)
         self.output_dir = Path(output_dir)
         self.force = force
         self.device = device
