@@ -29,6 +29,19 @@ def atomic_write_json(path: Path, obj: object) -> None:
     atomic_write(path, json.dumps(obj, indent=2, sort_keys=False, ensure_ascii=False) + "\n")
 
 
+def read_json(path: Path, *, fix: str, problem: str = "invalid JSON") -> object:
+    """A JSON file, or a DataError naming the file, the line and ``fix`` (BOM tolerated)."""
+    from harness.errors import DataError
+
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise DataError(path, f"{problem} ({e.msg})", line=e.lineno, fix=fix) from None
+    except UnicodeDecodeError:
+        raise DataError(path, "invalid UTF-8", fix=fix) from None
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -5,10 +5,10 @@ Layout under the output directory: ``<dataset id>/<split>/<retriever slug>.json`
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from harness.errors import DataError
+from harness.io import read_json
 
 SCHEMA = "harness-result/1"
 
@@ -19,12 +19,8 @@ def record_paths(output_dir: Path, dataset_id: str, split: str, slug: str) -> tu
 
 
 def read_record(path: Path) -> dict:
-    try:
-        with open(path, encoding="utf-8") as f:
-            rec = json.load(f)
-    except json.JSONDecodeError as e:
-        raise DataError(path, f"not valid JSON ({e.msg})", line=e.lineno,
-                        fix="delete it and rerun; records are rewritten atomically, so this file was edited") from None
+    rec = read_json(path, problem="not valid JSON",
+                    fix="delete it and rerun; records are rewritten atomically, so this file was edited")
     if not isinstance(rec, dict) or rec.get("schema") != SCHEMA:
         raise DataError(path, f"not a harness result record (schema {SCHEMA!r} expected)")
     return rec

@@ -10,7 +10,6 @@ No torch import here, so listing retrievers stays fast.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -38,15 +37,9 @@ CONTRIEVER = EncoderConfig(source="contriever conventions")
 
 def _read_json(path: Path) -> Any:
     from harness.errors import DataError
+    from harness.io import read_json
 
-    try:
-        with open(path, encoding="utf-8-sig") as f:
-            obj = json.load(f)
-    except json.JSONDecodeError as e:
-        raise DataError(path, f"invalid JSON ({e.msg})", line=e.lineno,
-                        fix="repair or re-download the model folder") from None
-    except UnicodeDecodeError:
-        raise DataError(path, "invalid UTF-8", fix="repair or re-download the model folder") from None
+    obj = read_json(path, fix="repair or re-download the model folder")
     if not isinstance(obj, dict | list):
         raise DataError(path, f"expected a JSON object, got {type(obj).__name__}")
     return obj
