@@ -63,7 +63,8 @@ class EmbeddingStore:
         except (OSError, KeyError, json.JSONDecodeError):
             return False
 
-    def write_shard(self, i: int, ids: list[str], vectors: np.ndarray) -> None:
+    def write_shard(self, i: int, ids: list[str], vectors: np.ndarray, computed_with: dict | None = None) -> None:
+        """Write shard ``i``; ``computed_with`` (how the vectors were computed) is kept in its seal."""
         npy, ids_path, seal = self._paths(i)
         self.dir.mkdir(parents=True, exist_ok=True)
         seal.unlink(missing_ok=True)
@@ -73,7 +74,22 @@ class EmbeddingStore:
         tmp.replace(npy)
         atomic_write(ids_path, "\n".join(ids) + "\n")
         atomic_write_json(seal, {"n": len(ids), "npy_bytes": npy.stat().st_size, "ids_bytes": ids_path.stat().st_size,
-                                 "npy_sha256": sha256_file(npy), "ids_sha256": sha256_file(ids_path)})
+                                 "npy_sha256": sha256_file(npy), "ids_sha256": sha256_file(ids_path),
+                                 **({"computed_with": computed_with} if computed_with else {})})
+
+    def computed_with(self) -> list[dict]:
+        """The distinct ``computed_with`` entries of the sealed shards (a resumed store may hold several)."""
+        m = self.manifest()
+        found: list[dict] = []
+        for i in range(m["shards"] if m else 0):
+            try:
+                with open(self._paths(i)[2], encoding="utf-8") as f:
+                    entry = json.load(f).get("computed_with")
+            except (OSError, json.JSONDecodeError):
+                continue
+            if entry and entry not in found:
+                found.append(entry)
+        return found
 
     def finish(self, shards: int, count: int, dim: int) -> None:
         atomic_write_json(self.manifest_path, {"format": FORMAT, "key": self.key, "shards": shards,

@@ -108,6 +108,23 @@ class Runner:
             self._loaded[spec.name] = spec.load(device=self.device, **self.options)
         return self._loaded[spec.name]
 
+    def _model_revision(self, spec: RetrieverSpec) -> dict | None:
+        """Weights revision, tokenizer files, encoder config and precision: changing any of them
+        invalidates the run."""
+        if spec.kind != "dense" or spec.model is None:
+            return None
+        from harness.distributed import local_device
+        from harness.retrievers.config import read_encoder_config
+        from harness.retrievers.encoder import plan_compute
+        from harness.retrievers.hub import resolve_model, tokenizer_fingerprint
+
+        files = resolve_model(spec.model, spec.revision)
+        encoder = spec.encoder or read_encoder_config(files.path)
+        compute = plan_compute(files.path, local_device(self.device), self.options.get("precision", "auto"),
+                               self.options.get("forward", "auto"))
+        return {"weights": files.revision, "tokenizer": tokenizer_fingerprint(files.path),
+                "encoder": encoder.to_dict(), "precision": compute.precision}
+
     def _check_depth(self, metric: str, kind: str | None) -> int:
         if kind == "odqa" or (kind is None and _is_accuracy(metric)):
             from harness.odqa.evaluate import parse_accuracy
@@ -135,7 +152,7 @@ class Runner:
         depth = self.depth or max(ds.protocol.depth, deepest)
         rec_path, run_path = record_paths(self.output_dir, ds.id, ds.split, spec.slug)
         qrels = ds.qrels() if _kind(ds) == "beir" else {}
-        fingerprint_src = {"retriever": spec.to_dict(), "model_revision": _model_revision(spec),
+        fingerprint_src = {"retriever": spec.to_dict(), "model_revision": self._model_revision(spec),
                            "dataset": dataset_fingerprint(ds)["sha256"], "protocol": ds.protocol.to_dict(),
                            "depth": depth, "embed_dtype": self.options.get("embed_dtype", "float32")}
         fingerprint = hashlib.sha256(json.dumps(fingerprint_src, sort_keys=True).encode()).hexdigest()
@@ -208,18 +225,6 @@ def _protocol_cut(run: dict, depth: int, drop_self_hits: bool) -> dict:
         kept = [(d, s) for d, s in ranked(docs) if not (drop_self_hits and d == qid)]
         out[qid] = dict(kept[:depth])
     return out
-
-
-def _model_revision(spec: RetrieverSpec) -> dict | None:
-    """Weights revision, tokenizer files and encoder config: editing any of them invalidates the run."""
-    if spec.kind != "dense" or spec.model is None:
-        return None
-    from harness.retrievers.config import read_encoder_config
-    from harness.retrievers.hub import resolve_model, tokenizer_fingerprint
-
-    files = resolve_model(spec.model, spec.revision)
-    encoder = spec.encoder or read_encoder_config(files.path)
-    return {"weights": files.revision, "tokenizer": tokenizer_fingerprint(files.path), "encoder": encoder.to_dict()}
 
 
 def _read_if_exists(path: Path) -> dict | None:

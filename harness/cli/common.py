@@ -19,3 +19,18 @@ def add_metrics(p: argparse.ArgumentParser, default: list[str] | None, *, help_e
 
 def add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, ...")
+
+
+def add_compute(p: argparse.ArgumentParser) -> None:
+    """Dense encoders: numeric precision and forward implementation (both part of the embedding cache key)."""
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
+                   help="dense encoders: fp32, or bf16/fp16 autocast (default auto: bf16 on CUDA, fp32 elsewhere; "
+                        "bf16 on a CPU with AVX512-BF16 or AMX is faster but changes scores slightly)")
+    p.add_argument("--forward", choices=["auto", "transformers"], default="auto",
+                   help="dense encoders: auto uses the harness's fused BERT forward for BERT models in fp32 on CPU "
+                        "(same numbers, faster), transformers always uses the model's own forward")
+
+
+def compute_options(args: argparse.Namespace) -> dict:
+    """The retriever options set by :func:`add_compute` that differ from their defaults."""
+    return {k: getattr(args, k) for k in ("precision", "forward") if getattr(args, k, "auto") != "auto"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from harness.cli.common import add_device
+from harness.cli.common import add_compute, add_device, compute_options
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -18,6 +18,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", "-d", required=True, metavar="ID|PATH", help="registered id or folder")
     p.add_argument("--shard-size", type=int, default=None, help="passages per stored chunk (default 50000); "
                    "must match between encode, merge and run")
+    add_compute(p)  # --precision is part of the store's key: give merge and run the same one
 
 
 def add_parser(sub) -> None:
@@ -48,7 +49,7 @@ def _load(args):
     spec = resolve_retriever(args.retriever)
     if spec.kind != "dense":
         raise HarnessError(f"{args.retriever} is not a dense retriever; BM25 indexes with `harness run`")
-    options = {"progress": True}
+    options = {"progress": True, **compute_options(args)}
     if args.shard_size:
         options["shard_size"] = args.shard_size
     if getattr(args, "batch_tokens", None):

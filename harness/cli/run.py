@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from harness.cli.common import add_device, add_metrics, add_output_dir
+from harness.cli.common import add_compute, add_device, add_metrics, add_output_dir, compute_options
 
 
 def add_parser(sub) -> None:
@@ -22,6 +22,7 @@ def add_parser(sub) -> None:
                                     "on BEIR; accuracy@1 accuracy@5 accuracy@20 accuracy@100 on ODQA)")
     add_output_dir(p)
     add_device(p)
+    add_compute(p)
     p.add_argument("--depth", type=int, default=None, help="hits per query (default: 1000, or the deepest cut-off)")
     p.add_argument("--force", action="store_true", help="recompute even when a matching run exists")
     p.add_argument("--batch-tokens", type=int, default=None,
@@ -44,7 +45,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from harness.errors import HarnessError
 
         raise HarnessError("name a dataset (--dataset beir/scifact or a folder) or a suite (--suite beir)")
-    options = {}
+    options = compute_options(args)
     if args.batch_tokens:
         options["batch_tokens"] = args.batch_tokens
     if args.shard_size:

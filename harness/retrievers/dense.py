@@ -35,8 +35,10 @@ class DenseRetriever:
     score_format = FLOAT32_SCORE_FORMAT
 
     def __init__(self, spec: RetrieverSpec, *, device: str = "auto", shard_size: int = 50_000,
-                 batch_tokens: int = 16384, embed_dtype: str = "float32", trust_remote_code: bool = False,
-                 progress: bool = True):
+                 batch_tokens: int = 16384, embed_dtype: str = "float32", precision: str = "auto",
+                 forward: str = "auto", trust_remote_code: bool = False, progress: bool = True):
+        from harness.retrievers.encoder import plan_compute
+
         assert spec.model is not None
         if embed_dtype not in DTYPES:
             raise HarnessError(f"--embed-dtype must be one of {', '.join(DTYPES)}")
@@ -46,6 +48,9 @@ class DenseRetriever:
         self.files = resolve_model(spec.model, spec.revision)
         self.config = spec.encoder or read_encoder_config(self.files.path)
         self.device = local_device(device)
+        self.precision, self.forward = precision, forward
+        # decided before the model loads: the precision is part of the cache key
+        self.compute = plan_compute(self.files.path, self.device, precision, forward)
         self.shard_size = shard_size
         self.batch_tokens = batch_tokens
         self.embed_dtype = embed_dtype
@@ -60,16 +65,21 @@ class DenseRetriever:
             from harness.retrievers.encoder import HFEncoder
 
             self._encoder = HFEncoder(str(self.files.path), self.config, device=self.device,
-                                      batch_tokens=self.batch_tokens, progress=self.progress,
+                                      batch_tokens=self.batch_tokens, precision=self.precision,
+                                      forward=self.forward, progress=self.progress,
                                       trust_remote_code=self.trust_remote_code)
         return self._encoder
 
     def _key(self, what: str, checksum: str) -> dict:
-        # a local folder is identified by its weights' hash, not by how its path was spelled
+        # a local folder is identified by its weights' hash, not by how its path was spelled. The precision
+        # is in the key (bf16 changes the vectors); the forward implementation and the device are not: like
+        # the thread count or the BLAS build they change float32 rounding only (~1e-7), and the record's
+        # provenance names them.
         model = self.files.model_id if self.files.source == "hub" else "local"
         return {"v": EMBED_VERSION, "model": model, "revision": self.files.revision,
                 "tokenizer": tokenizer_fingerprint(self.files.path), "encoder": self.config.to_dict(),
-                "dtype": self.embed_dtype, "what": what, "text_rule": "title + ' ' + text", "checksum": checksum}
+                "precision": self.compute.precision, "dtype": self.embed_dtype, "what": what,
+                "text_rule": "title + ' ' + text", "checksum": checksum}
 
     def corpus_store(self, dataset) -> EmbeddingStore:
         """The embedding store (cache folder) of ``dataset``'s corpus under this encoder."""
@@ -86,7 +96,8 @@ class DenseRetriever:
         store = self.corpus_store(dataset)
         self._store = store
         if store.complete:
-            return {"embeddings": "reused", "path": str(store.dir), "seconds": time.perf_counter() - start}
+            return {"embeddings": "reused", "path": str(store.dir), "computed_with": store.computed_with(),
+                    "seconds": time.perf_counter() - start}
         self._check_resources(dataset, store)
         rank, size = world()
         encoded = reused = count = shards = 0
@@ -100,7 +111,8 @@ class DenseRetriever:
                 continue
             vectors = self.encoder.encode([doc_text(d) for d in chunk], "doc", desc=f"encode corpus shard {i + 1}")
             dim = vectors.shape[1]
-            store.write_shard(i, [d.doc_id for d in chunk], vectors.astype(DTYPES[self.embed_dtype]))
+            store.write_shard(i, [d.doc_id for d in chunk], vectors.astype(DTYPES[self.embed_dtype]),
+                              computed_with={**self.compute.to_dict(), "harness": __version__})
             encoded += 1
         if shards == 0:
             raise HarnessError(f"{dataset.corpus_path}: the corpus is empty")
@@ -109,7 +121,8 @@ class DenseRetriever:
             store.finish(shards, count, dim or _dim_of(store))
         barrier()
         what = "encoded" if not reused else f"encoded {encoded} shards, reused {reused} (resumed)"
-        return {"embeddings": what, "path": str(store.dir), "documents": count, "shards": shards,
+        return {"embeddings": what, "path": str(store.dir), "computed_with": store.computed_with() if rank == 0 else [],
+                "documents": count, "shards": shards,
                 "shards_encoded_by_this_process": encoded, "processes": size,
                 "dtype": self.embed_dtype, "seconds": time.perf_counter() - start}
 
@@ -136,6 +149,7 @@ class DenseRetriever:
     def provenance(self) -> dict:
         return {**self.files.provenance(), "encoder": self.config.to_dict(), "search": "exact inner product (faiss)",
                 "embed_dtype": self.embed_dtype, "shard_size": self.shard_size, "embed_version": EMBED_VERSION,
+                "compute": self.compute.to_dict(),
                 "device": str(self._encoder.device) if self._encoder is not None else None, "harness": __version__}
 
 

@@ -3,19 +3,32 @@
 Texts are tokenised once, ordered by length (longest first), and packed into batches whose padded size
 stays under ``batch_tokens``; short documents are never padded to long ones. Embeddings come back in
 the input order, as float32.
+
+How the forward pass is computed (:class:`Compute`) is decided before the model is loaded, from the
+device, the requested precision and the model's ``config.json``, so it can be part of the embedding
+cache key: fp32 on CPU (with the fused BERT forward of :mod:`harness.retrievers.fused_bert` for BERT
+encoders), bf16 autocast on CUDA unless asked otherwise.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from harness.errors import HarnessError
 from harness.retrievers.config import EncoderConfig
 from harness.retrievers.pooling import pool
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+FORWARDS = ("auto", "transformers")
+AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def pick_device(requested: str = "auto") -> torch.device:
@@ -29,12 +42,53 @@ def pick_device(requested: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
+@dataclass(frozen=True)
+class Compute:
+    """Where and how the forward pass runs: device type, precision (fp32, or bf16/fp16 autocast) and
+    forward implementation ("fused-bert" or "transformers")."""
+
+    device: str
+    precision: str
+    forward: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def plan_compute(model_dir: Path | str, device: str = "auto", precision: str = "auto",
+                 forward: str = "auto") -> Compute:
+    """The :class:`Compute` an :class:`HFEncoder` with these arguments will use (no model is loaded).
+
+    ``precision`` auto: bf16 autocast on CUDA, fp32 elsewhere. ``forward`` auto: the fused BERT forward
+    for a BERT encoder in fp32 on CPU, transformers' own forward otherwise; "transformers" forces the latter.
+    """
+    from harness.retrievers.fused_bert import unsupported_reason
+
+    if precision not in PRECISIONS:
+        raise HarnessError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if forward not in FORWARDS:
+        raise HarnessError(f"--forward must be one of {', '.join(FORWARDS)}, not {forward!r}")
+    dev = pick_device(device)
+    if precision == "auto":
+        precision = "bf16" if dev.type == "cuda" else "fp32"
+    if precision == "fp16" and dev.type != "cuda":
+        raise HarnessError(f"--precision fp16 needs a CUDA device (this run uses {dev.type}); use bf16 or fp32")
+    config_path = Path(model_dir) / "config.json"
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        config = {}  # transformers reports a missing or broken config when it loads the model
+    fused = (forward == "auto" and dev.type == "cpu" and precision == "fp32" and isinstance(config, dict)
+             and unsupported_reason(config) is None)
+    return Compute(device=dev.type, precision=precision, forward="fused-bert" if fused else "transformers")
+
+
 class HFEncoder:
     """An ``Encoder``: ``encode(texts, kind)`` -> float32 array of shape (len(texts), dim)."""
 
     def __init__(self, model_dir: str, config: EncoderConfig, *, device: str = "auto",
-                 batch_tokens: int = 16384, max_batch: int = 256, autocast: bool = True,
-                 trust_remote_code: bool = False, progress: bool = True):
+                 batch_tokens: int = 16384, max_batch: int = 256, precision: str = "auto",
+                 forward: str = "auto", trust_remote_code: bool = False, progress: bool = True):
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
@@ -42,24 +96,20 @@ class HFEncoder:
         hf_logging.set_verbosity_error()
 
         self.config = config
+        self.compute = plan_compute(model_dir, device, precision, forward)
         self.device = pick_device(device)
         self.batch_tokens = batch_tokens
         self.max_batch = max_batch
         self.progress = progress
-        self.autocast = autocast and self.device.type == "cuda"
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
             self.model = AutoModel.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
         except ValueError as e:
             if trust_remote_code or "trust_remote_code" not in str(e):
                 raise
-            from harness.errors import HarnessError
-
             raise HarnessError(f"{model_dir} ships its own Python code, which the harness does not run unless "
                                "you pass --trust-remote-code (only do so for code you have read)") from None
         except pickle.UnpicklingError as e:
-            from harness.errors import HarnessError
-
             found = [line.strip() for line in str(e).splitlines() if "GLOBAL" in line][:1]
             raise HarnessError(f"refusing the weights in {model_dir}: they hold Python objects besides tensors and "
                                "are loaded only with torch.load(weights_only=True)"
@@ -68,6 +118,19 @@ class HFEncoder:
         self.dim = int(self.model.config.hidden_size)
         if self.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
             torch.set_num_threads(max(1, os.cpu_count() or 1))
+        self._fused = None
+        if self.compute.forward == "fused-bert":
+            from harness.retrievers.fused_bert import FusedBertForward
+
+            self._fused = FusedBertForward(self.model)
+
+    def forward(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Last hidden states of one padded batch, as :attr:`compute` says."""
+        if self._fused is not None:
+            return self._fused(input_ids, mask)
+        dtype = AUTOCAST.get(self.compute.precision)
+        with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            return self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         enc = self.tokenizer(list(texts), truncation=True, max_length=self.config.max_length,
@@ -105,9 +168,7 @@ class HFEncoder:
                 input_ids[row, :n] = torch.tensor(ids[i], dtype=torch.long)
                 mask[row, :n] = 1
             input_ids, mask = input_ids.to(self.device), mask.to(self.device)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-                hidden = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
-            vec = pool(self.config.pooling, hidden.float(), mask)
+            vec = pool(self.config.pooling, self.forward(input_ids, mask).float(), mask)
             if self.config.normalize:
                 vec = torch.nn.functional.normalize(vec, p=2, dim=-1)
             out[idx] = vec.cpu().numpy()
