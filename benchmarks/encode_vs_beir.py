@@ -1,12 +1,14 @@
 """(a) SciFact end to end with all-MiniLM-L6-v2: harness vs beir 2.2.0's DenseRetrievalExactSearch +
 models.SentenceBERT, in the same run on the same machine. Prints wall time, peak memory and nDCG@10 of
-each, the wall-time ratio, and the time of a second (cached) harness run.
+each, the wall-time ratio, and the time of a second (cached) harness run. ``--bf16`` adds a harness run
+with ``precision="bf16"`` (autocast; not the same numbers, so reported apart from the fp32 ratio).
 
-    python benchmarks/encode_vs_beir.py
+    python benchmarks/encode_vs_beir.py [--bf16]
 """
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 
 from _common import MINILM, SCIFACT, machine, measure, require, stamp
@@ -28,29 +30,42 @@ RESULT = {{"ndcg@10": ndcg["NDCG@10"], "recall@100": recall["Recall@100"]}}
 HARNESS = f"""
 import sys, os
 from harness.runner import run
-(rec,) = run(["hf:{MINILM}"], ["{SCIFACT}"], ["ndcg@10", "recall@100"], os.environ["BENCH_OUT"], log=lambda m: None)
-RESULT = {{"ndcg@10": rec["metrics"]["ndcg@10"], "recall@100": rec["metrics"]["recall@100"]}}
+(rec,) = run(["hf:{MINILM}"], ["{SCIFACT}"], ["ndcg@10", "recall@100"], os.environ["BENCH_OUT"], log=lambda m: None,
+             precision=os.environ.get("BENCH_PRECISION", "auto"))
+RESULT = {{"ndcg@10": rec["metrics"]["ndcg@10"], "recall@100": rec["metrics"]["recall@100"],
+          "compute": rec["retriever_provenance"]["compute"]}}
 """
 
 
 def main() -> None:
     require(SCIFACT, "SciFact")
     require(MINILM, "all-MiniLM-L6-v2")
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--bf16", action="store_true", help="also run the harness with bf16 autocast")
+    args = parser.parse_args()
     print(f"# encode_vs_beir  {stamp()}  {machine()}")
     with tempfile.TemporaryDirectory() as tmp:
         env = {"HARNESS_CACHE": f"{tmp}/cache", "BENCH_OUT": f"{tmp}/out", "HARNESS_OFFLINE": "1",
                "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
         ours = measure(HARNESS, env)
         again = measure(HARNESS, env)
+        rows = [("harness (cold cache)", ours), ("harness (second run)", again)]
+        if args.bf16:
+            rows.append(("harness --precision bf16", measure(HARNESS, {**env, "BENCH_PRECISION": "bf16",
+                                                                       "BENCH_OUT": f"{tmp}/out-bf16"})))
         beir = measure(BEIR, {"HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"})
-    rows = [("beir 2.2.0 DRES + SentenceBERT", beir), ("harness (cold cache)", ours), ("harness (second run)", again)]
-    print(f"{'pipeline':34} {'wall s':>8} {'peak MB':>9} {'nDCG@10':>8} {'R@100':>7}")
+    rows.insert(0, ("beir 2.2.0 DRES + SentenceBERT", beir))
+    print(f"{'pipeline':34} {'wall s':>8} {'peak MB':>9} {'nDCG@10':>8} {'R@100':>7}  compute")
     for name, r in rows:
         res = r["result"]
-        print(f"{name:34} {r['wall_s']:8.1f} {r['peak_rss_mb']:9.0f} {res['ndcg@10']:8.4f} {res['recall@100']:7.4f}")
-    print(f"wall-time ratio harness/beir: {ours['wall_s'] / beir['wall_s']:.2f}  "
-          f"(second run: {again['wall_s']:.1f} s)  nDCG@10 difference: "
-          f"{ours['result']['ndcg@10'] - beir['result']['ndcg@10']:+.5f}")
+        compute = " ".join(f"{v}" for v in res.get("compute", {}).values())
+        print(f"{name:34} {r['wall_s']:8.1f} {r['peak_rss_mb']:9.0f} {res['ndcg@10']:8.4f} {res['recall@100']:7.4f}"
+              f"  {compute}")
+    for name, r in rows[1:]:
+        if name != "harness (second run)":
+            print(f"{name}: wall-time ratio to beir {r['wall_s'] / beir['wall_s']:.2f}, nDCG@10 difference "
+                  f"{r['result']['ndcg@10'] - beir['result']['ndcg@10']:+.5f}")
+    print(f"second run: {again['wall_s']:.1f} s")
 
 
 if __name__ == "__main__":

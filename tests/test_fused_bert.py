@@ -12,7 +12,7 @@ import torch
 from harness.errors import HarnessError
 from harness.retrievers.config import CONTRIEVER, read_encoder_config
 from harness.retrievers.encoder import HFEncoder, plan_compute
-from harness.retrievers.fused_bert import FusedBertForward, unsupported_reason
+from harness.retrievers.fused_bert import FusedBertForward, onednn_works, unsupported_reason
 from tests.conftest import MINILM, make_tiny_bert
 
 TEXTS = ["the protein of the cell", "cancer", "a study of gene expression in tumor cells and patients with data",
@@ -33,9 +33,14 @@ def _random_bert(hidden_act: str = "gelu", seed: int = 0):
     return model
 
 
+BACKENDS = [pytest.param(False, id="addmm"),
+            pytest.param(True, id="onednn", marks=pytest.mark.skipif(not onednn_works(), reason="no oneDNN"))]
+
+
+@pytest.mark.parametrize("onednn", BACKENDS)
 @pytest.mark.parametrize("hidden_act", ["gelu", "relu"])
 @pytest.mark.parametrize("ffn_block", [7, 512])
-def test_fused_forward_matches_transformers_with_padding(hidden_act, ffn_block):
+def test_fused_forward_matches_transformers_with_padding(hidden_act, ffn_block, onednn):
     model = _random_bert(hidden_act)
     ids = torch.randint(5, 100, (4, 19))
     mask = torch.ones_like(ids)
@@ -44,19 +49,26 @@ def test_fused_forward_matches_transformers_with_padding(hidden_act, ffn_block):
     ids[mask == 0] = 0
     with torch.inference_mode():
         expected = model(input_ids=ids, attention_mask=mask).last_hidden_state
-    got = FusedBertForward(model, ffn_block=ffn_block)(ids, mask)
+    fused = FusedBertForward(model, ffn_block=ffn_block, onednn=onednn)
+    assert fused.backend == ("onednn" if onednn else "addmm")
+    got = fused(ids, mask)
     keep = mask.bool()
     assert got.shape == expected.shape
     torch.testing.assert_close(got[keep], expected[keep], rtol=1e-5, atol=1e-5)
 
 
-def test_fused_forward_without_padding_takes_the_unmasked_path():
+@pytest.mark.parametrize("onednn", BACKENDS)
+def test_fused_forward_without_padding_takes_the_unmasked_path(onednn):
     model = _random_bert()
     ids = torch.randint(5, 100, (3, 12))
     mask = torch.ones_like(ids)
     with torch.inference_mode():
         expected = model(input_ids=ids, attention_mask=mask).last_hidden_state
-    torch.testing.assert_close(FusedBertForward(model)(ids, mask), expected, rtol=1e-5, atol=1e-5)
+    got = FusedBertForward(model, onednn=onednn)(ids, mask)
+    if onednn:
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    else:  # the same operations in the same order: bit for bit
+        assert torch.equal(got, expected)
 
 
 @pytest.mark.parametrize("change, reason", [
@@ -82,8 +94,8 @@ def test_fused_forward_refuses_other_models():
 
 
 def test_plan_compute_choices(tiny_bert_dir, tmp_path):
-    assert plan_compute(tiny_bert_dir, "cpu").to_dict() == {"device": "cpu", "precision": "fp32",
-                                                             "forward": "fused-bert"}
+    fused = "fused-bert+onednn" if onednn_works() else "fused-bert+addmm"
+    assert plan_compute(tiny_bert_dir, "cpu").to_dict() == {"device": "cpu", "precision": "fp32", "forward": fused}
     assert plan_compute(tiny_bert_dir, "cpu", forward="transformers").forward == "transformers"
     assert plan_compute(tiny_bert_dir, "cpu", precision="bf16").forward == "transformers"
     with pytest.raises(HarnessError, match="fp16 needs a CUDA device"):
@@ -100,7 +112,7 @@ def test_encoder_vectors_equal_with_either_forward(tiny_bert_dir):
     fused = HFEncoder(str(tiny_bert_dir), CONTRIEVER, device="cpu", batch_tokens=40, progress=False)
     plain = HFEncoder(str(tiny_bert_dir), CONTRIEVER, device="cpu", batch_tokens=40, forward="transformers",
                       progress=False)
-    assert (fused.compute.forward, plain.compute.forward) == ("fused-bert", "transformers")
+    assert fused.compute.forward.startswith("fused-bert") and plain.compute.forward == "transformers"
     np.testing.assert_allclose(fused.encode(TEXTS), plain.encode(TEXTS), rtol=1e-5, atol=1e-6)
 
 
@@ -125,8 +137,8 @@ def test_precision_is_in_the_cache_key_and_the_forward_in_the_seal(tiny_bert_dir
     assert fp32.corpus_store(ds).dir == plain.corpus_store(ds).dir  # float32 rounding only: one store
     assert fp32.corpus_store(ds).dir != bf16.corpus_store(ds).dir
     info = fp32.index(ds)
-    assert info["computed_with"] == [{"device": "cpu", "precision": "fp32", "forward": "fused-bert",
-                                      "harness": info["computed_with"][0]["harness"]}]
+    assert info["computed_with"] == [{**fp32.compute.to_dict(), "harness": info["computed_with"][0]["harness"]}]
+    assert fp32.compute.forward.startswith("fused-bert")
     assert plain.index(ds)["embeddings"] == "reused"
 
 
@@ -141,5 +153,5 @@ def test_minilm_fused_forward_matches_transformers(shared_data):
     cfg = read_encoder_config(MINILM)
     fused = HFEncoder(str(MINILM), cfg, device="cpu", progress=False)
     plain = HFEncoder(str(MINILM), cfg, device="cpu", forward="transformers", progress=False)
-    assert fused.compute.forward == "fused-bert"
+    assert fused.compute.forward.startswith("fused-bert")
     np.testing.assert_allclose(fused.encode(docs), plain.encode(docs), rtol=0, atol=1e-5)

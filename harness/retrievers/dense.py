@@ -35,7 +35,7 @@ class DenseRetriever:
     score_format = FLOAT32_SCORE_FORMAT
 
     def __init__(self, spec: RetrieverSpec, *, device: str = "auto", shard_size: int = 50_000,
-                 batch_tokens: int = 16384, embed_dtype: str = "float32", precision: str = "auto",
+                 batch_tokens: int | None = None, embed_dtype: str = "float32", precision: str = "auto",
                  forward: str = "auto", trust_remote_code: bool = False, progress: bool = True):
         from harness.retrievers.encoder import plan_compute
 

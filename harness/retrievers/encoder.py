@@ -42,10 +42,16 @@ def pick_device(requested: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
+def default_batch_tokens(device: torch.device) -> int:
+    """Padded tokens per batch: 4096 on CPU, where a batch's activations then stay in the last-level
+    cache (MiniLM on a 2-core EPYC: 174 against 154 GFLOP/s with 16384), 16384 on accelerators."""
+    return 4096 if device.type == "cpu" else 16384
+
+
 @dataclass(frozen=True)
 class Compute:
     """Where and how the forward pass runs: device type, precision (fp32, or bf16/fp16 autocast) and
-    forward implementation ("fused-bert" or "transformers")."""
+    forward implementation ("fused-bert+onednn", "fused-bert+addmm" or "transformers")."""
 
     device: str
     precision: str
@@ -62,7 +68,7 @@ def plan_compute(model_dir: Path | str, device: str = "auto", precision: str = "
     ``precision`` auto: bf16 autocast on CUDA, fp32 elsewhere. ``forward`` auto: the fused BERT forward
     for a BERT encoder in fp32 on CPU, transformers' own forward otherwise; "transformers" forces the latter.
     """
-    from harness.retrievers.fused_bert import unsupported_reason
+    from harness.retrievers.fused_bert import onednn_works, unsupported_reason
 
     if precision not in PRECISIONS:
         raise HarnessError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
@@ -80,14 +86,17 @@ def plan_compute(model_dir: Path | str, device: str = "auto", precision: str = "
         config = {}  # transformers reports a missing or broken config when it loads the model
     fused = (forward == "auto" and dev.type == "cpu" and precision == "fp32" and isinstance(config, dict)
              and unsupported_reason(config) is None)
-    return Compute(device=dev.type, precision=precision, forward="fused-bert" if fused else "transformers")
+    if not fused:
+        return Compute(device=dev.type, precision=precision, forward="transformers")
+    return Compute(device=dev.type, precision=precision,
+                   forward="fused-bert+onednn" if onednn_works() else "fused-bert+addmm")
 
 
 class HFEncoder:
     """An ``Encoder``: ``encode(texts, kind)`` -> float32 array of shape (len(texts), dim)."""
 
     def __init__(self, model_dir: str, config: EncoderConfig, *, device: str = "auto",
-                 batch_tokens: int = 16384, max_batch: int = 256, precision: str = "auto",
+                 batch_tokens: int | None = None, max_batch: int = 256, precision: str = "auto",
                  forward: str = "auto", trust_remote_code: bool = False, progress: bool = True):
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
@@ -98,7 +107,7 @@ class HFEncoder:
         self.config = config
         self.compute = plan_compute(model_dir, device, precision, forward)
         self.device = pick_device(device)
-        self.batch_tokens = batch_tokens
+        self.batch_tokens = batch_tokens or default_batch_tokens(self.device)
         self.max_batch = max_batch
         self.progress = progress
         try:
@@ -119,10 +128,10 @@ class HFEncoder:
         if self.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
             torch.set_num_threads(max(1, os.cpu_count() or 1))
         self._fused = None
-        if self.compute.forward == "fused-bert":
+        if self.compute.forward.startswith("fused-bert"):
             from harness.retrievers.fused_bert import FusedBertForward
 
-            self._fused = FusedBertForward(self.model)
+            self._fused = FusedBertForward(self.model, onednn=self.compute.forward.endswith("onednn"))
 
     def forward(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Last hidden states of one padded batch, as :attr:`compute` says."""

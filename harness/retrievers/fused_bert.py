@@ -1,25 +1,30 @@
 """An inference-only forward pass for BERT encoders, arranged for CPUs.
 
 It computes what ``transformers.BertModel(...).last_hidden_state`` computes in eval mode (absolute
-positions, token type 0, no cross-attention), with the same float32 operations in the same order per
-element, but laid out for a CPU's caches:
+positions, token type 0, no cross-attention), in float32, with the same operations in the same order,
+laid out for a CPU's caches:
 
-* the query, key and value projections are one matmul against a ``[d, 3d]`` weight, so the activations
+* the query, key and value projections are one matmul against a ``[3d, d]`` weight, so the activations
   are read once instead of three times and the head split is a view, not a copy;
 * the feed-forward block runs in row blocks of ``ffn_block`` tokens, so the ``4d``-wide intermediate of a
-  block stays in cache between its matmul, GELU and the down projection (on a 2-core AMD EPYC this took
-  the feed-forward from about 141 to 174 GFLOP/s);
+  block stays in cache between its matmul, GELU and the down projection;
+* the linear layers run through oneDNN with the bias, and the feed-forward's exact (erf) GELU, applied
+  inside the matmul, where this torch build has oneDNN; otherwise through ``torch.addmm``;
 * residual additions are done in place.
 
-Attention is PyTorch's fused ``scaled_dot_product_attention``, as in transformers' default ``sdpa``
-path. Agreement with transformers is tested on random BERTs with padding (tests/test_fused_bert.py) and
-on all-MiniLM-L6-v2 (hidden states within 1e-5; SciFact nDCG@10 identical). Models that are not plain
-BERT (RoBERTa's position offsets, relative positions, decoders, other activations) keep transformers'
-own forward: :func:`unsupported_reason` says why.
+Attention is PyTorch's fused ``scaled_dot_product_attention``, as in transformers' default ``sdpa`` path.
+With ``addmm`` the result is bit for bit transformers'; oneDNN sums in another order, which moves
+MiniLM's hidden states by at most ~1e-5 (float32 rounding, as a different BLAS would). Agreement is tested
+on random BERTs with padding and on all-MiniLM-L6-v2 (tests/test_fused_bert.py); SciFact nDCG@10 is
+identical (benchmarks/encode_vs_beir.py). Speed on a 2-core AMD EPYC, 16 x 256 tokens of MiniLM: 150
+GFLOP/s (transformers), 166 (this, addmm), 178 (this, oneDNN). Models that are not plain BERT (RoBERTa's
+position offsets, relative positions, decoders, other activations) keep transformers' own forward:
+:func:`unsupported_reason` says why.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -27,21 +32,6 @@ import torch
 import torch.nn.functional as F
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"gelu": F.gelu, "relu": F.relu}
-
-
-class _Layer(NamedTuple):
-    w_qkv: torch.Tensor  # [d, 3d]: query, key, value side by side
-    b_qkv: torch.Tensor
-    w_o: torch.Tensor  # the [d, d] and [d, 4d] weights are transposed views of the model's own
-    b_o: torch.Tensor
-    norm1_w: torch.Tensor
-    norm1_b: torch.Tensor
-    w_in: torch.Tensor
-    b_in: torch.Tensor
-    w_out: torch.Tensor
-    b_out: torch.Tensor
-    norm2_w: torch.Tensor
-    norm2_b: torch.Tensor
 
 
 def unsupported_reason(config: dict) -> str | None:
@@ -62,14 +52,64 @@ def unsupported_reason(config: dict) -> str | None:
     return None
 
 
+class _Layer(NamedTuple):
+    w_qkv: torch.Tensor  # [3d, d]: query, key and value stacked (the one copy); the others are the model's own
+    b_qkv: torch.Tensor
+    w_o: torch.Tensor
+    b_o: torch.Tensor
+    norm1_w: torch.Tensor
+    norm1_b: torch.Tensor
+    w_in: torch.Tensor
+    b_in: torch.Tensor
+    w_out: torch.Tensor
+    b_out: torch.Tensor
+    norm2_w: torch.Tensor
+    norm2_b: torch.Tensor
+
+
+class _Linear:
+    """``y = act(x @ w.T + b)``, optionally into ``out``: oneDNN with the bias and activation fused, or addmm."""
+
+    def __init__(self, use_onednn: bool):
+        self.onednn = use_onednn
+
+    def __call__(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, act: str = "none",
+                 out: torch.Tensor | None = None) -> torch.Tensor:
+        if self.onednn:
+            y = torch.ops.mkldnn._linear_pointwise(x, w, b, act, [None] if act == "gelu" else [],
+                                                   "none" if act == "gelu" else "")
+            if out is not None:
+                out.copy_(y)
+                return out
+            return y
+        y = torch.addmm(b, x, w.t(), out=out) if out is not None else torch.addmm(b, x, w.t())
+        return ACTIVATIONS[act](y) if act != "none" else y
+
+
+@functools.cache
+def onednn_works() -> bool:
+    """Whether this torch build runs oneDNN's fused linear on this CPU, and it agrees with addmm."""
+    op = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
+    if op is None or not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        gen = torch.Generator().manual_seed(0)
+        x, w, b = (torch.randn(*shape, generator=gen) for shape in ((8, 16), (12, 16), (12,)))
+        with torch.inference_mode():
+            got = _Linear(True)(x, w, b, "gelu")
+            return bool(torch.allclose(got, F.gelu(torch.addmm(b, x, w.t())), rtol=1e-5, atol=1e-5))
+    except (RuntimeError, NotImplementedError):
+        return False
+
+
 class FusedBertForward:
     """``forward(input_ids, attention_mask) -> last_hidden_state`` for a :class:`transformers.BertModel`.
 
-    Shares the model's weights; only the fused query/key/value weight is a copy (3d^2 per layer: 85 MB
-    of float32 for BERT-base).
+    Shares the model's weights; only the stacked query/key/value weight is a copy (3d^2 per layer: 85 MB
+    of float32 for BERT-base). ``onednn`` None: use oneDNN where it works (see the module docstring).
     """
 
-    def __init__(self, model, *, ffn_block: int = 512):
+    def __init__(self, model, *, ffn_block: int = 512, onednn: bool | None = None):
         reason = (f"{type(model).__name__} is not transformers' BertModel" if type(model).__name__ != "BertModel"
                   else unsupported_reason(model.config.to_dict()))
         if reason:
@@ -78,8 +118,9 @@ class FusedBertForward:
         self.heads = config.num_attention_heads
         self.dim = config.hidden_size
         self.eps = config.layer_norm_eps
-        self.act = ACTIVATIONS[config.hidden_act]
+        self.act = config.hidden_act
         self.ffn_block = ffn_block
+        self.linear = _Linear(onednn_works() if onednn is None else onednn)
         emb = model.embeddings
         self.word = emb.word_embeddings.weight
         self.position = emb.position_embeddings.weight
@@ -88,34 +129,37 @@ class FusedBertForward:
         with torch.no_grad():
             self.layers = [_Layer(
                 torch.cat([lay.attention.self.query.weight, lay.attention.self.key.weight,
-                           lay.attention.self.value.weight]).t(),
+                           lay.attention.self.value.weight]),
                 torch.cat([lay.attention.self.query.bias, lay.attention.self.key.bias, lay.attention.self.value.bias]),
-                lay.attention.output.dense.weight.t(), lay.attention.output.dense.bias,
+                lay.attention.output.dense.weight, lay.attention.output.dense.bias,
                 lay.attention.output.LayerNorm.weight, lay.attention.output.LayerNorm.bias,
-                lay.intermediate.dense.weight.t(), lay.intermediate.dense.bias,
-                lay.output.dense.weight.t(), lay.output.dense.bias,
+                lay.intermediate.dense.weight, lay.intermediate.dense.bias,
+                lay.output.dense.weight, lay.output.dense.bias,
                 lay.output.LayerNorm.weight, lay.output.LayerNorm.bias,
             ) for lay in model.encoder.layer]
+
+    @property
+    def backend(self) -> str:
+        return "onednn" if self.linear.onednn else "addmm"
 
     @torch.inference_mode()
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         batch, length = input_ids.shape
-        d, heads = self.dim, self.heads
+        d, heads, linear = self.dim, self.heads, self.linear
         # same order of additions as BertEmbeddings: (word + token type) + position
         x = (F.embedding(input_ids, self.word) + self.token_type0) + self.position[:length]
         x = F.layer_norm(x, (d,), self.emb_norm_w, self.emb_norm_b, self.eps).reshape(batch * length, d)
         keep = attention_mask.bool()
         mask = None if bool(keep.all()) else keep.view(batch, 1, 1, length)
         for p in self.layers:
-            qkv = torch.addmm(p.b_qkv, x, p.w_qkv).view(batch, length, 3, heads, d // heads)
+            qkv = linear(x, p.w_qkv, p.b_qkv).view(batch, length, 3, heads, d // heads)
             qkv = qkv.permute(2, 0, 3, 1, 4)  # (3, batch, heads, length, head_dim), a view
             ctx = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=mask)
-            ctx = ctx.transpose(1, 2).reshape(batch * length, d)
-            x = F.layer_norm(torch.addmm(p.b_o, ctx, p.w_o).add_(x), (d,), p.norm1_w, p.norm1_b, self.eps)
+            ctx = ctx.transpose(1, 2).reshape(batch * length, d)  # SDPA's output is token-major: no copy
+            x = F.layer_norm(linear(ctx, p.w_o, p.b_o).add_(x), (d,), p.norm1_w, p.norm1_b, self.eps)
             ffn = torch.empty_like(x)
             for start in range(0, batch * length, self.ffn_block):
                 rows = slice(start, start + self.ffn_block)
-                hidden = self.act(torch.addmm(p.b_in, x[rows], p.w_in))
-                ffn[rows] = torch.addmm(p.b_out, hidden, p.w_out)
+                linear(linear(x[rows], p.w_in, p.b_in, self.act), p.w_out, p.b_out, out=ffn[rows])
             x = F.layer_norm(ffn.add_(x), (d,), p.norm2_w, p.norm2_b, self.eps)
         return x.view(batch, length, d)
