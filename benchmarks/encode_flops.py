@@ -3,8 +3,10 @@
 The peak is the best of several large square fp32 matmuls (torch.mm, all threads). The model's FLOPs are
 counted per document from its real token count n: per layer 2*n*(4*d^2 + 2*d*f) for the projections and
 feed-forward, plus 4*n^2*d for attention scores and weighted values (multiply-add = 2 FLOPs). Padding
-tokens are not counted as useful work. Both forwards are measured: the harness default (the fused BERT
-forward on CPU) and transformers' own (``--forward transformers``).
+tokens are not counted as useful work. Both forwards are measured, the harness default (the fused BERT
+forward on CPU) and transformers' own (``--forward transformers``), interleaved part by part (250
+documents each, alternating which goes first) so that a change in the machine's speed during the run
+(other tenants, clock) falls on both alike.
 
     python benchmarks/encode_flops.py [--docs N]
 """
@@ -48,13 +50,16 @@ def main() -> None:
     texts = [doc_text(d) for _, d in zip(range(args.docs), iter_corpus(SCIFACT / "corpus.jsonl"), strict=False)]
     print(f"# encode_flops  {stamp()}  {machine()}")
     peak = matmul_peak()
-    walls = {}
-    for forward in ("auto", "transformers"):
-        enc = HFEncoder(str(MINILM), read_encoder_config(MINILM), device="cpu", forward=forward, progress=False)
+    encoders = [HFEncoder(str(MINILM), read_encoder_config(MINILM), device="cpu", forward=forward, progress=False)
+                for forward in ("auto", "transformers")]
+    walls = {enc.compute.forward: 0.0 for enc in encoders}
+    for enc in encoders:
         enc.encode(texts[:64])  # warm-up
-        t = time.perf_counter()
-        enc.encode(texts)
-        walls[enc.compute.forward] = time.perf_counter() - t
+    for part, start in enumerate(range(0, len(texts), 250)):
+        for enc in encoders[::-1] if part % 2 else encoders:
+            t = time.perf_counter()
+            enc.encode(texts[start:start + 250])
+            walls[enc.compute.forward] += time.perf_counter() - t
     peak = max(peak, matmul_peak())
     cfg = json.loads((MINILM / "config.json").read_text())
     lengths = [len(x) for x in enc.tokenize(texts)]
