@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from harness.cli.common import add_compute
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("ann", help="build an approximate index over cached embeddings; report its recall vs exact")
@@ -23,6 +25,7 @@ def add_parser(sub) -> None:
     p.add_argument("--nprobe", type=int, default=32)
     p.add_argument("--shard-size", type=int, default=None)
     p.add_argument("--device", default="auto")
+    add_compute(p)
     p.set_defaults(func=cmd_ann)
 
 

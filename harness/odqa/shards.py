@@ -206,8 +206,11 @@ def merge(retriever, dataset, of: int, *, verify: bool = True, log=print) -> dic
     for i in range(of):
         path = store.dir / f"job-{i:05d}-of-{of:05d}.json"
         if not path.is_file():
+            hint = "" if store.dir.is_dir() else (
+                f" (no store for precision {retriever.compute.precision}: if the jobs ran on another kind of "
+                "device, pass the same --precision they used, e.g. --precision bf16 for CUDA jobs)")
             raise HarnessError(f"job {i}/{of} has not finished (no {path.name} in {store.dir}); rerun it with "
-                               f"--shard {i}/{of}")
+                               f"--shard {i}/{of}{hint}")
         infos.append(json.loads(path.read_text()))
     chunks, count = infos[0]["chunks"], infos[0]["count"]
     if any((x["chunks"], x["count"], x["shard_size"]) != (chunks, count, infos[0]["shard_size"]) for x in infos):

@@ -65,6 +65,9 @@ def test_sharded_encode_merge_equals_one_pass(tmp_path, tiny_bert_dir):
         merge(jobs, ds, 3, log=lambda m: None)
     info = encode_shard(jobs, ds, 1, 3, log=lambda m: None)
     assert info["chunks"] == 5 and info["encoded"] == 2 and info["count"] == 23
+    other = spec.load(device="cpu", shard_size=5, precision="bf16", progress=False)  # another store key
+    with pytest.raises(HarnessError, match="no store for precision bf16.*pass the same --precision"):
+        merge(other, ds, 3, log=lambda m: None)
     assert merge(jobs, ds, 3, log=lambda m: None)["count"] == 23
     # the runner now reuses the merged embeddings, and they equal a single-pass encoding
     (rec,) = run([str(tiny_bert_dir)], [str(folder)], output_dir=tmp_path / "r", device="cpu", progress=False,
