@@ -37,3 +37,13 @@ def local_device(requested: str) -> str:
         if torch.cuda.is_available():
             return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
     return requested
+
+
+def cpu_threads() -> int:
+    """Threads for CPU compute in this process: the cores this process may run on (its CPU affinity,
+    which containers and batch schedulers set), shared among the ranks torchrun started on this node."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))

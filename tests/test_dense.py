@@ -80,3 +80,17 @@ def test_minilm_config_from_shared():
         pytest.skip("../shared/models is not present")
     cfg = read_encoder_config(MINILM)
     assert (cfg.pooling, cfg.normalize, cfg.max_length) == ("mean", True, 256)
+
+
+def test_cpu_threads_follow_affinity_and_local_ranks(monkeypatch):
+    import os
+
+    from harness.distributed import cpu_threads
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5, 6, 7}, raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert cpu_threads() == 8
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # two torchrun ranks on this node share the cores
+    assert cpu_threads() == 4
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "16")
+    assert cpu_threads() == 1

@@ -126,7 +126,9 @@ class HFEncoder:
         self.model.eval().to(self.device)
         self.dim = int(self.model.config.hidden_size)
         if self.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
-            torch.set_num_threads(max(1, os.cpu_count() or 1))
+            from harness.distributed import cpu_threads
+
+            torch.set_num_threads(cpu_threads())
         self._fused = None
         if self.compute.forward.startswith("fused-bert"):
             from harness.retrievers.fused_bert import FusedBertForward
