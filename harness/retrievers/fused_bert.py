@@ -16,10 +16,10 @@ Attention is PyTorch's fused ``scaled_dot_product_attention``, as in transformer
 With ``addmm`` the result is bit for bit transformers'; oneDNN sums in another order, which moves
 MiniLM's hidden states by at most ~1e-5 (float32 rounding, as a different BLAS would). Agreement is tested
 on random BERTs with padding and on all-MiniLM-L6-v2 (tests/test_fused_bert.py); SciFact nDCG@10 is
-identical (benchmarks/encode_vs_beir.py). Speed on a 2-core AMD EPYC, 16 x 256 tokens of MiniLM: 150
-GFLOP/s (transformers), 166 (this, addmm), 178 (this, oneDNN). Models that are not plain BERT (RoBERTa's
-position offsets, relative positions, decoders, other activations) keep transformers' own forward:
-:func:`unsupported_reason` says why.
+identical (benchmarks/encode_vs_beir.py). Speed on a 2-core AMD EPYC, 16 x 256 tokens of MiniLM: 165
+GFLOP/s (transformers), 173 (this, addmm), 188 (this, oneDNN); benchmarks/forward_variants.py. Models
+that are not plain BERT (RoBERTa's position offsets, relative positions, decoders, other activations)
+keep transformers' own forward: :func:`unsupported_reason` says why.
 """
 
 from __future__ import annotations

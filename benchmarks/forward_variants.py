@@ -1,0 +1,65 @@
+"""The forward pass alone, on full-length batches: the fused BERT forward (oneDNN and addmm linear) against
+transformers' own, at 4,096 and 16,384 tokens per batch, for all-MiniLM-L6-v2 (256 tokens per text)
+and a BERT-base-sized encoder (random weights, 512 tokens per text; Contriever's shape). Variants are
+interleaved round by round and the best round is kept, so drift in the machine's speed falls on all.
+
+    python benchmarks/forward_variants.py [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from _common import MINILM, machine, require, stamp
+
+
+def flops(tokens: int, length: int, d: int, f: int, layers: int) -> float:
+    return layers * (2 * tokens * (4 * d * d + 2 * d * f) + 4 * tokens * length * d)
+
+
+def main() -> None:
+    require(MINILM, "all-MiniLM-L6-v2")
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    import torch
+    from transformers import AutoModel, BertConfig, BertModel
+
+    from harness.distributed import cpu_threads
+    from harness.retrievers.fused_bert import FusedBertForward, onednn_works
+
+    torch.set_num_threads(cpu_threads())
+    print(f"# forward_variants  {stamp()}  {machine()}  torch {torch.__version__}, {torch.get_num_threads()} threads")
+    for name, model, length in (("all-MiniLM-L6-v2", AutoModel.from_pretrained(MINILM), 256),
+                                ("BERT-base (random)", BertModel(BertConfig()), 512)):
+        model.eval()
+        cfg = model.config
+        texts = 16384 // length
+        ids = torch.randint(1000, 20000, (texts, length))
+        mask = torch.ones_like(ids)
+        work = flops(texts * length, length, cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers)
+        forwards = {"transformers": lambda a, b, m=model: m(input_ids=a, attention_mask=b).last_hidden_state,
+                    "fused (addmm)": FusedBertForward(model, onednn=False)}
+        if onednn_works():
+            forwards["fused (oneDNN)"] = FusedBertForward(model, onednn=True)
+        best: dict[tuple[str, int], float] = {}
+        with torch.inference_mode():
+            for fwd in forwards.values():
+                fwd(ids[:2], mask[:2])
+            for _ in range(args.rounds):
+                for label, fwd in forwards.items():
+                    for batch_tokens in (4096, 16384):
+                        per = batch_tokens // length
+                        t = time.perf_counter()
+                        for s in range(0, texts, per):
+                            fwd(ids[s:s + per], mask[s:s + per])
+                        key = (label, batch_tokens)
+                        best[key] = min(best.get(key, float("inf")), time.perf_counter() - t)
+        print(f"{name}: {texts} texts x {length} tokens, {work / 1e12:.2f} TFLOP per pass")
+        for (label, batch_tokens), wall in best.items():
+            print(f"  {label:15} batches of {batch_tokens:5} tokens: {wall:6.2f} s  {work / wall / 1e9:6.1f} GFLOP/s")
+
+
+if __name__ == "__main__":
+    main()
