@@ -73,8 +73,8 @@ class DenseRetriever:
     def _key(self, what: str, checksum: str) -> dict:
         # a local folder is identified by its weights' hash, not by how its path was spelled. The precision
         # is in the key (bf16 changes the vectors); the forward implementation and the device are not: like
-        # the thread count or the BLAS build they change float32 rounding only (~1e-7), and the record's
-        # provenance names them.
+        # the thread count or the BLAS build they change float32 rounding only (hidden states within ~1e-5),
+        # and each shard's seal and the record's provenance name them.
         model = self.files.model_id if self.files.source == "hub" else "local"
         return {"v": EMBED_VERSION, "model": model, "revision": self.files.revision,
                 "tokenizer": tokenizer_fingerprint(self.files.path), "encoder": self.config.to_dict(),
