@@ -4,7 +4,8 @@ A store lives in ``<cache>/embeddings/<key hash>/``. The key names everything th
 vectors (model revision or weights hash, tokenizer, encoder config, precision, dtype, text rule, corpus
 checksum). Each shard is written as ``shard-NNNNN.npy`` (float32 or float16) + ``shard-NNNNN.ids`` and
 sealed by ``shard-NNNNN.json`` holding both files' sha256 (and how the vectors were computed); a shard
-without its seal, or whose files do not match it, is encoded again. A killed run therefore loses at most the shard in progress. No pickle anywhere.
+without its seal, or whose files do not match it, is encoded again. A killed run therefore loses at most
+the shard in progress. No pickle anywhere.
 """
 
 from __future__ import annotations
