@@ -54,6 +54,19 @@ def test_second_run_recomputes_nothing(tiny_beir, tiny_bert_dir, tmp_path):
     assert any("reused run file" in m for m in logs)
 
 
+def test_a_different_precision_is_not_reused_silently(tiny_beir, tiny_bert_dir, tmp_path):
+    out = tmp_path / "results"
+    fp32 = run([_hf(tiny_bert_dir)], [str(tiny_beir)], ["ndcg@10"], out, log=lambda m: None, device="cpu")[0]
+    assert fp32["retriever_provenance"]["compute"]["precision"] == "fp32"
+    logs: list[str] = []
+    bf16 = run([_hf(tiny_bert_dir)], [str(tiny_beir)], ["ndcg@10"], out, log=logs.append, device="cpu",
+               precision="bf16")[0]
+    assert not any("reused" in m for m in logs)  # neither the record nor the fp32 embeddings
+    assert bf16["fingerprint"] != fp32["fingerprint"]
+    assert bf16["retriever_provenance"]["compute"] == {"device": "cpu", "precision": "bf16", "forward": "transformers"}
+    assert [c["precision"] for c in bf16["index"]["computed_with"]] == ["bf16"]
+
+
 def test_embeddings_are_reused_across_output_dirs(tiny_beir, tiny_bert_dir, tmp_path):
     run([_hf(tiny_bert_dir)], [str(tiny_beir)], ["ndcg@10"], tmp_path / "a", log=lambda m: None)
     from harness.data.load import resolve_dataset
