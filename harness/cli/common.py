@@ -28,7 +28,7 @@ def add_compute(p: argparse.ArgumentParser) -> None:
                         "bf16 on a CPU with AVX512-BF16 or AMX is faster but changes scores slightly)")
     p.add_argument("--forward", choices=["auto", "transformers"], default="auto",
                    help="dense encoders: auto uses the harness's fused BERT forward for BERT models in fp32 on CPU "
-                        "(same numbers, faster), transformers always uses the model's own forward")
+                        "(equal to float32 rounding, faster), transformers always uses the model's own forward")
 
 
 def compute_options(args: argparse.Namespace) -> dict:
