@@ -189,7 +189,7 @@ def encode_shard(retriever, dataset, shard: int = 0, of: int = 1, *, index: str 
             reused += 1
             continue
         vectors = retriever.encoder.encode([doc_text(d) for d in chunk], "doc", desc=f"encode chunk {j}")
-        store.write_shard(j, [d.doc_id for d in chunk], vectors, computed_with=retriever.compute.to_dict())
+        store.write_shard(j, [d.doc_id for d in chunk], vectors, computed_with=retriever.computed_with)
         encoded += 1
     info = {"job": shard, "jobs": of, "chunks": chunks, "count": count, "dim": model_dim(retriever),
             "shard_size": retriever.shard_size, "encoded": encoded, "reused": reused,

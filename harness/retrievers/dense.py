@@ -48,7 +48,6 @@ class DenseRetriever:
         self.files = resolve_model(spec.model, spec.revision)
         self.config = spec.encoder or read_encoder_config(self.files.path)
         self.device = local_device(device)
-        self.precision, self.forward = precision, forward
         # decided before the model loads: the precision is part of the cache key
         self.compute = plan_compute(self.files.path, self.device, precision, forward)
         self.shard_size = shard_size
@@ -65,8 +64,8 @@ class DenseRetriever:
             from harness.retrievers.encoder import HFEncoder
 
             self._encoder = HFEncoder(str(self.files.path), self.config, device=self.device,
-                                      batch_tokens=self.batch_tokens, precision=self.precision,
-                                      forward=self.forward, progress=self.progress,
+                                      batch_tokens=self.batch_tokens, compute=self.compute,
+                                      progress=self.progress,
                                       trust_remote_code=self.trust_remote_code)
         return self._encoder
 
@@ -80,6 +79,11 @@ class DenseRetriever:
                 "tokenizer": tokenizer_fingerprint(self.files.path), "encoder": self.config.to_dict(),
                 "precision": self.compute.precision, "dtype": self.embed_dtype, "what": what,
                 "text_rule": "title + ' ' + text", "checksum": checksum}
+
+    @property
+    def computed_with(self) -> dict:
+        """What a shard written by this retriever records about how its vectors were computed."""
+        return {**self.compute.to_dict(), "harness": __version__}
 
     def corpus_store(self, dataset) -> EmbeddingStore:
         """The embedding store (cache folder) of ``dataset``'s corpus under this encoder."""
@@ -112,7 +116,7 @@ class DenseRetriever:
             vectors = self.encoder.encode([doc_text(d) for d in chunk], "doc", desc=f"encode corpus shard {i + 1}")
             dim = vectors.shape[1]
             store.write_shard(i, [d.doc_id for d in chunk], vectors.astype(DTYPES[self.embed_dtype]),
-                              computed_with={**self.compute.to_dict(), "harness": __version__})
+                              computed_with=self.computed_with)
             encoded += 1
         if shards == 0:
             raise HarnessError(f"{dataset.corpus_path}: the corpus is empty")

@@ -98,7 +98,8 @@ class HFEncoder:
 
     def __init__(self, model_dir: str, config: EncoderConfig, *, device: str = "auto",
                  batch_tokens: int | None = None, max_batch: int = 256, precision: str = "auto",
-                 forward: str = "auto", trust_remote_code: bool = False, progress: bool = True):
+                 forward: str = "auto", compute: Compute | None = None, trust_remote_code: bool = False,
+                 progress: bool = True):
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
@@ -106,7 +107,8 @@ class HFEncoder:
         hf_logging.set_verbosity_error()
 
         self.config = config
-        self.compute = plan_compute(model_dir, device, precision, forward)
+        # a caller that already planned (DenseRetriever, for its cache key) passes its plan
+        self.compute = compute or plan_compute(model_dir, device, precision, forward)
         self.device = pick_device(device)
         self.batch_tokens = batch_tokens or default_batch_tokens(self.device)
         self.max_batch = max_batch
