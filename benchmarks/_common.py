@@ -17,6 +17,41 @@ SCIFACT = SHARED / "data" / "beir" / "scifact"
 MINILM = SHARED / "models" / "all-MiniLM-L6-v2"
 
 
+def matmul_peak(size: int = 2048, repeat: int = 8) -> tuple[float, dict[str, float]]:
+    """The machine's fp32 matmul peak in FLOP/s, with the figure of each library that torch can call.
+
+    Best of ``repeat`` size x size products through torch.mm (the BLAS torch was built with: MKL in the
+    PyPI wheels) and, where this build has it, oneDNN's linear (the kernel the fused forward uses). The
+    peak is the best of the two: on this project's AMD EPYC oneDNN reaches ~215 GFLOP/s where MKL's sgemm
+    stops at ~185, and a share of a weaker library's peak would overstate how close the encoder gets.
+    """
+    import torch
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    calls = {"torch.mm": lambda: torch.mm(a, b)}
+    onednn = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
+    if onednn is not None and torch.backends.mkldnn.is_available():
+        bt = b.t().contiguous()  # linear takes [out, in] weights
+        calls["oneDNN"] = lambda: onednn(a, bt, None, "none", [], "")
+    by_library = {}
+    with torch.inference_mode():
+        for name, call in calls.items():
+            try:
+                call()
+            except (RuntimeError, NotImplementedError):
+                continue
+            best = 0.0
+            for _ in range(repeat):
+                t = time.perf_counter()
+                call()
+                best = max(best, 2 * size**3 / (time.perf_counter() - t))
+            by_library[name] = best
+    return max(by_library.values()), by_library
+
+
+def describe_peak(by_library: dict[str, float]) -> str:
+    return ", ".join(f"{name} {flops / 1e9:.1f}" for name, flops in by_library.items())
+
 
 def measure(code: str, env: dict | None = None, timeout: int = 3600) -> dict:
     """Run ``code`` (a Python snippet that may set RESULT) in a fresh interpreter; wall time, peak RSS."""

@@ -17,26 +17,20 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
 
-def matmul_peak(threads: int, n: int = 2048, repeats: int = 8) -> float:
-    """Best fp32 GFLOP/s of an n x n matmul over several tries."""
+def peak_with_threads(threads: int) -> tuple[float, str]:
+    """The fp32 matmul peak (GFLOP/s) with this many torch threads: best of torch.mm and oneDNN."""
     import torch
+    from _common import describe_peak, matmul_peak
 
     torch.set_num_threads(threads)
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    best = 0.0
-    for _ in range(repeats):
-        t = time.perf_counter()
-        a @ b
-        best = max(best, 2 * n**3 / (time.perf_counter() - t))
-    return best / 1e9
+    peak, by_library = matmul_peak()
+    return peak / 1e9, describe_peak(by_library)
 
 
 def main() -> int:
@@ -59,7 +53,7 @@ def main() -> int:
     if not Path(args.init).is_dir() and "/" not in args.init:
         print(f"init model {args.init} not found", file=sys.stderr)
         return 2
-    peak = matmul_peak(args.threads)
+    peak, peak_detail = peak_with_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         cfg = TrainConfig(init=args.init, corpus=args.corpus, output=tmp, objective=args.objective,
                           steps=args.steps, warmup_steps=1, batch_size=args.batch_size,
@@ -92,7 +86,7 @@ def main() -> int:
         seconds += tokens / row["tokens_per_s"]
     tps = real / seconds
     achieved = flops / seconds / 1e9
-    print(f"machine: {torch.get_num_threads()} torch threads, fp32 matmul peak {peak:.1f} GFLOP/s (2048^2, best of 8)")
+    print(f"machine: {torch.get_num_threads()} torch threads, fp32 matmul peak {peak:.1f} GFLOP/s (2048^2, best of 8; {peak_detail})")
     print(f"model: {args.init} ({n_params / 1e6:.1f}M non-embedding parameters), objective {cfg.objective}, "
           f"batch {cfg.batch_size} windows x (1 + {cfg.m}) crops, chunk {cfg.chunk_length}")
     print(f"throughput: {tps:,.0f} tokens/s (median step {statistics.median(r['tokens_per_s'] for r in rows[skip:]):,.0f}),"
