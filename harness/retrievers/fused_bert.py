@@ -6,18 +6,19 @@ laid out for a CPU's caches:
 
 * the query, key and value projections are one matmul against a ``[3d, d]`` weight, so the activations
   are read once instead of three times and the head split is a view, not a copy;
-* the feed-forward block runs in row blocks of ``ffn_block`` tokens, so the ``4d``-wide intermediate of a
-  block stays in cache between its matmul, GELU and the down projection;
+* everything but attention runs in row blocks of ``row_block`` tokens: the Q/K/V projection, and after
+  attention the output projection, residual, layer norm, feed-forward, residual and layer norm of a block
+  one after the other, so the block (and the ``4d``-wide intermediate) stays in cache;
 * the linear layers run through oneDNN with the bias, and the feed-forward's exact (erf) GELU, applied
-  inside the matmul, where this torch build has oneDNN; otherwise through ``torch.addmm``;
+  inside the matmul, against weights reordered once into oneDNN's blocked layout (instead of at every
+  call), where this torch build has oneDNN; otherwise through ``torch.addmm``;
 * residual additions are done in place.
 
 Attention is PyTorch's fused ``scaled_dot_product_attention``, as in transformers' default ``sdpa`` path.
 With ``addmm`` the result is bit for bit transformers'; oneDNN sums in another order, which moves
 MiniLM's hidden states by at most ~1e-5 (float32 rounding, as a different BLAS would). Agreement is tested
 on random BERTs with padding and on all-MiniLM-L6-v2 (tests/test_fused_bert.py); SciFact nDCG@10 is
-identical (benchmarks/encode_vs_beir.py). Speed on a 2-core AMD EPYC, 16 x 256 tokens of MiniLM: 165
-GFLOP/s (transformers), 173 (this, addmm), 188 (this, oneDNN); benchmarks/forward_variants.py. Models
+identical (benchmarks/encode_vs_beir.py). Speed: benchmarks/forward_variants.py and encode_flops.py. Models
 that are not plain BERT (RoBERTa's position offsets, relative positions, decoders, other activations)
 keep transformers' own forward: :func:`unsupported_reason` says why.
 """
@@ -53,7 +54,7 @@ def unsupported_reason(config: dict) -> str | None:
 
 
 class _Layer(NamedTuple):
-    w_qkv: torch.Tensor  # [3d, d]: query, key and value stacked (the one copy); the others are the model's own
+    w_qkv: torch.Tensor  # [3d, d]: query, key and value stacked; weights as _Linear.prepare returns them
     b_qkv: torch.Tensor
     w_o: torch.Tensor
     b_o: torch.Tensor
@@ -68,10 +69,18 @@ class _Layer(NamedTuple):
 
 
 class _Linear:
-    """``y = act(x @ w.T + b)``, optionally into ``out``: oneDNN with the bias and activation fused, or addmm."""
+    """``y = act(x @ w.T + b)``, optionally into ``out``: oneDNN with the bias and activation fused, or addmm.
 
-    def __init__(self, use_onednn: bool):
+    With oneDNN, :meth:`prepare` turns a ``[out, in]`` weight into oneDNN's blocked layout once (a copy);
+    a prepared weight is only for this class's calls.
+    """
+
+    def __init__(self, use_onednn: bool, rows_hint: int = 512):
         self.onednn = use_onednn
+        self.rows_hint = rows_hint
+
+    def prepare(self, w: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._reorder_linear_weight(w, self.rows_hint) if self.onednn else w
 
     def __call__(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, act: str = "none",
                  out: torch.Tensor | None = None) -> torch.Tensor:
@@ -88,28 +97,32 @@ class _Linear:
 
 @functools.cache
 def onednn_works() -> bool:
-    """Whether this torch build runs oneDNN's fused linear on this CPU, and it agrees with addmm."""
-    op = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
-    if op is None or not torch.backends.mkldnn.is_available():
+    """Whether this torch build runs oneDNN's fused linear, on a reordered weight, on this CPU, and it
+    agrees with addmm."""
+    mkldnn = getattr(torch.ops, "mkldnn", None)
+    if mkldnn is None or not torch.backends.mkldnn.is_available():
         return False
     try:
         gen = torch.Generator().manual_seed(0)
         x, w, b = (torch.randn(*shape, generator=gen) for shape in ((8, 16), (12, 16), (12,)))
         with torch.inference_mode():
-            got = _Linear(True)(x, w, b, "gelu")
+            linear = _Linear(True, rows_hint=4)
+            got = linear(x, linear.prepare(w), b, "gelu")
             return bool(torch.allclose(got, F.gelu(torch.addmm(b, x, w.t())), rtol=1e-5, atol=1e-5))
-    except (RuntimeError, NotImplementedError):
+    except (AttributeError, RuntimeError, NotImplementedError):
         return False
 
 
 class FusedBertForward:
     """``forward(input_ids, attention_mask) -> last_hidden_state`` for a :class:`transformers.BertModel`.
 
-    Shares the model's weights; only the stacked query/key/value weight is a copy (3d^2 per layer: 85 MB
-    of float32 for BERT-base). ``onednn`` None: use oneDNN where it works (see the module docstring).
+    Shares the model's embeddings, biases and norms. The weight matrices are copies: with addmm only the
+    stacked query/key/value weight (3d^2 per layer: 85 MB of float32 for BERT-base), with oneDNN all four
+    in its blocked layout (about the size of the encoder's layers again: 340 MB for BERT-base, 43 MB for
+    MiniLM). ``onednn`` None: use oneDNN where it works (see the module docstring).
     """
 
-    def __init__(self, model, *, ffn_block: int = 512, onednn: bool | None = None):
+    def __init__(self, model, *, row_block: int = 512, onednn: bool | None = None):
         reason = (f"{type(model).__name__} is not transformers' BertModel" if type(model).__name__ != "BertModel"
                   else unsupported_reason(model.config.to_dict()))
         if reason:
@@ -119,8 +132,8 @@ class FusedBertForward:
         self.dim = config.hidden_size
         self.eps = config.layer_norm_eps
         self.act = config.hidden_act
-        self.ffn_block = ffn_block
-        self.linear = _Linear(onednn_works() if onednn is None else onednn)
+        self.row_block = row_block
+        self.linear = linear = _Linear(onednn_works() if onednn is None else onednn, rows_hint=row_block)
         emb = model.embeddings
         self.word = emb.word_embeddings.weight
         self.position = emb.position_embeddings.weight
@@ -128,13 +141,13 @@ class FusedBertForward:
         self.emb_norm_w, self.emb_norm_b = emb.LayerNorm.weight, emb.LayerNorm.bias
         with torch.no_grad():
             self.layers = [_Layer(
-                torch.cat([lay.attention.self.query.weight, lay.attention.self.key.weight,
-                           lay.attention.self.value.weight]),
+                linear.prepare(torch.cat([lay.attention.self.query.weight, lay.attention.self.key.weight,
+                                          lay.attention.self.value.weight])),
                 torch.cat([lay.attention.self.query.bias, lay.attention.self.key.bias, lay.attention.self.value.bias]),
-                lay.attention.output.dense.weight, lay.attention.output.dense.bias,
+                linear.prepare(lay.attention.output.dense.weight), lay.attention.output.dense.bias,
                 lay.attention.output.LayerNorm.weight, lay.attention.output.LayerNorm.bias,
-                lay.intermediate.dense.weight, lay.intermediate.dense.bias,
-                lay.output.dense.weight, lay.output.dense.bias,
+                linear.prepare(lay.intermediate.dense.weight), lay.intermediate.dense.bias,
+                linear.prepare(lay.output.dense.weight), lay.output.dense.bias,
                 lay.output.LayerNorm.weight, lay.output.LayerNorm.bias,
             ) for lay in model.encoder.layer]
 
@@ -145,21 +158,24 @@ class FusedBertForward:
     @torch.inference_mode()
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         batch, length = input_ids.shape
-        d, heads, linear = self.dim, self.heads, self.linear
+        d, heads, linear, eps, act = self.dim, self.heads, self.linear, self.eps, self.act
+        tokens = batch * length
+        blocks = [slice(start, start + self.row_block) for start in range(0, tokens, self.row_block)]
         # same order of additions as BertEmbeddings: (word + token type) + position
         x = (F.embedding(input_ids, self.word) + self.token_type0) + self.position[:length]
-        x = F.layer_norm(x, (d,), self.emb_norm_w, self.emb_norm_b, self.eps).reshape(batch * length, d)
+        x = F.layer_norm(x, (d,), self.emb_norm_w, self.emb_norm_b, eps).reshape(tokens, d)
         keep = attention_mask.bool()
         mask = None if bool(keep.all()) else keep.view(batch, 1, 1, length)
+        qkv = x.new_empty(tokens, 3 * d)
         for p in self.layers:
-            qkv = linear(x, p.w_qkv, p.b_qkv).view(batch, length, 3, heads, d // heads)
-            qkv = qkv.permute(2, 0, 3, 1, 4)  # (3, batch, heads, length, head_dim), a view
-            ctx = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=mask)
-            ctx = ctx.transpose(1, 2).reshape(batch * length, d)  # SDPA's output is token-major: no copy
-            x = F.layer_norm(linear(ctx, p.w_o, p.b_o).add_(x), (d,), p.norm1_w, p.norm1_b, self.eps)
-            ffn = torch.empty_like(x)
-            for start in range(0, batch * length, self.ffn_block):
-                rows = slice(start, start + self.ffn_block)
-                linear(linear(x[rows], p.w_in, p.b_in, self.act), p.w_out, p.b_out, out=ffn[rows])
-            x = F.layer_norm(ffn.add_(x), (d,), p.norm2_w, p.norm2_b, self.eps)
+            for rows in blocks:
+                linear(x[rows], p.w_qkv, p.b_qkv, out=qkv[rows])
+            q, k, v = qkv.view(batch, length, 3, heads, d // heads).permute(2, 0, 3, 1, 4)  # views
+            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            ctx = ctx.transpose(1, 2).reshape(tokens, d)  # SDPA's output is token-major: no copy
+            # x[rows] is read (residual) before it is overwritten; ctx no longer depends on x
+            for rows in blocks:
+                h = F.layer_norm(linear(ctx[rows], p.w_o, p.b_o).add_(x[rows]), (d,), p.norm1_w, p.norm1_b, eps)
+                ffn = linear(linear(h, p.w_in, p.b_in, act), p.w_out, p.b_out).add_(h)
+                x[rows] = F.layer_norm(ffn, (d,), p.norm2_w, p.norm2_b, eps)
         return x.view(batch, length, d)
