@@ -2,6 +2,8 @@
 transformers' own, at 4,096 and 16,384 tokens per batch, for all-MiniLM-L6-v2 (256 tokens per text)
 and a BERT-base-sized encoder (random weights, 512 tokens per text; Contriever's shape). Variants are
 interleaved round by round and the best round is kept, so drift in the machine's speed falls on all.
+Then attention alone: PyTorch's fused scaled_dot_product_attention on one 4,096-token batch of each
+shape, the part of the forward that is not a large matmul.
 
     python benchmarks/forward_variants.py [--rounds 2]
 """
@@ -16,6 +18,24 @@ from _common import MINILM, machine, require, stamp
 
 def flops(tokens: int, length: int, d: int, f: int, layers: int) -> float:
     return layers * (2 * tokens * (4 * d * d + 2 * d * f) + 4 * tokens * length * d)
+
+
+def attention(batch: int, heads: int, length: int, d: int, repeat: int = 20) -> str:
+    """Speed of the fused attention kernel alone (fp32, no mask) on one batch of this shape."""
+    import torch
+    import torch.nn.functional as F
+
+    q, k, v = (torch.randn(batch, heads, length, d // heads) for _ in range(3))
+    with torch.inference_mode():
+        F.scaled_dot_product_attention(q, k, v)
+        best = float("inf")
+        for _ in range(repeat):
+            t = time.perf_counter()
+            F.scaled_dot_product_attention(q, k, v)
+            best = min(best, time.perf_counter() - t)
+    work = 4 * batch * length * length * d
+    return (f"attention alone ({batch} x {heads} heads x {length} x {d // heads}): {best * 1e3:.1f} ms per layer, "
+            f"{work / best / 1e9:.1f} GFLOP/s, {batch * heads * length * length / 1e6:.1f} M exponentials")
 
 
 def main() -> None:
@@ -59,6 +79,7 @@ def main() -> None:
         print(f"{name}: {texts} texts x {length} tokens, {work / 1e12:.2f} TFLOP per pass")
         for (label, batch_tokens), wall in best.items():
             print(f"  {label:15} batches of {batch_tokens:5} tokens: {wall:6.2f} s  {work / wall / 1e9:6.1f} GFLOP/s")
+        print(f"  {attention(4096 // length, cfg.num_attention_heads, length, cfg.hidden_size)}")
 
 
 if __name__ == "__main__":
