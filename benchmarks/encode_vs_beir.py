@@ -33,7 +33,7 @@ from harness.runner import run
 (rec,) = run(["hf:{MINILM}"], ["{SCIFACT}"], ["ndcg@10", "recall@100"], os.environ["BENCH_OUT"], log=lambda m: None,
              precision=os.environ.get("BENCH_PRECISION", "auto"))
 RESULT = {{"ndcg@10": rec["metrics"]["ndcg@10"], "recall@100": rec["metrics"]["recall@100"],
-          "compute": rec["retriever_provenance"]["compute"]}}
+          "compute": rec["retriever_provenance"]["compute"], "timings": rec.get("timings", {{}})}}
 """
 
 
@@ -66,6 +66,11 @@ def main() -> None:
             print(f"{name}: wall-time ratio to beir {r['wall_s'] / beir['wall_s']:.2f}, nDCG@10 difference "
                   f"{r['result']['ndcg@10'] - beir['result']['ndcg@10']:+.5f}")
     print(f"second run: {again['wall_s']:.1f} s")
+    for name, r in rows[1:]:
+        timings = r["result"].get("timings") or {}
+        if "index_s" in timings and name != "harness (second run)":
+            print(f"{name}: index (model load, tokenization, corpus encoding) {timings['index_s']:.1f} s, search "
+                  f"{timings['search_s']:.1f} s, everything else {r['wall_s'] - timings['index_s'] - timings['search_s']:.1f} s")
 
 
 if __name__ == "__main__":

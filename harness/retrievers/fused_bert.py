@@ -6,9 +6,9 @@ laid out for a CPU's caches:
 
 * the query, key and value projections are one matmul against a ``[3d, d]`` weight, so the activations
   are read once instead of three times and the head split is a view, not a copy;
-* everything but attention runs in row blocks of ``row_block`` tokens: the Q/K/V projection, and after
-  attention the output projection, residual, layer norm, feed-forward, residual and layer norm of a block
-  one after the other, so the block (and the ``4d``-wide intermediate) stays in cache;
+* after attention, the rest of the layer (output projection, residual, layer norm, feed-forward,
+  residual, layer norm) runs in row blocks of ``row_block`` tokens, one block start to end, so the block
+  and its ``4d``-wide feed-forward intermediate stay in cache;
 * the linear layers run through oneDNN with the bias, and the feed-forward's exact (erf) GELU, applied
   inside the matmul, against weights reordered once into oneDNN's blocked layout (instead of at every
   call), where this torch build has oneDNN; otherwise through ``torch.addmm``;
@@ -69,7 +69,7 @@ class _Layer(NamedTuple):
 
 
 class _Linear:
-    """``y = act(x @ w.T + b)``, optionally into ``out``: oneDNN with the bias and activation fused, or addmm.
+    """``y = act(x @ w.T + b)``: oneDNN with the bias and activation fused, or addmm.
 
     With oneDNN, :meth:`prepare` turns a ``[out, in]`` weight into oneDNN's blocked layout once (a copy);
     a prepared weight is only for this class's calls.
@@ -82,16 +82,11 @@ class _Linear:
     def prepare(self, w: torch.Tensor) -> torch.Tensor:
         return torch.ops.mkldnn._reorder_linear_weight(w, self.rows_hint) if self.onednn else w
 
-    def __call__(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, act: str = "none",
-                 out: torch.Tensor | None = None) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, act: str = "none") -> torch.Tensor:
         if self.onednn:
-            y = torch.ops.mkldnn._linear_pointwise(x, w, b, act, [None] if act == "gelu" else [],
-                                                   "none" if act == "gelu" else "")
-            if out is not None:
-                out.copy_(y)
-                return out
-            return y
-        y = torch.addmm(b, x, w.t(), out=out) if out is not None else torch.addmm(b, x, w.t())
+            return torch.ops.mkldnn._linear_pointwise(x, w, b, act, [None] if act == "gelu" else [],
+                                                      "none" if act == "gelu" else "")
+        y = torch.addmm(b, x, w.t())
         return ACTIVATIONS[act](y) if act != "none" else y
 
 
@@ -166,11 +161,9 @@ class FusedBertForward:
         x = F.layer_norm(x, (d,), self.emb_norm_w, self.emb_norm_b, eps).reshape(tokens, d)
         keep = attention_mask.bool()
         mask = None if bool(keep.all()) else keep.view(batch, 1, 1, length)
-        qkv = x.new_empty(tokens, 3 * d)
         for p in self.layers:
-            for rows in blocks:
-                linear(x[rows], p.w_qkv, p.b_qkv, out=qkv[rows])
-            q, k, v = qkv.view(batch, length, 3, heads, d // heads).permute(2, 0, 3, 1, 4)  # views
+            qkv = linear(x, p.w_qkv, p.b_qkv).view(batch, length, 3, heads, d // heads)
+            q, k, v = qkv.permute(2, 0, 3, 1, 4)  # (batch, heads, length, head_dim) each, views
             ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
             ctx = ctx.transpose(1, 2).reshape(tokens, d)  # SDPA's output is token-major: no copy
             # x[rows] is read (residual) before it is overwritten; ctx no longer depends on x

@@ -1,0 +1,75 @@
+"""The fused BERT forward of this checkout against the one at an earlier git revision (and transformers'
+own), encoding SciFact documents with all-MiniLM-L6-v2 through HFEncoder. The three are interleaved in
+parts of 250 documents, rotating which goes first, so drift in the machine's speed falls on all alike.
+Prints the wall time of each and the largest difference between the embeddings of the two fused forwards.
+
+    python benchmarks/forward_against_rev.py --rev 87277f6 [--docs 1500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from _common import MINILM, ROOT, SCIFACT, machine, require, stamp
+
+MODULE = "harness/retrievers/fused_bert.py"
+
+
+def fused_at(rev: str, folder: Path):
+    """The fused_bert module as it was at ``rev``, imported under another name."""
+    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:{MODULE}"], capture_output=True, text=True,
+                            check=True).stdout
+    path = folder / "fused_bert_at_rev.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("fused_bert_at_rev", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def main() -> None:
+    require(SCIFACT, "SciFact")
+    require(MINILM, "all-MiniLM-L6-v2")
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rev", required=True, help="git revision whose fused forward to compare against")
+    parser.add_argument("--docs", type=int, default=1500)
+    args = parser.parse_args()
+    import numpy as np
+
+    from harness.data.beir import doc_text, iter_corpus
+    from harness.retrievers.config import read_encoder_config
+    from harness.retrievers.encoder import HFEncoder
+
+    texts = [doc_text(d) for _, d in zip(range(args.docs), iter_corpus(SCIFACT / "corpus.jsonl"), strict=False)]
+    print(f"# forward_against_rev  {stamp()}  {machine()}")
+    config = read_encoder_config(MINILM)
+    with tempfile.TemporaryDirectory() as tmp:
+        old_module = fused_at(args.rev, Path(tmp))
+        encoders = {name: HFEncoder(str(MINILM), config, device="cpu", forward=forward, progress=False)
+                    for name, forward in (("this checkout", "auto"), (f"at {args.rev}", "auto"),
+                                          ("transformers", "transformers"))}
+        old = encoders[f"at {args.rev}"]
+        old._fused = old_module.FusedBertForward(old.model)
+        new_vecs, old_vecs = encoders["this checkout"].encode(texts[:300]), old.encode(texts[:300])
+        walls = dict.fromkeys(encoders, 0.0)
+        order = list(encoders.items())
+        for part, start in enumerate(range(0, len(texts), 250)):
+            for name, enc in order[part % 3:] + order[:part % 3]:
+                t = time.perf_counter()
+                enc.encode(texts[start:start + 250])
+                walls[name] += time.perf_counter() - t
+    print(f"{len(texts)} documents; embeddings of the first 300 by the two fused forwards: largest difference "
+          f"{float(np.abs(new_vecs - old_vecs).max()):.3g}")
+    base = walls["this checkout"]
+    for name, wall in walls.items():
+        print(f"  {name:16} {wall:6.1f} s  ({wall / base:.3f}x this checkout)")
+
+
+if __name__ == "__main__":
+    main()
