@@ -39,8 +39,8 @@ BACKENDS = [pytest.param(False, id="addmm"),
 
 @pytest.mark.parametrize("onednn", BACKENDS)
 @pytest.mark.parametrize("hidden_act", ["gelu", "relu"])
-@pytest.mark.parametrize("row_block", [7, 512])
-def test_fused_forward_matches_transformers_with_padding(hidden_act, row_block, onednn):
+@pytest.mark.parametrize("ffn_block", [7, 512])
+def test_fused_forward_matches_transformers_with_padding(hidden_act, ffn_block, onednn):
     model = _random_bert(hidden_act)
     ids = torch.randint(5, 100, (4, 19))
     mask = torch.ones_like(ids)
@@ -49,7 +49,7 @@ def test_fused_forward_matches_transformers_with_padding(hidden_act, row_block, 
     ids[mask == 0] = 0
     with torch.inference_mode():
         expected = model(input_ids=ids, attention_mask=mask).last_hidden_state
-    fused = FusedBertForward(model, row_block=row_block, onednn=onednn)
+    fused = FusedBertForward(model, ffn_block=ffn_block, onednn=onednn)
     assert fused.backend == ("onednn" if onednn else "addmm")
     got = fused(ids, mask)
     keep = mask.bool()

@@ -6,9 +6,8 @@ laid out for a CPU's caches:
 
 * the query, key and value projections are one matmul against a ``[3d, d]`` weight, so the activations
   are read once instead of three times and the head split is a view, not a copy;
-* after attention, the rest of the layer (output projection, residual, layer norm, feed-forward,
-  residual, layer norm) runs in row blocks of ``row_block`` tokens, one block start to end, so the block
-  and its ``4d``-wide feed-forward intermediate stay in cache;
+* the feed-forward block runs in row blocks of ``ffn_block`` tokens, so the ``4d``-wide intermediate of a
+  block stays in cache between its matmul, GELU and the down projection;
 * the linear layers run through oneDNN with the bias, and the feed-forward's exact (erf) GELU, applied
   inside the matmul, against weights reordered once into oneDNN's blocked layout (instead of at every
   call), where this torch build has oneDNN; otherwise through ``torch.addmm``;
@@ -18,7 +17,8 @@ Attention is PyTorch's fused ``scaled_dot_product_attention``, as in transformer
 With ``addmm`` the result is bit for bit transformers'; oneDNN sums in another order, which moves
 MiniLM's hidden states by at most ~1e-5 (float32 rounding, as a different BLAS would). Agreement is tested
 on random BERTs with padding and on all-MiniLM-L6-v2 (tests/test_fused_bert.py); SciFact nDCG@10 is
-identical (benchmarks/encode_vs_beir.py). Speed: benchmarks/forward_variants.py and encode_flops.py. Models
+identical (benchmarks/encode_vs_beir.py). Speed: benchmarks/forward_variants.py, encode_flops.py and
+forward_against_rev.py. Models
 that are not plain BERT (RoBERTa's position offsets, relative positions, decoders, other activations)
 keep transformers' own forward: :func:`unsupported_reason` says why.
 """
@@ -69,10 +69,10 @@ class _Layer(NamedTuple):
 
 
 class _Linear:
-    """``y = act(x @ w.T + b)``: oneDNN with the bias and activation fused, or addmm.
+    """``y = act(x @ w.T + b)``, optionally into ``out``: oneDNN with the bias and activation fused, or addmm.
 
-    With oneDNN, :meth:`prepare` turns a ``[out, in]`` weight into oneDNN's blocked layout once (a copy);
-    a prepared weight is only for this class's calls.
+    With oneDNN, :meth:`prepare` turns a ``[out, in]`` weight into oneDNN's blocked layout once (a copy),
+    laid out for about ``rows_hint`` rows per call; a prepared weight is only for this class's calls.
     """
 
     def __init__(self, use_onednn: bool, rows_hint: int = 512):
@@ -82,11 +82,16 @@ class _Linear:
     def prepare(self, w: torch.Tensor) -> torch.Tensor:
         return torch.ops.mkldnn._reorder_linear_weight(w, self.rows_hint) if self.onednn else w
 
-    def __call__(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, act: str = "none") -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, act: str = "none",
+                 out: torch.Tensor | None = None) -> torch.Tensor:
         if self.onednn:
-            return torch.ops.mkldnn._linear_pointwise(x, w, b, act, [None] if act == "gelu" else [],
-                                                      "none" if act == "gelu" else "")
-        y = torch.addmm(b, x, w.t())
+            y = torch.ops.mkldnn._linear_pointwise(x, w, b, act, [None] if act == "gelu" else [],
+                                                   "none" if act == "gelu" else "")
+            if out is not None:
+                out.copy_(y)
+                return out
+            return y
+        y = torch.addmm(b, x, w.t(), out=out) if out is not None else torch.addmm(b, x, w.t())
         return ACTIVATIONS[act](y) if act != "none" else y
 
 
@@ -94,8 +99,7 @@ class _Linear:
 def onednn_works() -> bool:
     """Whether this torch build runs oneDNN's fused linear, on a reordered weight, on this CPU, and it
     agrees with addmm."""
-    mkldnn = getattr(torch.ops, "mkldnn", None)
-    if mkldnn is None or not torch.backends.mkldnn.is_available():
+    if getattr(torch.ops, "mkldnn", None) is None or not torch.backends.mkldnn.is_available():
         return False
     try:
         gen = torch.Generator().manual_seed(0)
@@ -117,7 +121,7 @@ class FusedBertForward:
     MiniLM). ``onednn`` None: use oneDNN where it works (see the module docstring).
     """
 
-    def __init__(self, model, *, row_block: int = 512, onednn: bool | None = None):
+    def __init__(self, model, *, ffn_block: int = 512, onednn: bool | None = None):
         reason = (f"{type(model).__name__} is not transformers' BertModel" if type(model).__name__ != "BertModel"
                   else unsupported_reason(model.config.to_dict()))
         if reason:
@@ -127,8 +131,8 @@ class FusedBertForward:
         self.dim = config.hidden_size
         self.eps = config.layer_norm_eps
         self.act = config.hidden_act
-        self.row_block = row_block
-        self.linear = linear = _Linear(onednn_works() if onednn is None else onednn, rows_hint=row_block)
+        self.ffn_block = ffn_block
+        self.linear = linear = _Linear(onednn_works() if onednn is None else onednn, rows_hint=ffn_block)
         emb = model.embeddings
         self.word = emb.word_embeddings.weight
         self.position = emb.position_embeddings.weight
@@ -153,22 +157,21 @@ class FusedBertForward:
     @torch.inference_mode()
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         batch, length = input_ids.shape
-        d, heads, linear, eps, act = self.dim, self.heads, self.linear, self.eps, self.act
-        tokens = batch * length
-        blocks = [slice(start, start + self.row_block) for start in range(0, tokens, self.row_block)]
+        d, heads, linear = self.dim, self.heads, self.linear
         # same order of additions as BertEmbeddings: (word + token type) + position
         x = (F.embedding(input_ids, self.word) + self.token_type0) + self.position[:length]
-        x = F.layer_norm(x, (d,), self.emb_norm_w, self.emb_norm_b, eps).reshape(tokens, d)
+        x = F.layer_norm(x, (d,), self.emb_norm_w, self.emb_norm_b, self.eps).reshape(batch * length, d)
         keep = attention_mask.bool()
         mask = None if bool(keep.all()) else keep.view(batch, 1, 1, length)
         for p in self.layers:
             qkv = linear(x, p.w_qkv, p.b_qkv).view(batch, length, 3, heads, d // heads)
-            q, k, v = qkv.permute(2, 0, 3, 1, 4)  # (batch, heads, length, head_dim) each, views
-            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-            ctx = ctx.transpose(1, 2).reshape(tokens, d)  # SDPA's output is token-major: no copy
-            # x[rows] is read (residual) before it is overwritten; ctx no longer depends on x
-            for rows in blocks:
-                h = F.layer_norm(linear(ctx[rows], p.w_o, p.b_o).add_(x[rows]), (d,), p.norm1_w, p.norm1_b, eps)
-                ffn = linear(linear(h, p.w_in, p.b_in, act), p.w_out, p.b_out).add_(h)
-                x[rows] = F.layer_norm(ffn, (d,), p.norm2_w, p.norm2_b, eps)
+            qkv = qkv.permute(2, 0, 3, 1, 4)  # (3, batch, heads, length, head_dim), a view
+            ctx = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=mask)
+            ctx = ctx.transpose(1, 2).reshape(batch * length, d)  # SDPA's output is token-major: no copy
+            x = F.layer_norm(linear(ctx, p.w_o, p.b_o).add_(x), (d,), p.norm1_w, p.norm1_b, self.eps)
+            ffn = torch.empty_like(x)
+            for start in range(0, batch * length, self.ffn_block):
+                rows = slice(start, start + self.ffn_block)
+                linear(linear(x[rows], p.w_in, p.b_in, self.act), p.w_out, p.b_out, out=ffn[rows])
+            x = F.layer_norm(ffn.add_(x), (d,), p.norm2_w, p.norm2_b, self.eps)
         return x.view(batch, length, d)
