@@ -43,10 +43,9 @@ def pick_device(requested: str = "auto") -> torch.device:
 
 
 def default_batch_tokens(device: torch.device) -> int:
-    """Padded tokens per batch: 4096 on CPU, where a batch's activations stay in the last-level cache
-    (it matters for transformers' forward, MiniLM on a 2-core EPYC: 139 against 132 GFLOP/s with 16384;
-    the fused forward works in row blocks and runs alike at both; benchmarks/forward_variants.py), 16384
-    on accelerators."""
+    """Padded tokens per batch: 4096 on CPU, where a batch's activations then stay in the last-level
+    cache (MiniLM on a 2-core EPYC, fused forward: 171 against 163 GFLOP/s with 16384;
+    benchmarks/forward_variants.py), 16384 on accelerators."""
     return 4096 if device.type == "cpu" else 16384
 
 
