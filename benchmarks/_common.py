@@ -49,6 +49,22 @@ def matmul_peak(size: int = 2048, repeat: int = 8) -> tuple[float, dict[str, flo
     return max(by_library.values()), by_library
 
 
+def bf16_matmul_peak(size: int = 2048, repeat: int = 8) -> float | None:
+    """Best FLOP/s of size x size bf16 products (bf16 in and out) through torch.mm, None where bf16 matmuls
+    are not faster than a tenth of a second: for scale beside bf16x3, whose tile unit runs three of them."""
+    import torch
+
+    a, b = torch.randn(size, size).bfloat16(), torch.randn(size, size).bfloat16()
+    best = 0.0
+    with torch.inference_mode():
+        torch.mm(a, b)
+        for _ in range(repeat):
+            t = time.perf_counter()
+            torch.mm(a, b)
+            best = max(best, 2 * size**3 / (time.perf_counter() - t))
+    return best if best > 2 * size**3 / 0.1 else None
+
+
 def describe_peak(by_library: dict[str, float]) -> str:
     return ", ".join(f"{name} {flops / 1e9:.1f}" for name, flops in by_library.items())
 

@@ -4,10 +4,13 @@ The peak is the best of several 2048 x 2048 fp32 matmuls, all threads, through e
 (torch.mm, i.e. MKL, and oneDNN's linear), measured before and after the encoding. The model's FLOPs are
 counted per document from its real token count n: per layer 2*n*(4*d^2 + 2*d*f) for the projections and
 feed-forward, plus 4*n^2*d for attention scores and weighted values (multiply-add = 2 FLOPs). Padding
-tokens are not counted as useful work. Both forwards are measured, the harness default (the fused BERT
-forward on CPU) and transformers' own (``--forward transformers``), interleaved part by part (250
-documents each, alternating which goes first) so that a change in the machine's speed during the run
-(other tenants, clock) falls on both alike.
+tokens are not counted as useful work. Each compute is measured: the harness default (on a CPU with AMX
+the fused BERT forward in bf16x3, float32 matmuls as three bf16 products), the fused forward in plain fp32
+(``--precision fp32``) and transformers' own forward (``--forward transformers``), interleaved part by
+part (250 documents each, rotating which goes first) so that a change in the machine's speed during the
+run (other tenants, clock) falls on all alike. bf16x3's FLOPs are the model's, as for the others (its
+tile unit does three bf16 products for each), so its share of the fp32 peak can pass 100%; the bf16
+matmul peak (oneDNN on bf16 inputs, bf16 output) is printed beside it for scale.
 
     python benchmarks/encode_flops.py [--docs N]
 """
@@ -18,7 +21,7 @@ import argparse
 import json
 import time
 
-from _common import MINILM, SCIFACT, describe_peak, machine, matmul_peak, require, stamp
+from _common import MINILM, SCIFACT, bf16_matmul_peak, describe_peak, machine, matmul_peak, require, stamp
 
 
 def model_flops(lengths, d: int, f: int, layers: int) -> float:
@@ -38,16 +41,20 @@ def main() -> None:
     texts = [doc_text(d) for _, d in zip(range(args.docs), iter_corpus(SCIFACT / "corpus.jsonl"), strict=False)]
     print(f"# encode_flops  {stamp()}  {machine()}")
     peak, by_library = matmul_peak()
-    encoders = [HFEncoder(str(MINILM), read_encoder_config(MINILM), device="cpu", forward=forward, progress=False)
-                for forward in ("auto", "transformers")]
-    walls = {enc.compute.forward: 0.0 for enc in encoders}
-    for enc in encoders:
+    computes = [{}, {"precision": "fp32"}, {"forward": "transformers"}]
+    encoders = {}
+    for options in computes:
+        enc = HFEncoder(str(MINILM), read_encoder_config(MINILM), device="cpu", progress=False, **options)
+        encoders.setdefault(f"{enc.compute.precision} {enc.compute.forward}", enc)  # auto may be fp32 here
+    walls = dict.fromkeys(encoders, 0.0)
+    for enc in encoders.values():
         enc.encode(texts[:64])  # warm-up
+    names = list(encoders)
     for part, start in enumerate(range(0, len(texts), 250)):
-        for enc in encoders[::-1] if part % 2 else encoders:
+        for name in names[part % len(names):] + names[:part % len(names)]:
             t = time.perf_counter()
-            enc.encode(texts[start:start + 250])
-            walls[enc.compute.forward] += time.perf_counter() - t
+            encoders[name].encode(texts[start:start + 250])
+            walls[name] += time.perf_counter() - t
     after, after_by_library = matmul_peak()
     peak = max(peak, after)
     by_library = {name: max(flops, after_by_library.get(name, 0.0)) for name, flops in by_library.items()}
@@ -57,9 +64,12 @@ def main() -> None:
     print(f"documents {len(texts)}, tokens {sum(lengths)}, model FLOPs {flops / 1e12:.2f} T, batches of "
           f"{enc.batch_tokens} padded tokens")
     print(f"fp32 matmul peak (2048^3, best before/after): {peak / 1e9:.1f} GFLOP/s ({describe_peak(by_library)})")
-    for forward, wall in walls.items():
-        print(f"forward {forward:18}: wall {wall:5.1f} s, {len(texts) / wall:5.1f} docs/s, "
-              f"{sum(lengths) / wall:5.0f} tokens/s, {flops / wall / 1e9:5.1f} GFLOP/s = {flops / wall / peak:.0%} of peak")
+    bf16 = bf16_matmul_peak()
+    if bf16:
+        print(f"bf16 matmul peak (2048^3, oneDNN, bf16 in and out): {bf16 / 1e9:.1f} GFLOP/s")
+    for name, wall in walls.items():
+        print(f"{name:26}: wall {wall:5.1f} s, {len(texts) / wall:5.1f} docs/s, {sum(lengths) / wall:5.0f} tokens/s, "
+              f"{flops / wall / 1e9:5.1f} GFLOP/s = {flops / wall / peak:.0%} of the fp32 peak")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""The forward pass alone, on full-length batches: the fused BERT forward (oneDNN and addmm linear) against
-transformers' own, at 4,096 and 16,384 tokens per batch, for all-MiniLM-L6-v2 (256 tokens per text)
+"""The forward pass alone, on full-length batches: the fused BERT forward (oneDNN and addmm linear in fp32,
+and the AMX kernel in bf16x3 where this CPU has it) against transformers' own, at 4,096 and 16,384 tokens per batch, for all-MiniLM-L6-v2 (256 tokens per text)
 and a BERT-base-sized encoder (random weights, 512 tokens per text; Contriever's shape). Variants are
 interleaved round by round and the best round is kept, so drift in the machine's speed falls on all.
 Then attention alone: PyTorch's fused scaled_dot_product_attention on one 4,096-token batch of each
@@ -47,6 +47,7 @@ def main() -> None:
     from transformers import AutoModel, BertConfig, BertModel
 
     from harness.distributed import cpu_threads
+    from harness.retrievers import amx
     from harness.retrievers.fused_bert import FusedBertForward, onednn_works
 
     torch.set_num_threads(cpu_threads())
@@ -60,9 +61,11 @@ def main() -> None:
         mask = torch.ones_like(ids)
         work = flops(texts * length, length, cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers)
         forwards = {"transformers": lambda a, b, m=model: m(input_ids=a, attention_mask=b).last_hidden_state,
-                    "fused (addmm)": FusedBertForward(model, onednn=False)}
+                    "fused (addmm)": FusedBertForward(model, backend="addmm")}
         if onednn_works():
-            forwards["fused (oneDNN)"] = FusedBertForward(model, onednn=True)
+            forwards["fused (oneDNN)"] = FusedBertForward(model, backend="onednn")
+        if amx.available():
+            forwards["fused (bf16x3)"] = FusedBertForward(model, backend="amx")
         best: dict[tuple[str, int], float] = {}
         with torch.inference_mode():
             for fwd in forwards.values():

@@ -33,14 +33,14 @@ def _random_bert(hidden_act: str = "gelu", seed: int = 0):
     return model
 
 
-BACKENDS = [pytest.param(False, id="addmm"),
-            pytest.param(True, id="onednn", marks=pytest.mark.skipif(not onednn_works(), reason="no oneDNN"))]
+BACKENDS = [pytest.param("addmm", id="addmm"),
+            pytest.param("onednn", id="onednn", marks=pytest.mark.skipif(not onednn_works(), reason="no oneDNN"))]
 
 
-@pytest.mark.parametrize("onednn", BACKENDS)
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("hidden_act", ["gelu", "relu"])
 @pytest.mark.parametrize("ffn_block", [7, 512])
-def test_fused_forward_matches_transformers_with_padding(hidden_act, ffn_block, onednn):
+def test_fused_forward_matches_transformers_with_padding(hidden_act, ffn_block, backend):
     model = _random_bert(hidden_act)
     ids = torch.randint(5, 100, (4, 19))
     mask = torch.ones_like(ids)
@@ -49,23 +49,23 @@ def test_fused_forward_matches_transformers_with_padding(hidden_act, ffn_block, 
     ids[mask == 0] = 0
     with torch.inference_mode():
         expected = model(input_ids=ids, attention_mask=mask).last_hidden_state
-    fused = FusedBertForward(model, ffn_block=ffn_block, onednn=onednn)
-    assert fused.backend == ("onednn" if onednn else "addmm")
+    fused = FusedBertForward(model, ffn_block=ffn_block, backend=backend)
+    assert fused.backend == backend
     got = fused(ids, mask)
     keep = mask.bool()
     assert got.shape == expected.shape
     torch.testing.assert_close(got[keep], expected[keep], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("onednn", BACKENDS)
-def test_fused_forward_without_padding_takes_the_unmasked_path(onednn):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fused_forward_without_padding_takes_the_unmasked_path(backend):
     model = _random_bert()
     ids = torch.randint(5, 100, (3, 12))
     mask = torch.ones_like(ids)
     with torch.inference_mode():
         expected = model(input_ids=ids, attention_mask=mask).last_hidden_state
-    got = FusedBertForward(model, onednn=onednn)(ids, mask)
-    if onednn:
+    got = FusedBertForward(model, backend=backend)(ids, mask)
+    if backend == "onednn":
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     else:  # the same operations in the same order: bit for bit
         assert torch.equal(got, expected)

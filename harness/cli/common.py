@@ -23,9 +23,11 @@ def add_device(p: argparse.ArgumentParser) -> None:
 
 def add_compute(p: argparse.ArgumentParser) -> None:
     """Dense encoders: numeric precision and forward implementation (both part of the embedding cache key)."""
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
-                   help="dense encoders: fp32, or bf16/fp16 autocast (default auto: bf16 on CUDA, fp32 elsewhere; "
-                        "bf16 on a CPU with AVX512-BF16 or AMX is faster but changes scores slightly)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16x3", "bf16", "fp16"], default="auto",
+                   help="dense encoders: fp32; bf16x3 (BERT encoders on a CPU with AMX: float32 matmuls as three "
+                        "bf16 products, ~2^-16 relative error, about 2x faster); or bf16/fp16 autocast. Default auto: "
+                        "bf16 on CUDA, bf16x3 where it runs, fp32 elsewhere. bf16 on a CPU is faster still but "
+                        "changes scores slightly")
     p.add_argument("--forward", choices=["auto", "transformers"], default="auto",
                    help="dense encoders: auto uses the harness's fused BERT forward for BERT models in fp32 on CPU "
                         "(equal to float32 rounding, faster), transformers always uses the model's own forward")

@@ -6,8 +6,9 @@ the input order, as float32.
 
 How the forward pass is computed (:class:`Compute`) is decided before the model is loaded, from the
 device, the requested precision and the model's ``config.json``, so it can be part of the embedding
-cache key: fp32 on CPU (with the fused BERT forward of :mod:`harness.retrievers.fused_bert` for BERT
-encoders), bf16 autocast on CUDA unless asked otherwise.
+cache key: on CPU, BERT encoders run the fused forward of :mod:`harness.retrievers.fused_bert`, in
+bf16x3 (:mod:`harness.retrievers.amx`) where the CPU has AMX and the kernel builds, in fp32 otherwise;
+other encoders run transformers' forward in fp32; bf16 autocast on CUDA unless asked otherwise.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from harness.errors import HarnessError
 from harness.retrievers.config import EncoderConfig
 from harness.retrievers.pooling import pool
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16x3", "bf16", "fp16")
 FORWARDS = ("auto", "transformers")
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -51,8 +52,9 @@ def default_batch_tokens(device: torch.device) -> int:
 
 @dataclass(frozen=True)
 class Compute:
-    """Where and how the forward pass runs: device type, precision (fp32, or bf16/fp16 autocast) and
-    forward implementation ("fused-bert+onednn", "fused-bert+addmm" or "transformers")."""
+    """Where and how the forward pass runs: device type, precision (fp32; bf16x3, float32 matmuls as three
+    bf16 products on AMX; or bf16/fp16 autocast) and forward implementation ("fused-bert+amx",
+    "fused-bert+onednn", "fused-bert+addmm" or "transformers")."""
 
     device: str
     precision: str
@@ -66,8 +68,10 @@ def plan_compute(model_dir: Path | str, device: str = "auto", precision: str = "
                  forward: str = "auto") -> Compute:
     """The :class:`Compute` an :class:`HFEncoder` with these arguments will use (no model is loaded).
 
-    ``precision`` auto: bf16 autocast on CUDA, fp32 elsewhere. ``forward`` auto: the fused BERT forward
-    for a BERT encoder in fp32 on CPU, transformers' own forward otherwise; "transformers" forces the latter.
+    ``precision`` auto: bf16 autocast on CUDA; on CPU bf16x3 where it applies (the fused BERT forward,
+    sizes that are multiples of 32, a CPU with AMX and a C compiler), fp32 otherwise. ``forward`` auto:
+    the fused BERT forward for a BERT encoder in fp32 or bf16x3 on CPU, transformers' own forward
+    otherwise; "transformers" forces the latter (and fp32 on CPU).
     """
     from harness.retrievers.fused_bert import onednn_works, unsupported_reason
 
@@ -76,8 +80,6 @@ def plan_compute(model_dir: Path | str, device: str = "auto", precision: str = "
     if forward not in FORWARDS:
         raise HarnessError(f"--forward must be one of {', '.join(FORWARDS)}, not {forward!r}")
     dev = pick_device(device)
-    if precision == "auto":
-        precision = "bf16" if dev.type == "cuda" else "fp32"
     if precision == "fp16" and dev.type != "cuda":
         raise HarnessError(f"--precision fp16 needs a CUDA device (this run uses {dev.type}); use bf16 or fp32")
     config_path = Path(model_dir) / "config.json"
@@ -85,12 +87,39 @@ def plan_compute(model_dir: Path | str, device: str = "auto", precision: str = "
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         config = {}  # transformers reports a missing or broken config when it loads the model
-    fused = (forward == "auto" and dev.type == "cpu" and precision == "fp32" and isinstance(config, dict)
-             and unsupported_reason(config) is None)
-    if not fused:
+    fusable = (forward == "auto" and dev.type == "cpu" and isinstance(config, dict)
+               and unsupported_reason(config) is None)
+    if precision in ("auto", "bf16x3") and dev.type == "cpu":
+        why_not = bf16x3_unavailable(config if fusable else None, forward)
+        if precision == "bf16x3" and why_not:
+            raise HarnessError(f"--precision bf16x3 does not apply to {model_dir}: {why_not}; use fp32")
+        if precision == "auto":
+            precision = "fp32" if why_not else "bf16x3"
+    elif precision in ("auto", "bf16x3"):
+        if precision == "bf16x3":
+            raise HarnessError(f"--precision bf16x3 runs on CPUs with AMX (this run uses {dev.type}); use bf16 or fp32")
+        precision = "bf16" if dev.type == "cuda" else "fp32"
+    if precision == "bf16x3":
+        return Compute(device=dev.type, precision=precision, forward="fused-bert+amx")
+    if not (fusable and precision == "fp32"):
         return Compute(device=dev.type, precision=precision, forward="transformers")
     return Compute(device=dev.type, precision=precision,
                    forward="fused-bert+onednn" if onednn_works() else "fused-bert+addmm")
+
+
+def bf16x3_unavailable(config: dict | None, forward: str = "auto") -> str | None:
+    """``None`` when a model with this ``config.json`` (None: the fused forward does not apply) can run
+    in bf16x3 here; otherwise why not."""
+    if forward != "auto":
+        return f"--forward {forward} keeps the model's own forward"
+    if config is None:
+        return "it needs the fused BERT forward (a plain BERT encoder)"
+    sizes = (config.get("hidden_size", 768), config.get("intermediate_size", 3072))
+    if any(int(n) % 32 for n in sizes):
+        return f"hidden and intermediate sizes {sizes} are not multiples of 32"
+    from harness.retrievers import amx
+
+    return amx.unavailable_reason()
 
 
 class HFEncoder:
@@ -136,7 +165,7 @@ class HFEncoder:
         if self.compute.forward.startswith("fused-bert"):
             from harness.retrievers.fused_bert import FusedBertForward
 
-            self._fused = FusedBertForward(self.model, onednn=self.compute.forward.endswith("onednn"))
+            self._fused = FusedBertForward(self.model, backend=self.compute.forward.split("+", 1)[1])
 
     def forward(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Last hidden states of one padded batch, as :attr:`compute` says."""

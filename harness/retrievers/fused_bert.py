@@ -10,12 +10,15 @@ laid out for a CPU's caches:
   block stays in cache between its matmul, GELU and the down projection;
 * the linear layers run through oneDNN with the bias, and the feed-forward's exact (erf) GELU, applied
   inside the matmul, against weights reordered once into oneDNN's blocked layout (instead of at every
-  call), where this torch build has oneDNN; otherwise through ``torch.addmm``;
+  call), where this torch build has oneDNN; otherwise through ``torch.addmm``; or, in bf16x3
+  (``backend="amx"``), through the AMX kernel of :mod:`harness.retrievers.amx` on weights split and
+  packed once, with the bias added in the kernel;
 * residual additions are done in place.
 
 Attention is PyTorch's fused ``scaled_dot_product_attention``, as in transformers' default ``sdpa`` path.
 With ``addmm`` the result is bit for bit transformers'; oneDNN sums in another order, which moves
-MiniLM's hidden states by at most ~1e-5 (float32 rounding, as a different BLAS would). Agreement is tested
+MiniLM's hidden states by at most ~1e-5 (float32 rounding, as a different BLAS would); bf16x3 by at most
+~1e-4 (its ~2^-16 relative error per product). Agreement is tested
 on random BERTs with padding and on all-MiniLM-L6-v2 (tests/test_fused_bert.py); SciFact nDCG@10 is
 identical (benchmarks/encode_vs_beir.py). Speed: benchmarks/forward_variants.py, encode_flops.py and
 forward_against_rev.py. Models
@@ -68,22 +71,39 @@ class _Layer(NamedTuple):
     norm2_b: torch.Tensor
 
 
-class _Linear:
-    """``y = act(x @ w.T + b)``, optionally into ``out``: oneDNN with the bias and activation fused, or addmm.
+BACKENDS = ("amx", "onednn", "addmm")
 
-    With oneDNN, :meth:`prepare` turns a ``[out, in]`` weight into oneDNN's blocked layout once (a copy),
-    laid out for about ``rows_hint`` rows per call; a prepared weight is only for this class's calls.
+
+class _Linear:
+    """``y = act(x @ w.T + b)``, optionally into ``out``: oneDNN with the bias and activation fused, addmm,
+    or the bf16x3 AMX kernel with the bias fused.
+
+    :meth:`prepare` turns a ``[out, in]`` weight into the backend's form once: oneDNN's blocked layout laid
+    out for about ``rows_hint`` rows per call (a copy), or the kernel's split bf16 tiles; a prepared weight
+    is only for this class's calls.
     """
 
-    def __init__(self, use_onednn: bool, rows_hint: int = 512):
-        self.onednn = use_onednn
+    def __init__(self, backend: str, rows_hint: int = 512):
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
+        self.backend = backend
+        self.onednn = backend == "onednn"
         self.rows_hint = rows_hint
 
-    def prepare(self, w: torch.Tensor) -> torch.Tensor:
+    def prepare(self, w: torch.Tensor):
+        if self.backend == "amx":
+            from harness.retrievers.amx import PackedWeight
+
+            return PackedWeight(w)
         return torch.ops.mkldnn._reorder_linear_weight(w, self.rows_hint) if self.onednn else w
 
-    def __call__(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, act: str = "none",
+    def __call__(self, x: torch.Tensor, w, b: torch.Tensor, act: str = "none",
                  out: torch.Tensor | None = None) -> torch.Tensor:
+        if self.backend == "amx":
+            if act == "none":
+                return w(x, b, out=out)
+            y = ACTIVATIONS[act](w(x, b))
+            return out.copy_(y) if out is not None else y
         if self.onednn:
             y = torch.ops.mkldnn._linear_pointwise(x, w, b, act, [None] if act == "gelu" else [],
                                                    "none" if act == "gelu" else "")
@@ -105,7 +125,7 @@ def onednn_works() -> bool:
         gen = torch.Generator().manual_seed(0)
         x, w, b = (torch.randn(*shape, generator=gen) for shape in ((8, 16), (12, 16), (12,)))
         with torch.inference_mode():
-            linear = _Linear(True, rows_hint=4)
+            linear = _Linear("onednn", rows_hint=4)
             got = linear(x, linear.prepare(w), b, "gelu")
             return bool(torch.allclose(got, F.gelu(torch.addmm(b, x, w.t())), rtol=1e-5, atol=1e-5))
     except (AttributeError, RuntimeError, NotImplementedError):
@@ -118,10 +138,11 @@ class FusedBertForward:
     Shares the model's embeddings, biases and norms. The weight matrices are copies: with addmm only the
     stacked query/key/value weight (3d^2 per layer: 85 MB of float32 for BERT-base), with oneDNN all four
     in its blocked layout (about the size of the encoder's layers again: 340 MB for BERT-base, 43 MB for
-    MiniLM). ``onednn`` None: use oneDNN where it works (see the module docstring).
+    MiniLM), with amx all four split into bf16 high and low parts (the same size). ``backend`` None:
+    oneDNN where it works, else addmm (see the module docstring); "amx" is the bf16x3 kernel.
     """
 
-    def __init__(self, model, *, ffn_block: int = 512, onednn: bool | None = None):
+    def __init__(self, model, *, ffn_block: int = 512, backend: str | None = None):
         reason = (f"{type(model).__name__} is not transformers' BertModel" if type(model).__name__ != "BertModel"
                   else unsupported_reason(model.config.to_dict()))
         if reason:
@@ -132,7 +153,9 @@ class FusedBertForward:
         self.eps = config.layer_norm_eps
         self.act = config.hidden_act
         self.ffn_block = ffn_block
-        self.linear = linear = _Linear(onednn_works() if onednn is None else onednn, rows_hint=ffn_block)
+        if backend is None:
+            backend = "onednn" if onednn_works() else "addmm"
+        self.linear = linear = _Linear(backend, rows_hint=ffn_block)
         emb = model.embeddings
         self.word = emb.word_embeddings.weight
         self.position = emb.position_embeddings.weight
@@ -152,7 +175,7 @@ class FusedBertForward:
 
     @property
     def backend(self) -> str:
-        return "onednn" if self.linear.onednn else "addmm"
+        return self.linear.backend
 
     @torch.inference_mode()
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,136 @@
+"""bf16x3 on AMX: the kernel against float64, the fused forward built on it against transformers', and how
+the compute plan picks it (or says why not). The kernel tests skip on CPUs without AMX; the planning
+tests run everywhere."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from harness.errors import HarnessError
+from harness.retrievers import amx
+from harness.retrievers.config import read_encoder_config
+from harness.retrievers.encoder import HFEncoder, plan_compute
+from harness.retrievers.fused_bert import FusedBertForward
+from tests.conftest import MINILM, make_tiny_bert
+
+needs_amx = pytest.mark.skipif(not amx.available(), reason=f"bf16x3 kernel unavailable: {amx.unavailable_reason()}")
+
+
+def _relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
+    return float((got.double() - want).abs().max() / want.abs().max())
+
+
+@needs_amx
+@pytest.mark.parametrize("m, k, n", [(1, 32, 32), (33, 64, 96), (130, 384, 64), (300, 96, 160)])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_kernel_matches_float64_to_bf16x3_accuracy(m, k, n, with_bias):
+    gen = torch.Generator().manual_seed(m + k + n)
+    x, w = torch.randn(m, k, generator=gen), torch.randn(n, k, generator=gen)
+    b = torch.randn(n, generator=gen) if with_bias else None
+    want = x.double() @ w.double().t() + (b.double() if b is not None else 0)
+    got = amx.PackedWeight(w)(x, b)
+    assert got.dtype == torch.float32 and got.shape == (m, n)
+    err = _relative_error(got, want)
+    assert err < 3e-5
+    # the low parts matter: one bf16 product is ~100x further off
+    plain = (x.bfloat16().double() @ w.bfloat16().double().t() + (b.double() if b is not None else 0))
+    assert _relative_error(plain.float(), want) > 30 * err
+
+
+@needs_amx
+def test_kernel_writes_into_out_rows_and_checks_shapes():
+    gen = torch.Generator().manual_seed(1)
+    x, w, b = torch.randn(70, 64, generator=gen), torch.randn(32, 64, generator=gen), torch.randn(32, generator=gen)
+    packed = amx.PackedWeight(w)
+    out = torch.full((100, 32), 7.0)
+    packed(x, b, out=out[10:80])
+    assert torch.equal(out[:10], torch.full((10, 32), 7.0)) and torch.equal(out[80:], torch.full((20, 32), 7.0))
+    torch.testing.assert_close(out[10:80], x @ w.t() + b, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="float32 \\[rows, 64\\]"):
+        packed(x[:, :32])
+    with pytest.raises(ValueError, match="multiples of 32"):
+        amx.PackedWeight(torch.randn(30, 64))
+    with pytest.raises(ValueError, match="bias must have 32"):
+        packed(x, torch.zeros(31))
+
+
+@needs_amx
+@pytest.mark.parametrize("hidden_act", ["gelu", "relu"])
+@pytest.mark.parametrize("ffn_block", [7, 512])
+def test_fused_forward_in_bf16x3_matches_transformers_with_padding(hidden_act, ffn_block):
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    model = BertModel(BertConfig(vocab_size=100, hidden_size=64, num_hidden_layers=3, num_attention_heads=4,
+                                 intermediate_size=128, max_position_embeddings=64, hidden_act=hidden_act)).eval()
+    ids = torch.randint(5, 100, (4, 19))
+    mask = torch.ones_like(ids)
+    mask[1, 11:] = 0
+    mask[3, 2:] = 0
+    with torch.inference_mode():
+        want = model.double()(input_ids=ids, attention_mask=mask).last_hidden_state
+        model.float()
+        fp32 = FusedBertForward(model, ffn_block=ffn_block)(ids, mask)
+        got = FusedBertForward(model, ffn_block=ffn_block, backend="amx")(ids, mask)
+    keep = mask.bool()
+    err, err32 = (float((h.double() - want)[keep].abs().max()) for h in (got, fp32))
+    assert err < 2e-4
+    assert err > err32  # it is the bf16x3 path that ran, not float32
+
+
+@needs_amx
+def test_plan_picks_bf16x3_for_bert_on_this_cpu(tmp_path):
+    folder = make_tiny_bert(tmp_path / "bert", hidden=32, layers=1)
+    assert plan_compute(folder, "cpu").to_dict() == {"device": "cpu", "precision": "bf16x3", "forward": "fused-bert+amx"}
+    assert plan_compute(folder, "cpu", precision="fp32").precision == "fp32"
+    assert plan_compute(folder, "cpu", forward="transformers").to_dict()["precision"] == "fp32"
+    odd = make_tiny_bert(tmp_path / "odd", hidden=16, layers=1)  # 16 is not a multiple of 32
+    assert plan_compute(odd, "cpu").precision == "fp32"
+    with pytest.raises(HarnessError, match="not multiples of 32"):
+        plan_compute(odd, "cpu", precision="bf16x3")
+
+
+def test_plan_falls_back_to_fp32_and_says_why(tmp_path, monkeypatch):
+    folder = make_tiny_bert(tmp_path / "bert", hidden=32, layers=1)
+    monkeypatch.setattr(amx, "unavailable_reason", lambda: "this CPU lacks amx_bf16")
+    assert plan_compute(folder, "cpu").precision == "fp32"
+    with pytest.raises(HarnessError, match="this CPU lacks amx_bf16; use fp32"):
+        plan_compute(folder, "cpu", precision="bf16x3")
+    with pytest.raises(HarnessError, match="keeps the model's own forward"):
+        plan_compute(folder, "cpu", precision="bf16x3", forward="transformers")
+
+
+def test_unavailable_reasons(monkeypatch, tmp_path):
+    monkeypatch.setattr(amx, "_load", amx._load.__wrapped__)  # no cached answer
+    monkeypatch.setattr(amx, "_cpu_flags", lambda: {"avx512f"})
+    assert "this CPU lacks amx_tile" in amx.unavailable_reason()
+    monkeypatch.setattr(amx, "_cpu_flags", lambda: set(amx.CPU_FLAGS))
+    monkeypatch.setattr(amx, "_compiler", lambda: None)
+    assert "no C compiler" in amx.unavailable_reason()
+    broken = tmp_path / "cc"
+    broken.write_text("#!/bin/sh\necho 'cc: error: unrecognized option -mamx-tile' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    monkeypatch.setattr(amx, "_compiler", lambda: str(broken))
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    assert "unrecognized option -mamx-tile" in amx.unavailable_reason()
+
+
+@needs_amx
+@pytest.mark.realdata
+def test_minilm_vectors_in_bf16x3_agree_with_fp32():
+    if not MINILM.is_dir():
+        pytest.skip("../shared/models/all-MiniLM-L6-v2 absent")
+    from harness.data.beir import doc_text, iter_corpus
+    from tests.conftest import SHARED
+
+    docs = [doc_text(d) for _, d in zip(range(48), iter_corpus(SHARED / "data" / "beir" / "scifact" / "corpus.jsonl"),
+                                        strict=False)]
+    cfg = read_encoder_config(MINILM)
+    x3 = HFEncoder(str(MINILM), cfg, device="cpu", progress=False)
+    fp32 = HFEncoder(str(MINILM), cfg, device="cpu", precision="fp32", progress=False)
+    assert x3.compute.precision == "bf16x3" and fp32.compute.precision == "fp32"
+    a, b = x3.encode(docs), fp32.encode(docs)
+    diff = float(np.abs(a - b).max())
+    assert 0 < diff < 1e-4  # normalised vectors: differences at the 1e-5 level, never zero
