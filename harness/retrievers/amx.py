@@ -92,10 +92,10 @@ class _Library:
         self.lib = lib
         self.work = np.empty(0, dtype=np.uint16)
 
-    def scratch(self, threads: int, k: int) -> np.ndarray:
-        """Per-thread room for one block of split rows (reused across calls; calls are not concurrent)."""
-        if self.work.size < threads * 2 * MC * k:
-            self.work = np.empty(threads * 2 * MC * k, dtype=np.uint16)
+    def scratch(self, elements: int) -> np.ndarray:
+        """At least ``elements`` bf16 of scratch (reused across calls, which take _CALL_LOCK)."""
+        if self.work.size < elements:
+            self.work = np.empty(elements, dtype=np.uint16)
         return self.work
 
 
@@ -177,8 +177,9 @@ class PackedWeight:
                 raise ValueError(f"bias must have {self.n} values, not {tuple(bias.shape)}")
         threads = max(1, torch.get_num_threads())
         with _CALL_LOCK:
-            work = self.lib.scratch(threads, self.k)
+            work = self.lib.scratch(threads * 2 * MC * self.k)
             self.lib.lib.harness_amx_gemm(x.data_ptr(), self.packed.ctypes.data,
                                           bias.data_ptr() if bias is not None else None, out.data_ptr(),
                                           m, self.k, self.n, work.ctypes.data, threads)
         return out
+

@@ -100,6 +100,47 @@ static void split_rows(const float *a, int64_t K, int64_t rows, int64_t block, u
     }
 }
 
+/* 32 x 32 float32 block of A @ B into tmp (row stride 32): A's 32 rows as hi/lo bf16 at ah/al (row stride
+ * `lda` elements), B as two packed 16-column blocks b0, b1 of `kblocks` [hi, lo] tile pairs each. */
+static inline void block32(const uint16_t *ah, const uint16_t *al, int64_t lda, const uint16_t *b0,
+                           const uint16_t *b1, int64_t kblocks, float *tmp) {
+    const uint16_t *h0 = ah, *h1 = ah + 16 * lda, *l0 = al, *l1 = al + 16 * lda;
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (int64_t kb = 0; kb < kblocks; kb++) {
+        const int64_t ko = kb * 32;
+        /* lo_a * hi_b */
+        _tile_loadd(4, l0 + ko, lda * 2);
+        _tile_loadd(5, l1 + ko, lda * 2);
+        _tile_loadd(6, b0 + kb * 1024, 64);
+        _tile_loadd(7, b1 + kb * 1024, 64);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+        /* hi_a * hi_b */
+        _tile_loadd(4, h0 + ko, lda * 2);
+        _tile_loadd(5, h1 + ko, lda * 2);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+        /* hi_a * lo_b */
+        _tile_loadd(6, b0 + kb * 1024 + 512, 64);
+        _tile_loadd(7, b1 + kb * 1024 + 512, 64);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+    _tile_stored(0, tmp, 128);
+    _tile_stored(1, tmp + 16, 128);
+    _tile_stored(2, tmp + 16 * 32, 128);
+    _tile_stored(3, tmp + 16 * 32 + 16, 128);
+}
+
 /* C[m0:m1, :] = A[m0:m1, :] @ B (+ bias) on the calling thread; work: 2 * MC * K bf16 of scratch. */
 static void gemm_rows(const float *a, const uint16_t *packed, const float *bias, float *c, int64_t m0,
                       int64_t m1, int64_t K, int64_t N, uint16_t *work) {
@@ -116,43 +157,9 @@ static void gemm_rows(const float *a, const uint16_t *packed, const float *bias,
         for (int64_t nc = 0; nc < N; nc += ncap) {
             int64_t nend = nc + ncap < N ? nc + ncap : N;
             for (int64_t mi = 0; mi < mrows; mi += 32) {
-                const uint16_t *h0 = ahi + mi * K, *h1 = h0 + 16 * K, *l0 = alo + mi * K, *l1 = l0 + 16 * K;
                 for (int64_t n = nc; n < nend; n += 32) {
-                    const uint16_t *b0 = packed + (n / 16) * kblocks * 1024, *b1 = b0 + kblocks * 1024;
-                    _tile_zero(0);
-                    _tile_zero(1);
-                    _tile_zero(2);
-                    _tile_zero(3);
-                    for (int64_t kb = 0; kb < kblocks; kb++) {
-                        const int64_t ko = kb * 32;
-                        /* lo_a * hi_b */
-                        _tile_loadd(4, l0 + ko, K * 2);
-                        _tile_loadd(5, l1 + ko, K * 2);
-                        _tile_loadd(6, b0 + kb * 1024, 64);
-                        _tile_loadd(7, b1 + kb * 1024, 64);
-                        _tile_dpbf16ps(0, 4, 6);
-                        _tile_dpbf16ps(1, 4, 7);
-                        _tile_dpbf16ps(2, 5, 6);
-                        _tile_dpbf16ps(3, 5, 7);
-                        /* hi_a * hi_b */
-                        _tile_loadd(4, h0 + ko, K * 2);
-                        _tile_loadd(5, h1 + ko, K * 2);
-                        _tile_dpbf16ps(0, 4, 6);
-                        _tile_dpbf16ps(1, 4, 7);
-                        _tile_dpbf16ps(2, 5, 6);
-                        _tile_dpbf16ps(3, 5, 7);
-                        /* hi_a * lo_b */
-                        _tile_loadd(6, b0 + kb * 1024 + 512, 64);
-                        _tile_loadd(7, b1 + kb * 1024 + 512, 64);
-                        _tile_dpbf16ps(0, 4, 6);
-                        _tile_dpbf16ps(1, 4, 7);
-                        _tile_dpbf16ps(2, 5, 6);
-                        _tile_dpbf16ps(3, 5, 7);
-                    }
-                    _tile_stored(0, tmp, 128);
-                    _tile_stored(1, tmp + 16, 128);
-                    _tile_stored(2, tmp + 16 * 32, 128);
-                    _tile_stored(3, tmp + 16 * 32 + 16, 128);
+                    const uint16_t *b0 = packed + (n / 16) * kblocks * 1024;
+                    block32(ahi + mi * K, alo + mi * K, K, b0, b0 + kblocks * 1024, kblocks, tmp);
                     int64_t rows = mrows - mi < 32 ? mrows - mi : 32;
                     for (int64_t r = 0; r < rows; r++) {
                         float *dst = c + (mc + mi + r) * N + n;
