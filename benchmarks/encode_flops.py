@@ -61,14 +61,13 @@ def main() -> None:
     cfg = json.loads((MINILM / "config.json").read_text())
     lengths = [len(x) for x in enc.tokenize(texts)]
     flops = model_flops(lengths, cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"])
-    print(f"documents {len(texts)}, tokens {sum(lengths)}, model FLOPs {flops / 1e12:.2f} T, batches of "
-          f"{enc.batch_tokens} padded tokens")
+    print(f"documents {len(texts)}, tokens {sum(lengths)}, model FLOPs {flops / 1e12:.2f} T")
     print(f"fp32 matmul peak (2048^3, best before/after): {peak / 1e9:.1f} GFLOP/s ({describe_peak(by_library)})")
     bf16 = bf16_matmul_peak()
     if bf16:
-        print(f"bf16 matmul peak (2048^3, oneDNN, bf16 in and out): {bf16 / 1e9:.1f} GFLOP/s")
+        print(f"bf16 matmul peak (2048^3, torch.mm, bf16 in and out): {bf16 / 1e9:.1f} GFLOP/s")
     for name, wall in walls.items():
-        print(f"{name:26}: wall {wall:5.1f} s, {len(texts) / wall:5.1f} docs/s, {sum(lengths) / wall:5.0f} tokens/s, "
+        print(f"{name:26} ({encoders[name].batch_tokens:5} tokens a batch): wall {wall:5.1f} s, {len(texts) / wall:5.1f} docs/s, {sum(lengths) / wall:5.0f} tokens/s, "
               f"{flops / wall / 1e9:5.1f} GFLOP/s = {flops / wall / peak:.0%} of the fp32 peak")
 
 

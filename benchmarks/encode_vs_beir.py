@@ -1,9 +1,10 @@
 """(a) SciFact end to end with all-MiniLM-L6-v2: harness vs beir 2.2.0's DenseRetrievalExactSearch +
 models.SentenceBERT, in the same run on the same machine. Prints wall time, peak memory and nDCG@10 of
-each, the wall-time ratio, and the time of a second (cached) harness run. ``--bf16`` adds a harness run
-with ``precision="bf16"`` (autocast; not the same numbers, so reported apart from the fp32 ratio).
+each, the wall-time ratio, and the time of a second (cached) harness run. The harness runs with its
+default compute (bf16x3 on a CPU with AMX, fp32 elsewhere); ``--fp32`` adds a run with
+``precision="fp32"``, ``--bf16`` one with ``precision="bf16"`` (autocast; not the same numbers).
 
-    python benchmarks/encode_vs_beir.py [--bf16]
+    python benchmarks/encode_vs_beir.py [--fp32] [--bf16]
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def main() -> None:
     require(SCIFACT, "SciFact")
     require(MINILM, "all-MiniLM-L6-v2")
     parser = argparse.ArgumentParser()
+    parser.add_argument("--fp32", action="store_true", help="also run the harness in plain fp32")
     parser.add_argument("--bf16", action="store_true", help="also run the harness with bf16 autocast")
     args = parser.parse_args()
     print(f"# encode_vs_beir  {stamp()}  {machine()}")
@@ -50,6 +52,9 @@ def main() -> None:
         ours = measure(HARNESS, env)
         again = measure(HARNESS, env)
         rows = [("harness (cold cache)", ours), ("harness (second run)", again)]
+        if args.fp32:
+            rows.append(("harness --precision fp32", measure(HARNESS, {**env, "BENCH_PRECISION": "fp32",
+                                                                       "BENCH_OUT": f"{tmp}/out-fp32"})))
         if args.bf16:
             rows.append(("harness --precision bf16", measure(HARNESS, {**env, "BENCH_PRECISION": "bf16",
                                                                        "BENCH_OUT": f"{tmp}/out-bf16"})))

@@ -134,3 +134,22 @@ def test_minilm_vectors_in_bf16x3_agree_with_fp32():
     a, b = x3.encode(docs), fp32.encode(docs)
     diff = float(np.abs(a - b).max())
     assert 0 < diff < 1e-4  # normalised vectors: differences at the 1e-5 level, never zero
+
+
+@needs_amx
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_scifact_scores_in_bf16x3_equal_fp32(shared_data, tmp_path):
+    """The default on this CPU (bf16x3) against plain fp32 on all of SciFact: nDCG@10 the same to 1e-4."""
+    if not MINILM.is_dir():
+        pytest.skip("../shared/models is not present")
+    from harness.runner import run
+
+    metrics = ["ndcg@10", "recall@100"]
+    (x3,) = run([f"hf:{MINILM}"], ["beir/scifact"], metrics, tmp_path / "x3", log=lambda m: None)
+    (fp32,) = run([f"hf:{MINILM}"], ["beir/scifact"], metrics, tmp_path / "fp32", log=lambda m: None,
+                  precision="fp32")
+    assert x3["retriever_provenance"]["compute"]["precision"] == "bf16x3"
+    assert fp32["retriever_provenance"]["compute"]["precision"] == "fp32"
+    assert abs(x3["metrics"]["ndcg@10"] - fp32["metrics"]["ndcg@10"]) < 1e-4
+    assert abs(x3["metrics"]["recall@100"] - fp32["metrics"]["recall@100"]) < 1e-4
