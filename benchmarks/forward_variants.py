@@ -1,7 +1,8 @@
 """The forward pass alone, on full-length batches: the fused BERT forward (oneDNN and addmm linear in fp32,
 and the AMX kernel in bf16x3 where this CPU has it) against transformers' own, at 2,048, 4,096 and
 16,384 tokens per batch, for all-MiniLM-L6-v2 (256 tokens per text) and a BERT-base-sized encoder
-(random weights, 512 tokens per text; Contriever's shape). Variants are interleaved round by round and the best round is kept, so drift in the machine's speed falls on all.
+(random weights, 512 tokens per text; Contriever's shape). Variants are interleaved round by round and
+the best round is kept, so drift in the machine's speed falls on all.
 Then attention alone: PyTorch's fused scaled_dot_product_attention on one 4,096-token batch of each
 shape, the part of the forward that is not a large matmul.
 
