@@ -19,13 +19,21 @@
 
 #define ARCH_REQ_XCOMP_PERM 0x1023
 #define XFEATURE_XTILEDATA 18
-#define MC 128 /* most rows of A split and kept per block */
+/* Blocks kept in a core's L2 (2 MiB on Sapphire Rapids): up to MC rows of A split into bf16 (A_BYTES), and
+ * B_BYTES of packed B columns. Measured on a 2-core Xeon with MiniLM's and BERT-base's shapes (the
+ * sizes below: 10-13% faster than 128 rows and 512 KiB each). */
+#ifndef MC
+#define MC 256
+#endif
 #ifndef A_BYTES
-#define A_BYTES 524288 /* what a block of split A rows may take (kept in L2) */
+#define A_BYTES 1048576
 #endif
 #ifndef B_BYTES
-#define B_BYTES 524288 /* what a block of packed B columns may take (kept in L2) */
+#define B_BYTES 393216
 #endif
+
+/* bf16 elements of scratch one thread of harness_amx_gemm needs for inner size K */
+int64_t harness_amx_work(int64_t K) { return 2 * MC * K; }
 
 int harness_amx_init(void) { return (int)syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA); }
 
