@@ -133,7 +133,7 @@ def test_minilm_vectors_in_bf16x3_agree_with_fp32():
     assert x3.compute.precision == "bf16x3" and fp32.compute.precision == "fp32"
     a, b = x3.encode(docs), fp32.encode(docs)
     diff = float(np.abs(a - b).max())
-    assert 0 < diff < 1e-4  # normalised vectors: differences at the 1e-5 level, never zero
+    assert 0 < diff < 2e-5  # normalised vectors: ~2e-6 measured (fp32 forwards among themselves: ~2e-7)
 
 
 @needs_amx
