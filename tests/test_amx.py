@@ -4,6 +4,8 @@ tests run everywhere."""
 
 from __future__ import annotations
 
+import subprocess
+
 import numpy as np
 import pytest
 import torch
@@ -153,3 +155,22 @@ def test_scifact_scores_in_bf16x3_equal_fp32(shared_data, tmp_path):
     assert fp32["retriever_provenance"]["compute"]["precision"] == "fp32"
     assert abs(x3["metrics"]["ndcg@10"] - fp32["metrics"]["ndcg@10"]) < 1e-4
     assert abs(x3["metrics"]["recall@100"] - fp32["metrics"]["recall@100"]) < 1e-4
+
+
+@pytest.mark.skipif(amx._compiler() is None, reason="no C compiler")
+@pytest.mark.parametrize("body, reason", [
+    ("__builtin_trap();", "crashed its probe (signal"),  # a CPU that advertises AMX but faults on it
+    ("for (int64_t i = 0; i < M * N; i++) c[i] = 0.f;", "failed its probe"),  # wrong numbers
+])
+def test_a_kernel_that_crashes_or_lies_is_refused_not_run(tmp_path, body, reason):
+    src = tmp_path / "bad.c"
+    src.write_text("#include <stdint.h>\n"
+                   "int harness_amx_init(void) { return 0; }\n"
+                   "int64_t harness_amx_work(int64_t K) { return 64 * K; }\n"
+                   "void harness_amx_pack_b(const float *b, int64_t K, int64_t N, uint16_t *out) {}\n"
+                   "void harness_amx_gemm(const float *a, const uint16_t *p, const float *bias, float *c, int64_t M,"
+                   f" int64_t K, int64_t N, uint16_t *w, int t) {{ {body} }}\n")
+    lib = tmp_path / "bad.so"
+    subprocess.run([amx._compiler(), "-shared", "-fPIC", str(src), "-o", str(lib)], check=True)
+    assert reason in amx._probe_in_child(lib)
+    assert not lib.with_suffix(".probed").exists()

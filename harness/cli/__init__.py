@@ -42,5 +42,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"harness: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        _close_progress_bars()
         print("harness: interrupted; finished results are kept, rerun to continue", file=sys.stderr)
         return 130
+
+
+def _close_progress_bars() -> None:
+    """Clear the progress bars an interrupt left open, so the message starts on a line of its own."""
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ()) or ()):
+        try:
+            bar.close()
+        except Exception:  # a bar that cannot redraw must not hide the message
+            pass

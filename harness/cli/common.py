@@ -25,12 +25,13 @@ def add_compute(p: argparse.ArgumentParser) -> None:
     """Dense encoders: numeric precision and forward implementation (both part of the embedding cache key)."""
     p.add_argument("--precision", choices=["auto", "fp32", "bf16x3", "bf16", "fp16"], default="auto",
                    help="dense encoders: fp32; bf16x3 (BERT encoders on a CPU with AMX: float32 matmuls as three "
-                        "bf16 products, ~2^-16 relative error, about 2x faster); or bf16/fp16 autocast. Default auto: "
+                        "bf16 products, ~2^-16 relative error, 1.7-1.9x faster); or bf16/fp16 autocast. Default auto: "
                         "bf16 on CUDA, bf16x3 where it runs, fp32 elsewhere. bf16 on a CPU is faster still but "
                         "changes scores slightly")
     p.add_argument("--forward", choices=["auto", "transformers"], default="auto",
-                   help="dense encoders: auto uses the harness's fused BERT forward for BERT models in fp32 on CPU "
-                        "(equal to float32 rounding, faster), transformers always uses the model's own forward")
+                   help="dense encoders: auto uses the harness's fused BERT forward for BERT models on CPU (in fp32 "
+                        "equal to transformers' to float32 rounding, faster; or in bf16x3), transformers always "
+                        "uses the model's own forward")
 
 
 def compute_options(args: argparse.Namespace) -> dict:

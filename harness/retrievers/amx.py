@@ -12,9 +12,13 @@ PyTorch has no CPU matmul that takes bf16 and returns float32 (``mm(..., out_dty
 oneDNN's fp32 "bf16 fpmath" mode rounds the inputs once, losing the low parts), so the kernel is a small C
 file (``amx_bf16x3.c``, no Python or torch headers) compiled on first use with the system C compiler into
 the harness cache, and called through ctypes. The rows are split among ``torch.get_num_threads()``
-OpenMP threads; the library links ``libgomp.so.1`` by name, which in a process that has imported torch is
-torch's own copy, so the kernel runs on torch's intra-op threads instead of competing with them (a
-separate thread pool lost a third of its speed to torch's spinning workers).
+OpenMP threads; the library links ``libgomp.so.1`` by name, which in a process that has imported torch
+(PyPI's wheels) is torch's own copy, so the kernel runs on torch's intra-op threads instead of competing
+with them (a separate thread pool lost a third of its speed to torch's spinning workers).
+
+A freshly built library is first probed in a child process (a CPU or hypervisor that advertises AMX but
+faults on it then costs a fallback to fp32, not a crash); a marker beside the library records that it
+passed.
 
 :func:`unavailable_reason` says why the kernel cannot run here (no AMX, no compiler, a failed probe);
 the callers then keep plain float32.
@@ -29,6 +33,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -36,8 +41,8 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).with_name("amx_bf16x3.c")
-FLAGS = ["-O3", "-fPIC", "-shared", "-fopenmp", "-mamx-tile", "-mamx-bf16", "-mavx512f", "-mavx512bw", "-mavx512vl",
-         "-mavx512bf16"]
+FLAGS = ["-O3", "-fPIC", "-shared", "-fopenmp", "-mamx-tile", "-mamx-bf16", "-mavx512f", "-mavx512bw",
+         "-mavx512vl", "-mavx512bf16"]
 CPU_FLAGS = ("amx_tile", "amx_bf16", "avx512f", "avx512bw", "avx512vl", "avx512_bf16")
 _LOAD_LOCK = threading.Lock()
 _CALL_LOCK = threading.Lock()  # one call at a time uses the shared scratch
@@ -118,11 +123,31 @@ def _load() -> tuple[_Library | None, str | None]:
     if cc is None:
         return None, "no C compiler (cc, gcc or $CC) to build the kernel"
     try:
-        lib = _Library(_build(cc))
+        path = _build(cc)
+        reason = _probe_in_child(path)
+        if reason:
+            return None, reason
+        lib = _Library(path)
     except (OSError, subprocess.SubprocessError) as e:
         return None, str(e)
     reason = _probe(lib)
     return (None, reason) if reason else (lib, None)
+
+
+def _probe_in_child(path: Path) -> str | None:
+    """Load and probe the library at ``path`` in a child process once; None when it passed."""
+    marker = path.with_suffix(".probed")
+    if marker.is_file():
+        return None
+    code = ("import sys; from pathlib import Path; from harness.retrievers import amx; "
+            "sys.exit(amx._probe(amx._Library(Path(sys.argv[1]))) is not None)")
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=300)
+    if proc.returncode < 0:
+        return f"the kernel crashed its probe (signal {-proc.returncode})"
+    if proc.returncode != 0:
+        return f"the kernel failed its probe: {proc.stderr.strip()[-300:] or 'wrong results'}"
+    marker.write_text("passed\n", encoding="utf-8")
+    return None
 
 
 def _probe(lib: _Library) -> str | None:
@@ -156,9 +181,10 @@ class PackedWeight:
     """A ``[out, in]`` float32 weight split and packed once; ``w(x, bias, out=None)`` is ``x @ w.T + bias``."""
 
     def __init__(self, weight: torch.Tensor, lib: _Library | None = None):
-        self.lib = lib or _load()[0]
-        if self.lib is None:
+        lib = lib or _load()[0]
+        if lib is None:
             raise RuntimeError(f"the AMX bf16x3 kernel is unavailable: {unavailable_reason()}")
+        self.lib: _Library = lib
         n, k = weight.shape
         if not supports(k, n):
             raise ValueError(f"bf16x3 needs both sizes to be multiples of 32, not {n} x {k}")

@@ -119,6 +119,30 @@ def test_ctrl_c_exits_with_one_line(big_beir, tiny_bert_dir, tmp_path):
     assert last == "harness: interrupted; finished results are kept, rerun to continue"
 
 
+def test_interrupt_message_starts_its_own_line_after_an_open_progress_bar(monkeypatch, capsys):
+    """The race the test above can hit: Ctrl-C just after a progress bar was drawn (no newline yet)."""
+    from tqdm import tqdm
+
+    import harness.cli as cli
+
+    def interrupted(args):
+        bar = tqdm(total=100, desc="encode corpus shard 2", leave=False)
+        bar.update(1)
+        bar.refresh()
+        raise KeyboardInterrupt
+
+    class Args:
+        func = staticmethod(interrupted)
+
+    monkeypatch.setattr(cli, "build_parser", lambda: type("P", (), {"parse_args": lambda self, argv: Args()})())
+    assert cli.main([]) == 130
+    err = capsys.readouterr().err
+    assert "encode corpus shard 2" in err  # the bar was drawn
+    lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip()]
+    assert lines[-1] == "harness: interrupted; finished results are kept, rerun to continue"
+    assert not any("shard 2" in line and "interrupted" in line for line in lines)
+
+
 @pytest.mark.slow
 def test_training_killed_at_a_random_checkpoint_resumes_exactly(tiny_bert_dir, tmp_path):
     from safetensors.torch import load_file
