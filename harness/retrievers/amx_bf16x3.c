@@ -161,7 +161,7 @@ static void gemm_rows(const float *a, const uint16_t *packed, const float *bias,
     ncap = ncap < 32 ? 32 : ncap;
     for (int64_t mc = m0; mc < m1; mc += mcap) {
         int64_t mrows = m1 - mc < mcap ? m1 - mc : mcap;
-        split_rows(a + mc * K, K, mrows, mcap, ahi, alo);
+        split_rows(a + mc * K, K, mrows, (mrows + 31) / 32 * 32, ahi, alo); /* whole 32-row tiles */
         for (int64_t nc = 0; nc < N; nc += ncap) {
             int64_t nend = nc + ncap < N ? nc + ncap : N;
             for (int64_t mi = 0; mi < mrows; mi += 32) {
