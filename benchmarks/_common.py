@@ -49,9 +49,9 @@ def matmul_peak(size: int = 2048, repeat: int = 8) -> tuple[float, dict[str, flo
     return max(by_library.values()), by_library
 
 
-def bf16_matmul_peak(size: int = 2048, repeat: int = 8) -> float | None:
-    """Best FLOP/s of size x size bf16 products (bf16 in and out) through torch.mm, None where bf16 matmuls
-    are not faster than a tenth of a second: for scale beside bf16x3, whose tile unit runs three of them."""
+def bf16_matmul_peak(size: int = 2048, repeat: int = 8) -> float:
+    """Best FLOP/s of size x size bf16 products (bf16 in and out) through torch.mm: for scale beside
+    bf16x3, whose tile unit runs three of them for each float32 product."""
     import torch
 
     a, b = torch.randn(size, size).bfloat16(), torch.randn(size, size).bfloat16()
@@ -62,7 +62,7 @@ def bf16_matmul_peak(size: int = 2048, repeat: int = 8) -> float | None:
             t = time.perf_counter()
             torch.mm(a, b)
             best = max(best, 2 * size**3 / (time.perf_counter() - t))
-    return best if best > 2 * size**3 / 0.1 else None
+    return best
 
 
 def describe_peak(by_library: dict[str, float]) -> str:

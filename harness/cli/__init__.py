@@ -49,8 +49,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _close_progress_bars() -> None:
     """Clear the progress bars an interrupt left open, so the message starts on a line of its own."""
-    tqdm = sys.modules.get("tqdm")
-    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ()) or ()):
+    module = sys.modules.get("tqdm")  # not imported: no bar was ever drawn
+    if module is None:
+        return
+    for bar in list(getattr(module.tqdm, "_instances", ())):
         try:
             bar.close()
         except Exception:  # a bar that cannot redraw must not hide the message

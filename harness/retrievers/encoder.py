@@ -92,15 +92,13 @@ def plan_compute(model_dir: Path | str, device: str = "auto", precision: str = "
         config = {}  # transformers reports a missing or broken config when it loads the model
     fusable = (forward == "auto" and dev.type == "cpu" and isinstance(config, dict)
                and unsupported_reason(config) is None)
-    if precision in ("auto", "bf16x3") and dev.type == "cpu":
-        why_not = bf16x3_unavailable(config if fusable else None, forward)
+    if precision == "bf16x3" or (precision == "auto" and dev.type == "cpu"):
+        why_not = (f"it runs on CPUs with AMX (this run uses {dev.type})" if dev.type != "cpu"
+                   else bf16x3_unavailable(config if fusable else None, forward))
         if precision == "bf16x3" and why_not:
             raise HarnessError(f"--precision bf16x3 does not apply to {model_dir}: {why_not}; use fp32")
-        if precision == "auto":
-            precision = "fp32" if why_not else "bf16x3"
-    elif precision in ("auto", "bf16x3"):
-        if precision == "bf16x3":
-            raise HarnessError(f"--precision bf16x3 runs on CPUs with AMX (this run uses {dev.type}); use bf16 or fp32")
+        precision = "fp32" if why_not else "bf16x3"
+    elif precision == "auto":
         precision = "bf16" if dev.type == "cuda" else "fp32"
     if precision == "bf16x3":
         return Compute(device=dev.type, precision=precision, forward="fused-bert+amx")

@@ -87,7 +87,6 @@ class _Linear:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
         self.backend = backend
-        self.onednn = backend == "onednn"
         self.rows_hint = rows_hint
 
     def prepare(self, w: torch.Tensor):
@@ -95,7 +94,7 @@ class _Linear:
             from harness.retrievers.amx import PackedWeight
 
             return PackedWeight(w)
-        return torch.ops.mkldnn._reorder_linear_weight(w, self.rows_hint) if self.onednn else w
+        return torch.ops.mkldnn._reorder_linear_weight(w, self.rows_hint) if self.backend == "onednn" else w
 
     def __call__(self, x: torch.Tensor, w, b: torch.Tensor, act: str = "none",
                  out: torch.Tensor | None = None) -> torch.Tensor:
@@ -104,7 +103,7 @@ class _Linear:
                 return w(x, b, out=out)
             y = ACTIVATIONS[act](w(x, b))
             return out.copy_(y) if out is not None else y
-        if self.onednn:
+        if self.backend == "onednn":
             y = torch.ops.mkldnn._linear_pointwise(x, w, b, act, [None] if act == "gelu" else [],
                                                    "none" if act == "gelu" else "")
             if out is not None:
