@@ -14,7 +14,7 @@ file (``amx_bf16x3.c``, no Python or torch headers) compiled on first use with t
 the harness cache, and called through ctypes. The rows are split among ``torch.get_num_threads()``
 OpenMP threads; the library links ``libgomp.so.1`` by name, which in a process that has imported torch
 (PyPI's wheels) is torch's own copy, so the kernel runs on torch's intra-op threads instead of competing
-with them (a separate thread pool lost a third of its speed to torch's spinning workers).
+with them (a separate Python thread pool lost much of its speed to torch's spinning workers).
 
 A freshly built library is first probed in a child process (a CPU or hypervisor that advertises AMX but
 faults on it then costs a fallback to fp32, not a crash); a marker beside the library records that it
@@ -105,8 +105,8 @@ class _Library:
 
 
 def _aligned(elements: int) -> torch.Tensor:
-    """Room for bf16 values on a 64-byte boundary: a tile row that straddles two cache lines costs the kernel
-    up to a third of its speed (numpy's buffers are only 16-byte aligned)."""
+    """Room for bf16 values on a 64-byte boundary: tile rows that straddle two cache lines slowed the kernel
+    down a lot in some allocations (numpy's buffers are only 16-byte aligned)."""
     room = torch.empty(elements + 32, dtype=torch.int16)
     start = (-room.data_ptr() % 64) // 2
     return room[start:start + elements]

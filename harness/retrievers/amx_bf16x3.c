@@ -20,8 +20,8 @@
 #define ARCH_REQ_XCOMP_PERM 0x1023
 #define XFEATURE_XTILEDATA 18
 /* Blocks kept in a core's L2 (2 MiB on Sapphire Rapids): up to MC rows of A split into bf16 (A_BYTES), and
- * B_BYTES of packed B columns. Measured on a 2-core Xeon with MiniLM's and BERT-base's shapes (the
- * sizes below: 10-13% faster than 128 rows and 512 KiB each). */
+ * B_BYTES of packed B columns. Chosen on a 2-core Xeon with MiniLM's and BERT-base's shapes; compare
+ * others with `python benchmarks/amx_kernel.py --variant "MC=128 A_BYTES=524288 B_BYTES=524288"`. */
 #ifndef MC
 #define MC 256
 #endif

@@ -46,8 +46,8 @@ def pick_device(requested: str = "auto") -> torch.device:
 def default_batch_tokens(device: torch.device, precision: str = "fp32") -> int:
     """Padded tokens per batch: 4096 on CPU in fp32, where a batch's activations then stay in the
     last-level cache (MiniLM on a 2-core EPYC, fused forward: 171 against 163 GFLOP/s with 16384;
-    benchmarks/forward_variants.py), 2048 in bf16x3 (MiniLM on a 2-core Xeon with AMX: 8% faster than
-    4096, 1024 no faster), 16384 on accelerators."""
+    benchmarks/forward_variants.py), 2048 in bf16x3 (2-core Xeon with AMX, same script: 573 against 565
+    GFLOP/s for MiniLM, 689 against 631 for BERT-base), 16384 on accelerators."""
     if device.type != "cpu":
         return 16384
     return 2048 if precision == "bf16x3" else 4096
