@@ -1,8 +1,10 @@
 """The bf16x3 AMX kernel on its own, and what it changes: prints
 
 1. the kernel's speed on MiniLM's and BERT-base's matmul shapes against fp32 (``torch.nn.functional.linear``,
-   oneDNN), best of 6 interleaved rounds, with each one's error against float64; ``--variant "MC=128
-   A_BYTES=524288 B_BYTES=524288"`` also builds the kernel with other block sizes and prints it beside;
+   oneDNN), best of 6 interleaved rounds, with each one's error against float64: into a fresh output each
+   call, and ("bf16x3 out=") into one output kept across calls, which shows what faulting a fresh output
+   of over 32 MiB in costs; ``--variant "MC=128 A_BYTES=524288 B_BYTES=524288"`` also builds the kernel
+   with other block sizes and prints it beside;
 2. the one-time cost of building and probing the kernel in a fresh cache, against loading it once built;
 3. how far bf16x3 moves all-MiniLM-L6-v2's vectors of the first 300 SciFact documents from fp32 (and,
    for scale, how far the fp32 fused forward is from transformers' own);
@@ -24,7 +26,7 @@ from pathlib import Path
 from _common import MINILM, SCIFACT, machine, require, stamp
 
 SHAPES = [(2048, 384, 1152), (2048, 384, 384), (2048, 384, 1536), (2048, 1536, 384),
-          (4096, 768, 2304), (4096, 768, 768), (4096, 768, 3072), (4096, 3072, 768)]
+          (4096, 768, 2304), (4096, 768, 768), (4096, 768, 3072), (4096, 3072, 768), (2048, 768, 2304)]
 
 
 def kernel_speed(variants: dict) -> None:
@@ -34,13 +36,15 @@ def kernel_speed(variants: dict) -> None:
     from harness.retrievers import amx
 
     gen = torch.Generator().manual_seed(0)
-    print("shape (M x K x N)      " + "".join(f"{name:>16}" for name in ["fp32 oneDNN", *variants])
+    print("shape (M x K x N)      " + "".join(f"{name:>16}" for name in ["fp32 oneDNN", *variants, "bf16x3 out="])
           + "   (model GFLOP/s; relative error vs float64)")
     for m, k, n in SHAPES:
         x, w, b = torch.randn(m, k, generator=gen), torch.randn(n, k, generator=gen), torch.randn(n, generator=gen)
         want = x.double() @ w.double().t() + b.double()
         calls = {"fp32 oneDNN": lambda x, b, w=w: F.linear(x, w, b)}
         calls.update({name: amx.PackedWeight(w, lib).__call__ for name, lib in variants.items()})
+        reused = torch.empty(m, n)  # the default kernel again, writing into one output kept across calls
+        calls["bf16x3 out="] = lambda x, b, w=calls["bf16x3"], out=reused: w(x, b, out=out)
         best = dict.fromkeys(calls, float("inf"))
         errors = {}
         with torch.inference_mode():

@@ -82,6 +82,28 @@ def test_fused_forward_in_bf16x3_matches_transformers_with_padding(hidden_act, f
     assert err > err32  # it is the bf16x3 path that ran, not float32
 
 
+
+@needs_amx
+def test_fused_forward_reuses_its_projection_buffer_without_mixing_batches():
+    """The bf16x3 forward keeps one query/key/value buffer across layers and batches: a smaller batch after
+    a larger one, and the larger one again, give what a fresh forward gives, and earlier outputs stay."""
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    model = BertModel(BertConfig(vocab_size=100, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                 intermediate_size=128, max_position_embeddings=64)).eval()
+    big, small = torch.randint(5, 100, (6, 23)), torch.randint(5, 100, (2, 9))
+    with torch.inference_mode():
+        forward = FusedBertForward(model, backend="amx")
+        first = forward(big, torch.ones_like(big))
+        kept = first.clone()
+        got_small = forward(small, torch.ones_like(small))
+        again = forward(big, torch.ones_like(big))
+        fresh_small = FusedBertForward(model, backend="amx")(small, torch.ones_like(small))
+    assert forward._per_thread.qkv.shape == (6 * 23, 3 * 64)
+    assert torch.equal(first, kept) and torch.equal(again, kept)
+    assert torch.equal(got_small, fresh_small)
+
 @needs_amx
 def test_plan_picks_bf16x3_for_bert_on_this_cpu(tmp_path):
     folder = make_tiny_bert(tmp_path / "bert", hidden=32, layers=1)

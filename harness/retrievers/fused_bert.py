@@ -29,6 +29,7 @@ keep transformers' own forward: :func:`unsupported_reason` says why.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -152,6 +153,7 @@ class FusedBertForward:
         self.eps = config.layer_norm_eps
         self.act = config.hidden_act
         self.ffn_block = ffn_block
+        self._per_thread = threading.local()  # the bf16x3 projection buffer (see _qkv_buffer)
         if backend is None:
             backend = "onednn" if onednn_works() else "addmm"
         self.linear = linear = _Linear(backend, rows_hint=ffn_block)
@@ -176,6 +178,20 @@ class FusedBertForward:
     def backend(self) -> str:
         return self.linear.backend
 
+    def _qkv_buffer(self, rows: int) -> torch.Tensor | None:
+        """Where the bf16x3 kernel writes the query/key/value projection: one buffer, kept across layers
+        and batches. A fresh [rows, 3d] output of over 32 MiB (BERT-base from 4,096 tokens a batch) is a
+        new mapping that glibc's malloc returns to the system when freed, so every layer would fault its
+        pages in again: inside the kernel that costs about a third of the matmul's time
+        (``python benchmarks/amx_kernel.py``). One buffer per calling thread, as large as the largest
+        batch so far. The other backends allocate their outputs (oneDNN's fused linear takes no ``out``)."""
+        if self.linear.backend != "amx":
+            return None
+        buffer = getattr(self._per_thread, "qkv", None)
+        if buffer is None or buffer.shape[0] < rows:
+            buffer = self._per_thread.qkv = torch.empty(rows, 3 * self.dim)
+        return buffer[:rows]
+
     @torch.inference_mode()
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         batch, length = input_ids.shape
@@ -185,8 +201,9 @@ class FusedBertForward:
         x = F.layer_norm(x, (d,), self.emb_norm_w, self.emb_norm_b, self.eps).reshape(batch * length, d)
         keep = attention_mask.bool()
         mask = None if bool(keep.all()) else keep.view(batch, 1, 1, length)
+        qkv_out = self._qkv_buffer(batch * length)
         for p in self.layers:
-            qkv = linear(x, p.w_qkv, p.b_qkv).view(batch, length, 3, heads, d // heads)
+            qkv = linear(x, p.w_qkv, p.b_qkv, out=qkv_out).view(batch, length, 3, heads, d // heads)
             qkv = qkv.permute(2, 0, 3, 1, 4)  # (3, batch, heads, length, head_dim), a view
             ctx = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=mask)
             ctx = ctx.transpose(1, 2).reshape(batch * length, d)  # SDPA's output is token-major: no copy
