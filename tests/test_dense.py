@@ -43,6 +43,18 @@ def test_batching_does_not_change_vectors(tiny_bert_dir):
     np.testing.assert_allclose(small, large, rtol=1e-5, atol=1e-5)
 
 
+def test_default_token_budget_by_device_precision_and_width(tiny_bert_dir):
+    from harness.retrievers.encoder import default_batch_tokens
+
+    cpu = torch.device("cpu")
+    assert default_batch_tokens(cpu, "fp32", 384) == 4096  # MiniLM: its Q/K/V output stays under 32 MiB
+    assert default_batch_tokens(cpu, "fp32", 768) == 2048  # BERT-base: 4096 tokens would pass it
+    assert default_batch_tokens(cpu, "bf16x3", 384) == 2048
+    assert default_batch_tokens(torch.device("cuda"), "bf16", 768) == 16384
+    enc = HFEncoder(str(tiny_bert_dir), CONTRIEVER, device="cpu", precision="fp32", progress=False)
+    assert enc.batch_tokens == default_batch_tokens(cpu, "fp32", enc.dim)
+
+
 def test_token_budget_batches_group_similar_lengths(tiny_bert_dir):
     enc = HFEncoder(str(tiny_bert_dir), CONTRIEVER, device="cpu", batch_tokens=100, max_batch=50, progress=False)
     lengths = np.array([3, 50, 4, 49, 5, 2])

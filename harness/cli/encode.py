@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
                    help="the search you will run, for the memory check (default exact, streamed)")
     p.add_argument("--plan", action="store_true", help="print the disk/memory plan and stop")
     p.add_argument("--no-check", action="store_true", help="encode even when the plan says it will not fit")
-    p.add_argument("--batch-tokens", type=int, default=None, help="padded tokens per batch (default 4096 on CPU, 2048 in bf16x3, 16384 on GPU)")
+    p.add_argument("--batch-tokens", type=int, default=None, help="padded tokens per batch (default on CPU 4096 in fp32, 2048 in bf16x3 or for models 768 wide and up; 16384 on GPU)")
     add_device(p)
     p.set_defaults(func=cmd_encode)
     m = sub.add_parser("merge", help="check the shards written by `harness encode --shard` and seal the store")

@@ -26,7 +26,7 @@ def add_parser(sub) -> None:
     p.add_argument("--depth", type=int, default=None, help="hits per query (default: 1000, or the deepest cut-off)")
     p.add_argument("--force", action="store_true", help="recompute even when a matching run exists")
     p.add_argument("--batch-tokens", type=int, default=None,
-                   help="dense encoders: padded tokens per batch (default 4096 on CPU, 2048 in bf16x3, 16384 on GPU)")
+                   help="dense encoders: padded tokens per batch (default on CPU 4096 in fp32, 2048 in bf16x3 or for models 768 wide and up; 16384 on GPU)")
     p.add_argument("--shard-size", type=int, default=None,
                    help="dense encoders: documents per embedding-cache shard; a killed run resumes from the "
                         "last finished shard (default 50000)")

@@ -43,14 +43,22 @@ def pick_device(requested: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
-def default_batch_tokens(device: torch.device, precision: str = "fp32") -> int:
-    """Padded tokens per batch: 4096 on CPU in fp32, where a batch's activations then stay in the
-    last-level cache (MiniLM on a 2-core EPYC, fused forward: 171 against 163 GFLOP/s with 16384;
-    benchmarks/forward_variants.py), 2048 in bf16x3 (2-core Xeon with AMX, same script: 573 against 565
-    GFLOP/s for MiniLM, 689 against 631 for BERT-base), 16384 on accelerators."""
+def default_batch_tokens(device: torch.device, precision: str = "fp32", hidden_size: int = 384) -> int:
+    """Padded tokens per batch: 16384 on accelerators; on CPU 4096 in fp32, where a batch's activations
+    then stay in the last-level cache (MiniLM on a 2-core EPYC, fused forward: 171 against 163 GFLOP/s
+    with 16384; benchmarks/forward_variants.py), and 2048 in bf16x3 (2-core Xeon with AMX, same script: 573
+    against 565 GFLOP/s for MiniLM, 689 against 631 for BERT-base, compared with 4096). Also 2048 in fp32
+    where 4096 tokens' query/key/value projection (3 x hidden_size floats a token) would pass 32 MiB
+    (BERT-base and wider): glibc gives an allocation that large its own mapping, faulted in again at
+    every layer, which slows that matmul by about a fifth (benchmarks/amx_kernel.py: oneDNN at 318
+    GFLOP/s on 4096 x 768 x 2304 against 414 on 2048 rows); the fp32 fused forward of BERT-base ran 5%
+    faster with 2048 (forward_variants.py on the Xeon: 356.8 against 339.2 GFLOP/s; 368.0 against 354.3
+    in an earlier run)."""
     if device.type != "cpu":
         return 16384
-    return 2048 if precision == "bf16x3" else 4096
+    if precision == "bf16x3" or 4096 * 3 * hidden_size * 4 > 32 * 2**20:
+        return 2048
+    return 4096
 
 
 @dataclass(frozen=True)
@@ -140,7 +148,6 @@ class HFEncoder:
         # a caller that already planned (DenseRetriever, for its cache key) passes its plan
         self.compute = compute or plan_compute(model_dir, device, precision, forward)
         self.device = pick_device(device)
-        self.batch_tokens = batch_tokens or default_batch_tokens(self.device, self.compute.precision)
         self.max_batch = max_batch
         self.progress = progress
         try:
@@ -158,6 +165,7 @@ class HFEncoder:
                                f"{' (' + found[0] + ')' if found else ''}; use a model.safetensors copy") from None
         self.model.eval().to(self.device)
         self.dim = int(self.model.config.hidden_size)
+        self.batch_tokens = batch_tokens or default_batch_tokens(self.device, self.compute.precision, self.dim)
         if self.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
             from harness.distributed import cpu_threads
 
