@@ -12,8 +12,8 @@ so nothing is downloaded; the tokenizer is all-MiniLM-L6-v2's (BERT's uncased vo
     bash benchmarks/gpu_encode_device.sh prepare|run    # the same on a lent machine with no ../shared
 
 Without CUDA it prints "skipped"; ``--device cpu --docs 16 --layers 2`` is a smoke run of the same code
-(tests/test_benchmark_scripts.py runs it), not a figure. When beir does not import (it needs datasets
-and faiss beside sentence-transformers), the beir rows call sentence-transformers directly with beir's
+(tests/test_benchmark_scripts.py runs it), not a figure. When beir does not import (its models need
+datasets beside sentence-transformers), the beir rows call sentence-transformers directly with beir's
 arguments and say so.
 """
 
