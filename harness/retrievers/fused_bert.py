@@ -13,7 +13,8 @@ laid out for a CPU's caches:
   call), where this torch build has oneDNN; otherwise through ``torch.addmm``; or, in bf16x3
   (``backend="amx"``), through the AMX kernel of :mod:`harness.retrievers.amx` on weights split and
   packed once, with the bias added in the kernel;
-* residual additions are done in place.
+* residual additions are done in place, and in bf16x3 the query/key/value projection is written into one
+  buffer kept across layers and batches (see ``FusedBertForward._qkv_buffer``).
 
 Attention is PyTorch's fused ``scaled_dot_product_attention``, as in transformers' default ``sdpa`` path.
 With ``addmm`` the result is bit for bit transformers'; oneDNN sums in another order, which moves
