@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # (e) on a lent GPU machine that reaches no package index and has no ../shared: gpu_encode.py with
-# what it needs carried in one ignored folder, .device/ (about 2 MB: beir and the packages beir needs
-# that such a machine's image lacks, as wheels for its Python; SciFact's corpus; the tokenizer files).
+# what it needs carried in one ignored folder, .device/ (about 9.5 MB: beir and the packages beir needs
+# that such a machine's image lacks, as wheels for its Python; SciFact's corpus, most of the size; the
+# tokenizer files).
 #
 #   bash benchmarks/gpu_encode_device.sh prepare [PYVER]   # here, with PyPI: fills .device/ (PYVER 3.12)
 #   bash benchmarks/gpu_encode_device.sh run               # there: carry .device; output in $OUT

@@ -82,7 +82,6 @@ def test_fused_forward_in_bf16x3_matches_transformers_with_padding(hidden_act, f
     assert err > err32  # it is the bf16x3 path that ran, not float32
 
 
-
 @needs_amx
 def test_fused_forward_reuses_its_projection_buffer_without_mixing_batches():
     """The bf16x3 forward keeps one query/key/value buffer across layers and batches: a smaller batch after
@@ -103,6 +102,7 @@ def test_fused_forward_reuses_its_projection_buffer_without_mixing_batches():
     assert forward._per_thread.qkv.shape == (6 * 23, 3 * 64)
     assert torch.equal(first, kept) and torch.equal(again, kept)
     assert torch.equal(got_small, fresh_small)
+
 
 @needs_amx
 def test_plan_picks_bf16x3_for_bert_on_this_cpu(tmp_path):

@@ -43,7 +43,11 @@ def pick_device(requested: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
-def default_batch_tokens(device: torch.device, precision: str = "fp32", hidden_size: int = 384) -> int:
+# glibc's malloc serves an allocation this large from a mapping of its own, unmapped again when freed
+MMAP_THRESHOLD_MAX = 32 * 2**20
+
+
+def default_batch_tokens(device: torch.device, precision: str, hidden_size: int) -> int:
     """Padded tokens per batch: 16384 on accelerators; on CPU 4096 in fp32, where a batch's activations
     then stay in the last-level cache (MiniLM on a 2-core EPYC, fused forward: 171 against 163 GFLOP/s
     with 16384; benchmarks/forward_variants.py), and 2048 in bf16x3 (2-core Xeon with AMX, same script: 573
@@ -56,7 +60,7 @@ def default_batch_tokens(device: torch.device, precision: str = "fp32", hidden_s
     in an earlier run)."""
     if device.type != "cpu":
         return 16384
-    if precision == "bf16x3" or 4096 * 3 * hidden_size * 4 > 32 * 2**20:
+    if precision == "bf16x3" or 4096 * 3 * hidden_size * 4 > MMAP_THRESHOLD_MAX:
         return 2048
     return 4096
 
