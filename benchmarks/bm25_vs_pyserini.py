@@ -32,8 +32,8 @@ HARNESS = f"""
 import os
 from harness.runner import run
 (rec,) = run(["bm25"], ["{SCIFACT}"], ["ndcg@10"], os.environ["BENCH_OUT"], log=lambda m: None)
-RESULT = {{"index_s": rec["timings"]["index_s"], "search_s": rec["timings"]["search_s"],
-          "ndcg@10": rec["metrics"]["ndcg@10"]}}
+RESULT = {{"index_s": rec.timings["index_s"], "search_s": rec.timings["search_s"],
+          "ndcg@10": rec.metrics["ndcg@10"]}}
 """
 
 

@@ -63,7 +63,7 @@ def main() -> None:
             data = make_corpus(Path(tmp) / f"corpus-{n}", n)
             code = (f"from harness.runner import run\n"
                     f"(rec,) = run(['hf:{model}'], ['{data}'], ['recall@100'], '{tmp}/out-{n}', log=lambda m: None)\n"
-                    f"RESULT = rec['metrics']")
+                    f"RESULT = rec.metrics")
             r = measure(code, {"HARNESS_CACHE": f"{tmp}/cache-{n}", "HARNESS_OFFLINE": "1", "TQDM_DISABLE": "1"})
             print(f"{n:>10} {n * 384 * 4 / 2**20:>12.0f} {r['peak_rss_mb']:>13.0f} {r['wall_s']:>8.1f}")
 

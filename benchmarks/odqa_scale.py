@@ -86,8 +86,11 @@ def _setup(args):
     from harness.odqa.dataset import from_folder
     from harness.retrievers.registry import resolve_retriever
 
+    from harness.settings import EncodeSettings, Execution
+
     retriever = resolve_retriever(str(Path(args["out"]) / "model")).load(
-        device="cpu", shard_size=args["shard_size"], progress=False, batch_tokens=args["batch_tokens"])
+        EncodeSettings(batch_tokens=args["batch_tokens"]),
+        Execution(device="cpu", shard_size=args["shard_size"], progress=False))
     return retriever, from_folder(Path(args["out"]) / "corpus", "bench/synthetic")
 
 
@@ -120,7 +123,7 @@ def stage_exact(args):
     retriever.index(ds)
     qs, vectors = _queries(retriever, ds)
     t0 = time.perf_counter()
-    _, docs = topk_exact(vectors, retriever._store.shards(), args["k"])
+    _, docs, _ = topk_exact(vectors, retriever._store.shards(), args["k"])
     search_s = time.perf_counter() - t0
     np.save(Path(args["out"]) / "exact.npy", np.array([[int(d) for d in row] for row in docs]))
     # answer matching on the exact run: streams the passage file once for the retrieved texts

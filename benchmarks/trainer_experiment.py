@@ -63,19 +63,20 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     from harness.cli import main as harness
     from harness.runner import run
+    from harness.settings import Execution
 
     root, results = args.root, args.root / "results"
     root.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     t0 = time.time()
     init_ckpt = init_checkpoint(args, root / "init")
-    rec, = run([str(init_ckpt)], [args.dataset], ["ndcg@10"], results, device="cpu")
+    rec, = run([str(init_ckpt)], [args.dataset], ["ndcg@10"], results, execution=Execution(device="cpu"))
     rows.append({"system": f"init (max_length {args.max_length})", "seed": None,
-                 "ndcg@10": rec["metrics"]["ndcg@10"]})
+                 "ndcg@10": rec.metrics["ndcg@10"]})
     if not args.no_bm25:
         try:
-            rec, = run(["bm25"], [args.dataset], ["ndcg@10"], results, device="cpu")
-            rows.append({"system": "bm25", "seed": None, "ndcg@10": rec["metrics"]["ndcg@10"]})
+            rec, = run(["bm25"], [args.dataset], ["ndcg@10"], results, execution=Execution(device="cpu"))
+            rows.append({"system": "bm25", "seed": None, "ndcg@10": rec.metrics["ndcg@10"]})
         except Exception as e:  # BM25 needs Java; the trained rows still count
             print(f"bm25 not evaluated: {e}", file=sys.stderr)
     for objective in args.objectives:

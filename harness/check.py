@@ -18,6 +18,7 @@ from xml.etree import ElementTree as ET
 from harness.baselines import Expected
 from harness.errors import HarnessError
 from harness.io import atomic_write
+from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution
 
 #: slack added to every tolerance, so a value printed at 4 decimals equal to the band's edge passes
 EPS = 1e-9
@@ -56,11 +57,14 @@ def judge(row: Expected, got: float, *, allow_improvement: bool = False) -> tupl
 
 def check(baselines: Sequence[Expected], output_dir: Path = Path("results"), *,
           overrides: dict[str, str] | None = None, allow_improvement: bool = False, force: bool = False,
-          device: str = "auto", log: Callable[[str], None] | None = None) -> list[CheckResult]:
+          settings: EncodeSettings = REFERENCE, execution: Execution = DEFAULT_EXECUTION,
+          log: Callable[[str], None] | None = None) -> list[CheckResult]:
     """Run or reuse every (retriever, dataset) the rows need, and judge each row, in the rows' order.
 
     ``overrides`` maps a dataset id of the baselines to another dataset (id or BEIR folder) to run in its
-    place, e.g. a degraded copy, so that the same baseline rows are checked against it.
+    place, e.g. a degraded copy, so that the same baseline rows are checked against it. ``settings`` apply
+    to every dense row; a row computed otherwise than the reference says so in its note (baselines and
+    published numbers describe the reference computation).
     """
     from harness.runner import run
 
@@ -74,21 +78,24 @@ def check(baselines: Sequence[Expected], output_dir: Path = Path("results"), *,
         target = overrides.get(dataset, dataset)
         metrics = list(dict.fromkeys(baselines[i].metric for i in idx))
         try:
-            (record,) = run([retriever], [target], metrics, output_dir, force=force, device=device, log=log)
+            (record,) = run([retriever], [target], metrics, output_dir, force=force, settings=settings,
+                            execution=execution, log=log)
         except HarnessError as e:
             for i in idx:
                 results[i] = CheckResult(baselines[i], None, "ERROR", f"could not run: {e}", _shown(dataset, target))
             continue
+        note = f"computed with {record.settings_label}, not the reference" if record.settings else ""
         for i in idx:
             row = baselines[i]
-            got = record["metrics"].get(row.metric)
-            if record["split"] != row.split:
-                results[i] = CheckResult(row, None, "ERROR", f"{target} is evaluated on split {record['split']!r}, "
+            got = record.metrics.get(row.metric)
+            if record.split != row.split:
+                results[i] = CheckResult(row, None, "ERROR", f"{target} is evaluated on split {record.split!r}, "
                                          f"the baseline names {row.split!r}", _shown(dataset, target))
             elif got is None:
                 results[i] = CheckResult(row, None, "ERROR", f"the record has no {row.metric}", _shown(dataset, target))
             else:
                 status, message = judge(row, float(got), allow_improvement=allow_improvement)
+                message = "; ".join(m for m in (message, note) if m)
                 results[i] = CheckResult(row, float(got), status, message, _shown(dataset, target))
     return [results[i] for i in range(len(baselines))]
 

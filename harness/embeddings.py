@@ -1,11 +1,15 @@
-"""A content-keyed, sharded, resumable embedding cache.
+"""A content-keyed, sharded, resumable embedding cache that verifies what it holds.
 
 A store lives in ``<cache>/embeddings/<key hash>/``. The key names everything that determines the
-vectors (model revision or weights hash, tokenizer, encoder config, precision, dtype, text rule, corpus
-checksum). Each shard is written as ``shard-NNNNN.npy`` (float32 or float16) + ``shard-NNNNN.ids`` and
-sealed by ``shard-NNNNN.json`` holding both files' sha256 (and how the vectors were computed); a shard
-without its seal, or whose files do not match it, is encoded again. A killed run therefore loses at most
-the shard in progress. No pickle anywhere.
+vectors (the model files' content digest, the effective encoder recipe, precision and forward, batch
+policy, dtype, text rule, corpus checksum). Shard ``i`` is ``shard-NNNNN.npy`` (float32 or float16) plus
+``shard-NNNNN.ids.json`` (its document ids as a JSON list: no separator an id could contain), sealed by
+``shard-NNNNN.json``, which states the shard's row range (``start``, ``n``), the digest of its ids and
+both files' sha256. A shard is reused only when its seal matches the rows the corpus puts there now
+(same start, same ids), so a rerun with another ``--shard-size`` re-encodes instead of mixing layouts. The
+manifest is written only after the seals are checked to tile the corpus exactly (rows 0..count, no gap,
+no overlap), and every read checks again that the rows it returns are the rows the manifest promises.
+A killed run loses at most the shard in progress. No pickle anywhere.
 """
 
 from __future__ import annotations
@@ -13,18 +17,29 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock
 
-from harness.io import atomic_write, atomic_write_json, sha256_file
+from harness.errors import HarnessError
+from harness.io import atomic_write, atomic_write_json, remove_stale_temporaries, sha256_file
 
-FORMAT = "harness-embeddings/1"
+FORMAT = "harness-embeddings/2"
 
 
 def key_hash(key: dict) -> str:
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+    return hashlib.sha256(json.dumps({"format": FORMAT, **key}, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def ids_digest(ids: Sequence[str]) -> str:
+    """sha256 of a list of ids, as the ids file stores them (JSON, so no id can be split or merged)."""
+    return hashlib.sha256(_ids_bytes(ids)).hexdigest()
+
+
+def _ids_bytes(ids: Sequence[str]) -> bytes:
+    return json.dumps(list(ids), ensure_ascii=False).encode("utf-8")
 
 
 class EmbeddingStore:
@@ -34,7 +49,7 @@ class EmbeddingStore:
 
     def _paths(self, i: int) -> tuple[Path, Path, Path]:
         stem = self.dir / f"shard-{i:05d}"
-        return stem.with_suffix(".npy"), stem.with_suffix(".ids"), stem.with_suffix(".json")
+        return stem.with_suffix(".npy"), stem.with_suffix(".ids.json"), stem.with_suffix(".json")
 
     @property
     def manifest_path(self) -> Path:
@@ -46,35 +61,74 @@ class EmbeddingStore:
                 m = json.load(f)
         except (OSError, json.JSONDecodeError):
             return None
-        return m if m.get("format") == FORMAT and m.get("key") == self.key else None
+        return m if isinstance(m, dict) and m.get("format") == FORMAT and m.get("key") == self.key else None
 
     @property
     def complete(self) -> bool:
+        """A manifest whose shards are all sealed and tile its rows (sizes checked, not checksums)."""
         m = self.manifest()
-        return m is not None and all(self.shard_ok(i, verify=False) for i in range(m["shards"]))
+        if m is None:
+            return False
+        seals = [self.seal(i, verify=False) for i in range(m["shards"])]
+        return all(seals) and _tiling_error(seals, m["count"]) is None  # type: ignore[arg-type]
 
-    def shard_ok(self, i: int, *, verify: bool = True) -> bool:
+    def seal(self, i: int, *, verify: bool = True) -> dict | None:
+        """Shard ``i``'s seal when its files match it (sizes; with ``verify`` also checksums), else None."""
         npy, ids, seal = self._paths(i)
         try:
             with open(seal, encoding="utf-8") as f:
                 meta = json.load(f)
             if not (npy.stat().st_size == meta["npy_bytes"] and ids.stat().st_size == meta["ids_bytes"]):
-                return False
-            return not verify or (sha256_file(npy) == meta["npy_sha256"] and sha256_file(ids) == meta["ids_sha256"])
-        except (OSError, KeyError, json.JSONDecodeError):
-            return False
+                return None
+            if verify and not (sha256_file(npy) == meta["npy_sha256"] and sha256_file(ids) == meta["ids_sha256"]):
+                return None
+            int(meta["start"]), int(meta["n"]), str(meta["ids_digest"])
+        except (OSError, KeyError, TypeError, ValueError, json.JSONDecodeError):
+            return None
+        return meta
 
-    def write_shard(self, i: int, ids: list[str], vectors: np.ndarray, computed_with: dict | None = None) -> None:
-        """Write shard ``i``; ``computed_with`` (how the vectors were computed) is kept in its seal."""
-        npy, ids_path, seal = self._paths(i)
+    def shard_ok(self, i: int, start: int | None = None, ids: Sequence[str] | None = None, *,
+                 verify: bool = True) -> bool:
+        """Whether shard ``i`` is sealed, intact and, when given, holds exactly rows ``start`` onwards with
+        these ``ids`` (so it can be reused for them)."""
+        meta = self.seal(i, verify=verify)
+        if meta is None:
+            return False
+        if start is not None and meta["start"] != start:
+            return False
+        return ids is None or (meta["n"] == len(ids) and meta["ids_digest"] == ids_digest(ids))
+
+    def _lock(self) -> FileLock:
+        """Writers of one store take turns (two runs may encode the same corpus at once); readers need no
+        lock, since a sealed shard is never rewritten."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        seal.unlink(missing_ok=True)
-        tmp = npy.with_name(f".{npy.name}.{os.getpid()}.tmp")  # per process: two runs may write one shard
-        with open(tmp, "wb") as f:
-            np.save(f, np.ascontiguousarray(vectors), allow_pickle=False)
-        tmp.replace(npy)
-        atomic_write(ids_path, "\n".join(ids) + "\n")
-        atomic_write_json(seal, {"n": len(ids), "npy_bytes": npy.stat().st_size, "ids_bytes": ids_path.stat().st_size,
+        return FileLock(str(self.dir / ".write.lock"))
+
+    def write_shard(self, i: int, start: int, ids: Sequence[str], vectors: np.ndarray,
+                    computed_with: dict | None = None) -> None:
+        """Write shard ``i`` (rows ``start`` .. ``start + len(ids)``); ``computed_with`` goes in its seal.
+        A shard that another process sealed for the same rows meanwhile is kept as it is."""
+        if vectors.shape[0] != len(ids):
+            raise HarnessError(f"shard {i}: {vectors.shape[0]} vectors for {len(ids)} ids (an encoder bug)")
+        with self._lock():
+            if self.shard_ok(i, start, ids):
+                return
+            self._write_shard(i, start, ids, vectors, computed_with)
+
+    def _write_shard(self, i: int, start: int, ids: Sequence[str], vectors: np.ndarray,
+                     computed_with: dict | None) -> None:
+        npy, ids_path, seal = self._paths(i)
+        seal.unlink(missing_ok=True)  # a torn write must never pass for the old seal's shard
+        tmp = npy.with_name(f".{npy.name}.{os.getpid()}.tmp")  # named by process: a killed one's is found
+        try:
+            with open(tmp, "wb") as f:
+                np.save(f, np.ascontiguousarray(vectors), allow_pickle=False)
+            tmp.replace(npy)
+        finally:
+            tmp.unlink(missing_ok=True)
+        atomic_write(ids_path, _ids_bytes(ids))
+        atomic_write_json(seal, {"start": start, "n": len(ids), "ids_digest": ids_digest(ids),
+                                 "npy_bytes": npy.stat().st_size, "ids_bytes": ids_path.stat().st_size,
                                  "npy_sha256": sha256_file(npy), "ids_sha256": sha256_file(ids_path),
                                  **({"computed_with": computed_with} if computed_with else {})})
 
@@ -92,15 +146,60 @@ class EmbeddingStore:
                 found.append(entry)
         return found
 
-    def finish(self, shards: int, count: int, dim: int) -> None:
+    def finish(self, shards: int, count: int, dim: int, *, verify: bool = False) -> None:
+        """Write the manifest after checking that shards ``0 .. shards-1`` are sealed and tile rows
+        ``0 .. count`` exactly; shard files beyond them (an older layout) are removed."""
+        with self._lock():
+            self._finish(shards, count, dim, verify)
+
+    def _finish(self, shards: int, count: int, dim: int, verify: bool) -> None:
+        seals = [self.seal(i, verify=verify) for i in range(shards)]
+        missing = [i for i, s in enumerate(seals) if s is None]
+        if missing:
+            raise HarnessError(f"embedding store {self.dir}: shard {missing[0]} is missing or corrupt "
+                               f"({len(missing)} of {shards}); rerun to encode it again")
+        problem = _tiling_error(seals, count)  # type: ignore[arg-type]
+        if problem:
+            raise HarnessError(f"embedding store {self.dir}: {problem}; rerun with --force to encode it again")
+        remove_stale_temporaries(self.dir)
+        for stale in self.dir.glob("shard-*"):
+            stem = stale.name.split(".")[0]
+            if stem[6:].isdigit() and int(stem[6:]) >= shards:
+                stale.unlink(missing_ok=True)
         atomic_write_json(self.manifest_path, {"format": FORMAT, "key": self.key, "shards": shards,
                                                "count": count, "dim": dim})
 
     def shards(self) -> Iterator[tuple[list[str], np.ndarray]]:
-        """(ids, vectors as a read-only memory map) per shard, in corpus order."""
+        """(ids, vectors as a read-only memory map) per shard, in corpus order; every shard is checked
+        against its seal's row count, and together they must give the manifest's count."""
         m = self.manifest()
         if m is None:
-            raise RuntimeError(f"embedding store {self.dir} is incomplete")
+            raise HarnessError(f"embedding store {self.dir} is incomplete; rerun to finish encoding")
+        rows = 0
         for i in range(m["shards"]):
-            npy, ids, _ = self._paths(i)
-            yield ids.read_text(encoding="utf-8").splitlines(), np.load(npy, mmap_mode="r", allow_pickle=False)
+            npy, ids_path, _ = self._paths(i)
+            meta = self.seal(i, verify=False)
+            try:
+                ids = json.loads(ids_path.read_text(encoding="utf-8"))
+                vectors = np.load(npy, mmap_mode="r", allow_pickle=False)
+            except (OSError, ValueError) as e:
+                raise HarnessError(f"embedding store {self.dir}: shard {i} is unreadable ({e}); rerun with --force") from None
+            if meta is None or meta["start"] != rows or not (len(ids) == meta["n"] == vectors.shape[0]):
+                raise HarnessError(f"embedding store {self.dir}: shard {i} does not hold the rows its seal states; "
+                                   "rerun with --force")
+            rows += len(ids)
+            yield ids, vectors
+        if rows != m["count"]:
+            raise HarnessError(f"embedding store {self.dir}: its shards hold {rows} rows, the manifest {m['count']}")
+
+
+def _tiling_error(seals: list[dict], count: int) -> str | None:
+    """Why the seals do not cover rows 0..count exactly, in order; None when they do."""
+    row = 0
+    for i, meta in enumerate(seals):
+        if meta["start"] != row:
+            return f"shard {i} starts at row {meta['start']}, expected {row} (shards of another layout)"
+        row += meta["n"]
+    if row != count:
+        return f"the shards hold {row} rows, the corpus has {count}"
+    return None

@@ -1,4 +1,11 @@
-"""Small file helpers: atomic writes and content checksums (cached by path, size and mtime)."""
+"""Small file helpers: atomic writes and content checksums.
+
+A checksum is remembered in the cache under the file's full identity as the kernel reports it: resolved
+path, device, inode, size, modification time and change time, all in nanoseconds. The change time cannot
+be set back from user space (``touch -d`` or ``os.utime`` restoring the mtime still moves it), so an edit
+that keeps the size and restores the mtime is still seen. :func:`rehash_all` (``--force``) makes this
+process ignore the memo and hash every file again, once.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +20,7 @@ def atomic_write(path: Path, data: str | bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never a partial one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode("utf-8") if isinstance(data, str) else data)
@@ -23,6 +30,37 @@ def atomic_write(path: Path, data: str | bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: Path, suffix: str = ".tmp") -> int:
+    """Delete the hidden temporary files (``.<name>.<pid>.<...><suffix>``, as :func:`atomic_write` and the
+    embedding store name them) whose writing process is gone: what a killed run leaves behind. Returns how
+    many were removed."""
+    removed = 0
+    for p in Path(folder).glob(f".*{suffix}"):
+        pid = next((int(x) for x in p.name.split(".") if x.isdigit()), None)
+        if pid is not None and pid != os.getpid() and not pid_alive(pid):
+            try:
+                if p.is_dir():
+                    import shutil
+
+                    shutil.rmtree(p)
+                else:
+                    p.unlink()
+                removed += 1
+            except OSError:
+                pass
+    return removed
 
 
 def atomic_write_json(path: Path, obj: object) -> None:
@@ -50,23 +88,44 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def cached_sha256(path: Path) -> str:
-    """sha256 of a file, remembered in the cache under (resolved path, size, mtime)."""
-    from harness.paths import cache_root
+_REHASH = False
+_HASHED: dict[str, str] = {}  # identity -> sha256, for files hashed by this process
 
+
+def rehash_all(enabled: bool = True) -> None:
+    """From now on, hash every file again (once per process) instead of trusting the on-disk memo."""
+    global _REHASH
+    _REHASH = enabled
+    _HASHED.clear()
+
+
+def file_identity(path: Path) -> str:
+    """What the checksum memo is keyed by (see the module docstring)."""
     path = Path(path).resolve()
     st = path.stat()
-    key = hashlib.sha256(f"{path}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:32]
+    return f"{path}|{st.st_dev}|{st.st_ino}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}"
+
+
+def cached_sha256(path: Path) -> str:
+    """sha256 of a file, remembered under its identity (path, inode, size, mtime and ctime)."""
+    from harness.paths import cache_root
+
+    identity = file_identity(path)
+    if identity in _HASHED:
+        return _HASHED[identity]
+    key = hashlib.sha256(identity.encode()).hexdigest()[:32]
     memo = cache_root() / "checksums" / f"{key}.sha256"
-    try:
-        value = memo.read_text().strip()
-        if len(value) == 64:
-            return value
-    except OSError:
-        pass
-    value = sha256_file(path)
-    try:
-        atomic_write(memo, value + "\n")
-    except OSError:
-        pass  # a read-only cache only costs the re-hash next time
+    value = ""
+    if not _REHASH:
+        try:
+            value = memo.read_text().strip()
+        except OSError:
+            pass
+    if len(value) != 64:
+        value = sha256_file(path)
+        try:
+            atomic_write(memo, value + "\n")
+        except OSError:
+            pass  # a read-only cache only costs the re-hash next time
+    _HASHED[identity] = value
     return value

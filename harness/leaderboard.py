@@ -1,8 +1,11 @@
 """The leaderboard: a pure fold over result records.
 
-``leaderboard.csv`` has one row per (retriever, dataset, split) and one column per metric, named as on
-the command line. Collections (CQADupStack) get a row holding the mean over their parts when every part
-is present for that retriever; otherwise no row, and the table says what is missing.
+``leaderboard.csv`` has one row per (retriever, settings, dataset, split) and one column per metric, named
+as on the command line. ``settings`` is empty for the reference computation and names what differs
+otherwise (``precision=bf16``); tables show such a row as ``retriever [precision=bf16]``, so two
+computations of one retriever are never merged. Collections (CQADupStack) get a row holding the mean over
+their parts when every part is present for that retriever and settings; otherwise no row, and the table
+says what is missing.
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ import pandas as pd
 from filelock import FileLock
 
 from harness.data.registry import DATASETS
+from harness.errors import HarnessError
 from harness.io import atomic_write
-from harness.records import load_records
+from harness.records import ResultRecord, load_records
 
-KEYS = ["retriever", "dataset", "split"]
+KEYS = ["retriever", "settings", "dataset", "split"]
 
 
 def _metric_order(names: set[str]) -> list[str]:
@@ -28,10 +32,15 @@ def _metric_order(names: set[str]) -> list[str]:
     return sorted(names, key=key)
 
 
-def fold(records: Sequence[dict]) -> pd.DataFrame:
-    """Rows (retriever, dataset, split, metrics...) from records, with collection means added."""
-    rows = [{"retriever": r["retriever"], "dataset": r["dataset"], "split": r["split"], **r["metrics"]}
-            for r in records]
+def row_label(retriever: str, settings: str) -> str:
+    """How a table names a row: the retriever, plus its non-reference settings."""
+    return f"{retriever} [{settings}]" if settings else retriever
+
+
+def fold(records: Sequence[ResultRecord]) -> pd.DataFrame:
+    """Rows (retriever, settings, dataset, split, metrics...) from records, with collection means added."""
+    rows = [{"retriever": r.retriever, "settings": r.settings_label, "dataset": r.dataset, "split": r.split,
+             **r.metrics} for r in records]
     df = pd.DataFrame(rows, columns=KEYS) if not rows else pd.DataFrame(rows)
     if df.empty:
         return df
@@ -41,20 +50,22 @@ def fold(records: Sequence[dict]) -> pd.DataFrame:
         if not spec.subsets:
             continue
         parts = df[df["dataset"].isin(spec.subsets)]
-        for (retriever, split), group in parts.groupby(["retriever", "split"]):
+        for (retriever, settings, split), group in parts.groupby(["retriever", "settings", "split"]):
             if set(group["dataset"]) == set(spec.subsets):
                 means = group.drop(columns=KEYS).mean(numeric_only=True, skipna=False)
-                extra.append({"retriever": retriever, "dataset": name, "split": split, **means.dropna().to_dict()})
+                extra.append({"retriever": retriever, "settings": settings, "dataset": name, "split": split,
+                              **means.dropna().to_dict()})
     if extra:
         df = pd.concat([df, pd.DataFrame(extra)], ignore_index=True)
     metrics = _metric_order(set(df.columns) - set(KEYS))
-    return df[KEYS + metrics].sort_values(["dataset", "split", "retriever"]).reset_index(drop=True)
+    return df[KEYS + metrics].sort_values(["dataset", "split", "retriever", "settings"]).reset_index(drop=True)
 
 
 def rebuild(output_dir: Path) -> tuple[pd.DataFrame, list[str]]:
     """Rewrite ``<output_dir>/leaderboard.csv`` from every record (under a lock, atomically)."""
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    if not output_dir.is_dir():
+        raise HarnessError(f"{output_dir}: no such results folder (run `harness run` first, or pass --output-dir)")
     with FileLock(str(output_dir / ".leaderboard.lock")):
         records, problems = load_records(output_dir)
         df = fold([r for _, r in records])
@@ -79,7 +90,9 @@ def table(df: pd.DataFrame, metric: str, *, split: str | None = None,
     sub = sub[~sub["dataset"].isin(hidden)]
     if datasets:
         sub = sub[sub["dataset"].isin(datasets)]
-    pivot = sub.pivot_table(index="retriever", columns="dataset", values=metric, aggfunc="last")
+    sub = sub.assign(row=[row_label(r, st) for r, st in zip(sub["retriever"], sub["settings"].fillna(""), strict=True)])
+    pivot = sub.pivot_table(index="row", columns="dataset", values=metric, aggfunc="last")
+    pivot.index.name = "retriever"
     cols = sorted(pivot.columns)
     pivot = pivot[cols]
     notes = []
@@ -130,7 +143,7 @@ def _mark(marks: dict | None, retriever: str, dataset: str) -> str:
     return f" {symbol}" if symbol else ""
 
 
-def significance_marks(records: Sequence[dict], pivot: pd.DataFrame, metric: str, baseline: str, *,
+def significance_marks(records: Sequence[ResultRecord], pivot: pd.DataFrame, metric: str, baseline: str, *,
                        split: str | None = None, test: str = "t", alpha: float = 0.05, resamples: int = 10_000,
                        seed: int = 0) -> tuple[dict[tuple[str, str], str], str, list[str]]:
     """Which cells of ``pivot`` are significantly better (▲) or worse (▼) than the ``baseline`` retriever.
@@ -153,13 +166,13 @@ def significance_marks(records: Sequence[dict], pivot: pd.DataFrame, metric: str
     base = names[0]
     by_key = {}
     for r in records:
-        if split is None or r["split"] == split:
-            by_key[(r["retriever"], r["dataset"])] = r
+        if split is None or r.split == split:
+            by_key[(r.label, r.dataset)] = r
     avg_cols = [c for c in pivot.columns if str(c).startswith("avg (")]
     comparisons, cells, notes = [], [], []
     for dataset in [c for c in pivot.columns if c not in avg_cols]:
         ref = by_key.get((base, dataset))
-        if ref is None or metric not in ref.get("per_query", {}):
+        if ref is None or metric not in ref.per_query:
             if pivot[dataset].notna().sum() > 1:
                 notes.append(f"{dataset}: no per-query {metric} of {base}; not tested")
             continue
@@ -184,13 +197,15 @@ def against_published(df: pd.DataFrame, metric: str, published: Sequence, system
     """Each of our scores of ``metric`` beside every published score of the same system, dataset and split.
 
     ``published`` holds ``harness.baselines.Published`` rows; ``systems`` maps a published system name to
-    our retriever names (a system name equal to a retriever name matches too). Columns: retriever,
-    dataset, split, ours, published, delta (ours - published), system, source. A result with no published
-    counterpart keeps one row with an empty published value.
+    our retriever names (a system name equal to a retriever name matches too). Columns: retriever (with
+    its settings when they are not the reference computation), dataset, split, ours, published, delta
+    (ours - published), system, source, note. A result with no published counterpart keeps one row with an
+    empty published value; a row computed in another way than the reference (e.g. bf16) says so in its note,
+    since published numbers were made in the reference computation.
     """
     from harness.baselines import same_retriever
 
-    cols = ["retriever", "dataset", "split", "ours", "published", "delta", "system", "source"]
+    cols = ["retriever", "dataset", "split", "ours", "published", "delta", "system", "source", "note"]
     if df.empty or metric not in df.columns:
         return pd.DataFrame(columns=cols)
     sub = df[df[metric].notna()]
@@ -202,13 +217,15 @@ def against_published(df: pd.DataFrame, metric: str, published: Sequence, system
     out = []
     for _, row in sub.iterrows():
         ours = float(row[metric])
+        settings = row.get("settings") if isinstance(row.get("settings"), str) else ""
+        shown = row_label(row["retriever"], settings)
+        note = f"not the reference computation ({settings})" if settings else ""
         hits = [p for p in refs if p.dataset == row["dataset"] and p.split == row["split"]
                 and any(same_retriever(row["retriever"], name) for name in systems.get(p.system, [p.system]))]
         for p in hits:
-            out.append([row["retriever"], row["dataset"], row["split"], ours, p.value, ours - p.value, p.system,
-                        p.source])
+            out.append([shown, row["dataset"], row["split"], ours, p.value, ours - p.value, p.system, p.source, note])
         if not hits:
-            out.append([row["retriever"], row["dataset"], row["split"], ours, float("nan"), float("nan"), "", ""])
+            out.append([shown, row["dataset"], row["split"], ours, float("nan"), float("nan"), "", "", note])
     return pd.DataFrame(out, columns=cols).sort_values(["dataset", "split", "retriever"], kind="stable") \
         .reset_index(drop=True)
 
@@ -220,7 +237,8 @@ def render_against(table_: pd.DataFrame, metric: str, fmt: str = "text") -> str:
     if table_.empty:
         return f"no results with metric {metric}"
     rows = [[r.retriever, r.dataset, r.split, f"{r.ours:.4f}", "—" if pd.isna(r.published) else f"{r.published:.4f}",
-             "—" if pd.isna(r.delta) else f"{r.delta:+.4f}", r.system or "—", r.source or "no published score"]
+             "—" if pd.isna(r.delta) else f"{r.delta:+.4f}", r.system or "—",
+             (r.source or "no published score") + (f"; {r.note}" if r.note else "")]
             for r in table_.itertuples()]
     table_fmt = {"text": "simple", "markdown": "github"}[fmt]
     body = tabulate(rows, headers=["retriever", "dataset", "split", "ours", "published", "delta", "published as",

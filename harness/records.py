@@ -1,32 +1,126 @@
-"""Result records: one JSON file per (retriever, dataset, split), next to its TREC run file.
+"""Result records: one JSON file per (retriever, settings, dataset, split), next to its TREC run file.
 
-Layout under the output directory: ``<dataset id>/<split>/<retriever slug>.json`` and ``.trec``.
+Layout under the output directory: ``<dataset id>/<split>/<retriever slug>.json`` and ``.trec`` for the
+reference computation; a run whose settings differ from it (``harness.settings``) is stored as
+``<slug>+<settings digest>.json``, so two computations never overwrite one another. A record is read and
+written only here, as a :class:`ResultRecord`; a file that parses as JSON but does not validate is a
+:class:`~harness.errors.DataError` naming the file and the field.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from harness.errors import DataError
-from harness.io import read_json
+from harness.io import atomic_write_json, read_json
+from harness.settings import settings_digest, settings_label
 
-SCHEMA = "harness-result/1"
+SCHEMA = "harness-result/2"
 
 
-def record_paths(output_dir: Path, dataset_id: str, split: str, slug: str) -> tuple[Path, Path]:
+@dataclass
+class ResultRecord:
+    """The result of one retriever under one set of settings on one dataset split."""
+
+    retriever: str
+    dataset: str
+    split: str
+    metrics: dict[str, float]
+    per_query: dict[str, dict[str, float]]
+    fingerprint: str
+    run_file: str
+    settings: dict[str, Any] = field(default_factory=dict)  # the non-reference settings; {} = reference
+    num_queries: int = 0
+    queries_answered: int = 0
+    documents_searched: int | None = None
+    first_hit_rank: dict[str, int | None] | None = None  # open-domain QA: rank of each question's first hit
+    retriever_spec: dict = field(default_factory=dict)
+    retriever_fingerprint: dict = field(default_factory=dict)
+    protocol: dict = field(default_factory=dict)
+    dataset_provenance: dict = field(default_factory=dict)
+    environment: dict = field(default_factory=dict)
+    device: str | None = None
+    harness_version: str = ""
+    index: dict = field(default_factory=dict)
+    corpus: dict = field(default_factory=dict)
+    retriever_provenance: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+    reused_run: bool = False
+    schema: str = SCHEMA
+
+    @property
+    def settings_label(self) -> str:
+        """``precision=bf16`` and the like; '' for the reference computation."""
+        return settings_label(self.settings)
+
+    @property
+    def label(self) -> str:
+        """How tables name this row: the retriever, plus its settings when they are not the reference."""
+        return f"{self.retriever} [{self.settings_label}]" if self.settings else self.retriever
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: object, path: Path | str) -> ResultRecord:
+        """Validate a parsed record; a problem is a DataError naming ``path`` and the field."""
+        if not isinstance(obj, dict):
+            raise DataError(path, "not a harness result record (expected a JSON object)")
+        if obj.get("schema") != SCHEMA:
+            found = obj.get("schema")
+            raise DataError(path, f"not a harness result record of schema {SCHEMA!r} (found {found!r})",
+                            fix="rerun the (retriever, dataset) pair to write it again" if found else None)
+        known = {f.name for f in fields(cls)}
+        for name in ("retriever", "dataset", "split", "fingerprint", "run_file"):
+            if not isinstance(obj.get(name), str) or not obj.get(name):
+                raise DataError(path, f"field {name!r} is missing or not a string")
+        metrics = obj.get("metrics")
+        if not isinstance(metrics, dict) or not metrics:
+            raise DataError(path, "field 'metrics' is missing or empty")
+        for name, value in metrics.items():
+            if not _number(value):
+                raise DataError(path, f"metric {name!r} is {value!r}, not a finite number")
+        per_query = obj.get("per_query")
+        if not isinstance(per_query, dict):
+            raise DataError(path, "field 'per_query' is missing or not an object")
+        for name, values in per_query.items():
+            if not isinstance(values, dict) or not all(_number(v) for v in values.values()):
+                raise DataError(path, f"per-query values of {name!r} are not numbers")
+        if not isinstance(obj.get("settings", {}), dict):
+            raise DataError(path, "field 'settings' is not an object")
+        return cls(**{k: v for k, v in obj.items() if k in known})
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def record_stem(slug: str, settings: dict) -> str:
+    """The file stem of a record and its run file: the slug, plus a digest of non-reference settings."""
+    return f"{slug}+{settings_digest(settings)}" if settings else slug
+
+
+def record_paths(output_dir: Path, dataset_id: str, split: str, slug: str,
+                 settings: dict | None = None) -> tuple[Path, Path]:
     folder = Path(output_dir) / dataset_id / split
-    return folder / f"{slug}.json", folder / f"{slug}.trec"
+    stem = record_stem(slug, settings or {})
+    return folder / f"{stem}.json", folder / f"{stem}.trec"
 
 
-def read_record(path: Path) -> dict:
-    rec = read_json(path, problem="not valid JSON",
+def read_record(path: Path) -> ResultRecord:
+    obj = read_json(path, problem="not valid JSON",
                     fix="delete it and rerun; records are rewritten atomically, so this file was edited")
-    if not isinstance(rec, dict) or rec.get("schema") != SCHEMA:
-        raise DataError(path, f"not a harness result record (schema {SCHEMA!r} expected)")
-    return rec
+    return ResultRecord.from_json(obj, path)
 
 
-def load_records(output_dir: Path) -> tuple[list[tuple[Path, dict]], list[str]]:
+def write_record(path: Path, record: ResultRecord) -> None:
+    atomic_write_json(path, record.to_json())
+
+
+def load_records(output_dir: Path) -> tuple[list[tuple[Path, ResultRecord]], list[str]]:
     """Every record under ``output_dir`` (sorted by path), and a message per JSON file that is not one."""
     records, problems = [], []
     for path in sorted(Path(output_dir).rglob("*.json")):
@@ -36,4 +130,6 @@ def load_records(output_dir: Path) -> tuple[list[tuple[Path, dict]], list[str]]:
             records.append((path, read_record(path)))
         except DataError as e:
             problems.append(str(e))
+        except OSError as e:
+            problems.append(f"{path}: {e.strerror or e}")
     return records, problems

@@ -31,6 +31,24 @@ def count_lines(path: Path) -> int:
     return n
 
 
+def longest_line(path: Path) -> int:
+    """Bytes of the longest line of a file (one streamed pass)."""
+    import numpy as np
+
+    longest, carry = 0, 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 24):
+            ends = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10)
+            if ends.size == 0:
+                carry += len(block)
+                continue
+            longest = max(longest, carry + int(ends[0]) + 1)
+            if ends.size > 1:
+                longest = max(longest, int(np.diff(ends).max()))
+            carry = len(block) - int(ends[-1]) - 1
+    return max(longest, carry)
+
+
 def embedding_plan(n_docs: int, dim: int, itemsize: int, shard_size: int, model_bytes: int,
                    n_queries: int, depth: int) -> dict:
     """Disk for the stored vectors; peak memory of encoding one shard and of searching one shard."""

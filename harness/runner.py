@@ -1,75 +1,69 @@
 """Run retrievers over datasets: retrieve (or reuse), write the run file, evaluate, write the record.
 
-Each (retriever, dataset) pair is independent: its run file and record are written atomically as soon as
-it finishes, so an interrupted suite keeps every finished pair, and a rerun skips them. Reuse is keyed by
-a fingerprint of everything that determines the run (retriever spec and model revision, dataset file
-checksums, protocol, depth); ``force=True`` recomputes.
+Each (retriever, settings, dataset) triple is independent: its run file and record are written atomically
+as soon as it finishes, so an interrupted suite keeps every finished one, and a rerun skips them. Reuse is
+keyed by a fingerprint of everything that determines the run: the retriever's own content identity
+(``retriever.fingerprint()``: model files, recipe, compute settings; BM25 parameters and Lucene build), the
+dataset files' checksums, the protocol and the depth. ``force=True`` recomputes, hashing every file again.
 
-Evaluation depends on the dataset's kind: BEIR datasets are scored against qrels (trec_eval measures);
-open-domain QA datasets (``kind == "odqa"``) by answer matching (accuracy@k, with each question's first-hit
-rank kept in the record). Run files, records, reuse and the leaderboard are the same for both.
+Before any work, every retriever is loaded (models found, settings and device checked), every dataset is
+resolved (all missing ones are listed at once) and every metric is checked against every dataset. A record
+is written only when the whole corpus was read, indexed and searched: the three counts must be equal.
+How a dataset is scored is the dataset's own business (``dataset.evaluate``): BEIR by qrels, open-domain QA
+by answer matching; the runner never asks which kind it has.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from harness import __version__
-from harness.data.beir import BeirDataset
-from harness.data.load import resolve_dataset
-from harness.data.registry import SUITES, expand
+from harness.datasets import dataset_ids, resolve_all
 from harness.distributed import world
 from harness.errors import HarnessError
-from harness.io import atomic_write_json, cached_sha256
+from harness.io import atomic_write_json, cached_sha256, rehash_all
 from harness.leaderboard import rebuild
-from harness.metrics import evaluate, mean, parse_measure
+from harness.metrics import mean
 from harness.paths import cache_root
 from harness.provenance import environment
-from harness.records import SCHEMA, read_record, record_paths
+from harness.records import ResultRecord, read_record, record_paths, write_record
 from harness.retrievers.registry import RetrieverSpec, resolve_retriever
+from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution
 from harness.trec import quantize, read_run, write_run
 
-DEFAULT_METRICS = ["ndcg@10", "recall@100", "recall@1000"]  # BEIR; ODQA: harness.odqa.evaluate.DEFAULT_METRICS
+RUN_FORMAT = 2  # bump when the way runs are cut, ordered or written changes
 Log = Callable[[str], None]
+
+__all__ = ["Runner", "corpus_stats", "dataset_fingerprint", "dataset_ids", "run"]
 
 
 def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def dataset_ids(datasets: Sequence[str] = (), suites: Sequence[str] = ()) -> list[str]:
-    ids: list[str] = []
-    for s in suites:
-        if s not in SUITES:
-            raise HarnessError(f"unknown suite {s!r}; known: {', '.join(SUITES)}")
-        ids.extend(SUITES[s])
-    ids.extend(datasets)
-    return expand(ids)
-
-
-def _kind(ds) -> str:
-    return getattr(ds, "kind", "beir")
-
-
-def dataset_fingerprint(ds: BeirDataset) -> dict:
+def dataset_fingerprint(ds) -> dict:
     return {"id": ds.id, "split": ds.split, "path": str(ds.root),
             "sha256": {p.name: cached_sha256(p) for p in ds.files()}}
 
 
-def corpus_stats(ds: BeirDataset, qrels: dict) -> dict:
-    """Validate the whole corpus with the harness reader (cached by checksum): counts for the record."""
+def corpus_stats(ds) -> dict:
+    """Validate the whole corpus with the harness reader: counts for the record. Remembered under the
+    corpus checksum and the digest of the judged document ids (the missing-judged count depends on both)."""
     digest = cached_sha256(ds.corpus_path)
-    memo = cache_root() / "corpus-stats" / f"{digest[:32]}-{hashlib.sha256(json.dumps(sorted(qrels)).encode()).hexdigest()[:8]}.json"
+    judged = ds.judged_documents()
+    judged_digest = hashlib.sha256(json.dumps(sorted(judged)).encode()).hexdigest()[:16]
+    memo = cache_root() / "corpus-stats" / f"{digest[:32]}-{judged_digest}.json"
     try:
         return json.loads(memo.read_text())
     except (OSError, json.JSONDecodeError):
         pass
-    judged = {d for rels in qrels.values() for d in rels}
     found, docs, empty = set(), 0, 0
     for doc in ds.corpus():
         docs += 1
@@ -90,144 +84,119 @@ class Runner:
     """Holds loaded retrievers across datasets so a model is loaded once per run."""
 
     def __init__(self, metrics: Sequence[str] | None = None, output_dir: Path = Path("results"), *,
-                 force: bool = False, device: str = "auto", depth: int | None = None,
-                 retriever_options: dict | None = None, log: Log = _stderr):
-        self.requested = list(metrics) if metrics else None  # None: each dataset kind's defaults
+                 settings: EncodeSettings = REFERENCE, execution: Execution = DEFAULT_EXECUTION, force: bool = False,
+                 depth: int | None = None, log: Log = _stderr):
+        self.requested = list(metrics) if metrics else None  # None: each dataset's defaults
+        if depth is not None and depth < 1:
+            raise HarnessError(f"--depth must be at least 1, not {depth}")
         self.depth = depth
-        for m in self.requested or ():  # fail fast on a bad metric or depth, before any work
-            self._check_depth(m, None)
         self.output_dir = Path(output_dir)
+        self.settings = settings
+        self.execution = execution
         self.force = force
-        self.device = device
-        self.options = retriever_options or {}
         self.log = log
         self._loaded: dict[str, object] = {}
+        if force:
+            rehash_all()  # --force trusts no remembered checksum
 
-    def _retriever(self, spec: RetrieverSpec):
+    def retriever(self, spec: RetrieverSpec):
+        """The retriever object of ``spec`` under this runner's settings (models are found, settings and
+        device checked; weights load only when something is encoded)."""
         if spec.name not in self._loaded:
-            self._loaded[spec.name] = spec.load(device=self.device, **self.options)
+            self._loaded[spec.name] = spec.load(self.settings, self.execution)
         return self._loaded[spec.name]
 
-    def _model_revision(self, spec: RetrieverSpec) -> dict | None:
-        """Weights revision, tokenizer files, encoder config and precision: changing any of them
-        invalidates the run."""
-        if spec.kind != "dense" or spec.model is None:
-            return None
-        from harness.distributed import local_device
-        from harness.retrievers.config import read_encoder_config
-        from harness.retrievers.encoder import plan_compute
-        from harness.retrievers.hub import resolve_model, tokenizer_fingerprint
-
-        files = resolve_model(spec.model, spec.revision)
-        encoder = spec.encoder or read_encoder_config(files.path)
-        compute = plan_compute(files.path, local_device(self.device), self.options.get("precision", "auto"),
-                               self.options.get("forward", "auto"))
-        return {"weights": files.revision, "tokenizer": tokenizer_fingerprint(files.path),
-                "encoder": encoder.to_dict(), "precision": compute.precision}
-
-    def _check_depth(self, metric: str, kind: str | None) -> int:
-        if kind == "odqa" or (kind is None and _is_accuracy(metric)):
-            from harness.odqa.evaluate import parse_accuracy
-
-            k = parse_accuracy(metric)
-        else:
-            k = parse_measure(metric).k or 0
-        if self.depth is not None and self.depth < k:
-            raise HarnessError(f"--depth {self.depth} is below the deepest metric cut-off ({k})")
-        return k
-
     def metrics_for(self, ds) -> tuple[list[str], int]:
-        """The metric names used on ``ds`` (requested, or its kind's defaults) and the deepest cut-off."""
-        if _kind(ds) == "odqa":
-            from harness.odqa.evaluate import DEFAULT_METRICS as ODQA_METRICS
-            from harness.odqa.evaluate import canonical
+        """The metric names used on ``ds`` (requested, or its defaults), canonical, and the deepest cut-off."""
+        parsed = [ds.metric(m) for m in (self.requested or ds.default_metrics)]
+        names = list(dict.fromkeys(name for name, _ in parsed))
+        deepest = max(k for _, k in parsed)
+        if self.depth is not None and self.depth < deepest:
+            raise HarnessError(f"--depth {self.depth} is below the deepest metric cut-off ({deepest})")
+        return names, deepest
 
-            names = [canonical(m) for m in (self.requested or ODQA_METRICS)]
-        else:
-            names = [str(parse_measure(m)) for m in (self.requested or DEFAULT_METRICS)]
-        return names, max(self._check_depth(m, _kind(ds)) for m in names)
+    def fingerprint(self, retriever, ds, depth: int) -> str:
+        src = {"retriever": retriever.fingerprint(), "dataset": dataset_fingerprint(ds)["sha256"],
+               "protocol": ds.protocol.to_dict(), "depth": depth, "run_format": RUN_FORMAT}
+        return hashlib.sha256(json.dumps(src, sort_keys=True).encode()).hexdigest()
 
-    def run_one(self, spec: RetrieverSpec, ds: BeirDataset) -> dict:
+    def run_one(self, spec: RetrieverSpec, ds) -> ResultRecord | None:
+        """Reuse or compute one (retriever, dataset) result; None on a helper rank under torchrun."""
         names, deepest = self.metrics_for(ds)
         depth = self.depth or max(ds.protocol.depth, deepest)
-        rec_path, run_path = record_paths(self.output_dir, ds.id, ds.split, spec.slug)
-        qrels = ds.qrels() if _kind(ds) == "beir" else {}
-        fingerprint_src = {"retriever": spec.to_dict(), "model_revision": self._model_revision(spec),
-                           "dataset": dataset_fingerprint(ds)["sha256"], "protocol": ds.protocol.to_dict(),
-                           "depth": depth, "embed_dtype": self.options.get("embed_dtype", "float32")}
-        fingerprint = hashlib.sha256(json.dumps(fingerprint_src, sort_keys=True).encode()).hexdigest()
+        retriever = self.retriever(spec)
+        changed = retriever.changed_settings()
+        rec_path, run_path = record_paths(self.output_dir, ds.id, ds.split, spec.slug, changed)
+        fingerprint = self.fingerprint(retriever, ds, depth)
         old = _read_if_exists(rec_path)
-        if old and not self.force and old.get("fingerprint") == fingerprint and run_path.is_file():
-            if all(m in old["metrics"] for m in names):
+        if old and not self.force and old.fingerprint == fingerprint and run_path.is_file():
+            if all(m in old.metrics for m in names):
                 self.log(f"{ds.id} | {spec.name}: reused record and run file {run_path} (--force recomputes)")
                 return old
             self.log(f"{ds.id} | {spec.name}: reused run file {run_path}; evaluating new metrics")
-            return self._evaluate_and_write(spec, ds, qrels, read_run(run_path), run_path, rec_path,
-                                            fingerprint, {**old, "reused_run": True}, names)
+            every = list(dict.fromkeys([*old.metrics, *names]))  # a record keeps every metric it had
+            old.reused_run = True
+            return self._evaluate_and_write(ds, read_run(run_path), rec_path, old, every)
+        label = f"{ds.id} | {spec.name}" + (f" [{', '.join(f'{k}={v}' for k, v in changed.items())}]" if changed else "")
         queries = ds.queries()
-        stats = corpus_stats(ds, qrels)
-        retriever = self._retriever(spec)
+        stats = corpus_stats(ds)
         t0 = time.perf_counter()
         index_info = retriever.index(ds)
         t1 = time.perf_counter()
-        self.log(f"{ds.id} | {spec.name}: " + ", ".join(f"{k} {v}" for k, v in index_info.items()
-                                                         if k in {"index", "embeddings", "path"}))
+        self.log(f"{label}: " + ", ".join(f"{k} {v}" for k, v in index_info.items()
+                                          if k in {"index", "embeddings", "path"}))
+        _same_count(ds, "indexed", index_info.get("documents"), stats["documents"])
         if world()[0] != 0:  # under torchrun the other ranks only help encoding; rank 0 searches and writes
-            return {}
+            return None
         # as Pyserini's --remove-query: retrieve `depth` hits, then drop the query's own id
         run = retriever.search(queries, depth)
-        run = _protocol_cut(run, depth, ds.protocol.drop_self_hits)
+        _same_count(ds, "searched", retriever.searched_documents, stats["documents"])
+        run = quantize(_protocol_cut(run, depth, ds.protocol.drop_self_hits), retriever.score_format)
         t2 = time.perf_counter()
-        run = quantize(run, retriever.score_format)
         write_run(run_path, run, tag=spec.slug, score_format=retriever.score_format)
-        base = {"index": index_info, "corpus": stats, "retriever_provenance": retriever.provenance(),
-                "timings": {"index_s": round(t1 - t0, 3), "search_s": round(t2 - t1, 3)}}
-        return self._evaluate_and_write(spec, ds, qrels, run, run_path, rec_path, fingerprint, base, names)
+        record = ResultRecord(
+            retriever=spec.name, dataset=ds.id, split=ds.split, metrics={}, per_query={}, fingerprint=fingerprint,
+            run_file=run_path.name, settings=changed, documents_searched=retriever.searched_documents,
+            retriever_spec=spec.to_dict(), retriever_fingerprint=retriever.fingerprint(),
+            protocol=ds.protocol.to_dict(), dataset_provenance=dataset_fingerprint(ds), environment=environment(),
+            device=retriever.provenance().get("device") or self.execution.device, harness_version=__version__,
+            index=index_info, corpus=stats, retriever_provenance=retriever.provenance(),
+            timings={"index_s": round(t1 - t0, 3), "search_s": round(t2 - t1, 3)})
+        return self._evaluate_and_write(ds, run, rec_path, record, names)
 
-    def _evaluate_and_write(self, spec, ds, qrels, run, run_path, rec_path, fingerprint, base, names) -> dict:
-        per_query, extra = _score(ds, qrels, run, names)
-        metrics = {m: mean(v) for m, v in per_query.items()}
+    def _evaluate_and_write(self, ds, run: dict, rec_path: Path, record: ResultRecord,
+                            names: list[str]) -> ResultRecord:
+        per_query, extra = ds.evaluate(run, names)
+        record.per_query = per_query
+        record.metrics = {m: mean(v) for m, v in per_query.items()}
+        record.first_hit_rank = extra.get("first_hit_rank")
         judged = per_query[names[0]]
-        record = {
-            "schema": SCHEMA, "retriever": spec.name, "dataset": ds.id, "split": ds.split,
-            "metrics": metrics, "num_queries": len(judged), "queries_answered": sum(1 for q in judged if run.get(q)),
-            "per_query": per_query, **extra, "run_file": run_path.name, "fingerprint": fingerprint,
-            "retriever_spec": spec.to_dict(), "protocol": ds.protocol.to_dict(),
-            "dataset_provenance": dataset_fingerprint(ds), "environment": environment(),
-            "device": (base.get("retriever_provenance") or {}).get("device") or self.device, "harness_version": __version__,
-            **{k: v for k, v in base.items() if k in {"index", "corpus", "retriever_provenance", "timings", "reused_run"}},
-        }
-        atomic_write_json(rec_path, record)
-        shown = "  ".join(f"{m}={v:.4f}" for m, v in metrics.items())
-        self.log(f"{ds.id} | {spec.name}: {shown}")
+        record.num_queries = len(judged)
+        record.queries_answered = sum(1 for q in judged if run.get(q))
+        write_record(rec_path, record)
+        shown = "  ".join(f"{m}={v:.4f}" for m, v in record.metrics.items())
+        self.log(f"{ds.id} | {record.label}: {shown}")
         return record
 
 
-def _is_accuracy(metric: str) -> bool:
-    return metric.strip().lower().startswith(("accuracy", "acc@", "top@"))
-
-
-def _score(ds, qrels: dict, run: dict, names: list[str]) -> tuple[dict, dict]:
-    """Per-query values for ``names`` and extra record fields: qrels for BEIR, answer matching for ODQA."""
-    if _kind(ds) == "odqa":
-        from harness.odqa.evaluate import evaluate_dataset
-
-        per_query, first_hit = evaluate_dataset(ds, run, names)
-        return per_query, {"first_hit_rank": first_hit}
-    return evaluate(qrels, run, names), {}
+def _same_count(ds, what: str, got: int | None, expected: int) -> None:
+    """Refuse a result computed on part of the corpus (or on something else)."""
+    if got != expected:
+        raise HarnessError(f"{ds.id}: {got if got is not None else 'an unknown number of'} documents were {what}, "
+                           f"the corpus {ds.corpus_path} has {expected}; nothing was written for this run "
+                           "(rerun with --force to rebuild the index or embeddings)")
 
 
 def _protocol_cut(run: dict, depth: int, drop_self_hits: bool) -> dict:
-    from harness.trec import ranked
-
+    """The first ``depth`` hits of each query in the retriever's order, without the query's own id."""
     out = {}
     for qid, docs in run.items():
-        kept = [(d, s) for d, s in ranked(docs) if not (drop_self_hits and d == qid)]
+        kept = [(d, s) for d, s in docs.items() if not (drop_self_hits and d == qid)]
         out[qid] = dict(kept[:depth])
     return out
 
 
-def _read_if_exists(path: Path) -> dict | None:
+def _read_if_exists(path: Path) -> ResultRecord | None:
     if not path.is_file():
         return None
     try:
@@ -236,26 +205,57 @@ def _read_if_exists(path: Path) -> dict | None:
         return None
 
 
+def check_writable(folder: Path, what: str) -> None:
+    """Refuse before any work when ``folder`` cannot be written (read-only disk, permissions)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".harness-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise HarnessError(f"{folder}: the {what} is not writable ({e.strerror or e}); "
+                           f"choose another with {'--output-dir' if what == 'output folder' else 'HARNESS_CACHE'}") from None
+
+
 def run(retrievers: Sequence[str], datasets: Sequence[str], metrics: Sequence[str] | None = None,
-        output_dir: Path = Path("results"), *, suites: Sequence[str] = (), force: bool = False,
-        device: str = "auto", depth: int | None = None, log: Log = _stderr, **retriever_options) -> list[dict]:
+        output_dir: Path = Path("results"), *, suites: Sequence[str] = (), settings: EncodeSettings = REFERENCE,
+        execution: Execution = DEFAULT_EXECUTION, force: bool = False, depth: int | None = None,
+        log: Log = _stderr) -> list[ResultRecord]:
     """Evaluate every retriever on every dataset; returns the result records (also written to disk).
 
-    ``metrics`` None uses each dataset kind's defaults (BEIR: ``DEFAULT_METRICS``; ODQA: accuracy@1,5,20,100).
+    ``metrics`` None uses each dataset's defaults (BEIR: ndcg@10 recall@100 recall@1000; ODQA:
+    accuracy@1,5,20,100). ``settings`` apply to every dense retriever (BM25 has none).
     """
     specs = [resolve_retriever(r) for r in retrievers]
     ids = dataset_ids(datasets, suites)
     if not specs or not ids:
         raise HarnessError("name at least one retriever and one dataset (or --suite)")
-    runner = Runner(metrics, output_dir, force=force, device=device, depth=depth,
-                    retriever_options=retriever_options, log=log)
-    records = []
+    runner = Runner(metrics, output_dir, settings=settings, execution=execution, force=force, depth=depth, log=log)
+    check_writable(Path(output_dir), "output folder")
+    check_writable(cache_root(), "cache")
+    resolved = resolve_all(ids)
+    for ds in resolved:  # a bad metric or depth fails before any work
+        runner.metrics_for(ds)
+    for spec in specs:
+        runner.retriever(spec)
+    records: list[ResultRecord] = []
     try:
-        for ds_id in ids:
-            ds = resolve_dataset(ds_id)
+        for ds in resolved:
             for spec in specs:
-                records.append(runner.run_one(spec, ds))
-    finally:
+                record = runner.run_one(spec, ds)
+                if record is not None:
+                    records.append(record)
+    except BaseException:
         if world()[0] == 0:
-            rebuild(output_dir)
-    return [r for r in records if r]
+            _rebuild_quietly(Path(output_dir), log)  # never hides the error that ended the run
+        raise
+    if world()[0] == 0:
+        rebuild(output_dir)
+    return records
+
+
+def _rebuild_quietly(output_dir: Path, log: Log) -> None:
+    try:
+        rebuild(output_dir)
+    except (HarnessError, OSError) as e:
+        log(f"harness: warning: the leaderboard was not rebuilt ({e})")

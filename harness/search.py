@@ -11,8 +11,9 @@ import numpy as np
 
 
 def topk_exact(queries: np.ndarray, shards: Iterable[tuple[list[str], np.ndarray]], k: int
-               ) -> tuple[np.ndarray, list[list[str]]]:
-    """Scores (nq x k', descending) and doc ids of the k best inner products over all shards."""
+               ) -> tuple[np.ndarray, list[list[str]], int]:
+    """Scores (nq x k', descending), doc ids of the k best inner products over all shards, and the number
+    of document vectors scored (so the caller can check that the whole corpus was searched)."""
     import faiss
 
     nq = queries.shape[0]
@@ -21,6 +22,8 @@ def topk_exact(queries: np.ndarray, shards: Iterable[tuple[list[str], np.ndarray
     best_i = np.zeros((nq, 0), dtype=np.int64)
     all_ids: list[str] = []
     for ids, vectors in shards:
+        if len(ids) != vectors.shape[0]:
+            raise ValueError(f"a shard of {vectors.shape[0]} vectors came with {len(ids)} ids")
         offset = len(all_ids)
         all_ids.extend(ids)
         index = faiss.IndexFlatIP(q.shape[1])
@@ -29,7 +32,7 @@ def topk_exact(queries: np.ndarray, shards: Iterable[tuple[list[str], np.ndarray
         s, i = s.astype(np.float32), np.where(i >= 0, i + offset, -1)
         best_s, best_i = _merge(best_s, best_i, s, i, k)
     docs = [[all_ids[j] for j in row if j >= 0] for row in best_i]
-    return best_s, docs
+    return best_s, docs, len(all_ids)
 
 
 def _merge(s1: np.ndarray, i1: np.ndarray, s2: np.ndarray, i2: np.ndarray, k: int

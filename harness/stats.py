@@ -17,10 +17,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from harness.errors import HarnessError
+
+if TYPE_CHECKING:
+    from harness.records import ResultRecord
 
 #: exact enumeration of all 2**n sign flips up to this many non-zero differences
 EXACT_MAX = 16
@@ -190,23 +194,24 @@ class PairedComparison:
         return d
 
 
-def paired_scores(record_a: dict, record_b: dict, metric: str) -> tuple[list[str], list[float], list[float]]:
+def paired_scores(record_a: ResultRecord, record_b: ResultRecord, metric: str
+                  ) -> tuple[list[str], list[float], list[float]]:
     """The per-query scores of ``metric`` of two result records, aligned on query id."""
     for rec in (record_a, record_b):
-        if metric not in rec.get("per_query", {}):
-            raise HarnessError(f"{rec.get('retriever')} on {rec.get('dataset')}: no per-query {metric} "
+        if metric not in rec.per_query:
+            raise HarnessError(f"{rec.label} on {rec.dataset}: no per-query {metric} "
                                "(rerun with --metric " + metric + ")")
-    pa, pb = record_a["per_query"][metric], record_b["per_query"][metric]
+    pa, pb = record_a.per_query[metric], record_b.per_query[metric]
     if set(pa) != set(pb):
         only_a, only_b = sorted(set(pa) - set(pb)), sorted(set(pb) - set(pa))
-        raise HarnessError(f"{record_a['dataset']}: the two runs were scored on different queries "
-                           f"({len(only_a)} only in {record_a['retriever']}, {len(only_b)} only in "
-                           f"{record_b['retriever']}); rerun both with the same dataset files")
+        raise HarnessError(f"{record_a.dataset}: the two runs were scored on different queries "
+                           f"({len(only_a)} only in {record_a.label}, {len(only_b)} only in "
+                           f"{record_b.label}); rerun both with the same dataset files")
     qids = sorted(pa)
     return qids, [float(pa[q]) for q in qids], [float(pb[q]) for q in qids]
 
 
-def compare_records(record_a: dict, record_b: dict, metric: str, *, resamples: int = 10_000, seed: int = 0,
+def compare_records(record_a: ResultRecord, record_b: ResultRecord, metric: str, *, resamples: int = 10_000, seed: int = 0,
                     confidence: float = 0.95) -> PairedComparison:
     """Every paired statistic of B against A on one dataset and metric."""
     _, a, b = paired_scores(record_a, record_b, metric)
@@ -214,8 +219,8 @@ def compare_records(record_a: dict, record_b: dict, metric: str, *, resamples: i
     low, high = bootstrap_ci(a, b, confidence=confidence, resamples=resamples, seed=seed)
     w, t, loss = wins_ties_losses(a, b)
     return PairedComparison(
-        dataset=record_a["dataset"], split=record_a["split"], metric=metric, a=record_a["retriever"],
-        b=record_b["retriever"], queries=len(a), mean_a=float(np.mean(a)), mean_b=float(np.mean(b)),
+        dataset=record_a.dataset, split=record_a.split, metric=metric, a=record_a.label,
+        b=record_b.label, queries=len(a), mean_a=float(np.mean(a)), mean_b=float(np.mean(b)),
         mean_diff=float(d.mean()), ci_low=low, ci_high=high, wins=w, ties=t, losses=loss,
         t=paired_t_test(a, b), wilcoxon=wilcoxon(a, b),
         randomization=randomization_test(a, b, resamples=resamples, seed=seed), diffs=d.tolist())

@@ -1,16 +1,18 @@
 """TREC formats: qrels (TREC 4-column or BEIR 3-column TSV) and run files.
 
-In memory a run is ``dict[qid, dict[docid, score]]`` and qrels ``dict[qid, dict[docid, relevance]]``.
-Rankings follow trec_eval: score descending, ties broken by document id descending (strcmp order).
+In memory a run is ``dict[qid, dict[docid, score]]`` whose documents are in the retriever's rank order,
+and qrels ``dict[qid, dict[docid, relevance]]``. A run file lists each query's documents in that order
+(rank 1 first) and reads back in it. trec_eval measures (BEIR) re-rank by score descending with ties broken
+by document id descending (strcmp order, :func:`ranked`); open-domain QA scores the rank order as it is,
+as DPR and Pyserini do.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from harness.data.jsonl import iter_lines
+from harness.data.jsonl import check_id, iter_lines
 from harness.errors import DataError
 from harness.io import atomic_write
 
@@ -33,34 +35,46 @@ def quantize(run: Run, score_format: str) -> Run:
 
 
 def write_run(path: Path, run: Run, tag: str, score_format: str = FLOAT32_SCORE_FORMAT) -> None:
-    """Write a TREC run file atomically (queries in sorted order, ranks from 1)."""
+    """Write a TREC run file atomically: queries in sorted order, each query's documents in the run's rank
+    order (ranks from 1). Ids must be free of whitespace (the readers check them), or the file would not
+    read back."""
     def lines() -> Iterable[str]:
         for qid in sorted(run):
-            for rank, (doc, score) in enumerate(ranked(run[qid]), start=1):
+            for rank, (doc, score) in enumerate(run[qid].items(), start=1):
                 yield f"{qid} Q0 {doc} {rank} {score_format % score} {tag}\n"
     atomic_write(path, "".join(lines()))
 
 
 def read_run(path: Path) -> Run:
-    """Read a TREC run (``qid Q0 docid rank score tag``). Duplicate (qid, docid) pairs are errors."""
-    run: Run = {}
+    """Read a TREC run (``qid Q0 docid rank score tag``): each query's documents in rank order (the rank
+    column; equal ranks keep the file's order). Duplicate (qid, docid) pairs are errors."""
+    ranks: dict[str, list[tuple[int, int, str, float]]] = {}
     for lineno, text in iter_lines(path):
         parts = text.split()
         if len(parts) != 6:
             raise DataError(path, f"expected 6 columns 'qid Q0 docid rank score tag', got {len(parts)}",
-                            line=lineno)
-        qid, _, doc, _, score, _ = parts
+                            line=lineno, fix="ids may not contain spaces or tabs" if len(parts) > 6 else None)
+        qid, _, doc, rank, score, _ = parts
         try:
             value = float(score)
         except ValueError:
             raise DataError(path, f"score {score!r} is not a number", line=lineno) from None
         if value != value:  # NaN
             raise DataError(path, "score is NaN", line=lineno)
-        docs = run.setdefault(qid, {})
-        if doc in docs:
-            raise DataError(path, f"document {doc!r} appears twice for query {qid!r}", line=lineno,
-                            fix="each document may be retrieved once per query")
-        docs[doc] = value
+        try:
+            position = int(rank)
+        except ValueError:
+            raise DataError(path, f"rank {rank!r} is not an integer", line=lineno) from None
+        ranks.setdefault(qid, []).append((position, lineno, doc, value))
+    run: Run = {}
+    for qid, rows in ranks.items():
+        docs: dict[str, float] = {}
+        for _, lineno, doc, value in sorted(rows):
+            if doc in docs:
+                raise DataError(path, f"document {doc!r} appears twice for query {qid!r}", line=lineno,
+                                fix="each document may be retrieved once per query")
+            docs[doc] = value
+        run[qid] = docs
     return run
 
 
@@ -70,7 +84,9 @@ QRELS_HEADER_NAMES = {"score", "relevance", "rel", "label", "grade"}
 def read_qrels(path: Path) -> Qrels:
     """Read qrels: BEIR TSV (``query-id corpus-id score`` with a header) or TREC (``qid 0 docid rel``)."""
     qrels: Qrels = {}
+    first = True
     for lineno, text in iter_lines(path):
+        is_first, first = first, False
         parts = text.split("\t") if "\t" in text else text.split()
         parts = [p.strip() for p in parts]
         if len(parts) == 4:
@@ -82,10 +98,12 @@ def read_qrels(path: Path) -> Qrels:
         try:
             value = int(rel)
         except ValueError:
-            if lineno == 1 and rel.lower() in QRELS_HEADER_NAMES:  # BEIR's "query-id corpus-id score"
+            if is_first and rel.lower() in QRELS_HEADER_NAMES:  # BEIR's "query-id corpus-id score"
                 continue
             raise DataError(path, f"relevance {rel!r} is not an integer", line=lineno,
                             fix="relevance grades must be integers (0, 1, 2, ...)") from None
+        check_id(qid, path, lineno, "query id")
+        check_id(doc, path, lineno, "document id")
         docs = qrels.setdefault(qid, {})
         if doc in docs and docs[doc] != value:
             raise DataError(path, f"query {qid!r} judges document {doc!r} twice, as {docs[doc]} and {value}",
@@ -94,8 +112,4 @@ def read_qrels(path: Path) -> Qrels:
     return qrels
 
 
-def run_depth(run: Run) -> int:
-    return max((len(d) for d in run.values()), default=0)
-
-
-__all__ = ["Run", "Qrels", "ranked", "quantize", "write_run", "read_run", "read_qrels", "os"]
+__all__ = ["Run", "Qrels", "ranked", "quantize", "write_run", "read_run", "read_qrels"]

@@ -15,6 +15,7 @@ from harness.retrievers import amx
 from harness.retrievers.config import read_encoder_config
 from harness.retrievers.encoder import HFEncoder, plan_compute
 from harness.retrievers.fused_bert import FusedBertForward
+from harness.settings import EncodeSettings
 from tests.conftest import MINILM, make_tiny_bert
 
 needs_amx = pytest.mark.skipif(not amx.available(), reason=f"bf16x3 kernel unavailable: {amx.unavailable_reason()}")
@@ -105,18 +106,19 @@ def test_fused_forward_reuses_its_projection_buffer_without_mixing_batches():
 
 
 @needs_amx
-def test_plan_picks_bf16x3_for_bert_on_this_cpu(tmp_path):
+def test_plan_runs_bf16x3_only_when_asked_for(tmp_path):
     folder = make_tiny_bert(tmp_path / "bert", hidden=32, layers=1)
-    assert plan_compute(folder, "cpu").to_dict() == {"device": "cpu", "precision": "bf16x3", "forward": "fused-bert+amx"}
-    assert plan_compute(folder, "cpu", precision="fp32").precision == "fp32"
+    # fp32 is the reference and the default, even where bf16x3 runs
+    assert plan_compute(folder, "cpu").precision == "fp32"
+    assert plan_compute(folder, "cpu", precision="bf16x3").to_dict() == {
+        "device": "cpu", "precision": "bf16x3", "forward": "fused-bert+amx"}
     assert plan_compute(folder, "cpu", forward="transformers").to_dict()["precision"] == "fp32"
     odd = make_tiny_bert(tmp_path / "odd", hidden=16, layers=1)  # 16 is not a multiple of 32
-    assert plan_compute(odd, "cpu").precision == "fp32"
     with pytest.raises(HarnessError, match="not multiples of 32"):
         plan_compute(odd, "cpu", precision="bf16x3")
 
 
-def test_plan_falls_back_to_fp32_and_says_why(tmp_path, monkeypatch):
+def test_plan_refuses_bf16x3_where_it_cannot_run_and_says_why(tmp_path, monkeypatch):
     folder = make_tiny_bert(tmp_path / "bert", hidden=32, layers=1)
     monkeypatch.setattr(amx, "unavailable_reason", lambda: "this CPU lacks amx_bf16")
     assert plan_compute(folder, "cpu").precision == "fp32"
@@ -152,8 +154,8 @@ def test_minilm_vectors_in_bf16x3_agree_with_fp32():
     docs = [doc_text(d) for _, d in zip(range(48), iter_corpus(SHARED / "data" / "beir" / "scifact" / "corpus.jsonl"),
                                         strict=False)]
     cfg = read_encoder_config(MINILM)
-    x3 = HFEncoder(str(MINILM), cfg, device="cpu", progress=False)
-    fp32 = HFEncoder(str(MINILM), cfg, device="cpu", precision="fp32", progress=False)
+    x3 = HFEncoder(str(MINILM), cfg, device="cpu", precision="bf16x3", progress=False)
+    fp32 = HFEncoder(str(MINILM), cfg, device="cpu", progress=False)
     assert x3.compute.precision == "bf16x3" and fp32.compute.precision == "fp32"
     a, b = x3.encode(docs), fp32.encode(docs)
     diff = float(np.abs(a - b).max())
@@ -170,13 +172,13 @@ def test_scifact_scores_in_bf16x3_equal_fp32(shared_data, tmp_path):
     from harness.runner import run
 
     metrics = ["ndcg@10", "recall@100"]
-    (x3,) = run([f"hf:{MINILM}"], ["beir/scifact"], metrics, tmp_path / "x3", log=lambda m: None)
-    (fp32,) = run([f"hf:{MINILM}"], ["beir/scifact"], metrics, tmp_path / "fp32", log=lambda m: None,
-                  precision="fp32")
-    assert x3["retriever_provenance"]["compute"]["precision"] == "bf16x3"
-    assert fp32["retriever_provenance"]["compute"]["precision"] == "fp32"
-    assert abs(x3["metrics"]["ndcg@10"] - fp32["metrics"]["ndcg@10"]) < 1e-4
-    assert abs(x3["metrics"]["recall@100"] - fp32["metrics"]["recall@100"]) < 1e-4
+    (x3,) = run([f"hf:{MINILM}"], ["beir/scifact"], metrics, tmp_path / "x3", log=lambda m: None,
+                settings=EncodeSettings(precision="bf16x3"))
+    (fp32,) = run([f"hf:{MINILM}"], ["beir/scifact"], metrics, tmp_path / "fp32", log=lambda m: None)
+    assert x3.retriever_provenance["compute"]["precision"] == "bf16x3"
+    assert fp32.retriever_provenance["compute"]["precision"] == "fp32"
+    assert abs(x3.metrics["ndcg@10"] - fp32.metrics["ndcg@10"]) < 1e-4
+    assert abs(x3.metrics["recall@100"] - fp32.metrics["recall@100"]) < 1e-4
 
 
 @pytest.mark.skipif(amx._compiler() is None, reason="no C compiler")

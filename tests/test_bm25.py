@@ -12,15 +12,15 @@ pytestmark = pytest.mark.java
 
 def test_bm25_tiny_folder_ranks_the_source_document_first(tiny_beir, tmp_path):
     (rec,) = run(["bm25"], [str(tiny_beir)], ["ndcg@10", "recall@10"], tmp_path / "r", log=lambda m: None)
-    assert rec["index"]["index"] == "built"
-    hits = read_run(tmp_path / "r" / rec["dataset"] / "test" / rec["run_file"])
+    assert rec.index["index"] == "built"
+    hits = read_run(tmp_path / "r" / rec.dataset / "test" / rec.run_file)
     assert set(hits) == {f"q{i}" for i in range(8)}
-    assert rec["metrics"]["recall@10"] > 0.5
+    assert rec.metrics["recall@10"] > 0.5
     # scores are written as Pyserini writes them
-    line = (tmp_path / "r" / rec["dataset"] / "test" / rec["run_file"]).read_text().splitlines()[0]
+    line = (tmp_path / "r" / rec.dataset / "test" / rec.run_file).read_text().splitlines()[0]
     assert len(line.split()[4].split(".")[1]) == 6
     (again,) = run(["bm25-multifield"], [str(tiny_beir)], ["ndcg@10"], tmp_path / "r", log=lambda m: None)
-    assert again["index"]["index"] == "built"
+    assert again.index["index"] == "built"
 
 
 def test_the_jvm_never_starts_in_the_calling_process(tiny_beir, tmp_path):

@@ -13,7 +13,10 @@ from harness.errors import HarnessError
 from harness.retrievers.config import CONTRIEVER, read_encoder_config
 from harness.retrievers.encoder import HFEncoder, plan_compute
 from harness.retrievers.fused_bert import FusedBertForward, onednn_works, unsupported_reason
+from harness.settings import EncodeSettings, Execution
 from tests.conftest import MINILM, make_tiny_bert
+
+CPU = Execution(device="cpu", progress=False)
 
 TEXTS = ["the protein of the cell", "cancer", "a study of gene expression in tumor cells and patients with data",
          "", "retrieval of the dense query document vector search score rank"]
@@ -127,19 +130,20 @@ def test_bf16_on_cpu_is_close_but_not_the_same(tmp_path):
 
 
 def test_precision_is_in_the_cache_key_and_the_forward_in_the_seal(tiny_bert_dir, tiny_beir):
-    from harness.data.load import resolve_dataset
+    from harness.datasets import resolve_dataset
     from harness.retrievers.registry import resolve_retriever
 
     spec, ds = resolve_retriever(str(tiny_bert_dir)), resolve_dataset(str(tiny_beir))
-    fp32 = spec.load(device="cpu", progress=False)
-    plain = spec.load(device="cpu", forward="transformers", progress=False)
-    bf16 = spec.load(device="cpu", precision="bf16", progress=False)
-    assert fp32.corpus_store(ds).dir == plain.corpus_store(ds).dir  # float32 rounding only: one store
-    assert fp32.corpus_store(ds).dir != bf16.corpus_store(ds).dir
+    fp32 = spec.load(execution=CPU)
+    plain = spec.load(EncodeSettings(forward="transformers"), CPU)
+    bf16 = spec.load(EncodeSettings(precision="bf16"), CPU)
+    # every requested computation has its own store, the reference included
+    assert len({fp32.corpus_store(ds).dir, plain.corpus_store(ds).dir, bf16.corpus_store(ds).dir}) == 3
     info = fp32.index(ds)
     assert info["computed_with"] == [{**fp32.compute.to_dict(), "harness": info["computed_with"][0]["harness"]}]
     assert fp32.compute.forward.startswith("fused-bert")
-    assert plain.index(ds)["embeddings"] == "reused"
+    assert plain.index(ds)["embeddings"] == "encoded" and fp32.index(ds)["embeddings"] == "reused"
+    assert fp32.changed_settings() == {} and plain.changed_settings() == {"forward": "transformers"}
 
 
 @pytest.mark.realdata

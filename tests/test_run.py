@@ -10,7 +10,10 @@ from harness.cli import main
 from harness.errors import HarnessError
 from harness.metrics import evaluate, mean
 from harness.runner import run
+from harness.settings import EncodeSettings, Execution
 from harness.trec import read_qrels, read_run
+
+CPU = Execution(device="cpu", progress=False)
 
 
 def _hf(tiny_bert_dir) -> str:
@@ -21,59 +24,59 @@ def test_dense_run_writes_run_record_and_leaderboard(tiny_beir, tiny_bert_dir, t
     out = tmp_path / "results"
     logs: list[str] = []
     (rec,) = run([_hf(tiny_bert_dir)], [str(tiny_beir)], ["ndcg@10", "recall@5"], out, log=logs.append)
-    run_file = out / rec["dataset"] / "test" / rec["run_file"]
+    run_file = out / rec.dataset / "test" / rec.run_file
     assert run_file.is_file()
     # the record's numbers are exactly those of the run file on disk
     per_query = evaluate(read_qrels(tiny_beir / "qrels" / "test.tsv"), read_run(run_file), ["ndcg@10", "recall@5"])
-    assert rec["metrics"]["ndcg@10"] == pytest.approx(mean(per_query["ndcg@10"]), abs=1e-12)
-    assert rec["per_query"]["recall@5"] == pytest.approx(per_query["recall@5"])
-    assert rec["num_queries"] == 8
+    assert rec.metrics["ndcg@10"] == pytest.approx(mean(per_query["ndcg@10"]), abs=1e-12)
+    assert rec.per_query["recall@5"] == pytest.approx(per_query["recall@5"])
+    assert rec.num_queries == 8
     for key in ("environment", "dataset_provenance", "retriever_provenance", "timings", "protocol"):
-        assert key in rec
-    assert rec["retriever_provenance"]["revision"].startswith("sha256:")
-    assert len(rec["dataset_provenance"]["sha256"]["corpus.jsonl"]) == 64
+        assert getattr(rec, key)
+    assert rec.retriever_provenance["revision"].startswith("sha256:")
+    assert len(rec.dataset_provenance["sha256"]["corpus.jsonl"]) == 64
     board = (out / "leaderboard.csv").read_text().splitlines()
-    assert board[0] == "retriever,dataset,split,ndcg@10,recall@5"
+    assert board[0] == "retriever,settings,dataset,split,ndcg@10,recall@5"
     assert len(board) == 2
 
 
 def test_second_run_recomputes_nothing(tiny_beir, tiny_bert_dir, tmp_path):
     out = tmp_path / "results"
     first = run([_hf(tiny_bert_dir)], [str(tiny_beir)], ["ndcg@10"], out, log=lambda m: None)[0]
-    run_file = out / first["dataset"] / "test" / first["run_file"]
+    run_file = out / first.dataset / "test" / first.run_file
     mtime = run_file.stat().st_mtime_ns
     logs: list[str] = []
     second = run([_hf(tiny_bert_dir)], [str(tiny_beir)], ["ndcg@10"], out, log=logs.append)[0]
-    assert second["metrics"] == first["metrics"]
+    assert second.metrics == first.metrics
     assert run_file.stat().st_mtime_ns == mtime
     assert any("reused record and run file" in m for m in logs)
     # a new metric is computed from the existing run file, without retrieving again
     logs.clear()
     third = run([_hf(tiny_bert_dir)], [str(tiny_beir)], ["ndcg@10", "mrr@10"], out, log=logs.append)[0]
-    assert "mrr@10" in third["metrics"] and run_file.stat().st_mtime_ns == mtime
+    assert "mrr@10" in third.metrics and run_file.stat().st_mtime_ns == mtime
     assert any("reused run file" in m for m in logs)
 
 
 def test_a_different_precision_is_not_reused_silently(tiny_beir, tiny_bert_dir, tmp_path):
     out = tmp_path / "results"
-    fp32 = run([_hf(tiny_bert_dir)], [str(tiny_beir)], ["ndcg@10"], out, log=lambda m: None, device="cpu")[0]
-    assert fp32["retriever_provenance"]["compute"]["precision"] == "fp32"
+    fp32 = run([_hf(tiny_bert_dir)], [str(tiny_beir)], ["ndcg@10"], out, log=lambda m: None, execution=CPU)[0]
+    assert fp32.retriever_provenance["compute"]["precision"] == "fp32"
     logs: list[str] = []
-    bf16 = run([_hf(tiny_bert_dir)], [str(tiny_beir)], ["ndcg@10"], out, log=logs.append, device="cpu",
-               precision="bf16")[0]
+    bf16 = run([_hf(tiny_bert_dir)], [str(tiny_beir)], ["ndcg@10"], out, log=logs.append, execution=CPU,
+               settings=EncodeSettings(precision="bf16"))[0]
     assert not any("reused" in m for m in logs)  # neither the record nor the fp32 embeddings
-    assert bf16["fingerprint"] != fp32["fingerprint"]
-    assert bf16["retriever_provenance"]["compute"] == {"device": "cpu", "precision": "bf16", "forward": "transformers"}
-    assert [c["precision"] for c in bf16["index"]["computed_with"]] == ["bf16"]
+    assert bf16.fingerprint != fp32.fingerprint
+    assert bf16.retriever_provenance["compute"] == {"device": "cpu", "precision": "bf16", "forward": "transformers"}
+    assert [c["precision"] for c in bf16.index["computed_with"]] == ["bf16"]
 
 
 def test_embeddings_are_reused_across_output_dirs(tiny_beir, tiny_bert_dir, tmp_path):
     run([_hf(tiny_bert_dir)], [str(tiny_beir)], ["ndcg@10"], tmp_path / "a", log=lambda m: None)
-    from harness.data.load import resolve_dataset
+    from harness.datasets import resolve_dataset
     from harness.retrievers.dense import DenseRetriever
     from harness.retrievers.registry import resolve_retriever
 
-    retriever = DenseRetriever(resolve_retriever(_hf(tiny_bert_dir)), device="cpu", progress=False)
+    retriever = DenseRetriever(resolve_retriever(_hf(tiny_bert_dir)), execution=CPU)
     info = retriever.index(resolve_dataset(str(tiny_beir)))
     assert info["embeddings"] == "reused"
 
@@ -81,14 +84,14 @@ def test_embeddings_are_reused_across_output_dirs(tiny_beir, tiny_bert_dir, tmp_
 def test_embeddings_are_shared_by_relative_and_absolute_paths(tiny_beir, tiny_bert_dir, tmp_path, monkeypatch):
     import os
 
-    from harness.data.load import resolve_dataset
+    from harness.datasets import resolve_dataset
     from harness.retrievers.dense import DenseRetriever
     from harness.retrievers.registry import resolve_retriever
 
     run([_hf(tiny_bert_dir)], [str(tiny_beir)], ["ndcg@10"], tmp_path / "a", log=lambda m: None)
     monkeypatch.chdir(tmp_path)
     relative = "hf:" + os.path.relpath(tiny_bert_dir, tmp_path)
-    retriever = DenseRetriever(resolve_retriever(relative), device="cpu", progress=False)
+    retriever = DenseRetriever(resolve_retriever(relative), execution=CPU)
     assert retriever.index(resolve_dataset(str(tiny_beir)))["embeddings"] == "reused"
 
 
@@ -102,7 +105,7 @@ def test_self_hits_are_dropped(tmp_path, tiny_bert_dir):
     qrels = (folder / "qrels" / "test.tsv").read_text().replace("q0\t", "d0\t")
     (folder / "qrels" / "test.tsv").write_text(qrels)
     (rec,) = run([_hf(tiny_bert_dir)], [str(folder)], ["recall@10"], tmp_path / "r", log=lambda m: None)
-    hits = read_run(tmp_path / "r" / rec["dataset"] / "test" / rec["run_file"])
+    hits = read_run(tmp_path / "r" / rec.dataset / "test" / rec.run_file)
     assert "d0" in hits and "d0" not in hits["d0"]
     assert len(hits["d0"]) == 9
 

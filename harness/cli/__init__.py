@@ -41,6 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     except HarnessError as e:
         print(f"harness: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # disk full, read-only folder, permissions: one line naming the file
+        _close_progress_bars()
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"harness: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         _close_progress_bars()
         print("harness: interrupted; finished results are kept, rerun to continue", file=sys.stderr)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from harness.cli.common import add_compute
+from harness.cli.common import add_execution, add_settings
 
 
 def add_parser(sub) -> None:
@@ -23,9 +23,8 @@ def add_parser(sub) -> None:
     p.add_argument("--nlist", type=int, default=0, help="IVF cells (default 4*sqrt(n))")
     p.add_argument("--pq-m", type=int, default=16, help="PQ bytes per vector (must divide the dimension)")
     p.add_argument("--nprobe", type=int, default=32)
-    p.add_argument("--shard-size", type=int, default=None)
-    p.add_argument("--device", default="auto")
-    add_compute(p)
+    add_settings(p)
+    add_execution(p)
     p.set_defaults(func=cmd_ann)
 
 
@@ -52,20 +51,19 @@ def cmd_ann(args: argparse.Namespace) -> int:
     qids = list(queries)
     vectors = retriever.encoder.encode([queries[q] for q in qids], "query", desc="encode queries")
     t0 = time.perf_counter()
-    _, exact = topk_exact(vectors, store.shards(), args.k)
+    _, exact, _ = topk_exact(vectors, store.shards(), args.k)
     t1 = time.perf_counter()
     scores, approx = search(index, ids, vectors, args.k, config)
     t2 = time.perf_counter()
     report = {"index": config.to_dict(), "path": str(path), "build_s": round(build_s, 3),
               "exact_search_s": round(t1 - t0, 3), "index_search_s": round(t2 - t1, 3),
               f"recall@{args.k}_vs_exact": recall_vs_exact(approx, exact, args.k)}
-    if getattr(dataset, "kind", "beir") == "odqa":
-        from harness.odqa.evaluate import evaluate_dataset, parse_accuracy
-
-        ks = [m for m in ("accuracy@1", "accuracy@5", "accuracy@20", "accuracy@100") if parse_accuracy(m) <= args.k]
+    # the dataset's own metrics that fit within k, for exact search and for the index (rank order kept)
+    metrics = [m for m in dataset.default_metrics if dataset.metric(m)[1] <= args.k]
+    if metrics:
         for name, docs in (("exact", exact), (args.index, approx)):
             run = {q: {d: float(-r) for r, d in enumerate(row)} for q, row in zip(qids, docs, strict=True)}
-            per_query, _ = evaluate_dataset(dataset, run, ks)
-            report[f"{name}_accuracy"] = {m: sum(v.values()) / len(v) for m, v in per_query.items()}
+            per_query, _ = dataset.evaluate(run, metrics)
+            report[f"{name}_metrics"] = {m: sum(v.values()) / len(v) for m, v in per_query.items()}
     print(json.dumps(report, indent=2))
     return 0

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.cli.common import add_device, add_output_dir
+from harness.cli.common import (
+    add_execution,
+    add_output_dir,
+    add_settings,
+    execution_from_args,
+    settings_from_args,
+)
 
 
 def add_parser(sub) -> None:
@@ -15,7 +21,6 @@ def add_parser(sub) -> None:
     p.add_argument("files", nargs="*", type=Path, metavar="BASELINE_FILE",
                    help="CSV files retriever,dataset,split,metric,expected,tolerance (default: baselines/regression.csv)")
     add_output_dir(p)
-    add_device(p)
     p.add_argument("--retriever", dest="retrievers", action="append", default=None, metavar="NAME",
                    help="only rows of this retriever; repeatable")
     p.add_argument("--dataset", dest="datasets", action="append", default=None, metavar="ID",
@@ -27,6 +32,8 @@ def add_parser(sub) -> None:
                    help="a score above expected + tolerance passes (by default it fails: update the baseline)")
     p.add_argument("--force", action="store_true", help="recompute runs even when a matching one exists")
     p.add_argument("--format", choices=["text", "markdown"], default="text")
+    add_settings(p)
+    add_execution(p)
     p.set_defaults(func=cmd_check)
 
 
@@ -45,7 +52,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise HarnessError("no baseline rows to check" + (" after --retriever/--dataset" if args.retrievers
                                                           or args.datasets else ""))
     results = check(rows, args.output_dir, overrides=parse_overrides(args.overrides),
-                    allow_improvement=args.allow_improvement, force=args.force, device=args.device)
+                    allow_improvement=args.allow_improvement, force=args.force,
+                    settings=settings_from_args(args), execution=execution_from_args(args))
     print(render(results, args.format))
     if args.junit:
         write_junit(results, args.junit)

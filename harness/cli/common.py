@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from harness.settings import EMBED_DTYPES, FORWARDS, POOLINGS, PRECISIONS, EncodeSettings, Execution
+
 
 def add_output_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output-dir", type=Path, default=Path("results"),
@@ -18,22 +20,68 @@ def add_metrics(p: argparse.ArgumentParser, default: list[str] | None, *, help_e
 
 
 def add_device(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, ...")
+    p.add_argument("--device", default="auto",
+                   help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps; checked before any work "
+                        "(default: auto)")
 
 
 def add_compute(p: argparse.ArgumentParser) -> None:
-    """Dense encoders: numeric precision and forward implementation (both part of the embedding cache key)."""
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16x3", "bf16", "fp16"], default="auto",
-                   help="dense encoders: fp32; bf16x3 (BERT encoders on a CPU with AMX: float32 matmuls as three "
-                        "bf16 products, ~2^-16 relative error, 1.7-1.9x faster); or bf16/fp16 autocast. Default auto: "
-                        "bf16 on CUDA, bf16x3 where it runs, fp32 elsewhere. bf16 on a CPU is faster still but "
-                        "changes scores slightly")
-    p.add_argument("--forward", choices=["auto", "transformers"], default="auto",
+    """Dense encoders: numeric precision and forward implementation (part of every fingerprint)."""
+    p.add_argument("--precision", choices=list(PRECISIONS), default="fp32",
+                   help="dense encoders: fp32, the reference computation (TF32 off on CUDA; the default). Speed "
+                        "modes, stored and labelled apart: bf16x3 (BERT encoders on a CPU with AMX: float32 "
+                        "matmuls as three bf16 products, ~2^-16 relative error, 1.7-1.9x faster), bf16 or fp16 "
+                        "autocast (bf16 moves SciFact nDCG@10 by 0.0025)")
+    p.add_argument("--forward", choices=list(FORWARDS), default="auto",
                    help="dense encoders: auto uses the harness's fused BERT forward for BERT models on CPU (in fp32 "
                         "equal to transformers' to float32 rounding, faster; or in bf16x3), transformers always "
-                        "uses the model's own forward")
+                        "uses the model's own forward (default: auto)")
 
 
-def compute_options(args: argparse.Namespace) -> dict:
-    """The retriever options set by :func:`add_compute` that differ from their defaults."""
-    return {k: getattr(args, k) for k in ("precision", "forward") if getattr(args, k, "auto") != "auto"}
+def add_settings(p: argparse.ArgumentParser) -> None:
+    """Every setting that can change a dense result (``harness.settings.EncodeSettings``), defined once for
+    run, check, compare, encode, merge and ann. Each is part of the fingerprint, the cache key and the record."""
+    g = p.add_argument_group("dense settings (each changes results: part of the fingerprint and the record)")
+    add_compute(g)  # type: ignore[arg-type]
+    g.add_argument("--batch-tokens", type=int, default=None, metavar="N",
+                   help="padded tokens per batch (default: on CPU 4096 in fp32, 2048 in bf16x3 or for models 768 "
+                        "wide and up; 16384 on GPU)")
+    g.add_argument("--max-length", type=int, default=None, metavar="N",
+                   help="truncate texts to N tokens (default: the model's own, e.g. 512 for Contriever)")
+    g.add_argument("--pooling", choices=list(POOLINGS), default=None,
+                   help="override the model's pooling (default: as its files say)")
+    g.add_argument("--normalize", choices=["true", "false"], default=None,
+                   help="override L2 normalisation (default: as the model's files say)")
+    g.add_argument("--query-prefix", default=None, metavar="TEXT",
+                   help="text put before every query, e.g. 'query: ' for e5 (default: the model's own, usually none)")
+    g.add_argument("--doc-prefix", default=None, metavar="TEXT",
+                   help="text put before every document, e.g. 'passage: ' for e5 (default: the model's own)")
+    g.add_argument("--embed-dtype", choices=list(EMBED_DTYPES), default="float32",
+                   help="how corpus embeddings are stored (float16 halves disk, rounds the vectors; default float32)")
+
+
+def add_execution(p: argparse.ArgumentParser, *, shard_size: bool = True) -> None:
+    """How the work runs (never what it computes): device, shard size, model code."""
+    add_device(p)
+    if shard_size:
+        p.add_argument("--shard-size", type=int, default=50_000, metavar="N",
+                       help="dense encoders: documents per embedding-cache shard; a killed run resumes from the last "
+                            "finished shard (default 50000)")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="allow model repositories to run their own Python code (off by default)")
+
+
+def settings_from_args(args: argparse.Namespace) -> EncodeSettings:
+    """The one place command-line options become :class:`~harness.settings.EncodeSettings`."""
+    normalize = getattr(args, "normalize", None)
+    return EncodeSettings(precision=args.precision, forward=args.forward,
+                          batch_tokens=getattr(args, "batch_tokens", None), max_length=getattr(args, "max_length", None),
+                          pooling=getattr(args, "pooling", None),
+                          normalize=None if normalize is None else normalize == "true",
+                          query_prefix=getattr(args, "query_prefix", None), doc_prefix=getattr(args, "doc_prefix", None),
+                          embed_dtype=getattr(args, "embed_dtype", "float32"))
+
+
+def execution_from_args(args: argparse.Namespace, *, progress: bool = True) -> Execution:
+    return Execution(device=getattr(args, "device", "auto"), shard_size=getattr(args, "shard_size", 50_000),
+                     trust_remote_code=getattr(args, "trust_remote_code", False), progress=progress)

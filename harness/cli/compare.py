@@ -10,7 +10,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.cli.common import add_device, add_metrics, add_output_dir
+from harness.cli.common import (
+    add_execution,
+    add_metrics,
+    add_output_dir,
+    add_settings,
+    execution_from_args,
+    settings_from_args,
+)
 
 
 def add_parser(sub) -> None:
@@ -23,7 +30,6 @@ def add_parser(sub) -> None:
     p.add_argument("--suite", dest="suites", action="append", default=[], metavar="NAME")
     add_metrics(p, ["ndcg@10"])
     add_output_dir(p)
-    add_device(p)
     p.add_argument("--test", choices=["t", "wilcoxon", "randomization"], default="t",
                    help="the test whose Holm-adjusted p decides the 'sig' column and the plot label (default: t)")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
@@ -34,12 +40,15 @@ def add_parser(sub) -> None:
     p.add_argument("--json", type=Path, default=None, metavar="FILE.json", help="also write every statistic as JSON")
     p.add_argument("--force", action="store_true", help="recompute runs even when a matching one exists")
     p.add_argument("--format", choices=["text", "markdown"], default="text")
+    add_settings(p)
+    add_execution(p)
     p.set_defaults(func=cmd_compare)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from harness.errors import HarnessError
     from harness.io import atomic_write_json
+    from harness.records import ResultRecord
     from harness.runner import run
     from harness.stats import apply_holm, compare_records
 
@@ -49,11 +58,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise HarnessError("name a dataset (--dataset beir/scifact or a folder) or a suite (--suite beir)")
     metrics = args.metrics or ["ndcg@10"]
     records = run(args.retrievers, args.datasets, metrics, args.output_dir, suites=args.suites,
-                  force=args.force, device=args.device)
+                  settings=settings_from_args(args), execution=execution_from_args(args), force=args.force)
     name_a, name_b = args.retrievers
-    by_dataset: dict[str, dict[str, dict]] = {}
+    by_dataset: dict[str, dict[str, ResultRecord]] = {}
     for r in records:
-        by_dataset.setdefault(r["dataset"], {})[r["retriever"]] = r
+        by_dataset.setdefault(r.dataset, {})[r.retriever] = r
     comparisons = [compare_records(d[name_a], d[name_b], m, resamples=args.resamples, seed=args.seed,
                                    confidence=args.confidence)
                    for d in by_dataset.values() if name_a in d and name_b in d for m in _names(metrics)]

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import argparse
 
-from harness.cli.common import add_compute, add_device, compute_options
+from harness.cli.common import add_execution, add_settings, execution_from_args, settings_from_args
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--retriever", "-r", required=True, metavar="NAME", help="a dense retriever (hf:<model>, ...)")
     p.add_argument("--dataset", "-d", required=True, metavar="ID|PATH", help="registered id or folder")
-    p.add_argument("--shard-size", type=int, default=None, help="passages per stored chunk (default 50000); "
-                   "must match between encode, merge and run")
-    add_compute(p)  # --precision is part of the store's key: give merge and run the same one
+    add_settings(p)  # part of the store's key: give encode, merge and run the same ones
+    add_execution(p)  # --shard-size must match between encode and merge
 
 
 def add_parser(sub) -> None:
@@ -31,8 +30,6 @@ def add_parser(sub) -> None:
                    help="the search you will run, for the memory check (default exact, streamed)")
     p.add_argument("--plan", action="store_true", help="print the disk/memory plan and stop")
     p.add_argument("--no-check", action="store_true", help="encode even when the plan says it will not fit")
-    p.add_argument("--batch-tokens", type=int, default=None, help="padded tokens per batch (default on CPU 4096 in fp32, 2048 in bf16x3 or for models 768 wide and up; 16384 on GPU)")
-    add_device(p)
     p.set_defaults(func=cmd_encode)
     m = sub.add_parser("merge", help="check the shards written by `harness encode --shard` and seal the store")
     _common(m)
@@ -42,19 +39,14 @@ def add_parser(sub) -> None:
 
 
 def _load(args):
-    from harness.data.load import resolve_dataset
+    from harness.datasets import resolve_dataset
     from harness.errors import HarnessError
     from harness.retrievers.registry import resolve_retriever
 
     spec = resolve_retriever(args.retriever)
     if spec.kind != "dense":
         raise HarnessError(f"{args.retriever} is not a dense retriever; BM25 indexes with `harness run`")
-    options = {"progress": True, **compute_options(args)}
-    if args.shard_size:
-        options["shard_size"] = args.shard_size
-    if getattr(args, "batch_tokens", None):
-        options["batch_tokens"] = args.batch_tokens
-    return spec.load(device=getattr(args, "device", "auto"), **options), resolve_dataset(args.dataset)
+    return spec.load(settings_from_args(args), execution_from_args(args)), resolve_dataset(args.dataset)
 
 
 def cmd_encode(args: argparse.Namespace) -> int:

@@ -12,8 +12,8 @@ def add_parser(sub) -> None:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from harness.data.load import fetch
     from harness.data.registry import DATASETS, SUITES
+    from harness.datasets import fetch
 
     ids = [i for x in args.ids for i in SUITES.get(x, [x])]
     for i in ids:

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import argparse
 
-from harness.cli.common import add_compute, add_device, add_metrics, add_output_dir, compute_options
+from harness.cli.common import (
+    add_execution,
+    add_metrics,
+    add_output_dir,
+    add_settings,
+    execution_from_args,
+    settings_from_args,
+)
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("run", help="run retrievers on datasets, write run files, records and the leaderboard",
-                       description="Run retrievers on datasets; reuses finished (retriever, dataset) pairs.")
+                       description="Run retrievers on datasets; reuses finished (retriever, settings, dataset) "
+                                   "results whose inputs are unchanged.")
     p.add_argument("--retriever", "-r", dest="retrievers", action="append", required=True, metavar="NAME",
                    help="registered name (harness list retrievers), hf:<model id or folder>, or a checkpoint "
                         "folder; repeatable")
@@ -21,19 +29,13 @@ def add_parser(sub) -> None:
     add_metrics(p, None, help_extra=", accuracy@k on open-domain QA (default: ndcg@10 recall@100 recall@1000 "
                                     "on BEIR; accuracy@1 accuracy@5 accuracy@20 accuracy@100 on ODQA)")
     add_output_dir(p)
-    add_device(p)
-    add_compute(p)
-    p.add_argument("--depth", type=int, default=None, help="hits per query (default: 1000, or the deepest cut-off)")
-    p.add_argument("--force", action="store_true", help="recompute even when a matching run exists")
-    p.add_argument("--batch-tokens", type=int, default=None,
-                   help="dense encoders: padded tokens per batch (default on CPU 4096 in fp32, 2048 in bf16x3 or for models 768 wide and up; 16384 on GPU)")
-    p.add_argument("--shard-size", type=int, default=None,
-                   help="dense encoders: documents per embedding-cache shard; a killed run resumes from the "
-                        "last finished shard (default 50000)")
-    p.add_argument("--embed-dtype", choices=["float32", "float16"], default=None,
-                   help="dense encoders: how embeddings are stored (float16 halves disk; search is float32)")
-    p.add_argument("--trust-remote-code", action="store_true",
-                   help="allow model repositories to run their own Python code (off by default)")
+    p.add_argument("--depth", type=int, default=None,
+                   help="hits per query (default: the protocol's, 1000 for BEIR and 100 for ODQA, or the deepest "
+                        "cut-off)")
+    p.add_argument("--force", action="store_true",
+                   help="recompute even when a matching run exists, hashing every input file again")
+    add_settings(p)
+    add_execution(p)
     p.set_defaults(func=cmd_run)
 
 
@@ -45,26 +47,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         from harness.errors import HarnessError
 
         raise HarnessError("name a dataset (--dataset beir/scifact or a folder) or a suite (--suite beir)")
-    options = compute_options(args)
-    if args.batch_tokens:
-        options["batch_tokens"] = args.batch_tokens
-    if args.shard_size:
-        options["shard_size"] = args.shard_size
-    if args.embed_dtype:
-        options["embed_dtype"] = args.embed_dtype
-    if args.trust_remote_code:
-        options["trust_remote_code"] = True
     records = run(args.retrievers, args.datasets, args.metrics, args.output_dir, suites=args.suites,
-                  force=args.force, device=args.device, depth=args.depth, **options)
+                  settings=settings_from_args(args), execution=execution_from_args(args), force=args.force,
+                  depth=args.depth)
     if not records:  # a helper rank under torchrun: rank 0 reports
         return 0
     df, _ = rebuild(args.output_dir)
-    shown = df[df["retriever"].isin({r["retriever"] for r in records})]
+    keys = {(r.retriever, r.settings_label) for r in records}
+    shown = df[[(r, s if isinstance(s, str) else "") in keys for r, s in zip(df["retriever"], df["settings"],
+                                                                              strict=True)]]
     # one table per headline metric: the first of each record's metrics; every accuracy@k for open-domain QA
-    headlines = list(dict.fromkeys(m for r in records for i, m in enumerate(r["metrics"])
+    headlines = list(dict.fromkeys(m for r in records for i, m in enumerate(r.metrics)
                                    if i == 0 or m.startswith("accuracy@")))
     for metric in headlines:
-        datasets = sorted({r["dataset"] for r in records if metric in r["metrics"]} or {r["dataset"] for r in records})
+        datasets = sorted({r.dataset for r in records if metric in r.metrics} or {r.dataset for r in records})
         pivot, averaged, notes = table(shown, metric, datasets=datasets)
         print(render(pivot, metric, averaged, notes))
     print(f"\nrecords and run files: {args.output_dir}/  leaderboard: {args.output_dir / 'leaderboard.csv'}")

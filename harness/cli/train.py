@@ -9,6 +9,7 @@ from pathlib import Path
 
 from harness.cli.common import add_device, add_metrics
 from harness.errors import HarnessError
+from harness.settings import PRECISIONS
 
 
 def _bool(text: str) -> bool:
@@ -29,6 +30,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     add_metrics(p, ["ndcg@10"], help_extra=" for --eval")
     p.add_argument("--eval-output", default="results", help="results folder of --eval (default: results/)")
     p.add_argument("--eval-baselines", action="store_true", help="with --eval, also run the init model and BM25")
+    p.add_argument("--eval-precision", choices=list(PRECISIONS), default="fp32",
+                   help="precision of --eval (default fp32, the reference; see `harness run --help`)")
     add_device(p)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--seed", type=int, default=0)
@@ -179,5 +182,5 @@ def _report(result) -> None:
     if result.checkpoints:
         print(f"checkpoints: {', '.join(str(c) for c in result.checkpoints)}")
     for r in result.evaluations:
-        scores = ", ".join(f"{k} {v:.4f}" for k, v in r.get("metrics", {}).items() if isinstance(v, int | float))
-        print(f"{r.get('retriever')} on {r.get('dataset')}: {scores}")
+        scores = ", ".join(f"{k} {v:.4f}" for k, v in r.metrics.items())
+        print(f"{r.label} on {r.dataset}: {scores}")

@@ -6,15 +6,16 @@ retriever sees is ``doc_text(doc)`` = title + " " + text (just the text when the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from harness.data.jsonl import iter_jsonl
+from harness.data.jsonl import check_id, iter_jsonl
 from harness.data.registry import Protocol
 from harness.errors import DataError, HarnessError
-from harness.trec import Qrels, read_qrels
+from harness.metrics import evaluate, parse_measure
+from harness.trec import Qrels, Run, read_qrels
 
 
 class Doc(NamedTuple):
@@ -28,20 +29,20 @@ def doc_text(doc: Doc) -> str:
     return f"{doc.title} {doc.text}".strip() if doc.title else doc.text.strip()
 
 
-def _field_id(path: Path, lineno: int, obj: dict) -> str:
+def _field_id(path: Path, lineno: int, obj: dict, what: str) -> str:
     if "_id" not in obj:
         raise DataError(path, "record has no '_id'", line=lineno, fix="every line needs an '_id' field")
     value = obj["_id"]
     if not isinstance(value, str | int) or isinstance(value, bool) or str(value).strip() == "":
         raise DataError(path, f"'_id' must be a non-empty string, got {value!r}", line=lineno)
-    return str(value)
+    return check_id(str(value), path, lineno, what)
 
 
 def iter_corpus(path: Path) -> Iterator[Doc]:
     """Stream documents. Duplicate ids and records without ``text`` are errors; empty text is allowed."""
     seen: set[str] = set()
     for lineno, obj in iter_jsonl(path):
-        doc_id = _field_id(path, lineno, obj)
+        doc_id = _field_id(path, lineno, obj, "document id")
         if doc_id in seen:
             raise DataError(path, f"duplicate document id {doc_id!r}", line=lineno,
                             fix="document ids must be unique")
@@ -61,7 +62,7 @@ def read_queries(path: Path) -> dict[str, str]:
     """All queries of a ``queries.jsonl`` (id -> text)."""
     queries: dict[str, str] = {}
     for lineno, obj in iter_jsonl(path):
-        qid = _field_id(path, lineno, obj)
+        qid = _field_id(path, lineno, obj, "query id")
         if qid in queries:
             raise DataError(path, f"duplicate query id {qid!r}", line=lineno, fix="query ids must be unique")
         text = obj.get("text")
@@ -73,11 +74,14 @@ def read_queries(path: Path) -> dict[str, str]:
 
 @dataclass
 class BeirDataset:
-    """A BEIR-format folder evaluated under ``protocol``."""
+    """A BEIR-format folder evaluated under ``protocol``: scored against its qrels with trec_eval's
+    measures (``harness.metrics``)."""
 
     id: str
     root: Path
     protocol: Protocol
+    default_metrics: tuple[str, ...] = ("ndcg@10", "recall@100", "recall@1000")
+    _qrels: Qrels | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def corpus_path(self) -> Path:
@@ -109,10 +113,24 @@ class BeirDataset:
         return iter_corpus(self.corpus_path)
 
     def qrels(self) -> Qrels:
-        qrels = read_qrels(self.qrels_path)
-        if not qrels:
-            raise DataError(self.qrels_path, "no relevance judgements", fix="the qrels file is empty")
-        return qrels
+        if self._qrels is None:
+            qrels = read_qrels(self.qrels_path)
+            if not qrels:
+                raise DataError(self.qrels_path, "no relevance judgements", fix="the qrels file is empty")
+            self._qrels = qrels
+        return self._qrels
+
+    def metric(self, name: str) -> tuple[str, int]:
+        """The canonical name of a metric on this dataset (``nDCG@10`` -> ``ndcg@10``) and its cut-off."""
+        measure = parse_measure(name)
+        return str(measure), measure.k or 0
+
+    def judged_documents(self) -> set[str]:
+        return {d for rels in self.qrels().values() for d in rels}
+
+    def evaluate(self, run: Run, metrics: Sequence[str]) -> tuple[dict[str, dict[str, float]], dict]:
+        """Per-query values of ``metrics`` (trec_eval semantics, ranking by score then id) and no extras."""
+        return evaluate(self.qrels(), run, metrics), {}
 
     def queries(self) -> dict[str, str]:
         """The queries judged in this split's qrels (as BEIR's loader keeps them)."""

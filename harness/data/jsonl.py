@@ -45,6 +45,34 @@ def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
                 yield lineno, text
 
 
+_BAD_ID_CATEGORIES = {"Cc", "Cs", "Zl", "Zp", "Zs"}
+
+
+def id_problem(value: str) -> str | None:
+    """Why ``value`` cannot be an id (empty, whitespace, a line or paragraph separator, a control
+    character), or None. Run files separate columns by whitespace and stores must never depend on a
+    separator an id could contain, so such ids are refused where they are read."""
+    if not value:
+        return "is empty"
+    if value.isprintable() and " " not in value:
+        return None
+    import unicodedata
+
+    for c in value:
+        if c.isspace() or unicodedata.category(c) in _BAD_ID_CATEGORIES:
+            return f"contains {unicodedata.name(c, f'U+{ord(c):04X}').lower()} (U+{ord(c):04X})"
+    return None
+
+
+def check_id(value: str, path: Path, line: int | None, what: str) -> str:
+    """``value`` when it is a valid id, else a DataError naming the file, the line and the id."""
+    problem = id_problem(value)
+    if problem:
+        raise DataError(path, f"{what} {value!r} {problem}", line=line,
+                        fix="ids may not contain whitespace, line separators or control characters")
+    return value
+
+
 def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
     """Yield (line number, object) for each JSON line."""
     for lineno, text in iter_lines(path):

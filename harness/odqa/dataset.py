@@ -1,8 +1,9 @@
 """``OdqaDataset``: a passage file plus a question file, evaluated by answer matching (DPR convention).
 
-It offers what the runner and retrievers use from a BEIR dataset (``id``, ``split``, ``protocol``,
-``corpus_path``, ``corpus()``, ``queries()``, ``files()``, ``check_layout()``) plus ``questions()`` with
-their answers. ``kind = "odqa"`` tells the runner to score it with accuracy@k instead of qrels.
+It offers what the runner and retrievers use from any dataset (``id``, ``split``, ``protocol``,
+``corpus_path``, ``corpus()``, ``queries()``, ``files()``, ``check_layout()``, ``default_metrics``,
+``metric()``, ``judged_documents()``, ``evaluate()``) plus ``questions()`` with their answers. It scores a
+run by answer matching: top-k accuracy in the run's own rank order, with each question's first-hit rank.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from harness.data.beir import Doc
 from harness.data.registry import DatasetSpec, OdqaProtocol, RemoteFile
 from harness.errors import DataError, HarnessError, OfflineError
+from harness.odqa.evaluate import DEFAULT_METRICS, canonical, evaluate_dataset, parse_accuracy
 from harness.odqa.formats import Question, find_questions_file, iter_passages, read_questions
 from harness.paths import cache_root, data_roots, download_root
 
@@ -30,7 +32,7 @@ class OdqaDataset:
     passages_path: Path
     questions_path: Path
     protocol: OdqaProtocol
-    kind: str = "odqa"
+    default_metrics: tuple[str, ...] = tuple(DEFAULT_METRICS)
 
     @property
     def root(self) -> Path:
@@ -64,6 +66,18 @@ class OdqaDataset:
 
     def answers(self) -> dict[str, tuple[str, ...]]:
         return {q.qid: q.answers for q in self.questions()}
+
+    def metric(self, name: str) -> tuple[str, int]:
+        """``accuracy@k`` (also ``acc@k``, ``top@k``) and its cut-off k."""
+        return canonical(name), parse_accuracy(name)
+
+    def judged_documents(self) -> set[str]:
+        return set()  # answers are matched against passage text, no passage is judged by id
+
+    def evaluate(self, run, metrics):
+        """Per-question accuracy@k in the run's rank order, and ``first_hit_rank`` for the record."""
+        per_query, first_hit = evaluate_dataset(self, run, metrics)
+        return per_query, {"first_hit_rank": first_hit}
 
 
 def is_odqa_folder(folder: Path) -> bool:

@@ -2,8 +2,10 @@
 
 accuracy@k of a question is 1 when one of its first k retrieved passages holds an answer (DPR's
 ``has_answer`` on the passage text, see ``harness.odqa.match``), else 0; the mean over questions is DPR's
-"top-k retrieval accuracy" (Karpukhin et al. 2020, Table 2). Rankings are read in trec_eval order
-(``harness.trec.ranked``), the order of the run file. The first-hit rank (1-based, None when no retrieved
+"top-k retrieval accuracy" (Karpukhin et al. 2020, Table 2). Rankings are the run's own order: the
+retriever's rank order, as the run file lists it (``harness.trec.read_run`` reads by rank). Scores are not
+re-sorted: DPR and Pyserini score a retriever's ranking as it came, and re-ranking by rounded scores
+would reorder hits whose scores differ below the printed precision. The first-hit rank (1-based, None when no retrieved
 passage matches) is kept per question so any k up to the depth can be computed later without rematching.
 """
 
@@ -15,7 +17,6 @@ from functools import lru_cache
 
 from harness.errors import HarnessError
 from harness.odqa.match import _answer_tokens, _contains, has_answer, tokens
-from harness.trec import ranked
 
 DEFAULT_METRICS = ["accuracy@1", "accuracy@5", "accuracy@20", "accuracy@100"]
 _PATTERN = re.compile(r"^(?:accuracy|acc|top)@?(\d+)$")
@@ -55,7 +56,7 @@ def first_hits(answers: Mapping[str, Sequence[str]], run: Mapping[str, Mapping[s
     """Per question, the 1-based rank of the first retrieved passage holding an answer (None: none does)."""
     out: dict[str, int | None] = {}
     for qid, answer_list in answers.items():
-        ranking = [d for d, _ in ranked(run.get(qid, {}))]
+        ranking = list(run.get(qid, {}))  # rank order
         out[qid] = None
         if mode == "string":
             wanted = [_answer_tokens(a) for a in answer_list]

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from harness.data.beir import Doc
-from harness.data.jsonl import iter_jsonl
+from harness.data.jsonl import check_id, iter_jsonl
 from harness.errors import DataError
 
 QUESTION_SUFFIXES = (".qa.csv", ".qa.csv.gz", ".jsonl", ".json", ".jsonl.gz", ".json.gz")
@@ -107,6 +107,8 @@ def iter_passages(path: Path) -> Iterator[Doc]:
             doc_id = row[i_id].strip()
             if not doc_id:
                 raise DataError(path, "empty passage id", line=reader.line_num)
+            if not (doc_id.isascii() and doc_id.isdigit()):  # DPR's ids are decimal: valid by construction
+                check_id(doc_id, path, reader.line_num, "passage id")
             if not seen.add(doc_id):
                 raise DataError(path, f"duplicate passage id {doc_id!r}", line=reader.line_num,
                                 fix="passage ids must be unique")
@@ -206,8 +208,7 @@ def read_questions(path: Path) -> list[Question]:
     for q in questions:
         if q.qid in seen:
             raise DataError(path, f"duplicate question id {q.qid!r}", fix="question ids must be unique")
-        if any(c.isspace() for c in q.qid):
-            raise DataError(path, f"question id {q.qid!r} contains whitespace (run files cannot hold it)")
+        check_id(q.qid, path, None, "question id")
         seen.add(q.qid)
     if not questions:
         raise DataError(path, "no questions")

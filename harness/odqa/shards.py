@@ -181,15 +181,16 @@ def encode_shard(retriever, dataset, shard: int = 0, of: int = 1, *, index: str 
     encoded = reused = count = chunks = 0
     docs = dataset.corpus()
     while chunk := list(itertools.islice(docs, retriever.shard_size)):
-        j = chunks
+        j, first = chunks, count
         chunks, count = chunks + 1, count + len(chunk)
         if j % of != shard:
             continue
-        if store.shard_ok(j, verify=False):
+        ids = [d.doc_id for d in chunk]
+        if store.shard_ok(j, first, ids, verify=False):
             reused += 1
             continue
         vectors = retriever.encoder.encode([doc_text(d) for d in chunk], "doc", desc=f"encode chunk {j}")
-        store.write_shard(j, [d.doc_id for d in chunk], vectors, computed_with=retriever.computed_with)
+        store.write_shard(j, first, ids, vectors.astype(retriever.embed_dtype), computed_with=retriever.computed_with)
         encoded += 1
     info = {"job": shard, "jobs": of, "chunks": chunks, "count": count, "dim": model_dim(retriever),
             "shard_size": retriever.shard_size, "encoded": encoded, "reused": reused,
@@ -220,6 +221,6 @@ def merge(retriever, dataset, of: int, *, verify: bool = True, log=print) -> dic
         jobs = sorted({j % of for j in bad})
         raise HarnessError(f"{len(bad)} chunks are missing or corrupt (first: {bad[0]}); rerun jobs "
                            f"{', '.join(f'--shard {j}/{of}' for j in jobs)}")
-    store.finish(chunks, count, infos[0]["dim"])
+    store.finish(chunks, count, infos[0]["dim"])  # checks that the verified shards tile the corpus
     log(f"merged {of} jobs: {chunks} chunks, {count:,} passages -> {store.manifest_path}")
     return {"chunks": chunks, "count": count, "dim": infos[0]["dim"], "store": str(store.dir)}

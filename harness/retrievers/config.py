@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness.settings import EncodeSettings
 
 CHECKPOINT_METADATA = "harness_checkpoint.json"
 CHECKPOINT_FORMAT = "harness-checkpoint/1"
@@ -30,6 +33,21 @@ class EncoderConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def recipe(self) -> dict:
+        """What decides the vectors (everything but where the config was read from)."""
+        d = asdict(self)
+        d.pop("source")
+        return d
+
+    def with_settings(self, settings: EncodeSettings) -> EncoderConfig:
+        """This recipe with the fields ``settings`` sets (not None) put in their place."""
+        changes: dict[str, Any] = {name: getattr(settings, name)
+                                   for name in ("max_length", "pooling", "normalize", "query_prefix", "doc_prefix")
+                                   if getattr(settings, name) is not None}
+        if "normalize" in changes:
+            changes["similarity"] = "cos" if changes["normalize"] else "dot"
+        return replace(self, **changes) if changes else self
 
 
 CONTRIEVER = EncoderConfig(source="contriever conventions")

@@ -22,39 +22,42 @@ from harness.io import cached_sha256
 from harness.paths import cache_root
 from harness.resources import check_plan, count_lines, embedding_plan
 from harness.retrievers.config import read_encoder_config
-from harness.retrievers.hub import resolve_model, tokenizer_fingerprint
+from harness.retrievers.hub import model_digest, resolve_model
 from harness.retrievers.registry import RetrieverSpec
 from harness.search import topk_exact
+from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution
 from harness.trec import FLOAT32_SCORE_FORMAT, Run
 
-EMBED_VERSION = 1  # bump when the way vectors are computed changes
+EMBED_VERSION = 2  # bump when the way vectors are computed or stored changes
 DTYPES = {"float32": np.float32, "float16": np.float16}
+#: recipe fields an EncodeSettings may set; set to the model's own value, they are not a change
+RECIPE_FIELDS = ("max_length", "pooling", "normalize", "query_prefix", "doc_prefix")
 
 
 class DenseRetriever:
+    """Exact inner-product retrieval over the corpus embeddings of a Hugging Face encoder."""
+
     score_format = FLOAT32_SCORE_FORMAT
 
-    def __init__(self, spec: RetrieverSpec, *, device: str = "auto", shard_size: int = 50_000,
-                 batch_tokens: int | None = None, embed_dtype: str = "float32", precision: str = "auto",
-                 forward: str = "auto", trust_remote_code: bool = False, progress: bool = True):
+    def __init__(self, spec: RetrieverSpec, settings: EncodeSettings = REFERENCE,
+                 execution: Execution = DEFAULT_EXECUTION):
         from harness.retrievers.encoder import plan_compute
 
-        assert spec.model is not None
-        if embed_dtype not in DTYPES:
-            raise HarnessError(f"--embed-dtype must be one of {', '.join(DTYPES)}")
-        if shard_size < 1:
-            raise HarnessError("--shard-size must be at least 1")
+        if spec.model is None:
+            raise HarnessError(f"retriever {spec.name} names no model")
         self.spec = spec
+        self.settings = settings
+        self.execution = execution
         self.files = resolve_model(spec.model, spec.revision)
-        self.config = spec.encoder or read_encoder_config(self.files.path)
-        self.device = local_device(device)
-        # decided before the model loads: the precision is part of the cache key
-        self.compute = plan_compute(self.files.path, self.device, precision, forward)
-        self.shard_size = shard_size
-        self.batch_tokens = batch_tokens
-        self.embed_dtype = embed_dtype
-        self.trust_remote_code = trust_remote_code
-        self.progress = progress
+        self.model_config = spec.encoder or read_encoder_config(self.files.path)  # the model's own recipe
+        self.config = self.model_config.with_settings(settings)  # what runs
+        self.device = local_device(execution.device)
+        # decided before the model loads: the compute is part of the cache key
+        self.compute = plan_compute(self.files.path, self.device, settings.precision, settings.forward)
+        self.shard_size = execution.shard_size
+        self.embed_dtype = settings.embed_dtype
+        self.searched_documents: int | None = None
+        self._model_digest: str | None = None
         self._encoder = None
         self._store: EmbeddingStore | None = None
 
@@ -64,20 +67,45 @@ class DenseRetriever:
             from harness.retrievers.encoder import HFEncoder
 
             self._encoder = HFEncoder(str(self.files.path), self.config, device=self.device,
-                                      batch_tokens=self.batch_tokens, compute=self.compute,
-                                      progress=self.progress,
-                                      trust_remote_code=self.trust_remote_code)
+                                      batch_tokens=self.settings.batch_tokens, compute=self.compute,
+                                      progress=self.execution.progress,
+                                      trust_remote_code=self.execution.trust_remote_code)
         return self._encoder
 
+    @property
+    def model_digest(self) -> str:
+        """Content digest of every model file that can change the vectors (``hub.model_files``)."""
+        if self._model_digest is None:
+            self._model_digest = model_digest(self.files.path)
+        return self._model_digest
+
+    def changed_settings(self) -> dict:
+        """The settings of this run that differ from the reference computation of this model: the
+        speed modes and storage choices, and recipe fields set to something other than the model's own."""
+        changed = self.settings.changed()
+        for name in RECIPE_FIELDS:
+            if name in changed and getattr(self.config, name) == getattr(self.model_config, name):
+                del changed[name]
+        return changed
+
+    def _compute_key(self) -> dict:
+        return {"precision": self.compute.precision, "forward": self.settings.forward,
+                "batch_tokens": self.settings.batch_tokens}
+
+    def fingerprint(self) -> dict:
+        """The content identity of what this retriever computes: model files, the recipe that runs (pooling,
+        normalisation, max length, prefixes), the compute, the stored dtype and the code version."""
+        return {"kind": "dense", "model_files": self.model_digest, "encoder": self.config.recipe(),
+                "compute": self._compute_key(), "embed_dtype": self.embed_dtype, "embed_version": EMBED_VERSION,
+                "text_rule": "title + ' ' + text"}
+
     def _key(self, what: str, checksum: str) -> dict:
-        # a local folder is identified by its weights' hash, not by how its path was spelled. The precision
-        # is in the key (bf16 changes the vectors); the forward implementation and the device are not: like
-        # the thread count or the BLAS build they change float32 rounding only (hidden states within ~1e-5),
-        # and each shard's seal and the record's provenance name them.
-        model = self.files.model_id if self.files.source == "hub" else "local"
-        return {"v": EMBED_VERSION, "model": model, "revision": self.files.revision,
-                "tokenizer": tokenizer_fingerprint(self.files.path), "encoder": self.config.to_dict(),
-                "precision": self.compute.precision, "dtype": self.embed_dtype, "what": what,
+        # everything that decides the corpus vectors; the query prefix does not, so it is left out. The device
+        # and the forward actually used (fused or not, oneDNN or addmm) change float32 rounding only, like the
+        # thread count or the BLAS build: each shard's seal and the record's provenance name them.
+        encoder = {k: v for k, v in self.config.recipe().items() if k != "query_prefix"}
+        return {"v": EMBED_VERSION, "model_files": self.model_digest, "encoder": encoder,
+                "compute": self._compute_key(), "dtype": self.embed_dtype, "what": what,
                 "text_rule": "title + ' ' + text", "checksum": checksum}
 
     @property
@@ -100,22 +128,24 @@ class DenseRetriever:
         store = self.corpus_store(dataset)
         self._store = store
         if store.complete:
+            m = store.manifest() or {}
             return {"embeddings": "reused", "path": str(store.dir), "computed_with": store.computed_with(),
-                    "seconds": time.perf_counter() - start}
+                    "documents": m.get("count"), "seconds": time.perf_counter() - start}
         self._check_resources(dataset, store)
         rank, size = world()
         encoded = reused = count = shards = 0
         dim = None
         for i, chunk in enumerate(_chunks(dataset.corpus(), self.shard_size)):
-            shards, count = i + 1, count + len(chunk)
+            first, shards, count = count, i + 1, count + len(chunk)
             if i % size != rank:
                 continue
-            if store.shard_ok(i):
+            ids = [d.doc_id for d in chunk]
+            if store.shard_ok(i, first, ids):
                 reused += 1
                 continue
             vectors = self.encoder.encode([doc_text(d) for d in chunk], "doc", desc=f"encode corpus shard {i + 1}")
             dim = vectors.shape[1]
-            store.write_shard(i, [d.doc_id for d in chunk], vectors.astype(DTYPES[self.embed_dtype]),
+            store.write_shard(i, first, ids, vectors.astype(DTYPES[self.embed_dtype]),
                               computed_with=self.computed_with)
             encoded += 1
         if shards == 0:
@@ -142,16 +172,21 @@ class DenseRetriever:
         check_plan(plan, cache_root(), already_on_disk=on_disk)
 
     def search(self, queries: Mapping[str, str], k: int) -> Run:
+        """Top-``k`` per query in rank order (score descending, then corpus position); sets
+        :attr:`searched_documents` to the number of document vectors scored."""
         if self._store is None:
             raise RuntimeError("index() must run before search()")
         qids = list(queries)
         vectors = self.encoder.encode([queries[q] for q in qids], "query", desc="encode queries")
-        scores, docs = topk_exact(vectors, self._store.shards(), k)
+        scores, docs, searched = topk_exact(vectors, self._store.shards(), k)
+        self.searched_documents = searched
         return {q: {d: float(s) for d, s in zip(docs[row], scores[row], strict=False)}
                 for row, q in enumerate(qids)}
 
     def provenance(self) -> dict:
-        return {**self.files.provenance(), "encoder": self.config.to_dict(), "search": "exact inner product (faiss)",
+        return {**self.files.provenance(), "model_files_sha256": self.model_digest,
+                "encoder": self.config.to_dict(), "model_encoder": self.model_config.to_dict(),
+                "settings": self.settings.to_dict(), "search": "exact inner product (faiss)",
                 "embed_dtype": self.embed_dtype, "shard_size": self.shard_size, "embed_version": EMBED_VERSION,
                 "compute": self.compute.to_dict(),
                 "device": str(self._encoder.device) if self._encoder is not None else None, "harness": __version__}

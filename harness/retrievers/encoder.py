@@ -6,9 +6,10 @@ the input order, as float32.
 
 How the forward pass is computed (:class:`Compute`) is decided before the model is loaded, from the
 device, the requested precision and the model's ``config.json``, so it can be part of the embedding
-cache key: on CPU, BERT encoders run the fused forward of :mod:`harness.retrievers.fused_bert`, in
-bf16x3 (:mod:`harness.retrievers.amx`) where the CPU has AMX and the kernel builds, in fp32 otherwise;
-other encoders run transformers' forward in fp32; bf16 autocast on CUDA unless asked otherwise.
+cache key. The default is the reference computation, fp32 (TF32 off on CUDA): on CPU, BERT encoders run
+the fused forward of :mod:`harness.retrievers.fused_bert` (equal to transformers' to float32 rounding),
+other encoders transformers' own forward. Speed modes are opt-in: bf16x3 (:mod:`harness.retrievers.amx`,
+CPUs with AMX), bf16 and fp16 autocast.
 """
 
 from __future__ import annotations
@@ -26,21 +27,42 @@ import torch
 from harness.errors import HarnessError
 from harness.retrievers.config import EncoderConfig
 from harness.retrievers.pooling import pool
+from harness.settings import FORWARDS, PRECISIONS
 
-PRECISIONS = ("auto", "fp32", "bf16x3", "bf16", "fp16")
-FORWARDS = ("auto", "transformers")
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def pick_device(requested: str = "auto") -> torch.device:
-    """``auto`` picks CUDA, then Apple MPS, then CPU; anything else is passed to torch."""
+    """``auto`` picks CUDA, then Apple MPS, then CPU; ``cpu``, ``cuda``, ``cuda:N`` and ``mps`` are checked
+    to exist here, so a wrong ``--device`` stops before any work with the devices this machine has."""
     if requested != "auto":
-        return torch.device(requested)
+        try:
+            dev = torch.device(requested)
+        except (RuntimeError, TypeError):
+            raise HarnessError(f"--device {requested!r} is not a device; use auto, cpu, cuda, cuda:N or mps") from None
+        present = available_devices()
+        if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
+            raise HarnessError(f"--device {requested}: no such CUDA device on this machine "
+                               f"(available: {', '.join(present)})")
+        if dev.type == "mps" and "mps" not in present:
+            raise HarnessError(f"--device mps: Apple MPS is not available here (available: {', '.join(present)})")
+        if dev.type not in {"cpu", "cuda", "mps"}:
+            raise HarnessError(f"--device {requested}: unsupported device type (available: {', '.join(present)})")
+        return dev
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def available_devices() -> list[str]:
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        found += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        found.append("mps")
+    return found
 
 
 # glibc's malloc serves an allocation this large from a mapping of its own, unmapped again when freed
@@ -79,14 +101,15 @@ class Compute:
         return asdict(self)
 
 
-def plan_compute(model_dir: Path | str, device: str = "auto", precision: str = "auto",
+def plan_compute(model_dir: Path | str, device: str = "auto", precision: str = "fp32",
                  forward: str = "auto") -> Compute:
     """The :class:`Compute` an :class:`HFEncoder` with these arguments will use (no model is loaded).
 
-    ``precision`` auto: bf16 autocast on CUDA; on CPU bf16x3 where it applies (the fused BERT forward,
-    sizes that are multiples of 32, a CPU with AMX and a C compiler), fp32 otherwise. ``forward`` auto:
-    the fused BERT forward for a BERT encoder in fp32 or bf16x3 on CPU, transformers' own forward
-    otherwise; "transformers" forces the latter (and fp32 on CPU).
+    ``precision`` is what runs, never a guess: fp32 (the reference; TF32 off on CUDA) unless a speed mode
+    is asked for. bf16x3 needs the fused BERT forward (a plain BERT with sizes that are multiples of 32)
+    on a CPU with AMX and a C compiler, and says why not otherwise; fp16 needs CUDA. ``forward`` auto: the
+    fused BERT forward for a BERT encoder in fp32 or bf16x3 on CPU, transformers' own forward otherwise;
+    "transformers" forces the latter.
     """
     from harness.retrievers.fused_bert import onednn_works, unsupported_reason
 
@@ -104,15 +127,11 @@ def plan_compute(model_dir: Path | str, device: str = "auto", precision: str = "
         config = {}  # transformers reports a missing or broken config when it loads the model
     fusable = (forward == "auto" and dev.type == "cpu" and isinstance(config, dict)
                and unsupported_reason(config) is None)
-    if precision == "bf16x3" or (precision == "auto" and dev.type == "cpu"):
+    if precision == "bf16x3":
         why_not = (f"it runs on CPUs with AMX (this run uses {dev.type})" if dev.type != "cpu"
                    else bf16x3_unavailable(config if fusable else None, forward))
-        if precision == "bf16x3" and why_not:
+        if why_not:
             raise HarnessError(f"--precision bf16x3 does not apply to {model_dir}: {why_not}; use fp32")
-        precision = "fp32" if why_not else "bf16x3"
-    elif precision == "auto":
-        precision = "bf16" if dev.type == "cuda" else "fp32"
-    if precision == "bf16x3":
         return Compute(device=dev.type, precision=precision, forward="fused-bert+amx")
     if not (fusable and precision == "fp32"):
         return Compute(device=dev.type, precision=precision, forward="transformers")
@@ -139,7 +158,7 @@ class HFEncoder:
     """An ``Encoder``: ``encode(texts, kind)`` -> float32 array of shape (len(texts), dim)."""
 
     def __init__(self, model_dir: str, config: EncoderConfig, *, device: str = "auto",
-                 batch_tokens: int | None = None, max_batch: int = 256, precision: str = "auto",
+                 batch_tokens: int | None = None, max_batch: int = 256, precision: str = "fp32",
                  forward: str = "auto", compute: Compute | None = None, trust_remote_code: bool = False,
                  progress: bool = True):
         from transformers import AutoModel, AutoTokenizer
@@ -168,6 +187,10 @@ class HFEncoder:
                                "are loaded only with torch.load(weights_only=True)"
                                f"{' (' + found[0] + ')' if found else ''}; use a model.safetensors copy") from None
         self.model.eval().to(self.device)
+        if self.device.type == "cuda" and self.compute.precision == "fp32":
+            # the reference computation: true float32 matmuls, not TensorFloat-32
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
         self.dim = int(self.model.config.hidden_size)
         self.batch_tokens = batch_tokens or default_batch_tokens(self.device, self.compute.precision, self.dim)
         if self.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:

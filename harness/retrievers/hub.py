@@ -44,6 +44,48 @@ def tokenizer_fingerprint(folder: Path) -> str:
     return h.hexdigest()
 
 
+#: files of a model folder that cannot change its vectors (training state, logs, pictures, docs)
+IGNORED_MODEL_FILES = ("training_state.pt", "training_args.bin", "trainer_state.json", "optimizer.pt",
+                       "scheduler.pt", "eval_log.jsonl", "train_log.jsonl")
+IGNORED_MODEL_SUFFIXES = (".md", ".png", ".jpg", ".svg", ".lock", ".log", ".pth", ".ckpt", ".h5", ".msgpack",
+                          ".onnx", ".ot")
+
+
+def model_files(folder: Path) -> list[Path]:
+    """Every file of a model folder that can change what it computes: weights, ``config.json``, tokenizer
+    files, sentence-transformers module configs (and every module folder ``modules.json`` names), the
+    harness checkpoint metadata, and any Python file (run with ``--trust-remote-code``). Training state,
+    logs, pictures, other frameworks' weights and hidden files are left out."""
+    folder = Path(folder)
+    found: set[Path] = set()
+    for p in folder.iterdir():
+        if p.is_file() and not p.name.startswith(".") and p.name not in IGNORED_MODEL_FILES \
+                and not p.name.endswith(IGNORED_MODEL_SUFFIXES):
+            found.add(p)
+    modules = folder / "modules.json"
+    if modules.is_file():
+        from harness.io import read_json
+
+        listed = read_json(modules, fix="repair or re-download the model folder")
+        for module in listed if isinstance(listed, list) else []:
+            sub = folder / str(module.get("path", "")) if isinstance(module, dict) else folder
+            if sub != folder and sub.is_dir():
+                found.update(q for q in sub.rglob("*") if q.is_file() and not q.name.startswith("."))
+    return sorted(found)
+
+
+def model_digest(folder: Path) -> str:
+    """sha256 over (relative path, content sha256) of :func:`model_files`: the model's content identity.
+    Two copies of one model share it, whatever their paths; an edited config or tokenizer changes it."""
+    import hashlib
+
+    folder = Path(folder)
+    h = hashlib.sha256()
+    for p in model_files(folder):
+        h.update(p.relative_to(folder).as_posix().encode() + b"\0" + cached_sha256(p).encode() + b"\n")
+    return h.hexdigest()
+
+
 def weights_file(folder: Path) -> Path | None:
     for name in WEIGHT_FILES:
         if (folder / name).is_file():

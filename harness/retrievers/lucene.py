@@ -1,19 +1,22 @@
 """BM25 with Lucene through pyserini, as Pyserini's BEIR reproductions (``bm25-flat``, ``bm25-multifield``).
 
-Indexing runs Anserini's ``IndexCollection`` on the dataset's own ``corpus.jsonl`` with
-``BeirFlatCollection`` (contents = title + " " + text) or ``BeirMultifieldCollection`` (title and text
-as fields), the settings of Pyserini's prebuilt BEIR indexes. Search is ``LuceneSearcher`` with
-BM25(k1, b). Scores are written as Pyserini writes them (six decimals), so run files match its own.
-The JVM runs in a worker process (``harness.retrievers.lucene_worker``), never beside torch.
+Lucene indexes what the harness's own reader parsed: ``dataset.corpus()`` is streamed into a plain
+BEIR-style JSONL file (``_id``, ``title``, ``text``) that Anserini's ``IndexCollection`` reads with
+``BeirFlatCollection`` (contents = title + " " + text) or ``BeirMultifieldCollection`` (title and text as
+fields), the settings of Pyserini's prebuilt BEIR indexes. So a byte-order mark, CRLF, blank lines, key
+order, ``NaN`` metadata, long lines or ``null`` fields reach Lucene exactly as they reach a dense encoder,
+and every corpus kind (BEIR JSONL, DPR passage TSVs) is indexed the same way; for passages the tokens
+equal those of Pyserini's ``wikipedia-dpr`` index (``title`` + newline + ``text``). After indexing, the
+index must hold as many documents as were read, or the build stops with the first missing ids.
 
-Corpora that are not a BEIR ``corpus.jsonl`` (open-domain QA passage files) are streamed from
-``dataset.corpus()`` into a ``JsonCollection`` folder in the cache and indexed from there, with the contents
-Pyserini's ``wikipedia-dpr`` index uses: ``title + "\n" + text`` (bm25), or ``text`` with the title as its
-own field (bm25-multifield).
+Search is ``LuceneSearcher`` with BM25(k1, b); hits keep Lucene's order and its float32 scores, and run
+files write them as Pyserini does (six decimals). The JVM runs in a worker process
+(``harness.retrievers.lucene_worker``) with a bounded heap, never beside torch, and dies with its parent.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -28,61 +31,89 @@ from filelock import FileLock
 
 from harness.data.beir import BeirDataset
 from harness.errors import HarnessError
-from harness.io import atomic_write_json, cached_sha256
+from harness.io import atomic_write_json, cached_sha256, remove_stale_temporaries
 from harness.paths import cache_root
 from harness.retrievers.registry import RetrieverSpec
+from harness.settings import DEFAULT_EXECUTION, Execution
 from harness.trec import PYSERINI_SCORE_FORMAT, Run
 
 INDEX_MARK = "harness-index.json"
+INDEX_FORMAT = 2  # bump when the way documents reach Lucene changes
+STAGING_SUFFIX = ".staging"
 
 
 class BM25Retriever:
     score_format = PYSERINI_SCORE_FORMAT
 
-    def __init__(self, spec: RetrieverSpec, *, threads: int | None = None, **_: object):
+    def __init__(self, spec: RetrieverSpec, execution: Execution = DEFAULT_EXECUTION):
         self.spec = spec
         self.k1 = float(spec.params["k1"])
         self.b = float(spec.params["b"])
         self.collection = spec.params["collection"]
         self.fields = spec.params.get("fields")
-        self.threads = threads or max(1, os.cpu_count() or 1)
+        self.threads = execution.threads or max(1, os.cpu_count() or 1)
         self.jvm_info: dict = {}
         self.index_dir: Path | None = None
+        self.searched_documents: int | None = None
+
+    def changed_settings(self) -> dict:
+        """BM25 has no speed modes: every run is the reference computation."""
+        return {}
+
+    def fingerprint(self) -> dict:
+        """What decides BM25's scores: the parameters, the collection and fields, how documents reach
+        Lucene, and the Lucene build (pyserini and its Anserini jar)."""
+        return {"kind": "bm25", "k1": self.k1, "b": self.b, "collection": self.collection, "fields": self.fields,
+                "index_format": INDEX_FORMAT, "pyserini": _version("pyserini"), "anserini": _anserini_jar_name()}
 
     def index(self, dataset: BeirDataset) -> dict:
         start = time.perf_counter()
         digest = cached_sha256(dataset.corpus_path)
-        name = self.collection if _is_beir(dataset) else f"JsonCollection-{'multifield' if self.fields else 'flat'}"
-        target = cache_root() / "indexes" / "lucene" / f"{name}-{digest[:20]}"
+        key = json.dumps({"corpus": digest, "collection": self.collection, "fields": self.fields,
+                          "format": INDEX_FORMAT, "anserini": _anserini_jar_name()}, sort_keys=True)
+        name = f"{self.collection}-{hashlib.sha256(key.encode()).hexdigest()[:20]}"
+        root = cache_root() / "indexes" / "lucene"
+        target = root / name
         self.index_dir = target
         what = "reused"
         if not (target / INDEX_MARK).is_file():
-            target.parent.mkdir(parents=True, exist_ok=True)
+            root.mkdir(parents=True, exist_ok=True)
+            clean_stale_staging(root)
             with FileLock(str(target) + ".lock"):
                 if not (target / INDEX_MARK).is_file():
                     self._build(dataset, target, digest)
                     what = "built"
-        return {"index": what, "path": str(target), "seconds": time.perf_counter() - start}
+        try:
+            documents = int(json.loads((target / INDEX_MARK).read_text(encoding="utf-8"))["documents"])
+        except (OSError, KeyError, TypeError, ValueError) as e:
+            raise HarnessError(f"BM25 index {target} has an unreadable {INDEX_MARK} ({e}); delete the folder "
+                               "and rerun") from None
+        return {"index": what, "path": str(target), "documents": documents, "seconds": time.perf_counter() - start}
 
     def _build(self, dataset: BeirDataset, target: Path, digest: str) -> None:
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=STAGING_SUFFIX,
+                                        dir=target.parent))
         try:
             source = staging / "input"
             source.mkdir()
-            collection = self.collection
-            if _is_beir(dataset):
-                # the collection reads every file of its input folder: give it the corpus alone
-                os.symlink(dataset.corpus_path.resolve(), source / "corpus.jsonl")
-            else:
-                collection = "JsonCollection"
-                _write_json_collection(dataset, source, multifield=bool(self.fields))
-            args = ["-collection", collection, "-input", str(source), "-index", str(staging / "index"),
+            written = write_collection(dataset, source / "corpus.jsonl")
+            args = ["-collection", self.collection, "-input", str(source), "-index", str(staging / "index"),
                     "-generator", "DefaultLuceneDocumentGenerator", "-threads", "1",
                     "-storePositions", "-storeDocvectors", "-storeRaw"]
             if self.fields:
                 args += ["-fields", *[f for f in self.fields if f != "contents"]]
-            self.jvm_info = _worker({"op": "index", "args": args}, staging)
-            atomic_write_json(staging / "index" / INDEX_MARK, {"collection": collection, "corpus_sha256": digest,
+            heap = jvm_heap_bytes(dataset.corpus_path)
+            args += ["-memoryBuffer", str(max(64, heap // 3 // 2**20))]
+            self.jvm_info = _worker({"op": "index", "args": args, "index": str(staging / "index"),
+                                     "expected": written}, staging, heap, f"BM25 index ({written:,} documents)")
+            indexed = int(self.jvm_info.pop("documents"))
+            if indexed != written:
+                missing = self.jvm_info.pop("missing_ids", [])
+                raise HarnessError(f"{dataset.corpus_path}: Lucene indexed {indexed:,} of {written:,} documents"
+                                   + (f" (first missing ids: {', '.join(map(repr, missing[:5]))})" if missing else "")
+                                   + "; nothing was kept")
+            atomic_write_json(staging / "index" / INDEX_MARK, {"collection": self.collection, "corpus_sha256": digest,
+                                                               "documents": indexed, "format": INDEX_FORMAT,
                                                                "args": args[:2] + args[6:]})
             if target.exists():
                 shutil.rmtree(target)
@@ -91,21 +122,32 @@ class BM25Retriever:
             shutil.rmtree(staging, ignore_errors=True)
 
     def search(self, queries: Mapping[str, str], k: int) -> Run:
+        """Top-``k`` per query in Lucene's order (score descending, ties by id as Anserini breaks them),
+        float32 scores exactly as Lucene computed them; sets :attr:`searched_documents`."""
         if self.index_dir is None:
             raise RuntimeError("index() must run before search()")
-        with tempfile.TemporaryDirectory(prefix="harness-bm25-") as tmp:
-            qfile, out = Path(tmp) / "queries.jsonl", Path(tmp) / "hits.tsv"
+        root = cache_root() / "tmp"
+        root.mkdir(parents=True, exist_ok=True)
+        clean_stale_staging(root)
+        tmp = Path(tempfile.mkdtemp(prefix=f".bm25-search.{os.getpid()}.", suffix=STAGING_SUFFIX, dir=root))
+        try:
+            qfile, out = tmp / "queries.jsonl", tmp / "hits.jsonl"
             with open(qfile, "w", encoding="utf-8") as f:
                 for qid, text in queries.items():
                     f.write(json.dumps({"id": qid, "text": text}, ensure_ascii=False) + "\n")
-            self.jvm_info = _worker({"op": "search", "index": str(self.index_dir), "k1": self.k1, "b": self.b,
-                                     "fields": self.fields, "k": k, "threads": self.threads,
-                                     "queries": str(qfile), "output": str(out)}, Path(tmp))
+            info = _worker({"op": "search", "index": str(self.index_dir), "k1": self.k1, "b": self.b,
+                            "fields": self.fields, "k": k, "threads": self.threads,
+                            "queries": str(qfile), "output": str(out)}, tmp,
+                           jvm_heap_bytes(None), f"BM25 search ({len(queries):,} queries)", total=len(queries))
+            self.searched_documents = int(info.pop("documents"))
+            self.jvm_info = info
             run: Run = {q: {} for q in queries}
             with open(out, encoding="utf-8") as f:
                 for line in f:
-                    qid, doc, score = line.rstrip("\n").split("\t")
+                    qid, doc, score = json.loads(line)
                     run[qid][doc] = float(score)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         return run
 
     def provenance(self) -> dict:
@@ -114,43 +156,89 @@ class BM25Retriever:
                 **self.jvm_info, "pyserini": _version("pyserini"), "device": "cpu (JVM)", "threads": self.threads}
 
 
-def _worker(request: dict, workdir: Path) -> dict:
-    """Run one request in a fresh ``lucene_worker`` process; its JVM chatter is shown only on failure."""
+def write_collection(dataset, path: Path) -> int:
+    """Stream the documents exactly as the harness reader parsed them into a BEIR-style JSONL file
+    (``{"_id", "title", "text"}`` per line, plain JSON, no byte-order mark, no metadata) for Anserini's
+    Beir collections; returns how many were written. A BOM, CRLF, blank lines, key order, ``NaN`` in
+    metadata or a ``null`` title thus reach Lucene exactly as they reach a dense encoder."""
+    n = 0
+    with open(path, "w", encoding="utf-8") as out:
+        for doc in dataset.corpus():
+            out.write(json.dumps({"_id": doc.doc_id, "title": doc.title, "text": doc.text}, ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+def jvm_heap_bytes(corpus: Path | None) -> int:
+    """The JVM's -Xmx: ``HARNESS_JVM_HEAP`` (e.g. ``2g``) when set; otherwise 1 GiB plus 8x the longest
+    document line (Jackson and Lucene hold a few copies of one document), at most half of the available
+    memory, at least 512 MiB."""
+    env = os.environ.get("HARNESS_JVM_HEAP", "").strip().lower()
+    if env:
+        units = {"k": 2**10, "m": 2**20, "g": 2**30}
+        try:
+            return int(float(env[:-1]) * units[env[-1]]) if env[-1] in units else int(env)
+        except ValueError:
+            raise HarnessError(f"HARNESS_JVM_HEAP={env!r}: expected a size such as 2g or 1536m") from None
+    from harness.resources import available_memory, longest_line
+
+    heap = 2**30 + 8 * (longest_line(corpus) if corpus is not None else 0)
+    avail = available_memory()
+    if avail is not None:
+        heap = min(heap, avail // 2)
+    return max(heap, 512 * 2**20)
+
+
+def clean_stale_staging(root: Path) -> None:
+    """Remove staging folders (``.<name>.<pid>.*{STAGING_SUFFIX}``) whose process is gone (killed runs)."""
+    remove_stale_temporaries(root, STAGING_SUFFIX)
+
+
+def _worker(request: dict, workdir: Path, heap: int, desc: str, total: int | None = None) -> dict:
+    """Run one request in a fresh ``lucene_worker`` process (bounded heap, dies with this process) and
+    show its progress; its JVM chatter is kept in a file and shown only on failure."""
+    from tqdm import tqdm
+
     req = workdir / f"request-{request['op']}.json"
-    req.write_text(json.dumps(request), encoding="utf-8")
-    proc = subprocess.run([sys.executable, "-m", "harness.retrievers.lucene_worker", str(req)],
-                          capture_output=True, text=True)
+    progress = workdir / "progress"
+    req.write_text(json.dumps({**request, "progress": str(progress)}), encoding="utf-8")
+    log_path = workdir / "worker.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "harness.retrievers.lucene_worker", str(req), str(heap)],
+                                stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT)
+        bar = tqdm(total=total, desc=desc, unit="query" if total else "s", leave=False, dynamic_ncols=True,
+                   disable=None)
+        try:
+            shown = 0
+            while proc.poll() is None:
+                time.sleep(0.5)
+                done = _read_progress(progress) if total else int(bar.format_dict["elapsed"])
+                if done > shown:
+                    bar.update(done - shown)
+                    shown = done
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        finally:
+            bar.close()
+            if proc.stdin is not None:
+                proc.stdin.close()
     if proc.returncode != 0:
-        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        lines = [ln for ln in log_path.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
         reason = next((ln for ln in reversed(lines) if ln.startswith("lucene worker failed")),
                       lines[-1] if lines else f"exit status {proc.returncode}")
+        if "OutOfMemoryError" in reason:
+            reason += f" (heap {heap // 2**20} MiB; set HARNESS_JVM_HEAP, e.g. HARNESS_JVM_HEAP=8g)"
         raise HarnessError(f"BM25 ({request['op']}) failed: {reason}")
     return json.loads(req.with_suffix(".done.json").read_text(encoding="utf-8"))
 
 
-def _is_beir(dataset) -> bool:
-    return getattr(dataset, "kind", "beir") == "beir"
-
-
-def _write_json_collection(dataset, folder: Path, *, multifield: bool, per_file: int = 1_000_000) -> None:
-    """Stream the corpus into JsonCollection files (``{"id", "contents"[, "title"]}`` per line)."""
-    import json
-
-    out, n = None, 0
+def _read_progress(path: Path) -> int:
     try:
-        for doc in dataset.corpus():
-            if n % per_file == 0:
-                if out is not None:
-                    out.close()
-                out = open(folder / f"docs{n // per_file:05d}.jsonl", "w", encoding="utf-8")  # noqa: SIM115
-            assert out is not None
-            obj = ({"id": doc.doc_id, "contents": doc.text, "title": doc.title} if multifield
-                   else {"id": doc.doc_id, "contents": f"{doc.title}\n{doc.text}" if doc.title else doc.text})
-            out.write(json.dumps(obj, ensure_ascii=False) + "\n")
-            n += 1
-    finally:
-        if out is not None:
-            out.close()
+        return int(path.read_text().strip() or 0)
+    except (OSError, ValueError):
+        return 0
 
 
 def _version(dist: str) -> str | None:
@@ -159,4 +247,13 @@ def _version(dist: str) -> str | None:
     try:
         return version(dist)
     except PackageNotFoundError:
+        return None
+
+
+def _anserini_jar_name() -> str | None:
+    try:
+        from harness.retrievers.jvm import anserini_jar
+
+        return anserini_jar().name
+    except HarnessError:
         return None

@@ -1,14 +1,19 @@
-"""The JVM side of BM25, run as its own process: ``python -m harness.retrievers.lucene_worker REQUEST.json``.
+"""The JVM side of BM25, run as its own process: ``python -m harness.retrievers.lucene_worker REQUEST.json HEAP``.
 
 Lucene never shares a process with torch: two large native runtimes in one address space is where crashes
 that neither library can explain come from, and the JVM would take over Ctrl-C. The parent
 (``harness.retrievers.lucene``) writes a request, this worker runs Anserini through pyserini and writes
-its answer to files, and the parent reads them. Requests:
+its answer to files, and the parent reads them. The worker never outlives its parent: on Linux the kernel
+kills it when the parent dies (``PR_SET_PDEATHSIG``), and everywhere a thread watches its stdin, a pipe
+from the parent, and exits when it closes. The JVM heap is bounded by ``HEAP`` bytes (``-Xmx``).
 
-- ``{"op": "index", "args": [...]}``: ``IndexCollection`` with those arguments;
+Requests:
+- ``{"op": "index", "args": [...], "index", "expected"}``: ``IndexCollection`` with those arguments, then
+  the number of documents in the index (and, when it is not ``expected``, the first ids it lacks);
 - ``{"op": "search", "index", "k1", "b", "fields", "k", "threads", "queries", "output"}``: BM25 search of
-  a JSONL file of ``{"id", "text"}`` queries into a TSV of ``qid, docid, score`` (float32 scores written
-  so they read back exactly).
+  a JSONL file of ``{"id", "text"}`` queries into JSONL ``[qid, docid, score]`` lines in Lucene's rank
+  order (float32 scores written so they read back exactly), and the number of documents searched.
+Progress (queries done) is written to the request's ``progress`` file.
 
 Exit status 0 on success; on failure a one-line reason on stderr and status 1.
 """
@@ -16,22 +21,96 @@ Exit status 0 on success; on failure a one-line reason on stderr and status 1.
 from __future__ import annotations
 
 import json
+import os
 import sys
+import threading
 from pathlib import Path
 
+JACKSON_MAX_STRING = 2**31 - 1  # the harness's own reader bounds a line (HARNESS_MAX_LINE_BYTES)
 
-def _index(req: dict) -> dict:
+
+def _die_with_parent() -> None:
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    def watch() -> None:
+        try:
+            while os.read(0, 1 << 16):  # unbuffered: holds no lock the interpreter needs at exit
+                pass
+        except OSError:
+            pass
+        os._exit(1)  # the parent closed the pipe or died
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _start(heap: int) -> dict:
+    import jnius_config
+
     from harness.retrievers import jvm
 
+    if not jnius_config.vm_running:
+        jnius_config.add_options(f"-Xmx{max(heap // 2**20, 256)}m")
     info = jvm.start_jvm()
+    # Jackson (Anserini's JSON reader) refuses strings over 20M characters by default; the harness's own
+    # reader decides what a valid line is, so the limit is lifted before any reader is made
+    constraints = jvm.autoclass("com.fasterxml.jackson.core.StreamReadConstraints")
+    constraints.overrideDefaultStreamReadConstraints(
+        constraints.builder().maxStringLength(JACKSON_MAX_STRING).build())
+    return {**info, "heap_bytes": heap}
+
+
+def _num_docs_and_ids(index: str, want_ids: bool) -> tuple[int, list[str]]:
+    from harness.retrievers import jvm
+
+    directory = jvm.autoclass("org.apache.lucene.store.FSDirectory").open(
+        jvm.autoclass("java.io.File")(index).toPath())
+    reader = jvm.autoclass("org.apache.lucene.index.DirectoryReader").open(directory)
+    try:
+        ids: list[str] = []
+        if want_ids:
+            stored = reader.storedFields()
+            for i in range(reader.maxDoc()):
+                ids.append(stored.document(i).get("id"))
+        return int(reader.numDocs()), ids
+    finally:
+        reader.close()
+
+
+def _index(req: dict, heap: int) -> dict:
+    from harness.retrievers import jvm
+
+    info = _start(heap)
     jvm.autoclass("io.anserini.index.IndexCollection").main(req["args"])
-    return info
+    n, _ = _num_docs_and_ids(req["index"], False)
+    if n != int(req["expected"]):
+        _, present = _num_docs_and_ids(req["index"], True)
+        have = set(present)
+        missing = []
+        with open(Path(req["args"][req["args"].index("-input") + 1]) / "corpus.jsonl", encoding="utf-8") as f:
+            for line in f:
+                doc_id = json.loads(line)["_id"]
+                if doc_id not in have:
+                    missing.append(doc_id)
+                    if len(missing) == 5:
+                        break
+        info["missing_ids"] = missing
+    return {**info, "documents": n}
 
 
-def _search(req: dict) -> dict:
+def _search(req: dict, heap: int) -> dict:
     from harness.retrievers import jvm
 
-    info = jvm.start_jvm()
+    info = _start(heap)
     searcher = jvm.lucene_searcher_class()(req["index"])
     searcher.set_bm25(float(req["k1"]), float(req["b"]))
     qids, texts = [], []
@@ -41,20 +120,24 @@ def _search(req: dict) -> dict:
             qids.append(q["id"])
             texts.append(q["text"])
     kwargs = {"fields": req["fields"]} if req.get("fields") else {}
-    out = Path(req["output"])
+    out, progress = Path(req["output"]), Path(req["progress"])
+    batch = max(64, 16 * int(req["threads"]))  # small batches: bounded memory, steady progress
     with open(out, "w", encoding="utf-8") as f:
-        for start in range(0, len(qids), 10_000):  # bounded memory for very large query sets
-            batch_ids, batch_texts = qids[start:start + 10_000], texts[start:start + 10_000]
+        for start in range(0, len(qids), batch):
+            batch_ids, batch_texts = qids[start:start + batch], texts[start:start + batch]
             hits = searcher.batch_search(batch_texts, batch_ids, k=int(req["k"]), threads=int(req["threads"]), **kwargs)
             for qid in batch_ids:
                 for h in hits.get(qid, []):
-                    f.write(f"{qid}\t{h.docid}\t{float(h.score)!r}\n")
-    return info
+                    f.write(json.dumps([qid, h.docid, float(h.score)], ensure_ascii=False) + "\n")
+            progress.write_text(str(start + len(batch_ids)))
+    return {**info, "documents": int(searcher.num_docs)}
 
 
 def main(argv: list[str]) -> int:
+    _die_with_parent()
     req = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
-    info = {"index": _index, "search": _search}[req["op"]](req)
+    heap = int(argv[1]) if len(argv) > 1 else 2**30
+    info = {"index": _index, "search": _search}[req["op"]](req, heap)
     Path(argv[0]).with_suffix(".done.json").write_text(json.dumps(info), encoding="utf-8")
     return 0
 

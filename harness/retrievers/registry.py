@@ -10,6 +10,7 @@ from pathlib import Path
 from harness.errors import HarnessError
 from harness.registry import Registry
 from harness.retrievers.config import CONTRIEVER, EncoderConfig
+from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution
 
 
 @dataclass(frozen=True)
@@ -35,15 +36,16 @@ class RetrieverSpec:
             return safe
         return f"{safe.strip('-')}-{hashlib.sha256(self.name.encode()).hexdigest()[:8]}"
 
-    def load(self, *, device: str = "auto", **options):
-        """The retriever object (imports torch / starts the JVM only now)."""
+    def load(self, settings: EncodeSettings = REFERENCE, execution: Execution = DEFAULT_EXECUTION):
+        """The retriever object (imports torch only now; the JVM starts in a worker when BM25 runs).
+        ``settings`` apply to dense retrievers; BM25 computes the same with any of them."""
         if self.kind == "bm25":
             from harness.retrievers.lucene import BM25Retriever
 
-            return BM25Retriever(self, **options)
+            return BM25Retriever(self, execution)
         from harness.retrievers.dense import DenseRetriever
 
-        return DenseRetriever(self, device=device, **options)
+        return DenseRetriever(self, settings, execution)
 
 
 RETRIEVERS: Registry[RetrieverSpec] = Registry("retriever")

@@ -14,7 +14,7 @@ WINDOW_MODES = ("stream", "document")
 
 # Run control, not part of the method: changing these does not change what is learned.
 RUN_CONTROL = {"init", "corpus", "output", "device", "num_workers", "log_every", "save_every", "keep_last",
-               "eval", "eval_metrics", "eval_output", "eval_baselines", "stop_at_step", "trust_remote_code",
+               "eval", "eval_metrics", "eval_output", "eval_baselines", "eval_precision", "stop_at_step", "trust_remote_code",
                "progress", "save_state", "threads", "plot"}
 
 
@@ -68,6 +68,7 @@ class TrainConfig:
     eval_metrics: list[str] = field(default_factory=lambda: ["ndcg@10"])
     eval_output: str = "results"
     eval_baselines: bool = False
+    eval_precision: str = "fp32"  # harness.settings.PRECISIONS; --eval runs in the reference fp32 by default
     stop_at_step: int | None = None
     trust_remote_code: bool = False
     progress: bool = True

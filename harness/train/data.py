@@ -108,7 +108,8 @@ def _file_source(path: Path) -> TextSource:
 
 def resolve_source(name: str) -> TextSource:
     """A dataset id (its corpus text, title + " " + text), a BEIR folder, a file, or a folder of files."""
-    from harness.data.load import is_registered, resolve_dataset
+    from harness.data.load import is_registered
+    from harness.datasets import resolve_dataset
 
     if is_registered(name):
         ds = resolve_dataset(name)

@@ -5,14 +5,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harness.records import ResultRecord
 
 EVAL_LOG = "eval_log.jsonl"
 
 
-def _run(retriever: str, cfg) -> list[dict]:
+def _run(retriever: str, cfg) -> list[ResultRecord]:
     from harness.runner import run
+    from harness.settings import EncodeSettings, Execution
 
-    return run([retriever], list(cfg.eval), list(cfg.eval_metrics), Path(cfg.eval_output), device=cfg.device)
+    return run([retriever], list(cfg.eval), list(cfg.eval_metrics), Path(cfg.eval_output),
+               settings=EncodeSettings(precision=getattr(cfg, "eval_precision", "fp32")),
+               execution=Execution(device=cfg.device, trust_remote_code=cfg.trust_remote_code))
 
 
 def _append(output: Path, rows: list[dict]) -> None:
@@ -21,23 +28,22 @@ def _append(output: Path, rows: list[dict]) -> None:
             f.write(json.dumps(row) + "\n")
 
 
-def _rows(records: list[dict], step: int | None, retriever: str) -> list[dict]:
-    return [{"step": step, "retriever": retriever, "dataset": r.get("dataset"), "metrics": r.get("metrics", {})}
-            for r in records]
+def _rows(records: list[ResultRecord], step: int | None, retriever: str) -> list[dict]:
+    return [{"step": step, "retriever": retriever, "dataset": r.dataset, "metrics": r.metrics} for r in records]
 
 
-def evaluate_checkpoint(folder: Path, step: int, cfg) -> list[dict]:
+def evaluate_checkpoint(folder: Path, step: int, cfg) -> list[ResultRecord]:
     """Run ``cfg.eval`` datasets on one checkpoint folder; returns the result records."""
     records = _run(str(folder), cfg)
     _append(Path(cfg.output), _rows(records, step, str(folder)))
     return records
 
 
-def evaluate_baselines(cfg) -> list[dict]:
+def evaluate_baselines(cfg) -> list[ResultRecord]:
     """The init model and BM25 on the same datasets (reused when already run)."""
     from harness.errors import HarnessError
 
-    records = []
+    records: list[ResultRecord] = []
     init = cfg.init if Path(cfg.init).expanduser().is_dir() else f"hf:{cfg.init}"
     for name in (init, "bm25"):
         try:

@@ -14,7 +14,7 @@ import torch
 from harness.errors import HarnessError
 
 RUN_CONTROL = {"init", "dataset", "output", "device", "threads", "save_every", "keep_last", "progress",
-               "eval", "eval_metrics", "eval_output", "eval_baselines", "trust_remote_code", "plot"}
+               "eval", "eval_metrics", "eval_output", "eval_baselines", "eval_precision", "trust_remote_code", "plot"}
 
 
 @dataclass
@@ -46,6 +46,7 @@ class FinetuneConfig:
     eval_metrics: list[str] = field(default_factory=lambda: ["ndcg@10"])
     eval_output: str = "results"
     eval_baselines: bool = False
+    eval_precision: str = "fp32"  # harness.settings.PRECISIONS; --eval runs in the reference fp32 by default
     trust_remote_code: bool = False
     plot: bool = True
 
@@ -78,7 +79,7 @@ def _mine_hard_negatives(ds, queries: dict[str, str], pairs, per_pair: int, dept
 def finetune(cfg: FinetuneConfig):
     """Fine-tune ``cfg.init`` on few-shot pairs; returns the trainer's ``TrainResult``."""
     from harness.data.beir import doc_text, read_queries
-    from harness.data.load import resolve_dataset
+    from harness.datasets import resolve_dataset
     from harness.train.checkpoint import checkpoint_metadata, save_checkpoint
     from harness.train.encoder import init_encoder_config, load_encoder
     from harness.train.losses import inbatch_loss

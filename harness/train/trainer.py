@@ -52,7 +52,7 @@ class TrainResult:
     output: Path
     checkpoints: list[Path] = field(default_factory=list)
     last_step: int = 0
-    evaluations: list[dict] = field(default_factory=list)
+    evaluations: list = field(default_factory=list)  # harness.records.ResultRecord
     encoder: object = None  # the trained query encoder and the MoCo queue, for tests and notebooks
     queue: object = None
 

@@ -7,8 +7,8 @@ import hashlib
 
 import pytest
 
-from harness.data.load import resolve_dataset
 from harness.data.registry import DATASETS, SUITES, RemoteFile, expand
+from harness.datasets import resolve_dataset
 from harness.errors import HarnessError
 from harness.odqa.dataset import OdqaDataset, fetch_file
 from harness.odqa.evaluate import evaluate_answers, evaluate_dataset, parse_accuracy
@@ -28,9 +28,12 @@ def test_accuracy_and_first_hit_hand_computed():
     assert per_query["accuracy@3"]["q1"] == 1.0
 
 
-def test_ties_follow_trec_eval_order():
-    # equal scores: docid descending (trec_eval), so "d" ranks before "b"
+def test_ranking_is_the_runs_own_order_not_re_sorted():
+    # DPR and Pyserini score the retriever's order as it came: equal (or rounded-equal) scores are not
+    # re-ranked by id, so "b" (no answer) stays first and "d" second
     _, first = evaluate_answers({"q": ["Broncos"]}, {"q": {"b": 1.0, "d": 1.0}}, TEXTS, ["accuracy@1"])
+    assert first == {"q": 2}
+    _, first = evaluate_answers({"q": ["Broncos"]}, {"q": {"d": 1.0, "b": 1.0}}, TEXTS, ["accuracy@1"])
     assert first == {"q": 1}
 
 
@@ -47,7 +50,8 @@ def test_bad_metric_names():
 
 def test_folder_resolves_as_odqa_and_evaluates(tiny_odqa):
     ds = resolve_dataset(str(tiny_odqa))
-    assert isinstance(ds, OdqaDataset) and ds.kind == "odqa" and ds.id.startswith("local/tiny-odqa-")
+    assert isinstance(ds, OdqaDataset) and ds.id.startswith("local/tiny-odqa-")
+    assert ds.default_metrics[0] == "accuracy@1" and ds.metric("top@20") == ("accuracy@20", 20)
     run = {"0": {"4": 2.0, "1": 1.0}, "1": {"3": 1.0}, "2": {"2": 1.0}, "3": {"5": 1.0}, "4": {"1": 1.0}}
     per_query, first = evaluate_dataset(ds, run, ["accuracy@1", "accuracy@2"])
     assert first == {"0": 2, "1": 1, "2": 1, "3": 1, "4": None}

@@ -12,8 +12,12 @@ from harness.odqa.index import IndexConfig, build, recall_vs_exact, search
 from harness.odqa.shards import GiB, Plan, _store_for, check_fits, encode_shard, merge, parse_shard
 from harness.retrievers.registry import resolve_retriever
 from harness.runner import run
+from harness.settings import EncodeSettings, Execution
 
 from .conftest import write_odqa
+
+CPU = Execution(device="cpu", progress=False)
+CPU5 = Execution(device="cpu", shard_size=5, progress=False)
 
 
 def _many_passages(n):
@@ -48,7 +52,7 @@ def test_encode_refuses_before_encoding(tiny_odqa, tiny_bert_dir, monkeypatch):
     import harness.odqa.shards as shards
 
     monkeypatch.setattr(shards, "free_disk", lambda p: 10)
-    retriever = resolve_retriever(str(tiny_bert_dir)).load(device="cpu", progress=False)
+    retriever = resolve_retriever(str(tiny_bert_dir)).load(execution=CPU)
     with pytest.raises(HarnessError, match="not enough disk"):
         encode_shard(retriever, from_folder(tiny_odqa, "t"), 0, 1, log=lambda m: None)
     assert retriever._encoder is None                             # the model was never loaded
@@ -58,21 +62,20 @@ def test_sharded_encode_merge_equals_one_pass(tmp_path, tiny_bert_dir):
     folder = write_odqa(tmp_path / "odqa", passages=_many_passages(23))
     ds = from_folder(folder, "t")
     spec = resolve_retriever(str(tiny_bert_dir))
-    jobs = spec.load(device="cpu", shard_size=5, progress=False)
+    jobs = spec.load(execution=CPU5)
     for i in (2, 0):                                              # any order; job 1 still missing
         encode_shard(jobs, ds, i, 3, log=lambda m: None)
     with pytest.raises(HarnessError, match="job 1/3 has not finished"):
         merge(jobs, ds, 3, log=lambda m: None)
     info = encode_shard(jobs, ds, 1, 3, log=lambda m: None)
     assert info["chunks"] == 5 and info["encoded"] == 2 and info["count"] == 23
-    other = spec.load(device="cpu", shard_size=5, precision="bf16", progress=False)  # another store key
+    other = spec.load(EncodeSettings(precision="bf16"), CPU5)  # another store key
     with pytest.raises(HarnessError, match="no store for precision bf16.*pass the same --precision"):
         merge(other, ds, 3, log=lambda m: None)
     assert merge(jobs, ds, 3, log=lambda m: None)["count"] == 23
     # the runner now reuses the merged embeddings, and they equal a single-pass encoding
-    (rec,) = run([str(tiny_bert_dir)], [str(folder)], output_dir=tmp_path / "r", device="cpu", progress=False,
-                 shard_size=5)
-    assert rec["index"]["embeddings"] == "reused"
+    (rec,) = run([str(tiny_bert_dir)], [str(folder)], output_dir=tmp_path / "r", execution=CPU5)
+    assert rec.index["embeddings"] == "reused"
     vectors = np.concatenate([v for _, v in _store_for(jobs, ds).shards()])
     direct = jobs.encoder.encode([f"{d.title} {d.text}" for d in ds.corpus()], "doc")
     np.testing.assert_allclose(vectors, direct, rtol=1e-5, atol=1e-6)

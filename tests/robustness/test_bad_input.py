@@ -11,7 +11,7 @@ import pytest
 from harness.cli import main
 from harness.data import jsonl
 from harness.data.beir import iter_corpus, read_queries
-from harness.data.load import resolve_dataset
+from harness.datasets import resolve_dataset
 from harness.errors import DataError, HarnessError
 from harness.runner import corpus_stats
 from harness.trec import read_qrels, read_run
@@ -89,7 +89,7 @@ def test_corpus_empty_text_is_allowed_and_counted(tmp_path):
     folder = beir(tmp_path, corpus=CORPUS + '{"_id": "d3", "title": "", "text": ""}\n'
                                             '{"_id": "d4", "text": null}\n')
     ds = resolve_dataset(str(folder))
-    stats = corpus_stats(ds, ds.qrels())
+    stats = corpus_stats(ds)
     assert stats["documents"] == 4 and stats["empty_documents"] == 2
 
 
@@ -114,7 +114,7 @@ def test_corpus_not_an_object_and_wrong_types(tmp_path):
 def test_empty_corpus(tmp_path):
     ds = resolve_dataset(str(beir(tmp_path, corpus="")))
     with pytest.raises(HarnessError, match="corpus.jsonl: the corpus is empty"):
-        corpus_stats(ds, ds.qrels())
+        corpus_stats(ds)
 
 
 # ---- queries and qrels -----------------------------------------------------------------------------
@@ -142,7 +142,7 @@ def test_qrels_naming_unknown_queries_is_an_error(tmp_path):
 def test_qrels_naming_unknown_documents_are_counted(tmp_path):
     folder = beir(tmp_path, qrels=QRELS + "q1\tgone\t1\nq2\talso-gone\t0\n")
     ds = resolve_dataset(str(folder))
-    stats = corpus_stats(ds, ds.qrels())
+    stats = corpus_stats(ds)
     assert stats["judged_documents_not_in_corpus"] == 2
 
 

@@ -37,15 +37,15 @@ def test_two_runs_share_results_and_cache(tmp_path, tiny_bert_dir):
     assert len(records) == 4
     for path, rec in records:
         # every record agrees with the run file beside it: nothing was mixed or half-written
-        run = read_run(path.parent / rec["run_file"])
-        folder = x if rec["dataset_provenance"]["path"] == str(x.resolve()) else y
+        run = read_run(path.parent / rec.run_file)
+        folder = x if rec.dataset_provenance["path"] == str(x.resolve()) else y
         per_query = evaluate(read_qrels(folder / "qrels" / "test.tsv"), run, ["ndcg@10", "recall@100"])
-        assert rec["metrics"] == {m: mean(v) for m, v in per_query.items()}
+        assert rec.metrics == {m: mean(v) for m, v in per_query.items()}
         assert sorted(run) == [f"q{i}" for i in range(10)] and all(len(d) == 600 for d in run.values())
     with open(out / "leaderboard.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert sorted((r["retriever"], r["dataset"]) for r in rows) == sorted(
-        (rec["retriever"], rec["dataset"]) for _, rec in records)
+        (rec.retriever, rec.dataset) for _, rec in records)
     assert not [p for p in out.rglob("*") if p.name.endswith((".tmp", ".part"))]
 
     stores = [p for p in (cache / "embeddings").iterdir() if p.is_dir()]

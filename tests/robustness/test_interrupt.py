@@ -16,13 +16,14 @@ import pytest
 
 from harness.io import atomic_write
 from harness.records import read_record
+from harness.settings import Execution
 from tests.conftest import make_tiny_beir
 
 from . import _proc
 
 
 def _sealed(cache: Path) -> list[Path]:
-    return sorted(cache.glob("embeddings/*/shard-*.json"))
+    return sorted(p for p in cache.glob("embeddings/*/shard-*.json") if ".ids" not in p.suffixes)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def _run_args(model: Path, data: Path, out: Path) -> list[str]:
 def _record(out: Path) -> tuple[dict, bytes]:
     (path,) = [p for p in out.rglob("*.json")]
     rec = read_record(path)
-    return rec, (path.parent / rec["run_file"]).read_bytes()
+    return rec, (path.parent / rec.run_file).read_bytes()
 
 
 @pytest.mark.slow
@@ -62,30 +63,30 @@ def test_encoding_killed_at_a_random_shard_resumes_to_identical_numbers(big_beir
     assert not (store / "manifest.json").exists(), f"the run finished before the kill ({why})"
     assert not list(out.rglob("*.json")) and not list(out.rglob("*.trec")), why
     before = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for s in _sealed(cache)
-              for p in (s.with_suffix(".npy"), s.with_suffix(".ids"), s)}
+              for p in (s.with_suffix(".npy"), s.with_suffix(".ids.json"), s)}
     n_sealed = len(_sealed(cache))
 
     assert _proc.run(_run_args(tiny_bert_dir, big_beir, out), cache, tmp_path / "rerun.log") == 0, why
     rec, run_bytes = _record(out)
     # only the unfinished shards were encoded again; the sealed ones were not touched
-    assert rec["index"]["embeddings"] == f"encoded {30 - n_sealed} shards, reused {n_sealed} (resumed)", why
+    assert rec.index["embeddings"] == f"encoded {30 - n_sealed} shards, reused {n_sealed} (resumed)", why
     after = {name: (p.stat().st_ino, p.stat().st_mtime_ns) for name in before for p in [store / name]}
     assert after == before, why
     # identical final numbers, to the last bit of the run file
     assert run_bytes == ref_run, why
-    assert rec["metrics"] == ref["metrics"] and rec["per_query"] == ref["per_query"], why
+    assert rec.metrics == ref.metrics and rec.per_query == ref.per_query, why
 
 
 def test_corrupt_or_torn_shards_are_encoded_again(tiny_beir, tiny_bert_dir, tmp_path, monkeypatch):
     """A sealed shard whose bytes no longer match its checksum is never read on resume."""
-    from harness.data.load import resolve_dataset
+    from harness.datasets import resolve_dataset
     from harness.embeddings import EmbeddingStore
     from harness.retrievers.dense import DenseRetriever
     from harness.retrievers.registry import resolve_retriever
 
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
     spec, ds = resolve_retriever(f"hf:{tiny_bert_dir}"), resolve_dataset(str(tiny_beir))
-    first = DenseRetriever(spec, device="cpu", shard_size=10, progress=False)
+    first = DenseRetriever(spec, execution=Execution(device="cpu", shard_size=10, progress=False))
     first.index(ds)
     store: EmbeddingStore = first._store
     good = [np.load(store.dir / f"shard-{i:05d}.npy") for i in range(4)]
@@ -98,7 +99,7 @@ def test_corrupt_or_torn_shards_are_encoded_again(tiny_beir, tiny_bert_dir, tmp_
     with open(store.dir / "shard-00002.npy", "r+b") as f:
         f.truncate(100)
     (store.dir / "shard-00003.json").unlink()
-    again = DenseRetriever(spec, device="cpu", shard_size=10, progress=False)
+    again = DenseRetriever(spec, execution=Execution(device="cpu", shard_size=10, progress=False))
     info = again.index(ds)
     assert info["embeddings"] == "encoded 3 shards, reused 1 (resumed)"
     for i in range(4):
@@ -202,16 +203,16 @@ def test_damaged_record_is_recomputed_and_left_out_of_the_leaderboard(tiny_beir,
     from harness.runner import run
 
     out = tmp_path / "results"
-    (rec,) = run([f"hf:{tiny_bert_dir}"], [str(tiny_beir)], ["ndcg@10"], out, device="cpu", log=lambda m: None)
+    (rec,) = run([f"hf:{tiny_bert_dir}"], [str(tiny_beir)], ["ndcg@10"], out, execution=Execution(device="cpu"), log=lambda m: None)
     (path,) = list(out.rglob("*.json"))
     whole = path.read_text()
     path.write_text(whole[: len(whole) // 2])  # as if written by a tool that is not atomic, then killed
     df, problems = rebuild(out)
     assert df.empty and len(problems) == 1 and str(path) in problems[0] and "not valid JSON" in problems[0]
     logs: list[str] = []
-    (again,) = run([f"hf:{tiny_bert_dir}"], [str(tiny_beir)], ["ndcg@10"], out, device="cpu", log=logs.append)
+    (again,) = run([f"hf:{tiny_bert_dir}"], [str(tiny_beir)], ["ndcg@10"], out, execution=Execution(device="cpu"), log=logs.append)
     assert not any("reused record" in m for m in logs)
-    assert again["metrics"] == rec["metrics"] and json.loads(path.read_text())["metrics"] == rec["metrics"]
+    assert again.metrics == rec.metrics and json.loads(path.read_text())["metrics"] == rec.metrics
     assert len(rebuild(out)[0]) == 1
 
 

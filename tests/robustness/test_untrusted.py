@@ -14,6 +14,7 @@ import pytest
 from harness.cli import main
 from harness.data import fetch
 from harness.errors import HarnessError
+from harness.settings import Execution
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -154,15 +155,15 @@ def test_safetensors_are_preferred_over_pickle(tiny_beir, tiny_bert_dir, tmp_pat
 
     model = Path(shutil.copytree(tiny_bert_dir, tmp_path / "m"))
     (model / "pytorch_model.bin").write_bytes(b"not a pickle")
-    (rec,) = run([f"hf:{model}"], [str(tiny_beir)], ["ndcg@10"], tmp_path / "r", device="cpu", log=lambda m: None)
-    assert 0.0 <= rec["metrics"]["ndcg@10"] <= 1.0
+    (rec,) = run([f"hf:{model}"], [str(tiny_beir)], ["ndcg@10"], tmp_path / "r", execution=Execution(device="cpu"), log=lambda m: None)
+    assert 0.0 <= rec.metrics["ndcg@10"] <= 1.0
 
 
 def test_dense_retriever_does_not_trust_remote_code_by_default(tiny_bert_dir):
     from harness.retrievers.dense import DenseRetriever
     from harness.retrievers.registry import resolve_retriever
 
-    assert DenseRetriever(resolve_retriever(f"hf:{tiny_bert_dir}"), progress=False).trust_remote_code is False
+    assert DenseRetriever(resolve_retriever(f"hf:{tiny_bert_dir}")).execution.trust_remote_code is False
 
 
 # ---- caches hold no pickle --------------------------------------------------------------------------
@@ -172,7 +173,7 @@ def test_caches_hold_no_pickle(tiny_beir, tiny_bert_dir, tmp_path, monkeypatch):
 
     cache = tmp_path / "cache"
     monkeypatch.setenv("HARNESS_CACHE", str(cache))
-    run([f"hf:{tiny_bert_dir}"], [str(tiny_beir)], ["ndcg@10"], tmp_path / "r", device="cpu", log=lambda m: None)
+    run([f"hf:{tiny_bert_dir}"], [str(tiny_beir)], ["ndcg@10"], tmp_path / "r", execution=Execution(device="cpu"), log=lambda m: None)
     files = [p for p in cache.rglob("*") if p.is_file()]
     assert any(p.suffix == ".npy" for p in files)
     for p in files:

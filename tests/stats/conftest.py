@@ -8,17 +8,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness.records import ResultRecord, record_stem
+
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared"
 needs_shared = pytest.mark.skipif(not (SHARED / "data" / "beir" / "scifact").is_dir(),
                                   reason=f"real data not found at {SHARED}")
 
 
-def fake_record(retriever: str, dataset: str, per_query: dict[str, dict[str, float]], split: str = "test") -> dict:
+def fake_record(retriever: str, dataset: str, per_query: dict[str, dict[str, float]], split: str = "test",
+                settings: dict | None = None) -> ResultRecord:
     """A minimal result record, as harness.runner writes them (only the fields the fold and tests read)."""
-    return {"schema": "harness-result/1", "retriever": retriever, "dataset": dataset, "split": split,
-            "metrics": {m: float(np.mean(list(v.values()))) for m, v in per_query.items()},
-            "per_query": per_query, "num_queries": len(next(iter(per_query.values())))}
+    return ResultRecord(retriever=retriever, dataset=dataset, split=split,
+                        metrics={m: float(np.mean(list(v.values()))) for m, v in per_query.items()},
+                        per_query=per_query, fingerprint="fake", run_file="fake.trec", settings=settings or {},
+                        num_queries=len(next(iter(per_query.values()))))
 
 
 def scores(seed: int, n: int = 60, shift: float = 0.0) -> dict[str, float]:
@@ -26,11 +30,12 @@ def scores(seed: int, n: int = 60, shift: float = 0.0) -> dict[str, float]:
     return {f"q{i}": float(np.clip(v + shift, 0, 1)) for i, v in enumerate(rng.uniform(0, 1, n))}
 
 
-def write_records(folder: Path, records: list[dict]) -> Path:
+def write_records(folder: Path, records: list[ResultRecord]) -> Path:
     for r in records:
-        path = folder / r["dataset"] / r["split"] / f"{r['retriever'].replace(':', '_').replace('/', '_')}.json"
+        stem = record_stem(r.retriever.replace(":", "_").replace("/", "_"), r.settings)
+        path = folder / r.dataset / r.split / f"{stem}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(r))
+        path.write_text(json.dumps(r.to_json()))
     return folder
 
 

@@ -11,6 +11,7 @@ from harness.baselines import Expected
 from harness.check import check, judge, junit_xml, parse_overrides, render
 from harness.cli import main
 from harness.errors import HarnessError
+from harness.records import ResultRecord
 
 SCORES = {("bm25", "beir/scifact"): {"ndcg@10": 0.6789, "recall@100": 0.9253},
           ("dense", "beir/scifact"): {"ndcg@10": 0.60, "recall@100": 0.925},
@@ -26,7 +27,8 @@ def fake_run(monkeypatch):
         (r,), (d,) = retrievers, datasets
         if (r, d) not in SCORES:
             raise HarnessError(f"unknown retriever {r!r}")
-        return [{"retriever": r, "dataset": d, "split": "test", "metrics": dict(SCORES[(r, d)])}]
+        return [ResultRecord(retriever=r, dataset=d, split="test", metrics=dict(SCORES[(r, d)]), per_query={},
+                             fingerprint="fake", run_file="fake.trec")]
 
     monkeypatch.setattr(harness.runner, "run", run)
     return calls

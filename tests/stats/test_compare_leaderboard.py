@@ -70,7 +70,7 @@ def test_leaderboard_cli_baseline_against_and_plot(fake_results, tmp_path, capsy
 
 
 def test_compare_cli_table_json_plot(fake_results, tmp_path, monkeypatch, capsys):
-    records = {(r["retriever"], r["dataset"]): r for r in _records(fake_results)}
+    records = {(r.retriever, r.dataset): r for r in _records(fake_results)}
 
     def run(retrievers, datasets, metrics, output_dir, **kw):
         return [records[(r, d)] for d in datasets for r in retrievers]

@@ -145,10 +145,10 @@ def test_compare_records_aligns_on_query_id():
     b = fake_record("B", "beir/x", {"ndcg@10": dict(reversed(list(b_scores.items())))})  # other key order
     c = compare_records(a, b, "ndcg@10", resamples=2000, seed=0)
     qids = sorted(b_scores)
-    diffs = [b_scores[q] - a["per_query"]["ndcg@10"][q] for q in qids]
+    diffs = [b_scores[q] - a.per_query["ndcg@10"][q] for q in qids]
     assert c.diffs == pytest.approx(diffs)
     assert c.t.pvalue == pytest.approx(sp.ttest_rel([b_scores[q] for q in qids],
-                                                    [a["per_query"]["ndcg@10"][q] for q in qids]).pvalue)
+                                                    [a.per_query["ndcg@10"][q] for q in qids]).pvalue)
     assert c.wins + c.ties + c.losses == 50
     bad = fake_record("B", "beir/x", {"ndcg@10": scores(2, 49)})
     with pytest.raises(HarnessError, match="different queries"):

@@ -1,0 +1,159 @@
+"""Resolve dataset ids and folders to datasets of any kind, fetching registered ones when missing.
+
+This module sits above ``harness.data`` (BEIR) and ``harness.odqa`` (open-domain QA): it is the one place
+that knows both kinds. Every dataset it returns offers the same interface (``id``, ``split``,
+``protocol``, ``corpus_path``, ``files()``, ``check_layout()``, ``corpus()``, ``queries()``,
+``default_metrics``, ``metric()``, ``judged_documents()``, ``evaluate()``), so the runner never asks
+which kind it has.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Protocol as TypingProtocol
+
+from harness.data import load as beir_load
+from harness.data.beir import BeirDataset, Doc
+from harness.data.registry import DATASETS, SUITES, DatasetSpec, Protocol, expand
+from harness.errors import HarnessError
+from harness.odqa import dataset as odqa
+from harness.paths import data_roots, offline
+
+
+class Dataset(TypingProtocol):
+    """What the runner and the retrievers use of a dataset."""
+
+    id: str
+    protocol: Protocol
+    default_metrics: tuple[str, ...]
+
+    @property
+    def split(self) -> str: ...
+
+    @property
+    def corpus_path(self) -> Path: ...
+
+    def files(self) -> list[Path]: ...
+
+    def check_layout(self) -> None: ...
+
+    def corpus(self): ...  # Iterator[Doc]
+
+    def queries(self) -> dict[str, str]: ...
+
+    def metric(self, name: str) -> tuple[str, int]: ...
+
+    def judged_documents(self) -> set[str]: ...
+
+    def evaluate(self, run, metrics: Sequence[str]) -> tuple[dict[str, dict[str, float]], dict]: ...
+
+
+__all__ = ["Dataset", "Doc", "dataset_ids", "fetch", "find_local", "resolve_all", "resolve_dataset"]
+
+
+def dataset_ids(datasets: Sequence[str] = (), suites: Sequence[str] = ()) -> list[str]:
+    """The dataset ids to run: suites expanded, collections (CQADupStack) split into their parts."""
+    ids: list[str] = []
+    for s in suites:
+        if s not in SUITES:
+            raise HarnessError(f"unknown suite {s!r}; known: {', '.join(SUITES)}")
+        ids.extend(SUITES[s])
+    ids.extend(datasets)
+    return expand(ids)
+
+
+def find_local(spec: DatasetSpec) -> Path | None:
+    """Where a registered dataset's files are, or None."""
+    if spec.kind == "odqa":
+        found = odqa.find_local(spec)
+        return found.root if found is not None else None
+    return beir_load.find_local(spec)
+
+
+def fetch(spec: DatasetSpec) -> Path:
+    """Download a registered dataset when it is missing; returns its folder."""
+    if spec.kind == "odqa":
+        return odqa.fetch(spec).root
+    return beir_load.fetch(spec)
+
+
+def _missing(spec: DatasetSpec, reason: str) -> str:
+    return odqa.missing_message(spec, reason) if spec.kind == "odqa" else beir_load.missing_message(spec, reason)
+
+
+def resolve_all(ids: Sequence[str], *, split: str | None = None, allow_fetch: bool = True) -> list:
+    """Resolve every id before any work. Registered datasets that are missing are fetched; when some
+    cannot be (offline, server unreachable), one error lists them all with the command that fetches them."""
+    missing = [i for i in ids if i in DATASETS and not DATASETS.get(i).is_collection
+               and find_local(DATASETS.get(i)) is None]
+    failed: list[tuple[str, str]] = []  # (id, the whole message)
+    if missing and (offline() or not allow_fetch):
+        reason = "offline: HARNESS_OFFLINE=1" if offline() else "not fetched"
+        failed = [(i, _missing(DATASETS.get(i), reason)) for i in missing]
+    else:
+        for i in missing:
+            try:
+                fetch(DATASETS.get(i))
+            except HarnessError as e:
+                failed.append((i, str(e)))
+    if len(failed) == 1:
+        raise HarnessError(failed[0][1])
+    if failed:
+        where = " or ".join(str(r) for r in data_roots())
+        lines = [f"{len(failed)} datasets are not available locally and could not be fetched:"]
+        lines += [f"  {i}: {why.splitlines()[0]}" for i, why in failed]
+        lines.append(f"Fetch them where there is internet: harness fetch {' '.join(i for i, _ in failed)}")
+        lines.append(f"and copy the data root there to {where} (or point HARNESS_DATA at it).")
+        raise HarnessError("\n".join(lines))
+    return [resolve_dataset(i, split=split, allow_fetch=False) for i in ids]
+
+
+def resolve_dataset(name: str, *, split: str | None = None, allow_fetch: bool = True):
+    """A registered id (``beir/scifact``, ``odqa/nq``), a BEIR-format folder, or an ODQA folder
+    (``passages.tsv`` + a question file, see ``harness.odqa.dataset``)."""
+    if name in DATASETS:
+        spec = DATASETS.get(name)
+        if spec.is_collection:
+            raise HarnessError(f"{name} is a collection of {len(spec.subsets)} datasets; run it as a whole "
+                               "with `harness run`, or name one part, e.g. " + spec.subsets[0])
+        if spec.kind == "odqa":
+            ds = odqa.fetch(spec) if allow_fetch else odqa.find_local(spec)
+            if ds is None:
+                raise HarnessError(odqa.missing_message(spec, "not fetched"))
+            if split is not None:
+                ds.protocol = replace(ds.protocol, split=split)
+            ds.check_layout()
+            return ds
+        folder = beir_load.fetch(spec) if allow_fetch else beir_load.find_local(spec)
+        if folder is None:
+            raise HarnessError(beir_load.missing_message(spec, "not fetched"))
+        protocol = spec.protocol if split is None else replace(spec.protocol, split=split)
+        beir = BeirDataset(spec.id, folder, protocol)
+        beir.check_layout()
+        return beir
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        if "/" in name and not name.startswith((".", "/", "~")):
+            raise HarnessError(DATASETS.unknown_message(name))
+        raise HarnessError(f"dataset {name!r} is neither a registered id nor a folder"
+                           f"{_did_you_mean(name)} (`harness list datasets` shows the ids)")
+    resolved = path.resolve()
+    digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:8]
+    local_id = f"local/{resolved.name}-{digest}"
+    if odqa.is_odqa_folder(resolved):
+        found = odqa.from_folder(resolved, local_id, split)
+        found.check_layout()
+        return found
+    beir = BeirDataset(local_id, resolved, Protocol(split=split or "test"))
+    beir.check_layout()
+    return beir
+
+
+def _did_you_mean(name: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, DATASETS.names(), n=3, cutoff=0.5)
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""

@@ -1,0 +1,111 @@
+"""Typed settings, built once at the edge (CLI or Python API) and passed down unchanged.
+
+Two objects, split by one question: can it change a number?
+
+- :class:`EncodeSettings`: everything that can change a dense retriever's vectors or scores (numeric
+  precision, forward implementation, batch policy, max length, pooling, normalisation, query and document
+  prefixes, stored embedding dtype). Every field is part of the retriever's fingerprint, the embedding cache
+  key and the result record. A field left at ``None`` means "as the model's own files say".
+- :class:`Execution`: how the work is carried out, never what it computes (device, shard size, threads,
+  progress bars, whether model code may run). None of it is in a fingerprint; what was used is recorded
+  in the provenance.
+
+The reference computation is ``EncodeSettings()``: fp32 (TF32 off), the model's own recipe. A record of
+any other computation is stored under its own file name and labelled in the leaderboard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+
+from harness.errors import HarnessError
+
+PRECISIONS = ("fp32", "bf16x3", "bf16", "fp16")
+FORWARDS = ("auto", "transformers")
+POOLINGS = ("mean", "cls", "max")
+EMBED_DTYPES = ("float32", "float16")
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    """What a dense retriever computes beyond its model files. Defaults are the reference computation."""
+
+    precision: str = "fp32"
+    forward: str = "auto"
+    batch_tokens: int | None = None  # None: the device's default policy
+    max_length: int | None = None  # None: the model's own
+    pooling: str | None = None
+    normalize: bool | None = None
+    query_prefix: str | None = None
+    doc_prefix: str | None = None
+    embed_dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        _choice("--precision", self.precision, PRECISIONS)
+        _choice("--forward", self.forward, FORWARDS)
+        _choice("--embed-dtype", self.embed_dtype, EMBED_DTYPES)
+        if self.pooling is not None:
+            _choice("--pooling", self.pooling, POOLINGS)
+        for name in ("batch_tokens", "max_length"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise HarnessError(f"--{name.replace('_', '-')} must be a positive integer, not {value!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def changed(self) -> dict:
+        """The fields that differ from the reference defaults, in declaration order."""
+        ref = EncodeSettings()
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != getattr(ref, f.name)}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> EncodeSettings:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise HarnessError(f"unknown encode settings {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How a run is carried out. Nothing here changes a number."""
+
+    device: str = "auto"
+    shard_size: int = 50_000
+    threads: int | None = None
+    trust_remote_code: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.shard_size, int) or self.shard_size < 1:
+            raise HarnessError(f"--shard-size must be at least 1, not {self.shard_size!r}")
+        if self.threads is not None and self.threads < 1:
+            raise HarnessError(f"--threads must be at least 1, not {self.threads!r}")
+
+
+def settings_label(changed: dict) -> str:
+    """``precision=bf16,max_length=256`` for the settings that differ from the reference ('' if none)."""
+    return ",".join(f"{k}={_short(v)}" for k, v in changed.items())
+
+
+def settings_digest(changed: dict) -> str:
+    """A short, stable digest of non-reference settings (the suffix of record and run-file names)."""
+    return hashlib.sha256(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def _short(value: object) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= 24 else text[:21] + "..."
+
+
+def _choice(flag: str, value: object, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise HarnessError(f"{flag} must be one of {', '.join(allowed)}, not {value!r}")
+
+
+REFERENCE = EncodeSettings()
+DEFAULT_EXECUTION = Execution()
