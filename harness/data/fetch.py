@@ -1,8 +1,11 @@
-"""Downloads: checksummed, written atomically, unpacked safely.
+"""Downloads: checksummed, written atomically, unpacked safely by one bounded unpacker.
 
-The archive is streamed to a temporary file next to its destination, its md5 is checked, and only then
-is it unpacked into a temporary folder and renamed into place. Extraction refuses absolute paths,
-``..`` components, links, and archives that would unpack to more than ``MAX_UNPACKED_BYTES``.
+The archive is streamed to a temporary file next to its destination, its checksum is checked, and only
+then is it unpacked into a temporary name and renamed into place. Every format (zip, gzip) goes through
+:func:`unpack`, which refuses absolute paths, ``..`` components, links, a file and a folder of one name,
+damaged archives (a bad CRC, a truncated stream), and archives that would unpack to more than their limit:
+``HARNESS_MAX_UNPACKED_BYTES`` when set, otherwise ``UNPACK_RATIO`` times the archive's own size (the size
+its pinned checksum fixes; text compresses 3-5x, so 12x is a wide margin and a zip bomb's 1000:1 is not).
 """
 
 from __future__ import annotations
@@ -20,14 +23,39 @@ from pathlib import Path, PurePosixPath
 from harness.errors import HarnessError, OfflineError
 from harness.paths import offline
 
-MAX_UNPACKED_BYTES = int(os.environ.get("HARNESS_MAX_UNPACKED_BYTES", 64 * 1024**3))
+UNPACK_RATIO = 12
+MIN_UNPACK_LIMIT = 64 * 2**20
 TIMEOUT_S = 30
 
 
+def unpack_limit(archive: Path) -> int:
+    """The most bytes ``archive`` may unpack to (see the module docstring)."""
+    env = os.environ.get("HARNESS_MAX_UNPACKED_BYTES", "").strip()
+    if env:
+        try:
+            return int(env)
+        except ValueError:
+            raise HarnessError(f"HARNESS_MAX_UNPACKED_BYTES={env!r} is not a number of bytes") from None
+    return max(MIN_UNPACK_LIMIT, UNPACK_RATIO * Path(archive).stat().st_size)
+
+
+def _too_big(archive: Path, size: int | str, limit: int) -> HarnessError:
+    return HarnessError(f"refusing {archive.name}: it would unpack to {size} bytes (limit {limit}, "
+                        f"{UNPACK_RATIO}x its size; set HARNESS_MAX_UNPACKED_BYTES if this is expected)")
+
+
 def download(url: str, dest: Path, md5: str | None, *, progress: bool = True) -> Path:
-    """Download ``url`` to ``dest`` (atomically), verifying ``md5`` when given. Reuses a verified file."""
-    if dest.is_file() and (md5 is None or md5_file(dest) == md5):
-        return dest
+    """Download ``url`` to ``dest`` (atomically), verifying ``md5`` when given. Reuses a verified file.
+
+    A file without a published checksum is reused only when it is the very file this harness downloaded
+    (its sha256 is kept beside it, ``<dest>.sha256``, written after the download completed); any other file
+    at that path is downloaded again, never unpacked unverified."""
+    sidecar = dest.with_name(dest.name + ".sha256")
+    if dest.is_file():
+        if md5 is not None and md5_file(dest) == md5:
+            return dest
+        if md5 is None and sidecar.is_file() and sidecar.read_text().strip() == _sha256(dest):
+            return dest
     if offline():
         raise OfflineError(f"offline (HARNESS_OFFLINE=1): not downloading {url}")
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -48,6 +76,10 @@ def download(url: str, dest: Path, md5: str | None, *, progress: bool = True) ->
             raise HarnessError(f"checksum mismatch for {url}: md5 {h.hexdigest()}, expected {md5}; "
                                "the download is corrupt or the file changed upstream (nothing was kept)")
         os.replace(tmp, dest)
+        if md5 is None:
+            from harness.io import atomic_write
+
+            atomic_write(sidecar, _sha256(dest) + "\n")
     except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as e:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(e, HarnessError):
@@ -64,6 +96,12 @@ def _bar(total: int, name: str):
     from tqdm import tqdm
 
     return tqdm(total=total or None, unit="B", unit_scale=True, desc=f"download {name}", leave=False)
+
+
+def _sha256(path: Path) -> str:
+    from harness.io import sha256_file
+
+    return sha256_file(path)
 
 
 def md5_file(path: Path) -> str:
@@ -88,18 +126,71 @@ def check_member(name: str, info: zipfile.ZipInfo | None = None) -> PurePosixPat
     return p
 
 
-def safe_unzip(archive: Path, target: Path) -> None:
+def safe_unzip(archive: Path, target: Path, limit: int | None = None) -> None:
     """Unpack a zip into ``target`` (which must not exist yet), atomically and safely."""
+    unpack(archive, target, "unzip", limit)
+
+
+def safe_gunzip(archive: Path, target: Path, limit: int | None = None) -> None:
+    """Decompress a gzip file into the file ``target``, atomically and bounded."""
+    unpack(archive, target, "gunzip", limit)
+
+
+def unpack(archive: Path, target: Path, kind: str, limit: int | None = None) -> None:
+    """The one unpacker: ``kind`` "unzip" (a folder at ``target``) or "gunzip" (a file at ``target``)."""
+    import gzip
+    import zlib
+
+    limit = unpack_limit(archive) if limit is None else limit
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if kind == "unzip":
+            _unzip(archive, target, limit)
+        elif kind == "gunzip":
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent)
+            try:
+                with os.fdopen(fd, "wb") as out, gzip.open(archive, "rb") as src:
+                    _copy_bounded(src, out, archive, limit)
+                os.replace(tmp, target)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        else:
+            raise ValueError(f"unknown archive kind {kind!r}")
+    except (zipfile.BadZipFile, gzip.BadGzipFile, zlib.error, EOFError) as e:
+        raise HarnessError(f"refusing {archive}: the archive is damaged ({e}); delete it and fetch again") from None
+
+
+def _copy_bounded(src, dst, archive: Path, limit: int, written: int = 0) -> int:
+    while block := src.read(1 << 20):
+        written += len(block)
+        if written > limit:
+            raise _too_big(archive, f"more than {limit}", limit)
+        dst.write(block)
+    return written
+
+
+def _unzip(archive: Path, target: Path, limit: int) -> None:
     with zipfile.ZipFile(archive) as zf:
         members = zf.infolist()
         total = sum(m.file_size for m in members)
-        if total > MAX_UNPACKED_BYTES:
-            raise HarnessError(f"refusing {archive.name}: it would unpack to {total} bytes "
-                               f"(limit {MAX_UNPACKED_BYTES}; raise HARNESS_MAX_UNPACKED_BYTES if expected)")
+        if total > limit:
+            raise _too_big(archive, total, limit)
+        files, folders = set(), set()
         for m in members:
-            check_member(m.filename, m)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+            rel = check_member(m.filename, m)
+            parts = rel.parts
+            folders.update("/".join(parts[:i]) for i in range(1, len(parts)))
+            if m.is_dir():
+                folders.add("/".join(parts))
+            elif "/".join(parts) in files:
+                raise HarnessError(f"refusing {archive.name}: {m.filename!r} appears twice")
+            else:
+                files.add("/".join(parts))
+        clash = sorted(files & folders)
+        if clash:
+            raise HarnessError(f"refusing {archive.name}: {clash[0]!r} is both a file and a folder in the archive")
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent))
         try:
             written = 0
             for m in members:
@@ -110,11 +201,7 @@ def safe_unzip(archive: Path, target: Path) -> None:
                     continue
                 out.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(m) as src, open(out, "wb") as dst:
-                    while block := src.read(1 << 20):
-                        written += len(block)
-                        if written > MAX_UNPACKED_BYTES:
-                            raise HarnessError(f"refusing {archive.name}: unpacked size exceeds the limit")
-                        dst.write(block)
+                    written = _copy_bounded(src, dst, archive, limit, written)
             os.replace(tmp, target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

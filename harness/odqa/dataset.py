@@ -8,7 +8,6 @@ run by answer matching: top-k accuracy in the run's own rank order, with each qu
 
 from __future__ import annotations
 
-import gzip
 import os
 import shutil
 import tempfile
@@ -137,30 +136,31 @@ def fetch(spec: DatasetSpec) -> OdqaDataset:
 
 
 def fetch_file(remote: RemoteFile, root: Path) -> Path:
-    """Download ``remote`` (md5-checked when known) and place it at ``root / remote.target``."""
-    from harness.data.fetch import download, safe_unzip
+    """Download ``remote`` (its checksum verified when one is pinned) and place it at ``root / remote.target``,
+    through the one bounded unpacker (``harness.data.fetch.unpack``)."""
+    from harness.data.fetch import download, unpack
 
     target = root / remote.target
     archive = download(remote.url, cache_root() / "downloads" / Path(remote.url).name, remote.md5)
     target.parent.mkdir(parents=True, exist_ok=True)
     if remote.unpack == "gunzip":
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as out, gzip.open(archive, "rb") as src:
-                shutil.copyfileobj(src, out, 1 << 20)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        unpack(archive, target, "gunzip")
     elif remote.unpack == "unzip":
         staging = target.parent / f".{target.name}.unpack"
         shutil.rmtree(staging, ignore_errors=True)
-        safe_unzip(archive, staging)
+        unpack(archive, staging, "unzip")
         inner = staging / target.name
         (inner if inner.is_dir() else staging).rename(target)
         shutil.rmtree(staging, ignore_errors=True)
     else:
-        shutil.copyfile(archive, target)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        try:
+            shutil.copyfile(archive, tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     return target
 
 

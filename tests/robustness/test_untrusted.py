@@ -62,10 +62,59 @@ def test_archive_with_outside_symlink_is_refused(tmp_path):
 
 
 def test_archive_size_bomb_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(fetch, "MAX_UNPACKED_BYTES", 1 << 20)
+    monkeypatch.setenv("HARNESS_MAX_UNPACKED_BYTES", str(1 << 20))
     archive = make_zip(tmp_path / "a.zip", [("data/zeros.bin", bytes(8 << 20))])
     assert archive.stat().st_size < 64 << 10  # it compresses 100x or more
     refused(tmp_path, archive, "would unpack to 8388608 bytes")
+
+
+def test_a_zip_bomb_is_refused_by_the_default_limit(tmp_path):
+    # 1000:1: the default limit is 12x the archive's own size (at least 64 MiB), not a global 64 GiB
+    archive = make_zip(tmp_path / "a.zip", [("data/zeros.bin", bytes(200 << 20))])
+    assert archive.stat().st_size < 1 << 20
+    refused(tmp_path, archive, "would unpack to 209715200 bytes")
+
+
+def test_a_gzip_bomb_is_refused_and_leaves_nothing(tmp_path):
+    import gzip
+
+    bomb = tmp_path / "q.qa.csv.gz"
+    with gzip.open(bomb, "wb") as f:
+        for _ in range(200):
+            f.write(bytes(1 << 20))
+    assert bomb.stat().st_size < 1 << 20
+    target = tmp_path / "out" / "q.qa.csv"
+    with pytest.raises(HarnessError, match="would unpack to more than"):
+        fetch.safe_gunzip(bomb, target)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_zip_with_a_bad_crc_is_one_error(tmp_path):
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as zf:
+        zf.writestr("data/ok.txt", b"0123456789" * 100)
+    data = bytearray(archive.read_bytes())
+    data[data.find(b"0123456789") + 5] ^= 0xFF  # one payload byte: the CRC no longer matches
+    archive.write_bytes(bytes(data))
+    refused(tmp_path, archive, "the archive is damaged")
+
+
+def test_a_file_and_a_folder_of_one_name_are_refused(tmp_path):
+    archive = make_zip(tmp_path / "a.zip", [("data/x", b"a file"), ("data/x/y.txt", b"inside")])
+    refused(tmp_path, archive, "'data/x' is both a file and a folder")
+
+
+def test_a_download_without_checksum_is_reused_only_as_downloaded(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_OFFLINE", "0")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    src = tmp_path / "questions.csv"
+    src.write_bytes(b"q\t['a']\n")
+    dest = tmp_path / "dl" / "questions.csv"
+    fetch.download(src.as_uri(), dest, None, progress=False)
+    assert dest.read_bytes() == src.read_bytes()
+    dest.write_bytes(b"planted\t['x']\n")  # a file put at the cached path by someone else
+    fetch.download(src.as_uri(), dest, None, progress=False)
+    assert dest.read_bytes() == src.read_bytes()  # downloaded again, not used as found
 
 
 def test_good_archive_unpacks_atomically(tmp_path):
