@@ -63,6 +63,30 @@ def _read_json(path: Path) -> Any:
     return obj
 
 
+#: position-embedding rows these model types reserve for padding (RoBERTa's offset)
+POSITION_OFFSET = {"roberta": 2, "xlm-roberta": 2, "camembert": 2, "longformer": 2}
+
+
+def model_max_positions(model_dir: Path) -> int | None:
+    """How many tokens the model can take (``max_position_embeddings`` less RoBERTa's offset), or None."""
+    path = Path(model_dir) / "config.json"
+    if not path.is_file():
+        return None
+    cfg = _read_json(path)
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("max_position_embeddings"), int):
+        return None
+    return int(cfg["max_position_embeddings"]) - POSITION_OFFSET.get(str(cfg.get("model_type")), 0)
+
+
+def fit_max_length(config: EncoderConfig, model_dir: Path) -> EncoderConfig:
+    """The recipe with its max length cut to what the model can take (a default of 512 on a model with
+    128 positions would fail in the forward pass); the source says so."""
+    limit = model_max_positions(model_dir)
+    if limit is None or config.max_length <= limit:
+        return config
+    return replace(config, max_length=limit, source=f"{config.source}; max length cut to the model's {limit} positions")
+
+
 def read_encoder_config(model_dir: Path) -> EncoderConfig:
     """Infer the encoder config of a local model folder (see the module docstring)."""
     meta = model_dir / CHECKPOINT_METADATA

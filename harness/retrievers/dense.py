@@ -21,7 +21,7 @@ from harness.errors import HarnessError
 from harness.io import cached_sha256
 from harness.paths import cache_root
 from harness.resources import check_plan, count_lines, embedding_plan
-from harness.retrievers.config import read_encoder_config
+from harness.retrievers.config import fit_max_length, model_max_positions, read_encoder_config
 from harness.retrievers.hub import model_digest, resolve_model
 from harness.retrievers.registry import RetrieverSpec
 from harness.search import topk_exact
@@ -49,8 +49,13 @@ class DenseRetriever:
         self.settings = settings
         self.execution = execution
         self.files = resolve_model(spec.model, spec.revision)
-        self.model_config = spec.encoder or read_encoder_config(self.files.path)  # the model's own recipe
-        self.config = self.model_config.with_settings(settings)  # what runs
+        # the model's own recipe, and what runs
+        self.model_config = fit_max_length(spec.encoder or read_encoder_config(self.files.path), self.files.path)
+        self.config = self.model_config.with_settings(settings)
+        limit = model_max_positions(self.files.path)
+        if limit is not None and self.config.max_length > limit:
+            raise HarnessError(f"--max-length {self.config.max_length} is more than {spec.name} can take "
+                               f"({limit} positions); use at most {limit}")
         self.device = local_device(execution.device)
         # decided before the model loads: the compute is part of the cache key
         self.compute = plan_compute(self.files.path, self.device, settings.precision, settings.forward)

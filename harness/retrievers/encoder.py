@@ -65,6 +65,20 @@ def available_devices() -> list[str]:
     return found
 
 
+#: a text longer than max length x this many characters is cut to a prefix before tokenizing
+PREFIX_CHARS_PER_TOKEN = 32
+#: tokens the prefix must hold beyond the max length (the cut may change the last ones)
+PREFIX_MARGIN_TOKENS = 8
+
+
+def _last_space(text: str, end: int) -> int:
+    """The index of the last whitespace character before ``end`` (0 when there is none)."""
+    for i in range(end - 1, max(0, end - 4096), -1):
+        if text[i].isspace():
+            return i
+    return 0
+
+
 # glibc's malloc serves an allocation this large from a mapping of its own, unmapped again when freed
 MMAP_THRESHOLD_MAX = 32 * 2**20
 
@@ -212,9 +226,28 @@ class HFEncoder:
             return self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
-        enc = self.tokenizer(list(texts), truncation=True, max_length=self.config.max_length,
+        """Token ids, truncated to the max length. A very long text is first cut to a prefix that still
+        holds more tokens than the max length (cut at whitespace, so every word before the cut tokenizes
+        as in the whole text): the ids are the same, without tokenizing megabytes that truncation drops."""
+        texts = [self._prefix(t) for t in texts]
+        enc = self.tokenizer(texts, truncation=True, max_length=self.config.max_length,
                              add_special_tokens=True, return_attention_mask=False)
         return enc["input_ids"]
+
+    def _prefix(self, text: str) -> str:
+        max_length = self.config.max_length
+        chars = max_length * PREFIX_CHARS_PER_TOKEN
+        if len(text) <= chars or getattr(self.tokenizer, "truncation_side", "right") != "right":
+            return text
+        while chars < len(text):
+            cut = _last_space(text, chars)
+            if cut > 0:
+                prefix = text[:cut]
+                n = len(self.tokenizer(prefix, add_special_tokens=False, truncation=False)["input_ids"])
+                if n >= max_length + PREFIX_MARGIN_TOKENS:
+                    return prefix
+            chars *= 4
+        return text
 
     def batches(self, lengths: np.ndarray) -> list[np.ndarray]:
         """Index batches of similar length under the token budget (longest first)."""
