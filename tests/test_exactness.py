@@ -221,13 +221,17 @@ def test_a_setting_equal_to_the_models_own_is_the_reference(tiny_beir, tiny_bert
     (default,) = run([f"hf:{tiny_bert_dir}"], [str(tiny_beir)], ["ndcg@10"], tmp_path / "r", **QUIET)
     logs: list[str] = []
     (same,) = run([f"hf:{tiny_bert_dir}"], [str(tiny_beir)], ["ndcg@10"], tmp_path / "r",
-                  settings=EncodeSettings(max_length=512, pooling="mean"), log=logs.append, execution=CPU)
+                  settings=EncodeSettings(max_length=128, pooling="mean"), log=logs.append, execution=CPU)
     assert same.settings == {} and same.fingerprint == default.fingerprint
     assert any("reused record" in m for m in logs)
     (short,) = run([f"hf:{tiny_bert_dir}"], [str(tiny_beir)], ["ndcg@10"], tmp_path / "r",
                    settings=EncodeSettings(max_length=8, query_prefix="query: "), **QUIET)
     assert short.settings == {"max_length": 8, "query_prefix": "query: "}
     assert short.retriever_provenance["encoder"]["max_length"] == 8
+    # the tiny BERT has 128 positions: its default of 512 was cut to 128, and more is refused
+    with pytest.raises(HarnessError, match="more than .* can take .128 positions"):
+        run([f"hf:{tiny_bert_dir}"], [str(tiny_beir)], ["ndcg@10"], tmp_path / "r",
+            settings=EncodeSettings(max_length=512), **QUIET)
 
 
 def test_prefixes_change_the_fingerprint_and_are_recorded(tiny_beir, tiny_bert_dir):
