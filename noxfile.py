@@ -22,7 +22,8 @@ CACHE = ROOT / ".cache"
 
 
 def _install(session: nox.Session, extras: str) -> None:
-    session.install(TORCH, "-e", f".[{extras}]")
+    # pip's own output shown (nox hides it by default): the first install takes minutes
+    session.install(TORCH, "-e", f".[{extras}]", silent=False)
 
 
 def _data_env() -> dict[str, str]:

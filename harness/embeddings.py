@@ -24,7 +24,7 @@ import numpy as np
 from filelock import FileLock
 
 from harness.errors import HarnessError
-from harness.io import atomic_write, atomic_write_json, remove_stale_temporaries, sha256_file
+from harness.io import atomic_write, atomic_write_json, remove_stale_temporaries, sha256_file, with_filename
 
 FORMAT = "harness-embeddings/2"
 
@@ -123,7 +123,10 @@ class EmbeddingStore:
         try:
             with open(tmp, "wb") as f:
                 np.save(f, np.ascontiguousarray(vectors), allow_pickle=False)
+            _check_written(tmp, vectors)
             tmp.replace(npy)
+        except OSError as e:
+            raise with_filename(e, npy) from None
         finally:
             tmp.unlink(missing_ok=True)
         atomic_write(ids_path, _ids_bytes(ids))
@@ -191,6 +194,24 @@ class EmbeddingStore:
             yield ids, vectors
         if rows != m["count"]:
             raise HarnessError(f"embedding store {self.dir}: its shards hold {rows} rows, the manifest {m['count']}")
+
+
+def _check_written(path: Path, vectors: np.ndarray) -> None:
+    """numpy's writer can stop short without an error (a full disk, a file size limit): check that the file
+    holds the whole array before it is sealed."""
+    import errno
+
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            major, _ = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            shape, _, _ = read_header(f)
+            expected = f.tell() + vectors.nbytes
+    except ValueError:
+        shape, expected = (), -1
+    if tuple(shape) != vectors.shape or size != expected:
+        raise OSError(errno.ENOSPC, f"wrote {size} bytes of {max(expected, vectors.nbytes)} (disk full?)")
 
 
 def _tiling_error(seals: list[dict], count: int) -> str | None:

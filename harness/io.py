@@ -27,9 +27,19 @@ def atomic_write(path: Path, data: str | bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:  # disk full, quota, a read-only disk: named by the file being written
+        Path(tmp).unlink(missing_ok=True)
+        raise with_filename(e, path) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def with_filename(e: OSError, path: Path | str) -> OSError:
+    """``e`` with the file it concerns (a failed ``write`` names none), so the message can say which."""
+    if e.filename is not None:
+        return e
+    return type(e)(e.errno, e.strerror or str(e), str(path))
 
 
 def pid_alive(pid: int) -> bool:

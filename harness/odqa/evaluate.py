@@ -38,12 +38,22 @@ def canonical(name: str) -> str:
 def passage_texts(passages: Iterable, wanted: set[str]) -> dict[str, str]:
     """Texts of the ``wanted`` passage ids, from one pass over the streamed corpus."""
     out: dict[str, str] = {}
-    for doc in passages:
-        if doc.doc_id in wanted:
-            out[doc.doc_id] = doc.text
-            if len(out) == len(wanted):
-                break
+    with _bar(None, "read retrieved passages", "passage") as bar:
+        for doc in passages:
+            bar.update(1)
+            if doc.doc_id in wanted:
+                out[doc.doc_id] = doc.text
+                if len(out) == len(wanted):
+                    break
     return out
+
+
+def _bar(total: int | None, desc: str, unit: str):
+    """A progress bar on stderr, off when it is not a terminal (or with TQDM_DISABLE=1)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True, disable=None,
+                mininterval=0.5)
 
 
 @lru_cache(maxsize=200_000)
@@ -55,21 +65,24 @@ def first_hits(answers: Mapping[str, Sequence[str]], run: Mapping[str, Mapping[s
                texts: Mapping[str, str], mode: str = "string") -> dict[str, int | None]:
     """Per question, the 1-based rank of the first retrieved passage holding an answer (None: none does)."""
     out: dict[str, int | None] = {}
-    for qid, answer_list in answers.items():
-        ranking = list(run.get(qid, {}))  # rank order
-        out[qid] = None
-        if mode == "string":
-            wanted = [_answer_tokens(a) for a in answer_list]
-        for rank, doc in enumerate(ranking, start=1):
-            text = texts.get(doc)
-            if text is None:
-                raise HarnessError(f"run retrieves passage {doc!r}, which is not in the corpus")
-            hit = (any(_contains(_text_tokens(text), w) for w in wanted) if mode == "string"
-                   else has_answer(answer_list, text, mode))
-            if hit:
-                out[qid] = rank
-                break
+    with _bar(len(answers), "match answers", "question") as bar:
+        for qid, answer_list in answers.items():
+            bar.update(1)
+            out[qid] = _first_hit(answer_list, list(run.get(qid, {})), texts, mode)  # rank order
     return out
+
+
+def _first_hit(answer_list: Sequence[str], ranking: list[str], texts: Mapping[str, str], mode: str) -> int | None:
+    wanted = [_answer_tokens(a) for a in answer_list] if mode == "string" else []
+    for rank, doc in enumerate(ranking, start=1):
+        text = texts.get(doc)
+        if text is None:
+            raise HarnessError(f"run retrieves passage {doc!r}, which is not in the corpus")
+        hit = (any(_contains(_text_tokens(text), w) for w in wanted) if mode == "string"
+               else has_answer(answer_list, text, mode))
+        if hit:
+            return rank
+    return None
 
 
 def accuracy(first_hit: Mapping[str, int | None], k: int) -> dict[str, float]:

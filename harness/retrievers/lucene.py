@@ -7,7 +7,8 @@ fields), the settings of Pyserini's prebuilt BEIR indexes. So a byte-order mark,
 order, ``NaN`` metadata, long lines or ``null`` fields reach Lucene exactly as they reach a dense encoder,
 and every corpus kind (BEIR JSONL, DPR passage TSVs) is indexed the same way; for passages the tokens
 equal those of Pyserini's ``wikipedia-dpr`` index (``title`` + newline + ``text``). After indexing, the
-index must hold as many documents as were read, or the build stops with the first missing ids.
+index must hold every document that was read, less those whose indexed text is empty (Anserini skips them,
+as in Pyserini's own indexes: they have no term to match), or the build stops with the first missing ids.
 
 Search is ``LuceneSearcher`` with BM25(k1, b); hits keep Lucene's order and its float32 scores, and run
 files write them as Pyserini does (six decimals). The JVM runs in a worker process
@@ -55,6 +56,7 @@ class BM25Retriever:
         self.jvm_info: dict = {}
         self.index_dir: Path | None = None
         self.searched_documents: int | None = None
+        self.index_counts = (0, 0)  # (indexed, empty and so not indexed), set by index()
 
     def changed_settings(self) -> dict:
         """BM25 has no speed modes: every run is the reference computation."""
@@ -84,11 +86,14 @@ class BM25Retriever:
                     self._build(dataset, target, digest)
                     what = "built"
         try:
-            documents = int(json.loads((target / INDEX_MARK).read_text(encoding="utf-8"))["documents"])
+            mark = json.loads((target / INDEX_MARK).read_text(encoding="utf-8"))
+            indexed, empty = int(mark["indexed"]), int(mark["empty_not_indexed"])
         except (OSError, KeyError, TypeError, ValueError) as e:
             raise HarnessError(f"BM25 index {target} has an unreadable {INDEX_MARK} ({e}); delete the folder "
                                "and rerun") from None
-        return {"index": what, "path": str(target), "documents": documents, "seconds": time.perf_counter() - start}
+        self.index_counts = (indexed, empty)
+        return {"index": what, "path": str(target), "documents": indexed + empty, "indexed": indexed,
+                "empty_not_indexed": empty, "seconds": time.perf_counter() - start}
 
     def _build(self, dataset: BeirDataset, target: Path, digest: str) -> None:
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=STAGING_SUFFIX,
@@ -96,7 +101,7 @@ class BM25Retriever:
         try:
             source = staging / "input"
             source.mkdir()
-            written = write_collection(dataset, source / "corpus.jsonl")
+            written, empty = write_collection(dataset, source / "corpus.jsonl", multifield=bool(self.fields))
             args = ["-collection", self.collection, "-input", str(source), "-index", str(staging / "index"),
                     "-generator", "DefaultLuceneDocumentGenerator", "-threads", "1",
                     "-storePositions", "-storeDocvectors", "-storeRaw"]
@@ -105,15 +110,18 @@ class BM25Retriever:
             heap = jvm_heap_bytes(dataset.corpus_path)
             args += ["-memoryBuffer", str(max(64, heap // 3 // 2**20))]
             self.jvm_info = _worker({"op": "index", "args": args, "index": str(staging / "index"),
-                                     "expected": written}, staging, heap, f"BM25 index ({written:,} documents)")
+                                     "multifield": bool(self.fields),
+                                     "expected": written - empty}, staging, heap, f"BM25 index ({written:,} documents)")
             indexed = int(self.jvm_info.pop("documents"))
-            if indexed != written:
+            if indexed != written - empty:
                 missing = self.jvm_info.pop("missing_ids", [])
-                raise HarnessError(f"{dataset.corpus_path}: Lucene indexed {indexed:,} of {written:,} documents"
+                raise HarnessError(f"{dataset.corpus_path}: Lucene indexed {indexed:,} of the {written - empty:,} "
+                                   f"documents with text ({empty:,} empty)"
                                    + (f" (first missing ids: {', '.join(map(repr, missing[:5]))})" if missing else "")
                                    + "; nothing was kept")
             atomic_write_json(staging / "index" / INDEX_MARK, {"collection": self.collection, "corpus_sha256": digest,
-                                                               "documents": indexed, "format": INDEX_FORMAT,
+                                                               "indexed": indexed, "empty_not_indexed": empty,
+                                                               "format": INDEX_FORMAT,
                                                                "args": args[:2] + args[6:]})
             if target.exists():
                 shutil.rmtree(target)
@@ -139,7 +147,12 @@ class BM25Retriever:
                             "fields": self.fields, "k": k, "threads": self.threads,
                             "queries": str(qfile), "output": str(out)}, tmp,
                            jvm_heap_bytes(None), f"BM25 search ({len(queries):,} queries)", total=len(queries))
-            self.searched_documents = int(info.pop("documents"))
+            searched = int(info.pop("documents"))
+            indexed, empty = self.index_counts
+            if searched != indexed:
+                raise HarnessError(f"BM25 index {self.index_dir} holds {searched:,} documents, {indexed:,} were "
+                                   "indexed; delete the folder and rerun")
+            self.searched_documents = searched + empty  # an empty document has no term: no query can match it
             self.jvm_info = info
             run: Run = {q: {} for q in queries}
             with open(out, encoding="utf-8") as f:
@@ -156,17 +169,25 @@ class BM25Retriever:
                 **self.jvm_info, "pyserini": _version("pyserini"), "device": "cpu (JVM)", "threads": self.threads}
 
 
-def write_collection(dataset, path: Path) -> int:
+#: what Java's String.trim() removes: every character up to U+0020
+JAVA_TRIM = "".join(map(chr, range(0x21)))
+
+
+def write_collection(dataset, path: Path, *, multifield: bool = False) -> tuple[int, int]:
     """Stream the documents exactly as the harness reader parsed them into a BEIR-style JSONL file
     (``{"_id", "title", "text"}`` per line, plain JSON, no byte-order mark, no metadata) for Anserini's
-    Beir collections; returns how many were written. A BOM, CRLF, blank lines, key order, ``NaN`` in
-    metadata or a ``null`` title thus reach Lucene exactly as they reach a dense encoder."""
-    n = 0
+    Beir collections. A BOM, CRLF, blank lines, key order, ``NaN`` in metadata or a ``null`` title thus
+    reach Lucene exactly as they reach a dense encoder. Returns (documents written, documents whose
+    indexed text is empty): Anserini skips those, their contents (``title + " " + text``; ``text`` alone
+    for the multifield collection) being empty once Java's ``trim()`` is applied."""
+    n = empty = 0
     with open(path, "w", encoding="utf-8") as out:
         for doc in dataset.corpus():
             out.write(json.dumps({"_id": doc.doc_id, "title": doc.title, "text": doc.text}, ensure_ascii=False) + "\n")
             n += 1
-    return n
+            contents = doc.text if multifield else f"{doc.title} {doc.text}"
+            empty += not contents.strip(JAVA_TRIM)
+    return n, empty
 
 
 def jvm_heap_bytes(corpus: Path | None) -> int:

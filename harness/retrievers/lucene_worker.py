@@ -96,10 +96,12 @@ def _index(req: dict, heap: int) -> dict:
         _, present = _num_docs_and_ids(req["index"], True)
         have = set(present)
         missing = []
+        trim = "".join(map(chr, range(0x21)))  # Java's String.trim(); empty documents are not indexed
         with open(Path(req["args"][req["args"].index("-input") + 1]) / "corpus.jsonl", encoding="utf-8") as f:
             for line in f:
-                doc_id = json.loads(line)["_id"]
-                if doc_id not in have:
+                doc = json.loads(line)
+                doc_id, contents = doc["_id"], doc["text"] if req.get("multifield") else f"{doc['title']} {doc['text']}"
+                if doc_id not in have and contents.strip(trim):
                     missing.append(doc_id)
                     if len(missing) == 5:
                         break
