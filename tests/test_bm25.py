@@ -10,7 +10,10 @@ from harness.trec import read_run
 pytestmark = pytest.mark.java
 
 
-def test_bm25_tiny_folder_ranks_the_source_document_first(tiny_beir, tmp_path):
+def test_bm25_tiny_folder_ranks_the_source_document_first(tmp_path):
+    from tests.conftest import make_tiny_beir
+
+    tiny_beir = make_tiny_beir(tmp_path / "own", seed=101)  # a corpus of its own: the cache may be shared
     (rec,) = run(["bm25"], [str(tiny_beir)], ["ndcg@10", "recall@10"], tmp_path / "r", log=lambda m: None)
     assert rec.index["index"] == "built"
     hits = read_run(tmp_path / "r" / rec.dataset / "test" / rec.run_file)

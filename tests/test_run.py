@@ -64,7 +64,10 @@ def test_a_different_precision_is_not_reused_silently(tiny_beir, tiny_bert_dir, 
     logs: list[str] = []
     bf16 = run([_hf(tiny_bert_dir)], [str(tiny_beir)], ["ndcg@10"], out, log=logs.append, execution=CPU,
                settings=EncodeSettings(precision="bf16"))[0]
-    assert not any("reused" in m for m in logs)  # neither the record nor the fp32 embeddings
+    # neither the fp32 record nor the fp32 embeddings were reused (the cache may be shared with other tests,
+    # so bf16 embeddings of this corpus may exist already)
+    assert not any("reused record" in m for m in logs)
+    assert bf16.index["path"] != fp32.index["path"] and bf16.run_file != fp32.run_file
     assert bf16.fingerprint != fp32.fingerprint
     assert bf16.retriever_provenance["compute"] == {"device": "cpu", "precision": "bf16", "forward": "transformers"}
     assert [c["precision"] for c in bf16.index["computed_with"]] == ["bf16"]

@@ -53,7 +53,8 @@ class BM25Retriever:
         self.collection = spec.params["collection"]
         self.fields = spec.params.get("fields")
         self.threads = execution.threads or max(1, os.cpu_count() or 1)
-        self.jvm_info: dict = {}
+        self.jvm_info: dict = {}  # what the search worker reported (Java, jar, heap, peak memory)
+        self.index_info: dict = {}  # what the indexing worker reported, when this process built the index
         self.index_dir: Path | None = None
         self.searched_documents: int | None = None
         self.index_counts = (0, 0)  # (indexed, empty and so not indexed), set by index()
@@ -109,12 +110,12 @@ class BM25Retriever:
                 args += ["-fields", *[f for f in self.fields if f != "contents"]]
             heap = jvm_heap_bytes(dataset.corpus_path)
             args += ["-memoryBuffer", str(max(64, heap // 3 // 2**20))]
-            self.jvm_info = _worker({"op": "index", "args": args, "index": str(staging / "index"),
+            self.index_info = _worker({"op": "index", "args": args, "index": str(staging / "index"),
                                      "multifield": bool(self.fields),
                                      "expected": written - empty}, staging, heap, f"BM25 index ({written:,} documents)")
-            indexed = int(self.jvm_info.pop("documents"))
+            indexed = int(self.index_info.pop("documents"))
             if indexed != written - empty:
-                missing = self.jvm_info.pop("missing_ids", [])
+                missing = self.index_info.pop("missing_ids", [])
                 raise HarnessError(f"{dataset.corpus_path}: Lucene indexed {indexed:,} of the {written - empty:,} "
                                    f"documents with text ({empty:,} empty)"
                                    + (f" (first missing ids: {', '.join(map(repr, missing[:5]))})" if missing else "")
@@ -166,7 +167,8 @@ class BM25Retriever:
     def provenance(self) -> dict:
         return {"engine": "Lucene (Anserini) via pyserini", "k1": self.k1, "b": self.b,
                 "collection": self.collection, "fields": self.fields, "index": str(self.index_dir),
-                **self.jvm_info, "pyserini": _version("pyserini"), "device": "cpu (JVM)", "threads": self.threads}
+                **self.jvm_info, "indexing_worker": self.index_info, "pyserini": _version("pyserini"),
+                "device": "cpu (JVM)", "threads": self.threads}
 
 
 #: what Java's String.trim() removes: every character up to U+0020

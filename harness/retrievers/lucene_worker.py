@@ -140,6 +140,9 @@ def main(argv: list[str]) -> int:
     req = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     heap = int(argv[1]) if len(argv) > 1 else 2**30
     info = {"index": _index, "search": _search}[req["op"]](req, heap)
+    import resource
+
+    info["worker_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
     Path(argv[0]).with_suffix(".done.json").write_text(json.dumps(info), encoding="utf-8")
     return 0
 
