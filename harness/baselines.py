@@ -4,7 +4,9 @@ Three CSV shapes live under ``baselines/`` (see ``baselines/README.md``):
 
 - regression baselines: ``retriever,dataset,split,metric,expected,tolerance``;
 - published references: ``source,system,dataset,split,metric,value`` (copied from ``../shared/reference``);
-- ``published/systems.csv``: ``system,retriever`` (a published system name -> our retriever name).
+- ``published/systems.csv``: ``system,retriever[,datasets]`` (a published system name -> our retriever name;
+  ``datasets``, space-separated ids, restricts the row to those datasets: Pyserini's "DPR" is the NQ-trained
+  model on NQ and the multiset one on TriviaQA).
 
 Lines starting with ``#`` and blank lines are skipped. Any malformed line is a ``DataError`` naming the
 file and the line. Values are fractions (0.6789, not 67.89).
@@ -148,12 +150,20 @@ def read_published(path: str | Path) -> list[Published]:
 
 
 def read_systems(path: str | Path) -> dict[str, list[str]]:
-    """Published system name -> our retriever names (a system may map to several, e.g. hub id and folder)."""
+    """Published system name -> our retriever names (a system may map to several, e.g. hub id and folder).
+    A row restricted to datasets is keyed ``system@dataset`` for each of them (see :func:`mapped_names`)."""
     path = Path(path)
     out: dict[str, list[str]] = {}
     for _, row in _rows(path, SYSTEM_COLUMNS):
-        out.setdefault(row["system"], []).append(row["retriever"])
+        datasets = (row.get("datasets") or "").split()
+        for key in [f"{row['system']}@{d}" for d in datasets] or [row["system"]]:
+            out.setdefault(key, []).append(row["retriever"])
     return out
+
+
+def mapped_names(systems: dict[str, list[str]], system: str, dataset: str) -> list[str]:
+    """Our retriever names for a published system on a dataset (its own name when nothing maps it)."""
+    return systems.get(f"{system}@{dataset}") or systems.get(system) or [system]
 
 
 def load_published(folder: str | Path | None = None) -> tuple[list[Published], dict[str, list[str]]]:

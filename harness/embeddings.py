@@ -44,7 +44,7 @@ def _ids_bytes(ids: Sequence[str]) -> bytes:
 
 class EmbeddingStore:
     def __init__(self, root: Path, key: dict):
-        self.key = key
+        self.key = json.loads(json.dumps(key))  # as the manifest stores it (tuples become lists)
         self.dir = Path(root) / key_hash(key)
 
     def _paths(self, i: int) -> tuple[Path, Path, Path]:

@@ -203,7 +203,7 @@ def against_published(df: pd.DataFrame, metric: str, published: Sequence, system
     empty published value; a row computed in another way than the reference (e.g. bf16) says so in its note,
     since published numbers were made in the reference computation.
     """
-    from harness.baselines import same_retriever
+    from harness.baselines import mapped_names, same_retriever
 
     cols = ["retriever", "dataset", "split", "ours", "published", "delta", "system", "source", "note"]
     if df.empty or metric not in df.columns:
@@ -221,7 +221,8 @@ def against_published(df: pd.DataFrame, metric: str, published: Sequence, system
         shown = row_label(row["retriever"], settings)
         note = f"not the reference computation ({settings})" if settings else ""
         hits = [p for p in refs if p.dataset == row["dataset"] and p.split == row["split"]
-                and any(same_retriever(row["retriever"], name) for name in systems.get(p.system, [p.system]))]
+                and any(same_retriever(row["retriever"], name)
+                        for name in mapped_names(systems, p.system, p.dataset))]
         for p in hits:
             out.append([shown, row["dataset"], row["split"], ours, p.value, ours - p.value, p.system, p.source, note])
         if not hits:

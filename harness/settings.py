@@ -24,7 +24,7 @@ from harness.errors import HarnessError
 
 PRECISIONS = ("fp32", "bf16x3", "bf16", "fp16")
 FORWARDS = ("auto", "transformers")
-POOLINGS = ("mean", "cls", "max")
+POOLINGS = ("mean", "cls", "max", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
 EMBED_DTYPES = ("float32", "float16")
 
 

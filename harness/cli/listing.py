@@ -1,4 +1,5 @@
-"""harness list: registered retrievers and datasets (imports neither torch nor the JVM)."""
+"""harness list: registered retrievers (with their recipes) and datasets (with whether they are present in a
+data root); imports neither torch nor the JVM."""
 
 from __future__ import annotations
 
@@ -17,15 +18,27 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.what == "retrievers":
         from harness.retrievers.registry import RETRIEVERS
 
-        rows = [(n, s.kind, s.model or "", s.description) for n, s in RETRIEVERS.items()]
-        print(tabulate(rows, headers=["name", "kind", "model", "description"]))
+        def recipe(spec) -> str:
+            if spec.kind == "bm25":
+                return f"k1={spec.params['k1']} b={spec.params['b']}, {spec.params['collection']}"
+            text = spec.encoder.describe() if spec.encoder else "as the model's own files say"
+            return text + (f"; queries: {spec.query_model}" if spec.query_model else "")
+
+        rows = [(n, s.kind, s.model or "", recipe(s), s.description) for n, s in RETRIEVERS.items()]
+        print(tabulate(rows, headers=["name", "kind", "model", "recipe", "description"],
+                       maxcolwidths=[None, None, None, None, 40]))
         print("\nAlso: hf:<Hugging Face id or folder> for any encoder, or a checkpoint folder from `harness train`.")
     elif args.what == "datasets":
         from harness.data.registry import DATASETS
+        from harness.datasets import find_local
 
-        rows = [(n, s.protocol.split, "yes" if s.protocol.drop_self_hits else "no", s.description)
-                for n, s in DATASETS.items()]
-        print(tabulate(rows, headers=["id", "split", "drop self-hits", "description"]))
+        def present(spec) -> str:
+            parts = [DATASETS.get(p) for p in spec.subsets] if spec.subsets else [spec]
+            return "yes" if all(find_local(p) is not None for p in parts) else "no"
+
+        ds_rows = [(n, s.protocol.split, "yes" if s.protocol.drop_self_hits else "no", present(s), s.description)
+                   for n, s in DATASETS.items()]
+        print(tabulate(ds_rows, headers=["id", "split", "drop self-hits", "local", "description"]))
         print("\nAlso: any BEIR-format folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) as --dataset PATH.")
     else:
         from harness.data.registry import SUITES

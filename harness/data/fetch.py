@@ -176,7 +176,8 @@ def _unzip(archive: Path, target: Path, limit: int) -> None:
         total = sum(m.file_size for m in members)
         if total > limit:
             raise _too_big(archive, total, limit)
-        files, folders = set(), set()
+        files: set[str] = set()
+        folders: set[str] = set()
         for m in members:
             rel = check_member(m.filename, m)
             parts = rel.parts

@@ -58,7 +58,12 @@ class DenseRetriever:
                                f"({limit} positions); use at most {limit}")
         self.device = local_device(execution.device)
         # decided before the model loads: the compute is part of the cache key
-        self.compute = plan_compute(self.files.path, self.device, settings.precision, settings.forward)
+        self.compute = plan_compute(self.files.path / self.config.transformer_path, self.device, settings.precision,
+                                    settings.forward)
+        # an asymmetric retriever (DPR) encodes queries with a model of their own, under the same recipe
+        self.query_files = resolve_model(spec.query_model, spec.query_revision) if spec.query_model else None
+        self._query_encoder = None
+        self._query_digest: str | None = None
         self.shard_size = execution.shard_size
         self.embed_dtype = settings.embed_dtype
         self.searched_documents: int | None = None
@@ -76,6 +81,30 @@ class DenseRetriever:
                                       progress=self.execution.progress,
                                       trust_remote_code=self.execution.trust_remote_code)
         return self._encoder
+
+    @property
+    def query_encoder(self):
+        """The encoder of queries: the document encoder, or the query model's own (asymmetric retrievers)."""
+        if self.query_files is None:
+            return self.encoder
+        if self._query_encoder is None:
+            from harness.retrievers.encoder import HFEncoder
+
+            self._query_encoder = HFEncoder(str(self.query_files.path), self.config, device=self.device,
+                                            batch_tokens=self.settings.batch_tokens, precision=self.compute.precision,
+                                            forward=self.settings.forward, progress=self.execution.progress,
+                                            trust_remote_code=self.execution.trust_remote_code)
+        return self._query_encoder
+
+    @property
+    def query_model_digest(self) -> str | None:
+        if self.query_files is not None and self._query_digest is None:
+            self._query_digest = model_digest(self.query_files.path)
+        return self._query_digest
+
+    def doc_input(self, doc: Doc):
+        """What the document encoder reads of a document: title + " " + text, or the (title, text) pair."""
+        return (doc.title, doc.text) if self.config.text_pair else doc_text(doc)
 
     @property
     def model_digest(self) -> str:
@@ -100,9 +129,13 @@ class DenseRetriever:
     def fingerprint(self) -> dict:
         """The content identity of what this retriever computes: model files, the recipe that runs (pooling,
         normalisation, max length, prefixes), the compute, the stored dtype and the code version."""
-        return {"kind": "dense", "model_files": self.model_digest, "encoder": self.config.recipe(),
-                "compute": self._compute_key(), "embed_dtype": self.embed_dtype, "embed_version": EMBED_VERSION,
-                "text_rule": "title + ' ' + text"}
+        return {"kind": "dense", "model_files": self.model_digest, "query_model_files": self.query_model_digest,
+                "encoder": self.config.recipe(), "compute": self._compute_key(), "embed_dtype": self.embed_dtype,
+                "embed_version": EMBED_VERSION, "text_rule": self.text_rule}
+
+    @property
+    def text_rule(self) -> str:
+        return "(title, text) as a pair" if self.config.text_pair else "title + ' ' + text"
 
     def _key(self, what: str, checksum: str) -> dict:
         # everything that decides the corpus vectors; the query prefix does not, so it is left out. The device
@@ -111,7 +144,7 @@ class DenseRetriever:
         encoder = {k: v for k, v in self.config.recipe().items() if k != "query_prefix"}
         return {"v": EMBED_VERSION, "model_files": self.model_digest, "encoder": encoder,
                 "compute": self._compute_key(), "dtype": self.embed_dtype, "what": what,
-                "text_rule": "title + ' ' + text", "checksum": checksum}
+                "text_rule": self.text_rule, "checksum": checksum}
 
     @property
     def computed_with(self) -> dict:
@@ -148,7 +181,8 @@ class DenseRetriever:
             if store.shard_ok(i, first, ids):
                 reused += 1
                 continue
-            vectors = self.encoder.encode([doc_text(d) for d in chunk], "doc", desc=f"encode corpus shard {i + 1}")
+            vectors = self.encoder.encode([self.doc_input(d) for d in chunk], "doc",
+                                          desc=f"encode corpus shard {i + 1}")
             dim = vectors.shape[1]
             store.write_shard(i, first, ids, vectors.astype(DTYPES[self.embed_dtype]),
                               computed_with=self.computed_with)
@@ -170,7 +204,7 @@ class DenseRetriever:
 
         weights = weights_file(self.files.path)
         model_bytes = weights.stat().st_size if weights else 0
-        dim = _hidden_size(self.files.path)
+        dim = self.config.dense[-1].out_features if self.config.dense else _hidden_size(self.files.path / self.config.transformer_path)
         plan = embedding_plan(count_lines(dataset.corpus_path), dim, np.dtype(DTYPES[self.embed_dtype]).itemsize,
                               self.shard_size, model_bytes, n_queries=10_000, depth=1000)
         on_disk = sum(p.stat().st_size for p in store.dir.glob("shard-*.npy")) if store.dir.exists() else 0
@@ -182,14 +216,16 @@ class DenseRetriever:
         if self._store is None:
             raise RuntimeError("index() must run before search()")
         qids = list(queries)
-        vectors = self.encoder.encode([queries[q] for q in qids], "query", desc="encode queries")
+        vectors = self.query_encoder.encode([queries[q] for q in qids], "query", desc="encode queries")
         scores, docs, searched = topk_exact(vectors, self._store.shards(), k)
         self.searched_documents = searched
         return {q: {d: float(s) for d, s in zip(docs[row], scores[row], strict=False)}
                 for row, q in enumerate(qids)}
 
     def provenance(self) -> dict:
-        return {**self.files.provenance(), "model_files_sha256": self.model_digest,
+        query = {"query_model": {**self.query_files.provenance(), "model_files_sha256": self.query_model_digest}} \
+            if self.query_files is not None else {}
+        return {**self.files.provenance(), "model_files_sha256": self.model_digest, **query,
                 "encoder": self.config.to_dict(), "model_encoder": self.model_config.to_dict(),
                 "settings": self.settings.to_dict(), "search": "exact inner product (faiss)",
                 "embed_dtype": self.embed_dtype, "shard_size": self.shard_size, "embed_version": EMBED_VERSION,

@@ -175,7 +175,7 @@ class HFEncoder:
                  batch_tokens: int | None = None, max_batch: int = 256, precision: str = "fp32",
                  forward: str = "auto", compute: Compute | None = None, trust_remote_code: bool = False,
                  progress: bool = True):
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
@@ -187,9 +187,11 @@ class HFEncoder:
         self.device = pick_device(device)
         self.max_batch = max_batch
         self.progress = progress
+        self.folder = Path(model_dir)
+        hf_dir = str(self.folder / config.transformer_path)
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
-            self.model = AutoModel.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+            self.tokenizer = AutoTokenizer.from_pretrained(hf_dir, trust_remote_code=trust_remote_code)
+            self.model = _unwrap_dpr(load_model(hf_dir, trust_remote_code), hf_dir)
         except ValueError as e:
             if trust_remote_code or "trust_remote_code" not in str(e):
                 raise
@@ -201,12 +203,15 @@ class HFEncoder:
                                "are loaded only with torch.load(weights_only=True)"
                                f"{' (' + found[0] + ')' if found else ''}; use a model.safetensors copy") from None
         self.model.eval().to(self.device)
+        self.head = _load_head(self.folder, config).to(self.device)
         if self.device.type == "cuda" and self.compute.precision == "fp32":
             # the reference computation: true float32 matmuls, not TensorFloat-32
             torch.backends.cuda.matmul.allow_tf32 = False
             torch.backends.cudnn.allow_tf32 = False
-        self.dim = int(self.model.config.hidden_size)
-        self.batch_tokens = batch_tokens or default_batch_tokens(self.device, self.compute.precision, self.dim)
+        hidden = int(self.model.config.hidden_size)
+        self.dim = config.dense[-1].out_features if config.dense else hidden * len(config.pooling.split("+"))
+        self.batch_tokens = batch_tokens or default_batch_tokens(self.device, self.compute.precision, hidden)
+        self._skip: dict[str, int] = {}
         if self.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
             from harness.distributed import cpu_threads
 
@@ -225,14 +230,38 @@ class HFEncoder:
         with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             return self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
 
-    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids, truncated to the max length. A very long text is first cut to a prefix that still
-        holds more tokens than the max length (cut at whitespace, so every word before the cut tokenizes
-        as in the whole text): the ids are the same, without tokenizing megabytes that truncation drops."""
-        texts = [self._prefix(t) for t in texts]
-        enc = self.tokenizer(texts, truncation=True, max_length=self.config.max_length,
-                             add_special_tokens=True, return_attention_mask=False)
-        return enc["input_ids"]
+    def tokenize(self, texts: Sequence[Text]) -> list[list[int]]:
+        """Token ids, truncated to the max length; a (title, text) pair is tokenized as a pair, truncated
+        longest first (DPR). A very long text is first cut to a prefix that still holds more tokens than the
+        max length (cut at whitespace, so every word before the cut tokenizes as in the whole text): the ids
+        are the same, without tokenizing megabytes that truncation drops. With ``append_eos`` the tokenizer's
+        EOS token ends every text (after truncation to one token less)."""
+        eos = self.tokenizer.eos_token_id if self.config.append_eos else None
+        if self.config.append_eos and eos is None:
+            raise HarnessError(f"{self.folder}: the recipe appends EOS, but the tokenizer has no EOS token")
+        max_length = self.config.max_length
+        pairs = [t for t in texts if isinstance(t, tuple)]
+        if pairs and len(pairs) != len(texts):
+            raise ValueError("a batch mixes texts and (title, text) pairs")
+        if pairs:
+            enc = self.tokenizer([a for a, _ in pairs], [self._prefix(b) for _, b in pairs], truncation=True,
+                                 max_length=max_length, add_special_tokens=True, return_attention_mask=False)
+        else:
+            enc = self.tokenizer([self._prefix(t) for t in texts if isinstance(t, str)], truncation=True,
+                                 max_length=max_length, add_special_tokens=True, return_attention_mask=False)
+        ids = enc["input_ids"]
+        if eos is not None:  # the first max_length - 1 tokens and EOS, whether the tokenizer adds it or not
+            ids = [x if x and x[-1] == eos else [*x[:max_length - 1], eos] for x in ids]
+        return ids
+
+    def prompt_tokens(self, prompt: str) -> int:
+        """How many leading tokens a prompt takes (its special start token included, a trailing special token
+        not), as sentence-transformers counts them for ``include_prompt: false``."""
+        if prompt not in self._skip:
+            ids = self.tokenizer(prompt.lower() if self.config.lowercase else prompt)["input_ids"]
+            special = set(getattr(self.tokenizer, "all_special_ids", []))
+            self._skip[prompt] = len(ids) - (1 if ids and ids[-1] in special else 0)
+        return self._skip[prompt]
 
     def _prefix(self, text: str) -> str:
         max_length = self.config.max_length
@@ -261,10 +290,11 @@ class HFEncoder:
         return out
 
     @torch.inference_mode()
-    def encode(self, texts: Sequence[str], kind: str = "doc", desc: str | None = None) -> np.ndarray:
+    def encode(self, texts: Sequence[Text], kind: str = "doc", desc: str | None = None) -> np.ndarray:
+        """float32 vectors, one row per text (a string, or a (title, text) pair), in the input order."""
         prefix = self.config.query_prefix if kind == "query" else self.config.doc_prefix
-        if prefix:
-            texts = [prefix + t for t in texts]
+        texts = [_prepend(prefix, t, self.config.lowercase) for t in texts]
+        skip = self.prompt_tokens(prefix) if prefix and not self.config.include_prompt else 0
         ids = self.tokenize(texts)
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
         out = np.empty((len(ids), self.dim), dtype=np.float32)
@@ -280,13 +310,118 @@ class HFEncoder:
                 input_ids[row, :n] = torch.tensor(ids[i], dtype=torch.long)
                 mask[row, :n] = 1
             input_ids, mask = input_ids.to(self.device), mask.to(self.device)
-            vec = pool(self.config.pooling, self.forward(input_ids, mask).float(), mask)
+            vec = self.head(pool(self.config.pooling, self.forward(input_ids, mask).float(), mask, skip))
             if self.config.normalize:
                 vec = torch.nn.functional.normalize(vec, p=2, dim=-1)
             out[idx] = vec.cpu().numpy()
             bar.update(len(idx))
         bar.close()
         return out
+
+
+Text = str | tuple[str, str]
+
+
+def _prepend(prefix: str, text: Text, lowercase: bool) -> Text:
+    """The prefix before the text (before the first of a pair, as sentence-transformers does), lowercased
+    when the recipe says so (sentence-transformers lowercases the prompt too)."""
+    if isinstance(text, tuple):
+        first, second = prefix + text[0], text[1]
+        return (first.lower(), second.lower()) if lowercase else (first, second)
+    joined = prefix + text
+    return joined.lower() if lowercase else joined
+
+
+#: architectures AutoModel does not map to themselves (AutoModel loads every "dpr" config as a question
+#: encoder, which would leave a context encoder's weights unread)
+EXPLICIT_CLASSES = ("DPRContextEncoder", "DPRQuestionEncoder")
+
+
+def load_model(folder: str, trust_remote_code: bool = False):
+    """The Hugging Face model of ``folder`` with all of its weights. A tensor the model needs but the weights
+    file lacks would be initialised at random and change every vector silently: refused (the pooler, which no
+    recipe reads, excepted)."""
+    import transformers
+    from transformers import AutoConfig, AutoModel
+
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    arch = next((a for a in (getattr(config, "architectures", None) or []) if a in EXPLICIT_CLASSES), None)
+    cls = getattr(transformers, arch) if arch else AutoModel
+    model, info = cls.from_pretrained(folder, trust_remote_code=trust_remote_code, output_loading_info=True)
+    missing = [k for k in info.get("missing_keys", []) if "pooler." not in k]
+    if missing:
+        raise HarnessError(f"{folder}: the weights lack {len(missing)} tensor(s) the model needs (first: {missing[0]}); "
+                           "they would be random. The weights do not belong to this config.json")
+    return model
+
+
+def _unwrap_dpr(model, folder: str):
+    """DPR's encoders wrap a BERT whose first token's state is their output (``projection_dim`` 0): the
+    harness runs that BERT and pools CLS, which is DPR's pooler output. A projection is refused."""
+    for attr in ("question_encoder", "ctx_encoder"):
+        inner = getattr(model, attr, None)
+        if inner is not None and hasattr(inner, "bert_model"):
+            if getattr(inner, "projection_dim", 0):
+                raise HarnessError(f"{folder}: a DPR encoder with a projection (projection_dim "
+                                   f"{inner.projection_dim}) is not one the harness implements")
+            return inner.bert_model
+    return model
+
+
+ACTIVATION_FUNCTIONS = {"identity": torch.nn.Identity, "tanh": torch.nn.Tanh, "relu": torch.nn.ReLU,
+                        "gelu": torch.nn.GELU, "sigmoid": torch.nn.Sigmoid}
+
+
+class DenseHead(torch.nn.Module):
+    """The Dense modules after pooling (sentence-transformers' ``Dense``): activation(W x + b), + residual."""
+
+    def __init__(self, layers: list[tuple[torch.nn.Linear, torch.nn.Module, torch.nn.Linear | None, bool]]):
+        super().__init__()
+        self.linears = torch.nn.ModuleList([lin for lin, _, _, _ in layers])
+        self.activations = torch.nn.ModuleList([act for _, act, _, _ in layers])
+        self.residuals = torch.nn.ModuleList([res if res is not None else torch.nn.Identity() for *_, res, _ in layers])
+        self.use_residual = [r for *_, r in layers]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for lin, act, res, use in zip(self.linears, self.activations, self.residuals, self.use_residual, strict=True):
+            y = act(lin(x))
+            x = y + res(x) if use else y
+        return x
+
+
+def _load_head(folder: Path, config: EncoderConfig) -> torch.nn.Module:
+    layers = []
+    for layer in config.dense:
+        state = _module_weights(folder / layer.path)
+        lin = torch.nn.Linear(layer.in_features, layer.out_features, bias=layer.bias)
+        res = torch.nn.Linear(layer.in_features, layer.out_features, bias=False) \
+            if layer.residual and layer.in_features != layer.out_features else None
+        wanted = {"linear.weight", *(["linear.bias"] if layer.bias else []), *(["residual.weight"] if res else [])}
+        missing = wanted - set(state)
+        if missing:
+            raise HarnessError(f"{folder / layer.path}: the Dense weights lack {', '.join(sorted(missing))}")
+        lin.weight.data.copy_(state["linear.weight"])
+        if layer.bias:
+            lin.bias.data.copy_(state["linear.bias"])
+        if res is not None:
+            res.weight.data.copy_(state["residual.weight"])
+        layers.append((lin, ACTIVATION_FUNCTIONS[layer.activation](), res, layer.residual))
+    return DenseHead(layers).eval()
+
+
+def _module_weights(folder: Path) -> dict:
+    safetensors = folder / "model.safetensors"
+    if safetensors.is_file():
+        from safetensors.torch import load_file
+
+        return load_file(str(safetensors))
+    bin_file = folder / "pytorch_model.bin"
+    if bin_file.is_file():
+        try:
+            return torch.load(bin_file, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            raise HarnessError(f"refusing {bin_file}: it holds Python objects besides tensors") from None
+    raise HarnessError(f"{folder}: no model.safetensors or pytorch_model.bin for this Dense module")
 
 
 def _progress(total: int, desc: str, enabled: bool):

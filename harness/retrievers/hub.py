@@ -15,7 +15,10 @@ from harness.io import cached_sha256
 from harness.paths import offline
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+# what a model folder needs (sentence-transformers module folders included: their configs match *.json and their
+# weights *.safetensors); pickled weights only when a repository has no safetensors (see _from_hub)
 ALLOW = ["*.json", "*.txt", "*.model", "*.safetensors", "1_Pooling/*", "tokenizer*", "vocab*", "merges*"]
+PICKLED = ["pytorch_model.bin", "*/pytorch_model.bin"]
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,12 @@ def _from_hub(repo_id: str, revision: str | None) -> ModelFiles:
         if "RepositoryNotFound" in kind or "RevisionNotFound" in kind:
             state = f"not found on the hub ({kind})"
         raise HarnessError(f"model {repo_id}{'@' + revision if revision else ''} is {state}. {how}") from None
+    if weights_file(folder) is None and not offline():
+        try:  # an older repository with pickled weights only (read with weights_only=True)
+            folder = Path(snapshot_download(repo_id=repo_id, revision=revision, allow_patterns=ALLOW + PICKLED,
+                                            etag_timeout=10))
+        except Exception:  # the first download worked; report the missing weights below
+            pass
     if weights_file(folder) is None:
         raise HarnessError(f"model {repo_id} has no safetensors/pytorch weights in {folder}. {how}")
     return ModelFiles(folder, "hub", repo_id, folder.name)

@@ -22,6 +22,8 @@ class RetrieverSpec:
     revision: str | None = None
     encoder: EncoderConfig | None = None  # None: read from the model's files
     params: dict = field(default_factory=dict)  # e.g. BM25 k1, b, fields
+    query_model: str | None = None  # asymmetric retrievers (DPR): the model that encodes queries
+    query_revision: str | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -64,6 +66,33 @@ for _name, _model, _desc in [
     ("contriever-reproduced", "Yibin-Lei/Contriever-Reproduced", "Contriever as reproduced by Lei et al. 2023"),
 ]:
     RETRIEVERS.register(_name, RetrieverSpec(_name, "dense", _desc, model=_model, encoder=CONTRIEVER))
+
+# Recipes as their authors (and Pyserini's 2CR runs) encode: bge with its query instruction (Pyserini joins the
+# instruction and the query with a space), CLS pooling and L2 normalisation; e5 with "query: " / "passage: "
+# and mean pooling; DPR with separate question and context encoders, the first token's state (DPR's pooler
+# output), passages as (title, text) pairs with token types all zero and 256 tokens, as DPR's own
+# generate_dense_embeddings encoded Pyserini's wikipedia-dpr-100w indexes.
+BGE = EncoderConfig(pooling="cls", normalize=True, similarity="cos", max_length=512,
+                    query_prefix="Represent this sentence for searching relevant passages: ",
+                    source="BAAI/bge-base-en-v1.5 as Pyserini 2CR runs it (beir.yaml bge-base-en-v1.5.faiss)")
+E5 = EncoderConfig(pooling="mean", normalize=True, similarity="cos", max_length=512, query_prefix="query: ",
+                   doc_prefix="passage: ", source="intfloat/e5-base-v2 model card (prefixes, mean pooling)")
+DPR = EncoderConfig(pooling="cls", normalize=False, similarity="dot", max_length=256, text_pair=True,
+                    source="DPR (Karpukhin et al. 2020) as Pyserini's odqa 2CR runs it")
+RETRIEVERS.register("bge-base-en-v1.5", RetrieverSpec(
+    "bge-base-en-v1.5", "dense", "BGE base v1.5 (Xiao et al. 2023), with its query instruction",
+    model="BAAI/bge-base-en-v1.5", encoder=BGE))
+RETRIEVERS.register("e5-base-v2", RetrieverSpec(
+    "e5-base-v2", "dense", "E5 base v2 (Wang et al. 2022), query: / passage: prefixes", model="intfloat/e5-base-v2",
+    encoder=E5))
+RETRIEVERS.register("dpr-nq", RetrieverSpec(
+    "dpr-nq", "dense", "DPR trained on NQ (single-nq), question and context encoders",
+    model="facebook/dpr-ctx_encoder-single-nq-base", query_model="facebook/dpr-question_encoder-single-nq-base",
+    encoder=DPR))
+RETRIEVERS.register("dpr-multi", RetrieverSpec(
+    "dpr-multi", "dense", "DPR trained on NQ, TriviaQA, WebQ and CuratedTREC (multiset)",
+    model="facebook/dpr-ctx_encoder-multiset-base", query_model="facebook/dpr-question_encoder-multiset-base",
+    encoder=DPR))
 
 
 def resolve_retriever(name: str) -> RetrieverSpec:

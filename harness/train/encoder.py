@@ -77,6 +77,16 @@ def load_encoder(init: str, cfg: EncoderConfig, *, trust_remote_code: bool = Fal
         raise HarnessError(f"cannot load the init model {init!r}: {str(e).splitlines()[0]} "
                            "(give a local folder or a Hugging Face id that is cached or reachable; "
                            "models with custom code need --trust-remote-code)") from None
-    if cfg.pooling not in ("mean", "cls", "max"):
-        raise HarnessError(f"unknown pooling {cfg.pooling!r}")
+    from harness.retrievers.pooling import POOLERS
+
+    if cfg.pooling not in POOLERS:
+        raise HarnessError(f"unknown pooling {cfg.pooling!r}; the trainer pools with one of {', '.join(POOLERS)}")
+    unsupported = [name for name, on in (("Dense modules", bool(cfg.dense)), ("include_prompt false", not cfg.include_prompt),
+                                        ("do_lower_case", cfg.lowercase), ("(title, text) pairs", cfg.text_pair),
+                                        ("an appended EOS", cfg.append_eos),
+                                        ("a Transformer module in a subfolder", bool(cfg.transformer_path)))
+                   if on]
+    if unsupported:
+        raise HarnessError(f"the init model {init!r} has a recipe the trainer cannot carry into its checkpoints "
+                           f"({', '.join(unsupported)}); start from a plain encoder")
     return Loaded(Encoder(model, cfg.pooling, cfg.normalize), tokenizer, cfg)
