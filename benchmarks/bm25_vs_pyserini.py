@@ -64,12 +64,14 @@ def main() -> None:
         from harness.metrics import evaluate, mean
         from harness.trec import read_qrels, read_run
 
-        theirs = mean(evaluate(read_qrels(SCIFACT / "qrels" / "test.tsv"), read_run(t / "run.txt"), ["ndcg@10"])["ndcg@10"])
+        qrels = read_qrels(SCIFACT / "qrels" / "test.tsv")
+        theirs = mean(evaluate(qrels, read_run(t / "run.txt"), ["ndcg@10"])["ndcg@10"])
     print(f"pyserini CLI: index {index['wall_s']:.1f} s (process), search {search['wall_s']:.1f} s (process), "
           f"nDCG@10 {theirs:.4f}")
     r = ours["result"]
-    print(f"harness run : whole process {ours['wall_s']:.1f} s (index {r['index_s']:.1f} s, search {r['search_s']:.1f} s "
-          f"inside), nDCG@10 {r['ndcg@10']:.4f}; second run with the index cached {again['wall_s']:.1f} s")
+    print(f"harness run : whole process {ours['wall_s']:.1f} s (index {r['index_s']:.1f} s, "
+          f"search {r['search_s']:.1f} s inside), nDCG@10 {r['ndcg@10']:.4f}; "
+          f"second run with the index cached {again['wall_s']:.1f} s")
 
 
 if __name__ == "__main__":

@@ -65,7 +65,8 @@ def main() -> None:
     print(f"fp32 matmul peak (2048^3, best before/after): {peak / 1e9:.1f} GFLOP/s ({describe_peak(by_library)})")
     print(f"bf16 matmul peak (2048^3, torch.mm, bf16 in and out): {bf16_matmul_peak() / 1e9:.1f} GFLOP/s")
     for name, wall in walls.items():
-        print(f"{name:26} ({encoders[name].batch_tokens:5} tokens a batch): wall {wall:5.1f} s, {len(texts) / wall:5.1f} docs/s, {sum(lengths) / wall:5.0f} tokens/s, "
+        print(f"{name:26} ({encoders[name].batch_tokens:5} tokens a batch): wall {wall:5.1f} s, "
+              f"{len(texts) / wall:5.1f} docs/s, {sum(lengths) / wall:5.0f} tokens/s, "
               f"{flops / wall / 1e9:5.1f} GFLOP/s = {flops / wall / peak:.0%} of the fp32 peak")
 
 

@@ -76,7 +76,8 @@ def main() -> None:
         timings = r["result"].get("timings") or {}
         if "index_s" in timings and name != "harness (second run)":
             print(f"{name}: index (model load, tokenization, corpus encoding) {timings['index_s']:.1f} s, search "
-                  f"{timings['search_s']:.1f} s, everything else {r['wall_s'] - timings['index_s'] - timings['search_s']:.1f} s")
+                  f"{timings['search_s']:.1f} s, everything else "
+                  f"{r['wall_s'] - timings['index_s'] - timings['search_s']:.1f} s")
 
 
 if __name__ == "__main__":

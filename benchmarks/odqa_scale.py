@@ -47,11 +47,13 @@ def make_corpus(folder: Path, n: int, words_per_passage: int, n_queries: int, se
             ids = rng.integers(0, N_WORDS, size=(m, words_per_passage))
             rows = [" ".join(r) for r in vocab[ids]]
             titles = vocab[rng.integers(0, N_WORDS, size=m)]
-            f.write("".join(f"{start + i + 1}\t{t}\t{ti}\n" for i, (t, ti) in enumerate(zip(rows, titles, strict=True))))
+            f.write("".join(f"{start + i + 1}\t{t}\t{ti}\n"
+                            for i, (t, ti) in enumerate(zip(rows, titles, strict=True))))
             for i in range(m):
                 if start + i in targets:
                     w = rows[i].split()
-                    questions.append({"id": f"q{len(questions)}", "question": " ".join(w[:6]), "answers": [" ".join(w[2:5])]})
+                    questions.append({"id": f"q{len(questions)}", "question": " ".join(w[:6]),
+                                      "answers": [" ".join(w[2:5])]})
     with open(folder / "questions.jsonl", "w", encoding="utf-8") as f:
         f.writelines(json.dumps(q) + "\n" for q in questions)
     return {"passages": n, "questions": len(questions), "bytes": (folder / "passages.tsv").stat().st_size}
@@ -85,7 +87,6 @@ def _setup(args):
     torch.set_num_threads(args["threads"])
     from harness.odqa.dataset import from_folder
     from harness.retrievers.registry import resolve_retriever
-
     from harness.settings import EncodeSettings, Execution
 
     retriever = resolve_retriever(str(Path(args["out"]) / "model")).load(

@@ -86,10 +86,12 @@ def main() -> int:
         seconds += tokens / row["tokens_per_s"]
     tps = real / seconds
     achieved = flops / seconds / 1e9
-    print(f"machine: {torch.get_num_threads()} torch threads, fp32 matmul peak {peak:.1f} GFLOP/s (2048^2, best of 8; {peak_detail})")
+    print(f"machine: {torch.get_num_threads()} torch threads, fp32 matmul peak {peak:.1f} GFLOP/s "
+          f"(2048^2, best of 8; {peak_detail})")
     print(f"model: {args.init} ({n_params / 1e6:.1f}M non-embedding parameters), objective {cfg.objective}, "
           f"batch {cfg.batch_size} windows x (1 + {cfg.m}) crops, chunk {cfg.chunk_length}")
-    print(f"throughput: {tps:,.0f} tokens/s (median step {statistics.median(r['tokens_per_s'] for r in rows[skip:]):,.0f}),"
+    median = statistics.median(r["tokens_per_s"] for r in rows[skip:])
+    print(f"throughput: {tps:,.0f} tokens/s (median step {median:,.0f}),"
           f" {achieved:.1f} GFLOP/s = {100 * achieved / peak:.0f}% of the measured matmul peak")
     return 0
 

@@ -202,8 +202,8 @@ def test_corpus_statistics_depend_on_the_qrels_not_only_the_queries(tmp_path):
 def test_runs_in_two_precisions_keep_both_records(tiny_beir, tiny_bert_dir, tmp_path):
     out = tmp_path / "r"
     (fp32,) = run([f"hf:{tiny_bert_dir}"], [str(tiny_beir)], ["ndcg@10"], out, **QUIET)
-    (bf16,) = run([f"hf:{tiny_bert_dir}"], [str(tiny_beir)], ["ndcg@10"], out, settings=EncodeSettings(precision="bf16"),
-                  **QUIET)
+    (bf16,) = run([f"hf:{tiny_bert_dir}"], [str(tiny_beir)], ["ndcg@10"], out,
+                  settings=EncodeSettings(precision="bf16"), **QUIET)
     assert fp32.settings == {} and bf16.settings == {"precision": "bf16"}
     assert fp32.run_file != bf16.run_file
     labels = sorted(r.label for r in _records(out))

@@ -168,10 +168,11 @@ def test_an_unknown_module_is_refused_naming_it(tmp_path, capsys):
 
 def test_an_unknown_pooling_mode_or_similarity_is_refused(tmp_path):
     folder = make_tiny_bert(tmp_path / "m", st_files=True)
-    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"embedding_dimension": 16, "pooling_mode": "attention"}))
+    pooling = folder / "1_Pooling" / "config.json"
+    pooling.write_text(json.dumps({"embedding_dimension": 16, "pooling_mode": "attention"}))
     with pytest.raises(DataError, match="pooling mode 'attention'"):
         read_encoder_config(folder)
-    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True}))
+    pooling.write_text(json.dumps({"pooling_mode_cls_token": True}))
     (folder / "config_sentence_transformers.json").write_text(json.dumps({"similarity_fn_name": "euclidean"}))
     with pytest.raises(DataError, match="similarity 'euclidean'"):
         read_encoder_config(folder)
@@ -258,8 +259,9 @@ def _tiny_decoder(folder: Path) -> Path:
     tok.post_processor = processors.TemplateProcessing(single="$A <eos>", special_tokens=[("<eos>", 2)])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", eos_token="<eos>")
     torch.manual_seed(3)
-    LlamaModel(LlamaConfig(vocab_size=len(words), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                           num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64)).save_pretrained(folder)
+    config = LlamaConfig(vocab_size=len(words), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64)
+    LlamaModel(config).save_pretrained(folder)
     fast.save_pretrained(folder)
     return folder
 

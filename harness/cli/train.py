@@ -114,9 +114,11 @@ def add_parser(sub) -> None:
     f.set_defaults(func=cmd_finetune)
 
 
-def _merge_config(args: argparse.Namespace, parser_defaults: dict) -> dict:
-    """Command-line values, then the YAML file's, then the defaults."""
+def _merge_config(args: argparse.Namespace, given: set[str]) -> dict:
+    """Options given on the command line, then the YAML file's, then the defaults. ``given`` names the
+    options the command line set (even to their default value)."""
     values = vars(args).copy()
+    values.pop("argv", None)
     if args.config is None:
         return values
     import yaml
@@ -131,7 +133,7 @@ def _merge_config(args: argparse.Namespace, parser_defaults: dict) -> dict:
         name = str(key).replace("-", "_")
         if name not in values or name in {"func", "config"}:
             raise HarnessError(f"{args.config}: unknown option {key!r}")
-        if values[name] == parser_defaults.get(name):  # not given on the command line
+        if name not in given:  # the command line wins
             values[name] = list(value) if name == "eval" and isinstance(value, list | tuple) else value
     if isinstance(values.get("eval"), str):
         values["eval"] = [values["eval"]]
@@ -156,7 +158,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from harness.train.config import TrainConfig
     from harness.train.trainer import train
 
-    values = _merge_config(args, _parser_defaults("train"))
+    values = _merge_config(args, _given("train", args))
     cfg = _build(TrainConfig, values, ("init", "corpus", "output"))
     result = train(cfg, resume=bool(values.get("resume")))
     _report(result)
@@ -166,16 +168,24 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_finetune(args: argparse.Namespace) -> int:
     from harness.train.finetune import FinetuneConfig, finetune
 
-    values = _merge_config(args, _parser_defaults("finetune"))
+    values = _merge_config(args, _given("finetune", args))
     cfg = _build(FinetuneConfig, values, ("init", "dataset", "output"))
     _report(finetune(cfg))
     return 0
 
 
-def _parser_defaults(command: str) -> dict:
+def _given(command: str, args: argparse.Namespace) -> set[str]:
+    """The options of ``command`` that its command line (``args.argv``, set by ``harness.cli.main``) gives,
+    found by parsing it again with every default suppressed."""
     parser = argparse.ArgumentParser()
-    add_parser(parser.add_subparsers(dest="command"))
-    return vars(parser.parse_args([command]))
+    sub = parser.add_subparsers(dest="command")
+    add_parser(sub)
+    for action in sub.choices[command]._actions:
+        action.default = argparse.SUPPRESS
+    argv = getattr(args, "argv", None)
+    if argv is None:
+        return set()
+    return set(vars(parser.parse_args(argv))) - {"command", "func"}
 
 
 def _report(result) -> None:

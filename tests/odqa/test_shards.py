@@ -41,7 +41,8 @@ def test_plan_numbers_for_dpr_wikipedia():
 
 def test_refuses_early_with_the_fix(tmp_path):
     plan = Plan(passages=21_015_324, dim=768, shard_size=50_000)
-    with pytest.raises(HarnessError, match=r"(?s)not enough disk.*Fix: point HARNESS_CACHE at a disk with at least 60.3 GiB"):
+    with pytest.raises(HarnessError,
+                       match=r"(?s)not enough disk.*Fix: point HARNESS_CACHE at a disk with at least 60.3 GiB"):
         check_fits(plan, tmp_path, memory=64 * GiB, disk=10 * GiB)
     with pytest.raises(HarnessError, match=r"(?s)not enough memory: flat.*Fix: choose --index exact"):
         check_fits(plan, tmp_path, "flat", memory=24 * GiB, disk=200 * GiB)

@@ -161,7 +161,8 @@ def test_training_killed_at_a_random_checkpoint_resumes_exactly(tiny_bert_dir, t
                 "--no-plot", "--device", "cpu", *extra]
 
     def checkpoints(out: Path) -> list[int]:
-        return sorted(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*") if (p / "harness_checkpoint.json").is_file())
+        return sorted(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*")
+                      if (p / "harness_checkpoint.json").is_file())
 
     seed = int.from_bytes(os.urandom(4), "little")
     stop_after = random.Random(seed).randint(1, 4)
@@ -176,7 +177,8 @@ def test_training_killed_at_a_random_checkpoint_resumes_exactly(tiny_bert_dir, t
     assert _proc.run(args(out, "--resume"), tmp_path / "cache", tmp_path / "resume.log") == 0, \
         (why, (tmp_path / "resume.log").read_text()[-2000:])
     final = f"checkpoint-{steps:07d}"
-    a, b = load_file(str(tmp_path / "straight" / final / "model.safetensors")), load_file(str(out / final / "model.safetensors"))
+    a = load_file(str(tmp_path / "straight" / final / "model.safetensors"))
+    b = load_file(str(out / final / "model.safetensors"))
     assert a.keys() == b.keys()
     for k in a:
         assert (a[k] == b[k]).all(), (k, why)
@@ -203,14 +205,16 @@ def test_damaged_record_is_recomputed_and_left_out_of_the_leaderboard(tiny_beir,
     from harness.runner import run
 
     out = tmp_path / "results"
-    (rec,) = run([f"hf:{tiny_bert_dir}"], [str(tiny_beir)], ["ndcg@10"], out, execution=Execution(device="cpu"), log=lambda m: None)
+    (rec,) = run([f"hf:{tiny_bert_dir}"], [str(tiny_beir)], ["ndcg@10"], out, execution=Execution(device="cpu"),
+                 log=lambda m: None)
     (path,) = list(out.rglob("*.json"))
     whole = path.read_text()
     path.write_text(whole[: len(whole) // 2])  # as if written by a tool that is not atomic, then killed
     df, problems = rebuild(out)
     assert df.empty and len(problems) == 1 and str(path) in problems[0] and "not valid JSON" in problems[0]
     logs: list[str] = []
-    (again,) = run([f"hf:{tiny_bert_dir}"], [str(tiny_beir)], ["ndcg@10"], out, execution=Execution(device="cpu"), log=logs.append)
+    (again,) = run([f"hf:{tiny_bert_dir}"], [str(tiny_beir)], ["ndcg@10"], out, execution=Execution(device="cpu"),
+                   log=logs.append)
     assert not any("reused record" in m for m in logs)
     assert again.metrics == rec.metrics and json.loads(path.read_text())["metrics"] == rec.metrics
     assert len(rebuild(out)[0]) == 1

@@ -159,7 +159,8 @@ def _model_with_custom_code(tiny_bert_dir: Path, folder: Path, marker: Path) -> 
 
     shutil.copytree(tiny_bert_dir, folder)
     cfg = json.loads((folder / "config.json").read_text())
-    cfg.update(model_type="strangebert", auto_map={"AutoConfig": "modeling_strange.C", "AutoModel": "modeling_strange.M"})
+    cfg.update(model_type="strangebert",
+               auto_map={"AutoConfig": "modeling_strange.C", "AutoModel": "modeling_strange.M"})
     (folder / "config.json").write_text(json.dumps(cfg))
     (folder / "modeling_strange.py").write_text(
         f"open({str(marker)!r}, 'w').write('ran')\nfrom transformers import BertConfig as C, BertModel as M\n")
@@ -204,7 +205,8 @@ def test_safetensors_are_preferred_over_pickle(tiny_beir, tiny_bert_dir, tmp_pat
 
     model = Path(shutil.copytree(tiny_bert_dir, tmp_path / "m"))
     (model / "pytorch_model.bin").write_bytes(b"not a pickle")
-    (rec,) = run([f"hf:{model}"], [str(tiny_beir)], ["ndcg@10"], tmp_path / "r", execution=Execution(device="cpu"), log=lambda m: None)
+    (rec,) = run([f"hf:{model}"], [str(tiny_beir)], ["ndcg@10"], tmp_path / "r", execution=Execution(device="cpu"),
+                 log=lambda m: None)
     assert 0.0 <= rec.metrics["ndcg@10"] <= 1.0
 
 
@@ -222,7 +224,8 @@ def test_caches_hold_no_pickle(tiny_beir, tiny_bert_dir, tmp_path, monkeypatch):
 
     cache = tmp_path / "cache"
     monkeypatch.setenv("HARNESS_CACHE", str(cache))
-    run([f"hf:{tiny_bert_dir}"], [str(tiny_beir)], ["ndcg@10"], tmp_path / "r", execution=Execution(device="cpu"), log=lambda m: None)
+    run([f"hf:{tiny_bert_dir}"], [str(tiny_beir)], ["ndcg@10"], tmp_path / "r", execution=Execution(device="cpu"),
+        log=lambda m: None)
     files = [p for p in cache.rglob("*") if p.is_file()]
     assert any(p.suffix == ".npy" for p in files)
     for p in files:

@@ -57,7 +57,8 @@ def test_check_runs_each_retriever_once_with_its_metrics(fake_run):
     assert "split 'test'" in results[4].message
     text = render(results)
     assert "FAIL" in text and "-0.0451" in text and "0.0010" in text
-    assert text.splitlines()[-1] == "NOT OK: 3 of 5 rows (1 FAIL, 2 ERROR); baseline rows: baselines/x.csv line(s) 4, 5, 6"
+    assert text.splitlines()[-1] == ("NOT OK: 3 of 5 rows (1 FAIL, 2 ERROR); "
+                                     "baseline rows: baselines/x.csv line(s) 4, 5, 6")
 
 
 def test_override_runs_another_dataset_against_the_same_rows(fake_run):

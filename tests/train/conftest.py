@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 
-WORDS = ["the", "a", "of", "and", "to", "in", "is", "was", "for", "on", "with", "as", "by", "at", "from", "that", "this", "protein", "cell", "cells", "gene", "genes", "cancer", "tumor", "expression", "patients", "study", "results", "method", "data", "model", "retrieval", "dense", "query", "document", "vector", "search", "score", "rank", "learning", "training", "loss", "weight", "relevance", "pair", "window", "crop", "token"]
+WORDS = [
+    "the", "a", "of", "and", "to", "in", "is", "was", "for", "on", "with", "as", "by", "at", "from", "that",
+    "this", "protein", "cell", "cells", "gene", "genes", "cancer", "tumor", "expression", "patients", "study",
+    "results", "method", "data", "model", "retrieval", "dense", "query", "document", "vector", "search",
+    "score", "rank", "learning", "training", "loss", "weight", "relevance", "pair", "window", "crop", "token"
+]
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared"
 

@@ -64,6 +64,24 @@ def test_config_file_and_command_line_precedence(tiny_bert, tiny_beir, tmp_path)
     assert main(["train", "--config", str(evil)]) == 2  # safe loader refuses
 
 
+def test_a_command_line_value_wins_even_when_it_is_the_default(tmp_path, monkeypatch):
+    import harness.train.trainer
+
+    seen = {}
+
+    def fake_train(cfg, resume=False):
+        seen["cfg"] = cfg
+        return harness.train.trainer.TrainResult(output=tmp_path)
+
+    monkeypatch.setattr(harness.train.trainer, "train", fake_train)
+    cfg = tmp_path / "x.yaml"
+    cfg.write_text(f"init: m\ncorpus: c\noutput: {tmp_path / 'o'}\nlr: 1.0e-3\nsteps: 7\n")
+    assert main(["train", "--config", str(cfg), "--lr", "5e-5"]) == 0  # 5e-5 is the default of --lr
+    assert seen["cfg"].lr == 5e-5 and seen["cfg"].steps == 7
+    assert main(["train", "--config", str(cfg)]) == 0
+    assert seen["cfg"].lr == 1e-3
+
+
 def test_user_errors_are_short_messages(tiny_bert, tmp_path, capsys):
     assert main(["train", "--init", str(tiny_bert), "--output", str(tmp_path / "x")]) == 2
     assert "--corpus" in capsys.readouterr().err
