@@ -186,7 +186,8 @@ class EmbeddingStore:
                 ids = json.loads(ids_path.read_text(encoding="utf-8"))
                 vectors = np.load(npy, mmap_mode="r", allow_pickle=False)
             except (OSError, ValueError) as e:
-                raise HarnessError(f"embedding store {self.dir}: shard {i} is unreadable ({e}); rerun with --force") from None
+                raise HarnessError(f"embedding store {self.dir}: shard {i} is unreadable ({e}); "
+                                   "rerun with --force") from None
             if meta is None or meta["start"] != rows or not (len(ids) == meta["n"] == vectors.shape[0]):
                 raise HarnessError(f"embedding store {self.dir}: shard {i} does not hold the rows its seal states; "
                                    "rerun with --force")

@@ -34,6 +34,7 @@ from harness.metrics import mean
 from harness.paths import cache_root
 from harness.provenance import environment
 from harness.records import ResultRecord, read_record, record_paths, write_record
+from harness.retrievers.base import Retriever
 from harness.retrievers.registry import RetrieverSpec, resolve_retriever
 from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution
 from harness.trec import quantize, read_run, write_run
@@ -95,11 +96,11 @@ class Runner:
         self.execution = execution
         self.force = force
         self.log = log
-        self._loaded: dict[str, object] = {}
+        self._loaded: dict[str, Retriever] = {}
         if force:
             rehash_all()  # --force trusts no remembered checksum
 
-    def retriever(self, spec: RetrieverSpec):
+    def retriever(self, spec: RetrieverSpec) -> Retriever:
         """The retriever object of ``spec`` under this runner's settings (models are found, settings and
         device checked; weights load only when something is encoded)."""
         if spec.name not in self._loaded:
@@ -115,7 +116,7 @@ class Runner:
             raise HarnessError(f"--depth {self.depth} is below the deepest metric cut-off ({deepest})")
         return names, deepest
 
-    def fingerprint(self, retriever, ds, depth: int) -> str:
+    def fingerprint(self, retriever: Retriever, ds, depth: int) -> str:
         src = {"retriever": retriever.fingerprint(), "dataset": dataset_fingerprint(ds)["sha256"],
                "protocol": ds.protocol.to_dict(), "depth": depth, "run_format": RUN_FORMAT}
         return hashlib.sha256(json.dumps(src, sort_keys=True).encode()).hexdigest()
@@ -137,7 +138,8 @@ class Runner:
             every = list(dict.fromkeys([*old.metrics, *names]))  # a record keeps every metric it had
             old.reused_run = True
             return self._evaluate_and_write(ds, read_run(run_path), rec_path, old, every)
-        label = f"{ds.id} | {spec.name}" + (f" [{', '.join(f'{k}={v}' for k, v in changed.items())}]" if changed else "")
+        shown = ", ".join(f"{k}={v}" for k, v in changed.items())
+        label = f"{ds.id} | {spec.name}" + (f" [{shown}]" if changed else "")
         queries = ds.queries()
         stats = corpus_stats(ds)
         t0 = time.perf_counter()
@@ -214,7 +216,8 @@ def check_writable(folder: Path, what: str) -> None:
         os.unlink(probe)
     except OSError as e:
         raise HarnessError(f"{folder}: the {what} is not writable ({e.strerror or e}); "
-                           f"choose another with {'--output-dir' if what == 'output folder' else 'HARNESS_CACHE'}") from None
+                           f"choose another with {'--output-dir' if what == 'output folder' else 'HARNESS_CACHE'}"
+                           ) from None
 
 
 def run(retrievers: Sequence[str], datasets: Sequence[str], metrics: Sequence[str] | None = None,

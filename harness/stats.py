@@ -211,7 +211,8 @@ def paired_scores(record_a: ResultRecord, record_b: ResultRecord, metric: str
     return qids, [float(pa[q]) for q in qids], [float(pb[q]) for q in qids]
 
 
-def compare_records(record_a: ResultRecord, record_b: ResultRecord, metric: str, *, resamples: int = 10_000, seed: int = 0,
+def compare_records(record_a: ResultRecord, record_b: ResultRecord, metric: str, *, resamples: int = 10_000,
+                    seed: int = 0,
                     confidence: float = 0.95) -> PairedComparison:
     """Every paired statistic of B against A on one dataset and metric."""
     _, a, b = paired_scores(record_a, record_b, metric)

@@ -19,7 +19,8 @@ COMMANDS = ["run", "listing", "fetch", "evaluate", "leaderboard", "compare", "ch
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="harness", description="Evaluation-first benchmark harness for dense retrieval.")
+    parser = argparse.ArgumentParser(prog="harness",
+                                     description="Evaluation-first benchmark harness for dense retrieval.")
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:

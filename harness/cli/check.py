@@ -19,7 +19,8 @@ def add_parser(sub) -> None:
                        description="Run (or reuse) what the baseline rows need and print expected, got, delta, "
                                    "tolerance and OK/FAIL per row. Exit status 1 when any row fails.")
     p.add_argument("files", nargs="*", type=Path, metavar="BASELINE_FILE",
-                   help="CSV files retriever,dataset,split,metric,expected,tolerance (default: baselines/regression.csv)")
+                   help="CSV files retriever,dataset,split,metric,expected,tolerance "
+                        "(default: baselines/regression.csv)")
     add_output_dir(p)
     p.add_argument("--retriever", dest="retrievers", action="append", default=None, metavar="NAME",
                    help="only rows of this retriever; repeatable")

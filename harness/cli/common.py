@@ -75,10 +75,11 @@ def settings_from_args(args: argparse.Namespace) -> EncodeSettings:
     """The one place command-line options become :class:`~harness.settings.EncodeSettings`."""
     normalize = getattr(args, "normalize", None)
     return EncodeSettings(precision=args.precision, forward=args.forward,
-                          batch_tokens=getattr(args, "batch_tokens", None), max_length=getattr(args, "max_length", None),
-                          pooling=getattr(args, "pooling", None),
+                          batch_tokens=getattr(args, "batch_tokens", None),
+                          max_length=getattr(args, "max_length", None), pooling=getattr(args, "pooling", None),
                           normalize=None if normalize is None else normalize == "true",
-                          query_prefix=getattr(args, "query_prefix", None), doc_prefix=getattr(args, "doc_prefix", None),
+                          query_prefix=getattr(args, "query_prefix", None),
+                          doc_prefix=getattr(args, "doc_prefix", None),
                           embed_dtype=getattr(args, "embed_dtype", "float32"))
 
 

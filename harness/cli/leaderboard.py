@@ -17,7 +17,8 @@ from harness.cli.common import add_output_dir
 def add_parser(sub) -> None:
     p = sub.add_parser("leaderboard", help="print the retriever x dataset table of one metric")
     add_output_dir(p)
-    p.add_argument("--metric", default="ndcg@10")
+    p.add_argument("--metric", default="ndcg@10",
+                   help="ndcg@k, recall@k, map@k, mrr@k, p@k, or accuracy@k for open-domain QA (default: ndcg@10)")
     p.add_argument("--split", default=None, help="only this split")
     p.add_argument("--dataset", dest="datasets", action="append", default=None, help="only these datasets")
     p.add_argument("--format", choices=["text", "markdown"], default="text")
@@ -37,10 +38,10 @@ def add_parser(sub) -> None:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from harness.baselines import normalize_metric
     from harness.leaderboard import rebuild, render, table
-    from harness.metrics import parse_measure
 
-    metric = str(parse_measure(args.metric))
+    metric = normalize_metric(args.metric)
     df, problems = rebuild(args.output_dir)
     for problem in problems:
         print(f"harness: warning: skipped {problem}", file=sys.stderr)
@@ -66,7 +67,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if args.plot and not pivot.empty:
         from harness.plots import leaderboard_chart
 
-        shown = pivot if len(averaged) > 1 else pivot.drop(columns=[c for c in pivot.columns if str(c).startswith("avg (")])
+        averages = [c for c in pivot.columns if str(c).startswith("avg (")]
+        shown = pivot if len(averaged) > 1 else pivot.drop(columns=averages)
         title = f"{metric}" + (f" (▲/▼ vs {base}, {args.test} test, Holm)" if base else "")
         print(f"plot: {leaderboard_chart(shown, metric, args.plot, title=title, marks=marks)}")
     return 0

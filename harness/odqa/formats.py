@@ -87,7 +87,8 @@ def iter_passages(path: Path) -> Iterator[Doc]:
         cols = {name.strip().lower(): i for i, name in enumerate(header)}
         if "id" not in cols or "text" not in cols:
             raise DataError(path, f"header {header!r} lacks 'id' and 'text' columns", line=1,
-                            fix="the first line must name the columns, e.g. 'id<TAB>text<TAB>title' as in psgs_w100.tsv")
+                            fix="the first line must name the columns, e.g. 'id<TAB>text<TAB>title' "
+                                "as in psgs_w100.tsv")
         i_id, i_text, i_title = cols["id"], cols["text"], cols.get("title")
         width = max(i_id, i_text, i_title if i_title is not None else 0) + 1
         seen = _IdSet()

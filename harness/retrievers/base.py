@@ -1,4 +1,4 @@
-"""The two small interfaces every retriever and encoder satisfy."""
+"""The two small interfaces every retriever and encoder satisfy (the runner and the CLI are typed by them)."""
 
 from __future__ import annotations
 
@@ -7,21 +7,28 @@ from typing import Protocol
 
 import numpy as np
 
-from harness.data.beir import BeirDataset
 from harness.trec import Run
 
 
 class Retriever(Protocol):
-    """Indexes a corpus, then searches queries into a run."""
+    """Indexes a corpus, then searches queries into a run; says what it computes."""
 
     #: how scores are written to run files (see harness.trec)
     score_format: str
+    #: the number of documents the last search scored (the runner refuses a record when it is not the corpus)
+    searched_documents: int | None
 
-    def index(self, dataset: BeirDataset) -> dict:
-        """Build or reuse the index of ``dataset``'s corpus; returns what was done (for the record)."""
+    def fingerprint(self) -> dict:
+        """The content identity of what it computes (model files, recipe, compute; BM25 parameters and build)."""
+
+    def changed_settings(self) -> dict:
+        """Its settings that are not the reference computation ({} when they all are)."""
+
+    def index(self, dataset) -> dict:
+        """Build or reuse the index of ``dataset``'s corpus; returns what was done, with ``documents``."""
 
     def search(self, queries: Mapping[str, str], k: int) -> Run:
-        """Top-``k`` documents per query."""
+        """Top-``k`` documents per query, in rank order."""
 
     def provenance(self) -> dict:
         """Model id and revision, index settings: what makes this retriever's numbers what they are."""
@@ -30,5 +37,5 @@ class Retriever(Protocol):
 class Encoder(Protocol):
     dim: int
 
-    def encode(self, texts: Sequence[str], kind: str = "doc", desc: str | None = None) -> np.ndarray:
-        """float32 vectors, one row per text; ``kind`` is "query" or "doc"."""
+    def encode(self, texts: Sequence, kind: str = "doc", desc: str | None = None) -> np.ndarray:
+        """float32 vectors, one row per text (or (title, text) pair); ``kind`` is "query" or "doc"."""

@@ -16,7 +16,8 @@ Prompts are chosen as MTEB's retrieval tasks choose them: the ``query`` prompt f
 non-empty one of ``document``, ``passage``, ``corpus`` for documents (MTEB 1 named them "passage", MTEB 2
 "document"), and ``default_prompt_name``'s prompt where there is none. (sentence-transformers 6.2's own
 ``encode_document`` differs for a file that names only a "passage" prompt: it adds an empty "document" one
-and uses that.) Per-task prompts (``SciFact-query``) are not chosen. No torch import here, so listing retrievers stays fast.
+and uses that.) Per-task prompts (``SciFact-query``) are not chosen. No torch import here, so listing
+retrievers stays fast.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,6 +28,9 @@ from harness.retrievers.registry import RetrieverSpec
 from harness.search import topk_exact
 from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution
 from harness.trec import FLOAT32_SCORE_FORMAT, Run
+
+if TYPE_CHECKING:
+    from harness.retrievers.encoder import HFEncoder
 
 EMBED_VERSION = 2  # bump when the way vectors are computed or stored changes
 DTYPES = {"float32": np.float32, "float16": np.float16}
@@ -62,17 +66,17 @@ class DenseRetriever:
                                     settings.forward)
         # an asymmetric retriever (DPR) encodes queries with a model of their own, under the same recipe
         self.query_files = resolve_model(spec.query_model, spec.query_revision) if spec.query_model else None
-        self._query_encoder = None
+        self._query_encoder: HFEncoder | None = None
         self._query_digest: str | None = None
         self.shard_size = execution.shard_size
         self.embed_dtype = settings.embed_dtype
         self.searched_documents: int | None = None
         self._model_digest: str | None = None
-        self._encoder = None
+        self._encoder: HFEncoder | None = None
         self._store: EmbeddingStore | None = None
 
     @property
-    def encoder(self):
+    def encoder(self) -> HFEncoder:
         if self._encoder is None:
             from harness.retrievers.encoder import HFEncoder
 
@@ -83,7 +87,7 @@ class DenseRetriever:
         return self._encoder
 
     @property
-    def query_encoder(self):
+    def query_encoder(self) -> HFEncoder:
         """The encoder of queries: the document encoder, or the query model's own (asymmetric retrievers)."""
         if self.query_files is None:
             return self.encoder
@@ -204,7 +208,8 @@ class DenseRetriever:
 
         weights = weights_file(self.files.path)
         model_bytes = weights.stat().st_size if weights else 0
-        dim = self.config.dense[-1].out_features if self.config.dense else _hidden_size(self.files.path / self.config.transformer_path)
+        dim = (self.config.dense[-1].out_features if self.config.dense
+               else _hidden_size(self.files.path / self.config.transformer_path))
         plan = embedding_plan(count_lines(dataset.corpus_path), dim, np.dtype(DTYPES[self.embed_dtype]).itemsize,
                               self.shard_size, model_bytes, n_queries=10_000, depth=1000)
         on_disk = sum(p.stat().st_size for p in store.dir.glob("shard-*.npy")) if store.dir.exists() else 0

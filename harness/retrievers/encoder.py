@@ -350,7 +350,8 @@ def load_model(folder: str, trust_remote_code: bool = False):
     model, info = cls.from_pretrained(folder, trust_remote_code=trust_remote_code, output_loading_info=True)
     missing = [k for k in info.get("missing_keys", []) if "pooler." not in k]
     if missing:
-        raise HarnessError(f"{folder}: the weights lack {len(missing)} tensor(s) the model needs (first: {missing[0]}); "
+        raise HarnessError(f"{folder}: the weights lack {len(missing)} tensor(s) the model needs "
+                           f"(first: {missing[0]}); "
                            "they would be random. The weights do not belong to this config.json")
     return model
 

@@ -86,7 +86,8 @@ def rng_state() -> dict:
     version, mt, gauss = random.getstate()
     np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state(legacy=True)
     state = {"python": {"version": version, "state": list(mt), "gauss": gauss},
-             "numpy": {"name": np_name, "keys": torch.from_numpy(np.asarray(np_keys).astype(np.int64)), "pos": int(np_pos),
+             "numpy": {"name": np_name, "keys": torch.from_numpy(np.asarray(np_keys).astype(np.int64)),
+                       "pos": int(np_pos),
                        "has_gauss": int(np_has_gauss), "gauss": float(np_gauss)},
              "torch": torch.get_rng_state()}
     if torch.cuda.is_available():

@@ -14,7 +14,8 @@ WINDOW_MODES = ("stream", "document")
 
 # Run control, not part of the method: changing these does not change what is learned.
 RUN_CONTROL = {"init", "corpus", "output", "device", "num_workers", "log_every", "save_every", "keep_last",
-               "eval", "eval_metrics", "eval_output", "eval_baselines", "eval_precision", "stop_at_step", "trust_remote_code",
+               "eval", "eval_metrics", "eval_output", "eval_baselines", "eval_precision", "stop_at_step",
+               "trust_remote_code",
                "progress", "save_state", "threads", "plot"}
 
 
@@ -82,9 +83,12 @@ class TrainConfig:
         def need(ok: bool, message: str) -> None:
             if not ok:
                 raise HarnessError(message)
-        need(self.objective in OBJECTIVES, f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
-        need(self.augmentation in AUGMENTATIONS, f"unknown augmentation {self.augmentation!r}; choose one of {', '.join(AUGMENTATIONS)}")
-        need(self.precision in PRECISIONS, f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
+        need(self.objective in OBJECTIVES,
+             f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
+        need(self.augmentation in AUGMENTATIONS,
+             f"unknown augmentation {self.augmentation!r}; choose one of {', '.join(AUGMENTATIONS)}")
+        need(self.precision in PRECISIONS,
+             f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         need(self.window_mode in WINDOW_MODES, f"unknown window mode {self.window_mode!r}")
         need(self.weight_guard in ("clamp", "softmax", "raw"), f"unknown weight guard {self.weight_guard!r}")
         need(self.pairs >= 1, "--pairs must be >= 1")

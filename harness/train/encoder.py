@@ -81,11 +81,11 @@ def load_encoder(init: str, cfg: EncoderConfig, *, trust_remote_code: bool = Fal
 
     if cfg.pooling not in POOLERS:
         raise HarnessError(f"unknown pooling {cfg.pooling!r}; the trainer pools with one of {', '.join(POOLERS)}")
-    unsupported = [name for name, on in (("Dense modules", bool(cfg.dense)), ("include_prompt false", not cfg.include_prompt),
-                                        ("do_lower_case", cfg.lowercase), ("(title, text) pairs", cfg.text_pair),
-                                        ("an appended EOS", cfg.append_eos),
-                                        ("a Transformer module in a subfolder", bool(cfg.transformer_path)))
-                   if on]
+    features = (("Dense modules", bool(cfg.dense)), ("include_prompt false", not cfg.include_prompt),
+                ("do_lower_case", cfg.lowercase), ("(title, text) pairs", cfg.text_pair),
+                ("an appended EOS", cfg.append_eos),
+                ("a Transformer module in a subfolder", bool(cfg.transformer_path)))
+    unsupported = [name for name, on in features if on]
     if unsupported:
         raise HarnessError(f"the init model {init!r} has a recipe the trainer cannot carry into its checkpoints "
                            f"({', '.join(unsupported)}); start from a plain encoder")

@@ -136,7 +136,8 @@ def finetune(cfg: FinetuneConfig):
         d = encode([docs[did] for _, did in batch], cfg.doc_max_length)
         negs = [n for qid, _ in batch for n in hard.get(qid, []) if n in docs]
         extra = encode([docs[n] for n in negs], cfg.doc_max_length) if negs else None
-        out = inbatch_loss(q.float(), d.float(), cfg.temperature, extra_negatives=None if extra is None else extra.float())
+        out = inbatch_loss(q.float(), d.float(), cfg.temperature,
+                           extra_negatives=None if extra is None else extra.float())
         out.loss.backward()
         lr = sched.get_last_lr()[0]
         opt.step()
@@ -145,7 +146,8 @@ def finetune(cfg: FinetuneConfig):
         _log(output / LOG_FILE, {"step": step, **out.stats(), "lr": lr,
                                  "pairs_per_s": len(batch) / (time.perf_counter() - t0)}, bar, 10, step)
         if step == cfg.steps or (cfg.save_every and step % cfg.save_every == 0):
-            meta = checkpoint_metadata(encoder=enc_cfg, objective="finetune-inbatch", hyperparameters=cfg.hyperparameters(),
+            meta = checkpoint_metadata(encoder=enc_cfg, objective="finetune-inbatch",
+                                       hyperparameters=cfg.hyperparameters(),
                                        data_checksum=_qrels_checksum(ds), step=step, init=cfg.init,
                                        extra={"dataset": ds.id, "split": cfg.split, "n_pairs": len(pairs)})
             folder = save_checkpoint(output, step, encoder.model, tok, meta, None, cfg.keep_last)

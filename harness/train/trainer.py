@@ -14,6 +14,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -158,7 +159,7 @@ def _train(cfg: TrainConfig, resume: bool, rank: int, world: int) -> TrainResult
     key_encoder, queue = None, None
     if cfg.objective != "inbatch":
         key_encoder = encoder.frozen_copy()
-        queue = KeyQueue(cfg.queue_size, int(encoder.model.config.hidden_size), device)  # type: ignore[union-attr,arg-type]
+        queue = KeyQueue(cfg.queue_size, _hidden_size(encoder.model), device)
     opt = torch.optim.AdamW(encoder.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.adam_eps,
                             weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.warmup_steps, cfg.steps))
@@ -276,10 +277,15 @@ def _log(path: Path, record: dict, bar, every: int, step: int) -> None:
             bar.set_postfix(shown, refresh=False)
 
 
+def _hidden_size(model: Any) -> int:
+    """The width of a Hugging Face model (its config says; torch types it as a plain Module)."""
+    return int(model.config.hidden_size)
+
+
 def _save(cfg, output, step, encoder, key_encoder, queue, opt, sched, tokenizer, enc_cfg, checksum, rank):
     state = None
     if cfg.save_state:
-        rngs = [rng_state()]
+        rngs: list = [rng_state()]
         if is_distributed():
             rngs = [None] * dist.get_world_size()
             dist.all_gather_object(rngs, rng_state())
@@ -291,6 +297,7 @@ def _save(cfg, output, step, encoder, key_encoder, queue, opt, sched, tokenizer,
     if rank == 0:
         meta = checkpoint_metadata(encoder=enc_cfg, objective=cfg.objective, hyperparameters=cfg.hyperparameters(),
                                    data_checksum=checksum, step=step, init=cfg.init,
-                                   extra={"corpus": cfg.corpus, "world_size": is_distributed() and dist.get_world_size() or 1})
+                                   extra={"corpus": cfg.corpus,
+                                          "world_size": is_distributed() and dist.get_world_size() or 1})
         folder = save_checkpoint(output, step, encoder.model, tokenizer, meta, state, cfg.keep_last)
     return folder

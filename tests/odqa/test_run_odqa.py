@@ -53,3 +53,14 @@ def test_bm25_on_odqa_folder_via_json_collection(tiny_odqa, tmp_path, capsys):
     for rec in recs:
         assert rec["first_hit_rank"]["0"] == 1        # "who won super bowl 50" -> passage 1
         assert "Collection" in rec["index"]["path"]
+
+
+def test_leaderboard_shows_accuracy(tiny_bert_dir, tiny_odqa, tmp_path, capsys):
+    from harness.cli import main
+
+    out = tmp_path / "r"
+    run([str(tiny_bert_dir)], [str(tiny_odqa)], output_dir=out, execution=CPU, log=lambda m: None)
+    capsys.readouterr()
+    assert main(["leaderboard", "--output-dir", str(out), "--metric", "top@5"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("accuracy@5") and "local/tiny-odqa-" in text
