@@ -48,7 +48,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def add_parser(sub) -> None:
     """Register ``train`` and ``finetune``."""
-    from harness.train.config import AUGMENTATIONS, OBJECTIVES, PRECISIONS, WINDOW_MODES
+    from harness.train.config import AUGMENTATIONS, OBJECTIVES, PRECISIONS, WEIGHT_GUARDS, WINDOW_MODES
 
     p = sub.add_parser("train", help="contrastive pre-training: relevance-aware (ReContriever), moco, inbatch",
                        description="Pre-train or further pre-train a dense encoder on unlabeled text (METHOD.md).")
@@ -60,6 +60,8 @@ def add_parser(sub) -> None:
     g.add_argument("--chunk-length", type=int, default=256, help="window length in tokens (default 256)")
     g.add_argument("--window-mode", choices=WINDOW_MODES, default="stream",
                    help="stream: windows over the concatenated token stream (Contriever); document: per document")
+    g.add_argument("--window-offset", type=_bool, default=True, metavar="BOOL",
+                   help="stream windows cut anew every epoch at a random offset, as Contriever (default true)")
     g.add_argument("--ratio-min", type=float, default=0.05)
     g.add_argument("--ratio-max", type=float, default=0.5)
     g.add_argument("--augmentation", choices=AUGMENTATIONS, default="delete")
@@ -68,8 +70,9 @@ def add_parser(sub) -> None:
     g.add_argument("--temperature", type=float, default=0.05)
     g.add_argument("--momentum", type=float, default=0.9995)
     g.add_argument("--queue-size", type=int, default=131072)
-    g.add_argument("--weight-guard", choices=["clamp", "softmax", "raw"], default="clamp",
-                   help="guard of the relevance normalisation against non-positive sums (docs/TRAINING.md)")
+    g.add_argument("--weight-guard", choices=list(WEIGHT_GUARDS), default="clamp",
+                   help="guard of the relevance normalisation against non-positive sums; uniform: equal weights, "
+                        "the control arm (docs/TRAINING.md; default clamp)")
     g.add_argument("--weight-eps", type=float, default=1e-6)
     g.add_argument("--weight-temperature", type=float, default=1.0, help="for --weight-guard softmax")
     g.add_argument("--max-length", type=int, default=None, help="override the init model's max length")

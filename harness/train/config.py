@@ -11,6 +11,7 @@ OBJECTIVES = ("relevance-aware", "moco", "inbatch")
 AUGMENTATIONS = ("none", "delete", "mask", "replace", "shuffle")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 WINDOW_MODES = ("stream", "document")
+WEIGHT_GUARDS = ("clamp", "softmax", "raw", "uniform")  # harness.train.losses.relevance_weights
 
 # Run control, not part of the method: changing these does not change what is learned.
 RUN_CONTROL = {"init", "corpus", "output", "device", "num_workers", "log_every", "save_every", "keep_last",
@@ -29,6 +30,7 @@ class TrainConfig:
     pairs: int = 4  # m key crops per window (relevance-aware); moco and inbatch use 1
     chunk_length: int = 256
     window_mode: str = "stream"  # "stream": Contriever's concatenated token stream; "document": per document
+    window_offset: bool = True  # stream windows cut anew each epoch at a random offset, as Contriever
     ratio_min: float = 0.05
     ratio_max: float = 0.5
     augmentation: str = "delete"
@@ -90,7 +92,8 @@ class TrainConfig:
         need(self.precision in PRECISIONS,
              f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         need(self.window_mode in WINDOW_MODES, f"unknown window mode {self.window_mode!r}")
-        need(self.weight_guard in ("clamp", "softmax", "raw"), f"unknown weight guard {self.weight_guard!r}")
+        need(self.weight_guard in WEIGHT_GUARDS, f"unknown weight guard {self.weight_guard!r}; "
+             f"choose one of {', '.join(WEIGHT_GUARDS)}")
         need(self.pairs >= 1, "--pairs must be >= 1")
         need(0 < self.ratio_min <= self.ratio_max <= 1, "need 0 < --ratio-min <= --ratio-max <= 1")
         need(0 <= self.prob_augmentation <= 1, "--prob-augmentation must be in [0, 1]")

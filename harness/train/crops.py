@@ -78,31 +78,62 @@ def pad_batch(seqs: list[np.ndarray], pad: int) -> tuple[torch.Tensor, torch.Ten
 
 class ContrastiveBatches(torch.utils.data.Dataset):
     """Item ``i`` = micro-batch ``i`` of this rank: ``batch_size`` windows, each giving 1 anchor and
-    ``m`` key crops. Returns anchor_ids/anchor_mask [B, T] and key_ids/key_mask [B*m, T] (window-major)."""
+    ``m`` key crops. Returns anchor_ids/anchor_mask [B, T] and key_ids/key_mask [B*m, T] (window-major).
+
+    Every epoch visits the windows in a new seeded order. With ``offset_chunk`` (the chunk length), the
+    windows are instead cut anew every epoch from the token stream at a random offset in [0, chunk), as
+    Contriever does (``generate_offset``): epoch e has (tokens - offset_e) // chunk whole windows."""
 
     def __init__(self, stream_folder: str, windows: np.ndarray, *, batch_size: int, m: int, seed: int,
                  ratio_min: float, ratio_max: float, augmentation: str, prob: float, max_length: int,
-                 ids: SpecialIds, rank: int = 0, world_size: int = 1, length: int = 10**12):
+                 ids: SpecialIds, rank: int = 0, world_size: int = 1, length: int = 10**12,
+                 offset_chunk: int = 0):
         self.stream_folder, self.windows = stream_folder, windows
         self.batch_size, self.m, self.seed = batch_size, m, seed
         self.ratio_min, self.ratio_max = ratio_min, ratio_max
         self.augmentation, self.prob, self.max_length = augmentation, prob, max_length
         self.ids, self.rank, self.world_size, self.length = ids, rank, world_size, length
+        self.offset_chunk = offset_chunk
         self._tokens: np.ndarray | None = None
         self._perm_epoch, self._perm = -1, np.zeros(0, dtype=np.int64)
+        self._epoch_starts = [0]  # global index of each epoch's first window (offset windows)
 
     def __len__(self) -> int:
         return self.length
+
+    def _offset(self, epoch: int) -> int:
+        return int(np.random.default_rng((self.seed, epoch, 2)).integers(0, self.offset_chunk))
+
+    def _epoch_size(self, epoch: int) -> int:
+        if not self.offset_chunk:
+            return len(self.windows)
+        assert self._tokens is not None
+        return (len(self._tokens) - self._offset(epoch)) // self.offset_chunk
+
+    def _locate(self, g: int) -> tuple[int, int]:
+        """(epoch, position in the epoch) of global window ``g``."""
+        if not self.offset_chunk:
+            return divmod(g, len(self.windows))
+        while self._epoch_starts[-1] <= g:
+            size = self._epoch_size(len(self._epoch_starts) - 1)
+            if size < 1:
+                raise ValueError("the token stream is shorter than one window")
+            self._epoch_starts.append(self._epoch_starts[-1] + size)
+        epoch = int(np.searchsorted(self._epoch_starts, g, side="right")) - 1
+        return epoch, g - self._epoch_starts[epoch]
 
     def _window(self, g: int) -> np.ndarray:
         if self._tokens is None:
             from pathlib import Path
 
             self._tokens = TokenStream.open(Path(self.stream_folder)).tokens
-        epoch, pos = divmod(g, len(self.windows))
+        epoch, pos = self._locate(g)
         if epoch != self._perm_epoch:
-            self._perm = np.random.default_rng((self.seed, epoch, 1)).permutation(len(self.windows))
+            self._perm = np.random.default_rng((self.seed, epoch, 1)).permutation(self._epoch_size(epoch))
             self._perm_epoch = epoch
+        if self.offset_chunk:
+            start = self._offset(epoch) + int(self._perm[pos]) * self.offset_chunk
+            return np.asarray(self._tokens[start:start + self.offset_chunk])
         start, end = self.windows[self._perm[pos]]
         return np.asarray(self._tokens[start:end])
 

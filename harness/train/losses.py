@@ -19,6 +19,9 @@ Guard for non-positive relevance (raw dot products can be <= 0), ``weight_guard`
 - ``"softmax"``: w = softmax_i(r_{b,i} / weight_temperature).
 - ``"raw"``: the formula verbatim (weights may be negative); a window whose sum is <= eps falls back to
   equal weights 1/m.
+- ``"uniform"``: w = 1/m, whatever the relevance: the control arm of an experiment. Everything else of the
+  relevance-aware objective stays (the m pairs, their crops, the queue, the 1/(mB) normalisation), so two
+  runs with the same seed differ only in the weighting.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-WEIGHT_GUARDS = ("clamp", "softmax", "raw")
+from harness.train.config import WEIGHT_GUARDS  # defined beside the options, without torch
 
 
 @dataclass
@@ -76,6 +79,8 @@ def relevance_weights(q: torch.Tensor, keys: torch.Tensor, guard: str = "clamp",
             return r / r.sum(dim=1, keepdim=True)
         if guard == "softmax":
             return torch.softmax(r / weight_temperature, dim=1)
+        if guard == "uniform":
+            return torch.full_like(r, 1.0 / r.shape[1])
         if guard == "raw":
             total = r.sum(dim=1, keepdim=True)
             uniform = torch.full_like(r, 1.0 / r.shape[1])

@@ -1,5 +1,6 @@
 """MoCo pieces (as Contriever): a FIFO queue of past keys, the momentum (EMA) key encoder update, and
-gathering keys from every rank so that the queue holds the keys of the whole global batch."""
+gathering keys from every rank so that the queue holds the keys of the whole global batch; the in-batch
+gather that carries gradient back to every rank, as Contriever's ``gather``."""
 
 from __future__ import annotations
 
@@ -70,14 +71,43 @@ def gather_nograd(x: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts, dim=0)
 
 
-def gather_with_local_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """All ranks' ``x`` concatenated; the local slice keeps its gradient. Returns (tensor, local offset)."""
+class _GatherWithGrad(torch.autograd.Function):
+    """All-gather whose backward sums the gradient over ranks and returns this rank's slice: the loss of
+    every rank's queries reaches this rank's keys (gathering without it drops the other ranks' part)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.rows = x.shape[0]
+        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, x.contiguous())
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        start = dist.get_rank() * ctx.rows
+        return grad[start: start + ctx.rows]
+
+
+def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """All ranks' ``x`` concatenated in rank order, differentiable for every rank's loss (see
+    ``_GatherWithGrad``); returns (tensor, offset of this rank's rows). With gradients averaged over ranks
+    afterwards, data parallel training equals one process with the whole batch."""
     if not is_distributed():
         return x, 0
-    parts = list(gather_nograd(x.detach()).split(x.shape[0]))
-    rank = dist.get_rank()
-    parts[rank] = x
-    return torch.cat(parts, dim=0), rank * x.shape[0]
+    return _GatherWithGrad.apply(x), dist.get_rank() * x.shape[0]
+
+
+def mean_over_ranks(values: dict[str, float]) -> dict[str, float]:
+    """The mean of each statistic over ranks (every rank logs the whole batch's numbers, not its own)."""
+    if not is_distributed() or not values:
+        return values
+    keys = sorted(values)
+    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
+    dist.all_reduce(t)
+    t /= dist.get_world_size()
+    return {k: float(v) for k, v in zip(keys, t.tolist(), strict=True)}
 
 
 def average_gradients(model: torch.nn.Module) -> None:

@@ -2,7 +2,17 @@
 
 fp32 on CPU, bf16 (or fp16 with loss scaling) autocast on GPU; gradient accumulation; data parallel under
 ``torchrun`` (gloo on CPU, nccl on GPU) with gradients averaged over ranks and the keys of every rank
-gathered into the queue, as Contriever does.
+gathered into the queue, as Contriever does. Both are exact: N processes with batch B, and batch B with N
+accumulation steps, compute what one process with batch N*B computes (``tests/train/test_equivalence.py``):
+
+- keys reach the queue once per optimiser step, after every micro-batch was computed, so no micro-batch
+  sees an earlier one's keys as negatives;
+- in-batch negatives are gathered with gradient (every rank's queries reach this rank's keys), and under
+  accumulation they span the whole step's batch through gradient caching (embeddings first without
+  gradient, the loss's gradient with respect to them, then each micro-batch again with its random state
+  replayed and that gradient applied);
+- logged losses and statistics are the mean over ranks.
+A resume with another world size is refused (the data position and random states are per rank).
 """
 
 from __future__ import annotations
@@ -40,8 +50,9 @@ from harness.train.moco import (
     KeyQueue,
     average_gradients,
     gather_nograd,
-    gather_with_local_grad,
+    gather_with_grad,
     is_distributed,
+    mean_over_ranks,
     momentum_update,
 )
 
@@ -153,7 +164,9 @@ def _train(cfg: TrainConfig, resume: bool, rank: int, world: int) -> TrainResult
     dataset = ContrastiveBatches(str(stream.folder), windows, batch_size=B, m=m, seed=cfg.seed,
                                  ratio_min=cfg.ratio_min, ratio_max=cfg.ratio_max, augmentation=cfg.augmentation,
                                  prob=cfg.prob_augmentation, max_length=enc_cfg.max_length,
-                                 ids=SpecialIds.from_tokenizer(tokenizer), rank=rank, world_size=world)
+                                 ids=SpecialIds.from_tokenizer(tokenizer), rank=rank, world_size=world,
+                                 offset_chunk=cfg.chunk_length if cfg.window_offset and cfg.window_mode == "stream"
+                                 else 0)
 
     encoder.train()
     key_encoder, queue = None, None
@@ -164,8 +177,14 @@ def _train(cfg: TrainConfig, resume: bool, rank: int, world: int) -> TrainResult
                             weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.warmup_steps, cfg.steps))
     start = 0
+    state: dict = {}
     if resume_from:
         state = load_state(resume_from)
+        saved_world = len(state["rng"])
+        if saved_world != world:
+            raise HarnessError(f"--resume from {resume_from}: it was trained by {saved_world} process(es), this "
+                               f"run has {world}; the data position and random states are per process, so "
+                               f"resume with {saved_world} (torchrun --nproc_per_node {saved_world})")
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         if key_encoder is not None and queue is not None:
@@ -176,6 +195,8 @@ def _train(cfg: TrainConfig, resume: bool, rank: int, world: int) -> TrainResult
 
     amp = _autocast_dtype(cfg.precision, device)
     scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
+    if resume_from and scaler is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
     end = min(cfg.steps, cfg.stop_at_step or cfg.steps)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=None, sampler=range(start * cfg.grad_accum, end * cfg.grad_accum),
@@ -193,18 +214,22 @@ def _train(cfg: TrainConfig, resume: bool, rank: int, world: int) -> TrainResult
         bar = tqdm(total=end, initial=start, desc=f"train {cfg.objective}", unit="step")
     for step in range(start, end):
         t0 = time.perf_counter()
-        tokens, stats = 0, []
-        for _ in range(cfg.grad_accum):
-            batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
-            ctx = torch.autocast(device.type, dtype=amp) if amp else contextlib.nullcontext()
-            with ctx:
-                out, keys = _objective(cfg, encoder, key_encoder, queue, batch, B, m)
-            loss = out.loss / cfg.grad_accum
-            (scaler.scale(loss) if scaler else loss).backward()
-            if queue is not None:
-                queue.enqueue(gather_nograd(keys.reshape(-1, keys.shape[-1]).float()))
-            tokens += int(batch["anchor_mask"].sum() + batch["key_mask"].sum())
-            stats.append(out.stats())
+        micro = [{k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
+                 for _ in range(cfg.grad_accum)]
+        tokens = sum(int(b["anchor_mask"].sum() + b["key_mask"].sum()) for b in micro)
+        if cfg.objective == "inbatch":
+            stats = [_inbatch_step(cfg, encoder, micro, amp, scaler).stats()]
+        else:
+            stats, keys = [], []
+            for batch in micro:
+                with _autocast(device, amp):
+                    out, k = _objective(cfg, encoder, key_encoder, queue, batch, B, m)
+                loss = out.loss / cfg.grad_accum
+                (scaler.scale(loss) if scaler else loss).backward()
+                keys.append(k.reshape(-1, k.shape[-1]).float())
+                stats.append(out.stats())
+            assert queue is not None
+            queue.enqueue(gather_nograd(torch.cat(keys)))  # once per step: no micro-batch saw these
         average_gradients(encoder)
         if scaler:
             scaler.unscale_(opt)
@@ -221,12 +246,13 @@ def _train(cfg: TrainConfig, resume: bool, rank: int, world: int) -> TrainResult
         if key_encoder is not None:
             momentum_update(key_encoder, encoder, cfg.momentum)
         done = step + 1
-        record = {"step": done, **{k: float(np.mean([s[k] for s in stats])) for k in stats[0]}, "lr": lr,
+        means = mean_over_ranks({k: float(np.mean([s[k] for s in stats])) for k in stats[0]})
+        record = {"step": done, **means, "lr": lr,
                   "tokens_per_s": tokens * world / max(time.perf_counter() - t0, 1e-9)}
         if rank == 0:
             _log(log_path, record, bar, cfg.log_every, done)
         if done % cfg.save_every == 0 or done == end:  # end: the last step, or --stop-at-step
-            folder = _save(cfg, output, done, encoder, key_encoder, queue, opt, sched, tokenizer, enc_cfg,
+            folder = _save(cfg, output, done, encoder, key_encoder, queue, opt, sched, scaler, tokenizer, enc_cfg,
                            stream.checksum, rank)
             if rank == 0:
                 result.checkpoints.append(folder)
@@ -249,12 +275,62 @@ def _train(cfg: TrainConfig, resume: bool, rank: int, world: int) -> TrainResult
     return result
 
 
+def _autocast(device: torch.device, amp: torch.dtype | None):
+    return torch.autocast(device.type, dtype=amp) if amp else contextlib.nullcontext()
+
+
+def _inbatch_step(cfg, encoder, micro: list[dict], amp, scaler):
+    """In-batch negatives over the whole step's batch: every micro-batch and (gathered with gradient) every
+    rank. One micro-batch: the plain forward and backward. Several: gradient caching, exact for a model
+    whose forward is replayed with the same random state (dropout included)."""
+    device = micro[0]["anchor_ids"].device
+    if len(micro) == 1:
+        batch = micro[0]
+        with _autocast(device, amp):
+            q = encoder(batch["anchor_ids"], batch["anchor_mask"])
+            k = encoder(batch["key_ids"], batch["key_mask"])
+        k_all, offset = gather_with_grad(k.float())
+        out = inbatch_loss(q.float(), k_all, cfg.temperature, offset)
+        (scaler.scale(out.loss) if scaler else out.loss).backward()
+        return out
+    states, qs, ks = [], [], []
+    with torch.no_grad():
+        for batch in micro:
+            states.append(_rng_states(device))
+            with _autocast(device, amp):
+                qs.append(encoder(batch["anchor_ids"], batch["anchor_mask"]).float())
+                ks.append(encoder(batch["key_ids"], batch["key_mask"]).float())
+    end_state = _rng_states(device)
+    q_all, k_local = torch.cat(qs).requires_grad_(), torch.cat(ks).requires_grad_()
+    k_all, offset = gather_with_grad(k_local)
+    out = inbatch_loss(q_all, k_all, cfg.temperature, offset)
+    (scaler.scale(out.loss) if scaler else out.loss).backward()
+    assert q_all.grad is not None and k_local.grad is not None
+    row = 0
+    for batch, state in zip(micro, states, strict=True):
+        _set_rng_states(state, device)
+        with _autocast(device, amp):
+            q = encoder(batch["anchor_ids"], batch["anchor_mask"]).float()
+            k = encoder(batch["key_ids"], batch["key_mask"]).float()
+        n = q.shape[0]
+        torch.autograd.backward([q, k], [q_all.grad[row: row + n], k_local.grad[row: row + n]])
+        row += n
+    _set_rng_states(end_state, device)
+    return out
+
+
+def _rng_states(device: torch.device) -> tuple:
+    return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+
+
+def _set_rng_states(state: tuple, device: torch.device) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)
+
+
 def _objective(cfg, encoder, key_encoder, queue, batch, B: int, m: int):
     q = encoder(batch["anchor_ids"], batch["anchor_mask"])
-    if cfg.objective == "inbatch":
-        k = encoder(batch["key_ids"], batch["key_mask"])
-        k_all, offset = gather_with_local_grad(k.float())
-        return inbatch_loss(q.float(), k_all, cfg.temperature, offset), k.detach()
     with torch.no_grad():
         k = key_encoder(batch["key_ids"], batch["key_mask"]).float().view(B, m, -1)
     negatives = queue.get()
@@ -282,7 +358,7 @@ def _hidden_size(model: Any) -> int:
     return int(model.config.hidden_size)
 
 
-def _save(cfg, output, step, encoder, key_encoder, queue, opt, sched, tokenizer, enc_cfg, checksum, rank):
+def _save(cfg, output, step, encoder, key_encoder, queue, opt, sched, scaler, tokenizer, enc_cfg, checksum, rank):
     state = None
     if cfg.save_state:
         rngs: list = [rng_state()]
@@ -292,7 +368,8 @@ def _save(cfg, output, step, encoder, key_encoder, queue, opt, sched, tokenizer,
         state = {"step": step, "data_position": step * cfg.grad_accum, "optimizer": opt.state_dict(),
                  "scheduler": sched.state_dict(), "rng": rngs,
                  "key_encoder": {k: v.cpu() for k, v in key_encoder.state_dict().items()} if key_encoder else None,
-                 "queue": queue.state_dict() if queue is not None else None}
+                 "queue": queue.state_dict() if queue is not None else None,
+                 "scaler": scaler.state_dict() if scaler is not None else None}
     folder = output / f"checkpoint-{step:07d}"
     if rank == 0:
         meta = checkpoint_metadata(encoder=enc_cfg, objective=cfg.objective, hyperparameters=cfg.hyperparameters(),

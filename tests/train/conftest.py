@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared"
 
 
-def make_tiny_bert(folder: Path, seed: int = 0) -> Path:
+def make_tiny_bert(folder: Path, seed: int = 0, dropout: float = 0.1) -> Path:
     import torch
     from transformers import BertConfig, BertModel
 
@@ -29,7 +29,8 @@ def make_tiny_bert(folder: Path, seed: int = 0) -> Path:
     tok = word_tokenizer(folder / "vocab.txt")
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=64)
+                        intermediate_size=32, max_position_embeddings=64, hidden_dropout_prob=dropout,
+                        attention_probs_dropout_prob=dropout)
     BertModel(config).save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder

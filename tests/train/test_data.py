@@ -106,3 +106,30 @@ def test_batches_are_a_pure_function_of_index_and_rank(tiny_bert, tiny_corpus, t
     s0, s1 = one.sample(6), one.sample(7)
     assert r0["anchor_ids"][0, :len(s0[0])].tolist() == s0[0].tolist()
     assert r1["anchor_ids"][0, :len(s1[0])].tolist() == s1[0].tolist()
+
+
+def test_stream_windows_move_to_a_random_offset_every_epoch(tiny_bert, tiny_corpus, tmp_path):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_bert)
+    stream = build_token_stream(resolve_source(str(tiny_corpus)), tok, tmp_path / "cache")
+    chunk = 24
+    data = ContrastiveBatches(str(stream.folder), make_windows(stream.offsets, chunk), batch_size=1, m=1, seed=5,
+                              ratio_min=0.1, ratio_max=0.5, augmentation="none", prob=0.0, max_length=512,
+                              ids=SpecialIds.from_tokenizer(tok), offset_chunk=chunk)
+    tokens = np.asarray(stream.tokens)
+    offsets = []
+    for epoch in range(3):
+        size = (len(tokens) - data._offset(epoch)) // chunk  # whole windows only, as Contriever
+        first = data._epoch_starts[epoch] if epoch < len(data._epoch_starts) else sum(
+            (len(tokens) - data._offset(e)) // chunk for e in range(epoch))
+        seen = set()
+        for g in range(first, first + size):
+            w = data._window(g)
+            assert len(w) == chunk
+            start = next(s for s in range(len(tokens)) if np.array_equal(tokens[s:s + chunk], w))
+            assert (start - data._offset(epoch)) % chunk == 0
+            seen.add(start)
+        assert len(seen) == size  # each window of the epoch exactly once
+        offsets.append(data._offset(epoch))
+    assert len(set(offsets)) > 1  # the cut moves between epochs
