@@ -29,11 +29,11 @@ from harness.datasets import dataset_ids, resolve_all
 from harness.distributed import world
 from harness.errors import HarnessError
 from harness.io import atomic_write_json, cached_sha256, rehash_all
-from harness.leaderboard import rebuild
 from harness.metrics import mean
 from harness.paths import cache_root
 from harness.provenance import environment
-from harness.records import ResultRecord, read_record, record_paths, write_record
+from harness.results.leaderboard import rebuild
+from harness.results.records import ResultRecord, read_record, record_paths, write_record
 from harness.retrievers.base import Retriever
 from harness.retrievers.registry import RetrieverSpec, resolve_retriever
 from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution

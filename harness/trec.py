@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from harness.data.jsonl import check_id, iter_lines
 from harness.errors import DataError
 from harness.io import atomic_write
+from harness.lines import check_id, iter_lines
 
 Run = dict[str, dict[str, float]]
 Qrels = dict[str, dict[str, int]]

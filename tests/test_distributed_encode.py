@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from harness.records import read_record
+from harness.results.records import read_record
 from harness.runner import run
 from harness.settings import Execution
 from tests.conftest import make_tiny_beir

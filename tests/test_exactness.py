@@ -13,8 +13,8 @@ from harness.cli import build_parser, main
 from harness.datasets import resolve_dataset
 from harness.errors import HarnessError
 from harness.io import cached_sha256, rehash_all
-from harness.leaderboard import rebuild, table
-from harness.records import load_records
+from harness.results.leaderboard import rebuild, table
+from harness.results.records import load_records
 from harness.retrievers.dense import DenseRetriever
 from harness.retrievers.registry import resolve_retriever
 from harness.runner import corpus_stats, run

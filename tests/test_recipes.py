@@ -369,7 +369,7 @@ def test_list_retrievers_shows_each_recipe(capsys):
 
 
 def test_published_rows_of_the_new_recipes_are_mapped():
-    from harness.baselines import load_published
+    from harness.results.baselines import load_published
 
     published, systems = load_published()
     assert "bge-base-en-v1.5" in systems.get("bge-base-en-v1.5.faiss", [])

@@ -48,9 +48,9 @@ def add_parser(sub) -> None:
 def cmd_compare(args: argparse.Namespace) -> int:
     from harness.errors import HarnessError
     from harness.io import atomic_write_json
-    from harness.records import ResultRecord
+    from harness.results.records import ResultRecord
+    from harness.results.stats import apply_holm, compare_records
     from harness.runner import run
-    from harness.stats import apply_holm, compare_records
 
     if len(args.retrievers) != 2 or args.retrievers[0] == args.retrievers[1]:
         raise HarnessError("name exactly two different retrievers: --retriever A --retriever B")
@@ -74,14 +74,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
                                       "comparisons": [c.to_dict() for c in comparisons]})
         print(f"statistics: {args.json}")
     if args.plot:
-        from harness.plots import difference_chart
+        from harness.results.plots import difference_chart
 
         print(f"plot: {difference_chart(comparisons, args.plot, test=args.test)}")
     return 0
 
 
 def _names(metrics: list[str]) -> list[str]:
-    from harness.baselines import normalize_metric
+    from harness.results.baselines import normalize_metric
 
     return list(dict.fromkeys(normalize_metric(m) for m in metrics))
 

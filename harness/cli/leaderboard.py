@@ -38,8 +38,8 @@ def add_parser(sub) -> None:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from harness.baselines import normalize_metric
-    from harness.leaderboard import rebuild, render, table
+    from harness.results.baselines import normalize_metric
+    from harness.results.leaderboard import rebuild, render, table
 
     metric = normalize_metric(args.metric)
     df, problems = rebuild(args.output_dir)
@@ -48,8 +48,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     pivot, averaged, notes = table(df, metric, split=args.split, datasets=args.datasets)
     marks, base = None, None
     if args.baseline and not pivot.empty:
-        from harness.leaderboard import significance_marks
-        from harness.records import load_records
+        from harness.results.leaderboard import significance_marks
+        from harness.results.records import load_records
 
         records = [r for _, r in load_records(args.output_dir)[0]]
         marks, base, extra = significance_marks(records, pivot, metric, args.baseline, split=args.split,
@@ -57,15 +57,15 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         notes = notes + extra
     print(render(pivot, metric, averaged, notes, args.format, marks=marks, baseline=base))
     if args.against:
-        from harness.baselines import load_published
-        from harness.leaderboard import against_published, render_against
+        from harness.results.baselines import load_published
+        from harness.results.leaderboard import against_published, render_against
 
         published, systems = load_published(None if args.against == "published" else args.against)
         side = against_published(df, metric, published, systems, split=args.split, datasets=args.datasets)
         print()
         print(render_against(side, metric, args.format))
     if args.plot and not pivot.empty:
-        from harness.plots import leaderboard_chart
+        from harness.results.plots import leaderboard_chart
 
         averages = [c for c in pivot.columns if str(c).startswith("avg (")]
         shown = pivot if len(averaged) > 1 else pivot.drop(columns=averages)

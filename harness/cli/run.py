@@ -40,7 +40,7 @@ def add_parser(sub) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.leaderboard import rebuild, render, table
+    from harness.results.leaderboard import rebuild, render, table
     from harness.runner import run
 
     if not args.datasets and not args.suites:

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from harness.data.jsonl import check_id, iter_jsonl
+from harness.data.jsonl import iter_jsonl
 from harness.data.registry import Protocol
 from harness.errors import DataError, HarnessError
+from harness.lines import check_id
 from harness.metrics import evaluate, parse_measure
 from harness.trec import Qrels, Run, read_qrels
 

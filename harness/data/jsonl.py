@@ -1,9 +1,5 @@
-"""Line-oriented readers that report the file and line of anything malformed.
-
-Tolerated (and documented): a UTF-8 byte-order mark, CRLF line ends, blank lines (skipped).
-Rejected with file, line and fix: invalid UTF-8, invalid JSON (a truncated last line included),
-a line longer than ``MAX_LINE_BYTES``.
-"""
+"""JSON Lines: one JSON object per line, read with the file and line of anything malformed
+(``harness.lines`` reads the lines: a byte-order mark, CRLF and blank lines tolerated)."""
 
 from __future__ import annotations
 
@@ -13,64 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from harness.errors import DataError
-
-MAX_LINE_BYTES = int(os.environ.get("HARNESS_MAX_LINE_BYTES", 64 * 1024 * 1024))
-
-
-def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Yield (1-based line number, decoded line without its line end), skipping blank lines."""
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        raise DataError(path, "file not found") from None
-    with f:
-        lineno = 0
-        while True:
-            raw = f.readline(MAX_LINE_BYTES + 1)
-            if not raw:
-                return
-            lineno += 1
-            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
-                raise DataError(path, f"line longer than {MAX_LINE_BYTES} bytes", line=lineno,
-                                fix="split the record, or raise HARNESS_MAX_LINE_BYTES")
-            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise DataError(path, f"invalid UTF-8 at byte {e.start} of the line", line=lineno,
-                                fix="re-encode the file as UTF-8") from None
-            text = text.rstrip("\r\n")
-            if text.strip():
-                yield lineno, text
-
-
-_BAD_ID_CATEGORIES = {"Cc", "Cs", "Zl", "Zp", "Zs"}
-
-
-def id_problem(value: str) -> str | None:
-    """Why ``value`` cannot be an id (empty, whitespace, a line or paragraph separator, a control
-    character), or None. Run files separate columns by whitespace and stores must never depend on a
-    separator an id could contain, so such ids are refused where they are read."""
-    if not value:
-        return "is empty"
-    if value.isprintable() and " " not in value:
-        return None
-    import unicodedata
-
-    for c in value:
-        if c.isspace() or unicodedata.category(c) in _BAD_ID_CATEGORIES:
-            return f"contains {unicodedata.name(c, f'U+{ord(c):04X}').lower()} (U+{ord(c):04X})"
-    return None
-
-
-def check_id(value: str, path: Path, line: int | None, what: str) -> str:
-    """``value`` when it is a valid id, else a DataError naming the file, the line and the id."""
-    problem = id_problem(value)
-    if problem:
-        raise DataError(path, f"{what} {value!r} {problem}", line=line,
-                        fix="ids may not contain whitespace, line separators or control characters")
-    return value
+from harness.lines import iter_lines
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:

@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 from harness.data.beir import Doc
-from harness.data.jsonl import check_id, iter_jsonl
+from harness.data.jsonl import iter_jsonl
 from harness.errors import DataError
+from harness.lines import check_id
 
 QUESTION_SUFFIXES = (".qa.csv", ".qa.csv.gz", ".jsonl", ".json", ".jsonl.gz", ".json.gz")
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))

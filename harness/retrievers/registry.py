@@ -40,15 +40,17 @@ class RetrieverSpec:
 
     def load(self, settings: EncodeSettings = REFERENCE, execution: Execution = DEFAULT_EXECUTION):
         """The retriever object (imports torch only now; the JVM starts in a worker when BM25 runs).
-        ``settings`` apply to dense retrievers; BM25 computes the same with any of them."""
-        if self.kind == "bm25":
-            from harness.retrievers.lucene import BM25Retriever
+        ``settings`` apply to dense retrievers; BM25 computes the same with any of them. The class is named
+        by a "module:attr" string (``LOADERS``), so the registry imports no retriever module."""
+        import importlib
 
-            return BM25Retriever(self, execution)
-        from harness.retrievers.dense import DenseRetriever
+        module, _, attr = LOADERS[self.kind].partition(":")
+        cls = getattr(importlib.import_module(module), attr)
+        return cls(self, execution) if self.kind == "bm25" else cls(self, settings, execution)
 
-        return DenseRetriever(self, settings, execution)
 
+#: what ``RetrieverSpec.load`` builds for each kind
+LOADERS = {"bm25": "harness.retrievers.lucene:BM25Retriever", "dense": "harness.retrievers.dense:DenseRetriever"}
 
 RETRIEVERS: Registry[RetrieverSpec] = Registry("retriever")
 

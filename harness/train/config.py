@@ -12,6 +12,7 @@ AUGMENTATIONS = ("none", "delete", "mask", "replace", "shuffle")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 WINDOW_MODES = ("stream", "document")
 WEIGHT_GUARDS = ("clamp", "softmax", "raw", "uniform")  # harness.train.losses.relevance_weights
+LOG_FILE = "train_log.jsonl"  # one JSON line per optimiser step, in the output folder
 
 # Run control, not part of the method: changing these does not change what is learned.
 RUN_CONTROL = {"init", "corpus", "output", "device", "num_workers", "log_every", "save_every", "keep_last",

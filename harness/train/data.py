@@ -70,7 +70,7 @@ def _jsonl_texts(path: Path) -> Iterator[str]:
 def _tsv_texts(path: Path) -> Iterator[str]:
     """A header naming a ``text`` column (and ``title``) is used; otherwise DPR's ``id, text, title``,
     ``id, text`` or one text per line."""
-    from harness.data.jsonl import iter_lines
+    from harness.lines import iter_lines
 
     text_col, title_col = None, None
     for lineno, line in iter_lines(path):
@@ -90,7 +90,7 @@ def _tsv_texts(path: Path) -> Iterator[str]:
 
 def _txt_texts(path: Path) -> Iterator[str]:
     """One document per non-blank line."""
-    from harness.data.jsonl import iter_lines
+    from harness.lines import iter_lines
 
     for _, line in iter_lines(path):
         yield line.strip()

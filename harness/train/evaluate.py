@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from harness.records import ResultRecord
+    from harness.results.records import ResultRecord
 
 EVAL_LOG = "eval_log.jsonl"
 

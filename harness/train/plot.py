@@ -29,8 +29,8 @@ def plot_training(output: Path, metric: str = "ndcg@10") -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from harness.train.config import LOG_FILE
     from harness.train.evaluate import EVAL_LOG
-    from harness.train.trainer import LOG_FILE
 
     by_step = {r["step"]: r for r in _read_jsonl(output / LOG_FILE)}  # a resumed run's rows replace old ones
     if not by_step:

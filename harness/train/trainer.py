@@ -41,7 +41,7 @@ from harness.train.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from harness.train.config import TrainConfig
+from harness.train.config import LOG_FILE, TrainConfig
 from harness.train.crops import ContrastiveBatches, SpecialIds
 from harness.train.data import build_token_stream, make_windows, resolve_source
 from harness.train.encoder import init_encoder_config, load_encoder
@@ -56,15 +56,13 @@ from harness.train.moco import (
     momentum_update,
 )
 
-LOG_FILE = "train_log.jsonl"
-
 
 @dataclass
 class TrainResult:
     output: Path
     checkpoints: list[Path] = field(default_factory=list)
     last_step: int = 0
-    evaluations: list = field(default_factory=list)  # harness.records.ResultRecord
+    evaluations: list = field(default_factory=list)  # harness.results.records.ResultRecord
     encoder: object = None  # the trained query encoder and the MoCo queue, for tests and notebooks
     queue: object = None
 

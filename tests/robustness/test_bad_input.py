@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from harness import lines
 from harness.cli import main
-from harness.data import jsonl
 from harness.data.beir import iter_corpus, read_queries
 from harness.datasets import resolve_dataset
 from harness.errors import DataError, HarnessError
@@ -99,7 +99,7 @@ def test_corpus_duplicate_id(tmp_path):
 
 
 def test_corpus_huge_line(tmp_path, monkeypatch):
-    monkeypatch.setattr(jsonl, "MAX_LINE_BYTES", 1000)
+    monkeypatch.setattr(lines, "MAX_LINE_BYTES", 1000)
     path = beir(tmp_path, corpus=CORPUS + json.dumps({"_id": "d3", "text": "x" * 5000}) + "\n") / "corpus.jsonl"
     check(error_of(iter_corpus, path), path, 3, "line longer than 1000 bytes", "HARNESS_MAX_LINE_BYTES")
 

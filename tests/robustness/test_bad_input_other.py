@@ -114,7 +114,7 @@ ROW = "bm25-flat,beir/scifact,test,ndcg@10,0.665,0.005\n"
 
 
 def test_baselines_bad_rows(tmp_path):
-    baselines = pytest.importorskip("harness.baselines")
+    baselines = pytest.importorskip("harness.results.baselines")
     cases = [
         (HEADER + ROW + "bm25-flat,beir/nfcorpus,test,ndcg@1", 3, "4 fields, the header has 6"),
         (HEADER + ROW.replace("0.665", "66.5"), 2, "values are fractions"),
@@ -129,7 +129,7 @@ def test_baselines_bad_rows(tmp_path):
 
 
 def test_baselines_empty_and_invalid_utf8(tmp_path):
-    baselines = pytest.importorskip("harness.baselines")
+    baselines = pytest.importorskip("harness.results.baselines")
     path = write(tmp_path / "b.csv", b"")
     check(error_of(baselines.read_regression, path), path, None, "empty; expected a header line")
     path = write(tmp_path / "b.csv", (HEADER + ROW).encode() + b"bm25,beir/sci\xff,test,ndcg@10,0.6,0.01\n")
@@ -138,7 +138,7 @@ def test_baselines_empty_and_invalid_utf8(tmp_path):
 
 
 def test_baselines_bom_and_crlf_tolerated(tmp_path):
-    baselines = pytest.importorskip("harness.baselines")
+    baselines = pytest.importorskip("harness.results.baselines")
     path = write(tmp_path / "b.csv", b"\xef\xbb\xbf" + (HEADER + ROW).replace("\n", "\r\n").encode())
     assert len(baselines.read_regression(path)) == 1
 

@@ -9,7 +9,7 @@ import pytest
 
 from harness.embeddings import EmbeddingStore
 from harness.metrics import evaluate, mean
-from harness.records import load_records
+from harness.results.records import load_records
 from harness.trec import read_qrels, read_run
 from tests.conftest import make_tiny_beir, make_tiny_bert
 

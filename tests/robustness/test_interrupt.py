@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from harness.io import atomic_write
-from harness.records import read_record
+from harness.results.records import read_record
 from harness.settings import Execution
 from tests.conftest import make_tiny_beir
 
@@ -201,7 +201,7 @@ def test_interrupted_atomic_write_leaves_the_old_file(tmp_path, monkeypatch):
 
 
 def test_damaged_record_is_recomputed_and_left_out_of_the_leaderboard(tiny_beir, tiny_bert_dir, tmp_path):
-    from harness.leaderboard import rebuild
+    from harness.results.leaderboard import rebuild
     from harness.runner import run
 
     out = tmp_path / "results"
@@ -222,7 +222,7 @@ def test_damaged_record_is_recomputed_and_left_out_of_the_leaderboard(tiny_beir,
 
 def test_a_killed_lock_holder_does_not_block_the_next_run(tmp_path):
     """filelock uses flock(2): the kernel drops the lock when its holder dies, however it dies."""
-    from harness.leaderboard import rebuild
+    from harness.results.leaderboard import rebuild
 
     out = tmp_path / "results"
     out.mkdir()

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from harness.cli import main
 from harness.data.beir import iter_corpus, read_queries
 from harness.errors import DataError, HarnessError
-from harness.records import load_records
+from harness.results.records import load_records
 from harness.runner import run
 from harness.settings import Execution
 from harness.trec import read_qrels

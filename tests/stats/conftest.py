@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.records import ResultRecord, record_stem
+from harness.results.records import ResultRecord, record_stem
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared"

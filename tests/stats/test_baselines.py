@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.baselines import (
+from harness.errors import DataError, HarnessError
+from harness.results.baselines import (
     baselines_dir,
     load_published,
     normalize_metric,
@@ -14,7 +15,6 @@ from harness.baselines import (
     read_regression,
     same_retriever,
 )
-from harness.errors import DataError, HarnessError
 
 from .conftest import REPO, SHARED
 

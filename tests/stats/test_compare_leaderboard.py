@@ -8,8 +8,8 @@ import pytest
 
 import harness.runner
 from harness.cli import main
-from harness.leaderboard import against_published, fold, render, significance_marks, table
-from harness.records import load_records
+from harness.results.leaderboard import against_published, fold, render, significance_marks, table
+from harness.results.records import load_records
 
 from .conftest import fake_record, scores
 
@@ -43,7 +43,7 @@ def test_render_without_marks_is_unchanged(fake_results):
 
 
 def test_against_published_puts_scores_side_by_side():
-    from harness.baselines import Published
+    from harness.results.baselines import Published
 
     df = fold([fake_record("bm25", "beir/scifact", {"ndcg@10": {"q1": 0.7, "q2": 0.6}}),
                fake_record("mine", "beir/scifact", {"ndcg@10": {"q1": 0.1, "q2": 0.2}})])
@@ -92,8 +92,8 @@ def test_compare_cli_table_json_plot(fake_results, tmp_path, monkeypatch, capsys
 
 
 def test_difference_chart_many_panels(tmp_path):
-    from harness.plots import difference_chart
-    from harness.stats import apply_holm, compare_records
+    from harness.results.plots import difference_chart
+    from harness.results.stats import apply_holm, compare_records
 
     comps = [compare_records(fake_record("A", f"beir/d{i}", {"ndcg@10": scores(i, 30)}),
                              fake_record("B", f"beir/d{i}", {"ndcg@10": scores(i + 50, 30)}), "ndcg@10",

@@ -1,4 +1,4 @@
-"""harness.stats against scipy on the same inputs, and the seeded tests' reproducibility."""
+"""harness.results.stats against scipy on the same inputs, and the seeded tests' reproducibility."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from scipy import stats as sp
 
 from harness.errors import HarnessError
-from harness.stats import (
+from harness.results.stats import (
     EXACT_MAX,
     bootstrap_ci,
     compare_records,

@@ -63,13 +63,13 @@ class Published:
 
 def baselines_dir() -> Path:
     """``baselines/`` of the repository (beside the ``harness`` package), or ``./baselines``."""
-    here = Path(__file__).resolve().parents[1] / "baselines"
+    here = Path(__file__).resolve().parents[2] / "baselines"
     return here if here.is_dir() else Path("baselines")
 
 
 def _rows(path: Path, columns: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
     """(line number, row) for each data line of a CSV file whose header names ``columns`` (any order)."""
-    from harness.data.jsonl import iter_lines  # BOM, CRLF and invalid UTF-8 (with its line) handled there
+    from harness.lines import iter_lines  # BOM, CRLF and invalid UTF-8 (with its line) handled there
 
     path = Path(path)
     if not path.is_file():

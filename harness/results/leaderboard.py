@@ -19,7 +19,7 @@ from filelock import FileLock
 from harness.data.registry import DATASETS
 from harness.errors import HarnessError
 from harness.io import atomic_write
-from harness.records import ResultRecord, load_records
+from harness.results.records import ResultRecord, load_records
 
 KEYS = ["retriever", "settings", "dataset", "split"]
 
@@ -154,9 +154,9 @@ def significance_marks(records: Sequence[ResultRecord], pivot: pd.DataFrame, met
     as the records spell it, notes). Collection rows (means over parts) have no per-query scores and are
     not tested.
     """
-    from harness.baselines import same_retriever
     from harness.errors import HarnessError
-    from harness.stats import PairedComparison, apply_holm, compare_records
+    from harness.results.baselines import same_retriever
+    from harness.results.stats import PairedComparison, apply_holm, compare_records
 
     if test not in PairedComparison.TESTS:
         raise HarnessError(f"unknown test {test!r}; known: {', '.join(PairedComparison.TESTS)}")
@@ -196,14 +196,14 @@ def against_published(df: pd.DataFrame, metric: str, published: Sequence, system
                       split: str | None = None, datasets: Sequence[str] | None = None) -> pd.DataFrame:
     """Each of our scores of ``metric`` beside every published score of the same system, dataset and split.
 
-    ``published`` holds ``harness.baselines.Published`` rows; ``systems`` maps a published system name to
+    ``published`` holds ``harness.results.baselines.Published`` rows; ``systems`` maps a published system name to
     our retriever names (a system name equal to a retriever name matches too). Columns: retriever (with
     its settings when they are not the reference computation), dataset, split, ours, published, delta
     (ours - published), system, source, note. A result with no published counterpart keeps one row with an
     empty published value; a row computed in another way than the reference (e.g. bf16) says so in its note,
     since published numbers were made in the reference computation.
     """
-    from harness.baselines import mapped_names, same_retriever
+    from harness.results.baselines import mapped_names, same_retriever
 
     cols = ["retriever", "dataset", "split", "ours", "published", "delta", "system", "source", "note"]
     if df.empty or metric not in df.columns:

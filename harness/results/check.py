@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
-from harness.baselines import Expected
 from harness.errors import HarnessError
 from harness.io import atomic_write
+from harness.results.baselines import Expected
 from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution
 
 #: slack added to every tolerance, so a value printed at 4 decimals equal to the band's edge passes

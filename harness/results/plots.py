@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.errors import HarnessError
-from harness.stats import PairedComparison
+from harness.results.stats import PairedComparison
 
 
 def _pyplot():

@@ -24,7 +24,7 @@ import numpy as np
 from harness.errors import HarnessError
 
 if TYPE_CHECKING:
-    from harness.records import ResultRecord
+    from harness.results.records import ResultRecord
 
 #: exact enumeration of all 2**n sign flips up to this many non-zero differences
 EXACT_MAX = 16
