@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from harness import __version__
+from harness.version import __version__
 
 PACKAGES = ("torch", "transformers", "faiss-cpu", "pyserini", "numpy", "tokenizers", "sentence-transformers")
 

@@ -24,7 +24,6 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from harness import __version__
 from harness.datasets import dataset_ids, resolve_all
 from harness.distributed import world
 from harness.errors import HarnessError
@@ -38,6 +37,7 @@ from harness.retrievers.base import Retriever
 from harness.retrievers.registry import RetrieverSpec, resolve_retriever
 from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution
 from harness.trec import quantize, read_run, write_run
+from harness.version import __version__
 
 RUN_FORMAT = 2  # bump when the way runs are cut, ordered or written changes
 Log = Callable[[str], None]

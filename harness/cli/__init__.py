@@ -11,8 +11,8 @@ import argparse
 import importlib
 import sys
 
-from harness import __version__
 from harness.errors import HarnessError
+from harness.version import __version__
 
 #: subcommand modules, in the order ``--help`` lists them
 COMMANDS = ["run", "listing", "fetch", "evaluate", "leaderboard", "compare", "check", "train", "encode", "ann"]

@@ -39,9 +39,9 @@ def add_parser(sub) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from harness.check import check, parse_overrides, render, write_junit
     from harness.errors import HarnessError
     from harness.results.baselines import baselines_dir, read_regression, same_retriever
-    from harness.results.check import check, parse_overrides, render, write_junit
 
     files = args.files or [baselines_dir() / "regression.csv"]
     rows = [row for f in files for row in read_regression(f)]

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from harness import __version__
 from harness.data.beir import Doc, doc_text
 from harness.distributed import barrier, local_device, world
 from harness.embeddings import EmbeddingStore
@@ -28,6 +27,7 @@ from harness.retrievers.registry import RetrieverSpec
 from harness.search import topk_exact
 from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution
 from harness.trec import FLOAT32_SCORE_FORMAT, Run
+from harness.version import __version__
 
 if TYPE_CHECKING:
     from harness.retrievers.encoder import HFEncoder

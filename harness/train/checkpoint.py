@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import harness
 from harness.io import atomic_write_json
 from harness.retrievers.config import CHECKPOINT_FORMAT, CHECKPOINT_METADATA, EncoderConfig
+from harness.version import __version__
 
 STATE_FILE = "training_state.pt"
 _NAME = re.compile(r"^checkpoint-(\d+)$")
@@ -32,7 +32,7 @@ def checkpoint_metadata(*, encoder: EncoderConfig, objective: str, hyperparamete
                         step: int, init: str, extra: dict | None = None) -> dict:
     return {"format": CHECKPOINT_FORMAT, "encoder": encoder_block(encoder), "objective": objective,
             "hyperparameters": hyperparameters, "data_checksum": data_checksum, "step": step,
-            "harness_version": harness.__version__, "init": init, **(extra or {})}
+            "harness_version": __version__, "init": init, **(extra or {})}
 
 
 def list_checkpoints(output: Path) -> list[tuple[int, Path]]:

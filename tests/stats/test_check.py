@@ -7,10 +7,10 @@ from xml.etree import ElementTree as ET
 import pytest
 
 import harness.runner
+from harness.check import check, judge, junit_xml, parse_overrides, render
 from harness.cli import main
 from harness.errors import HarnessError
 from harness.results.baselines import Expected
-from harness.results.check import check, judge, junit_xml, parse_overrides, render
 from harness.results.records import ResultRecord
 
 SCORES = {("bm25", "beir/scifact"): {"ndcg@10": 0.6789, "recall@100": 0.9253},
@@ -71,7 +71,7 @@ def test_override_runs_another_dataset_against_the_same_rows(fake_run):
 
 
 def test_junit_xml_has_a_case_per_row_and_failures():
-    from harness.results.check import CheckResult
+    from harness.check import CheckResult
 
     rs = [CheckResult(row(), 0.6789, "OK"), CheckResult(row(metric="recall@100", line=3), 0.5, "FAIL", "regression"),
           CheckResult(row("x", line=4), None, "ERROR", "could not run")]
