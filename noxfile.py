@@ -49,6 +49,7 @@ def quickstart(session: nox.Session) -> None:
                 env=env)
     session.run("harness", "leaderboard", "--metric", "ndcg@10", env=env)
     session.run("harness", "leaderboard", "--metric", "recall@100", env=env)
+    session.log(f"harness is installed in {session.bin}: source {Path(session.bin) / 'activate'} to use it")
 
 
 @nox.session(python=None)
