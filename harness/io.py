@@ -9,11 +9,40 @@ process ignore the memo and hash every file again, once.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
+
+
+@functools.cache
+def _umask() -> int:
+    """This process's umask (read from /proc where it can be, so that no other thread sees it changed)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def shareable(path: Path | str, *, like: Path | str | None = None) -> None:
+    """Give a file or folder made by ``tempfile`` (mode 0600 / 0700) the mode a plain ``open`` or ``mkdir``
+    would have given it (0666 / 0777 less the umask), or the mode of ``like`` when that exists (the file it
+    replaces): results, caches and checkpoints are readable by whoever the umask lets read them."""
+    try:
+        mode = stat.S_IMODE(os.stat(like).st_mode) if like is not None else None
+    except FileNotFoundError:
+        mode = None
+    if mode is None:
+        mode = (0o777 if os.path.isdir(path) else 0o666) & ~_umask()
+    os.chmod(path, mode)
 
 
 def atomic_write(path: Path, data: str | bytes) -> None:
@@ -26,6 +55,7 @@ def atomic_write(path: Path, data: str | bytes) -> None:
             f.write(data.encode("utf-8") if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
+        shareable(tmp, like=path)
         os.replace(tmp, path)
     except OSError as e:  # disk full, quota, a read-only disk: named by the file being written
         Path(tmp).unlink(missing_ok=True)

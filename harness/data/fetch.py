@@ -21,6 +21,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from harness.errors import HarnessError, OfflineError
+from harness.io import shareable
 from harness.paths import offline
 
 UNPACK_RATIO = 12
@@ -75,6 +76,7 @@ def download(url: str, dest: Path, md5: str | None, *, progress: bool = True) ->
         if md5 is not None and h.hexdigest() != md5:
             raise HarnessError(f"checksum mismatch for {url}: md5 {h.hexdigest()}, expected {md5}; "
                                "the download is corrupt or the file changed upstream (nothing was kept)")
+        shareable(tmp)
         os.replace(tmp, dest)
         if md5 is None:
             from harness.io import atomic_write
@@ -93,9 +95,9 @@ def download(url: str, dest: Path, md5: str | None, *, progress: bool = True) ->
 
 
 def _bar(total: int, name: str):
-    from tqdm import tqdm
+    from harness.progress import progress_bar
 
-    return tqdm(total=total or None, unit="B", unit_scale=True, desc=f"download {name}", leave=False)
+    return progress_bar(total or None, f"download {name}", "B", unit_scale=True)
 
 
 def _sha256(path: Path) -> str:
@@ -151,6 +153,7 @@ def unpack(archive: Path, target: Path, kind: str, limit: int | None = None) -> 
             try:
                 with os.fdopen(fd, "wb") as out, gzip.open(archive, "rb") as src:
                     _copy_bounded(src, out, archive, limit)
+                shareable(tmp)
                 os.replace(tmp, target)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
@@ -203,6 +206,7 @@ def _unzip(archive: Path, target: Path, limit: int) -> None:
                 out.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(m) as src, open(out, "wb") as dst:
                     written = _copy_bounded(src, dst, archive, limit, written)
+            shareable(tmp)
             os.replace(tmp, target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -18,6 +18,7 @@ from pathlib import Path
 from harness.data.beir import Doc
 from harness.data.registry import DatasetSpec, OdqaProtocol, RemoteFile
 from harness.errors import DataError, HarnessError, OfflineError
+from harness.io import shareable
 from harness.odqa.evaluate import DEFAULT_METRICS, canonical, evaluate_dataset, parse_accuracy
 from harness.odqa.formats import Question, find_questions_file, iter_passages, read_questions
 from harness.paths import cache_root, data_roots, download_root
@@ -157,6 +158,7 @@ def fetch_file(remote: RemoteFile, root: Path) -> Path:
         os.close(fd)
         try:
             shutil.copyfile(archive, tmp)
+            shareable(tmp)
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from harness.io import atomic_write_json
+from harness.io import atomic_write_json, shareable
 from harness.retrievers.config import CHECKPOINT_FORMAT, CHECKPOINT_METADATA, EncoderConfig
 from harness.version import __version__
 
@@ -68,6 +68,7 @@ def save_checkpoint(output: Path, step: int, model, tokenizer, metadata: dict, s
             shutil.rmtree(trash, ignore_errors=True)
             os.replace(final, trash)
             shutil.rmtree(trash, ignore_errors=True)
+        shareable(tmp)
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

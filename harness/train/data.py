@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import DataError, HarnessError
+from harness.io import shareable
 
 TEXT_SUFFIXES = (".jsonl", ".tsv", ".txt")
 CACHE_FORMAT = "harness-token-stream/1"
@@ -174,9 +175,9 @@ def build_token_stream(source: TextSource, tokenizer, cache_dir: Path, batch: in
             buf: list[str] = []
             texts = source.texts()
             if progress:
-                from tqdm import tqdm
+                from harness.progress import progress_bar
 
-                texts = tqdm(texts, desc="tokenising", unit="doc")
+                texts = progress_bar(desc="tokenising", unit="doc", iterable=texts, leave=True)
             for text in texts:
                 buf.append(text)
                 if len(buf) >= batch:
@@ -188,6 +189,7 @@ def build_token_stream(source: TextSource, tokenizer, cache_dir: Path, batch: in
         meta = {"format": CACHE_FORMAT, "source": source.name, "source_checksum": checksum,
                 "n_docs": len(offsets) - 1, "n_tokens": int(offsets[-1])}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        shareable(tmp)
         try:
             os.replace(tmp, folder)
         except OSError:  # another process built it first
