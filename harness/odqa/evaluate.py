@@ -49,11 +49,10 @@ def passage_texts(passages: Iterable, wanted: set[str]) -> dict[str, str]:
 
 
 def _bar(total: int | None, desc: str, unit: str):
-    """A progress bar on stderr, off when it is not a terminal (or with TQDM_DISABLE=1)."""
-    from tqdm import tqdm
+    """A progress bar on stderr (harness.progress: off with TQDM_DISABLE=1)."""
+    from harness.progress import progress_bar
 
-    return tqdm(total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True, disable=None,
-                mininterval=0.5)
+    return progress_bar(total, desc, unit)
 
 
 @lru_cache(maxsize=200_000)

@@ -426,6 +426,6 @@ def _module_weights(folder: Path) -> dict:
 
 
 def _progress(total: int, desc: str, enabled: bool):
-    from tqdm import tqdm
+    from harness.progress import progress_bar
 
-    return tqdm(total=total, desc=desc, unit="text", disable=not enabled, leave=False, dynamic_ncols=True)
+    return progress_bar(total, desc, "text", enabled=enabled)

@@ -220,7 +220,7 @@ def clean_stale_staging(root: Path) -> None:
 def _worker(request: dict, workdir: Path, heap: int, desc: str, total: int | None = None) -> dict:
     """Run one request in a fresh ``lucene_worker`` process (bounded heap, dies with this process) and
     show its progress; its JVM chatter is kept in a file and shown only on failure."""
-    from tqdm import tqdm
+    from harness.progress import progress_bar
 
     req = workdir / f"request-{request['op']}.json"
     progress = workdir / "progress"
@@ -229,8 +229,7 @@ def _worker(request: dict, workdir: Path, heap: int, desc: str, total: int | Non
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "harness.retrievers.lucene_worker", str(req), str(heap)],
                                 stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT)
-        bar = tqdm(total=total, desc=desc, unit="query" if total else "s", leave=False, dynamic_ncols=True,
-                   disable=None)
+        bar = progress_bar(total, desc, "query" if total else "s")
         try:
             shown = 0
             while proc.poll() is None:

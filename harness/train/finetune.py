@@ -121,9 +121,9 @@ def finetune(cfg: FinetuneConfig):
 
     bar = None
     if cfg.progress:
-        from tqdm import tqdm
+        from harness.progress import progress_bar
 
-        bar = tqdm(total=cfg.steps, desc="finetune", unit="step")
+        bar = progress_bar(cfg.steps, "finetune", "step", leave=True)
     result = TrainResult(output)
     order: list[int] = []
     bs = min(cfg.batch_size, len(pairs))

@@ -207,9 +207,9 @@ def _train(cfg: TrainConfig, resume: bool, rank: int, world: int) -> TrainResult
         output.mkdir(parents=True, exist_ok=True)
     bar = None
     if rank == 0 and cfg.progress:
-        from tqdm import tqdm
+        from harness.progress import progress_bar
 
-        bar = tqdm(total=end, initial=start, desc=f"train {cfg.objective}", unit="step")
+        bar = progress_bar(end, f"train {cfg.objective}", "step", initial=start, leave=True)
     for step in range(start, end):
         t0 = time.perf_counter()
         micro = [{k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
