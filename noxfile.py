@@ -54,13 +54,14 @@ def quickstart(session: nox.Session) -> None:
 
 @nox.session(python=None)
 def tests(session: nox.Session) -> None:
-    """Every test tier (unit, real data in ../shared, slow), then the regression check."""
+    """Every test tier (unit, real data in ../shared, slow), then the regression check (tolerance band and
+    the paired per-query rule against baselines/records/)."""
     _install(session, "test")
     env = {**_data_env(), "HARNESS_TEST_CACHE": str(CACHE / "test"), "HARNESS_CACHE": str(CACHE / "test")}
     session.run("python", "-m", "pytest", *(session.posargs or ["-q"]), env=env)
     if (ROOT / "baselines" / "regression.csv").is_file() and not session.posargs:
-        session.run("harness", "check", "baselines/regression.csv", "--output-dir", str(CACHE / "check-results"),
-                    "--junit", str(CACHE / "check-results" / "junit.xml"), env=env)
+        session.run("harness", "check", "baselines/regression.csv", "--paired", "--output-dir",
+                    str(CACHE / "check-results"), "--junit", str(CACHE / "check-results" / "junit.xml"), env=env)
 
 
 @nox.session(python=None)

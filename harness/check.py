@@ -5,6 +5,12 @@ The check runs what is missing through ``harness.runner.run`` (which reuses fini
 the output directory), then marks each row OK when |got - expected| <= tolerance, FAIL otherwise, and
 ERROR when no score could be produced. A score above the band also fails unless improvements are allowed:
 a baseline that no longer describes the system should be updated on purpose.
+
+``paired`` adds a second rule for rows that have a baseline record (``records/<dataset>/<split>/<retriever
+slug>.json`` beside the CSV, written by ``--save-baseline``): a seeded paired randomization test of this
+run's per-query scores against the baseline's, at ``alpha``. A hand-set band cannot tell a real regression
+on a small dataset from noise; the paired test can, and it sees a change the band's width hides. A row fails
+when either rule fails, and says which.
 """
 
 from __future__ import annotations
@@ -24,6 +30,18 @@ from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execu
 EPS = 1e-9
 
 
+BASELINE_RECORD_FORMAT = "harness-baseline-record/1"
+
+
+@dataclass(frozen=True)
+class Paired:
+    """The paired rule: a seeded, two-sided randomization test over queries at ``alpha``."""
+
+    alpha: float = 0.05
+    resamples: int = 10_000
+    seed: int = 0
+
+
 @dataclass
 class CheckResult:
     """The outcome of one baseline row."""
@@ -33,6 +51,7 @@ class CheckResult:
     status: str  # "OK", "FAIL" or "ERROR"
     message: str = ""
     dataset_run: str = ""  # the dataset actually run, when overridden (a folder)
+    paired_p: float | None = None  # the paired rule's p-value, when it applied
 
     @property
     def delta(self) -> float | None:
@@ -55,9 +74,61 @@ def judge(row: Expected, got: float, *, allow_improvement: bool = False) -> tupl
     return "FAIL", "regression: below the expected band"
 
 
+def baseline_record_path(row: Expected) -> Path:
+    """Where the per-query scores of a baseline row live: ``records/`` beside its CSV file."""
+    from harness.retrievers.registry import resolve_retriever
+
+    slug = resolve_retriever(row.retriever).slug
+    return Path(row.path).parent / "records" / row.dataset / row.split / f"{slug}.json"
+
+
+def judge_paired(row: Expected, per_query: dict[str, float], rule: Paired, *,
+                 allow_improvement: bool = False) -> tuple[str, str, float | None]:
+    """(status, message, p) of the paired rule; OK with a note when the row has no baseline record."""
+    from harness.io import read_json
+    from harness.results.stats import randomization_test
+
+    path = baseline_record_path(row)
+    if not path.is_file():
+        return "OK", "no baseline record for the paired test (write one with --save-baseline)", None
+    saved = read_json(path, fix="write it again with harness check --save-baseline")
+    base = saved.get("per_query", {}).get(row.metric) if isinstance(saved, dict) else None
+    if not isinstance(base, dict):
+        return "ERROR", f"{path} holds no per-query {row.metric}", None
+    if set(base) != set(per_query):
+        return "ERROR", (f"{path}: the baseline was scored on other queries ({len(set(base) ^ set(per_query))} "
+                         "differ); write it again with --save-baseline"), None
+    qids = sorted(base)
+    a, b = [float(base[q]) for q in qids], [float(per_query[q]) for q in qids]
+    p = randomization_test(a, b, resamples=rule.resamples, seed=rule.seed).pvalue
+    diff = sum(b) / len(b) - sum(a) / len(a)
+    if p > rule.alpha or diff == 0:
+        return "OK", "", p
+    if diff > 0 and allow_improvement:
+        return "OK", f"paired: significantly above the baseline record (p={p:.2g}, allowed)", p
+    word = "above" if diff > 0 else "below"
+    return "FAIL", f"paired: per-query scores significantly {word} the baseline record (p={p:.2g} <= {rule.alpha})", p
+
+
+def save_baseline_record(row: Expected, record) -> Path:
+    """Write (or extend) the baseline record of ``row`` from a result record: its per-query scores."""
+    from harness.io import atomic_write_json, read_json
+    from harness.version import __version__
+
+    path = baseline_record_path(row)
+    old = read_json(path, fix="delete it") if path.is_file() else {}
+    per_query = dict(old.get("per_query", {})) if isinstance(old, dict) else {}
+    per_query[row.metric] = record.per_query[row.metric]
+    atomic_write_json(path, {"format": BASELINE_RECORD_FORMAT, "retriever": row.retriever, "dataset": row.dataset,
+                             "split": row.split, "fingerprint": record.fingerprint, "harness_version": __version__,
+                             "per_query": per_query})
+    return path
+
+
 def check(baselines: Sequence[Expected], output_dir: Path = Path("results"), *,
           overrides: dict[str, str] | None = None, allow_improvement: bool = False, force: bool = False,
           settings: EncodeSettings = REFERENCE, execution: Execution = DEFAULT_EXECUTION,
+          paired: Paired | None = None, save_baseline: bool = False,
           log: Callable[[str], None] | None = None) -> list[CheckResult]:
     """Run or reuse every (retriever, dataset) the rows need, and judge each row, in the rows' order.
 
@@ -95,8 +166,17 @@ def check(baselines: Sequence[Expected], output_dir: Path = Path("results"), *,
                 results[i] = CheckResult(row, None, "ERROR", f"the record has no {row.metric}", _shown(dataset, target))
             else:
                 status, message = judge(row, float(got), allow_improvement=allow_improvement)
+                message, p = (f"band: {message}" if message and paired else message), None
+                if save_baseline:
+                    save_baseline_record(row, record)
+                if paired is not None:
+                    p_status, p_message, p = judge_paired(row, record.per_query[row.metric], paired,
+                                                          allow_improvement=allow_improvement)
+                    status = "ERROR" if "ERROR" in (status, p_status) else "FAIL" if "FAIL" in (status, p_status) \
+                        else "OK"
+                    message = "; ".join(m for m in (message, p_message) if m)
                 message = "; ".join(m for m in (message, note) if m)
-                results[i] = CheckResult(row, float(got), status, message, _shown(dataset, target))
+                results[i] = CheckResult(row, float(got), status, message, _shown(dataset, target), p)
     return [results[i] for i in range(len(baselines))]
 
 
@@ -113,15 +193,17 @@ def render(results: Sequence[CheckResult], fmt: str = "text") -> str:
     from tabulate import tabulate
 
     rows = []
+    show_p = any(r.paired_p is not None for r in results)
     for r in results:
         b = r.baseline
         dataset = b.dataset if not r.dataset_run else f"{b.dataset} (ran {r.dataset_run})"
         rows.append([b.retriever, dataset, b.split, b.metric, f"{b.expected:.4f}",
                      "—" if r.got is None else f"{r.got:.4f}", "—" if r.delta is None else _signed(r.delta),
-                     f"{b.tolerance:.4f}", r.status, r.message])
+                     f"{b.tolerance:.4g}", *([_p(r.paired_p)] if show_p else []), r.status, r.message])
     table_fmt = {"text": "simple", "markdown": "github"}[fmt]
-    body = tabulate(rows, headers=["retriever", "dataset", "split", "metric", "expected", "got", "delta",
-                                   "tolerance", "status", "note"], tablefmt=table_fmt, disable_numparse=True)
+    headers = ["retriever", "dataset", "split", "metric", "expected", "got", "delta", "tolerance",
+               *(["paired p"] if show_p else []), "status", "note"]
+    body = tabulate(rows, headers=headers, tablefmt=table_fmt, disable_numparse=True)
     bad = [r for r in results if not r.ok]
     if not bad:
         summary = f"OK: all {len(results)} rows within tolerance"
@@ -140,6 +222,10 @@ def _short(path: str) -> str:
         return str(Path(path).resolve().relative_to(Path.cwd()))
     except ValueError:
         return path
+
+
+def _p(p: float | None) -> str:
+    return "—" if p is None else f"{p:.4f}" if p >= 1e-4 else f"{p:.1e}"
 
 
 def _signed(x: float) -> str:
@@ -161,7 +247,7 @@ def junit_xml(results: Sequence[CheckResult], suite: str = "harness check") -> s
         got = "none" if r.got is None else f"{r.got:.4f}"
         detail = (f"{b.retriever} {b.metric} on {b.dataset}/{b.split}"
                   + (f" (ran {r.dataset_run})" if r.dataset_run else "")
-                  + f": expected {b.expected:.4f} ± {b.tolerance:.4f}, got {got}"
+                  + f": expected {b.expected:.4f} ± {b.tolerance:.4g}, got {got}"
                   + (f", delta {_signed(r.delta)}" if r.delta is not None else "")
                   + (f"; {r.message}" if r.message else "") + f" [{b.where}]")
         if r.status == "FAIL":

@@ -15,7 +15,8 @@ from harness.errors import HarnessError
 from harness.version import __version__
 
 #: subcommand modules, in the order ``--help`` lists them
-COMMANDS = ["run", "listing", "fetch", "evaluate", "leaderboard", "compare", "check", "train", "encode", "ann"]
+COMMANDS = ["run", "listing", "fetch", "evaluate", "leaderboard", "compare", "check", "reproduce", "diff", "report",
+            "train", "encode", "ann"]
 
 
 def build_parser() -> argparse.ArgumentParser:

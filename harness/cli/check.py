@@ -33,6 +33,14 @@ def add_parser(sub) -> None:
                    help="a score above expected + tolerance passes (by default it fails: update the baseline)")
     p.add_argument("--force", action="store_true", help="recompute runs even when a matching one exists")
     p.add_argument("--format", choices=["text", "markdown"], default="text")
+    g = p.add_argument_group("paired rule")
+    g.add_argument("--paired", action="store_true",
+                   help="also judge each row by a paired randomization test against its baseline record "
+                        "(records/ beside the CSV)")
+    g.add_argument("--alpha", type=float, default=0.05, help="significance level of --paired (default 0.05)")
+    g.add_argument("--resamples", type=int, default=10_000, help="randomization resamples (default 10000)")
+    g.add_argument("--save-baseline", action="store_true",
+                   help="write each row's per-query scores from this run as its baseline record")
     add_settings(p)
     add_execution(p)
     p.set_defaults(func=cmd_check)
@@ -52,9 +60,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not rows:
         raise HarnessError("no baseline rows to check" + (" after --retriever/--dataset" if args.retrievers
                                                           or args.datasets else ""))
+    from harness.check import Paired
+
     results = check(rows, args.output_dir, overrides=parse_overrides(args.overrides),
                     allow_improvement=args.allow_improvement, force=args.force,
-                    settings=settings_from_args(args), execution=execution_from_args(args))
+                    settings=settings_from_args(args), execution=execution_from_args(args),
+                    paired=Paired(alpha=args.alpha, resamples=args.resamples) if args.paired else None,
+                    save_baseline=args.save_baseline)
     print(render(results, args.format))
     if args.junit:
         write_junit(results, args.junit)

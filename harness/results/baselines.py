@@ -15,6 +15,7 @@ file and the line. Values are fractions (0.6789, not 67.89).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import re
 from collections.abc import Iterator
@@ -59,6 +60,17 @@ class Published:
     value: float
     path: str
     line: int
+    #: decimals its source prints (0: unknown, read from the value); see :func:`read_published`
+    printed_decimals: int = 0
+
+    @property
+    def decimals(self) -> int:
+        return self.printed_decimals or decimals(self.value)
+
+    @property
+    def tolerance(self) -> float:
+        """Half a unit of the last decimal its source prints: what "reproduces it" means."""
+        return 0.5 * 10 ** -self.decimals
 
 
 def baselines_dir() -> Path:
@@ -142,11 +154,20 @@ def read_regression(path: str | Path) -> list[Expected]:
 
 
 def read_published(path: str | Path) -> list[Published]:
-    """Published reference rows of one file."""
+    """Published reference rows of one file.
+
+    A source prints every figure with the same number of decimals (Pyserini's 2CR tables four, the
+    Contriever README one of a percentage, i.e. three of a fraction), but a CSV loses trailing zeros (0.9800
+    reads 0.98): each row is given the most decimals of any row of its source in the file.
+    """
     path = Path(path)
-    return [Published(row["source"], row["system"], row["dataset"], row["split"], _metric(path, no, row["metric"]),
+    rows = [Published(row["source"], row["system"], row["dataset"], row["split"], _metric(path, no, row["metric"]),
                       _fraction(path, no, "value", row["value"]), str(path), no)
             for no, row in _rows(path, REFERENCE_COLUMNS)]
+    printed: dict[str, int] = {}
+    for r in rows:
+        printed[r.source] = max(printed.get(r.source, 0), decimals(r.value))
+    return [dataclasses.replace(r, printed_decimals=printed[r.source]) for r in rows]
 
 
 def read_systems(path: str | Path) -> dict[str, list[str]]:
@@ -200,3 +221,16 @@ def _folder(name: str) -> tuple[Path, str] | None:
         return (path.resolve(), revision) if path.is_dir() else None
     except OSError:
         return None
+
+
+def decimals(value: float) -> int:
+    """How many decimals the published figure was printed with (0.7887000000000001 is 0.7887: 4)."""
+    for d in range(1, 7):
+        if abs(value - round(value, d)) < 1e-9:
+            return d
+    return 6
+
+
+def tolerance(value: float) -> float:
+    """Half a unit of the published figure's last decimal: what "reproduces it" means."""
+    return 0.5 * 10 ** -decimals(value)

@@ -199,13 +199,14 @@ def against_published(df: pd.DataFrame, metric: str, published: Sequence, system
     ``published`` holds ``harness.results.baselines.Published`` rows; ``systems`` maps a published system name to
     our retriever names (a system name equal to a retriever name matches too). Columns: retriever (with
     its settings when they are not the reference computation), dataset, split, ours, published, delta
-    (ours - published), system, source, note. A result with no published counterpart keeps one row with an
-    empty published value; a row computed in another way than the reference (e.g. bf16) says so in its note,
-    since published numbers were made in the reference computation.
+    (ours - published), system, source, note, tolerance (half a unit of the source's last printed decimal).
+    A result with no published counterpart keeps one row with an empty published value; a row computed in
+    another way than the reference (e.g. bf16) says so in its note, since published numbers were made in the
+    reference computation.
     """
     from harness.results.baselines import mapped_names, same_retriever
 
-    cols = ["retriever", "dataset", "split", "ours", "published", "delta", "system", "source", "note"]
+    cols = ["retriever", "dataset", "split", "ours", "published", "delta", "system", "source", "note", "tolerance"]
     if df.empty or metric not in df.columns:
         return pd.DataFrame(columns=cols)
     sub = df[df[metric].notna()]
@@ -224,9 +225,11 @@ def against_published(df: pd.DataFrame, metric: str, published: Sequence, system
                 and any(same_retriever(row["retriever"], name)
                         for name in mapped_names(systems, p.system, p.dataset))]
         for p in hits:
-            out.append([shown, row["dataset"], row["split"], ours, p.value, ours - p.value, p.system, p.source, note])
+            out.append([shown, row["dataset"], row["split"], ours, p.value, ours - p.value, p.system, p.source, note,
+                        p.tolerance])
         if not hits:
-            out.append([shown, row["dataset"], row["split"], ours, float("nan"), float("nan"), "", "", note])
+            out.append([shown, row["dataset"], row["split"], ours, float("nan"), float("nan"), "", "", note,
+                        float("nan")])
     return pd.DataFrame(out, columns=cols).sort_values(["dataset", "split", "retriever"], kind="stable") \
         .reset_index(drop=True)
 

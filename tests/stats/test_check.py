@@ -56,7 +56,7 @@ def test_check_runs_each_retriever_once_with_its_metrics(fake_run):
     assert results[2].delta == pytest.approx(0.60 - 0.6451)
     assert "split 'test'" in results[4].message
     text = render(results)
-    assert "FAIL" in text and "-0.0451" in text and "0.0010" in text
+    assert "FAIL" in text and "-0.0451" in text and " 0.001 " in text
     assert text.splitlines()[-1] == ("NOT OK: 3 of 5 rows (1 FAIL, 2 ERROR); "
                                      "baseline rows: baselines/x.csv line(s) 4, 5, 6")
 
