@@ -76,9 +76,9 @@ def judge(row: Expected, got: float, *, allow_improvement: bool = False) -> tupl
 
 def baseline_record_path(row: Expected) -> Path:
     """Where the per-query scores of a baseline row live: ``records/`` beside its CSV file."""
-    from harness.retrievers.registry import resolve_retriever
+    from harness.retrievers.registry import slug_of
 
-    slug = resolve_retriever(row.retriever).slug
+    slug = slug_of(row.retriever)  # by the row's text: a model whose content changed still finds its baseline
     return Path(row.path).parent / "records" / row.dataset / row.split / f"{slug}.json"
 
 

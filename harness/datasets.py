@@ -84,7 +84,8 @@ def _missing(spec: DatasetSpec, reason: str) -> str:
     return odqa.missing_message(spec, reason) if spec.kind == "odqa" else beir_load.missing_message(spec, reason)
 
 
-def resolve_all(ids: Sequence[str], *, split: str | None = None, allow_fetch: bool = True) -> list:
+def resolve_all(ids: Sequence[str], *, split: str | None = None, allow_fetch: bool = True,
+                output_dir: Path | None = None) -> list:
     """Resolve every id before any work. Registered datasets that are missing are fetched; when some
     cannot be (offline, server unreachable), one error lists them all with the command that fetches them."""
     missing = [i for i in ids if i in DATASETS and not DATASETS.get(i).is_collection
@@ -108,12 +109,14 @@ def resolve_all(ids: Sequence[str], *, split: str | None = None, allow_fetch: bo
         lines.append(f"Fetch them where there is internet: harness fetch {' '.join(i for i, _ in failed)}")
         lines.append(f"and copy the data root there to {where} (or point HARNESS_DATA at it).")
         raise HarnessError("\n".join(lines))
-    return [resolve_dataset(i, split=split, allow_fetch=False) for i in ids]
+    return [resolve_dataset(i, split=split, allow_fetch=False, output_dir=output_dir) for i in ids]
 
 
-def resolve_dataset(name: str, *, split: str | None = None, allow_fetch: bool = True):
+def resolve_dataset(name: str, *, split: str | None = None, allow_fetch: bool = True,
+                    output_dir: Path | None = None):
     """A registered id (``beir/scifact``, ``odqa/nq``), a BEIR-format folder, or an ODQA folder
-    (``passages.tsv`` + a question file, see ``harness.odqa.dataset``)."""
+    (``passages.tsv`` + a question file, see ``harness.odqa.dataset``). A folder's id is
+    ``local/<folder name>`` (:func:`local_dataset_id`; unique within ``output_dir``)."""
     if name in DATASETS:
         spec = DATASETS.get(name)
         if spec.is_collection:
@@ -141,8 +144,7 @@ def resolve_dataset(name: str, *, split: str | None = None, allow_fetch: bool = 
         raise HarnessError(f"dataset {name!r} is neither a registered id nor a folder"
                            f"{_did_you_mean(name)} (`harness list datasets` shows the ids)")
     resolved = path.resolve()
-    digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:8]
-    local_id = f"local/{resolved.name}-{digest}"
+    local_id = local_dataset_id(resolved, output_dir)
     if odqa.is_odqa_folder(resolved):
         found = odqa.from_folder(resolved, local_id, split)
         found.check_layout()
@@ -150,6 +152,43 @@ def resolve_dataset(name: str, *, split: str | None = None, allow_fetch: bool = 
     beir = BeirDataset(local_id, resolved, Protocol(split=split or "test"))
     beir.check_layout()
     return beir
+
+
+#: marks which folder a ``local/<name>`` id of a results folder belongs to
+LOCAL_SOURCE = ".folder"  # JSON; not *.json, which is where records live
+
+
+def local_dataset_id(folder: Path, output_dir: Path | None = None) -> str:
+    """``local/<folder name>``, unless another folder of that name already holds it in ``output_dir``: then
+    ``local/<folder name>-<8 hex of the path>``. The first folder to use a name in a results folder claims
+    it (``<output_dir>/local/<name>/.folder`` records its path, under a lock), so two folders named
+    alike never share one leaderboard column, and one folder keeps its id from run to run."""
+    import re
+
+    from filelock import FileLock
+
+    from harness.io import atomic_write_json, read_json
+
+    folder = Path(folder).resolve()
+    base = "local/" + (re.sub(r"[^A-Za-z0-9._-]+", "-", folder.name).strip("-") or "dataset")
+    if output_dir is None:
+        return base
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(output_dir / ".local-ids.lock")):
+        for candidate in (base, f"{base}-{hashlib.sha256(str(folder).encode()).hexdigest()[:8]}"):
+            marker = output_dir / candidate / LOCAL_SOURCE
+            if marker.is_file():
+                claimed = read_json(marker, fix=f"delete {marker} (its records keep their paths)")
+                if isinstance(claimed, dict) and claimed.get("path") == str(folder):
+                    return candidate
+                continue
+            if candidate == base and (output_dir / candidate).is_dir():
+                continue  # records of a folder that claimed nothing (never written by this version)
+            atomic_write_json(marker, {"path": str(folder)})
+            return candidate
+    raise HarnessError(f"{output_dir}: the dataset ids {base} and its suffixed form are both taken by other "
+                       f"folders; rename {folder} or use another --output-dir")
 
 
 def _did_you_mean(name: str) -> str:

@@ -236,7 +236,7 @@ def run(retrievers: Sequence[str], datasets: Sequence[str], metrics: Sequence[st
     runner = Runner(metrics, output_dir, settings=settings, execution=execution, force=force, depth=depth, log=log)
     check_writable(Path(output_dir), "output folder")
     check_writable(cache_root(), "cache")
-    resolved = resolve_all(ids)
+    resolved = resolve_all(ids, output_dir=Path(output_dir))
     for ds in resolved:  # a bad metric or depth fails before any work
         runner.metrics_for(ds)
     for spec in specs:

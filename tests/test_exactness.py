@@ -16,7 +16,7 @@ from harness.io import cached_sha256, rehash_all
 from harness.results.leaderboard import rebuild, table
 from harness.results.records import load_records
 from harness.retrievers.dense import DenseRetriever
-from harness.retrievers.registry import resolve_retriever
+from harness.retrievers.registry import folder_name, resolve_retriever
 from harness.runner import corpus_stats, run
 from harness.settings import REFERENCE, EncodeSettings, Execution
 from harness.trec import quantize, read_run, write_run
@@ -207,7 +207,8 @@ def test_runs_in_two_precisions_keep_both_records(tiny_beir, tiny_bert_dir, tmp_
     assert fp32.settings == {} and bf16.settings == {"precision": "bf16"}
     assert fp32.run_file != bf16.run_file
     labels = sorted(r.label for r in _records(out))
-    assert labels == [f"hf:{tiny_bert_dir}", f"hf:{tiny_bert_dir} [precision=bf16]"]
+    name = folder_name(tiny_bert_dir)
+    assert labels == [name, f"{name} [precision=bf16]"]
     df, _ = rebuild(out)
     pivot, _, _ = table(df, "ndcg@10")
     assert sorted(pivot.index) == labels
@@ -261,7 +262,7 @@ def test_check_and_compare_pass_settings_through(tiny_beir, tiny_bert_dir, tmp_p
                  "--precision", "bf16", "--device", "cpu", "--resamples", "200"]) == 0
     assert "[precision=bf16]" in capsys.readouterr().out
     labels = {r.label for r in _records(tmp_path / "c")}
-    assert f"{model} [precision=bf16]" in labels and "bm25" in labels  # BM25 has no speed modes
+    assert f"{folder_name(tiny_bert_dir)} [precision=bf16]" in labels and "bm25" in labels  # BM25: no speed modes
 
 
 def test_no_options_bags_between_runner_and_retrievers():
@@ -325,3 +326,51 @@ def test_device_is_checked_before_any_work(tiny_beir, tiny_bert_dir, tmp_path, c
     err = capsys.readouterr().err
     assert rc == 2 and "Traceback" not in err and "no such CUDA device" in err and "available: cpu" in err
     assert not list((tmp_path / "r").rglob("*.json"))  # not even BM25 ran first
+
+
+# 4. a model folder is named by what it is, not by the path as typed
+
+
+def test_one_model_by_two_paths_is_one_row_and_two_models_by_one_path_are_two(tiny_beir, tiny_bert_dir, tmp_path,
+                                                                             monkeypatch):
+    import os
+    import shutil
+
+    out = tmp_path / "r"
+    monkeypatch.chdir(tiny_bert_dir.parent)
+    (rel,) = run([f"hf:./{tiny_bert_dir.name}"], [str(tiny_beir)], ["ndcg@10"], out, **QUIET)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    (abs_,) = run([f"hf:{tiny_bert_dir}"], [str(tiny_beir)], ["ndcg@10"], out, **QUIET)
+    copy = elsewhere / tiny_bert_dir.name  # the same relative path from here, another model
+    shutil.copytree(tiny_bert_dir, copy)
+    config = copy / "config.json"
+    config.write_text(config.read_text().replace('"hidden_act": "gelu"', '"hidden_act": "relu"'))
+    (other,) = run([f"hf:./{tiny_bert_dir.name}"], [str(tiny_beir)], ["ndcg@10"], out, **QUIET)
+    assert rel.retriever == abs_.retriever == folder_name(tiny_bert_dir)
+    assert rel.retriever.startswith(f"{tiny_bert_dir.name}#") and other.retriever != rel.retriever
+    df, _ = rebuild(out)
+    assert sorted(table(df, "ndcg@10")[0].index) == sorted([rel.retriever, other.retriever])
+    assert os.path.isabs(resolve_retriever(f"hf:./{tiny_bert_dir.name}").model)
+    with pytest.raises(HarnessError, match="no revision"):
+        resolve_retriever(f"hf:{tiny_bert_dir}@main")
+    with pytest.raises(HarnessError, match="canonical name of a model folder"):
+        resolve_retriever(rel.retriever)
+
+
+def test_local_dataset_ids_are_folder_names_unless_two_folders_collide(tiny_beir, tiny_bert_dir, tmp_path):
+    import shutil
+
+    from harness.datasets import local_dataset_id
+
+    out = tmp_path / "r"
+    other = tmp_path / "elsewhere" / tiny_beir.name
+    shutil.copytree(tiny_beir, other)
+    first = local_dataset_id(tiny_beir, out)
+    second = local_dataset_id(other, out)
+    assert first == f"local/{tiny_beir.name}" and second.startswith(f"{first}-") and len(second) == len(first) + 9
+    assert local_dataset_id(tiny_beir, out) == first and local_dataset_id(other, out) == second  # stable
+    assert local_dataset_id(other, tmp_path / "another-results") == first  # each results folder on its own
+    (rec,) = run([f"hf:{tiny_bert_dir}"], [str(other)], ["ndcg@10"], out, **QUIET)
+    assert rec.dataset == second

@@ -27,7 +27,8 @@ def add_parser(sub) -> None:
                    help="give it twice: A (the reference), then B; differences are B - A")
     p.add_argument("--dataset", "-d", dest="datasets", action="append", default=[], metavar="ID|PATH",
                    help="registered id or BEIR folder; repeatable")
-    p.add_argument("--suite", dest="suites", action="append", default=[], metavar="NAME")
+    p.add_argument("--suite", dest="suites", action="append", default=[], metavar="NAME",
+                   help="every dataset of a suite (beir, odqa); repeatable")
     add_metrics(p, ["ndcg@10"])
     add_output_dir(p)
     p.add_argument("--test", choices=["t", "wilcoxon", "randomization"], default="t",
@@ -39,7 +40,8 @@ def add_parser(sub) -> None:
     p.add_argument("--plot", type=Path, default=None, metavar="FILE.png", help="per-query difference plot")
     p.add_argument("--json", type=Path, default=None, metavar="FILE.json", help="also write every statistic as JSON")
     p.add_argument("--force", action="store_true", help="recompute runs even when a matching one exists")
-    p.add_argument("--format", choices=["text", "markdown"], default="text")
+    p.add_argument("--format", choices=["text", "markdown"], default="text",
+                   help="text (aligned columns) or markdown (a GitHub table); default: text")
     add_settings(p)
     add_execution(p)
     p.set_defaults(func=cmd_compare)
@@ -48,18 +50,22 @@ def add_parser(sub) -> None:
 def cmd_compare(args: argparse.Namespace) -> int:
     from harness.errors import HarnessError
     from harness.io import atomic_write_json
+    from harness.results.baselines import canonical_name
     from harness.results.records import ResultRecord
     from harness.results.stats import apply_holm, compare_records
     from harness.runner import run
 
-    if len(args.retrievers) != 2 or args.retrievers[0] == args.retrievers[1]:
+    if len(args.retrievers) != 2:
         raise HarnessError("name exactly two different retrievers: --retriever A --retriever B")
+    name_a, name_b = (canonical_name(n) or n for n in args.retrievers)  # folders by their canonical names
+    if name_a == name_b:
+        raise HarnessError(f"{args.retrievers[0]} and {args.retrievers[1]} are one retriever ({name_a}); "
+                           "name two different ones")
     if not args.datasets and not args.suites:
         raise HarnessError("name a dataset (--dataset beir/scifact or a folder) or a suite (--suite beir)")
     metrics = args.metrics or ["ndcg@10"]
     records = run(args.retrievers, args.datasets, metrics, args.output_dir, suites=args.suites,
                   settings=settings_from_args(args), execution=execution_from_args(args), force=args.force)
-    name_a, name_b = args.retrievers
     by_dataset: dict[str, dict[str, ResultRecord]] = {}
     for r in records:
         by_dataset.setdefault(r.dataset, {})[r.retriever] = r

@@ -205,13 +205,28 @@ def load_published(folder: str | Path | None = None) -> tuple[list[Published], d
 def same_retriever(ours: str, name: str) -> bool:
     """Whether a result record's retriever name ``ours`` is the retriever ``name`` of a baseline.
 
-    Names are equal, or both name the same model folder (``hf:<folder>`` or a checkpoint folder), paths
-    resolved against the current directory.
+    Names are equal, or ``name`` is a model folder (``hf:<folder>`` or a checkpoint folder, resolved against
+    the current directory) whose canonical name (folder name and content digest) is ``ours``, or both name
+    the same folder (records written before names were canonical).
     """
     if ours == name:
         return True
+    canonical = canonical_name(name)
+    if canonical is not None and canonical == ours:
+        return True
     pa, pb = _folder(ours), _folder(name)
     return pa is not None and pa == pb
+
+
+def canonical_name(name: str) -> str | None:
+    """The canonical retriever name of a folder given as ``hf:<folder>`` or a path; None for anything else."""
+    from harness.retrievers.registry import folder_name
+
+    target = name[3:].partition("@")[0] if name.startswith("hf:") else name
+    try:
+        return folder_name(target) if target and Path(target).expanduser().is_dir() else None
+    except OSError:
+        return None
 
 
 def _folder(name: str) -> tuple[Path, str] | None:

@@ -253,7 +253,7 @@ def pair_section(records: Sequence[ResultRecord], pair: Sequence[str] | None, ba
     return "\n".join(out) if len(out) > 1 else ""
 
 
-_CHECKPOINT = re.compile(r"^(?P<run>.*?)[/\\]checkpoint-(?P<step>\d+)$")
+_CHECKPOINT = re.compile(r"^(?P<run>.*?)[/\\]checkpoint-(?P<step>\d+)(#[0-9a-f]{8})?$")
 
 
 def training_section(records: Sequence[ResultRecord]) -> str:

@@ -33,10 +33,7 @@ class RetrieverSpec:
     @property
     def slug(self) -> str:
         """A file-system-safe, collision-free name for result files."""
-        safe = re.sub(r"[^A-Za-z0-9._-]+", "-", self.name.split("/")[-1] if ":" in self.name else self.name)
-        if safe == self.name:
-            return safe
-        return f"{safe.strip('-')}-{hashlib.sha256(self.name.encode()).hexdigest()[:8]}"
+        return slug_of(self.name)
 
     def load(self, settings: EncodeSettings = REFERENCE, execution: Execution = DEFAULT_EXECUTION):
         """The retriever object (imports torch only now; the JVM starts in a worker when BM25 runs).
@@ -97,16 +94,61 @@ RETRIEVERS.register("dpr-multi", RetrieverSpec(
     encoder=DPR))
 
 
+def slug_of(name: str) -> str:
+    """A file-system-safe, collision-free file name for a retriever name (``#`` of a folder's canonical name
+    becomes ``@``)."""
+    if CANONICAL.match(name):
+        return name.replace("/", "__").replace("#", "@")
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", name.split("/")[-1] if ":" in name else name)
+    if safe == name:
+        return safe
+    return f"{safe.strip('-')}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
+#: the canonical name of a model folder: ``<folder>#<8 hex>``, a checkpoint ``<run>/checkpoint-<step>#<8 hex>``
+CANONICAL = re.compile(r"^[A-Za-z0-9._-]+(/checkpoint-\d+)?#[0-9a-f]{8}$")
+CHECKPOINT_FOLDER = re.compile(r"^checkpoint-\d+$")
+
+
+def folder_name(folder: str | Path) -> str:
+    """The canonical name of a model folder, the same from any working directory and for any copy: the
+    folder's own name (a trainer checkpoint with its run's: ``run/checkpoint-0000100``) and the first 8 hex
+    digits of its content digest (``hub.model_digest``: weights, config, tokenizer, modules). Two different
+    models behind the same relative path get two names; one model reached by two paths gets one."""
+    from harness.retrievers.hub import model_digest
+
+    path = Path(folder).expanduser().resolve()
+    own = f"{path.parent.name}/{path.name}" if CHECKPOINT_FOLDER.match(path.name) and path.parent.name \
+        else path.name
+    own = re.sub(r"[^A-Za-z0-9._/-]+", "-", own)
+    return f"{own}#{model_digest(path)[:8]}"
+
+
 def resolve_retriever(name: str) -> RetrieverSpec:
-    """A registered name, ``hf:<model id or folder>``, or a model/checkpoint folder path."""
+    """A registered name, ``hf:<model id or folder>``, or a model/checkpoint folder path. A folder is named
+    canonically (:func:`folder_name`), not by the path as typed."""
     if name in RETRIEVERS:
         return RETRIEVERS.get(name)
     if name.startswith("hf:"):
         target, _, revision = name[3:].partition("@")
         if not target:
             raise HarnessError("hf: needs a model id or folder, e.g. hf:sentence-transformers/all-MiniLM-L6-v2")
-        return RetrieverSpec(name, "dense", f"Hugging Face encoder {target}", model=target, revision=revision or None)
+        if not Path(target).expanduser().is_dir():
+            return RetrieverSpec(name, "dense", f"Hugging Face encoder {target}", model=target,
+                                 revision=revision or None)
+        if revision:
+            raise HarnessError(f"{name}: a local model folder has no revision (its content is its identity); "
+                               f"drop @{revision}")
+        return _folder_spec(target, "Hugging Face encoder")
     if Path(name).expanduser().is_dir():
-        return RetrieverSpec(name, "dense", f"checkpoint {name}", model=name)
+        return _folder_spec(name, "checkpoint")
+    if CANONICAL.match(name):
+        raise HarnessError(f"{name} is the canonical name of a model folder in some results; run it by its path "
+                           "(hf:/path/to/folder), which resolves to this name again if the content is the same")
     raise HarnessError(RETRIEVERS.unknown_message(name) +
                        "; any Hugging Face encoder works as hf:<model id or folder>")
+
+
+def _folder_spec(target: str, what: str) -> RetrieverSpec:
+    path = Path(target).expanduser().resolve()
+    return RetrieverSpec(folder_name(path), "dense", f"{what} {path}", model=str(path))

@@ -63,4 +63,4 @@ def test_leaderboard_shows_accuracy(tiny_bert_dir, tiny_odqa, tmp_path, capsys):
     capsys.readouterr()
     assert main(["leaderboard", "--output-dir", str(out), "--metric", "top@5"]) == 0
     text = capsys.readouterr().out
-    assert text.startswith("accuracy@5") and "local/tiny-odqa-" in text
+    assert text.startswith("accuracy@5") and "local/tiny-odqa " in text
