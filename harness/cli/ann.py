@@ -14,15 +14,16 @@ from harness.cli.common import add_execution, add_settings
 
 def add_parser(sub) -> None:
     p = sub.add_parser("ann", help="build an approximate index over cached embeddings; report its recall vs exact")
-    p.add_argument("--retriever", "-r", required=True, metavar="NAME")
-    p.add_argument("--dataset", "-d", required=True, metavar="ID|PATH")
-    p.add_argument("--index", default="hnsw", choices=["flat", "hnsw", "ivfpq"])
+    p.add_argument("--retriever", "-r", required=True, metavar="NAME", help="a dense retriever (hf:<model>, ...)")
+    p.add_argument("--dataset", "-d", required=True, metavar="ID|PATH", help="registered id or folder")
+    p.add_argument("--index", default="hnsw", choices=["flat", "hnsw", "ivfpq"],
+                   help="FAISS index built over the cached embeddings (default: hnsw)")
     p.add_argument("--k", type=int, default=100, help="cut-off for recall vs exact (default 100)")
-    p.add_argument("--hnsw-m", type=int, default=32)
-    p.add_argument("--ef-search", type=int, default=128)
+    p.add_argument("--hnsw-m", type=int, default=32, help="HNSW neighbours per node (default: 32)")
+    p.add_argument("--ef-search", type=int, default=128, help="HNSW search breadth (default: 128)")
     p.add_argument("--nlist", type=int, default=0, help="IVF cells (default 4*sqrt(n))")
     p.add_argument("--pq-m", type=int, default=16, help="PQ bytes per vector (must divide the dimension)")
-    p.add_argument("--nprobe", type=int, default=32)
+    p.add_argument("--nprobe", type=int, default=32, help="IVF lists searched per query (default: 32)")
     add_settings(p)
     add_execution(p)
     p.set_defaults(func=cmd_ann)

@@ -32,7 +32,8 @@ def add_parser(sub) -> None:
     p.add_argument("--allow-improvement", action="store_true",
                    help="a score above expected + tolerance passes (by default it fails: update the baseline)")
     p.add_argument("--force", action="store_true", help="recompute runs even when a matching one exists")
-    p.add_argument("--format", choices=["text", "markdown"], default="text")
+    p.add_argument("--format", choices=["text", "markdown"], default="text",
+                   help="text (aligned columns) or markdown (a GitHub table); default: text")
     g = p.add_argument_group("paired rule")
     g.add_argument("--paired", action="store_true",
                    help="also judge each row by a paired randomization test against its baseline record "

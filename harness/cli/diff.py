@@ -21,7 +21,8 @@ def add_parser(sub) -> None:
                    help="compare one record with the published scores of its system (baselines/published/)")
     p.add_argument("--metric", default=None, help="the metric whose per-query moves are listed (default: the first)")
     p.add_argument("--top", type=int, default=10, help="how many moved queries to list (default 10)")
-    p.add_argument("--format", choices=["text", "markdown"], default="text")
+    p.add_argument("--format", choices=["text", "markdown"], default="text",
+                   help="text (aligned columns) or markdown (a GitHub table); default: text")
     add_output_dir(p)
     p.set_defaults(func=cmd_diff)
 

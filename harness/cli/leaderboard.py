@@ -21,7 +21,8 @@ def add_parser(sub) -> None:
                    help="ndcg@k, recall@k, map@k, mrr@k, p@k, or accuracy@k for open-domain QA (default: ndcg@10)")
     p.add_argument("--split", default=None, help="only this split")
     p.add_argument("--dataset", dest="datasets", action="append", default=None, help="only these datasets")
-    p.add_argument("--format", choices=["text", "markdown"], default="text")
+    p.add_argument("--format", choices=["text", "markdown"], default="text",
+                   help="text (aligned columns) or markdown (a GitHub table); default: text")
     g = p.add_argument_group("significance and published scores")
     g.add_argument("--baseline", metavar="NAME", default=None,
                    help="mark cells significantly better (▲) or worse (▼) than this retriever")

@@ -8,7 +8,8 @@ import argparse
 
 def add_parser(sub) -> None:
     p = sub.add_parser("list", help="list registered retrievers or datasets")
-    p.add_argument("what", choices=["retrievers", "datasets", "suites"])
+    p.add_argument("what", choices=["retrievers", "datasets", "suites"],
+                   help="retrievers (with their recipes), datasets (marked when present here) or suites")
     p.set_defaults(func=cmd_list)
 
 

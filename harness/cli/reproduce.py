@@ -27,7 +27,8 @@ def add_parser(sub) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the harness run command of every runnable row")
     p.add_argument("--junit", type=Path, default=None, metavar="FILE.xml", help="also write a JUnit XML report")
     p.add_argument("--force", action="store_true", help="recompute runs even when a matching one exists")
-    p.add_argument("--format", choices=["text", "markdown"], default="text")
+    p.add_argument("--format", choices=["text", "markdown"], default="text",
+                   help="text (aligned columns) or markdown (a GitHub table); default: text")
     add_output_dir(p)
     add_settings(p)
     add_execution(p)

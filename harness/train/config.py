@@ -1,11 +1,14 @@
-"""Every hyper-parameter of the trainer (METHOD.md), with the paper's values as defaults where they make
-sense. ``hyperparameters()`` is what a checkpoint records and what ``--resume`` must match."""
+"""Every option of the trainer and of few-shot fine-tuning, in one place: each dataclass field carries its
+default, help text and group, and ``harness.cli.train`` makes the command line from them (so an option is
+declared once). ``hyperparameters()`` is what a checkpoint records and what ``--resume`` must match: every
+field not marked as run control."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 
 from harness.errors import HarnessError
+from harness.settings import PRECISIONS as EVAL_PRECISIONS
 
 OBJECTIVES = ("relevance-aware", "moco", "inbatch")
 AUGMENTATIONS = ("none", "delete", "mask", "replace", "shuffle")
@@ -14,69 +17,108 @@ WINDOW_MODES = ("stream", "document")
 WEIGHT_GUARDS = ("clamp", "softmax", "raw", "uniform")  # harness.train.losses.relevance_weights
 LOG_FILE = "train_log.jsonl"  # one JSON line per optimiser step, in the output folder
 
-# Run control, not part of the method: changing these does not change what is learned.
-RUN_CONTROL = {"init", "corpus", "output", "device", "num_workers", "log_every", "save_every", "keep_last",
-               "eval", "eval_metrics", "eval_output", "eval_baselines", "eval_precision", "stop_at_step",
-               "trust_remote_code",
-               "progress", "save_state", "threads", "plot"}
+_PRECISION_HELP = "auto: fp32 on CPU, bf16 (or fp16 where bf16 is missing) on GPU"
 
 
-@dataclass
-class TrainConfig:
-    init: str
-    corpus: str
-    output: str
-    objective: str = "relevance-aware"
+def option(default=MISSING, help: str = "", *, group: str = "run control", control: bool = False,
+           choices=None, flag: str | None = None, metavar: str | None = None, negate: str | None = None,
+           factory=None, cli: bool = True):
+    """A trainer option: a dataclass field whose metadata makes its command-line option
+    (``harness.cli.train.add_options``): ``help`` (the default is appended), its ``group`` in ``--help``,
+    ``choices``, ``flag`` (default ``--<name>``), ``negate`` (a boolean defaulting to true shown as this
+    ``--no-...`` flag), ``cli=False`` (YAML and Python only). ``control``: run control, not part of the
+    method (changing it does not change what is learned; left out of ``hyperparameters()``)."""
+    md = {"help": help, "group": group, "control": control, "choices": choices, "flag": flag,
+          "metavar": metavar, "negate": negate, "cli": cli}
+    if factory is not None:
+        return field(default_factory=factory, metadata=md)
+    return field(default=default, metadata=md)
+
+
+def _control(default=MISSING, help: str = "", **kw):
+    return option(default, help, control=True, **kw)
+
+
+@dataclass(kw_only=True)
+class RunOptions:
+    """What ``harness train`` and ``harness finetune`` share: the model, the output, the encoder overrides,
+    the device, and the evaluation of saved checkpoints."""
+
+    init: str = _control(help="Hugging Face id or folder to start from (one of our checkpoints included)",
+                         group="model and output")
+    output: str = _control(help="folder for checkpoints, logs and the training-curve PNG", group="model and output")
+    pooling: str | None = option(None, "override the pooling inherited from the init model",
+                                 group="model and output", choices=("mean", "cls", "max"))
+    normalize: bool | None = option(None, "override L2 normalisation inherited from the init model",
+                                    group="model and output", metavar="BOOL")
+    seed: int = option(0, "seed of crops, sampling, dropout and initialisation", group="model and output")
+    device: str = _control("auto", "auto (CUDA when available, else CPU), cpu, cuda, cuda:N")
+    threads: int = _control(0, "torch CPU threads (0: torch's choice)")
+    keep_last: int = _control(2, "checkpoints kept")
+    progress: bool = _control(True, "progress bar", negate="--no-progress")
+    plot: bool = _control(True, "training-curve PNG", negate="--no-plot")
+    trust_remote_code: bool = _control(False, "allow model repositories to run their own Python code")
+    eval: list[str] = _control(help="evaluate every saved checkpoint on this dataset with `harness run`; repeatable",
+                               factory=list, metavar="DATASET", group="evaluation")
+    eval_metrics: list[str] = _control(help="metric of --eval; repeatable", factory=lambda: ["ndcg@10"],
+                                       flag="--metric", metavar="METRIC", group="evaluation")
+    eval_output: str = _control("results", "results folder of --eval", group="evaluation")
+    eval_baselines: bool = _control(False, "with --eval, also run the init model and BM25", group="evaluation")
+    eval_precision: str = _control("fp32", "precision of --eval (fp32 is the reference; see `harness run --help`)",
+                                   choices=EVAL_PRECISIONS, group="evaluation")
+
+
+@dataclass(kw_only=True)
+class TrainConfig(RunOptions):
+    """Every hyper-parameter of contrastive pre-training, with the paper's values as defaults where they make
+    sense; the command line of ``harness train`` is made from these fields."""
+
+    corpus: str = _control(help="dataset id (its corpus text), BEIR folder, JSONL/TSV/text file, or a folder",
+                           group="model and output")
+    objective: str = option("relevance-aware", "relevance-aware (ReContriever), moco or inbatch (Contriever's)",
+                            group="objective", choices=OBJECTIVES)
     # pairs and crops
-    pairs: int = 4  # m key crops per window (relevance-aware); moco and inbatch use 1
-    chunk_length: int = 256
-    window_mode: str = "stream"  # "stream": Contriever's concatenated token stream; "document": per document
-    window_offset: bool = True  # stream windows cut anew each epoch at a random offset, as Contriever
-    ratio_min: float = 0.05
-    ratio_max: float = 0.5
-    augmentation: str = "delete"
-    prob_augmentation: float = 0.1
+    pairs: int = option(4, "key crops per window m (relevance-aware; moco and inbatch use 1)", group="pairs and crops")
+    chunk_length: int = option(256, "window length in tokens", group="pairs and crops")
+    window_mode: str = option("stream", "stream: windows over the concatenated token stream (Contriever); "
+                                        "document: per document", group="pairs and crops", choices=WINDOW_MODES)
+    window_offset: bool = option(True, "stream windows cut anew every epoch at a random offset, as Contriever",
+                                 group="pairs and crops", metavar="BOOL")
+    ratio_min: float = option(0.05, "smallest crop, as a fraction of the window", group="pairs and crops")
+    ratio_max: float = option(0.5, "largest crop, as a fraction of the window", group="pairs and crops")
+    augmentation: str = option("delete", "token-level augmentation of each crop", group="pairs and crops",
+                               choices=AUGMENTATIONS)
+    prob_augmentation: float = option(0.1, "probability of augmenting each token", group="pairs and crops")
     # objective
-    temperature: float = 0.05
-    momentum: float = 0.9995
-    queue_size: int = 131072
-    weight_guard: str = "clamp"
-    weight_eps: float = 1e-6
-    weight_temperature: float = 1.0
+    temperature: float = option(0.05, "softmax temperature of the contrastive loss", group="objective")
+    momentum: float = option(0.9995, "momentum of the key encoder (relevance-aware, moco)", group="objective")
+    queue_size: int = option(131072, "negative keys kept in the queue (relevance-aware, moco)", group="objective")
+    weight_guard: str = option("clamp", "guard of the relevance normalisation against non-positive sums; "
+                                        "uniform: equal weights, the control arm (docs/TRAINING.md)",
+                               group="objective", choices=WEIGHT_GUARDS)
+    weight_eps: float = option(1e-6, "epsilon of the relevance normalisation", group="objective")
+    weight_temperature: float = option(1.0, "temperature of --weight-guard softmax", group="objective")
     # encoder (None: inherit from the init model, e.g. its sentence-transformers files)
-    pooling: str | None = None
-    normalize: bool | None = None
-    max_length: int | None = None
+    max_length: int | None = option(None, "override the init model's max length", group="objective")
     # optimisation
-    steps: int = 500_000
-    warmup_steps: int = 20_000
-    lr: float = 5e-5
-    beta1: float = 0.9
-    beta2: float = 0.98
-    adam_eps: float = 1e-6
-    weight_decay: float = 0.01
-    batch_size: int = 128  # windows per process per micro-batch
-    grad_accum: int = 1
-    max_grad_norm: float = 0.0  # 0: no clipping
-    seed: int = 0
-    precision: str = "auto"
+    steps: int = option(500_000, "optimiser steps", group="optimisation")
+    warmup_steps: int = option(20_000, "linear warm-up steps of the learning rate", group="optimisation")
+    lr: float = option(5e-5, "peak learning rate (AdamW, linear decay after warm-up)", group="optimisation")
+    beta1: float = option(0.9, "AdamW beta1", group="optimisation")
+    beta2: float = option(0.98, "AdamW beta2", group="optimisation")
+    adam_eps: float = option(1e-6, "AdamW epsilon", group="optimisation")
+    weight_decay: float = option(0.01, "AdamW weight decay", group="optimisation")
+    batch_size: int = option(128, "windows per process per micro-batch", group="optimisation")
+    grad_accum: int = option(1, "micro-batches per optimiser step", group="optimisation")
+    max_grad_norm: float = option(0.0, "gradient clipping norm (0: no clipping)", group="optimisation")
+    precision: str = option("auto", _PRECISION_HELP, group="optimisation", choices=PRECISIONS)
     # run control
-    device: str = "auto"
-    num_workers: int = 1
-    threads: int = 0  # torch threads; 0: leave torch's default
-    log_every: int = 10
-    save_every: int = 1000
-    keep_last: int = 2
-    save_state: bool = True
-    eval: list[str] = field(default_factory=list)
-    eval_metrics: list[str] = field(default_factory=lambda: ["ndcg@10"])
-    eval_output: str = "results"
-    eval_baselines: bool = False
-    eval_precision: str = "fp32"  # harness.settings.PRECISIONS; --eval runs in the reference fp32 by default
-    stop_at_step: int | None = None
-    trust_remote_code: bool = False
-    progress: bool = True
-    plot: bool = True
+    num_workers: int = _control(1, "data-loading processes")
+    log_every: int = _control(10, "steps between log lines")
+    save_every: int = _control(1000, "steps between checkpoints")
+    save_state: bool = _control(True, "write training_state.pt (optimiser, queue, RNG) for --resume",
+                                negate="--no-state")
+    stop_at_step: int | None = _control(None, "stop (as if killed) after this step (tests of --resume)", cli=False)
 
     @property
     def m(self) -> int:
@@ -110,9 +152,39 @@ class TrainConfig:
         need(self.objective != "inbatch" or self.batch_size >= 2, "inbatch needs --batch-size >= 2")
 
     def hyperparameters(self) -> dict:
-        d = asdict(self)
-        return {k: v for k, v in d.items() if k not in RUN_CONTROL} | {"m": self.m}
+        return method_fields(self) | {"m": self.m}
 
-    @classmethod
-    def field_names(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
+
+def method_fields(cfg) -> dict:
+    """The options of a config that are part of the method (what a checkpoint records and ``--resume``
+    must match): every field not marked as run control."""
+    control = run_control(type(cfg))
+    return {k: v for k, v in asdict(cfg).items() if k not in control}
+
+
+def run_control(cls) -> set[str]:
+    return {f.name for f in fields(cls) if f.metadata.get("control")}
+
+
+@dataclass(kw_only=True)
+class FinetuneConfig(RunOptions):
+    """Few-shot fine-tuning on labelled pairs (``harness finetune``)."""
+
+    dataset: str = _control(help="dataset id or BEIR folder with qrels/<split>.tsv", group="model and output")
+    split: str = option("train", "qrels split the labelled pairs come from", group="data")
+    shots: int = option(16, "labelled pairs drawn (seeded; 0: every pair of the split)", group="data")
+    hard_negatives: int = option(0, "BM25-mined hard negatives per pair (0: in-batch negatives only; needs Java)",
+                                 group="data")
+    hard_negative_depth: int = option(30, "BM25 depth the hard negatives are drawn from", group="data")
+    query_max_length: int = option(64, "max tokens of a query", group="data")
+    doc_max_length: int = option(256, "max tokens of a document", group="data")
+    steps: int = option(100, "optimiser steps", group="optimisation")
+    batch_size: int = option(8, "pairs per step", group="optimisation")
+    lr: float = option(2e-5, "peak learning rate (AdamW)", group="optimisation")
+    warmup_steps: int = option(0, "linear warm-up steps", group="optimisation")
+    weight_decay: float = option(0.01, "AdamW weight decay", group="optimisation")
+    temperature: float = option(0.05, "softmax temperature of the in-batch loss", group="optimisation")
+    save_every: int = _control(0, "steps between checkpoints (0: only at the end)")
+
+    def hyperparameters(self) -> dict:
+        return method_fields(self)

@@ -5,53 +5,13 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from harness.errors import HarnessError
-
-RUN_CONTROL = {"init", "dataset", "output", "device", "threads", "save_every", "keep_last", "progress",
-               "eval", "eval_metrics", "eval_output", "eval_baselines", "eval_precision", "trust_remote_code", "plot"}
-
-
-@dataclass
-class FinetuneConfig:
-    init: str
-    dataset: str
-    output: str
-    split: str = "train"
-    shots: int = 16  # labelled pairs drawn (seeded); 0: every pair of the split
-    steps: int = 100
-    batch_size: int = 8
-    lr: float = 2e-5
-    warmup_steps: int = 0
-    weight_decay: float = 0.01
-    temperature: float = 0.05
-    hard_negatives: int = 0  # BM25-mined hard negatives per pair (0: in-batch negatives only)
-    hard_negative_depth: int = 30
-    query_max_length: int = 64
-    doc_max_length: int = 256
-    pooling: str | None = None
-    normalize: bool | None = None
-    seed: int = 0
-    device: str = "auto"
-    threads: int = 0
-    save_every: int = 0  # 0: only at the end
-    keep_last: int = 2
-    progress: bool = True
-    eval: list[str] = field(default_factory=list)
-    eval_metrics: list[str] = field(default_factory=lambda: ["ndcg@10"])
-    eval_output: str = "results"
-    eval_baselines: bool = False
-    eval_precision: str = "fp32"  # harness.settings.PRECISIONS; --eval runs in the reference fp32 by default
-    trust_remote_code: bool = False
-    plot: bool = True
-
-    def hyperparameters(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k not in RUN_CONTROL}
+from harness.train.config import FinetuneConfig
 
 
 def labelled_pairs(ds, shots: int, seed: int) -> list[tuple[str, str]]:

@@ -111,3 +111,39 @@ def test_finetune_with_bm25_hard_negatives(tiny_bert, tiny_beir, tmp_path):
                  "--batch-size", "2", "--hard-negatives", "1", "--output", str(out), "--no-progress",
                  "--device", "cpu"]) == 0
     assert list_checkpoints(out)
+
+
+def test_trainer_options_come_from_the_config_dataclasses():
+    """One declaration per option: every field is an option with its dataclass default in the help, and the
+    run-control set (left out of a checkpoint's hyper-parameters) is what checkpoints have always recorded."""
+    import argparse
+    from dataclasses import fields
+
+    from harness.cli import build_parser
+    from harness.train.config import FinetuneConfig, TrainConfig, run_control
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for command, cls in (("train", TrainConfig), ("finetune", FinetuneConfig)):
+        dests = {a.dest for a in sub.choices[command]._actions}
+        cli = {f.name for f in fields(cls) if f.metadata.get("cli", True)}
+        assert cli <= dests and dests - cli <= {"help", "config", "resume"}, (command, dests ^ cli)
+    lr = next(a for a in sub.choices["train"]._actions if a.dest == "lr")
+    assert "(default: 5e-05)" in lr.help
+    assert run_control(TrainConfig) == {
+        "init", "corpus", "output", "device", "num_workers", "log_every", "save_every", "keep_last", "eval",
+        "eval_metrics", "eval_output", "eval_baselines", "eval_precision", "stop_at_step", "trust_remote_code",
+        "progress", "save_state", "threads", "plot"}
+    assert run_control(FinetuneConfig) == {
+        "init", "dataset", "output", "device", "threads", "save_every", "keep_last", "progress", "eval",
+        "eval_metrics", "eval_output", "eval_baselines", "eval_precision", "trust_remote_code", "plot"}
+
+
+def test_every_option_of_every_command_has_a_help_text():
+    import argparse
+
+    from harness.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    missing = [(name, a.option_strings or a.dest) for name, p in sub.choices.items() for a in p._actions
+               if not isinstance(a, argparse._HelpAction) and not a.help]
+    assert missing == []
