@@ -13,21 +13,21 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Protocol as TypingProtocol
+from typing import Protocol
 
 from harness.data import load as beir_load
 from harness.data.beir import BeirDataset, Doc
-from harness.data.registry import DATASETS, SUITES, DatasetSpec, Protocol, expand
+from harness.data.registry import DATASETS, SUITES, DatasetSpec, EvalProtocol, expand
 from harness.errors import HarnessError
 from harness.odqa import dataset as odqa
 from harness.paths import data_roots, offline
 
 
-class Dataset(TypingProtocol):
+class Dataset(Protocol):
     """What the runner and the retrievers use of a dataset."""
 
     id: str
-    protocol: Protocol
+    protocol: EvalProtocol
     default_metrics: tuple[str, ...]
 
     @property
@@ -149,7 +149,7 @@ def resolve_dataset(name: str, *, split: str | None = None, allow_fetch: bool = 
         found = odqa.from_folder(resolved, local_id, split)
         found.check_layout()
         return found
-    beir = BeirDataset(local_id, resolved, Protocol(split=split or "test"))
+    beir = BeirDataset(local_id, resolved, EvalProtocol(split=split or "test"))
     beir.check_layout()
     return beir
 

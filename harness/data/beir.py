@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from harness.data.jsonl import iter_jsonl
-from harness.data.registry import Protocol
+from harness.data.registry import EvalProtocol
 from harness.errors import DataError, HarnessError
 from harness.lines import check_id
 from harness.metrics import evaluate, parse_measure
@@ -80,7 +80,7 @@ class BeirDataset:
 
     id: str
     root: Path
-    protocol: Protocol
+    protocol: EvalProtocol
     default_metrics: tuple[str, ...] = ("ndcg@10", "recall@100", "recall@1000")
     _qrels: Qrels | None = field(default=None, init=False, repr=False, compare=False)
 

@@ -10,13 +10,13 @@ BEIR_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/{
 
 
 @dataclass(frozen=True)
-class Protocol:
+class EvalProtocol:
     """How a dataset is evaluated. Recorded with every result."""
 
     split: str = "test"
     drop_self_hits: bool = True  # a hit whose doc id equals the query id is dropped (Pyserini --remove-query)
     text_rule: str = "title + ' ' + text"
-    aggregate: str = "none"  # "mean-of-subsets" for collections such as cqadupstack
+    aggregate: str = "none"  # "mean-of-subsets": the leaderboard reports a collection as its parts' mean
     depth: int = 1000  # hits retrieved per query
 
     def to_dict(self) -> dict:
@@ -24,7 +24,7 @@ class Protocol:
 
 
 @dataclass(frozen=True)
-class OdqaProtocol(Protocol):
+class OdqaProtocol(EvalProtocol):
     """Open-domain QA (DPR convention): a question is answered by a passage whose text matches an answer."""
 
     split: str = "test"
@@ -53,7 +53,7 @@ class DatasetSpec:
     url: str | None = None
     md5: str | None = None  # md5 of the archive at ``url``, as the publisher lists it
     archive_root: str | None = None  # folder the archive unpacks to, relative to the download root
-    protocol: Protocol = field(default_factory=Protocol)
+    protocol: EvalProtocol = field(default_factory=EvalProtocol)
     subsets: tuple[str, ...] = ()  # ids of the parts averaged into this dataset
     description: str = ""
     passages: str | None = None  # odqa: passage file, relative to a data root
@@ -96,7 +96,7 @@ BEIR_SUITE: list[str] = []
 for _name, _md5, _split, _desc in _BEIR:
     DATASETS.register(f"beir/{_name}", DatasetSpec(
         id=f"beir/{_name}", kind="beir", url=BEIR_URL.format(name=_name), md5=_md5,
-        archive_root=_name, protocol=Protocol(split=_split), description=_desc))
+        archive_root=_name, protocol=EvalProtocol(split=_split), description=_desc))
     BEIR_SUITE.append(f"beir/{_name}")
 
 for _forum in CQADUPSTACK_FORUMS:
@@ -105,7 +105,7 @@ for _forum in CQADUPSTACK_FORUMS:
         md5=CQADUPSTACK_MD5, archive_root="cqadupstack", description=f"CQADupStack {_forum} forum"))
 DATASETS.register("beir/cqadupstack", DatasetSpec(
     id="beir/cqadupstack", kind="beir", url=BEIR_URL.format(name="cqadupstack"), md5=CQADUPSTACK_MD5,
-    archive_root="cqadupstack", protocol=Protocol(aggregate="mean-of-subsets"),
+    archive_root="cqadupstack", protocol=EvalProtocol(aggregate="mean-of-subsets"),
     subsets=tuple(f"beir/cqadupstack/{f}" for f in CQADUPSTACK_FORUMS),
     description="CQADupStack: mean over its 12 StackExchange forums"))
 BEIR_SUITE.insert(BEIR_SUITE.index("beir/quora"), "beir/cqadupstack")

@@ -1,5 +1,5 @@
 """Retrievers: the registry (importable without torch) and the two interfaces.
 
-A ``Retriever`` indexes a corpus and searches queries into a run; an ``Encoder`` turns texts into
+A ``Retriever`` indexes a corpus and searches queries into a run; a ``TextEncoder`` turns texts into
 vectors. BM25 (Lucene through pyserini) and the dense retrievers both satisfy ``Retriever``.
 """

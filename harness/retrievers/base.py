@@ -34,7 +34,7 @@ class Retriever(Protocol):
         """Model id and revision, index settings: what makes this retriever's numbers what they are."""
 
 
-class Encoder(Protocol):
+class TextEncoder(Protocol):
     dim: int
 
     def encode(self, texts: Sequence, kind: str = "doc", desc: str | None = None) -> np.ndarray:

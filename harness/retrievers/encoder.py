@@ -169,7 +169,7 @@ def bf16x3_unavailable(config: dict | None, forward: str = "auto") -> str | None
 
 
 class HFEncoder:
-    """An ``Encoder``: ``encode(texts, kind)`` -> float32 array of shape (len(texts), dim)."""
+    """A ``TextEncoder`` (retrievers.base): ``encode(texts, kind)`` -> float32 array of shape (len(texts), dim)."""
 
     def __init__(self, model_dir: str, config: EncoderConfig, *, device: str = "auto",
                  batch_tokens: int | None = None, max_batch: int = 256, precision: str = "fp32",

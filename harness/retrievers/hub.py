@@ -32,21 +32,6 @@ class ModelFiles:
         return {"model": self.model_id, "source": self.source, "revision": self.revision, "path": str(self.path)}
 
 
-TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json",
-                   "sentencepiece.bpe.model", "spiece.model", "merges.txt", "vocab.json")
-
-
-def tokenizer_fingerprint(folder: Path) -> str:
-    """sha256 over the tokenizer files present (part of every embedding cache key)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for name in TOKENIZER_FILES:
-        if (folder / name).is_file():
-            h.update(name.encode() + b"\0" + cached_sha256(folder / name).encode())
-    return h.hexdigest()
-
-
 #: files of a model folder that cannot change its vectors (training state, logs, pictures, docs)
 IGNORED_MODEL_FILES = ("training_state.pt", "training_args.bin", "trainer_state.json", "optimizer.pt",
                        "scheduler.pt", "eval_log.jsonl", "train_log.jsonl")

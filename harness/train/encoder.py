@@ -14,7 +14,7 @@ from harness.retrievers.config import CONTRIEVER, EncoderConfig, read_encoder_co
 from harness.retrievers.pooling import pool
 
 
-class Encoder(torch.nn.Module):
+class TrainEncoder(torch.nn.Module):
     """``model`` (a Hugging Face base model) + pooling (+ optional L2 normalisation) -> [N, d]."""
 
     def __init__(self, model: torch.nn.Module, pooling: str = "mean", normalize: bool = False):
@@ -28,7 +28,7 @@ class Encoder(torch.nn.Module):
         emb = pool(self.pooling, hidden, attention_mask)
         return torch.nn.functional.normalize(emb, dim=-1) if self.normalize else emb
 
-    def frozen_copy(self) -> Encoder:
+    def frozen_copy(self) -> TrainEncoder:
         """A copy without gradients (the MoCo key encoder)."""
         other = copy.deepcopy(self)
         for p in other.parameters():
@@ -38,7 +38,7 @@ class Encoder(torch.nn.Module):
 
 @dataclass
 class Loaded:
-    encoder: Encoder
+    encoder: TrainEncoder
     tokenizer: Any
     config: EncoderConfig
 
@@ -89,4 +89,4 @@ def load_encoder(init: str, cfg: EncoderConfig, *, trust_remote_code: bool = Fal
     if unsupported:
         raise HarnessError(f"the init model {init!r} has a recipe the trainer cannot carry into its checkpoints "
                            f"({', '.join(unsupported)}); start from a plain encoder")
-    return Loaded(Encoder(model, cfg.pooling, cfg.normalize), tokenizer, cfg)
+    return Loaded(TrainEncoder(model, cfg.pooling, cfg.normalize), tokenizer, cfg)
