@@ -104,7 +104,8 @@ class Runner:
         """The retriever object of ``spec`` under this runner's settings (models are found, settings and
         device checked; weights load only when something is encoded)."""
         if spec.name not in self._loaded:
-            self._loaded[spec.name] = spec.load(self.settings, self.execution)
+            stages = [self.retriever(s) for s in spec.stages] if spec.stages else None
+            self._loaded[spec.name] = spec.load(self.settings, self.execution, stages)
         return self._loaded[spec.name]
 
     def metrics_for(self, ds) -> tuple[list[str], int]:
@@ -121,13 +122,25 @@ class Runner:
                "protocol": ds.protocol.to_dict(), "depth": depth, "run_format": RUN_FORMAT}
         return hashlib.sha256(json.dumps(src, sort_keys=True).encode()).hexdigest()
 
-    def run_one(self, spec: RetrieverSpec, ds) -> ResultRecord | None:
-        """Reuse or compute one (retriever, dataset) result; None on a helper rank under torchrun."""
-        names, deepest = self.metrics_for(ds)
-        depth = self.depth or max(ds.protocol.depth, deepest)
+    def standard_depth(self, ds) -> int:
+        return self.depth or max(ds.protocol.depth, self.metrics_for(ds)[1])
+
+    def paths(self, spec: RetrieverSpec, ds, depth: int | None = None) -> tuple[dict, Path, Path]:
+        """(non-reference settings, record path, run path) of ``spec`` on ``ds``; a run deeper or shallower
+        than the dataset's standard depth (a fusion stage's ``hits``) is a setting of its own."""
+        changed = self.retriever(spec).changed_settings()
+        if depth is not None and depth != self.standard_depth(ds):
+            changed = {**changed, "depth": depth}
+        return (changed, *record_paths(self.output_dir, ds.id, ds.split, spec.slug, changed))
+
+    def run_one(self, spec: RetrieverSpec, ds, depth: int | None = None) -> ResultRecord | None:
+        """Reuse or compute one (retriever, dataset) result; None on a helper rank under torchrun. ``depth``
+        overrides the dataset's standard depth (a composition's stages). A composition first runs or reuses
+        each of its stages as the retriever it is (its own record and run file), then computes only itself."""
+        names, _ = self.metrics_for(ds)
+        changed, rec_path, run_path = self.paths(spec, ds, depth)
+        depth = depth or self.standard_depth(ds)
         retriever = self.retriever(spec)
-        changed = retriever.changed_settings()
-        rec_path, run_path = record_paths(self.output_dir, ds.id, ds.split, spec.slug, changed)
         fingerprint = self.fingerprint(retriever, ds, depth)
         old = _read_if_exists(rec_path)
         if old and not self.force and old.fingerprint == fingerprint and run_path.is_file():
@@ -138,6 +151,8 @@ class Runner:
             every = list(dict.fromkeys([*old.metrics, *names]))  # a record keeps every metric it had
             old.reused_run = True
             return self._evaluate_and_write(ds, read_run(run_path), rec_path, old, every)
+        if spec.stages and not self._run_stages(spec, retriever, ds, depth):
+            return None
         shown = ", ".join(f"{k}={v}" for k, v in changed.items())
         label = f"{ds.id} | {spec.name}" + (f" [{shown}]" if changed else "")
         queries = ds.queries()
@@ -165,6 +180,21 @@ class Runner:
             index=index_info, corpus=stats, retriever_provenance=retriever.provenance(),
             timings={"index_s": round(t1 - t0, 3), "search_s": round(t2 - t1, 3)})
         return self._evaluate_and_write(ds, run, rec_path, record, names)
+
+    def _run_stages(self, spec: RetrieverSpec, retriever, ds, depth: int) -> bool:
+        """Run or reuse the stages a composition reads, and hand it their records and runs (as written);
+        False on a helper rank under torchrun."""
+        stage_depth = retriever.stage_depth(depth)
+        records, runs = [], []
+        for stage in spec.run_stages:
+            record = self.run_one(stage, ds, stage_depth)
+            if record is None:
+                return False
+            _, _, run_path = self.paths(stage, ds, stage_depth)
+            records.append(record)
+            runs.append(read_run(run_path))
+        retriever.use_stages(records, runs)
+        return True
 
     def _evaluate_and_write(self, ds, run: dict, rec_path: Path, record: ResultRecord,
                             names: list[str]) -> ResultRecord:

@@ -22,6 +22,8 @@ Qrels = dict[str, dict[str, int]]
 #: score formats; "%.6f" is what Pyserini and trec_eval tooling write, "%.9g" round-trips float32.
 PYSERINI_SCORE_FORMAT = "%.6f"
 FLOAT32_SCORE_FORMAT = "%.9g"
+#: fused scores (sums of float64 terms): 17 significant digits read back exactly
+FLOAT64_SCORE_FORMAT = "%.17g"
 
 
 def ranked(scores: Mapping[str, float]) -> list[tuple[str, float]]:

@@ -1,0 +1,166 @@
+"""Fusion of runs as a retriever: reciprocal rank fusion, Pyserini's dense-sparse hybrid, weighted sums.
+
+A fused retriever computes nothing but the fusion: the runner first runs (or reuses) each stage as the
+retriever it is, with its own record and run file, then hands the stage runs, as their run files hold them,
+to :meth:`FusionRetriever.fuse`. Reading the written runs (not in-memory scores) makes a fused run the same
+whether its stages were computed now or reused; BM25's run files hold Pyserini's six decimals, so a hybrid
+over them can differ from Pyserini's in-memory float32 fusion only where two documents' fused scores are
+within ``alpha * 5e-7`` of each other.
+
+The methods, each as its reference implementation computes it (and tested against it):
+
+- ``rrf``: score(d) = sum over runs of 1 / (k + rank of d in that run), ranks from 1 in each run's order
+  (Cormack et al. 2009; Pyserini ``reciprocal_rank_fusion``, ranx ``rrf``), k = 60;
+- ``hybrid``: Pyserini's ``HybridSearcher``: score(d) = dense(d) + alpha * sparse(d) (``weight_on_dense``:
+  alpha * dense(d) + sparse(d)); a document missing from one run takes that run's lowest score;
+  ``normalization`` first maps each run's scores to (s - (min + max) / 2) / (max - min) (0 where
+  max = min: Pyserini divides by zero there);
+- ``wsum``: ranx's ``wsum``: sum of weight x normalised score (``norm``: none, min-max, max, sum), a
+  document missing from a run counting 0 there.
+
+The fused list is sorted by score descending, ties by document id ascending (Pyserini's ``TrecRun.merge``),
+and cut to the requested depth. Scores are written with 17 significant digits (they read back exactly).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from harness.errors import HarnessError
+from harness.retrievers.registry import RetrieverSpec
+from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution
+from harness.trec import FLOAT64_SCORE_FORMAT, Run
+
+Hits = Mapping[str, float]
+
+
+def _sorted(scores: dict[str, float], k: int | None) -> dict[str, float]:
+    order = sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+    return dict(order[:k] if k is not None else order)
+
+
+def rrf(runs: Sequence[Hits], k: int = 60, depth: int | None = None) -> dict[str, float]:
+    """Reciprocal rank fusion of one query's hit lists (each in rank order)."""
+    fused: dict[str, float] = {}
+    for hits in runs:
+        for rank, doc in enumerate(hits, start=1):
+            fused[doc] = fused.get(doc, 0.0) + 1.0 / (k + rank)
+    return _sorted(fused, depth)
+
+
+def hybrid(dense: Hits, sparse: Hits, alpha: float, normalization: bool = False, weight_on_dense: bool = False,
+           depth: int | None = None) -> dict[str, float]:
+    """Pyserini's dense-sparse hybrid of one query's two hit lists."""
+    lo_d, hi_d = (min(dense.values()), max(dense.values())) if dense else (0.0, 1.0)
+    lo_s, hi_s = (min(sparse.values()), max(sparse.values())) if sparse else (0.0, 1.0)
+    fused: dict[str, float] = {}
+    for doc in dict.fromkeys([*dense, *sparse]):
+        d = dense.get(doc, lo_d)
+        s = sparse.get(doc, lo_s)
+        if normalization:  # where Pyserini divides by zero (one hit, equal scores) the run counts 0
+            s = (s - (lo_s + hi_s) / 2) / (hi_s - lo_s) if hi_s != lo_s else 0.0
+            d = (d - (lo_d + hi_d) / 2) / (hi_d - lo_d) if hi_d != lo_d else 0.0
+        fused[doc] = alpha * s + d if not weight_on_dense else s + alpha * d
+    return _sorted(fused, depth)
+
+
+def normalise(hits: Hits, norm: str) -> dict[str, float]:
+    """One query's scores normalised as ranx does: ``min-max`` (s - min) / (max - min), ``max`` s / max,
+    ``sum`` (s - min) / (sum - n min), every denominator at least 1e-9."""
+    if norm == "none" or not hits:
+        return dict(hits)
+    values = list(hits.values())
+    if norm == "min-max":
+        lo, hi = min(values), max(values)
+        den = max(hi - lo, 1e-9)
+        return {d: (s - lo) / den for d, s in hits.items()}
+    if norm == "max":
+        top = max(max(values), 1e-9)
+        return {d: s / top for d, s in hits.items()}
+    if norm == "sum":
+        lo = min(values)
+        den = max(sum(values) - lo * len(values), 1e-9)
+        return {d: (s - lo) / den for d, s in hits.items()}
+    raise HarnessError(f"unknown norm {norm!r}")
+
+
+def wsum(runs: Sequence[Hits], weights: Sequence[float], norm: str = "none",
+         depth: int | None = None) -> dict[str, float]:
+    """Weighted sum of one query's normalised hit lists (missing documents count 0), as ranx's wsum."""
+    normed = [normalise(h, norm) for h in runs]
+    fused: dict[str, float] = {}
+    for hits in normed:
+        for doc in hits:
+            if doc not in fused:
+                fused[doc] = sum(w * h.get(doc, 0.0) for w, h in zip(weights, normed, strict=True))
+    return _sorted(fused, depth)
+
+
+class FusionRetriever:
+    """Fuses the runs of its stages; its identity is the method, its parameters and the stages' own."""
+
+    score_format = FLOAT64_SCORE_FORMAT
+
+    def __init__(self, spec: RetrieverSpec, settings: EncodeSettings = REFERENCE,
+                 execution: Execution = DEFAULT_EXECUTION, stages: list | None = None):
+        self.spec = spec
+        self.method = spec.params["method"]
+        self.params = {k: v for k, v in spec.params.items() if k != "method"}
+        self.stages = stages or [s.load(settings, execution) for s in spec.stages]
+        self.stage_runs: list[Run] = []
+        self.stage_records: list = []
+        self.searched_documents: int | None = None
+
+    def stage_depth(self, depth: int) -> int:
+        """How deep each stage is run: ``hits`` when given (Pyserini's hybrid takes 1000 from each), else
+        the fused run's own depth."""
+        return int(self.params.get("hits") or depth)
+
+    def changed_settings(self) -> dict:
+        merged: dict = {}
+        for stage in self.stages:
+            merged.update(stage.changed_settings())
+        return merged
+
+    def fingerprint(self) -> dict:
+        return {"kind": "fuse", "method": self.method, "params": self.params, "fusion_format": 1,
+                "stages": [s.fingerprint() for s in self.stages]}
+
+    def use_stages(self, records: list, runs: list[Run]) -> None:
+        """The stages' records and runs (as their run files hold them), from the runner."""
+        self.stage_records, self.stage_runs = records, runs
+
+    def index(self, dataset) -> dict:
+        if len(self.stage_runs) != len(self.stages):
+            raise RuntimeError("use_stages() must run before index()")
+        searched = [r.documents_searched for r in self.stage_records]
+        if any(n is None for n in searched) or len(set(searched)) != 1:
+            raise HarnessError(f"{self.spec.name}: its stages searched {searched} documents; every stage must "
+                               "have searched the whole corpus (rerun them with --force)")
+        self.searched_documents = searched[0]
+        return {"index": "none (fusion of the stages' runs)", "documents": searched[0],
+                "stages": [{"retriever": r.retriever, "fingerprint": r.fingerprint, "run_file": r.run_file}
+                           for r in self.stage_records]}
+
+    def search(self, queries: Mapping[str, str], k: int) -> Run:
+        out: Run = {}
+        for q in queries:
+            lists = [run.get(q, {}) for run in self.stage_runs]
+            out[q] = self.fuse(lists, k)
+        return out
+
+    def fuse(self, lists: list[dict[str, float]], k: int) -> dict[str, float]:
+        p = self.params
+        if self.method == "rrf":
+            return rrf(lists, int(p["k"]), k)
+        if self.method == "hybrid":
+            return hybrid(lists[0], lists[1], float(p["alpha"]), bool(p["normalization"]),
+                          bool(p["weight_on_dense"]), k)
+        if self.method == "wsum":
+            return wsum(lists, p["weights"], str(p["norm"]), k)
+        raise HarnessError(f"unknown fusion method {self.method!r}")
+
+    def provenance(self) -> dict:
+        return {"fusion": self.method, "params": self.params, "device": "cpu",
+                "stages": [{"retriever": r.retriever, "fingerprint": r.fingerprint, "run_file": r.run_file,
+                            "metrics": r.metrics} for r in self.stage_records]}

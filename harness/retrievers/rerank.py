@@ -1,0 +1,291 @@
+"""Reranking as a retriever: the top hits of a first stage, rescored.
+
+``rerank:MODEL(FIRST;top=100)``: the runner runs (or reuses) FIRST as the retriever it is, with its own
+record and run file; this retriever reads FIRST's run as written, takes each query's ``top`` hits and
+rescores them, as BEIR's ``Rerank`` does: the run holds those ``top`` documents only, by the new score
+(ties keep the first stage's order), so a metric deeper than ``top`` (recall@1000) counts the reranked
+documents alone.
+
+- A cross-encoder (a Hugging Face sequence-classification model with one output, e.g.
+  ``cross-encoder/ms-marco-MiniLM-L-6-v2``) reads (query, title + " " + text) pairs, truncated together
+  to ``max_length`` tokens (longest first), in fp32; the score is its logit (the sigmoid that
+  sentence-transformers applies by default does not change the order, and would tie saturated scores).
+  Pairs are batched by length under a token budget, and every score is cached by content (model files,
+  max length, query text, document text) in an SQLite file, so a second first stage over the same
+  documents, or a rerun after an interruption, scores only the pairs it has not seen.
+- A dense retriever of ours (a registered name or ``hf:...``) rescores the candidates with its own vectors:
+  the corpus embeddings come from its embedding cache (computed once, as for a dense run), the score is the
+  float32 inner product of the query and document vectors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.data.beir import doc_text
+from harness.errors import HarnessError
+from harness.paths import cache_root
+from harness.retrievers.registry import RetrieverSpec
+from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution
+from harness.trec import FLOAT32_SCORE_FORMAT, Run
+
+RERANK_FORMAT = 1  # bump when the pairs, their truncation or the score change
+TEXT_RULE = "query, title + ' ' + text (stripped); truncation longest_first"
+
+
+class RerankRetriever:
+    score_format = FLOAT32_SCORE_FORMAT
+
+    def __init__(self, spec: RetrieverSpec, settings: EncodeSettings = REFERENCE,
+                 execution: Execution = DEFAULT_EXECUTION, stages: list | None = None):
+        self.spec = spec
+        self.settings = settings
+        self.execution = execution
+        self.top = int(spec.params["top"])
+        self.max_length = int(spec.params.get("max_length") or 512)
+        self.batch_tokens = spec.params.get("batch_tokens")
+        self.stages = stages or [s.load(settings, execution) for s in spec.stages]
+        self.scorer = self.stages[1] if len(self.stages) > 1 else None  # a dense retriever rescoring
+        self.files = None
+        if self.scorer is None:
+            from harness.retrievers.hub import resolve_model
+
+            if spec.model is None:
+                raise HarnessError(f"{spec.name}: no cross-encoder model")
+            self.files = resolve_model(spec.model)
+            self._check_cross_encoder(self.files.path)
+        self._digest: str | None = None
+        self._model: tuple | None = None
+        self.dataset: Any = None
+        self.first_run: Run = {}
+        self.first_record = None
+        self.searched_documents: int | None = None
+        self.scored = {"pairs": 0, "from_cache": 0}
+
+    @staticmethod
+    def _check_cross_encoder(folder: Path) -> None:
+        try:
+            config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise HarnessError(f"{folder / 'config.json'}: unreadable ({e})") from None
+        archs = config.get("architectures") or []
+        if not any(a.endswith("ForSequenceClassification") for a in archs):
+            raise HarnessError(f"{folder}: not a cross-encoder (architectures {archs}; expected a "
+                               "...ForSequenceClassification model); to rescore with a dense encoder write "
+                               f"rerank:hf:{folder}(...)")
+        labels = len(config.get("id2label") or {}) or int(config.get("num_labels", 1))
+        if labels != 1:
+            raise HarnessError(f"{folder}: a cross-encoder with {labels} outputs; rerank scores one relevance "
+                               "logit (num_labels 1)")
+
+    # --- identity ---------------------------------------------------------------------------------------
+    @property
+    def model_digest(self) -> str:
+        if self._digest is None:
+            from harness.retrievers.hub import model_digest
+
+            assert self.files is not None
+            self._digest = model_digest(self.files.path)
+        return self._digest
+
+    def stage_depth(self, depth: int) -> int:
+        return depth  # the first stage is its own standard run; the top hits are taken from it
+
+    def changed_settings(self) -> dict:
+        merged: dict = {}
+        for stage in self.stages:
+            merged.update(stage.changed_settings())
+        return merged
+
+    def fingerprint(self) -> dict:
+        scorer = self.scorer.fingerprint() if self.scorer is not None else {
+            "cross_encoder": self.model_digest, "max_length": self.max_length, "precision": "fp32",
+            "batch_tokens": self.batch_tokens, "text": TEXT_RULE}
+        return {"kind": "rerank", "top": self.top, "format": RERANK_FORMAT, "scorer": scorer,
+                "stages": [self.stages[0].fingerprint()]}
+
+    def use_stages(self, records: list, runs: list[Run]) -> None:
+        (self.first_record,), (self.first_run,) = records, runs
+
+    # --- work -------------------------------------------------------------------------------------------
+    def index(self, dataset) -> dict:
+        if self.first_record is None:
+            raise RuntimeError("use_stages() must run before index()")
+        self.dataset = dataset
+        self.searched_documents = self.first_record.documents_searched
+        info: dict = {"index": f"none (reranks the top {self.top} of {self.first_record.retriever})",
+                      "documents": self.searched_documents, "first_stage": {
+                          "retriever": self.first_record.retriever, "fingerprint": self.first_record.fingerprint,
+                          "run_file": self.first_record.run_file}}
+        if self.scorer is not None:
+            info["scorer_embeddings"] = self.scorer.index(dataset)
+        return info
+
+    def search(self, queries: Mapping[str, str], k: int) -> Run:
+        if self.dataset is None:
+            raise RuntimeError("index() must run before search()")
+        candidates = {q: list(self.first_run.get(q, {}))[:self.top] for q in queries}
+        scores = self._dense_scores(queries, candidates) if self.scorer is not None \
+            else self._cross_scores(queries, candidates)
+        out: Run = {}
+        for q, docs in candidates.items():
+            order = sorted(range(len(docs)), key=lambda i: -scores[q][i])  # stable: ties keep the first order
+            out[q] = {docs[i]: float(scores[q][i]) for i in order[:k]}
+        return out
+
+    def _texts(self, wanted: set[str]) -> dict[str, str]:
+        texts = {}
+        for doc in self.dataset.corpus():
+            if doc.doc_id in wanted:
+                texts[doc.doc_id] = doc_text(doc)
+        missing = wanted - set(texts)
+        if missing:
+            raise HarnessError(f"{self.dataset.corpus_path}: the first stage ranked {len(missing)} documents that "
+                               f"are not in the corpus (e.g. {sorted(missing)[0]!r}); rerun it with --force")
+        return texts
+
+    def _dense_scores(self, queries: Mapping[str, str], candidates: dict[str, list[str]]) -> dict[str, np.ndarray]:
+        assert self.scorer is not None
+        wanted = {d for docs in candidates.values() for d in docs}
+        vectors: dict[str, np.ndarray] = {}
+        for ids, shard in self.scorer.store.shards():
+            for row, doc in enumerate(ids):
+                if doc in wanted:
+                    vectors[doc] = np.asarray(shard[row], dtype=np.float32)
+        qids = list(candidates)
+        qvec = self.scorer.query_encoder.encode([queries[q] for q in qids], "query", desc="encode queries")
+        out = {}
+        for row, q in enumerate(qids):
+            docs = candidates[q]
+            if not docs:
+                out[q] = np.zeros(0, dtype=np.float32)
+                continue
+            out[q] = np.stack([vectors[d] for d in docs]) @ qvec[row].astype(np.float32)
+        return out
+
+    def _cross_scores(self, queries: Mapping[str, str], candidates: dict[str, list[str]]) -> dict[str, np.ndarray]:
+        texts = self._texts({d for docs in candidates.values() for d in docs})
+        pairs = [(queries[q], texts[d]) for q, docs in candidates.items() for d in docs]
+        keys = [_pair_key(a, b) for a, b in pairs]
+        cache = ScoreCache(cache_root() / "rerank" / f"{self.model_digest[:24]}-{self.max_length}.sqlite")
+        try:
+            known = cache.get(keys)
+            todo = [i for i, key in enumerate(keys) if key not in known]
+            self.scored = {"pairs": len(pairs), "from_cache": len(pairs) - len(todo)}
+            if todo:
+                self._score_pairs([pairs[i] for i in todo], [keys[i] for i in todo], cache, known)
+        finally:
+            cache.close()
+        out, i = {}, 0
+        for q, docs in candidates.items():
+            out[q] = np.array([known[keys[i + j]] for j in range(len(docs))], dtype=np.float32)
+            i += len(docs)
+        return out
+
+    def _load(self):
+        if self._model is None:
+            import torch
+            from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+            from harness.retrievers.encoder import pick_device
+
+            assert self.files is not None
+            device = pick_device(self.execution.device)
+            tokenizer = AutoTokenizer.from_pretrained(str(self.files.path))
+            model = AutoModelForSequenceClassification.from_pretrained(str(self.files.path),
+                                                                       dtype=torch.float32).to(device).eval()
+            self._model = (tokenizer, model, device)
+        return self._model
+
+    def _score_pairs(self, pairs: list[tuple[str, str]], keys: list[str], cache: ScoreCache,
+                     known: dict[str, float]) -> None:
+        import torch
+
+        from harness.progress import progress_bar
+
+        tokenizer, model, device = self._load()
+        if self.execution.threads:
+            torch.set_num_threads(self.execution.threads)
+        encoded = tokenizer([a for a, _ in pairs], [b for _, b in pairs], truncation="longest_first",
+                            max_length=self.max_length)
+        lengths = np.array([len(x) for x in encoded["input_ids"]])
+        budget = int(self.batch_tokens or (16384 if device.type != "cpu" else 4096))
+        order = np.argsort(-lengths, kind="stable")
+        bar = progress_bar(len(pairs), "rerank pairs", "pair") if self.execution.progress else None
+        start = 0
+        with torch.inference_mode():
+            while start < len(order):
+                size = max(1, min(256, budget // max(1, int(lengths[order[start]]))))
+                batch = order[start:start + size]
+                features = tokenizer.pad({name: [encoded[name][i] for i in batch] for name in encoded},
+                                         return_tensors="pt")
+                logits = model(**{n: t.to(device) for n, t in features.items()}).logits
+                values = logits[:, 0].float().cpu().numpy()
+                rows = {keys[i]: float(v) for i, v in zip(batch, values, strict=True)}
+                cache.put(rows)  # committed per batch: an interrupted rerank resumes
+                known.update(rows)
+                start += size
+                if bar is not None:
+                    bar.update(len(batch))
+        if bar is not None:
+            bar.close()
+
+    def provenance(self) -> dict:
+        if self.scorer is not None:
+            scorer = {"dense": self.scorer.provenance()}
+        else:
+            assert self.files is not None
+            scorer = {"cross_encoder": {**self.files.provenance(), "model_files_sha256": self.model_digest},
+                      "max_length": self.max_length, "pairs": self.scored}
+        return {"rerank": scorer, "top": self.top, "device": self.execution.device if self.scorer is None
+                else self.scorer.provenance().get("device"),
+                "first_stage": self.first_record.retriever if self.first_record else None}
+
+
+def _pair_key(query: str, doc: str) -> str:
+    return hashlib.sha256(json.dumps([query, doc], ensure_ascii=False).encode()).hexdigest()[:32]
+
+
+class ScoreCache:
+    """(query, document) pair scores of one model under one max length, by content, in SQLite."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        try:
+            self.db = sqlite3.connect(str(path), timeout=60)
+            self.db.execute("CREATE TABLE IF NOT EXISTS scores (key TEXT PRIMARY KEY, score REAL NOT NULL)")
+            self.db.commit()
+        except sqlite3.DatabaseError as e:
+            raise HarnessError(f"{path}: the rerank score cache is unreadable ({e}); delete it and rerun") from None
+
+    def get(self, keys: list[str]) -> dict[str, float]:
+        found: dict[str, float] = {}
+        unique = list(dict.fromkeys(keys))
+        for i in range(0, len(unique), 500):
+            chunk = unique[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(self.db.execute(f"SELECT key, score FROM scores WHERE key IN ({marks})", chunk).fetchall())
+        return found
+
+    def put(self, rows: dict[str, float]) -> None:
+        started = time.monotonic()
+        while True:
+            try:
+                self.db.executemany("INSERT OR REPLACE INTO scores VALUES (?, ?)", list(rows.items()))
+                self.db.commit()
+                return
+            except sqlite3.OperationalError:  # locked by a concurrent run beyond the timeout
+                if time.monotonic() - started > 300:
+                    raise
+
+    def close(self) -> None:
+        self.db.close()
