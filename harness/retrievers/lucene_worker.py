@@ -13,6 +13,8 @@ Requests:
 - ``{"op": "search", "index", "k1", "b", "fields", "k", "threads", "queries", "output"}``: BM25 search of
   a JSONL file of ``{"id", "text"}`` queries into JSONL ``[qid, docid, score]`` lines in Lucene's rank
   order (float32 scores written so they read back exactly), and the number of documents searched.
+- ``{"op": "impact_search", "index", "k", "threads", "queries", "output"}``: the same for a JSONL file of
+  ``{"id", "vector": {term: integer weight}}`` queries over an impact index (learned sparse retrieval).
 Progress (queries done) is written to the request's ``progress`` file.
 
 Exit status 0 on success; on failure a one-line reason on stderr and status 1.
@@ -100,8 +102,13 @@ def _index(req: dict, heap: int) -> dict:
         with open(Path(req["args"][req["args"].index("-input") + 1]) / "corpus.jsonl", encoding="utf-8") as f:
             for line in f:
                 doc = json.loads(line)
-                doc_id, contents = doc["_id"], doc["text"] if req.get("multifield") else f"{doc['title']} {doc['text']}"
-                if doc_id not in have and contents.strip(trim):
+                if req.get("vectors"):  # an impact collection: a document with no weight has nothing to index
+                    doc_id, has_content = doc["id"], bool(doc["vector"])
+                else:
+                    doc_id = doc["_id"]
+                    has_content = bool((doc["text"] if req.get("multifield") else
+                                        f"{doc['title']} {doc['text']}").strip(trim))
+                if doc_id not in have and has_content:
                     missing.append(doc_id)
                     if len(missing) == 5:
                         break
@@ -135,11 +142,45 @@ def _search(req: dict, heap: int) -> dict:
     return {**info, "documents": int(searcher.num_docs)}
 
 
+def _impact_search(req: dict, heap: int) -> dict:
+    """Impact (learned sparse) search: each query a map of term -> integer weight, scored by Lucene as the
+    sum of query weight x document impact, as pyserini's LuceneImpactSearcher does."""
+    from harness.retrievers import jvm
+
+    info = _start(heap)
+    searcher = jvm.autoclass("io.anserini.search.SimpleImpactSearcher")(req["index"])
+    jmap, jlist, jint = (jvm.autoclass("java.util.HashMap"), jvm.autoclass("java.util.ArrayList"),
+                         jvm.autoclass("java.lang.Integer"))
+    queries = []
+    with open(req["queries"], encoding="utf-8") as f:
+        for line in f:
+            queries.append(json.loads(line))
+    out, progress = Path(req["output"]), Path(req["progress"])
+    batch = max(64, 16 * int(req["threads"]))
+    with open(out, "w", encoding="utf-8") as f:
+        for start in range(0, len(queries), batch):
+            chunk = queries[start:start + batch]
+            qs, ids = jlist(), jlist()
+            for q in chunk:
+                m = jmap()
+                for term, weight in q["vector"].items():
+                    m.put(term, jint(int(weight)))
+                qs.add(m)
+                ids.add(q["id"])
+            results = searcher.batch_search(qs, ids, int(req["k"]), int(req["threads"]))
+            hits = {r.getKey(): r.getValue() for r in results.entrySet().toArray()}
+            for q in chunk:
+                for h in hits.get(q["id"], []):
+                    f.write(json.dumps([q["id"], h.docid, float(h.score)], ensure_ascii=False) + "\n")
+            progress.write_text(str(start + len(chunk)))
+    return {**info, "documents": int(searcher.get_total_num_docs())}
+
+
 def main(argv: list[str]) -> int:
     _die_with_parent()
     req = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     heap = int(argv[1]) if len(argv) > 1 else 2**30
-    info = {"index": _index, "search": _search}[req["op"]](req, heap)
+    info = {"index": _index, "search": _search, "impact_search": _impact_search}[req["op"]](req, heap)
     import resource
 
     info["worker_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB

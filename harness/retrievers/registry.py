@@ -112,6 +112,13 @@ RETRIEVERS.register("dpr-multi", RetrieverSpec(
     model="facebook/dpr-ctx_encoder-multiset-base", query_model="facebook/dpr-question_encoder-multiset-base",
     encoder=DPR))
 
+# SPLADE++ EnsembleDistil as Pyserini's 2CR BEIR runs (splade-pp-ed): documents 512 tokens, queries 256,
+# weights quantised round(w / 5 * 256), a Lucene impact index
+SPLADE = {"doc_max_length": 512, "query_max_length": 256, "weight_range": 5, "quant_range": 256}
+RETRIEVERS.register("splade-pp-ed", RetrieverSpec(
+    "splade-pp-ed", "sparse", "SPLADE++ EnsembleDistil (Formal et al. 2022), Lucene impact index via pyserini",
+    model="naver/splade-cocondenser-ensembledistil", params=SPLADE))
+
 
 def slug_of(name: str) -> str:
     """A file-system-safe, collision-free file name for a retriever name (``#`` of a folder's canonical name
@@ -154,6 +161,16 @@ def resolve_retriever(name: str) -> RetrieverSpec:
         return RETRIEVERS.get(name)
     if name.startswith(COMPOSITIONS):
         return compose(name)
+    if name.startswith("sparse:"):
+        target = name[len("sparse:"):]
+        if not target:
+            raise HarnessError("sparse: needs a SPLADE model id or folder, e.g. "
+                               "sparse:naver/splade-cocondenser-ensembledistil")
+        path = Path(target).expanduser()
+        if path.is_dir():
+            return RetrieverSpec(f"sparse:{folder_name(path)}", "sparse", f"SPLADE model {path.resolve()}",
+                                 model=str(path.resolve()), params=SPLADE)
+        return RetrieverSpec(name, "sparse", f"SPLADE model {target}", model=target, params=SPLADE)
     if name.startswith("hf:"):
         target, _, revision = name[3:].partition("@")
         if not target:

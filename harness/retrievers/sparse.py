@@ -1,0 +1,270 @@
+"""Learned sparse retrieval (SPLADE) with a Lucene impact index through pyserini, as Pyserini's 2CR runs it.
+
+A document's weights are SPLADE's: for each vocabulary term j, w_j = max over the document's tokens i of
+log(1 + relu(logit_ij)) from the model's masked-language-model head (padding masked out), on
+``title + " " + text`` truncated to 512 tokens; a query's the same on its text truncated to 256 tokens.
+Both are quantised as Pyserini's SPLADE encoders do: round(w / 5 * 256), Python's round; terms whose
+weight rounds to 0 carry nothing and are left out. Documents are written as Anserini's
+``JsonVectorCollection`` and indexed with ``-impact -pretokenized``; queries are searched with Anserini's
+``SimpleImpactSearcher`` (the engine of pyserini's ``LuceneImpactSearcher``): a document's score is the
+sum over shared terms of query weight x document weight, an integer, so the run equals a brute-force dot
+product of the quantised vectors exactly. Queries are encoded one at a time, without padding, as
+pyserini's query encoder does; documents in length-sorted batches under a token budget (padding is
+masked; it can move a float weight by an ulp, which the quantisation almost always absorbs).
+
+The index is built once per (corpus content, model files, recipe, Anserini build) in the cache, through a
+staging folder, and must hold every document that has a weight (a document whose weights all round to 0
+has no term to match and is not indexed, as in Anserini). The JVM runs in the Lucene worker process.
+SPLADE runs in fp32 whatever ``--precision`` says (like BM25, it has no speed modes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from filelock import FileLock
+
+from harness.data.beir import doc_text
+from harness.errors import HarnessError
+from harness.io import atomic_write_json, cached_sha256
+from harness.paths import cache_root
+from harness.retrievers.lucene import INDEX_MARK, STAGING_SUFFIX, _anserini_jar_name, _version, _worker, \
+    clean_stale_staging, jvm_heap_bytes
+from harness.retrievers.registry import RetrieverSpec
+from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution
+from harness.trec import PYSERINI_SCORE_FORMAT, Run
+
+SPARSE_FORMAT = 1  # bump when the weights, their quantisation or the way they reach Lucene change
+TEXT_RULE = "title + ' ' + text (stripped); query text"
+
+
+def quantise(weights: dict[str, float], weight_range: float, quant_range: int) -> dict[str, int]:
+    """Pyserini's SPLADE quantisation, zeros dropped."""
+    out = {}
+    for term, w in weights.items():
+        q = round(w / weight_range * quant_range)
+        if q:
+            out[term] = int(q)
+    return out
+
+
+class SparseRetriever:
+    score_format = PYSERINI_SCORE_FORMAT
+
+    def __init__(self, spec: RetrieverSpec, settings: EncodeSettings = REFERENCE,
+                 execution: Execution = DEFAULT_EXECUTION):
+        from harness.retrievers.hub import resolve_model
+
+        if spec.model is None:
+            raise HarnessError(f"retriever {spec.name} names no model")
+        self.spec = spec
+        self.execution = execution
+        self.files = resolve_model(spec.model, spec.revision)
+        config = _read_config(self.files.path)
+        if not any(a.endswith("ForMaskedLM") for a in config.get("architectures") or []):
+            raise HarnessError(f"{self.files.path}: SPLADE needs a masked-language-model head (a ...ForMaskedLM "
+                               f"model); this one is {config.get('architectures')}")
+        p = spec.params
+        self.doc_max_length = int(p.get("doc_max_length", 512))
+        self.query_max_length = int(p.get("query_max_length", 256))
+        self.weight_range = float(p.get("weight_range", 5))
+        self.quant_range = int(p.get("quant_range", 256))
+        self.threads = execution.threads or max(1, os.cpu_count() or 1)
+        self._digest: str | None = None
+        self._model: tuple | None = None
+        self.index_dir: Path | None = None
+        self.index_counts = (0, 0)
+        self.searched_documents: int | None = None
+        self.jvm_info: dict = {}
+
+    @property
+    def model_digest(self) -> str:
+        if self._digest is None:
+            from harness.retrievers.hub import model_digest
+
+            self._digest = model_digest(self.files.path)
+        return self._digest
+
+    def changed_settings(self) -> dict:
+        return {}
+
+    def recipe(self) -> dict:
+        return {"doc_max_length": self.doc_max_length, "query_max_length": self.query_max_length,
+                "weight_range": self.weight_range, "quant_range": self.quant_range, "text": TEXT_RULE,
+                "pooling": "max log(1 + relu(logits)), masked", "precision": "fp32"}
+
+    def fingerprint(self) -> dict:
+        return {"kind": "sparse", "model": self.model_digest, **self.recipe(), "format": SPARSE_FORMAT,
+                "pyserini": _version("pyserini"), "anserini": _anserini_jar_name()}
+
+    # --- encoding ---------------------------------------------------------------------------------------
+    def _load(self):
+        if self._model is None:
+            import torch
+            from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+            from harness.retrievers.encoder import pick_device
+
+            device = pick_device(self.execution.device)
+            tokenizer = AutoTokenizer.from_pretrained(str(self.files.path))
+            model = AutoModelForMaskedLM.from_pretrained(str(self.files.path), dtype=torch.float32).to(device).eval()
+            if self.execution.threads:
+                torch.set_num_threads(self.execution.threads)
+            self._model = (tokenizer, model, device, tokenizer.convert_ids_to_tokens(list(range(len(tokenizer)))))
+        return self._model
+
+    def encode(self, texts: list[str], max_length: int, *, batched: bool = True) -> list[dict[str, int]]:
+        """Quantised SPLADE weights of ``texts`` (in input order)."""
+        import numpy as np
+        import torch
+
+        tokenizer, model, device, vocab = self._load()
+        ids = tokenizer(texts, truncation=True, max_length=max_length, add_special_tokens=True)["input_ids"]
+        lengths = np.array([len(x) for x in ids])
+        order = np.argsort(-lengths, kind="stable")
+        budget = 16384 if device.type != "cpu" else 4096
+        out: list[dict[str, int]] = [{} for _ in texts]
+        start = 0
+        with torch.inference_mode():
+            while start < len(order):
+                size = 1 if not batched else max(1, min(128, budget // max(1, int(lengths[order[start]]))))
+                batch = order[start:start + size]
+                features = tokenizer.pad({"input_ids": [ids[i] for i in batch]}, return_tensors="pt")
+                mask = features["attention_mask"].to(device)
+                logits = model(input_ids=features["input_ids"].to(device), attention_mask=mask).logits
+                pooled, _ = torch.max(torch.log(1 + torch.relu(logits)) * mask.unsqueeze(-1), dim=1)
+                pooled = pooled.float().cpu().numpy()
+                for row, i in enumerate(batch):
+                    cols = np.nonzero(pooled[row])[0]
+                    out[i] = quantise({vocab[c]: float(pooled[row, c]) for c in cols}, self.weight_range,
+                                      self.quant_range)
+                start += size
+        return out
+
+    # --- index and search -------------------------------------------------------------------------------
+    def index(self, dataset) -> dict:
+        start = time.perf_counter()
+        digest = cached_sha256(dataset.corpus_path)
+        key = json.dumps({"corpus": digest, "retriever": self.fingerprint()}, sort_keys=True)
+        root = cache_root() / "indexes" / "impact"
+        target = root / f"splade-{hashlib.sha256(key.encode()).hexdigest()[:20]}"
+        self.index_dir = target
+        what = "reused"
+        if not (target / INDEX_MARK).is_file():
+            root.mkdir(parents=True, exist_ok=True)
+            clean_stale_staging(root)
+            with FileLock(str(target) + ".lock"):
+                if not (target / INDEX_MARK).is_file():
+                    self._build(dataset, target, digest)
+                    what = "built"
+        try:
+            mark = json.loads((target / INDEX_MARK).read_text(encoding="utf-8"))
+            indexed, empty = int(mark["indexed"]), int(mark["empty_not_indexed"])
+        except (OSError, KeyError, TypeError, ValueError) as e:
+            raise HarnessError(f"impact index {target} has an unreadable {INDEX_MARK} ({e}); delete the folder "
+                               "and rerun") from None
+        self.index_counts = (indexed, empty)
+        return {"index": what, "path": str(target), "documents": indexed + empty, "indexed": indexed,
+                "empty_not_indexed": empty, "seconds": time.perf_counter() - start}
+
+    def _build(self, dataset, target: Path, digest: str) -> None:
+        from harness.progress import progress_bar
+
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=STAGING_SUFFIX,
+                                        dir=target.parent))
+        try:
+            source = staging / "input"
+            source.mkdir()
+            written = empty = 0
+            bar = progress_bar(None, "SPLADE encode corpus", "doc") if self.execution.progress else None
+            docs = dataset.corpus()
+            with open(source / "corpus.jsonl", "w", encoding="utf-8") as out:
+                while chunk := list(itertools.islice(docs, 1024)):  # one chunk of text in memory at a time
+                    vectors = self.encode([doc_text(d) for d in chunk], self.doc_max_length)
+                    for d, vector in zip(chunk, vectors, strict=True):
+                        out.write(json.dumps({"id": d.doc_id, "contents": "", "vector": vector},
+                                             ensure_ascii=False) + "\n")
+                        written += 1
+                        empty += not vector
+                    if bar is not None:
+                        bar.update(len(chunk))
+            if bar is not None:
+                bar.close()
+            if written == 0:
+                raise HarnessError(f"{dataset.corpus_path}: the corpus is empty")
+            args = ["-collection", "JsonVectorCollection", "-input", str(source), "-index", str(staging / "index"),
+                    "-generator", "DefaultLuceneDocumentGenerator", "-threads", "1", "-impact", "-pretokenized"]
+            info = _worker({"op": "index", "args": args, "index": str(staging / "index"), "vectors": True,
+                            "expected": written - empty}, staging, jvm_heap_bytes(source / "corpus.jsonl"),
+                           f"impact index ({written:,} documents)")
+            indexed = int(info.pop("documents"))
+            if indexed != written - empty:
+                missing = info.pop("missing_ids", [])
+                raise HarnessError(f"{dataset.corpus_path}: Lucene indexed {indexed:,} of the {written - empty:,} "
+                                   f"documents with weights ({empty:,} without)"
+                                   + (f" (first missing ids: {', '.join(map(repr, missing[:5]))})" if missing else "")
+                                   + "; nothing was kept")
+            atomic_write_json(staging / "index" / INDEX_MARK, {"collection": "JsonVectorCollection",
+                                                               "corpus_sha256": digest, "indexed": indexed,
+                                                               "empty_not_indexed": empty, "format": SPARSE_FORMAT,
+                                                               "model": self.model_digest, "recipe": self.recipe()})
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(staging / "index", target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def search(self, queries: Mapping[str, str], k: int) -> Run:
+        """Top-``k`` per query in Lucene's order; integer impact scores; sets :attr:`searched_documents`."""
+        if self.index_dir is None:
+            raise RuntimeError("index() must run before search()")
+        qids = list(queries)
+        vectors = self.encode([queries[q] for q in qids], self.query_max_length, batched=False)
+        root = cache_root() / "tmp"
+        root.mkdir(parents=True, exist_ok=True)
+        clean_stale_staging(root)
+        tmp = Path(tempfile.mkdtemp(prefix=f".impact-search.{os.getpid()}.", suffix=STAGING_SUFFIX, dir=root))
+        try:
+            qfile, out = tmp / "queries.jsonl", tmp / "hits.jsonl"
+            with open(qfile, "w", encoding="utf-8") as f:
+                for q, vector in zip(qids, vectors, strict=True):
+                    f.write(json.dumps({"id": q, "vector": vector}, ensure_ascii=False) + "\n")
+            info = _worker({"op": "impact_search", "index": str(self.index_dir), "k": k, "threads": self.threads,
+                            "queries": str(qfile), "output": str(out)}, tmp, jvm_heap_bytes(None),
+                           f"impact search ({len(qids):,} queries)", total=len(qids))
+            searched = int(info.pop("documents"))
+            indexed, empty = self.index_counts
+            if searched != indexed:
+                raise HarnessError(f"impact index {self.index_dir} holds {searched:,} documents, {indexed:,} were "
+                                   "indexed; delete the folder and rerun")
+            self.searched_documents = searched + empty
+            self.jvm_info = info
+            run: Run = {q: {} for q in qids}
+            with open(out, encoding="utf-8") as f:
+                for line in f:
+                    qid, doc, score = json.loads(line)
+                    run[qid][doc] = float(score)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return run
+
+    def provenance(self) -> dict:
+        return {**self.files.provenance(), "model_files_sha256": self.model_digest, "recipe": self.recipe(),
+                "engine": "Lucene impact index (Anserini) via pyserini", "index": str(self.index_dir),
+                **self.jvm_info, "device": str(self._model[2]) if self._model else self.execution.device,
+                "threads": self.threads}
+
+
+def _read_config(folder: Path) -> dict:
+    try:
+        return json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise HarnessError(f"{folder / 'config.json'}: unreadable ({e})") from None
