@@ -4,7 +4,7 @@ For chosen published systems, sources and datasets, every published row is mappe
 (``published/systems.csv``), run or reused through ``harness check`` and judged against the published value
 with a tolerance the publication itself fixes: half a unit of its last printed decimal (0.6789 is matched
 by anything that rounds to it; 0.274 by anything within 0.0005). A row that cannot run says why: no
-retriever of ours is that system (SPLADE, fusion, a checkpoint we do not register), or its dataset is not
+retriever of ours is that system (GAR-T5 expansion, a checkpoint we do not register), or its dataset is not
 downloaded (with the command that fetches it). ``--dry-run`` prints the ``harness run`` command of every
 runnable (retriever, dataset) instead.
 """
@@ -12,6 +12,7 @@ runnable (retriever, dataset) instead.
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +21,7 @@ from harness.errors import HarnessError
 from harness.results.baselines import Expected, Published, load_published, mapped_names
 
 #: why a published system has no retriever of ours, by a piece of its name
-MISSING_KINDS = (("splade", "needs SPLADE (learned sparse retrieval, issue 20)"),
-                 ("hybrid", "needs score fusion of a dense and a sparse run (issue 20)"),
-                 ("rrf", "needs reciprocal rank fusion (issue 20)"), ("dkrr", "needs the DPR-DKRR checkpoint"),
+MISSING_KINDS = (("dkrr", "needs the DPR-DKRR checkpoint"),
                  ("gart5", "needs GAR-T5 query expansion"), ("dpr-topics", "needs DPR's own BM25 topic files"),
                  ("lucene-flat", "needs Lucene's HNSW/flat vector index (we search the same vectors with FAISS)"))
 
@@ -76,9 +75,21 @@ def plan(rows: Sequence[Published], systems_map: dict[str, list[str]], *, need_l
 
 
 def _ours(name: str, registry) -> bool:
-    """A name we can run: registered, or a model folder or hub id given as hf:..."""
+    """A name we can run: registered, a model folder or hub id given as hf:... or sparse:..., or a
+    composition whose stages are all ours."""
     if name in registry:
         return True
+    if name.startswith(("fuse:", "rerank:")):
+        from harness.errors import HarnessError
+        from harness.retrievers.registry import resolve_retriever
+
+        try:
+            resolve_retriever(name)
+        except HarnessError:
+            return False
+        return True
+    if name.startswith("sparse:"):
+        return _ours("hf:" + name[len("sparse:"):], registry)
     if name.startswith("hf:"):
         target = name[3:].partition("@")[0]
         return Path(target).expanduser().is_dir() or not target.startswith((".", "/", "~"))
@@ -98,7 +109,8 @@ def commands(rows: Sequence[Expected]) -> list[str]:
             groups[(r.retriever, r.dataset)].append(r.metric)
     out = []
     for (retriever, dataset), metrics in groups.items():
-        line = f"harness run --retriever {retriever} --dataset {dataset} " + " ".join(f"--metric {m}" for m in metrics)
+        line = (f"harness run --retriever {shlex.quote(retriever)} --dataset {shlex.quote(dataset)} "
+                + " ".join(f"--metric {m}" for m in metrics))
         missing = dataset in DATASETS and find_local(DATASETS.get(dataset)) is None
         out.append(line + ("    # not downloaded here" if missing else ""))
     return out

@@ -253,7 +253,7 @@ def cross_scores_by_hand(ce, pairs: list[tuple[str, str]]) -> list[float]:
     out = []
     with torch.inference_mode():
         for q, d in pairs:  # one pair at a time: no padding
-            f = tok(q, d, truncation="longest_first", max_length=512, return_tensors="pt")
+            f = tok(q, d, truncation="longest_first", max_length=128, return_tensors="pt")
             out.append(float(model(**f).logits[0, 0]))
     return out
 
@@ -319,3 +319,68 @@ def test_bm25_dense_hybrid_end_to_end(models, tmp_path):
     for q in got:
         assert got[q] == fusion.hybrid(dense[q], bm25.get(q, {}), 1.3, depth=1000)
     assert np.isfinite(rec.metrics["ndcg@10"])
+
+
+def test_diff_names_the_composition_parameter_and_the_stage(models, tiny_beir, tmp_path):
+    from harness.results.diff import diff
+
+    a, b, _ = models
+    out = tmp_path / "r"
+    (one,) = run([f"fuse:rrf(hf:{a},hf:{b})"], [str(tiny_beir)], ["ndcg@10"], out, log=lambda m: None)
+    (two,) = run([f"fuse:rrf(hf:{a},hf:{b};k=10)"], [str(tiny_beir)], ["ndcg@10"], out, log=lambda m: None)
+    d = diff(one, two)
+    assert any(x.field == "retriever.params.k" and (x.a, x.b) == (60, 10) for x in d.differences)
+    assert "the composition differs: k" in d.causes
+    (three,) = run([f"fuse:rrf(hf:{a},hf:{a})"], [str(tiny_beir)], ["ndcg@10"], out, log=lambda m: None)
+    d = diff(one, three)
+    assert any(c.startswith("stage 2 of the composition differs: model") for c in d.causes)
+
+
+def test_reproduce_lists_splade_and_dpr_hybrid_rows_as_runnable():
+    from harness.reproduce import load
+
+    runnable, not_runnable = load(systems=["splade-pp-ed", "DPR-Hybrid"], need_local=False)
+    names = {r.retriever for r in runnable}
+    assert "splade-pp-ed" in names
+    assert {"fuse:hybrid(dpr-nq,bm25;alpha=1.2;hits=1000)", "fuse:hybrid(dpr-multi,bm25;alpha=0.95;hits=1000)"} <= names
+    assert all("not a public dataset" in r.reason for r in not_runnable)
+
+
+def test_a_composition_written_short_is_the_same_retriever_as_its_canonical_name():
+    from harness.results.baselines import same_retriever
+
+    canonical = resolve_retriever("fuse:hybrid(dpr-nq,bm25;alpha=1.2;hits=1000)").name
+    assert canonical == "fuse:hybrid(dpr-nq,bm25;alpha=1.2;normalization=false;weight_on_dense=false;hits=1000)"
+    assert same_retriever(canonical, "fuse:hybrid(dpr-nq, bm25; alpha=1.2; hits=1000)")
+    assert not same_retriever(canonical, "fuse:hybrid(dpr-nq,bm25;alpha=1.3;hits=1000)")
+
+
+@pytest.mark.realdata
+@pytest.mark.java
+def test_bm25_then_cross_encoder_rerank_on_a_scifact_subset(models, shared_data, tmp_path):
+    """The whole SciFact corpus, its first 30 test queries: BM25, then a tiny random cross-encoder over the
+    top 20; the record names both stages and the run holds 20 reranked documents per query."""
+    import json
+
+    _, _, ce = models
+    src = shared_data / "beir" / "scifact"
+    sub = tmp_path / "scifact-subset"
+    (sub / "qrels").mkdir(parents=True)
+    shutil.copy(src / "corpus.jsonl", sub / "corpus.jsonl")
+    lines = (src / "qrels" / "test.tsv").read_text().splitlines()
+    keep = list(dict.fromkeys(line.split("\t")[0] for line in lines[1:]))[:30]
+    (sub / "qrels" / "test.tsv").write_text("\n".join([lines[0], *[ln for ln in lines[1:]
+                                                                    if ln.split("\t")[0] in keep]]) + "\n")
+    with open(src / "queries.jsonl") as f, open(sub / "queries.jsonl", "w") as out:
+        for line in f:
+            if json.loads(line)["_id"] in keep:
+                out.write(line)
+    (rec,) = run([f"rerank:{ce}(bm25;top=20)"], [str(sub)], ["ndcg@10", "recall@100"], tmp_path / "r",
+                 log=lambda m: None)
+    assert rec.num_queries == 30 and rec.documents_searched == 5183
+    assert rec.index["first_stage"]["retriever"] == "bm25"
+    assert rec.retriever_spec["stages"][0]["name"] == "bm25" and rec.retriever_provenance["first_stage"] == "bm25"
+    run_file = read_run(tmp_path / "r" / rec.dataset / rec.split / rec.run_file)
+    bm25 = read_run(tmp_path / "r" / rec.dataset / rec.split / "bm25.trec")
+    assert all(sorted(run_file[q]) == sorted(list(bm25[q])[:20]) for q in run_file)
+    assert rec.retriever_provenance["rerank"]["pairs"]["pairs"] == 600

@@ -219,8 +219,16 @@ def same_retriever(ours: str, name: str) -> bool:
 
 
 def canonical_name(name: str) -> str | None:
-    """The canonical retriever name of a folder given as ``hf:<folder>`` or a path; None for anything else."""
-    from harness.retrievers.registry import folder_name
+    """The canonical retriever name of a folder given as ``hf:<folder>`` or a path, or of a composition or
+    ``sparse:`` name (stages resolved, every parameter written out); None for anything else."""
+    from harness.errors import HarnessError
+    from harness.retrievers.registry import COMPOSITIONS, folder_name, resolve_retriever
+
+    if name.startswith((*COMPOSITIONS, "sparse:")):
+        try:
+            return resolve_retriever(name).name
+        except (HarnessError, OSError):
+            return None
 
     target = name[3:].partition("@")[0] if name.startswith("hf:") else name
     try:

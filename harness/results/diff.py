@@ -64,6 +64,11 @@ def _flatten(prefix: str, value: object) -> dict[str, object]:
         for k in sorted(value):
             out.update(_flatten(f"{prefix}.{k}" if prefix else str(k), value[k]))
         return out
+    if isinstance(value, list) and any(isinstance(v, dict) for v in value):  # a composition's stages
+        out = {}
+        for i, v in enumerate(value):
+            out.update(_flatten(f"{prefix}.{i}", v))
+        return out
     return {prefix: value}
 
 
@@ -82,12 +87,21 @@ def causes(diffs: Sequence[Difference], a: str, b: str) -> list[str]:
     """Plain words for the differences that are known to move numbers."""
     by = {d.field: d for d in diffs}
     out = []
-    for key in ("retriever.compute.precision", "compute.precision"):
-        if key in by:
+    for key in sorted(by, key=len):
+        if key == "compute.precision" or (key.startswith("retriever.") and key.endswith("compute.precision")):
             d = by[key]
             out.append(f"{a} was computed in {d.a}, {b} in {d.b}: a precision other than fp32 moves scores "
                        "(bf16 moved SciFact nDCG@10 by 0.0025)")
             break
+    params = sorted(k.split(".", 2)[-1] for k in by if k.startswith("retriever.params."))
+    if params or "retriever.method" in by:
+        out.append("the composition differs: " + ", ".join((["method"] if "retriever.method" in by else []) + params))
+    stages = sorted({int(k.split(".")[2]) for k in by if k.startswith("retriever.stages.")
+                     and k.split(".")[2].isdigit()})
+    for i in stages:
+        fields_ = [k.split(".", 3)[-1] for k in by if k.startswith(f"retriever.stages.{i}.")]
+        out.append(f"stage {i + 1} of the composition differs: " + ", ".join(fields_[:6])
+                   + (" ..." if len(fields_) > 6 else ""))
     recipe = sorted(k.split(".", 2)[-1] for k in by if k.startswith("retriever.encoder."))
     if recipe:
         out.append("the encoder recipe differs: " + ", ".join(recipe))

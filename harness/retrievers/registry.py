@@ -204,7 +204,7 @@ FUSE_PARAMS: dict[str, dict[str, object]] = {
     "hybrid": {"alpha": 0.1, "normalization": False, "weight_on_dense": False, "hits": None},
     "wsum": {"weights": None, "norm": "none", "hits": None},
 }
-RERANK_PARAMS: dict[str, object] = {"top": 100, "max_length": 512, "batch_tokens": None}
+RERANK_PARAMS: dict[str, object] = {"top": 100, "max_length": None, "batch_tokens": None}  # None: 512 or fewer
 COMPOSITIONS = ("fuse:", "rerank:")
 COMPOSITION_SYNTAX = (
     ("fuse:rrf(A,B,...;k=60)", "reciprocal rank fusion of the runs of A, B, ... (Cormack et al. 2009; k=60)"),

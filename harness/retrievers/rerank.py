@@ -8,7 +8,8 @@ documents alone.
 
 - A cross-encoder (a Hugging Face sequence-classification model with one output, e.g.
   ``cross-encoder/ms-marco-MiniLM-L-6-v2``) reads (query, title + " " + text) pairs, truncated together
-  to ``max_length`` tokens (longest first), in fp32; the score is its logit (the sigmoid that
+  to ``max_length`` tokens (longest first; default 512 as BEIR's reranker, or the model's positions when
+  fewer; the length used is in the fingerprint), in fp32; the score is its logit (the sigmoid that
   sentence-transformers applies by default does not change the order, and would tie saturated scores).
   Pairs are batched by length under a token budget, and every score is cached by content (model files,
   max length, query text, document text) in an SQLite file, so a second first stage over the same
@@ -50,7 +51,7 @@ class RerankRetriever:
         self.settings = settings
         self.execution = execution
         self.top = int(spec.params["top"])
-        self.max_length = int(spec.params.get("max_length") or 512)
+        self.max_length = 512  # BEIR's cross-encoder length; a model with fewer positions: its own
         self.batch_tokens = spec.params.get("batch_tokens")
         self.stages = stages or [s.load(settings, execution) for s in spec.stages]
         self.scorer = self.stages[1] if len(self.stages) > 1 else None  # a dense retriever rescoring
@@ -62,6 +63,14 @@ class RerankRetriever:
                 raise HarnessError(f"{spec.name}: no cross-encoder model")
             self.files = resolve_model(spec.model)
             self._check_cross_encoder(self.files.path)
+            from harness.retrievers.config import model_max_positions
+
+            limit = model_max_positions(self.files.path)
+            asked = spec.params.get("max_length")
+            if asked is not None and limit is not None and int(asked) > limit:
+                raise HarnessError(f"{spec.name}: max_length={asked} is more than the model takes ({limit} "
+                                   f"positions); use at most {limit}")
+            self.max_length = int(asked) if asked is not None else min(512, limit or 512)
         self._digest: str | None = None
         self._model: tuple | None = None
         self.dataset: Any = None

@@ -36,8 +36,15 @@ from harness.data.beir import doc_text
 from harness.errors import HarnessError
 from harness.io import atomic_write_json, cached_sha256
 from harness.paths import cache_root
-from harness.retrievers.lucene import INDEX_MARK, STAGING_SUFFIX, _anserini_jar_name, _version, _worker, \
-    clean_stale_staging, jvm_heap_bytes
+from harness.retrievers.lucene import (
+    INDEX_MARK,
+    STAGING_SUFFIX,
+    _anserini_jar_name,
+    _version,
+    _worker,
+    clean_stale_staging,
+    jvm_heap_bytes,
+)
 from harness.retrievers.registry import RetrieverSpec
 from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution
 from harness.trec import PYSERINI_SCORE_FORMAT, Run

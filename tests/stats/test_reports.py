@@ -53,13 +53,13 @@ def test_dry_run_lists_one_command_per_beir_dataset(capsys):
 
 def test_rows_that_cannot_run_say_why(tmp_path, monkeypatch):
     monkeypatch.setenv("HARNESS_DATA", str(tmp_path / "empty"))
-    rows = [Published("pyserini 2cr/beir.yaml", "splade-pp-ed", "beir/scifact", "test", "ndcg@10", 0.704, "x", 2),
+    rows = [Published("pyserini 2cr/odqa_nq.yaml", "GarT5-RRF", "odqa/nq", "test", "accuracy@20", 0.7717, "x", 2),
             Published("pyserini 2cr/beir.yaml", "bm25-flat", "beir/nfcorpus", "test", "ndcg@10", 0.3218, "x", 3),
             Published("someone", "mystery", "beir/nfcorpus", "test", "ndcg@10", 0.3, "x", 4)]
     runnable, not_runnable = plan(rows, {"bm25-flat": ["bm25"]})
     assert runnable == []
     reasons = [r.reason for r in not_runnable]
-    assert "needs SPLADE" in reasons[0] and "harness fetch beir/nfcorpus" in reasons[1]
+    assert "needs GAR-T5" in reasons[0] and "harness fetch beir/nfcorpus" in reasons[1]
     assert "no retriever of ours is this system" in reasons[2]
     runnable, _ = plan(rows[1:2], {"bm25-flat": ["bm25"]}, need_local=False)
     assert runnable[0].retriever == "bm25" and runnable[0].tolerance == pytest.approx(5e-5)
