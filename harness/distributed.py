@@ -29,16 +29,6 @@ def barrier() -> None:
         dist.barrier()
 
 
-def local_device(requested: str) -> str:
-    """Under torchrun with CUDA, ``auto`` means this process's own GPU (``cuda:LOCAL_RANK``)."""
-    if requested == "auto" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        import torch
-
-        if torch.cuda.is_available():
-            return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-    return requested
-
-
 def cpu_threads() -> int:
     """Threads for CPU compute in this process: the cores this process may run on (its CPU affinity,
     which containers and batch schedulers set), shared among the ranks torchrun started on this node."""

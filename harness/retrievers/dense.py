@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from harness.data.beir import Doc, doc_text
-from harness.distributed import barrier, local_device, world
+from harness.devices import device_name
+from harness.distributed import barrier, world
 from harness.embeddings import EmbeddingStore
 from harness.errors import HarnessError
 from harness.io import cached_sha256
@@ -60,7 +61,7 @@ class DenseRetriever:
         if limit is not None and self.config.max_length > limit:
             raise HarnessError(f"--max-length {self.config.max_length} is more than {spec.name} can take "
                                f"({limit} positions); use at most {limit}")
-        self.device = local_device(execution.device)
+        self.device = device_name(execution.device)
         # decided before the model loads: the compute is part of the cache key
         self.compute = plan_compute(self.files.path / self.config.transformer_path, self.device, settings.precision,
                                     settings.forward)

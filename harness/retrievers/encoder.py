@@ -24,45 +24,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from harness.devices import pick_device
 from harness.errors import HarnessError
 from harness.retrievers.config import EncoderConfig
 from harness.retrievers.pooling import pool
 from harness.settings import FORWARDS, PRECISIONS
 
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def pick_device(requested: str = "auto") -> torch.device:
-    """``auto`` picks CUDA, then Apple MPS, then CPU; ``cpu``, ``cuda``, ``cuda:N`` and ``mps`` are checked
-    to exist here, so a wrong ``--device`` stops before any work with the devices this machine has."""
-    if requested != "auto":
-        try:
-            dev = torch.device(requested)
-        except (RuntimeError, TypeError):
-            raise HarnessError(f"--device {requested!r} is not a device; use auto, cpu, cuda, cuda:N or mps") from None
-        present = available_devices()
-        if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
-            raise HarnessError(f"--device {requested}: no such CUDA device on this machine "
-                               f"(available: {', '.join(present)})")
-        if dev.type == "mps" and "mps" not in present:
-            raise HarnessError(f"--device mps: Apple MPS is not available here (available: {', '.join(present)})")
-        if dev.type not in {"cpu", "cuda", "mps"}:
-            raise HarnessError(f"--device {requested}: unsupported device type (available: {', '.join(present)})")
-        return dev
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def available_devices() -> list[str]:
-    found = ["cpu"]
-    if torch.cuda.is_available():
-        found += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        found.append("mps")
-    return found
 
 
 #: a text longer than max length x this many characters is cut to a prefix before tokenizing

@@ -204,7 +204,7 @@ class RerankRetriever:
             import torch
             from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-            from harness.retrievers.encoder import pick_device
+            from harness.devices import pick_device
 
             assert self.files is not None
             device = pick_device(self.execution.device)

@@ -118,7 +118,7 @@ class SparseRetriever:
             import torch
             from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-            from harness.retrievers.encoder import pick_device
+            from harness.devices import pick_device
 
             device = pick_device(self.execution.device)
             tokenizer = AutoTokenizer.from_pretrained(str(self.files.path))

@@ -40,14 +40,15 @@ def finetune(cfg: FinetuneConfig):
     """Fine-tune ``cfg.init`` on few-shot pairs; returns the trainer's ``TrainResult``."""
     from harness.data.beir import doc_text, read_queries
     from harness.datasets import resolve_dataset
+    from harness.devices import pick_device
     from harness.train.checkpoint import checkpoint_metadata, save_checkpoint
     from harness.train.encoder import init_encoder_config, load_encoder
     from harness.train.losses import inbatch_loss
-    from harness.train.trainer import LOG_FILE, TrainResult, _log, _lr_lambda, _pick_device
+    from harness.train.trainer import LOG_FILE, TrainResult, _log, _lr_lambda
 
     if cfg.steps < 1 or cfg.batch_size < 2:
         raise HarnessError("finetune needs --steps >= 1 and --batch-size >= 2 (in-batch negatives)")
-    device = _pick_device(cfg.device)
+    device = pick_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     random.seed(cfg.seed)

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from harness.devices import pick_device
 from harness.errors import HarnessError
 from harness.paths import cache_root
 from harness.retrievers.config import CHECKPOINT_METADATA
@@ -78,16 +79,6 @@ def _setup_distributed(device: str) -> tuple[int, int, bool]:
     return 0, 1, False
 
 
-def _pick_device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        name = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise HarnessError(f"device {name!r} asked for, but CUDA is not available (use --device cpu)")
-    return torch.device(name)
-
-
 def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision == "auto":
         if device.type != "cuda":
@@ -133,7 +124,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
 
 
 def _train(cfg: TrainConfig, resume: bool, rank: int, world: int) -> TrainResult:
-    device = _pick_device(cfg.device)
+    device = pick_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     output = Path(cfg.output)

@@ -1,0 +1,46 @@
+"""The one device picker: auto, a checked named device, torchrun's local rank; nothing else picks one."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness.devices import device_name, pick_device
+from harness.errors import HarnessError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_auto_and_named_devices():
+    expected = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    assert pick_device("auto").type == expected
+    assert pick_device("cpu") == torch.device("cpu")
+    assert pick_device(torch.device("cpu")) == torch.device("cpu")
+    with pytest.raises(HarnessError, match="not a device"):
+        pick_device("gpu0")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_a_missing_cuda_device_is_refused_with_what_there_is():
+    with pytest.raises(HarnessError, match=r"no such CUDA device.*available: cpu"):
+        pick_device("cuda:3")
+
+
+def test_under_torchrun_cuda_means_this_ranks_own_gpu(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert device_name("auto") == device_name("cuda") == "cuda:2"
+    assert device_name("cuda:0") == "cuda:0" and device_name("cpu") == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert device_name("auto") == "auto"
+
+
+def test_no_other_module_picks_a_device():
+    pattern = re.compile(r"def \w*(pick|local)_device|torch\.device\(")
+    offenders = [str(p.relative_to(REPO)) for p in (REPO / "harness").rglob("*.py")
+                 if p.name != "devices.py" and pattern.search(p.read_text(encoding="utf-8"))]
+    assert offenders == []
