@@ -33,7 +33,7 @@ def kernel_speed(variants: dict) -> None:
     import torch
     import torch.nn.functional as F
 
-    from harness.retrievers import amx
+    from harness.retrievers.compute import amx
 
     gen = torch.Generator().manual_seed(0)
     print("shape (M x K x N)      " + "".join(f"{name:>16}" for name in ["fp32 oneDNN", *variants, "bf16x3 out="])
@@ -61,16 +61,14 @@ def kernel_speed(variants: dict) -> None:
 
 
 def build_variant(defines: str) -> object:
-    from harness.retrievers import amx
+    from harness.retrievers.compute import compile_kernel
 
     out = Path(tempfile.mkdtemp()) / "variant.so"
-    flags = [f"-D{d}" for d in defines.split()]
-    subprocess.run([amx._compiler(), *amx.FLAGS, *flags, str(amx.SOURCE), "-o", str(out)], check=True)
-    return amx._Library(out)
+    return compile_kernel(out, [f"-D{d}" for d in defines.split()])
 
 
 def first_use() -> None:
-    code = "from harness.retrievers import amx; assert amx.available()"
+    code = "from harness.retrievers.compute import amx; assert amx.available()"
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "HARNESS_CACHE": cache}
         walls = []
@@ -103,7 +101,7 @@ def forward_profile() -> None:
     import torch
     from transformers import AutoModel
 
-    from harness.retrievers.fused_bert import FusedBertForward
+    from harness.retrievers.compute.fused_bert import FusedBertForward
 
     forward = FusedBertForward(AutoModel.from_pretrained(MINILM).eval(), backend="amx")
     ids = torch.randint(1000, 20000, (16, 256))
@@ -131,13 +129,15 @@ def main() -> None:
     parser.add_argument("--variant", action="append", default=[], help='e.g. "MC=128 A_BYTES=524288"')
     parser.add_argument("--docs", type=int, default=300)
     args = parser.parse_args()
-    from harness.retrievers import amx
+    from harness.retrievers.compute import amx
 
     print(f"# amx_kernel  {stamp()}  {machine()}")
     if not amx.available():
         print(f"skipped: {amx.unavailable_reason()}")
         return
-    kernel_speed({"bf16x3": amx._load()[0], **{v: build_variant(v) for v in args.variant}})
+    from harness.retrievers.compute import kernel_library
+
+    kernel_speed({"bf16x3": kernel_library(), **{v: build_variant(v) for v in args.variant}})
     first_use()
     vector_differences(args.docs)
     forward_profile()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from _common import MINILM, ROOT, SCIFACT, machine, require, stamp
 
-MODULE = "harness/retrievers/fused_bert.py"
+MODULE = "harness/retrievers/compute/fused_bert.py"
 
 
 def fused_at(rev: str, folder: Path):

@@ -48,8 +48,8 @@ def main() -> None:
     from transformers import AutoModel, BertConfig, BertModel
 
     from harness.distributed import cpu_threads
-    from harness.retrievers import amx
-    from harness.retrievers.fused_bert import FusedBertForward, onednn_works
+    from harness.retrievers.compute import amx
+    from harness.retrievers.compute.fused_bert import FusedBertForward, onednn_works
 
     torch.set_num_threads(cpu_threads())
     print(f"# forward_variants  {stamp()}  {machine()}  torch {torch.__version__}, {torch.get_num_threads()} threads")

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from harness.errors import HarnessError
-from harness.retrievers import amx
+from harness.retrievers.compute import amx, plan_compute
+from harness.retrievers.compute.fused_bert import FusedBertForward
 from harness.retrievers.config import read_encoder_config
-from harness.retrievers.encoder import HFEncoder, plan_compute
-from harness.retrievers.fused_bert import FusedBertForward
+from harness.retrievers.encoder import HFEncoder
 from harness.settings import EncodeSettings
 from tests.conftest import MINILM, make_tiny_bert
 

@@ -44,7 +44,7 @@ def test_batching_does_not_change_vectors(tiny_bert_dir):
 
 
 def test_default_token_budget_by_device_precision_and_width(tiny_bert_dir):
-    from harness.retrievers.encoder import default_batch_tokens
+    from harness.retrievers.compute import default_batch_tokens
 
     cpu = torch.device("cpu")
     assert default_batch_tokens(cpu, "fp32", 384) == 4096  # MiniLM: its Q/K/V output stays under 32 MiB

@@ -304,8 +304,7 @@ def test_read_run_orders_by_the_rank_column(tmp_path):
 
 
 def test_the_default_compute_is_fp32_everywhere(tiny_bert_dir, monkeypatch):
-    from harness.retrievers import amx
-    from harness.retrievers.encoder import plan_compute
+    from harness.retrievers.compute import amx, plan_compute
 
     monkeypatch.setattr(amx, "unavailable_reason", lambda: None)  # even where bf16x3 would run
     assert REFERENCE.precision == "fp32"

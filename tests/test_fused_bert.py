@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from harness.errors import HarnessError
+from harness.retrievers.compute import plan_compute
+from harness.retrievers.compute.fused_bert import FusedBertForward, onednn_works, unsupported_reason
 from harness.retrievers.config import CONTRIEVER, read_encoder_config
-from harness.retrievers.encoder import HFEncoder, plan_compute
-from harness.retrievers.fused_bert import FusedBertForward, onednn_works, unsupported_reason
+from harness.retrievers.encoder import HFEncoder
 from harness.settings import EncodeSettings, Execution
 from tests.conftest import MINILM, make_tiny_bert
 

@@ -46,7 +46,7 @@ class DenseRetriever:
 
     def __init__(self, spec: RetrieverSpec, settings: EncodeSettings = REFERENCE,
                  execution: Execution = DEFAULT_EXECUTION):
-        from harness.retrievers.encoder import plan_compute
+        from harness.retrievers.compute import plan_compute
 
         if spec.model is None:
             raise HarnessError(f"retriever {spec.name} names no model")

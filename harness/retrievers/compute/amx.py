@@ -139,7 +139,7 @@ def _probe_in_child(path: Path) -> str | None:
     marker = path.with_suffix(".probed")
     if marker.is_file():
         return None
-    code = ("import sys; from pathlib import Path; from harness.retrievers import amx; "
+    code = ("import sys; from pathlib import Path; from harness.retrievers.compute import amx; "
             "sys.exit(amx._probe(amx._Library(Path(sys.argv[1]))) is not None)")
     proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=300)
     if proc.returncode < 0:

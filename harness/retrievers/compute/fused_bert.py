@@ -11,7 +11,7 @@ laid out for a CPU's caches:
 * the linear layers run through oneDNN with the bias, and the feed-forward's exact (erf) GELU, applied
   inside the matmul, against weights reordered once into oneDNN's blocked layout (instead of at every
   call), where this torch build has oneDNN; otherwise through ``torch.addmm``; or, in bf16x3
-  (``backend="amx"``), through the AMX kernel of :mod:`harness.retrievers.amx` on weights split and
+  (``backend="amx"``), through the AMX kernel of :mod:`harness.retrievers.compute.amx` on weights split and
   packed once, with the bias added in the kernel;
 * residual additions are done in place, and in bf16x3 the query/key/value projection is written into one
   buffer kept across layers and batches (see ``FusedBertForward._qkv_buffer``).
@@ -93,7 +93,7 @@ class _Linear:
 
     def prepare(self, w: torch.Tensor):
         if self.backend == "amx":
-            from harness.retrievers.amx import PackedWeight
+            from harness.retrievers.compute.amx import PackedWeight
 
             return PackedWeight(w)
         return torch.ops.mkldnn._reorder_linear_weight(w, self.rows_hint) if self.backend == "onednn" else w

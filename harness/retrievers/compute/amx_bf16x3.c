@@ -8,7 +8,7 @@
  * B is packed once (harness_amx_pack_b) into 1 KiB tiles of 16 k-pairs x 16 columns (the VNNI layout
  * TDPBF16PS reads), hi and lo parts side by side; A is split block by block inside the call.
  * Shapes: K % 32 == 0 and N % 32 == 0 (the Python side checks); any M.
- * Compiled on first use by harness/retrievers/amx.py; no Python or torch headers.
+ * Compiled on first use by harness/retrievers/compute/amx.py; no Python or torch headers.
  */
 #include <immintrin.h>
 #include <omp.h>

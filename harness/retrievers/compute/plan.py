@@ -1,0 +1,103 @@
+"""The compute planner: how a forward pass will run (device type, precision, forward implementation),
+decided from the device, the requested precision and the model's ``config.json`` before any model loads,
+so that it can be part of the embedding cache key."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from harness.devices import pick_device
+from harness.errors import HarnessError
+from harness.settings import FORWARDS, PRECISIONS
+
+# glibc's malloc serves an allocation this large from a mapping of its own, unmapped again when freed
+MMAP_THRESHOLD_MAX = 32 * 2**20
+
+
+def default_batch_tokens(device: torch.device, precision: str, hidden_size: int) -> int:
+    """Padded tokens per batch: 16384 on accelerators; on CPU 4096 in fp32, where a batch's activations
+    then stay in the last-level cache (MiniLM on a 2-core EPYC, fused forward: 171 against 163 GFLOP/s
+    with 16384; benchmarks/forward_variants.py), and 2048 in bf16x3 (2-core Xeon with AMX, same script: 573
+    against 565 GFLOP/s for MiniLM, 689 against 631 for BERT-base, compared with 4096). Also 2048 in fp32
+    where 4096 tokens' query/key/value projection (3 x hidden_size floats a token) would pass 32 MiB
+    (BERT-base and wider): glibc gives an allocation that large its own mapping, faulted in again at
+    every layer, which slows that matmul by about a fifth (benchmarks/amx_kernel.py: oneDNN at 318
+    GFLOP/s on 4096 x 768 x 2304 against 414 on 2048 rows); the fp32 fused forward of BERT-base ran 5%
+    faster with 2048 (forward_variants.py on the Xeon: 356.8 against 339.2 GFLOP/s; 368.0 against 354.3
+    in an earlier run)."""
+    if device.type != "cpu":
+        return 16384
+    if precision == "bf16x3" or 4096 * 3 * hidden_size * 4 > MMAP_THRESHOLD_MAX:
+        return 2048
+    return 4096
+
+
+@dataclass(frozen=True)
+class Compute:
+    """Where and how the forward pass runs: device type, precision (fp32; bf16x3, float32 matmuls as three
+    bf16 products on AMX; or bf16/fp16 autocast) and forward implementation ("fused-bert+amx",
+    "fused-bert+onednn", "fused-bert+addmm" or "transformers")."""
+
+    device: str
+    precision: str
+    forward: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def plan_compute(model_dir: Path | str, device: str = "auto", precision: str = "fp32",
+                 forward: str = "auto") -> Compute:
+    """The :class:`Compute` an :class:`HFEncoder` with these arguments will use (no model is loaded).
+
+    ``precision`` is what runs, never a guess: fp32 (the reference; TF32 off on CUDA) unless a speed mode
+    is asked for. bf16x3 needs the fused BERT forward (a plain BERT with sizes that are multiples of 32)
+    on a CPU with AMX and a C compiler, and says why not otherwise; fp16 needs CUDA. ``forward`` auto: the
+    fused BERT forward for a BERT encoder in fp32 or bf16x3 on CPU, transformers' own forward otherwise;
+    "transformers" forces the latter.
+    """
+    from harness.retrievers.compute.fused_bert import onednn_works, unsupported_reason
+
+    if precision not in PRECISIONS:
+        raise HarnessError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if forward not in FORWARDS:
+        raise HarnessError(f"--forward must be one of {', '.join(FORWARDS)}, not {forward!r}")
+    dev = pick_device(device)
+    if precision == "fp16" and dev.type != "cuda":
+        raise HarnessError(f"--precision fp16 needs a CUDA device (this run uses {dev.type}); use bf16 or fp32")
+    config_path = Path(model_dir) / "config.json"
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        config = {}  # transformers reports a missing or broken config when it loads the model
+    fusable = (forward == "auto" and dev.type == "cpu" and isinstance(config, dict)
+               and unsupported_reason(config) is None)
+    if precision == "bf16x3":
+        why_not = (f"it runs on CPUs with AMX (this run uses {dev.type})" if dev.type != "cpu"
+                   else bf16x3_unavailable(config if fusable else None, forward))
+        if why_not:
+            raise HarnessError(f"--precision bf16x3 does not apply to {model_dir}: {why_not}; use fp32")
+        return Compute(device=dev.type, precision=precision, forward="fused-bert+amx")
+    if not (fusable and precision == "fp32"):
+        return Compute(device=dev.type, precision=precision, forward="transformers")
+    return Compute(device=dev.type, precision=precision,
+                   forward="fused-bert+onednn" if onednn_works() else "fused-bert+addmm")
+
+
+def bf16x3_unavailable(config: dict | None, forward: str = "auto") -> str | None:
+    """``None`` when a model with this ``config.json`` (None: the fused forward does not apply) can run
+    in bf16x3 here; otherwise why not."""
+    if forward != "auto":
+        return f"--forward {forward} keeps the model's own forward"
+    if config is None:
+        return "it needs the fused BERT forward (a plain BERT encoder)"
+    sizes = (config.get("hidden_size", 768), config.get("intermediate_size", 3072))
+    if any(int(n) % 32 for n in sizes):
+        return f"hidden and intermediate sizes {sizes} are not multiples of 32"
+    from harness.retrievers.compute import amx
+
+    return amx.unavailable_reason()
