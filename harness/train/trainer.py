@@ -123,7 +123,65 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
             dist.destroy_process_group()
 
 
+@dataclass
+class _Run:
+    """Everything a training run holds between steps (made by :func:`_setup`)."""
+
+    device: torch.device
+    output: Path
+    tokenizer: Any
+    encoder: Any
+    enc_cfg: Any
+    checksum: str
+    key_encoder: Any
+    queue: Any
+    opt: torch.optim.Optimizer
+    sched: Any
+    scaler: Any
+    amp: torch.dtype | None
+    start: int
+    end: int
+    batches: Any
+    B: int
+    m: int
+
+
 def _train(cfg: TrainConfig, resume: bool, rank: int, world: int) -> TrainResult:
+    """Setup, then one :func:`_step` per step, a :func:`_checkpoint` every ``save_every`` steps and at the end."""
+    run = _setup(cfg, resume, rank, world)
+    result = TrainResult(run.output, encoder=run.encoder, queue=run.queue)
+    log_path = run.output / LOG_FILE
+    if rank == 0:
+        run.output.mkdir(parents=True, exist_ok=True)
+    bar = None
+    if rank == 0 and cfg.progress:
+        from harness.progress import progress_bar
+
+        bar = progress_bar(run.end, f"train {cfg.objective}", "step", initial=run.start, leave=True)
+    for step in range(run.start, run.end):
+        record = _step(cfg, run, step, world)
+        done = step + 1
+        if rank == 0:
+            _log(log_path, record, bar, cfg.log_every, done)
+        if done % cfg.save_every == 0 or done == run.end:  # end: the last step, or --stop-at-step
+            _checkpoint(cfg, run, done, rank, result)
+        result.last_step = done
+    if bar:
+        bar.close()
+    if rank == 0 and cfg.eval and cfg.eval_baselines and result.last_step == cfg.steps:
+        from harness.train.evaluate import evaluate_baselines
+
+        result.evaluations += evaluate_baselines(cfg)
+    if rank == 0 and cfg.plot:
+        from harness.train.plot import plot_training
+
+        plot_training(run.output)
+    return result
+
+
+def _setup(cfg: TrainConfig, resume: bool, rank: int, world: int) -> _Run:
+    """Device, seeds, model, token stream, batches, optimizer and schedule, restored from a checkpoint's
+    training state when resuming."""
     device = pick_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -191,77 +249,62 @@ def _train(cfg: TrainConfig, resume: bool, rank: int, world: int) -> TrainResult
         dataset, batch_size=None, sampler=range(start * cfg.grad_accum, end * cfg.grad_accum),
         num_workers=cfg.num_workers, generator=torch.Generator(), pin_memory=device.type == "cuda",
         prefetch_factor=4 if cfg.num_workers else None)
-    batches = iter(loader)
-    result = TrainResult(output, encoder=encoder, queue=queue)
-    log_path = output / LOG_FILE
+    return _Run(device, output, tokenizer, encoder, enc_cfg, stream.checksum, key_encoder, queue, opt, sched, scaler,
+                amp, start, end, iter(loader), B, m)
+
+
+def _step(cfg: TrainConfig, run: _Run, step: int, world: int) -> dict:
+    """One optimizer step over ``grad_accum`` micro-batches (gradients averaged over ranks); the MoCo queue
+    takes the step's keys once, after every micro-batch; returns the step's log record."""
+    t0 = time.perf_counter()
+    encoder, key_encoder, queue, opt, scaler = run.encoder, run.key_encoder, run.queue, run.opt, run.scaler
+    micro = [{k: v.to(run.device, non_blocking=True) for k, v in next(run.batches).items()}
+             for _ in range(cfg.grad_accum)]
+    tokens = sum(int(b["anchor_mask"].sum() + b["key_mask"].sum()) for b in micro)
+    if cfg.objective == "inbatch":
+        stats = [_inbatch_step(cfg, encoder, micro, run.amp, scaler).stats()]
+    else:
+        stats, keys = [], []
+        for batch in micro:
+            with _autocast(run.device, run.amp):
+                out, k = _objective(cfg, encoder, key_encoder, queue, batch, run.B, run.m)
+            loss = out.loss / cfg.grad_accum
+            (scaler.scale(loss) if scaler else loss).backward()
+            keys.append(k.reshape(-1, k.shape[-1]).float())
+            stats.append(out.stats())
+        assert queue is not None
+        queue.enqueue(gather_nograd(torch.cat(keys)))  # once per step: no micro-batch saw these
+    average_gradients(encoder)
+    if scaler:
+        scaler.unscale_(opt)
+    if cfg.max_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_(encoder.parameters(), cfg.max_grad_norm)
+    lr = run.sched.get_last_lr()[0]
+    if scaler:
+        scaler.step(opt)
+        scaler.update()
+    else:
+        opt.step()
+    run.sched.step()
+    opt.zero_grad(set_to_none=True)
+    if key_encoder is not None:
+        momentum_update(key_encoder, encoder, cfg.momentum)
+    means = mean_over_ranks({k: float(np.mean([s[k] for s in stats])) for k in stats[0]})
+    return {"step": step + 1, **means, "lr": lr,
+            "tokens_per_s": tokens * world / max(time.perf_counter() - t0, 1e-9)}
+
+
+def _checkpoint(cfg: TrainConfig, run: _Run, done: int, rank: int, result: TrainResult) -> None:
+    """Save a checkpoint (weights, recipe, training state), then evaluate it on rank 0 when asked."""
+    folder = _save(cfg, run.output, done, run.encoder, run.key_encoder, run.queue, run.opt, run.sched, run.scaler,
+                   run.tokenizer, run.enc_cfg, run.checksum, rank)
     if rank == 0:
-        output.mkdir(parents=True, exist_ok=True)
-    bar = None
-    if rank == 0 and cfg.progress:
-        from harness.progress import progress_bar
+        result.checkpoints.append(folder)
+        if cfg.eval:
+            from harness.train.evaluate import evaluate_checkpoint
 
-        bar = progress_bar(end, f"train {cfg.objective}", "step", initial=start, leave=True)
-    for step in range(start, end):
-        t0 = time.perf_counter()
-        micro = [{k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
-                 for _ in range(cfg.grad_accum)]
-        tokens = sum(int(b["anchor_mask"].sum() + b["key_mask"].sum()) for b in micro)
-        if cfg.objective == "inbatch":
-            stats = [_inbatch_step(cfg, encoder, micro, amp, scaler).stats()]
-        else:
-            stats, keys = [], []
-            for batch in micro:
-                with _autocast(device, amp):
-                    out, k = _objective(cfg, encoder, key_encoder, queue, batch, B, m)
-                loss = out.loss / cfg.grad_accum
-                (scaler.scale(loss) if scaler else loss).backward()
-                keys.append(k.reshape(-1, k.shape[-1]).float())
-                stats.append(out.stats())
-            assert queue is not None
-            queue.enqueue(gather_nograd(torch.cat(keys)))  # once per step: no micro-batch saw these
-        average_gradients(encoder)
-        if scaler:
-            scaler.unscale_(opt)
-        if cfg.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(encoder.parameters(), cfg.max_grad_norm)
-        lr = sched.get_last_lr()[0]
-        if scaler:
-            scaler.step(opt)
-            scaler.update()
-        else:
-            opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        if key_encoder is not None:
-            momentum_update(key_encoder, encoder, cfg.momentum)
-        done = step + 1
-        means = mean_over_ranks({k: float(np.mean([s[k] for s in stats])) for k in stats[0]})
-        record = {"step": done, **means, "lr": lr,
-                  "tokens_per_s": tokens * world / max(time.perf_counter() - t0, 1e-9)}
-        if rank == 0:
-            _log(log_path, record, bar, cfg.log_every, done)
-        if done % cfg.save_every == 0 or done == end:  # end: the last step, or --stop-at-step
-            folder = _save(cfg, output, done, encoder, key_encoder, queue, opt, sched, scaler, tokenizer, enc_cfg,
-                           stream.checksum, rank)
-            if rank == 0:
-                result.checkpoints.append(folder)
-                if cfg.eval:
-                    from harness.train.evaluate import evaluate_checkpoint
-
-                    result.evaluations += evaluate_checkpoint(folder, done, cfg)
-            _barrier()
-        result.last_step = done
-    if bar:
-        bar.close()
-    if rank == 0 and cfg.eval and cfg.eval_baselines and result.last_step == cfg.steps:
-        from harness.train.evaluate import evaluate_baselines
-
-        result.evaluations += evaluate_baselines(cfg)
-    if rank == 0 and cfg.plot:
-        from harness.train.plot import plot_training
-
-        plot_training(output)
-    return result
+            result.evaluations += evaluate_checkpoint(folder, done, cfg)
+    _barrier()
 
 
 def _autocast(device: torch.device, amp: torch.dtype | None):
