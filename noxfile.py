@@ -75,9 +75,14 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=None)
 def benchmarks(session: nox.Session) -> None:
-    """Scripts that print figures (see benchmarks/README.md); pass a script name to run just one."""
+    """The benchmark suite (see benchmarks/README.md): every script of every topic folder, each writing its
+    dated JSON result beside itself; pass topic/name (e.g. ``end_to_end/encode_vs_beir``) to run some. The
+    trainer experiment (hours) and the GPU device script run only when named."""
     _install(session, "dev")
     env = {**_data_env(), "HARNESS_CACHE": str(CACHE / "bench")}
-    scripts = session.posargs or sorted(p.name for p in (ROOT / "benchmarks").glob("*.py"))
+    named = {"training/trainer_experiment"}
+    found = sorted(f"{p.parent.name}/{p.stem}" for p in (ROOT / "benchmarks").glob("*/*.py")
+                   if not p.name.startswith("_"))
+    scripts = session.posargs or [s for s in found if s not in named]
     for script in scripts:
-        session.run("python", f"benchmarks/{script}", env=env)
+        session.run("python", "-m", "benchmarks." + script.removesuffix(".py").replace("/", "."), env=env)

@@ -69,17 +69,73 @@ def describe_peak(by_library: dict[str, float]) -> str:
     return ", ".join(f"{name} {flops / 1e9:.1f}" for name, flops in by_library.items())
 
 
-def measure(code: str, env: dict | None = None, timeout: int = 3600) -> dict:
-    """Run ``code`` (a Python snippet that may set RESULT) in a fresh interpreter; wall time, peak RSS."""
-    wrapper = ("import json, resource, time\nt = time.perf_counter()\nRESULT = None\n" + code +
-               "\nprint('BENCH_RESULT ' + json.dumps({'wall_s': time.perf_counter() - t, "
-               "'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 'result': RESULT}))\n")
-    proc = subprocess.run([sys.executable, "-c", wrapper], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+def measure(step: str, env: dict | None = None, timeout: int = 3600, **kwargs) -> dict:
+    """Run ``benchmarks._steps.<step>(**kwargs)`` in a fresh interpreter: its wall time, peak RSS, result."""
+    proc = subprocess.run([sys.executable, "-m", "benchmarks._child", step, json.dumps(kwargs)], capture_output=True,
+                          text=True, timeout=timeout, cwd=ROOT, env={**os.environ, **(env or {})})
     for line in proc.stdout.splitlines():
         if line.startswith("BENCH_RESULT "):
             return json.loads(line[len("BENCH_RESULT "):])
-    raise RuntimeError(f"benchmark step failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    raise RuntimeError(f"benchmark step {step} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+
+
+class _Tee:
+    def __init__(self, stream):
+        self.stream, self.lines, self._partial = stream, [], ""
+
+    def write(self, text: str) -> int:
+        self.stream.write(text)
+        self._partial += text
+        *done, self._partial = self._partial.split("\n")
+        self.lines += done
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def __getattr__(self, name: str):  # isatty, encoding, fileno: the real stream's
+        return getattr(self.stream, name)
+
+
+#: figures a script adds for its results JSON (beside everything it printed)
+FIGURES: dict = {}
+
+
+def run_and_record(main, script: str) -> None:
+    """Run a benchmark's ``main()``, then write what it printed and the ``FIGURES`` it set as a dated JSON
+    result beside the script: ``<topic>/results/<script>-<YYYY-MM-DD>.json`` (with the command, machine,
+    commit and time). A run that skipped (``skipped: ...``) writes nothing, nor one under
+    ``BENCH_RESULTS=0`` (the tests' smoke runs)."""
+    tee = _Tee(sys.stdout)
+    sys.stdout = tee
+    try:
+        code = main()
+    finally:
+        sys.stdout = tee.stream
+    if tee._partial:
+        tee.lines.append(tee._partial)
+    if any(line.startswith("skipped:") for line in tee.lines[:3]) or os.environ.get("BENCH_RESULTS") == "0":
+        return
+    name = Path(script).stem
+    out = Path(script).resolve().parent / "results" / f"{name}-{time.strftime('%Y-%m-%d', time.gmtime())}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"script": str(Path(script).resolve().relative_to(ROOT)), "command": " ".join(sys.argv),
+               "date": stamp(), "machine": machine(), "commit": commit(), "figures": FIGURES, "printed": tee.lines}
+    out.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"results: {out.relative_to(ROOT)}")
+    if isinstance(code, int) and code:
+        raise SystemExit(code)
+
+
+def commit() -> str | None:
+    try:
+        proc = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT,
+                              timeout=30)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, cwd=ROOT, timeout=30).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return (proc.stdout.strip() + ("+changes" if dirty else "")) if proc.returncode == 0 else None
 
 
 def machine() -> str:

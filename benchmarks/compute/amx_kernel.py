@@ -10,7 +10,7 @@
    for scale, how far the fp32 fused forward is from transformers' own);
 4. where the time of one bf16x3 forward (16 x 256 tokens, MiniLM) goes, by torch profiler.
 
-    python benchmarks/amx_kernel.py [--variant "MC=128 A_BYTES=524288"] [--docs 300]
+    python -m benchmarks.compute.amx_kernel [--variant "MC=128 A_BYTES=524288"] [--docs 300]
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import MINILM, SCIFACT, machine, require, stamp
+from benchmarks._common import MINILM, SCIFACT, machine, require, stamp
 
 SHAPES = [(2048, 384, 1152), (2048, 384, 384), (2048, 384, 1536), (2048, 1536, 384),
           (4096, 768, 2304), (4096, 768, 768), (4096, 768, 3072), (4096, 3072, 768), (2048, 768, 2304)]
@@ -68,7 +68,7 @@ def build_variant(defines: str) -> object:
 
 
 def first_use() -> None:
-    code = "from harness.retrievers.compute import amx; assert amx.available()"
+    code = "from harness.retrievers.compute import kernel_available; assert kernel_available()"
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "HARNESS_CACHE": cache}
         walls = []
@@ -144,4 +144,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from benchmarks._common import run_and_record
+
+    run_and_record(main, __file__)

@@ -4,8 +4,8 @@
 # that such a machine's image lacks, as wheels for its Python; SciFact's corpus, most of the size; the
 # tokenizer files).
 #
-#   bash benchmarks/gpu_encode_device.sh prepare [PYVER]   # here, with PyPI: fills .device/ (PYVER 3.12)
-#   bash benchmarks/gpu_encode_device.sh run               # there: carry .device; output in $OUT
+#   bash benchmarks/compute/gpu_encode_device.sh prepare [PYVER]   # here, with PyPI: fills .device/ (PYVER 3.12)
+#   bash benchmarks/compute/gpu_encode_device.sh run               # there: carry .device; output in $OUT
 #
 # The wheels are pure Python except multiprocess, which pip picks for PYVER. The image's own torch,
 # transformers and sentence-transformers are used; gpu_encode.py prints their versions.
@@ -25,7 +25,7 @@ prepare)
     if [ -f "$shared/models/all-MiniLM-L6-v2/$f" ]; then cp "$shared/models/all-MiniLM-L6-v2/$f" "$dev/tokenizer/"; fi
   done
   du -sh "$dev"
-  echo "next, on the device: bash benchmarks/gpu_encode_device.sh run   (carry: [\"$dev\"])"
+  echo "next, on the device: bash benchmarks/compute/gpu_encode_device.sh run   (carry: [\"$dev\"])"
   ;;
 run)
   [ -d "$dev/wheels" ] || { echo "no $dev/wheels: run 'bash $0 prepare' here first and carry $dev" >&2; exit 2; }
@@ -35,11 +35,11 @@ run)
   { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
     python3 -c "import torch, transformers, sentence_transformers as s; print('torch', torch.__version__, \
 'transformers', transformers.__version__, 'sentence-transformers', s.__version__)"
-    python3 benchmarks/gpu_encode.py --scifact "$dev/scifact" --tokenizer "$dev/tokenizer" "${@:2}"
+    python3 -m benchmarks.compute.gpu_encode --scifact "$dev/scifact" --tokenizer "$dev/tokenizer" "${@:2}"
   } 2>&1 | tee "$out/gpu_encode.txt"
   ;;
 *)
-  echo "usage: bash benchmarks/gpu_encode_device.sh prepare [PYVER] | run [gpu_encode.py options]" >&2
+  echo "usage: bash benchmarks/compute/gpu_encode_device.sh prepare [PYVER] | run [gpu_encode.py options]" >&2
   exit 2
   ;;
 esac

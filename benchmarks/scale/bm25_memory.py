@@ -1,9 +1,9 @@
 """Peak memory of BM25 (the harness process and its Lucene worker, each measured alone) on SciFact and on
 synthetic corpora of ArguAna's size and shape (8,674 argument-length documents; 1,406 queries that are
 themselves whole arguments) and of 10,000 documents; the target is under 2 GB for each process. Also prints
-the JVM heap limit the harness chose. Writes JSON next to this script when --json is given.
+the JVM heap limit the harness chose.
 
-    python benchmarks/bm25_memory.py [--json benchmarks/results-bm25-memory.json]
+    python -m benchmarks.scale.bm25_memory
 """
 
 from __future__ import annotations
@@ -14,18 +14,7 @@ import random
 import tempfile
 from pathlib import Path
 
-from _common import SCIFACT, machine, measure, stamp
-
-HARNESS = """
-import os
-from harness.runner import run
-(rec,) = run(["bm25"], [os.environ["BENCH_DATA"]], ["ndcg@10"], os.environ["BENCH_OUT"], log=lambda m: None)
-prov = rec.retriever_provenance
-RESULT = {"documents": rec.corpus["documents"], "queries": rec.num_queries,
-          "index_worker_peak_rss_mb": prov["indexing_worker"].get("worker_peak_rss_mb"),
-          "search_worker_peak_rss_mb": prov.get("worker_peak_rss_mb"), "heap_mb": prov.get("heap_bytes", 0) / 2**20,
-          "index_s": rec.timings["index_s"], "search_s": rec.timings["search_s"]}
-"""
+from benchmarks._common import FIGURES, SCIFACT, machine, measure, stamp
 
 
 def synthetic(folder: Path, n_docs: int, n_queries: int, words_per_doc: int, words_per_query: int,
@@ -49,9 +38,7 @@ def synthetic(folder: Path, n_docs: int, n_queries: int, words_per_doc: int, wor
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args()
+    argparse.ArgumentParser(description=__doc__).parse_args()
     print(f"# bm25_memory  {stamp()}  {machine()}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -61,8 +48,8 @@ def main() -> None:
         if SCIFACT.is_dir():
             corpora.insert(0, ("SciFact (5,183 docs, 300 queries)", SCIFACT))
         for name, data in corpora:
-            r = measure(HARNESS, {"BENCH_DATA": str(data), "BENCH_OUT": f"{tmp}/out-{len(rows)}",
-                                  "HARNESS_CACHE": f"{tmp}/cache", "HARNESS_OFFLINE": "1", "TQDM_DISABLE": "1"})
+            r = measure("harness_bm25", {"HARNESS_CACHE": f"{tmp}/cache", "HARNESS_OFFLINE": "1", "TQDM_DISABLE": "1"},
+                        dataset=str(data), output=f"{tmp}/out-{len(rows)}")
             res = r["result"]
             rows.append({"corpus": name, "harness_peak_rss_mb": round(r["peak_rss_mb"], 1), **res,
                          "wall_s": round(r["wall_s"], 1)})
@@ -75,10 +62,10 @@ def main() -> None:
     worst = max(max(r["harness_peak_rss_mb"], r["index_worker_peak_rss_mb"], r["search_worker_peak_rss_mb"])
                 for r in rows)
     print(f"largest process: {worst:.0f} MB ({'under' if worst < 2048 else 'OVER'} the 2 GB target)")
-    if args.json:
-        args.json.write_text(json.dumps({"stamp": stamp(), "machine": machine(), "rows": rows}, indent=2) + "\n")
-        print(f"JSON: {args.json}")
+    FIGURES.update(rows=rows, largest_process_mb=worst)
 
 
 if __name__ == "__main__":
-    main()
+    from benchmarks._common import run_and_record
+
+    run_and_record(main, __file__)

@@ -4,7 +4,7 @@ each, the wall-time ratio, and the time of a second (cached) harness run. The ha
 default compute, fp32 (the reference); ``--bf16x3`` adds a run with ``precision="bf16x3"`` (CPUs with AMX,
 the same numbers to 1e-4), ``--bf16`` one with ``precision="bf16"`` (autocast; not the same numbers).
 
-    python benchmarks/encode_vs_beir.py [--bf16x3] [--bf16]
+    python -m benchmarks.end_to_end.encode_vs_beir [--bf16x3] [--bf16]
 """
 
 from __future__ import annotations
@@ -12,31 +12,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 
-from _common import MINILM, SCIFACT, machine, measure, require, stamp
-
-BEIR = f"""
-import logging
-from beir.datasets.data_loader import GenericDataLoader
-from beir.retrieval.evaluation import EvaluateRetrieval
-from beir.retrieval.search.dense import DenseRetrievalExactSearch as DRES
-from beir.retrieval import models
-corpus, queries, qrels = GenericDataLoader(data_folder={str(SCIFACT)!r}).load(split="test")
-model = DRES(models.SentenceBERT({str(MINILM)!r}), batch_size=128, corpus_chunk_size=50000)
-retriever = EvaluateRetrieval(model, score_function="cos_sim", k_values=[10, 100])
-results = retriever.retrieve(corpus, queries)
-ndcg, _map, recall, _p = retriever.evaluate(qrels, results, [10, 100])
-RESULT = {{"ndcg@10": ndcg["NDCG@10"], "recall@100": recall["Recall@100"]}}
-"""
-
-HARNESS = f"""
-import sys, os
-from harness.runner import run
-from harness.settings import EncodeSettings
-(rec,) = run(["hf:{MINILM}"], ["{SCIFACT}"], ["ndcg@10", "recall@100"], os.environ["BENCH_OUT"], log=lambda m: None,
-             settings=EncodeSettings(precision=os.environ.get("BENCH_PRECISION", "fp32")))
-RESULT = {{"ndcg@10": rec.metrics["ndcg@10"], "recall@100": rec.metrics["recall@100"],
-          "compute": rec.retriever_provenance["compute"], "timings": rec.timings}}
-"""
+from benchmarks._common import FIGURES, MINILM, SCIFACT, machine, measure, require, stamp
 
 
 def main() -> None:
@@ -48,19 +24,22 @@ def main() -> None:
     args = parser.parse_args()
     print(f"# encode_vs_beir  {stamp()}  {machine()}")
     with tempfile.TemporaryDirectory() as tmp:
-        env = {"HARNESS_CACHE": f"{tmp}/cache", "BENCH_OUT": f"{tmp}/out", "HARNESS_OFFLINE": "1",
+        env = {"HARNESS_CACHE": f"{tmp}/cache", "HARNESS_OFFLINE": "1",
                "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
-        ours = measure(HARNESS, env)
-        again = measure(HARNESS, env)
+        step = {"model": str(MINILM), "dataset": str(SCIFACT)}
+        ours = measure("harness_dense", env, output=f"{tmp}/out", **step)
+        again = measure("harness_dense", env, output=f"{tmp}/out", **step)
         rows = [("harness fp32 (cold cache)", ours), ("harness (second run)", again)]
         if args.bf16x3:
-            rows.append(("harness --precision bf16x3", measure(HARNESS, {**env, "BENCH_PRECISION": "bf16x3",
-                                                                         "BENCH_OUT": f"{tmp}/out-bf16x3"})))
+            rows.append(("harness --precision bf16x3", measure("harness_dense", env, output=f"{tmp}/out-bf16x3",
+                                                               precision="bf16x3", **step)))
         if args.bf16:
-            rows.append(("harness --precision bf16", measure(HARNESS, {**env, "BENCH_PRECISION": "bf16",
-                                                                       "BENCH_OUT": f"{tmp}/out-bf16"})))
-        beir = measure(BEIR, {"HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"})
+            rows.append(("harness --precision bf16", measure("harness_dense", env, output=f"{tmp}/out-bf16",
+                                                             precision="bf16", **step)))
+        beir = measure("beir_scifact", {"HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}, scifact=str(SCIFACT),
+                       model=str(MINILM))
     rows.insert(0, ("beir 2.2.0 DRES + SentenceBERT", beir))
+    FIGURES["pipelines"] = dict(rows)
     print(f"{'pipeline':34} {'wall s':>8} {'peak MB':>9} {'nDCG@10':>8} {'R@100':>7}  compute")
     for name, r in rows:
         res = r["result"]
@@ -81,4 +60,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from benchmarks._common import run_and_record
+
+    run_and_record(main, __file__)

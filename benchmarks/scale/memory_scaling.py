@@ -2,7 +2,7 @@
 encoded with a tiny random BERT whose hidden size is 384 (so 1M x 384 float32 = 1.43 GiB of vectors),
 then searched. Each size runs in its own process; prints peak RSS and the vectors' size.
 
-    python benchmarks/memory_scaling.py [--sizes 100000 1000000]
+    python -m benchmarks.scale.memory_scaling [--sizes 100000 1000000]
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import random
 import tempfile
 from pathlib import Path
 
-from _common import machine, measure, stamp
+from benchmarks._common import FIGURES, machine, measure, stamp
 
 WORDS = ("protein cell gene cancer tumor expression patients study results method data model retrieval dense "
          "query document vector search score rank learning training loss weight relevance").split()
@@ -61,12 +61,15 @@ def main() -> None:
         model = make_model(Path(tmp) / "model")
         for n in args.sizes:
             data = make_corpus(Path(tmp) / f"corpus-{n}", n)
-            code = (f"from harness.runner import run\n"
-                    f"(rec,) = run(['hf:{model}'], ['{data}'], ['recall@100'], '{tmp}/out-{n}', log=lambda m: None)\n"
-                    f"RESULT = rec.metrics")
-            r = measure(code, {"HARNESS_CACHE": f"{tmp}/cache-{n}", "HARNESS_OFFLINE": "1", "TQDM_DISABLE": "1"})
+            r = measure("harness_dense", {"HARNESS_CACHE": f"{tmp}/cache-{n}", "HARNESS_OFFLINE": "1",
+                                          "TQDM_DISABLE": "1"}, model=str(model), dataset=str(data),
+                        output=f"{tmp}/out-{n}", metrics=["recall@100"])
+            FIGURES.setdefault("sizes", []).append({"documents": n, "peak_rss_mb": r["peak_rss_mb"],
+                                                    "wall_s": r["wall_s"]})
             print(f"{n:>10} {n * 384 * 4 / 2**20:>12.0f} {r['peak_rss_mb']:>13.0f} {r['wall_s']:>8.1f}")
 
 
 if __name__ == "__main__":
-    main()
+    from benchmarks._common import run_and_record
+
+    run_and_record(main, __file__)

@@ -20,8 +20,8 @@ Every finished unit is kept in the results JSON (``--results``, committed) and s
 experiment resumes across sessions (checkpoints do not need to survive: a unit is done once its numbers are in
 the JSON). Every harness command is printed before it runs.
 
-    HARNESS_DATA=../shared/data python benchmarks/trainer_experiment.py            # the CPU budget (~2-3 h, 2 cores)
-    HARNESS_DATA=../shared/data python benchmarks/trainer_experiment.py --scale gpu
+    HARNESS_DATA=../shared/data python -m benchmarks.training.trainer_experiment   # the CPU budget (hours, 2 cores)
+    HARNESS_DATA=../shared/data python -m benchmarks.training.trainer_experiment --scale gpu
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared"
 MINILM = SHARED / "models" / "all-MiniLM-L6-v2"
 SQUAD = SHARED / "data" / "odqa" / "squad-dev"
@@ -52,7 +52,8 @@ SCALES = {
 def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", type=Path, default=Path("runs/trainer-experiment"), help="checkpoints and records")
-    p.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results-trainer-experiment.json")
+    p.add_argument("--results", type=Path, default=Path(__file__).parent / "results" / "trainer_experiment.json",
+                   help="the results JSON (resumable: finished units are skipped)")
     p.add_argument("--scale", choices=list(SCALES), default="cpu")
     p.add_argument("--inits", nargs="+", default=["minilm", "mlm"], choices=["minilm", "mlm"])
     p.add_argument("--threads", type=int, default=2)
@@ -184,7 +185,7 @@ def mlm_init(root: Path, s: dict, threads: int, device: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     model.bert.save_pretrained(folder, safe_serialization=True)
     tok.save_pretrained(folder)
-    enc = EncoderConfig(pooling="mean", max_length=256, source="MLM init of benchmarks/trainer_experiment.py")
+    enc = EncoderConfig(pooling="mean", max_length=256, source="MLM init of benchmarks/training/trainer_experiment.py")
     meta = checkpoint_metadata(encoder=enc, objective="mlm", hyperparameters={k: s[k] for k in s if "mlm" in k},
                                data_checksum="", step=s["mlm_steps"], init="random")
     (folder / "harness_checkpoint.json").write_text(json.dumps(meta, indent=2))
@@ -250,8 +251,8 @@ def fewshot(results: Results, root: Path, key: str, init_path: Path, shots: int,
 def main() -> int:
     args = parse()
     s = SCALES[args.scale]
-    results = Results(args.results, {"scale": args.scale, "settings": s,
-                                     "command": "python benchmarks/trainer_experiment.py " + " ".join(sys.argv[1:])})
+    command = "python -m benchmarks.training.trainer_experiment " + " ".join(sys.argv[1:])
+    results = Results(args.results, {"scale": args.scale, "settings": s, "command": command})
     if not args.summary_only:
         import torch
 

@@ -1,7 +1,7 @@
 """Training throughput of `harness train` on this machine: tokens per second, and the share of the
 machine's measured fp32 matmul peak that the training step reaches.
 
-    .venv/bin/python benchmarks/train_throughput.py [--init MODEL] [--corpus SOURCE] [--steps 8]
+    .venv/bin/python -m benchmarks.training.train_throughput [--init MODEL] [--corpus SOURCE] [--steps 8]
 
 FLOPs are counted the usual way: 2 x (non-embedding parameters) per token for a forward pass plus the
 attention scores (4 x layers x hidden x sequence length per token); a backward pass costs twice the
@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared"
 
 
@@ -103,4 +103,6 @@ def _cache() -> Path:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from benchmarks._common import run_and_record
+
+    run_and_record(main, __file__)

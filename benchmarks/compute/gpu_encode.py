@@ -8,8 +8,8 @@ beir's fp32 ones (a fast path that encodes something else shows there).
 The encoder has BERT-base's shape (12 layers, 768 wide, Contriever's mean pooling) with random weights,
 so nothing is downloaded; the tokenizer is all-MiniLM-L6-v2's (BERT's uncased vocabulary).
 
-    python benchmarks/gpu_encode.py [--docs 20000] [--device cuda] [--scifact DIR] [--tokenizer DIR]
-    bash benchmarks/gpu_encode_device.sh prepare|run    # the same on a lent machine with no ../shared
+    python -m benchmarks.compute.gpu_encode [--docs 20000] [--device cuda] [--scifact DIR] [--tokenizer DIR]
+    bash benchmarks/compute/gpu_encode_device.sh prepare|run    # the same on a lent machine with no ../shared
 
 Without CUDA it prints "skipped"; ``--device cpu --docs 16 --layers 2`` is a smoke run of the same code
 (tests/test_benchmark_scripts.py runs it), not a figure. When beir does not import (its models need
@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import MINILM, SCIFACT, machine, require, stamp
+from benchmarks._common import MINILM, SCIFACT, machine, require, stamp
 
 
 def main() -> None:
@@ -156,4 +156,6 @@ def relative_difference(a, b):
 
 
 if __name__ == "__main__":
-    main()
+    from benchmarks._common import run_and_record
+
+    run_and_record(main, __file__)

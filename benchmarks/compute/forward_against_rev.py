@@ -3,7 +3,7 @@ own), encoding SciFact documents with all-MiniLM-L6-v2 through HFEncoder. The th
 parts of 250 documents, rotating which goes first, so drift in the machine's speed falls on all alike.
 Prints the wall time of each and the largest difference between the embeddings of the two fused forwards.
 
-    python benchmarks/forward_against_rev.py --rev 87277f6 [--docs 1500]
+    python -m benchmarks.compute.forward_against_rev --rev 87277f6 [--docs 1500]
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import MINILM, ROOT, SCIFACT, machine, require, stamp
+from benchmarks._common import MINILM, ROOT, SCIFACT, machine, require, stamp
 
 MODULE = "harness/retrievers/compute/fused_bert.py"
 
@@ -72,4 +72,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from benchmarks._common import run_and_record
+
+    run_and_record(main, __file__)
