@@ -96,6 +96,14 @@ def wsum(runs: Sequence[Hits], weights: Sequence[float], norm: str = "none",
     return _sorted(fused, depth)
 
 
+def stages_changed_settings(stages: Sequence) -> dict:
+    """A composition's non-reference settings: those of its stages (a bf16 stage makes a bf16 fusion)."""
+    merged: dict = {}
+    for stage in stages:
+        merged.update(stage.changed_settings())
+    return merged
+
+
 class FusionRetriever:
     """Fuses the runs of its stages; its identity is the method, its parameters and the stages' own."""
 
@@ -117,10 +125,7 @@ class FusionRetriever:
         return int(self.params.get("hits") or depth)
 
     def changed_settings(self) -> dict:
-        merged: dict = {}
-        for stage in self.stages:
-            merged.update(stage.changed_settings())
-        return merged
+        return stages_changed_settings(self.stages)
 
     def fingerprint(self) -> dict:
         return {"kind": "fuse", "method": self.method, "params": self.params, "fusion_format": 1,

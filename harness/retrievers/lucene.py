@@ -75,24 +75,10 @@ class BM25Retriever:
         key = json.dumps({"corpus": digest, "collection": self.collection, "fields": self.fields,
                           "format": INDEX_FORMAT, "anserini": _anserini_jar_name()}, sort_keys=True)
         name = f"{self.collection}-{hashlib.sha256(key.encode()).hexdigest()[:20]}"
-        root = cache_root() / "indexes" / "lucene"
-        target = root / name
+        target = cache_root() / "indexes" / "lucene" / name
         self.index_dir = target
-        what = "reused"
-        if not (target / INDEX_MARK).is_file():
-            root.mkdir(parents=True, exist_ok=True)
-            clean_stale_staging(root)
-            with FileLock(str(target) + ".lock"):
-                if not (target / INDEX_MARK).is_file():
-                    self._build(dataset, target, digest)
-                    what = "built"
-        try:
-            mark = json.loads((target / INDEX_MARK).read_text(encoding="utf-8"))
-            indexed, empty = int(mark["indexed"]), int(mark["empty_not_indexed"])
-        except (OSError, KeyError, TypeError, ValueError) as e:
-            raise HarnessError(f"BM25 index {target} has an unreadable {INDEX_MARK} ({e}); delete the folder "
-                               "and rerun") from None
-        self.index_counts = (indexed, empty)
+        what = build_once(target, lambda t: self._build(dataset, t, digest))
+        indexed, empty = self.index_counts = read_mark(target, "BM25 index")
         return {"index": what, "path": str(target), "documents": indexed + empty, "indexed": indexed,
                 "empty_not_indexed": empty, "seconds": time.perf_counter() - start}
 
@@ -135,33 +121,12 @@ class BM25Retriever:
         float32 scores exactly as Lucene computed them; sets :attr:`searched_documents`."""
         if self.index_dir is None:
             raise RuntimeError("index() must run before search()")
-        root = cache_root() / "tmp"
-        root.mkdir(parents=True, exist_ok=True)
-        clean_stale_staging(root)
-        tmp = Path(tempfile.mkdtemp(prefix=f".bm25-search.{os.getpid()}.", suffix=STAGING_SUFFIX, dir=root))
-        try:
-            qfile, out = tmp / "queries.jsonl", tmp / "hits.jsonl"
-            with open(qfile, "w", encoding="utf-8") as f:
-                for qid, text in queries.items():
-                    f.write(json.dumps({"id": qid, "text": text}, ensure_ascii=False) + "\n")
-            info = _worker({"op": "search", "index": str(self.index_dir), "k1": self.k1, "b": self.b,
-                            "fields": self.fields, "k": k, "threads": self.threads,
-                            "queries": str(qfile), "output": str(out)}, tmp,
-                           jvm_heap_bytes(None), f"BM25 search ({len(queries):,} queries)", total=len(queries))
-            searched = int(info.pop("documents"))
-            indexed, empty = self.index_counts
-            if searched != indexed:
-                raise HarnessError(f"BM25 index {self.index_dir} holds {searched:,} documents, {indexed:,} were "
-                                   "indexed; delete the folder and rerun")
-            self.searched_documents = searched + empty  # an empty document has no term: no query can match it
-            self.jvm_info = info
-            run: Run = {q: {} for q in queries}
-            with open(out, encoding="utf-8") as f:
-                for line in f:
-                    qid, doc, score = json.loads(line)
-                    run[qid][doc] = float(score)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        rows = ({"id": qid, "text": text} for qid, text in queries.items())
+        run, info = worker_search({"op": "search", "index": str(self.index_dir), "k1": self.k1, "b": self.b,
+                                   "fields": self.fields, "k": k, "threads": self.threads}, rows, list(queries),
+                                  f"BM25 search ({len(queries):,} queries)")
+        self.searched_documents = checked_search_count(info, self.index_counts, self.index_dir, "BM25 index")
+        self.jvm_info = info
         return run
 
     def provenance(self) -> dict:
@@ -210,6 +175,66 @@ def jvm_heap_bytes(corpus: Path | None) -> int:
     if avail is not None:
         heap = min(heap, avail // 2)
     return max(heap, 512 * 2**20)
+
+
+def build_once(target: Path, build) -> str:
+    """Build an index into ``target`` unless it is there (its ``INDEX_MARK`` written last), under a file lock
+    so that concurrent runs build it once; ``build(target)`` works in a staging folder and moves it into
+    place. Returns "built" or "reused"."""
+    if (target / INDEX_MARK).is_file():
+        return "reused"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_staging(target.parent)
+    with FileLock(str(target) + ".lock"):
+        if (target / INDEX_MARK).is_file():
+            return "reused"
+        build(target)
+        return "built"
+
+
+def read_mark(target: Path, what: str) -> tuple[int, int]:
+    """(documents indexed, documents empty and so not indexed) from an index's ``INDEX_MARK``."""
+    try:
+        mark = json.loads((target / INDEX_MARK).read_text(encoding="utf-8"))
+        return int(mark["indexed"]), int(mark["empty_not_indexed"])
+    except (OSError, KeyError, TypeError, ValueError) as e:
+        raise HarnessError(f"{what} {target} has an unreadable {INDEX_MARK} ({e}); delete the folder and rerun"
+                           ) from None
+
+
+def worker_search(request: dict, rows, qids: list[str], desc: str) -> tuple[Run, dict]:
+    """Write the query ``rows`` as JSONL, run a search ``request`` in a Lucene worker, read its hits back
+    (Lucene's order, float32 scores); returns (run over ``qids``, what the worker reported)."""
+    root = cache_root() / "tmp"
+    root.mkdir(parents=True, exist_ok=True)
+    clean_stale_staging(root)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{request['op']}.{os.getpid()}.", suffix=STAGING_SUFFIX, dir=root))
+    try:
+        qfile, out = tmp / "queries.jsonl", tmp / "hits.jsonl"
+        with open(qfile, "w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        info = _worker({**request, "queries": str(qfile), "output": str(out)}, tmp, jvm_heap_bytes(None), desc,
+                       total=len(qids))
+        run: Run = {q: {} for q in qids}
+        with open(out, encoding="utf-8") as f:
+            for line in f:
+                qid, doc, score = json.loads(line)
+                run[qid][doc] = float(score)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return run, info
+
+
+def checked_search_count(info: dict, index_counts: tuple[int, int], index_dir: Path | None, what: str) -> int:
+    """The documents a search covered (the index's, plus the empty ones no query can match), after checking
+    that the index holds what was indexed."""
+    searched = int(info.pop("documents"))
+    indexed, empty = index_counts
+    if searched != indexed:
+        raise HarnessError(f"{what} {index_dir} holds {searched:,} documents, {indexed:,} were indexed; delete "
+                           "the folder and rerun")
+    return searched + empty
 
 
 def clean_stale_staging(root: Path) -> None:

@@ -34,6 +34,7 @@ import numpy as np
 from harness.data.beir import doc_text
 from harness.errors import HarnessError
 from harness.paths import cache_root
+from harness.retrievers.fusion import stages_changed_settings
 from harness.retrievers.registry import RetrieverSpec
 from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution
 from harness.trec import FLOAT32_SCORE_FORMAT, Run
@@ -109,10 +110,7 @@ class RerankRetriever:
         return depth  # the first stage is its own standard run; the top hits are taken from it
 
     def changed_settings(self) -> dict:
-        merged: dict = {}
-        for stage in self.stages:
-            merged.update(stage.changed_settings())
-        return merged
+        return stages_changed_settings(self.stages)
 
     def fingerprint(self) -> dict:
         scorer = self.scorer.fingerprint() if self.scorer is not None else {

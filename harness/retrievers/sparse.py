@@ -30,8 +30,6 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from filelock import FileLock
-
 from harness.data.beir import doc_text
 from harness.errors import HarnessError
 from harness.io import atomic_write_json, cached_sha256
@@ -42,8 +40,11 @@ from harness.retrievers.lucene import (
     _anserini_jar_name,
     _version,
     _worker,
-    clean_stale_staging,
+    build_once,
+    checked_search_count,
     jvm_heap_bytes,
+    read_mark,
+    worker_search,
 )
 from harness.retrievers.registry import RetrieverSpec
 from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution
@@ -161,24 +162,10 @@ class SparseRetriever:
         start = time.perf_counter()
         digest = cached_sha256(dataset.corpus_path)
         key = json.dumps({"corpus": digest, "retriever": self.fingerprint()}, sort_keys=True)
-        root = cache_root() / "indexes" / "impact"
-        target = root / f"splade-{hashlib.sha256(key.encode()).hexdigest()[:20]}"
+        target = cache_root() / "indexes" / "impact" / f"splade-{hashlib.sha256(key.encode()).hexdigest()[:20]}"
         self.index_dir = target
-        what = "reused"
-        if not (target / INDEX_MARK).is_file():
-            root.mkdir(parents=True, exist_ok=True)
-            clean_stale_staging(root)
-            with FileLock(str(target) + ".lock"):
-                if not (target / INDEX_MARK).is_file():
-                    self._build(dataset, target, digest)
-                    what = "built"
-        try:
-            mark = json.loads((target / INDEX_MARK).read_text(encoding="utf-8"))
-            indexed, empty = int(mark["indexed"]), int(mark["empty_not_indexed"])
-        except (OSError, KeyError, TypeError, ValueError) as e:
-            raise HarnessError(f"impact index {target} has an unreadable {INDEX_MARK} ({e}); delete the folder "
-                               "and rerun") from None
-        self.index_counts = (indexed, empty)
+        what = build_once(target, lambda t: self._build(dataset, t, digest))
+        indexed, empty = self.index_counts = read_mark(target, "impact index")
         return {"index": what, "path": str(target), "documents": indexed + empty, "indexed": indexed,
                 "empty_not_indexed": empty, "seconds": time.perf_counter() - start}
 
@@ -235,32 +222,11 @@ class SparseRetriever:
             raise RuntimeError("index() must run before search()")
         qids = list(queries)
         vectors = self.encode([queries[q] for q in qids], self.query_max_length, batched=False)
-        root = cache_root() / "tmp"
-        root.mkdir(parents=True, exist_ok=True)
-        clean_stale_staging(root)
-        tmp = Path(tempfile.mkdtemp(prefix=f".impact-search.{os.getpid()}.", suffix=STAGING_SUFFIX, dir=root))
-        try:
-            qfile, out = tmp / "queries.jsonl", tmp / "hits.jsonl"
-            with open(qfile, "w", encoding="utf-8") as f:
-                for q, vector in zip(qids, vectors, strict=True):
-                    f.write(json.dumps({"id": q, "vector": vector}, ensure_ascii=False) + "\n")
-            info = _worker({"op": "impact_search", "index": str(self.index_dir), "k": k, "threads": self.threads,
-                            "queries": str(qfile), "output": str(out)}, tmp, jvm_heap_bytes(None),
-                           f"impact search ({len(qids):,} queries)", total=len(qids))
-            searched = int(info.pop("documents"))
-            indexed, empty = self.index_counts
-            if searched != indexed:
-                raise HarnessError(f"impact index {self.index_dir} holds {searched:,} documents, {indexed:,} were "
-                                   "indexed; delete the folder and rerun")
-            self.searched_documents = searched + empty
-            self.jvm_info = info
-            run: Run = {q: {} for q in qids}
-            with open(out, encoding="utf-8") as f:
-                for line in f:
-                    qid, doc, score = json.loads(line)
-                    run[qid][doc] = float(score)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        rows = ({"id": q, "vector": v} for q, v in zip(qids, vectors, strict=True))
+        run, info = worker_search({"op": "impact_search", "index": str(self.index_dir), "k": k,
+                                   "threads": self.threads}, rows, qids, f"impact search ({len(qids):,} queries)")
+        self.searched_documents = checked_search_count(info, self.index_counts, self.index_dir, "impact index")
+        self.jvm_info = info
         return run
 
     def provenance(self) -> dict:
