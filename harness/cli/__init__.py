@@ -39,8 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for commands that must know what was given
+    interrupts = _Interrupts()
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        if interrupts.seen:  # a Ctrl-C that some library swallowed (a generator closed during garbage collection)
+            raise KeyboardInterrupt
+        return code
     except HarnessError as e:
         print(f"harness: error: {e}", file=sys.stderr)
         return 2
@@ -53,6 +57,37 @@ def main(argv: list[str] | None = None) -> int:
         _close_progress_bars()
         print("harness: interrupted; finished results are kept, rerun to continue", file=sys.stderr)
         return 130
+    finally:
+        interrupts.restore()
+
+
+class _Interrupts:
+    """Counts SIGINTs while a command runs, raising KeyboardInterrupt as Python's own handler does, so that
+    an interrupt swallowed on its way up (an exception in a finaliser is only printed) still ends the
+    command with status 130, never 0."""
+
+    def __init__(self) -> None:
+        import signal
+
+        self.seen = 0
+        self.previous = None
+        try:
+            if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                self.previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread: leave signals alone
+            self.previous = None
+
+    def _handle(self, signum, frame) -> None:
+        self.seen += 1
+        raise KeyboardInterrupt
+
+    def restore(self) -> None:
+        if self.previous is not None:
+            import signal
+
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
+
 
 
 def _close_progress_bars() -> None:

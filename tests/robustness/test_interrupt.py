@@ -144,6 +144,31 @@ def test_interrupt_message_starts_its_own_line_after_an_open_progress_bar(monkey
     assert not any("shard 2" in line and "interrupted" in line for line in lines)
 
 
+def test_an_interrupt_swallowed_on_its_way_up_still_exits_130(monkeypatch, capsys):
+    """A KeyboardInterrupt raised where Python only prints it (a generator's finaliser) must not let the
+    command end with status 0 as if it had not been interrupted."""
+    import time
+
+    import harness.cli as cli
+
+    def swallowed(args):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)  # the handler runs here
+        except KeyboardInterrupt:
+            pass  # what a finaliser does with it
+        return 0
+
+    class Args:
+        func = staticmethod(swallowed)
+
+    monkeypatch.setattr(cli, "build_parser", lambda: type("P", (), {"parse_args": lambda self, argv: Args()})())
+    assert cli.main([]) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == \
+        "harness: interrupted; finished results are kept, rerun to continue"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
 @pytest.mark.slow
 def test_training_killed_at_a_random_checkpoint_resumes_exactly(tiny_bert_dir, tmp_path):
     from safetensors.torch import load_file
