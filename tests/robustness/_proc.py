@@ -23,7 +23,16 @@ def start(args: list[str], cache: Path, log: Path) -> subprocess.Popen:
     """Start ``python -m harness <args>`` with stdout and stderr going to ``log``."""
     with open(log, "wb") as out:
         return subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=REPO, env=harness_env(cache),
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    """Ctrl-C as at a terminal: a test run started in the background (``cmd &`` in a script) inherits SIGINT
+    ignored, which Python then keeps ignored, and an interrupt test would see the run finish with 0."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run(args: list[str], cache: Path, log: Path, timeout: float = 300) -> int:

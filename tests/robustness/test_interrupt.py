@@ -163,10 +163,14 @@ def test_an_interrupt_swallowed_on_its_way_up_still_exits_130(monkeypatch, capsy
         func = staticmethod(swallowed)
 
     monkeypatch.setattr(cli, "build_parser", lambda: type("P", (), {"parse_args": lambda self, argv: Args()})())
-    assert cli.main([]) == 130
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as at a terminal (see _proc)
+    try:
+        assert cli.main([]) == 130
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert capsys.readouterr().err.strip().splitlines()[-1] == \
         "harness: interrupted; finished results are kept, rerun to continue"
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
 
 
 @pytest.mark.slow
