@@ -87,3 +87,11 @@ def test_splade_pp_ed_is_registered_with_pyserinis_recipe():
     spec = resolve_retriever("splade-pp-ed")
     assert spec.kind == "sparse" and spec.model == "naver/splade-cocondenser-ensembledistil"
     assert spec.params == {"doc_max_length": 512, "query_max_length": 256, "weight_range": 5, "quant_range": 256}
+
+
+def test_dense_recipe_settings_are_refused_not_ignored(tiny_mlm, tiny_beir, tmp_path):
+    from harness.settings import EncodeSettings
+
+    with pytest.raises(HarnessError, match="--max-length does not apply"):
+        run([f"sparse:{tiny_mlm}"], [str(tiny_beir)], ["ndcg@10"], tmp_path / "r", log=lambda m: None,
+            settings=EncodeSettings(max_length=64))

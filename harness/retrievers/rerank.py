@@ -182,7 +182,9 @@ class RerankRetriever:
         texts = self._texts({d for docs in candidates.values() for d in docs})
         pairs = [(queries[q], texts[d]) for q, docs in candidates.items() for d in docs]
         keys = [_pair_key(a, b) for a, b in pairs]
-        cache = ScoreCache(cache_root() / "rerank" / f"{self.model_digest[:24]}-{self.max_length}.sqlite")
+        # keyed like the fingerprint: model files, length and batch policy (the device is rounding only)
+        policy = f"-bt{self.batch_tokens}" if self.batch_tokens else ""
+        cache = ScoreCache(cache_root() / "rerank" / f"{self.model_digest[:24]}-{self.max_length}{policy}.sqlite")
         try:
             known = cache.get(keys)
             todo = [i for i, key in enumerate(keys) if key not in known]

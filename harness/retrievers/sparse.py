@@ -15,7 +15,8 @@ masked; it can move a float weight by an ulp, which the quantisation almost alwa
 The index is built once per (corpus content, model files, recipe, Anserini build) in the cache, through a
 staging folder, and must hold every document that has a weight (a document whose weights all round to 0
 has no term to match and is not indexed, as in Anserini). The JVM runs in the Lucene worker process.
-SPLADE runs in fp32 whatever ``--precision`` says (like BM25, it has no speed modes).
+SPLADE runs in fp32 whatever ``--precision`` says (like BM25, it has no speed modes); dense recipe
+settings (``--max-length``, ``--pooling``, prefixes) are refused rather than ignored.
 """
 
 from __future__ import annotations
@@ -73,6 +74,12 @@ class SparseRetriever:
 
         if spec.model is None:
             raise HarnessError(f"retriever {spec.name} names no model")
+        ignored = {k: v for k, v in settings.changed().items()
+                   if k in {"max_length", "pooling", "normalize", "query_prefix", "doc_prefix"}}
+        if ignored:  # they would change a dense encoder's numbers; SPLADE runs its own recipe, so refuse them
+            raise HarnessError(f"{spec.name} runs SPLADE's own recipe; "
+                               f"{', '.join('--' + k.replace('_', '-') for k in ignored)} does not apply to it "
+                               "(run it without, or in a separate harness run)")
         self.spec = spec
         self.execution = execution
         self.files = resolve_model(spec.model, spec.revision)
