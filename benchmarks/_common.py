@@ -116,15 +116,25 @@ def run_and_record(main, script: str) -> None:
         tee.lines.append(tee._partial)
     if any(line.startswith("skipped:") for line in tee.lines[:3]) or os.environ.get("BENCH_RESULTS") == "0":
         return
-    name = Path(script).stem
-    out = Path(script).resolve().parent / "results" / f"{name}-{time.strftime('%Y-%m-%d', time.gmtime())}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = result_path(Path(script).resolve().parent / "results", Path(script).stem,
+                      time.strftime("%Y-%m-%d", time.gmtime()))
     payload = {"script": str(Path(script).resolve().relative_to(ROOT)), "command": " ".join(sys.argv),
                "date": stamp(), "machine": machine(), "commit": commit(), "figures": FIGURES, "printed": tee.lines}
     out.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"results: {out.relative_to(ROOT)}")
     if isinstance(code, int) and code:
         raise SystemExit(code)
+
+
+def result_path(folder: Path, name: str, date: str) -> Path:
+    """``<name>-<date>.json``, or ``<name>-<date>-2.json`` (3, ...) when a result of that day is already
+    there: a rerun the same day (another machine, another setting) never overwrites an earlier result."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out, n = folder / f"{name}-{date}.json", 1
+    while out.exists():
+        n += 1
+        out = folder / f"{name}-{date}-{n}.json"
+    return out
 
 
 def commit() -> str | None:

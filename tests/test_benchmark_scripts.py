@@ -53,3 +53,31 @@ def test_gpu_encode_smoke_run_on_cpu():
     for name in (names[0], names[3], names[4]):
         assert rows[name][1] < min(2e-2, apart / 10), (name, out)
     assert all(docs_s > 0 for docs_s, _ in rows.values())
+
+
+def test_a_rerun_the_same_day_never_overwrites_a_result(tmp_path):
+    from benchmarks._common import result_path
+
+    first = result_path(tmp_path / "results", "encode_flops", "2026-12-02")
+    assert first.name == "encode_flops-2026-12-02.json"
+    first.write_text("{}")
+    second = result_path(tmp_path / "results", "encode_flops", "2026-12-02")
+    assert second.name == "encode_flops-2026-12-02-2.json"
+    second.write_text("{}")
+    assert result_path(tmp_path / "results", "encode_flops", "2026-12-02").name == "encode_flops-2026-12-02-3.json"
+    assert result_path(tmp_path / "results", "encode_flops", "2026-12-03").name == "encode_flops-2026-12-03.json"
+
+
+def test_benchmark_scripts_import_their_helpers_through_the_package():
+    """A script runs as ``python -m benchmarks.<topic>.<name>``: a bare ``from _common import`` (how the flat
+    scripts imported before the suite) fails only when the line runs (train_throughput did, 2026-12-02)."""
+    import ast
+
+    helpers = {p.stem for p in (REPO / "benchmarks").glob("_*.py")} - {"__init__"}
+    bare = []
+    for path in sorted((REPO / "benchmarks").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else (
+                [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            bare += [f"{path.relative_to(REPO)}:{node.lineno}" for n in names if n and n.split(".")[0] in helpers]
+    assert not bare, bare

@@ -90,7 +90,7 @@ def vector_differences(docs: int) -> None:
     texts = [doc_text(d) for _, d in zip(range(docs), iter_corpus(SCIFACT / "corpus.jsonl"), strict=False)]
     cfg = read_encoder_config(MINILM)
     vectors = {name: HFEncoder(str(MINILM), cfg, device="cpu", progress=False, **options).encode(texts)
-               for name, options in (("bf16x3", {}), ("fp32", {"precision": "fp32"}),
+               for name, options in (("bf16x3", {"precision": "bf16x3"}), ("fp32", {"precision": "fp32"}),
                                      ("transformers", {"forward": "transformers"}))}
     print(f"all-MiniLM-L6-v2, first {docs} SciFact documents, normalised vectors: largest difference "
           f"bf16x3 vs fp32 {np.abs(vectors['bf16x3'] - vectors['fp32']).max():.1e}, fp32 fused vs transformers "

@@ -17,13 +17,20 @@ from pathlib import Path
 
 from benchmarks._common import MINILM, ROOT, SCIFACT, machine, require, stamp
 
-MODULE = "harness/retrievers/compute/fused_bert.py"
+# where the module lives now, and where it lived before the compute sub-package (commit 2026-12-02)
+MODULES = ("harness/retrievers/compute/fused_bert.py", "harness/retrievers/fused_bert.py")
 
 
 def fused_at(rev: str, folder: Path):
     """The fused_bert module as it was at ``rev``, imported under another name."""
-    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:{MODULE}"], capture_output=True, text=True,
-                            check=True).stdout
+    for module_path in MODULES:
+        proc = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:{module_path}"], capture_output=True,
+                              text=True)
+        if proc.returncode == 0:
+            source = proc.stdout
+            break
+    else:
+        raise SystemExit(f"no fused BERT forward at {rev} (looked for {', '.join(MODULES)})")
     path = folder / "fused_bert_at_rev.py"
     path.write_text(source)
     spec = importlib.util.spec_from_file_location("fused_bert_at_rev", path)

@@ -26,7 +26,8 @@ SHARED = REPO.parent / "shared"
 def peak_with_threads(threads: int) -> tuple[float, str]:
     """The fp32 matmul peak (GFLOP/s) with this many torch threads: best of torch.mm and oneDNN."""
     import torch
-    from _common import describe_peak, matmul_peak
+
+    from benchmarks._common import describe_peak, matmul_peak
 
     torch.set_num_threads(threads)
     peak, by_library = matmul_peak()

@@ -175,7 +175,9 @@ def mlm_init(root: Path, s: dict, threads: int, device: str) -> Path:
         roll = torch.rand(x.shape, device=device)
         x = torch.where(chosen & (roll < 0.8), torch.full_like(x, tok.mask_token_id), x)
         x = torch.where(chosen & (roll >= 0.8) & (roll < 0.9), torch.randint_like(x, tok.vocab_size), x)
-        loss = model(input_ids=x, labels=labels).loss
+        # the vocabulary projection only at the masked positions (the loss is the same; ~3x less compute)
+        hidden = model.bert(input_ids=x).last_hidden_state[chosen]
+        loss = torch.nn.functional.cross_entropy(model.cls(hidden), labels[chosen])
         loss.backward()
         opt.step()
         sched.step()
