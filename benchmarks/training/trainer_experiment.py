@@ -169,9 +169,8 @@ def mlm_init(root: Path, s: dict, threads: int, device: str) -> Path:
     for step in range(s["mlm_steps"]):
         starts = [rng.randrange(0, len(ids) - L) for _ in range(s["mlm_batch"])]
         x = torch.tensor([[tok.cls_token_id, *ids[a:a + L], tok.sep_token_id] for a in starts], device=device)
-        labels = x.clone()
+        labels = x.clone()  # the original tokens; the loss reads them at the masked positions only
         chosen = (torch.rand(x.shape, device=device) < 0.15) & ~torch.isin(x, special.to(device))
-        labels[~chosen] = -100
         roll = torch.rand(x.shape, device=device)
         x = torch.where(chosen & (roll < 0.8), torch.full_like(x, tok.mask_token_id), x)
         x = torch.where(chosen & (roll >= 0.8) & (roll < 0.9), torch.randint_like(x, tok.vocab_size), x)
