@@ -86,3 +86,4 @@ def benchmarks(session: nox.Session) -> None:
     scripts = session.posargs or [s for s in found if s not in named]
     for script in scripts:
         session.run("python", "-m", "benchmarks." + script.removesuffix(".py").replace("/", "."), env=env)
+    session.run("python", "-m", "benchmarks.report", "--write")  # the README's results section, from the JSON

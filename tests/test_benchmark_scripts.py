@@ -81,3 +81,43 @@ def test_benchmark_scripts_import_their_helpers_through_the_package():
                 [a.name for a in node.names] if isinstance(node, ast.Import) else [])
             bare += [f"{path.relative_to(REPO)}:{node.lineno}" for n in names if n and n.split(".")[0] in helpers]
     assert not bare, bare
+
+
+def test_benchmarks_readme_shows_what_the_json_results_say():
+    """benchmarks/README.md's results section is rendered from the JSON files: a hand edit, or a new result
+    not rendered in (`python -m benchmarks.report --write`), fails here."""
+    from benchmarks import report
+
+    readme = report.README.read_text()
+    assert report.splice(readme, report.render()) == readme, "run `python -m benchmarks.report --write`"
+
+
+def test_every_benchmark_script_has_its_question_in_the_report():
+    from benchmarks import report
+
+    scripts = {f"{p.parent.name}/{p.stem}" for p in (REPO / "benchmarks").glob("*/*.py")
+               if not p.name.startswith("_")}
+    assert scripts == {script for _, script, _ in report.QUESTIONS}
+
+
+def test_result_files_the_docs_link_exist():
+    """Every figure the READMEs and docs quote from a results JSON links the file; the file must be there."""
+    missing = []
+    for doc in [REPO / "README.md", REPO / "benchmarks" / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#]*results/[^)#]*\.json)\)", doc.read_text()):
+            if not (doc.parent / target).is_file():
+                missing.append(f"{doc.relative_to(REPO)}: {target}")
+    assert not missing, missing
+
+
+def test_report_orders_runs_newest_first(tmp_path, monkeypatch):
+    from benchmarks import report
+
+    folder = tmp_path / "compute" / "results"
+    folder.mkdir(parents=True)
+    for name in ("encode_flops-2026-12-02.json", "encode_flops-2026-12-03.json", "encode_flops-2026-12-02-2.json",
+                 "encode_flops_other-2026-12-04.json"):
+        (folder / name).write_text("{}")
+    monkeypatch.setattr(report, "HERE", tmp_path)
+    assert [p.name for p in report.results_of("compute/encode_flops")] == [
+        "encode_flops-2026-12-03.json", "encode_flops-2026-12-02-2.json", "encode_flops-2026-12-02.json"]
