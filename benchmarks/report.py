@@ -147,8 +147,7 @@ def render_run(script: str, path: Path) -> list[str]:
         return [f"[{rel}]({rel}) (written before the suite's common format: no date, machine or commit inside; "
                 "the date is in the name)", "", *_odqa_scale(data)]
     if name == "trainer_experiment":
-        units = data["units"]
-        return [f"[{rel}]({rel}): one resumable file, {len(units)} finished units; "
+        return [f"[{rel}]({rel}): one resumable file that grows unit by unit; "
                 f"`{data['header']['command']}`. The tables (`--summary-only` prints them) are in "
                 "[docs/TRAINING.md](../docs/TRAINING.md)."]
     return [f"[{rel}]({rel})"]
