@@ -375,6 +375,16 @@ def summary(results: Results, s: dict) -> str:
                 cells = [f"{u[f'{init}/{src}/fewshot{n}']['ndcg@10']['mean']:.4f}" if f"{init}/{src}/fewshot{n}" in u
                          else "—" for n in s["shots"]]
                 lines.append(f"| {src} (seed 0) | " + " | ".join(cells) + " |")
+            pairs = [(a, b, n) for a, b in (("ra", "uniform"), ("ra", "moco"), ("ra", "init"), ("uniform", "init"))
+                     for n in s["shots"] if f"{init}/{a}/fewshot{n}" in u and f"{init}/{b}/fewshot{n}" in u]
+            if pairs:
+                lines += ["", "| few-shot comparison (one fine-tuning seed) | shots | nDCG@10 diff | "
+                          "per query, randomization (p) |", "|---|---|---|---|"]
+            for a, b, n in pairs:
+                qa = _unpack(u[f"{init}/{a}/fewshot{n}"]["ndcg@10"]["per_query"])
+                qb = _unpack(u[f"{init}/{b}/fewshot{n}"]["ndcg@10"]["per_query"])
+                r = randomization_test(qb, qa, resamples=10_000, seed=0).pvalue
+                lines.append(f"| {a} - {b} | {n} | {statistics.mean(qa) - statistics.mean(qb):+.4f} | {r:.4f} |")
     return "\n".join(lines)
 
 
