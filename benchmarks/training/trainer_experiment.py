@@ -95,25 +95,22 @@ def evaluate(results: Results, key: str, retriever: str, root: Path, device: str
     """SciFact nDCG@10 and SQuAD-dev accuracy@20 of a retriever, per query kept."""
     if results.done(key):
         return results.get(key)
-    from harness.results.records import read_record
-
-    out = root / "results"
     scores: dict = {}
     for dataset, metric in (("beir/scifact", "ndcg@10"), (str(SQUAD), "accuracy@20")):
-        harness(["run", "-r", retriever, "-d", dataset, "--metric", metric, "--output-dir", str(out),
-                 "--device", device])
-        rec = _record(out, dataset, retriever, read_record)
+        rec = run_scored(root / "results", retriever, dataset, metric, device)
         per_query = rec.per_query[metric]
         scores[metric] = {"mean": rec.metrics[metric], "per_query": _pack(per_query, metric)}
     results.put(key, scores)
     return scores
 
 
-def _record(out: Path, dataset: str, retriever: str, read_record):
+def run_scored(out: Path, retriever: str, dataset: str, metric: str, device: str):
+    """``harness run`` of one retriever on one dataset into ``out``, and the record it wrote."""
     from harness.datasets import resolve_dataset
-    from harness.results.records import record_paths
+    from harness.results.records import read_record, record_paths
     from harness.retrievers.registry import resolve_retriever
 
+    harness(["run", "-r", retriever, "-d", dataset, "--metric", metric, "--output-dir", str(out), "--device", device])
     ds = resolve_dataset(dataset)
     path, _ = record_paths(out, ds.id, ds.split, resolve_retriever(retriever).slug)
     return read_record(path)
@@ -134,9 +131,18 @@ def _unpack(packed: dict) -> list[float]:
     return [packed[q] for q in sorted(packed, key=lambda q: (len(q), q))]
 
 
+def mlm_folder(root: Path) -> Path:
+    return root / "mlm-init"
+
+
+def arm_checkpoint(root: Path, init: str, arm: str, seed: int, s: dict) -> Path:
+    """The final checkpoint of one training run (``train_arm`` writes it)."""
+    return root / f"{init}-{arm}-seed{seed}" / f"checkpoint-{s['steps']:07d}"
+
+
 def mlm_init(root: Path, s: dict, threads: int, device: str) -> Path:
     """A small BERT (MiniLM's tokenizer) MLM-trained on the SciFact corpus and the SQuAD-dev passages."""
-    folder = root / "mlm-init"
+    folder = mlm_folder(root)
     if (folder / "harness_checkpoint.json").is_file():
         return folder
     import random
@@ -195,8 +201,8 @@ def mlm_init(root: Path, s: dict, threads: int, device: str) -> Path:
 
 def train_arm(root: Path, init: str, init_path: Path, arm: str, seed: int, s: dict, threads: int,
               device: str) -> Path:
-    out = root / f"{init}-{arm}-seed{seed}"
-    final = out / f"checkpoint-{s['steps']:07d}"
+    final = arm_checkpoint(root, init, arm, seed, s)
+    out = final.parent
     if final.is_dir():
         return final
     m, B = s["pairs"], s["batch"]
@@ -221,12 +227,7 @@ def verify_rebuilt(results: Results, key: str, retriever: str, root: Path, devic
     tables report. The check is recorded (``<key>/rebuilt``) and a mismatch is flagged in the summary."""
     if not results.done(key) or results.done(key + "/rebuilt"):
         return
-    from harness.results.records import read_record
-
-    out = root / "results-rebuilt"
-    harness(["run", "-r", retriever, "-d", "beir/scifact", "--metric", "ndcg@10", "--output-dir", str(out),
-             "--device", device])
-    now = _record(out, "beir/scifact", retriever, read_record).metrics["ndcg@10"]
+    now = run_scored(root / "results-rebuilt", retriever, "beir/scifact", "ndcg@10", device).metrics["ndcg@10"]
     was = results.get(key)["ndcg@10"]["mean"]
     results.put(key + "/rebuilt", {"ndcg@10": now, "recorded": was, "abs_diff": abs(now - was)})
     print(f"== {key} rebuilt: SciFact nDCG@10 {now:.6f}, recorded {was:.6f}", flush=True)
@@ -255,12 +256,7 @@ def fewshot(results: Results, root: Path, key: str, init_path: Path, shots: int,
     from harness.train.checkpoint import list_checkpoints
 
     ckpt = list_checkpoints(out)[-1][1]
-    from harness.results.records import read_record
-
-    res = root / "results"
-    harness(["run", "-r", str(ckpt), "-d", "beir/scifact", "--metric", "ndcg@10", "--output-dir", str(res),
-             "--device", device])
-    rec = _record(res, "beir/scifact", str(ckpt), read_record)
+    rec = run_scored(root / "results", str(ckpt), "beir/scifact", "ndcg@10", device)
     value = {"ndcg@10": {"mean": rec.metrics["ndcg@10"], "per_query": _pack(rec.per_query["ndcg@10"], "ndcg@10")}}
     results.put(key, value)
     return value
@@ -280,7 +276,7 @@ def main() -> int:
         t0 = time.time()
         evaluate(results, "bm25", "bm25", root, args.device)
         for init in args.inits:
-            rebuilt = init == "mlm" and not (root / "mlm-init" / "harness_checkpoint.json").is_file()
+            rebuilt = init == "mlm" and not (mlm_folder(root) / "harness_checkpoint.json").is_file()
             init_path = MINILM if init == "minilm" else mlm_init(root, s, args.threads, args.device)
             if rebuilt:
                 verify_rebuilt(results, "mlm/init", str(init_path), root, args.device)
@@ -301,7 +297,7 @@ def main() -> int:
                 for arm in ARMS:
                     if results.done(f"{init}/{arm}/fewshot{shots}"):
                         continue
-                    lost = not (root / f"{init}-{arm}-seed0" / f"checkpoint-{s['steps']:07d}").is_dir()
+                    lost = not arm_checkpoint(root, init, arm, 0, s).is_dir()
                     ckpt = train_arm(root, init, init_path, arm, 0, s, args.threads, args.device)
                     if lost:
                         verify_rebuilt(results, f"{init}/{arm}/seed0", str(ckpt), root, args.device)
