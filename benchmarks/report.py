@@ -47,6 +47,10 @@ QUESTIONS = [
 ]
 
 
+class ReportError(Exception):
+    """A result file or the README this report cannot read: one line naming the file and the fix."""
+
+
 def results_of(script: str) -> list[Path]:
     """The JSON results of one script, newest first (by the date in the name, then the same-day counter)."""
     topic, name = script.split("/")
@@ -129,7 +133,18 @@ def _printed(lines: list[str]) -> list[str]:
 
 
 def render_run(script: str, path: Path) -> list[str]:
-    data = json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_text())
+        return _render(script, path, data)
+    except json.JSONDecodeError as e:
+        raise ReportError(f"{path}:{e.lineno}: not valid JSON ({e.msg}); restore it from git or rerun its "
+                          "script") from None
+    except (KeyError, TypeError) as e:
+        raise ReportError(f"{path}: not a result this report knows (missing or odd field {e}); restore it from git "
+                         "or rerun its script") from None
+
+
+def _render(script: str, path: Path, data: dict) -> list[str]:
     rel = path.relative_to(HERE).as_posix()
     name = script.split("/")[1]
     if "printed" in data:  # benchmarks/_common.py:run_and_record
@@ -180,7 +195,7 @@ def render() -> str:
 
 def splice(readme: str, section: str) -> str:
     if BEGIN not in readme or END not in readme:
-        raise SystemExit(f"{README}: the markers {BEGIN} and {END} are missing; put them where the results go")
+        raise ReportError(f"{README}: the markers {BEGIN} and {END} are missing; put them where the results go")
     head, rest = readme.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
     return f"{head}{BEGIN}\n{section}{END}{tail}"
@@ -192,6 +207,14 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--write", action="store_true", help="rewrite the results section of benchmarks/README.md")
     g.add_argument("--check", action="store_true", help="exit 1 when benchmarks/README.md differs from the JSON")
     args = p.parse_args(argv)
+    try:
+        return _main(args)
+    except ReportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _main(args: argparse.Namespace) -> int:
     section = render()
     if args.write:
         README.write_text(splice(README.read_text(), section))

@@ -121,3 +121,21 @@ def test_report_orders_runs_newest_first(tmp_path, monkeypatch):
     monkeypatch.setattr(report, "HERE", tmp_path)
     assert [p.name for p in report.results_of("compute/encode_flops")] == [
         "encode_flops-2026-12-03.json", "encode_flops-2026-12-02-2.json", "encode_flops-2026-12-02.json"]
+
+
+def test_report_names_a_broken_result_file_and_its_line(tmp_path, monkeypatch):
+    from benchmarks import report
+
+    folder = tmp_path / "scale" / "results"
+    folder.mkdir(parents=True)
+    bad = folder / "memory_scaling-2026-12-03.json"
+    bad.write_text('{\n  "printed": [\n')
+    monkeypatch.setattr(report, "HERE", tmp_path)
+    with pytest.raises(report.ReportError) as e:
+        report.render()
+    assert str(e.value).startswith(f"{bad}:3: not valid JSON")
+    bad.write_text('{"printed": [], "figures": {"sizes": [{"documents": 1}]}}')
+    with pytest.raises(report.ReportError) as e:
+        report.render()
+    assert str(e.value).startswith(f"{bad}: not a result this report knows")
+    assert report.main(["--check"]) == 2
