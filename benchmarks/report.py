@@ -23,7 +23,7 @@ BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 #: (question, script as topic/name, command); the order of the README
 QUESTIONS = [
     ("SciFact end to end against beir 2.2.0: time, memory, the same numbers?", "end_to_end/encode_vs_beir",
-     "python -m benchmarks.end_to_end.encode_vs_beir --bf16x3"),
+     "python -m benchmarks.end_to_end.encode_vs_beir [--bf16x3] (--bf16x3 on a CPU with AMX)"),
     ("BM25 on SciFact against pyserini's own command-line tools", "end_to_end/bm25_vs_pyserini",
      "python -m benchmarks.end_to_end.bm25_vs_pyserini"),
     ("Achieved FLOP/s of encoding against the matmul peak", "compute/encode_flops",
