@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from harness.data import load as beir_load
 from harness.data.beir import BeirDataset, Doc
@@ -21,6 +21,7 @@ from harness.data.registry import DATASETS, SUITES, DatasetSpec, EvalProtocol, e
 from harness.errors import HarnessError
 from harness.odqa import dataset as odqa
 from harness.paths import data_roots, offline
+from harness.registry import Registry
 
 
 class Dataset(Protocol):
@@ -51,7 +52,8 @@ class Dataset(Protocol):
     def evaluate(self, run, metrics: Sequence[str]) -> tuple[dict[str, dict[str, float]], dict]: ...
 
 
-__all__ = ["Dataset", "Doc", "dataset_ids", "fetch", "find_local", "resolve_all", "resolve_dataset"]
+__all__ = ["SOURCES", "Dataset", "DatasetSource", "Doc", "dataset_ids", "fetch", "find_local", "register_source",
+           "resolve_all", "resolve_dataset"]
 
 
 def dataset_ids(datasets: Sequence[str] = (), suites: Sequence[str] = ()) -> list[str]:
@@ -65,23 +67,133 @@ def dataset_ids(datasets: Sequence[str] = (), suites: Sequence[str] = ()) -> lis
     return expand(ids)
 
 
-def find_local(spec: DatasetSpec) -> Path | None:
-    """Where a registered dataset's files are, or None."""
-    if spec.kind == "odqa":
+class DatasetSource:
+    """One source of datasets (a kind of files and their reader): finds, fetches and opens registered
+    datasets of its kind (``DatasetSpec.kind`` names it) and the folders it recognises. A new source is one
+    subclass and :func:`register_source` (docs/ARCHITECTURE.md, "Add a dataset source")."""
+
+    name: ClassVar[str] = ""
+
+    def find_local(self, spec: DatasetSpec) -> Path | None:
+        """Where a registered dataset's files are, or None."""
+        raise NotImplementedError
+
+    def fetch(self, spec: DatasetSpec) -> Path:
+        """Download a registered dataset when it is missing; returns its folder."""
+        raise NotImplementedError
+
+    def missing_message(self, spec: DatasetSpec, reason: str) -> str:
+        raise NotImplementedError
+
+    def open(self, spec: DatasetSpec, split: str | None, allow_fetch: bool) -> Dataset:
+        """The dataset of a registered spec, its layout checked."""
+        raise NotImplementedError
+
+    def claims_folder(self, folder: Path) -> bool:
+        """Whether a folder given by path is in this source's format."""
+        return False
+
+    def open_folder(self, folder: Path, dataset_id: str, split: str | None) -> Dataset:
+        raise NotImplementedError
+
+
+class OdqaSource(DatasetSource):
+    """Open-domain QA in DPR's files: passages TSV and question files (``harness.odqa``)."""
+
+    name = "odqa"
+
+    def find_local(self, spec: DatasetSpec) -> Path | None:
         found = odqa.find_local(spec)
         return found.root if found is not None else None
-    return beir_load.find_local(spec)
+
+    def fetch(self, spec: DatasetSpec) -> Path:
+        return odqa.fetch(spec).root
+
+    def missing_message(self, spec: DatasetSpec, reason: str) -> str:
+        return odqa.missing_message(spec, reason)
+
+    def open(self, spec: DatasetSpec, split: str | None, allow_fetch: bool) -> Dataset:
+        ds = odqa.fetch(spec) if allow_fetch else odqa.find_local(spec)
+        if ds is None:
+            raise HarnessError(odqa.missing_message(spec, "not fetched"))
+        if split is not None:
+            ds.protocol = replace(ds.protocol, split=split)
+        ds.check_layout()
+        return ds
+
+    def claims_folder(self, folder: Path) -> bool:
+        return odqa.is_odqa_folder(folder)
+
+    def open_folder(self, folder: Path, dataset_id: str, split: str | None) -> Dataset:
+        found = odqa.from_folder(folder, dataset_id, split)
+        found.check_layout()
+        return found
+
+
+class BeirSource(DatasetSource):
+    """BEIR-format folders: corpus.jsonl, queries.jsonl, qrels/<split>.tsv (``harness.data``); any folder
+    that no other source claims is read as one."""
+
+    name = "beir"
+
+    def find_local(self, spec: DatasetSpec) -> Path | None:
+        return beir_load.find_local(spec)
+
+    def fetch(self, spec: DatasetSpec) -> Path:
+        return beir_load.fetch(spec)
+
+    def missing_message(self, spec: DatasetSpec, reason: str) -> str:
+        return beir_load.missing_message(spec, reason)
+
+    def open(self, spec: DatasetSpec, split: str | None, allow_fetch: bool) -> Dataset:
+        folder = beir_load.fetch(spec) if allow_fetch else beir_load.find_local(spec)
+        if folder is None:
+            raise HarnessError(beir_load.missing_message(spec, "not fetched"))
+        protocol = spec.protocol if split is None else replace(spec.protocol, split=split)
+        beir = BeirDataset(spec.id, folder, protocol)
+        beir.check_layout()
+        return beir
+
+    def claims_folder(self, folder: Path) -> bool:
+        return True
+
+    def open_folder(self, folder: Path, dataset_id: str, split: str | None) -> Dataset:
+        beir = BeirDataset(dataset_id, folder, EvalProtocol(split=split or "test"))
+        beir.check_layout()
+        return beir
+
+
+#: dataset sources by name; a folder given by path is read by the first (in registration order) that claims it
+SOURCES: Registry[DatasetSource] = Registry("dataset source")
+
+
+def register_source(source: DatasetSource) -> DatasetSource:
+    """Add a dataset source (registered datasets of ``kind == source.name`` and the folders it claims). A
+    source registered later is asked about a folder before the ones registered earlier, BEIR's fallback last."""
+    SOURCES.register(source.name, source)
+    return source
+
+
+for _source in (BeirSource(), OdqaSource()):
+    register_source(_source)
+
+
+def source_of(spec: DatasetSpec) -> DatasetSource:
+    return SOURCES.get(spec.kind)
+
+
+def find_local(spec: DatasetSpec) -> Path | None:
+    """Where a registered dataset's files are, or None."""
+    return source_of(spec).find_local(spec)
 
 
 def fetch(spec: DatasetSpec) -> Path:
     """Download a registered dataset when it is missing; returns its folder."""
-    if spec.kind == "odqa":
-        return odqa.fetch(spec).root
-    return beir_load.fetch(spec)
+    return source_of(spec).fetch(spec)
 
 
 def _missing(spec: DatasetSpec, reason: str) -> str:
-    return odqa.missing_message(spec, reason) if spec.kind == "odqa" else beir_load.missing_message(spec, reason)
+    return source_of(spec).missing_message(spec, reason)
 
 
 def resolve_all(ids: Sequence[str], *, split: str | None = None, allow_fetch: bool = True,
@@ -122,21 +234,7 @@ def resolve_dataset(name: str, *, split: str | None = None, allow_fetch: bool = 
         if spec.is_collection:
             raise HarnessError(f"{name} is a collection of {len(spec.subsets)} datasets; run it as a whole "
                                "with `harness run`, or name one part, e.g. " + spec.subsets[0])
-        if spec.kind == "odqa":
-            ds = odqa.fetch(spec) if allow_fetch else odqa.find_local(spec)
-            if ds is None:
-                raise HarnessError(odqa.missing_message(spec, "not fetched"))
-            if split is not None:
-                ds.protocol = replace(ds.protocol, split=split)
-            ds.check_layout()
-            return ds
-        folder = beir_load.fetch(spec) if allow_fetch else beir_load.find_local(spec)
-        if folder is None:
-            raise HarnessError(beir_load.missing_message(spec, "not fetched"))
-        protocol = spec.protocol if split is None else replace(spec.protocol, split=split)
-        beir = BeirDataset(spec.id, folder, protocol)
-        beir.check_layout()
-        return beir
+        return source_of(spec).open(spec, split, allow_fetch)
     path = Path(name).expanduser()
     if not path.is_dir():
         if "/" in name and not name.startswith((".", "/", "~")):
@@ -145,13 +243,10 @@ def resolve_dataset(name: str, *, split: str | None = None, allow_fetch: bool = 
                            f"{_did_you_mean(name)} (`harness list datasets` shows the ids)")
     resolved = path.resolve()
     local_id = local_dataset_id(resolved, output_dir)
-    if odqa.is_odqa_folder(resolved):
-        found = odqa.from_folder(resolved, local_id, split)
-        found.check_layout()
-        return found
-    beir = BeirDataset(local_id, resolved, EvalProtocol(split=split or "test"))
-    beir.check_layout()
-    return beir
+    for _, source in reversed(SOURCES.items()):
+        if source.claims_folder(resolved):
+            return source.open_folder(resolved, local_id, split)
+    raise HarnessError(f"{resolved}: no dataset source reads this folder")  # BEIR claims every folder
 
 
 #: marks which folder a ``local/<name>`` id of a results folder belongs to

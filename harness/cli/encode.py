@@ -41,10 +41,10 @@ def add_parser(sub) -> None:
 def _load(args):
     from harness.datasets import resolve_dataset
     from harness.errors import HarnessError
-    from harness.retrievers.registry import resolve_retriever
+    from harness.retrievers.registry import kind_of, resolve_retriever
 
     spec = resolve_retriever(args.retriever)
-    if spec.kind != "dense":
+    if not kind_of(spec).encodes_corpus:
         raise HarnessError(f"{args.retriever} is not a dense retriever; BM25 indexes with `harness run`")
     return spec.load(settings_from_args(args), execution_from_args(args)), resolve_dataset(args.dataset)
 

@@ -17,24 +17,14 @@ def cmd_list(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
     if args.what == "retrievers":
-        from harness.retrievers.registry import COMPOSITION_SYNTAX, RETRIEVERS
+        from harness.retrievers.registry import RETRIEVERS, composition_syntax, kind_of
 
-        def recipe(spec) -> str:
-            if spec.kind == "bm25":
-                return f"k1={spec.params['k1']} b={spec.params['b']}, {spec.params['collection']}"
-            if spec.kind == "sparse":
-                p = spec.params
-                return (f"SPLADE max pooling; documents {p['doc_max_length']}, queries {p['query_max_length']} "
-                        f"tokens; weights round(w / {p['weight_range']} x {p['quant_range']}); impact index")
-            text = spec.encoder.describe() if spec.encoder else "as the model's own files say"
-            return text + (f"; queries: {spec.query_model}" if spec.query_model else "")
-
-        rows = [(n, s.kind, s.model or "", recipe(s), s.description) for n, s in RETRIEVERS.items()]
+        rows = [(n, s.kind, s.model or "", kind_of(s).recipe(s), s.description) for n, s in RETRIEVERS.items()]
         print(tabulate(rows, headers=["name", "kind", "model", "recipe", "description"],
                        maxcolwidths=[None, None, None, None, 40]))
         print("\nAlso: hf:<Hugging Face id or folder> for any encoder, a checkpoint folder from `harness train`, "
               "sparse:<SPLADE model id or folder>, and compositions of any of these (quote them in a shell):\n")
-        print(tabulate(COMPOSITION_SYNTAX, headers=["composition", "what it computes"], maxcolwidths=[None, 70]))
+        print(tabulate(composition_syntax(), headers=["composition", "what it computes"], maxcolwidths=[None, 70]))
         print("\nPublished ones (baselines/published/systems.csv): fuse:hybrid(dpr-nq,bm25;alpha=1.2;hits=1000) "
               "on NQ and fuse:hybrid(dpr-multi,bm25;alpha=0.95;hits=1000) on TriviaQA (Pyserini's DPR-Hybrid).")
     elif args.what == "datasets":

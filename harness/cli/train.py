@@ -57,8 +57,9 @@ def add_options(p: argparse.ArgumentParser, cls) -> None:
             kw.update(type=_bool, metavar=md.get("metavar") or "BOOL")
         else:
             kw.update(type={"int": int, "float": float}.get(kind.split(" |")[0], str), metavar=md.get("metavar"))
-        if md.get("choices"):
-            kw.update(choices=list(md["choices"]), metavar=None)
+        if md.get("choices"):  # a callable: read when the parser is made (registries filled by then)
+            choices = md["choices"]() if callable(md["choices"]) else md["choices"]
+            kw.update(choices=list(choices), metavar=None)
         g.add_argument(flag, default=argparse.SUPPRESS, **kw)
 
 

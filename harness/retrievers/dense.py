@@ -24,7 +24,7 @@ from harness.paths import cache_root
 from harness.resources import check_plan, count_lines, embedding_plan
 from harness.retrievers.config import fit_max_length, model_max_positions, read_encoder_config
 from harness.retrievers.hub import model_digest, resolve_model
-from harness.retrievers.registry import RetrieverSpec
+from harness.retrievers.spec import RetrieverSpec
 from harness.search import topk_exact
 from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution
 from harness.trec import FLOAT32_SCORE_FORMAT, Run

@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from harness.errors import HarnessError
-from harness.retrievers.registry import RetrieverSpec
+from harness.retrievers.spec import RetrieverSpec
 from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution
 from harness.trec import FLOAT64_SCORE_FORMAT, Run
 

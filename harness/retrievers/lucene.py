@@ -34,7 +34,7 @@ from harness.data.beir import BeirDataset
 from harness.errors import HarnessError
 from harness.io import atomic_write_json, cached_sha256, remove_stale_temporaries
 from harness.paths import cache_root
-from harness.retrievers.registry import RetrieverSpec
+from harness.retrievers.spec import RetrieverSpec
 from harness.settings import DEFAULT_EXECUTION, Execution
 from harness.trec import PYSERINI_SCORE_FORMAT, Run
 

@@ -35,7 +35,7 @@ from harness.data.beir import doc_text
 from harness.errors import HarnessError
 from harness.paths import cache_root
 from harness.retrievers.fusion import stages_changed_settings
-from harness.retrievers.registry import RetrieverSpec
+from harness.retrievers.spec import RetrieverSpec
 from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution
 from harness.trec import FLOAT32_SCORE_FORMAT, Run
 

@@ -47,7 +47,7 @@ from harness.retrievers.lucene import (
     read_mark,
     worker_search,
 )
-from harness.retrievers.registry import RetrieverSpec
+from harness.retrievers.spec import RetrieverSpec
 from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution
 from harness.trec import PYSERINI_SCORE_FORMAT, Run
 

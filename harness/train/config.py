@@ -9,8 +9,8 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 
 from harness.errors import HarnessError
 from harness.settings import PRECISIONS as EVAL_PRECISIONS
+from harness.train.objectives import get_objective, objective_names
 
-OBJECTIVES = ("relevance-aware", "moco", "inbatch")
 AUGMENTATIONS = ("none", "delete", "mask", "replace", "shuffle")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 WINDOW_MODES = ("stream", "document")
@@ -75,8 +75,9 @@ class TrainConfig(RunOptions):
 
     corpus: str = _control(help="dataset id (its corpus text), BEIR folder, JSONL/TSV/text file, or a folder",
                            group="model and output")
-    objective: str = option("relevance-aware", "relevance-aware (ReContriever), moco or inbatch (Contriever's)",
-                            group="objective", choices=OBJECTIVES)
+    objective: str = option("relevance-aware", "relevance-aware (ReContriever), moco or inbatch (Contriever's), "
+                                               "or a registered objective (harness.train.objectives)",
+                            group="objective", choices=objective_names)
     # pairs and crops
     pairs: int = option(4, "key crops per window m (relevance-aware; moco and inbatch use 1)", group="pairs and crops")
     chunk_length: int = option(256, "window length in tokens", group="pairs and crops")
@@ -122,14 +123,14 @@ class TrainConfig(RunOptions):
 
     @property
     def m(self) -> int:
-        return self.pairs if self.objective == "relevance-aware" else 1
+        return get_objective(self.objective).pairs_per_window(self)
 
     def validate(self) -> None:
         def need(ok: bool, message: str) -> None:
             if not ok:
                 raise HarnessError(message)
-        need(self.objective in OBJECTIVES,
-             f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
+        need(self.objective in objective_names(),
+             f"unknown objective {self.objective!r}; choose one of {', '.join(objective_names())}")
         need(self.augmentation in AUGMENTATIONS,
              f"unknown augmentation {self.augmentation!r}; choose one of {', '.join(AUGMENTATIONS)}")
         need(self.precision in PRECISIONS,
@@ -149,7 +150,8 @@ class TrainConfig(RunOptions):
         need(0 <= self.warmup_steps <= self.steps,
              f"--warmup-steps ({self.warmup_steps}) exceeds --steps ({self.steps}); pass a smaller --warmup-steps")
         need(self.save_every >= 1 and self.keep_last >= 1, "--save-every and --keep-last must be >= 1")
-        need(self.objective != "inbatch" or self.batch_size >= 2, "inbatch needs --batch-size >= 2")
+        smallest = get_objective(self.objective).min_batch_size
+        need(self.batch_size >= smallest, f"{self.objective} needs --batch-size >= {smallest}")
 
     def hyperparameters(self) -> dict:
         return method_fields(self) | {"m": self.m}

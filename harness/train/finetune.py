@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,8 +44,9 @@ def finetune(cfg: FinetuneConfig):
     from harness.devices import pick_device
     from harness.train.checkpoint import checkpoint_metadata, save_checkpoint
     from harness.train.encoder import init_encoder_config, load_encoder
-    from harness.train.losses import inbatch_loss
-    from harness.train.trainer import LOG_FILE, TrainResult, _log, _lr_lambda
+    from harness.train.loop import linear_schedule, optimise
+    from harness.train.objectives import SupervisedPairs
+    from harness.train.trainer import LOG_FILE, TrainResult
 
     if cfg.steps < 1 or cfg.batch_size < 2:
         raise HarnessError("finetune needs --steps >= 1 and --batch-size >= 2 (in-batch negatives)")
@@ -70,7 +72,7 @@ def finetune(cfg: FinetuneConfig):
     tok, encoder = loaded.tokenizer, loaded.encoder.to(device)
     encoder.train()
     opt = torch.optim.AdamW(encoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.warmup_steps, cfg.steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, linear_schedule(cfg.warmup_steps, cfg.steps))
     output = Path(cfg.output)
     output.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(cfg.seed)
@@ -86,40 +88,42 @@ def finetune(cfg: FinetuneConfig):
 
         bar = progress_bar(cfg.steps, "finetune", "step", leave=True)
     result = TrainResult(output)
+    objective = SupervisedPairs()
     order: list[int] = []
     bs = min(cfg.batch_size, len(pairs))
-    for step in range(1, cfg.steps + 1):
+
+    def step(i: int) -> dict[str, Any]:
+        nonlocal order
         t0 = time.perf_counter()
         if len(order) < bs:
             order += rng.permutation(len(pairs)).tolist()
-        batch, order = [pairs[i] for i in order[:bs]], order[bs:]
+        batch, order = [pairs[j] for j in order[:bs]], order[bs:]
         q = encode([queries[qid] for qid, _ in batch], cfg.query_max_length)
         d = encode([docs[did] for _, did in batch], cfg.doc_max_length)
         negs = [n for qid, _ in batch for n in hard.get(qid, []) if n in docs]
         extra = encode([docs[n] for n in negs], cfg.doc_max_length) if negs else None
-        out = inbatch_loss(q.float(), d.float(), cfg.temperature,
-                           extra_negatives=None if extra is None else extra.float())
+        out = objective.loss(q, d, cfg.temperature, extra)
         out.loss.backward()
         lr = sched.get_last_lr()[0]
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
-        _log(output / LOG_FILE, {"step": step, **out.stats(), "lr": lr,
-                                 "pairs_per_s": len(batch) / (time.perf_counter() - t0)}, bar, 10, step)
-        if step == cfg.steps or (cfg.save_every and step % cfg.save_every == 0):
-            meta = checkpoint_metadata(encoder=enc_cfg, objective="finetune-inbatch",
-                                       hyperparameters=cfg.hyperparameters(),
-                                       data_checksum=_qrels_checksum(ds), step=step, init=cfg.init,
-                                       extra={"dataset": ds.id, "split": cfg.split, "n_pairs": len(pairs)})
-            folder = save_checkpoint(output, step, encoder.model, tok, meta, None, cfg.keep_last)
-            result.checkpoints.append(folder)
-            if cfg.eval:
-                from harness.train.evaluate import evaluate_checkpoint
+        return {"step": i + 1, **out.stats(), "lr": lr, "pairs_per_s": len(batch) / (time.perf_counter() - t0)}
 
-                result.evaluations += evaluate_checkpoint(folder, step, cfg)
-        result.last_step = step
-    if bar:
-        bar.close()
+    def checkpoint(step: int) -> None:
+        meta = checkpoint_metadata(encoder=enc_cfg, objective=objective.name, hyperparameters=cfg.hyperparameters(),
+                                   data_checksum=_qrels_checksum(ds), step=step, init=cfg.init,
+                                   extra={"dataset": ds.id, "split": cfg.split, "n_pairs": len(pairs)})
+        folder = save_checkpoint(output, step, encoder.model, tok, meta, None, cfg.keep_last)
+        result.checkpoints.append(folder)
+        if cfg.eval:
+            from harness.train.evaluate import evaluate_checkpoint
+
+            result.evaluations += evaluate_checkpoint(folder, step, cfg)
+
+    result.last_step = optimise(0, cfg.steps, step,
+                                due=lambda done: bool(cfg.save_every) and done % cfg.save_every == 0,
+                                checkpoint=checkpoint, log_path=output / LOG_FILE, bar=bar, log_every=10)
     if cfg.eval and cfg.eval_baselines:
         from harness.train.evaluate import evaluate_baselines
 

@@ -17,7 +17,6 @@ A resume with another world size is refused (the data position and random states
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
@@ -46,16 +45,9 @@ from harness.train.config import LOG_FILE, TrainConfig
 from harness.train.crops import ContrastiveBatches, SpecialIds
 from harness.train.data import build_token_stream, make_windows, resolve_source
 from harness.train.encoder import init_encoder_config, load_encoder
-from harness.train.losses import inbatch_loss, moco_loss, relevance_aware_loss
-from harness.train.moco import (
-    KeyQueue,
-    average_gradients,
-    gather_nograd,
-    gather_with_grad,
-    is_distributed,
-    mean_over_ranks,
-    momentum_update,
-)
+from harness.train.loop import RunState, linear_schedule, optimise
+from harness.train.moco import KeyQueue, average_gradients, is_distributed, mean_over_ranks, momentum_update
+from harness.train.objectives import get_objective
 
 
 @dataclass
@@ -87,14 +79,6 @@ def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
-def _lr_lambda(warmup: int, total: int):
-    def f(step: int) -> float:
-        if step < warmup:
-            return step / max(1, warmup)
-        return max(0.0, (total - step) / max(1, total - warmup))
-    return f
-
-
 def _barrier() -> None:
     if is_distributed():
         dist.barrier()
@@ -123,34 +107,11 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
             dist.destroy_process_group()
 
 
-@dataclass
-class _Run:
-    """Everything a training run holds between steps (made by :func:`_setup`)."""
-
-    device: torch.device
-    output: Path
-    tokenizer: Any
-    encoder: Any
-    enc_cfg: Any
-    checksum: str
-    key_encoder: Any
-    queue: Any
-    opt: torch.optim.Optimizer
-    sched: Any
-    scaler: Any
-    amp: torch.dtype | None
-    start: int
-    end: int
-    batches: Any
-    B: int
-    m: int
-
-
 def _train(cfg: TrainConfig, resume: bool, rank: int, world: int) -> TrainResult:
-    """Setup, then one :func:`_step` per step, a :func:`_checkpoint` every ``save_every`` steps and at the end."""
+    """Setup, then the one loop (``harness.train.loop.optimise``): a :func:`_step` per step, a
+    :func:`_checkpoint` every ``save_every`` steps and at the end."""
     run = _setup(cfg, resume, rank, world)
     result = TrainResult(run.output, encoder=run.encoder, queue=run.queue)
-    log_path = run.output / LOG_FILE
     if rank == 0:
         run.output.mkdir(parents=True, exist_ok=True)
     bar = None
@@ -158,16 +119,11 @@ def _train(cfg: TrainConfig, resume: bool, rank: int, world: int) -> TrainResult
         from harness.progress import progress_bar
 
         bar = progress_bar(run.end, f"train {cfg.objective}", "step", initial=run.start, leave=True)
-    for step in range(run.start, run.end):
-        record = _step(cfg, run, step, world)
-        done = step + 1
-        if rank == 0:
-            _log(log_path, record, bar, cfg.log_every, done)
-        if done % cfg.save_every == 0 or done == run.end:  # end: the last step, or --stop-at-step
-            _checkpoint(cfg, run, done, rank, result)
-        result.last_step = done
-    if bar:
-        bar.close()
+    result.last_step = optimise(run.start, run.end, lambda step: _step(cfg, run, step, world),
+                                due=lambda done: done % cfg.save_every == 0,
+                                checkpoint=lambda done: _checkpoint(cfg, run, done, rank, result),
+                                log_path=run.output / LOG_FILE if rank == 0 else None, bar=bar,
+                                log_every=cfg.log_every)
     if rank == 0 and cfg.eval and cfg.eval_baselines and result.last_step == cfg.steps:
         from harness.train.evaluate import evaluate_baselines
 
@@ -179,7 +135,7 @@ def _train(cfg: TrainConfig, resume: bool, rank: int, world: int) -> TrainResult
     return result
 
 
-def _setup(cfg: TrainConfig, resume: bool, rank: int, world: int) -> _Run:
+def _setup(cfg: TrainConfig, resume: bool, rank: int, world: int) -> RunState:
     """Device, seeds, model, token stream, batches, optimizer and schedule, restored from a checkpoint's
     training state when resuming."""
     device = pick_device(cfg.device)
@@ -217,12 +173,12 @@ def _setup(cfg: TrainConfig, resume: bool, rank: int, world: int) -> _Run:
 
     encoder.train()
     key_encoder, queue = None, None
-    if cfg.objective != "inbatch":
+    if get_objective(cfg.objective).uses_queue:
         key_encoder = encoder.frozen_copy()
         queue = KeyQueue(cfg.queue_size, _hidden_size(encoder.model), device)
     opt = torch.optim.AdamW(encoder.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.adam_eps,
                             weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.warmup_steps, cfg.steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, linear_schedule(cfg.warmup_steps, cfg.steps))
     start = 0
     state: dict = {}
     if resume_from:
@@ -249,31 +205,20 @@ def _setup(cfg: TrainConfig, resume: bool, rank: int, world: int) -> _Run:
         dataset, batch_size=None, sampler=range(start * cfg.grad_accum, end * cfg.grad_accum),
         num_workers=cfg.num_workers, generator=torch.Generator(), pin_memory=device.type == "cuda",
         prefetch_factor=4 if cfg.num_workers else None)
-    return _Run(device, output, tokenizer, encoder, enc_cfg, stream.checksum, key_encoder, queue, opt, sched, scaler,
-                amp, start, end, iter(loader), B, m)
+    return RunState(device, output, tokenizer, encoder, enc_cfg, stream.checksum, key_encoder, queue, opt, sched,
+                    scaler, amp, start, end, iter(loader))
 
 
-def _step(cfg: TrainConfig, run: _Run, step: int, world: int) -> dict:
-    """One optimizer step over ``grad_accum`` micro-batches (gradients averaged over ranks); the MoCo queue
-    takes the step's keys once, after every micro-batch; returns the step's log record."""
+def _step(cfg: TrainConfig, run: RunState, step: int, world: int) -> dict[str, Any]:
+    """One optimizer step over ``grad_accum`` micro-batches: the objective's forward and backward, gradients
+    averaged over ranks, the optimiser and the momentum update; returns the step's log record."""
     t0 = time.perf_counter()
-    encoder, key_encoder, queue, opt, scaler = run.encoder, run.key_encoder, run.queue, run.opt, run.scaler
+    assert run.batches is not None
     micro = [{k: v.to(run.device, non_blocking=True) for k, v in next(run.batches).items()}
              for _ in range(cfg.grad_accum)]
     tokens = sum(int(b["anchor_mask"].sum() + b["key_mask"].sum()) for b in micro)
-    if cfg.objective == "inbatch":
-        stats = [_inbatch_step(cfg, encoder, micro, run.amp, scaler).stats()]
-    else:
-        stats, keys = [], []
-        for batch in micro:
-            with _autocast(run.device, run.amp):
-                out, k = _objective(cfg, encoder, key_encoder, queue, batch, run.B, run.m)
-            loss = out.loss / cfg.grad_accum
-            (scaler.scale(loss) if scaler else loss).backward()
-            keys.append(k.reshape(-1, k.shape[-1]).float())
-            stats.append(out.stats())
-        assert queue is not None
-        queue.enqueue(gather_nograd(torch.cat(keys)))  # once per step: no micro-batch saw these
+    stats = get_objective(cfg.objective).step(cfg, run, micro)
+    encoder, opt, scaler = run.encoder, run.opt, run.scaler
     average_gradients(encoder)
     if scaler:
         scaler.unscale_(opt)
@@ -287,14 +232,14 @@ def _step(cfg: TrainConfig, run: _Run, step: int, world: int) -> dict:
         opt.step()
     run.sched.step()
     opt.zero_grad(set_to_none=True)
-    if key_encoder is not None:
-        momentum_update(key_encoder, encoder, cfg.momentum)
+    if run.key_encoder is not None:
+        momentum_update(run.key_encoder, encoder, cfg.momentum)
     means = mean_over_ranks({k: float(np.mean([s[k] for s in stats])) for k in stats[0]})
     return {"step": step + 1, **means, "lr": lr,
             "tokens_per_s": tokens * world / max(time.perf_counter() - t0, 1e-9)}
 
 
-def _checkpoint(cfg: TrainConfig, run: _Run, done: int, rank: int, result: TrainResult) -> None:
+def _checkpoint(cfg: TrainConfig, run: RunState, done: int, rank: int, result: TrainResult) -> None:
     """Save a checkpoint (weights, recipe, training state), then evaluate it on rank 0 when asked."""
     folder = _save(cfg, run.output, done, run.encoder, run.key_encoder, run.queue, run.opt, run.sched, run.scaler,
                    run.tokenizer, run.enc_cfg, run.checksum, rank)
@@ -305,84 +250,6 @@ def _checkpoint(cfg: TrainConfig, run: _Run, done: int, rank: int, result: Train
 
             result.evaluations += evaluate_checkpoint(folder, done, cfg)
     _barrier()
-
-
-def _autocast(device: torch.device, amp: torch.dtype | None):
-    return torch.autocast(device.type, dtype=amp) if amp else contextlib.nullcontext()
-
-
-def _inbatch_step(cfg, encoder, micro: list[dict], amp, scaler):
-    """In-batch negatives over the whole step's batch: every micro-batch and (gathered with gradient) every
-    rank. One micro-batch: the plain forward and backward. Several: gradient caching, exact for a model
-    whose forward is replayed with the same random state (dropout included)."""
-    device = micro[0]["anchor_ids"].device
-    if len(micro) == 1:
-        batch = micro[0]
-        with _autocast(device, amp):
-            q = encoder(batch["anchor_ids"], batch["anchor_mask"])
-            k = encoder(batch["key_ids"], batch["key_mask"])
-        k_all, offset = gather_with_grad(k.float())
-        out = inbatch_loss(q.float(), k_all, cfg.temperature, offset)
-        (scaler.scale(out.loss) if scaler else out.loss).backward()
-        return out
-    states, qs, ks = [], [], []
-    with torch.no_grad():
-        for batch in micro:
-            states.append(_rng_states(device))
-            with _autocast(device, amp):
-                qs.append(encoder(batch["anchor_ids"], batch["anchor_mask"]).float())
-                ks.append(encoder(batch["key_ids"], batch["key_mask"]).float())
-    end_state = _rng_states(device)
-    q_all, k_local = torch.cat(qs).requires_grad_(), torch.cat(ks).requires_grad_()
-    k_all, offset = gather_with_grad(k_local)
-    out = inbatch_loss(q_all, k_all, cfg.temperature, offset)
-    (scaler.scale(out.loss) if scaler else out.loss).backward()
-    assert q_all.grad is not None and k_local.grad is not None
-    row = 0
-    for batch, state in zip(micro, states, strict=True):
-        _set_rng_states(state, device)
-        with _autocast(device, amp):
-            q = encoder(batch["anchor_ids"], batch["anchor_mask"]).float()
-            k = encoder(batch["key_ids"], batch["key_mask"]).float()
-        n = q.shape[0]
-        torch.autograd.backward([q, k], [q_all.grad[row: row + n], k_local.grad[row: row + n]])
-        row += n
-    _set_rng_states(end_state, device)
-    return out
-
-
-def _rng_states(device: torch.device) -> tuple:
-    return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
-
-
-def _set_rng_states(state: tuple, device: torch.device) -> None:
-    torch.set_rng_state(state[0])
-    if state[1] is not None:
-        torch.cuda.set_rng_state(state[1], device)
-
-
-def _objective(cfg, encoder, key_encoder, queue, batch, B: int, m: int):
-    q = encoder(batch["anchor_ids"], batch["anchor_mask"])
-    with torch.no_grad():
-        k = key_encoder(batch["key_ids"], batch["key_mask"]).float().view(B, m, -1)
-    negatives = queue.get()
-    if cfg.objective == "relevance-aware":
-        out = relevance_aware_loss(q.float(), k, negatives, cfg.temperature, cfg.weight_guard,
-                                   cfg.weight_eps, cfg.weight_temperature)
-    else:
-        out = moco_loss(q.float(), k[:, 0], negatives, cfg.temperature)
-    return out, k
-
-
-def _log(path: Path, record: dict, bar, every: int, step: int) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
-    if bar is not None:
-        bar.update(1)
-        if step % every == 0 or step == 1:
-            shown = {k: f"{v:.3g}" for k, v in record.items() if k in ("loss", "accuracy", "w_mean", "w_min",
-                                                                       "w_max", "w_entropy", "lr", "tokens_per_s")}
-            bar.set_postfix(shown, refresh=False)
 
 
 def _hidden_size(model: Any) -> int:

@@ -1,0 +1,284 @@
+"""The built-in retriever kinds: BM25 (Lucene), dense (any Hugging Face encoder), SPLADE (``sparse:``), and the
+compositions fusion (``fuse:``) and reranking (``rerank:``). Each class owns its name syntax, its loading and
+its ``harness list`` line (see :class:`harness.retrievers.spec.RetrieverKind`); importing this module
+registers them. No torch here: retriever classes are imported only when a spec is loaded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError
+from harness.retrievers.spec import (
+    RETRIEVERS,
+    Resolve,
+    RetrieverKind,
+    RetrieverSpec,
+    folder_name,
+    kind_of,
+    register_kind,
+)
+from harness.settings import EncodeSettings, Execution
+
+#: SPLADE++ EnsembleDistil as Pyserini's 2CR BEIR runs (splade-pp-ed): documents 512 tokens, queries 256,
+#: weights quantised round(w / 5 * 256), a Lucene impact index
+SPLADE: dict[str, Any] = {"doc_max_length": 512, "query_max_length": 256, "weight_range": 5, "quant_range": 256}
+
+
+class BM25Kind(RetrieverKind):
+    """Lucene BM25 through pyserini; registered names only (``bm25``, ``bm25-multifield``)."""
+
+    name = "bm25"
+    target = "harness.retrievers.lucene:BM25Retriever"
+
+    def load(self, spec: RetrieverSpec, settings: EncodeSettings, execution: Execution,
+             stages: list[Any] | None) -> Any:
+        return self.retriever_class()(spec, execution)  # BM25 computes the same under any dense settings
+
+    def recipe(self, spec: RetrieverSpec) -> str:
+        return f"k1={spec.params['k1']} b={spec.params['b']}, {spec.params['collection']}"
+
+
+class DenseKind(RetrieverKind):
+    """A bi-encoder: ``hf:<model id or folder>[@revision]``, a checkpoint folder, or a registered recipe."""
+
+    name = "dense"
+    target = "harness.retrievers.dense:DenseRetriever"
+    prefix = "hf:"
+    encodes_corpus = True
+
+    def parse(self, name: str, resolve: Resolve) -> RetrieverSpec:
+        target, _, revision = name[len("hf:"):].partition("@")
+        if not target:
+            raise HarnessError("hf: needs a model id or folder, e.g. hf:sentence-transformers/all-MiniLM-L6-v2")
+        if not Path(target).expanduser().is_dir():
+            return RetrieverSpec(name, self.name, f"Hugging Face encoder {target}", model=target,
+                                 revision=revision or None)
+        if revision:
+            raise HarnessError(f"{name}: a local model folder has no revision (its content is its identity); "
+                               f"drop @{revision}")
+        return self.folder(target, "Hugging Face encoder")
+
+    def folder(self, target: str, what: str) -> RetrieverSpec:
+        """A model folder (``hf:`` or a checkpoint path), named canonically by its content."""
+        path = Path(target).expanduser().resolve()
+        return RetrieverSpec(folder_name(path), self.name, f"{what} {path}", model=str(path))
+
+    def recipe(self, spec: RetrieverSpec) -> str:
+        text = spec.encoder.describe() if spec.encoder else "as the model's own files say"
+        return text + (f"; queries: {spec.query_model}" if spec.query_model else "")
+
+
+class SparseKind(RetrieverKind):
+    """Learned sparse retrieval (SPLADE) in a Lucene impact index: ``sparse:<model id or folder>``."""
+
+    name = "sparse"
+    target = "harness.retrievers.sparse:SparseRetriever"
+    prefix = "sparse:"
+
+    def parse(self, name: str, resolve: Resolve) -> RetrieverSpec:
+        target = name[len(self.prefix or ""):]
+        if not target:
+            raise HarnessError("sparse: needs a SPLADE model id or folder, e.g. "
+                               "sparse:naver/splade-cocondenser-ensembledistil")
+        path = Path(target).expanduser()
+        if path.is_dir():
+            return RetrieverSpec(f"sparse:{folder_name(path)}", self.name, f"SPLADE model {path.resolve()}",
+                                 model=str(path.resolve()), params=SPLADE)
+        return RetrieverSpec(name, self.name, f"SPLADE model {target}", model=target, params=SPLADE)
+
+    def recipe(self, spec: RetrieverSpec) -> str:
+        p = spec.params
+        return (f"SPLADE max pooling; documents {p['doc_max_length']}, queries {p['query_max_length']} "
+                f"tokens; weights round(w / {p['weight_range']} x {p['quant_range']}); impact index")
+
+
+
+# --- compositions: fusion and reranking as retriever specs --------------------------------------------------
+
+#: fusion methods, their parameters and defaults (None: required or unset); see harness.retrievers.fusion
+FUSE_PARAMS: dict[str, dict[str, object]] = {
+    "rrf": {"k": 60, "hits": None},
+    "hybrid": {"alpha": 0.1, "normalization": False, "weight_on_dense": False, "hits": None},
+    "wsum": {"weights": None, "norm": "none", "hits": None},
+}
+RERANK_PARAMS: dict[str, object] = {"top": 100, "max_length": None, "batch_tokens": None}  # None: 512 or fewer
+
+
+def split_top(text: str) -> list[str]:
+    """``text`` split at the commas and semicolons outside parentheses."""
+    parts, depth, cur = [], 0, ""
+    for ch in text:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth < 0:
+                raise HarnessError(f"unbalanced parentheses in {text!r}")
+        if ch in ",;" and depth == 0:
+            parts.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    if depth:
+        raise HarnessError(f"unbalanced parentheses in {text!r}")
+    parts.append(cur.strip())
+    return parts
+
+
+def _parse_value(key: str, text: str, default: object, where: str) -> object:
+    try:
+        if key == "weights":
+            return [float(w) for w in text.split(":")]
+        if isinstance(default, bool) or key in {"normalization", "weight_on_dense"}:
+            if text.lower() not in {"true", "false", "1", "0"}:
+                raise ValueError(text)
+            return text.lower() in {"true", "1"}
+        if key in {"k", "hits", "top", "max_length", "batch_tokens"}:
+            value = int(text)
+            if value < 1:
+                raise ValueError(text)
+            return value
+        if key == "alpha":
+            return float(text)
+        return text
+    except ValueError:
+        raise HarnessError(f"{where}: {key}={text!r} is not a valid value") from None
+
+
+def _params(parts: list[str], allowed: dict[str, object], where: str) -> tuple[list[str], dict]:
+    stages, params = [], dict(allowed)
+    for part in parts:
+        key, eq, value = part.partition("=")
+        if eq and "(" not in key and ":" not in key and "/" not in key:
+            key = key.strip()
+            if key not in allowed:
+                raise HarnessError(f"{where}: unknown parameter {key!r}; known: {', '.join(allowed)}")
+            params[key] = _parse_value(key, value.strip(), allowed[key], where)
+        elif part:
+            stages.append(part)
+        else:
+            raise HarnessError(f"{where}: an empty name between separators")
+    return stages, params
+
+
+def _show(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ":".join(_show(v) for v in value)
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def _param_text(params: dict) -> str:
+    return "".join(f";{k}={_show(v)}" for k, v in params.items() if v is not None)
+
+
+
+def _split_call(name: str, prefix: str, example: str) -> tuple[str, list[str]]:
+    """``prefix:HEAD(a,b;k=v)`` -> (HEAD, its top-level parts)."""
+    rest = name[len(prefix):]
+    head, paren, tail = rest.partition("(")
+    if not paren or not tail.endswith(")") or not head:
+        raise HarnessError(f"{name!r}: expected {prefix}NAME(STAGE,...;key=value), e.g. {example}")
+    return head, split_top(tail[:-1])
+
+
+class FuseKind(RetrieverKind):
+    """``fuse:METHOD(A,B,...;key=value...)``: fuses the runs of retrievers A, B, ... (compositions included)."""
+
+    name = "fuse"
+    target = "harness.retrievers.fusion:FusionRetriever"
+    prefix = "fuse:"
+    composes = True
+
+    def parse(self, name: str, resolve: Resolve) -> RetrieverSpec:
+        """The spec's name is canonical: stage names resolved (folders by content), every parameter written
+        out, so two spellings of one composition are one row."""
+        head, parts = _split_call(name, "fuse:", "fuse:rrf(bm25,contriever)")
+        if head not in FUSE_PARAMS:
+            raise HarnessError(f"{name!r}: unknown fusion method {head!r}; known: {', '.join(FUSE_PARAMS)}")
+        names, params = _params(parts, FUSE_PARAMS[head], name)
+        if len(names) < 2:
+            raise HarnessError(f"{name!r}: fusion needs at least two retrievers")
+        if head == "hybrid" and len(names) != 2:
+            raise HarnessError(f"{name!r}: hybrid fuses exactly two runs (dense, sparse)")
+        if head == "wsum":
+            weights = params["weights"] or [1.0] * len(names)
+            if not isinstance(weights, list) or len(weights) != len(names):
+                raise HarnessError(f"{name!r}: {len(weights)} weights for {len(names)} retrievers")
+            params["weights"] = weights
+            if params["norm"] not in {"none", "min-max", "max", "sum"}:
+                raise HarnessError(f"{name!r}: norm must be none, min-max, max or sum, not {params['norm']!r}")
+        stages = tuple(resolve(n) for n in names)
+        canonical = f"fuse:{head}({','.join(s.name for s in stages)}{_param_text(params)})"
+        what = ", ".join(s.name for s in stages)
+        return RetrieverSpec(canonical, self.name, f"{head} fusion of {what}", params={"method": head, **params},
+                             stages=stages)
+
+    def run_stages(self, spec: RetrieverSpec) -> tuple[RetrieverSpec, ...]:
+        return spec.stages
+
+    def recipe(self, spec: RetrieverSpec) -> str:
+        return f"{spec.params.get('method')} fusion of {len(spec.stages)} runs"
+
+    def syntax(self) -> list[tuple[str, str]]:
+        return [
+            ("fuse:rrf(A,B,...;k=60)", "reciprocal rank fusion of the runs of A, B, ... (Cormack et al. 2009; k=60)"),
+            ("fuse:hybrid(DENSE,SPARSE;alpha=1.3)", "dense + alpha x sparse score fusion as Pyserini's hybrid "
+                                                    "search (a document missing from one run takes that run's "
+                                                    "lowest score)"),
+            ("fuse:wsum(A,B;weights=1:0.5;norm=min-max)", "weighted sum of per-run normalised scores (as ranx's "
+                                                          "wsum)"),
+        ]
+
+
+class RerankKind(RetrieverKind):
+    """``rerank:MODEL(FIRST;top=N)``: FIRST's top N hits rescored by a cross-encoder (a Hugging Face id or
+    folder) or by a dense retriever of ours (a registered name or ``hf:...``)."""
+
+    name = "rerank"
+    target = "harness.retrievers.rerank:RerankRetriever"
+    prefix = "rerank:"
+    composes = True
+
+    def parse(self, name: str, resolve: Resolve) -> RetrieverSpec:
+        head, parts = _split_call(name, "rerank:", "rerank:MODEL(bm25;top=100)")
+        names, params = _params(parts, RERANK_PARAMS, name)
+        if len(names) != 1:
+            raise HarnessError(f"{name!r}: rerank takes one first-stage retriever, e.g. rerank:MODEL(bm25;top=100)")
+        first = resolve(names[0])
+        stages: tuple[RetrieverSpec, ...]
+        model: str | None
+        if head in RETRIEVERS or head.startswith("hf:"):  # a dense retriever of ours rescoring the candidates
+            scorer = resolve(head)
+            if not kind_of(scorer).encodes_corpus:
+                raise HarnessError(f"{name!r}: {scorer.name} is not a dense retriever; rerank with a cross-encoder "
+                                   "(a Hugging Face id or folder) or a dense retriever")
+            shown, stages, how, model = scorer.name, (first, scorer), "bi-encoder", None
+            params = {"top": params["top"]}  # the dense retriever's own recipe decides the rest
+        else:
+            path = Path(head).expanduser()
+            local = path.is_dir()
+            shown = folder_name(path) if local else head
+            stages, how, model = (first,), "cross-encoder", str(path.resolve()) if local else head
+        canonical = f"rerank:{shown}({first.name}{_param_text(params)})"
+        return RetrieverSpec(canonical, self.name, f"{first.name} reranked by {how} {shown}", model=model,
+                             params={"scorer": how, **params}, stages=stages)
+
+    def run_stages(self, spec: RetrieverSpec) -> tuple[RetrieverSpec, ...]:
+        return spec.stages[:1]  # a dense rescorer (the second stage) is loaded, not run
+
+    def recipe(self, spec: RetrieverSpec) -> str:
+        return f"top {spec.params.get('top')} of {spec.stages[0].name} rescored by a {spec.params.get('scorer')}"
+
+    def syntax(self) -> list[tuple[str, str]]:
+        return [("rerank:MODEL(FIRST;top=100)", "the top hits of FIRST rescored by MODEL: a cross-encoder (Hugging "
+                                                "Face id or folder), or a dense retriever of ours (a name or "
+                                                "hf:...)")]
+
+
+for _kind in (BM25Kind(), DenseKind(), SparseKind(), FuseKind(), RerankKind()):
+    register_kind(_kind)

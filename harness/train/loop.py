@@ -1,0 +1,83 @@
+"""The one training loop, shared by contrastive pre-training (``harness train``) and few-shot fine-tuning
+(``harness finetune``): steps from ``start`` to ``end``, each logged as one JSON line, a checkpoint when one
+is due and at the end. What a step computes is the caller's (an objective, ``harness.train.objectives``);
+the run state the steps share is :class:`RunState`."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness.train.moco import KeyQueue
+
+
+@dataclass
+class RunState:
+    """Everything a training run holds between steps."""
+
+    device: torch.device
+    output: Path
+    tokenizer: Any  # a transformers tokenizer
+    encoder: Any  # harness.train.encoder.Encoder (a torch module with the recipe's pooling)
+    enc_cfg: Any  # harness.retrievers.config.EncoderConfig
+    checksum: str  # of the training data
+    key_encoder: Any | None  # the momentum encoder (queue objectives)
+    queue: KeyQueue | None
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler | None
+    amp: torch.dtype | None
+    start: int
+    end: int
+    batches: Iterator[dict[str, torch.Tensor]] | None
+
+
+def linear_schedule(warmup: int, total: int) -> Callable[[int], float]:
+    """The learning-rate factor: linear warm-up over ``warmup`` steps, then linear decay to 0 at ``total``."""
+    def f(step: int) -> float:
+        if step < warmup:
+            return step / max(1, warmup)
+        return max(0.0, (total - step) / max(1, total - warmup))
+    return f
+
+
+def autocast(device: torch.device, amp: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
+    return torch.autocast(device.type, dtype=amp) if amp else contextlib.nullcontext()
+
+
+SHOWN = ("loss", "accuracy", "w_mean", "w_min", "w_max", "w_entropy", "lr", "tokens_per_s")
+
+
+def log_step(path: Path, record: dict[str, Any], bar: Any, every: int, step: int) -> None:
+    """Append the step's record to the log file; show its figures on the progress bar every ``every`` steps."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+    if bar is not None:
+        bar.update(1)
+        if step % every == 0 or step == 1:
+            bar.set_postfix({k: f"{v:.3g}" for k, v in record.items() if k in SHOWN}, refresh=False)
+
+
+def optimise(start: int, end: int, step: Callable[[int], dict[str, Any]], *, due: Callable[[int], bool],
+             checkpoint: Callable[[int], None], log_path: Path | None, bar: Any = None,
+             log_every: int = 10) -> int:
+    """Run steps ``start`` .. ``end - 1`` (``step(i)`` returns the log record of step i + 1), log each one
+    (``log_path`` None: a helper rank, which logs nothing), and checkpoint when ``due(done)`` or at the end.
+    Returns the last step done."""
+    done = start
+    for i in range(start, end):
+        record = step(i)
+        done = i + 1
+        if log_path is not None:
+            log_step(log_path, record, bar, log_every, done)
+        if due(done) or done == end:
+            checkpoint(done)
+    if bar is not None:
+        bar.close()
+    return done
