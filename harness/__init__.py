@@ -13,13 +13,15 @@ Nothing heavy is imported until a function is called.
 
 from __future__ import annotations
 
+from typing import Any
+
 from harness.version import __version__
 
 __all__ = ["__version__", "evaluate", "leaderboard", "run"]
 _API = ("evaluate", "leaderboard", "run")
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     """``harness.run`` and the rest, from ``harness.api`` on first use (so ``import harness`` stays light)."""
     if name in _API:
         import importlib

@@ -15,6 +15,11 @@ when either rule fails, and says which.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harness.results.records import ResultRecord
+
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -110,7 +115,7 @@ def judge_paired(row: Expected, per_query: dict[str, float], rule: Paired, *,
     return "FAIL", f"paired: per-query scores significantly {word} the baseline record (p={p:.2g} <= {rule.alpha})", p
 
 
-def save_baseline_record(row: Expected, record) -> Path:
+def save_baseline_record(row: Expected, record: ResultRecord) -> Path:
     """Write (or extend) the baseline record of ``row`` from a result record: its per-query scores."""
     from harness.io import atomic_write_json, read_json
     from harness.version import __version__

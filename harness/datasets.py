@@ -13,44 +13,16 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import ClassVar
 
 from harness.data import load as beir_load
 from harness.data.beir import BeirDataset, Doc
+from harness.data.dataset import Dataset
 from harness.data.registry import DATASETS, SUITES, DatasetSpec, EvalProtocol, expand
 from harness.errors import HarnessError
 from harness.odqa import dataset as odqa
 from harness.paths import data_roots, offline
 from harness.registry import Registry
-
-
-class Dataset(Protocol):
-    """What the runner and the retrievers use of a dataset."""
-
-    id: str
-    protocol: EvalProtocol
-    default_metrics: tuple[str, ...]
-
-    @property
-    def split(self) -> str: ...
-
-    @property
-    def corpus_path(self) -> Path: ...
-
-    def files(self) -> list[Path]: ...
-
-    def check_layout(self) -> None: ...
-
-    def corpus(self): ...  # Iterator[Doc]
-
-    def queries(self) -> dict[str, str]: ...
-
-    def metric(self, name: str) -> tuple[str, int]: ...
-
-    def judged_documents(self) -> set[str]: ...
-
-    def evaluate(self, run, metrics: Sequence[str]) -> tuple[dict[str, dict[str, float]], dict]: ...
-
 
 __all__ = ["SOURCES", "Dataset", "DatasetSource", "Doc", "dataset_ids", "fetch", "find_local", "register_source",
            "resolve_all", "resolve_dataset"]
@@ -197,7 +169,7 @@ def _missing(spec: DatasetSpec, reason: str) -> str:
 
 
 def resolve_all(ids: Sequence[str], *, split: str | None = None, allow_fetch: bool = True,
-                output_dir: Path | None = None) -> list:
+                output_dir: Path | None = None) -> list[Dataset]:
     """Resolve every id before any work. Registered datasets that are missing are fetched; when some
     cannot be (offline, server unreachable), one error lists them all with the command that fetches them."""
     missing = [i for i in ids if i in DATASETS and not DATASETS.get(i).is_collection
@@ -225,7 +197,7 @@ def resolve_all(ids: Sequence[str], *, split: str | None = None, allow_fetch: bo
 
 
 def resolve_dataset(name: str, *, split: str | None = None, allow_fetch: bool = True,
-                    output_dir: Path | None = None):
+                    output_dir: Path | None = None) -> Dataset:
     """A registered id (``beir/scifact``, ``odqa/nq``), a BEIR-format folder, or an ODQA folder
     (``passages.tsv`` + a question file, see ``harness.odqa.dataset``). A folder's id is
     ``local/<folder name>`` (:func:`local_dataset_id`; unique within ``output_dir``)."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterable
+from typing import Any
 
 
 def disabled_by_env() -> bool:
@@ -16,7 +18,7 @@ def disabled_by_env() -> bool:
 
 
 def progress_bar(total: int | None = None, desc: str = "", unit: str = "it", *, enabled: bool = True,
-                 iterable=None, **kwargs):
+                 iterable: Iterable[Any] | None = None, **kwargs: Any) -> Any:
     from tqdm import tqdm
 
     interactive = sys.stderr.isatty()

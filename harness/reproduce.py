@@ -11,6 +11,11 @@ runnable (retriever, dataset) instead.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness.registry import Registry
+
 import re
 import shlex
 from collections.abc import Sequence
@@ -74,7 +79,7 @@ def plan(rows: Sequence[Published], systems_map: dict[str, list[str]], *, need_l
     return runnable, not_runnable
 
 
-def _ours(name: str, registry) -> bool:
+def _ours(name: str, registry: Registry[Any]) -> bool:
     """A name we can run: registered, a model folder or hub id given as hf:... or sparse:..., or a
     composition whose stages are all ours."""
     if name in registry:

@@ -15,6 +15,12 @@ by answer matching; the runner never asks which kind it has.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness.data.dataset import Dataset
+    from harness.trec import Run
+
 import hashlib
 import json
 import os
@@ -49,12 +55,12 @@ def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def dataset_fingerprint(ds) -> dict:
+def dataset_fingerprint(ds: Dataset) -> dict:
     return {"id": ds.id, "split": ds.split, "path": str(ds.root),
             "sha256": {p.name: cached_sha256(p) for p in ds.files()}}
 
 
-def corpus_stats(ds) -> dict:
+def corpus_stats(ds: Dataset) -> dict:
     """Validate the whole corpus with the harness reader: counts for the record. Remembered under the
     corpus checksum and the digest of the judged document ids (the missing-judged count depends on both)."""
     digest = cached_sha256(ds.corpus_path)
@@ -108,7 +114,7 @@ class Runner:
             self._loaded[spec.name] = spec.load(self.settings, self.execution, stages)
         return self._loaded[spec.name]
 
-    def metrics_for(self, ds) -> tuple[list[str], int]:
+    def metrics_for(self, ds: Dataset) -> tuple[list[str], int]:
         """The metric names used on ``ds`` (requested, or its defaults), canonical, and the deepest cut-off."""
         parsed = [ds.metric(m) for m in (self.requested or ds.default_metrics)]
         names = list(dict.fromkeys(name for name, _ in parsed))
@@ -117,15 +123,15 @@ class Runner:
             raise HarnessError(f"--depth {self.depth} is below the deepest metric cut-off ({deepest})")
         return names, deepest
 
-    def fingerprint(self, retriever: Retriever, ds, depth: int) -> str:
+    def fingerprint(self, retriever: Retriever, ds: Dataset, depth: int) -> str:
         src = {"retriever": retriever.fingerprint(), "dataset": dataset_fingerprint(ds)["sha256"],
                "protocol": ds.protocol.to_dict(), "depth": depth, "run_format": RUN_FORMAT}
         return hashlib.sha256(json.dumps(src, sort_keys=True).encode()).hexdigest()
 
-    def standard_depth(self, ds) -> int:
+    def standard_depth(self, ds: Dataset) -> int:
         return self.depth or max(ds.protocol.depth, self.metrics_for(ds)[1])
 
-    def paths(self, spec: RetrieverSpec, ds, depth: int | None = None) -> tuple[dict, Path, Path]:
+    def paths(self, spec: RetrieverSpec, ds: Dataset, depth: int | None = None) -> tuple[dict, Path, Path]:
         """(non-reference settings, record path, run path) of ``spec`` on ``ds``; a run deeper or shallower
         than the dataset's standard depth (a fusion stage's ``hits``) is a setting of its own."""
         changed = self.retriever(spec).changed_settings()
@@ -133,7 +139,7 @@ class Runner:
             changed = {**changed, "depth": depth}
         return (changed, *record_paths(self.output_dir, ds.id, ds.split, spec.slug, changed))
 
-    def run_one(self, spec: RetrieverSpec, ds, depth: int | None = None) -> ResultRecord | None:
+    def run_one(self, spec: RetrieverSpec, ds: Dataset, depth: int | None = None) -> ResultRecord | None:
         """Reuse or compute one (retriever, dataset) result; None on a helper rank under torchrun. ``depth``
         overrides the dataset's standard depth (a composition's stages). A composition first runs or reuses
         each of its stages as the retriever it is (its own record and run file), then computes only itself."""
@@ -181,7 +187,7 @@ class Runner:
             timings={"index_s": round(t1 - t0, 3), "search_s": round(t2 - t1, 3)})
         return self._evaluate_and_write(ds, run, rec_path, record, names)
 
-    def _run_stages(self, spec: RetrieverSpec, retriever, ds, depth: int) -> bool:
+    def _run_stages(self, spec: RetrieverSpec, retriever: Any, ds: Dataset, depth: int) -> bool:
         """Run or reuse the stages a composition reads, and hand it their records and runs (as written);
         False on a helper rank under torchrun."""
         stage_depth = retriever.stage_depth(depth)
@@ -196,7 +202,7 @@ class Runner:
         retriever.use_stages(records, runs)
         return True
 
-    def _evaluate_and_write(self, ds, run: dict, rec_path: Path, record: ResultRecord,
+    def _evaluate_and_write(self, ds: Dataset, run: Run, rec_path: Path, record: ResultRecord,
                             names: list[str]) -> ResultRecord:
         per_query, extra = ds.evaluate(run, names)
         record.per_query = per_query
@@ -211,7 +217,7 @@ class Runner:
         return record
 
 
-def _same_count(ds, what: str, got: int | None, expected: int) -> None:
+def _same_count(ds: Dataset, what: str, got: int | None, expected: int) -> None:
     """Refuse a result computed on part of the corpus (or on something else)."""
     if got != expected:
         raise HarnessError(f"{ds.id}: {got if got is not None else 'an unknown number of'} documents were {what}, "

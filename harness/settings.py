@@ -4,8 +4,10 @@ Two objects, split by one question: can it change a number?
 
 - :class:`EncodeSettings`: everything that can change a dense retriever's vectors or scores (numeric
   precision, forward implementation, batch policy, max length, pooling, normalisation, query and document
-  prefixes, stored embedding dtype). Every field is part of the retriever's fingerprint, the embedding cache
-  key and the result record. A field left at ``None`` means "as the model's own files say".
+  prefixes, stored embedding dtype, and the searcher: exact or an approximate index). Every field is part
+  of the retriever's fingerprint and the result record; those that decide the vectors key the embedding
+  cache (the searcher does not: an index is built over the same vectors). A field left at ``None`` means
+  "as the model's own files say".
 - :class:`Execution`: how the work is carried out, never what it computes (device, shard size, threads,
   progress bars, whether model code may run). None of it is in a fingerprint; what was used is recorded
   in the provenance.
@@ -26,6 +28,7 @@ PRECISIONS = ("fp32", "bf16x3", "bf16", "fp16")
 FORWARDS = ("auto", "transformers")
 POOLINGS = ("mean", "cls", "max", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
 EMBED_DTYPES = ("float32", "float16")
+INDEXES = ("exact", "hnsw", "ivfpq")  # harness.searchers: exact search, or an approximate FAISS index
 
 
 @dataclass(frozen=True)
@@ -41,11 +44,13 @@ class EncodeSettings:
     query_prefix: str | None = None
     doc_prefix: str | None = None
     embed_dtype: str = "float32"
+    index: str = "exact"  # the searcher: exact inner product, or an approximate index (harness.searchers)
 
     def __post_init__(self) -> None:
         _choice("--precision", self.precision, PRECISIONS)
         _choice("--forward", self.forward, FORWARDS)
         _choice("--embed-dtype", self.embed_dtype, EMBED_DTYPES)
+        _choice("--index", self.index, INDEXES)
         if self.pooling is not None:
             _choice("--pooling", self.pooling, POOLINGS)
         for name in ("batch_tokens", "max_length"):

@@ -140,7 +140,7 @@ def stage_exact(args):
 def stage_ann(args, kind: str):
     import numpy as np
 
-    from harness.odqa.index import IndexConfig, build, recall_vs_exact, search
+    from harness.ann import IndexConfig, build, recall_vs_exact, search
 
     retriever, ds = _setup(args)
     retriever.index(ds)

@@ -77,7 +77,7 @@ class _Interrupts:
         except ValueError:  # not the main thread: leave signals alone
             self.previous = None
 
-    def _handle(self, signum, frame) -> None:
+    def _handle(self, signum: int, frame: object) -> None:
         self.seen += 1
         raise KeyboardInterrupt
 

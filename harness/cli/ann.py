@@ -12,7 +12,7 @@ import json
 from harness.cli.common import add_execution, add_settings
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ann", help="build an approximate index over cached embeddings; report its recall vs exact")
     p.add_argument("--retriever", "-r", required=True, metavar="NAME", help="a dense retriever (hf:<model>, ...)")
     p.add_argument("--dataset", "-d", required=True, metavar="ID|PATH", help="registered id or folder")
@@ -24,7 +24,7 @@ def add_parser(sub) -> None:
     p.add_argument("--nlist", type=int, default=0, help="IVF cells (default 4*sqrt(n))")
     p.add_argument("--pq-m", type=int, default=16, help="PQ bytes per vector (must divide the dimension)")
     p.add_argument("--nprobe", type=int, default=32, help="IVF lists searched per query (default: 32)")
-    add_settings(p)
+    add_settings(p, index=False)  # its own --index: the index it builds and measures
     add_execution(p)
     p.set_defaults(func=cmd_ann)
 
@@ -32,9 +32,9 @@ def add_parser(sub) -> None:
 def cmd_ann(args: argparse.Namespace) -> int:
     import time
 
+    from harness.ann import IndexConfig, build, recall_vs_exact, save, search
     from harness.cli.encode import _load
     from harness.errors import HarnessError
-    from harness.odqa.index import IndexConfig, build, recall_vs_exact, save, search
     from harness.search import topk_exact
 
     retriever, dataset = _load(args)

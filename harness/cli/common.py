@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.settings import EMBED_DTYPES, FORWARDS, POOLINGS, PRECISIONS, EncodeSettings, Execution
+from harness.settings import EMBED_DTYPES, FORWARDS, INDEXES, POOLINGS, PRECISIONS, EncodeSettings, Execution
 
 
 def add_output_dir(p: argparse.ArgumentParser) -> None:
@@ -38,7 +38,7 @@ def add_compute(p: argparse.ArgumentParser) -> None:
                         "uses the model's own forward (default: auto)")
 
 
-def add_settings(p: argparse.ArgumentParser) -> None:
+def add_settings(p: argparse.ArgumentParser, *, index: bool = True) -> None:
     """Every setting that can change a dense result (``harness.settings.EncodeSettings``), defined once for
     run, check, compare, encode, merge and ann. Each is part of the fingerprint, the cache key and the record."""
     g = p.add_argument_group("dense settings (each changes results: part of the fingerprint and the record)")
@@ -58,6 +58,10 @@ def add_settings(p: argparse.ArgumentParser) -> None:
                    help="text put before every document, e.g. 'passage: ' for e5 (default: the model's own)")
     g.add_argument("--embed-dtype", choices=list(EMBED_DTYPES), default="float32",
                    help="how corpus embeddings are stored (float16 halves disk, rounds the vectors; default float32)")
+    if index:
+        g.add_argument("--index", dest="search_index", choices=list(INDEXES), default="exact",
+                       help="dense search: exact (the reference; default), or an approximate FAISS index, hnsw or "
+                            "ivfpq, stored and labelled apart with its recall@100 against exact search in the record")
 
 
 def add_execution(p: argparse.ArgumentParser, *, shard_size: bool = True) -> None:
@@ -80,7 +84,8 @@ def settings_from_args(args: argparse.Namespace) -> EncodeSettings:
                           normalize=None if normalize is None else normalize == "true",
                           query_prefix=getattr(args, "query_prefix", None),
                           doc_prefix=getattr(args, "doc_prefix", None),
-                          embed_dtype=getattr(args, "embed_dtype", "float32"))
+                          embed_dtype=getattr(args, "embed_dtype", "float32"),
+                          index=getattr(args, "search_index", "exact"))
 
 
 def execution_from_args(args: argparse.Namespace, *, progress: bool = True) -> Execution:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from harness.cli.common import (
     add_execution,
@@ -20,7 +21,7 @@ from harness.cli.common import (
 )
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="paired significance tests of retriever B against retriever A",
                        description="Run (or reuse) two retrievers on datasets and test their per-query differences.")
     p.add_argument("--retriever", "-r", dest="retrievers", action="append", required=True, metavar="NAME",
@@ -92,7 +93,7 @@ def _names(metrics: list[str]) -> list[str]:
     return list(dict.fromkeys(normalize_metric(m) for m in metrics))
 
 
-def render(comparisons, test: str, alpha: float, confidence: float, fmt: str = "text") -> str:
+def render(comparisons: list[Any], test: str, alpha: float, confidence: float, fmt: str = "text") -> str:
     from tabulate import tabulate
 
     if not comparisons:

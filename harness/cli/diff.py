@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from harness.cli.common import add_output_dir
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("diff", help="explain why two results differ: every differing setting, the metric deltas "
                                     "and the queries that moved most",
                        description="Compare two result records: give their paths, or --retriever twice (or once "
@@ -57,7 +58,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return 0
 
 
-def _find(output_dir: Path, name: str, dataset: str):
+def _find(output_dir: Path, name: str, dataset: str) -> Any:
     from harness.errors import HarnessError
     from harness.results.baselines import same_retriever
     from harness.results.records import load_records
@@ -72,7 +73,7 @@ def _find(output_dir: Path, name: str, dataset: str):
     return found[0]
 
 
-def _texts(record) -> dict[str, str]:
+def _texts(record: Any) -> dict[str, str]:
     """The queries' texts, when the dataset can be read here (not needed for the comparison)."""
     from harness.datasets import resolve_dataset
     from harness.errors import HarnessError

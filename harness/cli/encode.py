@@ -8,6 +8,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harness.data.dataset import Dataset
+    from harness.retrievers.dense import DenseRetriever
+
 import argparse
 
 from harness.cli.common import add_execution, add_settings, execution_from_args, settings_from_args
@@ -16,11 +22,11 @@ from harness.cli.common import add_execution, add_settings, execution_from_args,
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--retriever", "-r", required=True, metavar="NAME", help="a dense retriever (hf:<model>, ...)")
     p.add_argument("--dataset", "-d", required=True, metavar="ID|PATH", help="registered id or folder")
-    add_settings(p)  # part of the store's key: give encode, merge and run the same ones
+    add_settings(p, index=False)  # part of the store's key (the searcher is not): the same as run's
     add_execution(p)  # --shard-size must match between encode and merge
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("encode", help="encode a corpus (or one shard of it) into the embedding cache",
                        description="Encode a corpus into the content-keyed embedding cache; --shard i/n "
                                    "encodes every n-th chunk starting at i, so n jobs share the work.")
@@ -38,7 +44,7 @@ def add_parser(sub) -> None:
     m.set_defaults(func=cmd_merge)
 
 
-def _load(args):
+def _load(args: argparse.Namespace) -> tuple[DenseRetriever, Dataset]:
     from harness.datasets import resolve_dataset
     from harness.errors import HarnessError
     from harness.retrievers.registry import kind_of, resolve_retriever
@@ -46,7 +52,12 @@ def _load(args):
     spec = resolve_retriever(args.retriever)
     if not kind_of(spec).encodes_corpus:
         raise HarnessError(f"{args.retriever} is not a dense retriever; BM25 indexes with `harness run`")
-    return spec.load(settings_from_args(args), execution_from_args(args)), resolve_dataset(args.dataset)
+    retriever = spec.load(settings_from_args(args), execution_from_args(args))
+    from harness.retrievers.dense import DenseRetriever
+
+    if not isinstance(retriever, DenseRetriever):
+        raise HarnessError(f"{args.retriever}: `harness encode` writes the embedding store of a dense retriever")
+    return retriever, resolve_dataset(args.dataset)
 
 
 def cmd_encode(args: argparse.Namespace) -> int:

@@ -3,10 +3,15 @@ data root); imports neither torch nor the JVM."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harness.data.registry import DatasetSpec
+
 import argparse
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("list", help="list registered retrievers or datasets")
     p.add_argument("what", choices=["retrievers", "datasets", "suites"],
                    help="retrievers (with their recipes), datasets (marked when present here) or suites")
@@ -31,7 +36,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         from harness.data.registry import DATASETS
         from harness.datasets import find_local
 
-        def present(spec) -> str:
+        def present(spec: DatasetSpec) -> str:
             parts = [DATASETS.get(p) for p in spec.subsets] if spec.subsets else [spec]
             return "yes" if all(find_local(p) is not None for p in parts) else "no"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from harness.cli.common import add_execution, add_output_dir, add_settings, execution_from_args, settings_from_args
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("reproduce", help="run (or reuse) published systems and judge them against their published "
                                          "scores",
                        description="Every published row of the chosen systems, sources and datasets: published, "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from harness.errors import HarnessError
 
@@ -24,7 +25,7 @@ GROUP_ORDER = ("model and output", "data", "pairs and crops", "objective", "opti
                "run control")
 
 
-def add_options(p: argparse.ArgumentParser, cls) -> None:
+def add_options(p: argparse.ArgumentParser, cls: type) -> None:
     """The command-line options of a config dataclass, made from its fields (``harness.train.config.option``):
     flag, type, choices, default and help come from the one declaration. A field left None on the command
     line keeps its dataclass default (or the YAML value) in ``_build``."""
@@ -63,7 +64,7 @@ def add_options(p: argparse.ArgumentParser, cls) -> None:
         g.add_argument(flag, default=argparse.SUPPRESS, **kw)
 
 
-def _shown(value) -> str:
+def _shown(value: object) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, int) and value >= 10_000:
@@ -71,7 +72,7 @@ def _shown(value) -> str:
     return str(value)
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``train`` and ``finetune``: their options come from ``TrainConfig`` and ``FinetuneConfig``."""
     from harness.train.config import FinetuneConfig, TrainConfig
 
@@ -93,7 +94,7 @@ def add_parser(sub) -> None:
     f.set_defaults(func=cmd_finetune)
 
 
-def _merge_config(args: argparse.Namespace, cls) -> dict:
+def _merge_config(args: argparse.Namespace, cls: type) -> dict:
     """Options given on the command line, then the YAML file's; what neither gives keeps the dataclass
     default. The parser suppresses every default, so a command-line value equal to the default still wins
     over the YAML file."""
@@ -125,7 +126,7 @@ def _merge_config(args: argparse.Namespace, cls) -> dict:
     return values
 
 
-def _build(cls, values: dict, required: tuple[str, ...]):
+def _build(cls: type[Any], values: dict, required: tuple[str, ...]) -> Any:
     from dataclasses import fields
 
     missing = [f"--{r}" for r in required if not values.get(r)]
@@ -159,7 +160,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(result) -> None:
+def _report(result: Any) -> None:
     if result.checkpoints:
         print(f"checkpoints: {', '.join(str(c) for c in result.checkpoints)}")
     for r in result.evaluations:

@@ -19,6 +19,10 @@ import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsRead
 
 from harness.errors import HarnessError, OfflineError
 from harness.io import shareable
@@ -94,7 +98,7 @@ def download(url: str, dest: Path, md5: str | None, *, progress: bool = True) ->
     return dest
 
 
-def _bar(total: int, name: str):
+def _bar(total: int, name: str) -> Any:
     from harness.progress import progress_bar
 
     return progress_bar(total or None, f"download {name}", "B", unit_scale=True)
@@ -164,7 +168,7 @@ def unpack(archive: Path, target: Path, kind: str, limit: int | None = None) -> 
         raise HarnessError(f"refusing {archive}: the archive is damaged ({e}); delete it and fetch again") from None
 
 
-def _copy_bounded(src, dst, archive: Path, limit: int, written: int = 0) -> int:
+def _copy_bounded(src: SupportsRead[bytes], dst: IO[bytes], archive: Path, limit: int, written: int = 0) -> int:
     while block := src.read(1 << 20):
         written += len(block)
         if written > limit:

@@ -8,6 +8,13 @@ run by answer matching: top-k accuracy in the run's own rank order, with each qu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harness.data.dataset import Evaluation
+    from harness.trec import Run
+
 import os
 import shutil
 import tempfile
@@ -74,7 +81,7 @@ class OdqaDataset:
     def judged_documents(self) -> set[str]:
         return set()  # answers are matched against passage text, no passage is judged by id
 
-    def evaluate(self, run, metrics):
+    def evaluate(self, run: Run, metrics: Sequence[str]) -> Evaluation:
         """Per-question accuracy@k in the run's rank order, and ``first_hit_rank`` for the record."""
         per_query, first_hit = evaluate_dataset(self, run, metrics)
         return per_query, {"first_hit_rank": first_hit}

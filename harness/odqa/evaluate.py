@@ -11,6 +11,11 @@ passage matches) is kept per question so any k up to the depth can be computed l
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness.odqa.dataset import OdqaDataset
+
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
@@ -48,7 +53,7 @@ def passage_texts(passages: Iterable, wanted: set[str]) -> dict[str, str]:
     return out
 
 
-def _bar(total: int | None, desc: str, unit: str):
+def _bar(total: int | None, desc: str, unit: str) -> Any:
     """A progress bar on stderr (harness.progress: off with TQDM_DISABLE=1)."""
     from harness.progress import progress_bar
 
@@ -97,7 +102,7 @@ def evaluate_answers(answers: Mapping[str, Sequence[str]], run: Mapping[str, Map
     return {canonical(m): accuracy(hits, parse_accuracy(m)) for m in metrics}, hits
 
 
-def evaluate_dataset(dataset, run: Mapping[str, Mapping[str, float]], metrics: Sequence[str]
+def evaluate_dataset(dataset: OdqaDataset, run: Mapping[str, Mapping[str, float]], metrics: Sequence[str]
                      ) -> tuple[dict[str, dict[str, float]], dict[str, int | None]]:
     """Score ``run`` on an ``OdqaDataset``: stream its passages once for the retrieved ones' texts."""
     answers = dataset.answers()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import Any
 
 import regex
 
@@ -35,7 +36,7 @@ def _answer_tokens(answer: str) -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=65536)
-def _compile(pattern: str):
+def _compile(pattern: str) -> Any:
     try:
         return regex.compile(unicodedata.normalize("NFD", pattern),
                              flags=regex.IGNORECASE | regex.UNICODE | regex.MULTILINE)

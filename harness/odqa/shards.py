@@ -13,6 +13,14 @@ search and each index choice need; ``check_fits()`` refuses early, with the fix,
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harness.data.dataset import Dataset
+    from harness.embeddings import EmbeddingStore
+    from harness.retrievers.dense import DenseRetriever
+
 import gzip
 import itertools
 import json
@@ -152,11 +160,11 @@ def check_fits(plan: Plan, store_dir: Path, index: str = "exact", *, memory: int
                            f"Fix: {hint}.\n{plan.render()}")
 
 
-def _store_for(retriever, dataset):
+def _store_for(retriever: DenseRetriever, dataset: Dataset) -> EmbeddingStore:
     return retriever.corpus_store(dataset)
 
 
-def model_dim(retriever) -> int:
+def model_dim(retriever: DenseRetriever) -> int:
     """The encoder's output size read from config.json (no torch needed)."""
     cfg = json.loads((Path(retriever.files.path) / "config.json").read_text())
     for key in ("hidden_size", "dim", "d_model"):
@@ -165,12 +173,12 @@ def model_dim(retriever) -> int:
     raise HarnessError(f"{retriever.files.path}/config.json names no hidden size")
 
 
-def plan_for(retriever, dataset, jobs: int = 1) -> Plan:
+def plan_for(retriever: DenseRetriever, dataset: Dataset, jobs: int = 1) -> Plan:
     return Plan(count_passages(dataset.corpus_path), model_dim(retriever), retriever.shard_size, jobs)
 
 
-def encode_shard(retriever, dataset, shard: int = 0, of: int = 1, *, index: str = "exact",
-                 check: bool = True, log=print) -> dict:
+def encode_shard(retriever: DenseRetriever, dataset: Dataset, shard: int = 0, of: int = 1, *, index: str = "exact",
+                 check: bool = True, log: Callable[[str], None] = print) -> dict:
     """Encode the chunks ``j % of == shard`` of ``dataset`` into ``retriever``'s embedding store."""
     store = _store_for(retriever, dataset)
     if check:
@@ -200,7 +208,8 @@ def encode_shard(retriever, dataset, shard: int = 0, of: int = 1, *, index: str 
     return info
 
 
-def merge(retriever, dataset, of: int, *, verify: bool = True, log=print) -> dict:
+def merge(retriever: DenseRetriever, dataset: Dataset, of: int, *, verify: bool = True,
+          log: Callable[[str], None] = print) -> dict:
     """Check that the ``of`` jobs left every chunk sealed, then write the store's manifest."""
     store = _store_for(retriever, dataset)
     infos = []

@@ -222,9 +222,10 @@ def canonical_name(name: str) -> str | None:
     """The canonical retriever name of a folder given as ``hf:<folder>`` or a path, or of a composition or
     ``sparse:`` name (stages resolved, every parameter written out); None for anything else."""
     from harness.errors import HarnessError
+    from harness.retrievers.kinds import DenseKind
     from harness.retrievers.registry import folder_name, name_prefixes, resolve_retriever
 
-    if name.startswith(tuple(p for p in name_prefixes() if p != "hf:")):
+    if name.startswith(tuple(p for p in name_prefixes() if p != DenseKind.prefix)):
         try:
             return resolve_retriever(name).name
         except (HarnessError, OSError):

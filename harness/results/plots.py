@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -16,7 +17,7 @@ from harness.errors import HarnessError
 from harness.results.stats import PairedComparison
 
 
-def _pyplot():
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -25,7 +26,7 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig: Any, path: Path) -> Path:
     path = Path(path)
     if path.suffix.lower() not in {".png", ".pdf", ".svg"}:
         raise HarnessError(f"{path}: plots are written as .png, .pdf or .svg")

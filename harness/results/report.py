@@ -17,6 +17,7 @@ import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from harness.results.records import ResultRecord
 
@@ -151,7 +152,7 @@ def leaderboard_section(records: Sequence[ResultRecord], baseline: str | None) -
     return "\n".join(out)
 
 
-def _charts(pivot, metric: str) -> str:
+def _charts(pivot: Any, metric: str) -> str:
     """One horizontal bar chart per dataset (inline SVG)."""
     charts = []
     for col in [c for c in pivot.columns if not str(c).startswith("avg (")]:
@@ -310,7 +311,7 @@ def report(output_dir: Path, *, baseline: str | None = None, pair: Sequence[str]
             "</body></html>\n")
 
 
-def write_report(output_dir: Path, path: Path, **kwargs) -> Path:
+def write_report(output_dir: Path, path: Path, **kwargs: Any) -> Path:
     from harness.io import atomic_write
 
     atomic_write(path, report(output_dir, **kwargs))

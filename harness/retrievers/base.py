@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harness.data.dataset import Dataset
+
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
@@ -24,7 +29,7 @@ class Retriever(Protocol):
     def changed_settings(self) -> dict:
         """Its settings that are not the reference computation ({} when they all are)."""
 
-    def index(self, dataset) -> dict:
+    def index(self, dataset: Dataset) -> dict:
         """Build or reuse the index of ``dataset``'s corpus; returns what was done, with ``documents``."""
 
     def search(self, queries: Mapping[str, str], k: int) -> Run:

@@ -1,4 +1,5 @@
-"""Dense retrieval: encode the corpus once into the embedding cache, then exact inner-product search.
+"""Dense retrieval: encode the corpus once into the embedding cache, then search it (exact inner product by
+default; an approximate index with --index, see ``harness.searchers``).
 
 The corpus is streamed in shards of ``shard_size`` documents: a shard's text is held only while it is
 encoded, its vectors go straight to the cache, and search reads one shard at a time. Under torchrun each
@@ -6,6 +7,12 @@ rank encodes every ``world``-th shard and rank 0 seals the store once all are wr
 """
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harness.data.dataset import Dataset
 
 import itertools
 import time
@@ -25,7 +32,7 @@ from harness.resources import check_plan, count_lines, embedding_plan
 from harness.retrievers.config import fit_max_length, model_max_positions, read_encoder_config
 from harness.retrievers.hub import model_digest, resolve_model
 from harness.retrievers.spec import RetrieverSpec
-from harness.search import topk_exact
+from harness.searchers import searcher_for
 from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution
 from harness.trec import FLOAT32_SCORE_FORMAT, Run
 from harness.version import __version__
@@ -71,6 +78,7 @@ class DenseRetriever:
         self._query_digest: str | None = None
         self.shard_size = execution.shard_size
         self.embed_dtype = settings.embed_dtype
+        self.searcher = searcher_for(settings.index)
         self.searched_documents: int | None = None
         self._model_digest: str | None = None
         self._encoder: HFEncoder | None = None
@@ -107,7 +115,7 @@ class DenseRetriever:
             self._query_digest = model_digest(self.query_files.path)
         return self._query_digest
 
-    def doc_input(self, doc: Doc):
+    def doc_input(self, doc: Doc) -> str | tuple[str, str]:
         """What the document encoder reads of a document: title + " " + text, or the (title, text) pair."""
         return (doc.title, doc.text) if self.config.text_pair else doc_text(doc)
 
@@ -134,9 +142,10 @@ class DenseRetriever:
     def fingerprint(self) -> dict:
         """The content identity of what this retriever computes: model files, the recipe that runs (pooling,
         normalisation, max length, prefixes), the compute, the stored dtype and the code version."""
+        search = {"search": self.searcher.fingerprint()} if self.searcher.approximate else {}
         return {"kind": "dense", "model_files": self.model_digest, "query_model_files": self.query_model_digest,
                 "encoder": self.config.recipe(), "compute": self._compute_key(), "embed_dtype": self.embed_dtype,
-                "embed_version": EMBED_VERSION, "text_rule": self.text_rule}
+                "embed_version": EMBED_VERSION, "text_rule": self.text_rule, **search}
 
     @property
     def text_rule(self) -> str:
@@ -156,7 +165,7 @@ class DenseRetriever:
         """What a shard written by this retriever records about how its vectors were computed."""
         return {**self.compute.to_dict(), "harness": __version__}
 
-    def corpus_store(self, dataset) -> EmbeddingStore:
+    def corpus_store(self, dataset: Dataset) -> EmbeddingStore:
         """The embedding store (cache folder) of ``dataset``'s corpus under this encoder."""
         return EmbeddingStore(cache_root() / "embeddings", self._key("corpus", cached_sha256(dataset.corpus_path)))
 
@@ -166,7 +175,7 @@ class DenseRetriever:
             raise RuntimeError("index() must run before the store is read")
         return self._store
 
-    def index(self, dataset) -> dict:
+    def index(self, dataset: Dataset) -> dict:
         start = time.perf_counter()
         store = self.corpus_store(dataset)
         self._store = store
@@ -204,7 +213,7 @@ class DenseRetriever:
                 "shards_encoded_by_this_process": encoded, "processes": size,
                 "dtype": self.embed_dtype, "seconds": time.perf_counter() - start}
 
-    def _check_resources(self, dataset, store: EmbeddingStore) -> None:
+    def _check_resources(self, dataset: Dataset, store: EmbeddingStore) -> None:
         from harness.retrievers.hub import weights_file
 
         weights = weights_file(self.files.path)
@@ -223,9 +232,9 @@ class DenseRetriever:
             raise RuntimeError("index() must run before search()")
         qids = list(queries)
         vectors = self.query_encoder.encode([queries[q] for q in qids], "query", desc="encode queries")
-        scores, docs, searched = topk_exact(vectors, self._store.shards(), k)
-        self.searched_documents = searched
-        return {q: {d: float(s) for d, s in zip(docs[row], scores[row], strict=False)}
+        hits = self.searcher.search(vectors, self._store, k)
+        self.searched_documents = hits.searched
+        return {q: {d: float(s) for d, s in zip(hits.docs[row], hits.scores[row], strict=False)}
                 for row, q in enumerate(qids)}
 
     def provenance(self) -> dict:
@@ -233,7 +242,7 @@ class DenseRetriever:
             if self.query_files is not None else {}
         return {**self.files.provenance(), "model_files_sha256": self.model_digest, **query,
                 "encoder": self.config.to_dict(), "model_encoder": self.model_config.to_dict(),
-                "settings": self.settings.to_dict(), "search": "exact inner product (faiss)",
+                "settings": self.settings.to_dict(), "search": self.searcher.describe(),
                 "embed_dtype": self.embed_dtype, "shard_size": self.shard_size, "embed_version": EMBED_VERSION,
                 "compute": self.compute.to_dict(),
                 "device": str(self._encoder.device) if self._encoder is not None else None, "harness": __version__}
@@ -244,7 +253,7 @@ def _chunks(docs: Iterator[Doc], size: int) -> Iterator[list[Doc]]:
         yield chunk
 
 
-def _hidden_size(folder) -> int:
+def _hidden_size(folder: Path) -> int:
     import json
 
     cfg = json.loads((folder / "config.json").read_text())

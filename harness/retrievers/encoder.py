@@ -18,6 +18,7 @@ import os
 import pickle
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -214,7 +215,7 @@ def _prepend(prefix: str, text: Text, lowercase: bool) -> Text:
 EXPLICIT_CLASSES = ("DPRContextEncoder", "DPRQuestionEncoder")
 
 
-def load_model(folder: str, trust_remote_code: bool = False):
+def load_model(folder: str, trust_remote_code: bool = False) -> Any:
     """The Hugging Face model of ``folder`` with all of its weights. A tensor the model needs but the weights
     file lacks would be initialised at random and change every vector silently: refused (the pooler, which no
     recipe reads, excepted)."""
@@ -233,7 +234,7 @@ def load_model(folder: str, trust_remote_code: bool = False):
     return model
 
 
-def _unwrap_dpr(model, folder: str):
+def _unwrap_dpr(model: Any, folder: str) -> Any:
     """DPR's encoders wrap a BERT whose first token's state is their output (``projection_dim`` 0): the
     harness runs that BERT and pools CLS, which is DPR's pooler output. A projection is refused."""
     for attr in ("question_encoder", "ctx_encoder"):
@@ -302,7 +303,7 @@ def _module_weights(folder: Path) -> dict:
     raise HarnessError(f"{folder}: no model.safetensors or pytorch_model.bin for this Dense module")
 
 
-def _progress(total: int, desc: str, enabled: bool):
+def _progress(total: int, desc: str, enabled: bool) -> Any:
     from harness.progress import progress_bar
 
     return progress_bar(total, desc, "text", enabled=enabled)

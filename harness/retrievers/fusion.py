@@ -24,6 +24,11 @@ and cut to the requested depth. Scores are written with 17 significant digits (t
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harness.data.dataset import Dataset
+
 from collections.abc import Mapping, Sequence
 
 from harness.errors import HarnessError
@@ -135,7 +140,7 @@ class FusionRetriever:
         """The stages' records and runs (as their run files hold them), from the runner."""
         self.stage_records, self.stage_runs = records, runs
 
-    def index(self, dataset) -> dict:
+    def index(self, dataset: Dataset) -> dict:
         if len(self.stage_runs) != len(self.stages):
             raise RuntimeError("use_stages() must run before index()")
         searched = [r.documents_searched for r in self.stage_records]

@@ -17,6 +17,7 @@ import os
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from harness.errors import HarnessError
 
@@ -94,7 +95,7 @@ def start_jvm() -> dict:
 
 
 @functools.cache
-def lucene_searcher_class():
+def lucene_searcher_class() -> Any:
     """pyserini's ``LuceneSearcher``, imported without needing an OpenAI key (see module docstring)."""
     start_jvm()
     placeholder = "OPENAI_API_KEY" not in os.environ
@@ -108,7 +109,7 @@ def lucene_searcher_class():
     return LuceneSearcher
 
 
-def autoclass(name: str):
+def autoclass(name: str) -> Any:
     start_jvm()
     from jnius import autoclass as _autoclass
 

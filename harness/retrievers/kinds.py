@@ -33,7 +33,10 @@ class BM25Kind(RetrieverKind):
 
     def load(self, spec: RetrieverSpec, settings: EncodeSettings, execution: Execution,
              stages: list[Any] | None) -> Any:
-        return self.retriever_class()(spec, execution)  # BM25 computes the same under any dense settings
+        if settings.index != "exact":
+            raise HarnessError(f"{spec.name} searches its Lucene index; --index {settings.index} applies to dense "
+                               "retrievers (run it without, or in a separate harness run)")
+        return self.retriever_class()(spec, execution)  # BM25 computes the same under the dense settings
 
     def recipe(self, spec: RetrieverSpec) -> str:
         return f"k1={spec.params['k1']} b={spec.params['b']}, {spec.params['collection']}"

@@ -17,6 +17,12 @@ files write them as Pyserini does (six decimals). The JVM runs in a worker proce
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness.data.dataset import Dataset
+
 import hashlib
 import json
 import os
@@ -140,7 +146,7 @@ class BM25Retriever:
 JAVA_TRIM = "".join(map(chr, range(0x21)))
 
 
-def write_collection(dataset, path: Path, *, multifield: bool = False) -> tuple[int, int]:
+def write_collection(dataset: Dataset, path: Path, *, multifield: bool = False) -> tuple[int, int]:
     """Stream the documents exactly as the harness reader parsed them into a BEIR-style JSONL file
     (``{"_id", "title", "text"}`` per line, plain JSON, no byte-order mark, no metadata) for Anserini's
     Beir collections. A BOM, CRLF, blank lines, key order, ``NaN`` in metadata or a ``null`` title thus
@@ -177,7 +183,7 @@ def jvm_heap_bytes(corpus: Path | None) -> int:
     return max(heap, 512 * 2**20)
 
 
-def build_once(target: Path, build) -> str:
+def build_once(target: Path, build: Callable[[Path], None]) -> str:
     """Build an index into ``target`` unless it is there (its ``INDEX_MARK`` written last), under a file lock
     so that concurrent runs build it once; ``build(target)`` works in a staging folder and moves it into
     place. Returns "built" or "reused"."""
@@ -202,7 +208,7 @@ def read_mark(target: Path, what: str) -> tuple[int, int]:
                            ) from None
 
 
-def worker_search(request: dict, rows, qids: list[str], desc: str) -> tuple[Run, dict]:
+def worker_search(request: dict, rows: Iterable[Any], qids: list[str], desc: str) -> tuple[Run, dict]:
     """Write the query ``rows`` as JSONL, run a search ``request`` in a Lucene worker, read its hits back
     (Lucene's order, float32 scores); returns (run over ``qids``, what the worker reported)."""
     root = cache_root() / "tmp"

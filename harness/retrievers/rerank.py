@@ -21,6 +21,11 @@ documents alone.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harness.data.dataset import Dataset
+
 import hashlib
 import json
 import sqlite3
@@ -123,7 +128,7 @@ class RerankRetriever:
         (self.first_record,), (self.first_run,) = records, runs
 
     # --- work -------------------------------------------------------------------------------------------
-    def index(self, dataset) -> dict:
+    def index(self, dataset: Dataset) -> dict:
         if self.first_record is None:
             raise RuntimeError("use_stages() must run before index()")
         self.dataset = dataset
@@ -199,7 +204,7 @@ class RerankRetriever:
             i += len(docs)
         return out
 
-    def _load(self):
+    def _load(self) -> tuple[Any, Any, Any]:
         if self._model is None:
             import torch
             from transformers import AutoModelForSequenceClassification, AutoTokenizer

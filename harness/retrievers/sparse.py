@@ -21,6 +21,11 @@ settings (``--max-length``, ``--pooling``, prefixes) are refused rather than ign
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness.data.dataset import Dataset
+
 import hashlib
 import itertools
 import json
@@ -75,7 +80,7 @@ class SparseRetriever:
         if spec.model is None:
             raise HarnessError(f"retriever {spec.name} names no model")
         ignored = {k: v for k, v in settings.changed().items()
-                   if k in {"max_length", "pooling", "normalize", "query_prefix", "doc_prefix"}}
+                   if k in {"max_length", "pooling", "normalize", "query_prefix", "doc_prefix", "index"}}
         if ignored:  # they would change a dense encoder's numbers; SPLADE runs its own recipe, so refuse them
             raise HarnessError(f"{spec.name} runs SPLADE's own recipe; "
                                f"{', '.join('--' + k.replace('_', '-') for k in ignored)} does not apply to it "
@@ -121,7 +126,7 @@ class SparseRetriever:
                 "pyserini": _version("pyserini"), "anserini": _anserini_jar_name()}
 
     # --- encoding ---------------------------------------------------------------------------------------
-    def _load(self):
+    def _load(self) -> tuple[Any, Any, Any, list[str]]:
         if self._model is None:
             import torch
             from transformers import AutoModelForMaskedLM, AutoTokenizer
@@ -156,16 +161,16 @@ class SparseRetriever:
                 mask = features["attention_mask"].to(device)
                 logits = model(input_ids=features["input_ids"].to(device), attention_mask=mask).logits
                 pooled, _ = torch.max(torch.log(1 + torch.relu(logits)) * mask.unsqueeze(-1), dim=1)
-                pooled = pooled.float().cpu().numpy()
+                weights = pooled.float().cpu().numpy()
                 for row, i in enumerate(batch):
-                    cols = np.nonzero(pooled[row])[0]
-                    out[i] = quantise({vocab[c]: float(pooled[row, c]) for c in cols}, self.weight_range,
+                    cols = np.nonzero(weights[row])[0]
+                    out[i] = quantise({vocab[c]: float(weights[row, c]) for c in cols}, self.weight_range,
                                       self.quant_range)
                 start += size
         return out
 
     # --- index and search -------------------------------------------------------------------------------
-    def index(self, dataset) -> dict:
+    def index(self, dataset: Dataset) -> dict:
         start = time.perf_counter()
         digest = cached_sha256(dataset.corpus_path)
         key = json.dumps({"corpus": digest, "retriever": self.fingerprint()}, sort_keys=True)
@@ -176,7 +181,7 @@ class SparseRetriever:
         return {"index": what, "path": str(target), "documents": indexed + empty, "indexed": indexed,
                 "empty_not_indexed": empty, "seconds": time.perf_counter() - start}
 
-    def _build(self, dataset, target: Path, digest: str) -> None:
+    def _build(self, dataset: Dataset, target: Path, digest: str) -> None:
         from harness.progress import progress_bar
 
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=STAGING_SUFFIX,

@@ -93,8 +93,8 @@ class RetrieverKind:
         if spec.stages:
             if stages is None:
                 stages = [s.load(settings, execution) for s in spec.stages]
-            return cls(spec, settings, execution, stages)  # type: ignore[no-any-return]
-        return cls(spec, settings, execution)  # type: ignore[no-any-return]
+            return cls(spec, settings, execution, stages)
+        return cls(spec, settings, execution)
 
     def parse(self, name: str, resolve: Resolve) -> RetrieverSpec:
         """The spec of a name written in this kind's syntax (``prefix`` + ...); ``resolve`` resolves stages."""

@@ -11,6 +11,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -51,7 +52,7 @@ def latest_resumable(output: Path) -> Path | None:
     return None
 
 
-def save_checkpoint(output: Path, step: int, model, tokenizer, metadata: dict, state: dict | None,
+def save_checkpoint(output: Path, step: int, model: Any, tokenizer: Any, metadata: dict, state: dict | None,
                     keep_last: int) -> Path:
     """Write ``output/checkpoint-<step>`` atomically and delete all but the newest ``keep_last``."""
     output.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,9 @@ field not marked as run control."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any
 
 from harness.errors import HarnessError
 from harness.settings import PRECISIONS as EVAL_PRECISIONS
@@ -20,9 +22,10 @@ LOG_FILE = "train_log.jsonl"  # one JSON line per optimiser step, in the output 
 _PRECISION_HELP = "auto: fp32 on CPU, bf16 (or fp16 where bf16 is missing) on GPU"
 
 
-def option(default=MISSING, help: str = "", *, group: str = "run control", control: bool = False,
-           choices=None, flag: str | None = None, metavar: str | None = None, negate: str | None = None,
-           factory=None, cli: bool = True):
+def option(default: Any = MISSING, help: str = "", *, group: str = "run control", control: bool = False,
+           choices: Sequence[str] | Callable[[], Sequence[str]] | None = None, flag: str | None = None,
+           metavar: str | None = None, negate: str | None = None, factory: Callable[[], Any] | None = None,
+           cli: bool = True) -> Any:
     """A trainer option: a dataclass field whose metadata makes its command-line option
     (``harness.cli.train.add_options``): ``help`` (the default is appended), its ``group`` in ``--help``,
     ``choices``, ``flag`` (default ``--<name>``), ``negate`` (a boolean defaulting to true shown as this
@@ -35,7 +38,7 @@ def option(default=MISSING, help: str = "", *, group: str = "run control", contr
     return field(default=default, metadata=md)
 
 
-def _control(default=MISSING, help: str = "", **kw):
+def _control(default: Any = MISSING, help: str = "", **kw: Any) -> Any:
     return option(default, help, control=True, **kw)
 
 
@@ -157,14 +160,14 @@ class TrainConfig(RunOptions):
         return method_fields(self) | {"m": self.m}
 
 
-def method_fields(cfg) -> dict:
+def method_fields(cfg: Any) -> dict:
     """The options of a config that are part of the method (what a checkpoint records and ``--resume``
     must match): every field not marked as run control."""
     control = run_control(type(cfg))
     return {k: v for k, v in asdict(cfg).items() if k not in control}
 
 
-def run_control(cls) -> set[str]:
+def run_control(cls: type) -> set[str]:
     return {f.name for f in fields(cls) if f.metadata.get("control")}
 
 

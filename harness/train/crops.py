@@ -9,6 +9,7 @@ needs the index to continue from, and a data-parallel run sees the same samples 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,7 +27,7 @@ class SpecialIds:
     first_regular: int  # random replacements are drawn from [first_regular, vocab_size)
 
     @classmethod
-    def from_tokenizer(cls, tok) -> SpecialIds:
+    def from_tokenizer(cls, tok: Any) -> SpecialIds:
         cls_id = tok.cls_token_id if tok.cls_token_id is not None else tok.bos_token_id
         sep_id = tok.sep_token_id if tok.sep_token_id is not None else tok.eos_token_id
         if cls_id is None or sep_id is None:

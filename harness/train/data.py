@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -130,7 +131,7 @@ def resolve_source(name: str) -> TextSource:
                        "(`harness list datasets` shows the ids)")
 
 
-def tokenizer_fingerprint(tokenizer) -> str:
+def tokenizer_fingerprint(tokenizer: Any) -> str:
     vocab = sorted(tokenizer.get_vocab().items())
     h = hashlib.sha256(type(tokenizer).__name__.encode())
     h.update(json.dumps(vocab, ensure_ascii=False).encode())
@@ -159,7 +160,7 @@ class TokenStream:
         return self.meta["source_checksum"]
 
 
-def build_token_stream(source: TextSource, tokenizer, cache_dir: Path, batch: int = 1000,
+def build_token_stream(source: TextSource, tokenizer: Any, cache_dir: Path, batch: int = 1000,
                        progress: bool = False) -> TokenStream:
     """Tokenise ``source`` once; later calls with the same tokenizer and source reuse the cache."""
     checksum = source.checksum()
@@ -203,7 +204,7 @@ def build_token_stream(source: TextSource, tokenizer, cache_dir: Path, batch: in
     return stream
 
 
-def _write_batch(tokenizer, texts: list[str], out, offsets: list[int]) -> None:
+def _write_batch(tokenizer: Any, texts: list[str], out: BinaryIO, offsets: list[int]) -> None:
     ids = tokenizer(texts, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
     for seq in ids:
         arr = np.asarray(seq, dtype=np.int32)

@@ -3,6 +3,11 @@ BM25 and the init model. Each evaluation is also appended to ``<output>/eval_log
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harness.train.config import RunOptions
+
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,7 +18,7 @@ if TYPE_CHECKING:
 EVAL_LOG = "eval_log.jsonl"
 
 
-def _run(retriever: str, cfg) -> list[ResultRecord]:
+def _run(retriever: str, cfg: RunOptions) -> list[ResultRecord]:
     from harness.runner import run
     from harness.settings import EncodeSettings, Execution
 
@@ -32,14 +37,14 @@ def _rows(records: list[ResultRecord], step: int | None, retriever: str) -> list
     return [{"step": step, "retriever": retriever, "dataset": r.dataset, "metrics": r.metrics} for r in records]
 
 
-def evaluate_checkpoint(folder: Path, step: int, cfg) -> list[ResultRecord]:
+def evaluate_checkpoint(folder: Path, step: int, cfg: RunOptions) -> list[ResultRecord]:
     """Run ``cfg.eval`` datasets on one checkpoint folder; returns the result records."""
     records = _run(str(folder), cfg)
     _append(Path(cfg.output), _rows(records, step, str(folder)))
     return records
 
 
-def evaluate_baselines(cfg) -> list[ResultRecord]:
+def evaluate_baselines(cfg: RunOptions) -> list[ResultRecord]:
     """The init model and BM25 on the same datasets (reused when already run)."""
     from harness.errors import HarnessError
 

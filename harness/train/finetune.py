@@ -3,6 +3,12 @@ collection's qrels, in-batch negatives, optionally BM25-mined hard negatives; sa
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harness.data.beir import BeirDataset
+    from harness.train.trainer import TrainResult
+
 import random
 import time
 from pathlib import Path
@@ -15,7 +21,7 @@ from harness.errors import HarnessError
 from harness.train.config import FinetuneConfig
 
 
-def labelled_pairs(ds, shots: int, seed: int) -> list[tuple[str, str]]:
+def labelled_pairs(ds: BeirDataset, shots: int, seed: int) -> list[tuple[str, str]]:
     """(query id, relevant doc id) pairs with positive grade, a seeded sample of ``shots`` of them."""
     pairs = sorted((q, d) for q, docs in ds.qrels().items() for d, rel in docs.items() if rel > 0)
     if not pairs:
@@ -24,7 +30,8 @@ def labelled_pairs(ds, shots: int, seed: int) -> list[tuple[str, str]]:
     return pairs[:shots] if shots else pairs
 
 
-def _mine_hard_negatives(ds, queries: dict[str, str], pairs, per_pair: int, depth: int) -> dict[str, list[str]]:
+def _mine_hard_negatives(ds: BeirDataset, queries: dict[str, str], pairs: list[tuple[str, str]], per_pair: int,
+                         depth: int) -> dict[str, list[str]]:
     from harness.retrievers.registry import RETRIEVERS
 
     bm25 = RETRIEVERS.get("bm25").load()
@@ -37,9 +44,9 @@ def _mine_hard_negatives(ds, queries: dict[str, str], pairs, per_pair: int, dept
                 if d not in positives.get(q, set()) and d != q][:per_pair] for q in {q for q, _ in pairs}}
 
 
-def finetune(cfg: FinetuneConfig):
+def finetune(cfg: FinetuneConfig) -> TrainResult:
     """Fine-tune ``cfg.init`` on few-shot pairs; returns the trainer's ``TrainResult``."""
-    from harness.data.beir import doc_text, read_queries
+    from harness.data.beir import BeirDataset, doc_text, read_queries
     from harness.datasets import resolve_dataset
     from harness.devices import pick_device
     from harness.train.checkpoint import checkpoint_metadata, save_checkpoint
@@ -57,6 +64,9 @@ def finetune(cfg: FinetuneConfig):
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     ds = resolve_dataset(cfg.dataset, split=cfg.split)
+    if not isinstance(ds, BeirDataset):
+        raise HarnessError(f"{cfg.dataset}: few-shot fine-tuning reads labelled pairs from qrels "
+                           f"(a BEIR-format dataset); {ds.id} is judged otherwise")
     pairs = labelled_pairs(ds, cfg.shots, cfg.seed)
     queries = read_queries(ds.queries_path)
     hard = _mine_hard_negatives(ds, queries, pairs, cfg.hard_negatives, cfg.hard_negative_depth) \
@@ -135,7 +145,7 @@ def finetune(cfg: FinetuneConfig):
     return result
 
 
-def _qrels_checksum(ds) -> str:
+def _qrels_checksum(ds: BeirDataset) -> str:
     from harness.io import cached_sha256
 
     return cached_sha256(ds.qrels_path)

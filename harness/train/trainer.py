@@ -241,8 +241,7 @@ def _step(cfg: TrainConfig, run: RunState, step: int, world: int) -> dict[str, A
 
 def _checkpoint(cfg: TrainConfig, run: RunState, done: int, rank: int, result: TrainResult) -> None:
     """Save a checkpoint (weights, recipe, training state), then evaluate it on rank 0 when asked."""
-    folder = _save(cfg, run.output, done, run.encoder, run.key_encoder, run.queue, run.opt, run.sched, run.scaler,
-                   run.tokenizer, run.enc_cfg, run.checksum, rank)
+    folder = _save(cfg, run, done, rank)
     if rank == 0:
         result.checkpoints.append(folder)
         if cfg.eval:
@@ -257,23 +256,25 @@ def _hidden_size(model: Any) -> int:
     return int(model.config.hidden_size)
 
 
-def _save(cfg, output, step, encoder, key_encoder, queue, opt, sched, scaler, tokenizer, enc_cfg, checksum, rank):
+def _save(cfg: TrainConfig, run: RunState, step: int, rank: int) -> Path:
+    """Write checkpoint ``step`` (rank 0 writes; every rank's random state is gathered into it)."""
+    key_encoder, queue, scaler = run.key_encoder, run.queue, run.scaler
     state = None
     if cfg.save_state:
         rngs: list = [rng_state()]
         if is_distributed():
             rngs = [None] * dist.get_world_size()
             dist.all_gather_object(rngs, rng_state())
-        state = {"step": step, "data_position": step * cfg.grad_accum, "optimizer": opt.state_dict(),
-                 "scheduler": sched.state_dict(), "rng": rngs,
+        state = {"step": step, "data_position": step * cfg.grad_accum, "optimizer": run.opt.state_dict(),
+                 "scheduler": run.sched.state_dict(), "rng": rngs,
                  "key_encoder": {k: v.cpu() for k, v in key_encoder.state_dict().items()} if key_encoder else None,
                  "queue": queue.state_dict() if queue is not None else None,
                  "scaler": scaler.state_dict() if scaler is not None else None}
-    folder = output / f"checkpoint-{step:07d}"
+    folder = run.output / f"checkpoint-{step:07d}"
     if rank == 0:
-        meta = checkpoint_metadata(encoder=enc_cfg, objective=cfg.objective, hyperparameters=cfg.hyperparameters(),
-                                   data_checksum=checksum, step=step, init=cfg.init,
-                                   extra={"corpus": cfg.corpus,
+        meta = checkpoint_metadata(encoder=run.enc_cfg, objective=cfg.objective,
+                                   hyperparameters=cfg.hyperparameters(), data_checksum=run.checksum, step=step,
+                                   init=cfg.init, extra={"corpus": cfg.corpus,
                                           "world_size": is_distributed() and dist.get_world_size() or 1})
-        folder = save_checkpoint(output, step, encoder.model, tokenizer, meta, state, cfg.keep_last)
+        folder = save_checkpoint(run.output, step, run.encoder.model, run.tokenizer, meta, state, cfg.keep_last)
     return folder

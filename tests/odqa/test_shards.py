@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from harness.ann import IndexConfig, build, recall_vs_exact, search
 from harness.cli import main
 from harness.errors import HarnessError
 from harness.odqa.dataset import from_folder
-from harness.odqa.index import IndexConfig, build, recall_vs_exact, search
 from harness.odqa.shards import GiB, Plan, _store_for, check_fits, encode_shard, merge, parse_shard
 from harness.retrievers.registry import resolve_retriever
 from harness.runner import run

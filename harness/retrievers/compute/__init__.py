@@ -8,6 +8,8 @@ private ones.
 
 from __future__ import annotations
 
+from typing import Any
+
 from harness.retrievers.compute.plan import Compute, bf16x3_unavailable, default_batch_tokens, plan_compute
 
 __all__ = ["Compute", "bf16x3_unavailable", "default_batch_tokens", "plan_compute", "kernel_available",
@@ -34,14 +36,14 @@ def c_compiler() -> str | None:
     return amx._compiler()
 
 
-def kernel_library():
+def kernel_library() -> Any:
     """The loaded bf16x3 kernel library (None where it is unavailable)."""
     from harness.retrievers.compute import amx
 
     return amx._load()[0]
 
 
-def compile_kernel(out, extra_flags=()):
+def compile_kernel(out: Any, extra_flags: tuple[str, ...] = ()) -> Any:
     """Compile the kernel source with extra compiler flags into ``out`` and load it (benchmark variants)."""
     import subprocess
 
@@ -54,7 +56,7 @@ def compile_kernel(out, extra_flags=()):
     return amx._Library(out)
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name in {"KERNEL_SOURCE", "KERNEL_FLAGS"}:
         from harness.retrievers.compute import amx
 

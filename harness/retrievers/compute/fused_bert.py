@@ -32,7 +32,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -91,14 +91,14 @@ class _Linear:
         self.backend = backend
         self.rows_hint = rows_hint
 
-    def prepare(self, w: torch.Tensor):
+    def prepare(self, w: torch.Tensor) -> Any:
         if self.backend == "amx":
             from harness.retrievers.compute.amx import PackedWeight
 
             return PackedWeight(w)
         return torch.ops.mkldnn._reorder_linear_weight(w, self.rows_hint) if self.backend == "onednn" else w
 
-    def __call__(self, x: torch.Tensor, w, b: torch.Tensor, act: str = "none",
+    def __call__(self, x: torch.Tensor, w: Any, b: torch.Tensor, act: str = "none",
                  out: torch.Tensor | None = None) -> torch.Tensor:
         if self.backend == "amx":
             if act == "none":
@@ -143,7 +143,7 @@ class FusedBertForward:
     oneDNN where it works, else addmm (see the module docstring); "amx" is the bf16x3 kernel.
     """
 
-    def __init__(self, model, *, ffn_block: int = 512, backend: str | None = None):
+    def __init__(self, model: Any, *, ffn_block: int = 512, backend: str | None = None):
         reason = (f"{type(model).__name__} is not transformers' BertModel" if type(model).__name__ != "BertModel"
                   else unsupported_reason(model.config.to_dict()))
         if reason:

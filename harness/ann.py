@@ -15,6 +15,8 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -38,13 +40,14 @@ class IndexConfig:
         return asdict(self)
 
 
-def _faiss():
+def _faiss() -> Any:
     import faiss
 
     return faiss
 
 
-def build(shards: Iterable[tuple[list[str], np.ndarray]], dim: int, n: int, config: IndexConfig):
+def build(shards: Iterable[tuple[list[str], np.ndarray]], dim: int, n: int, config: IndexConfig
+          ) -> tuple[Any, list[str], float]:
     """(index, ids in corpus order, seconds) from the store's shards (read one at a time)."""
     faiss = _faiss()
     start = time.perf_counter()
@@ -70,14 +73,14 @@ def build(shards: Iterable[tuple[list[str], np.ndarray]], dim: int, n: int, conf
     return index, ids, time.perf_counter() - start
 
 
-def _sample(shards, n: int, size: int) -> np.ndarray:
+def _sample(shards: list[tuple[list[str], np.ndarray]], n: int, size: int) -> np.ndarray:
     """An evenly spread training sample (every step-th vector of every shard)."""
     step = max(1, n // size)
     parts = [np.asarray(v[::step], dtype=np.float32) for _, v in shards]
     return np.ascontiguousarray(np.concatenate(parts)[:size])
 
 
-def search(index, ids: list[str], queries: np.ndarray, k: int, config: IndexConfig
+def search(index: Any, ids: list[str], queries: np.ndarray, k: int, config: IndexConfig
            ) -> tuple[np.ndarray, list[list[str]]]:
     faiss = _faiss()
     if config.kind == "hnsw":
@@ -96,5 +99,5 @@ def recall_vs_exact(approx: list[list[str]], exact: list[list[str]], k: int) -> 
                                                                                                  strict=True)]))
 
 
-def save(index, path) -> None:
+def save(index: Any, path: Path | str) -> None:
     _faiss().write_index(index, str(path))

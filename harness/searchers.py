@@ -1,0 +1,144 @@
+"""Searchers: the third layer of dense retrieval (Encoder -> EmbeddingStore -> Searcher).
+
+A searcher takes query vectors and a finished embedding store and returns each query's top-k documents.
+
+- :class:`ExactSearcher` (the default, the reference computation): exact inner product, streamed shard by
+  shard with a running top-k (``harness.search.topk_exact``).
+- :class:`IndexSearcher` (``--index hnsw`` or ``--index ivfpq``): a FAISS index over the store
+  (``harness.ann``), an approximate computation. It is a setting of its own (its record is stored beside the
+  exact one, never over it, and labelled ``index=hnsw``), and it measures what it costs: the exact top-k
+  of the same query vectors is computed too, and its report gives the recall@100 (and @k) of the index
+  against exact search. The index is built with one thread (the same graph on every build) and kept in
+  the store's folder, keyed by its configuration, so a rerun reuses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from harness.ann import KINDS as INDEX_KINDS
+from harness.ann import IndexConfig, build, recall_vs_exact
+from harness.ann import search as ann_search
+from harness.embeddings import EmbeddingStore
+from harness.errors import HarnessError
+from harness.search import topk_exact
+
+#: the values of ``--index``: exact search, or an approximate FAISS index
+INDEXES = ("exact", *(k for k in INDEX_KINDS if k != "flat"))
+ANN_VERSION = 1  # bump when the way an index is built or searched changes
+RECALL_AT = 100  # the cut-off of the reported recall against exact search
+
+
+@dataclass
+class Hits:
+    """Each query's top-k: scores (rows descending) and document ids, and how many vectors were scored."""
+
+    scores: np.ndarray
+    docs: list[list[str]]
+    searched: int
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+class Searcher(Protocol):
+    #: whether its hits may differ from exact inner-product search
+    approximate: bool
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What decides its hits beyond the vectors ({} for the reference, exact search)."""
+
+    def search(self, queries: np.ndarray, store: EmbeddingStore, k: int) -> Hits:
+        """The top-``k`` documents of each query row in ``store``."""
+
+    def describe(self) -> str | dict[str, Any]:
+        """What a record's provenance says of the search."""
+
+
+class ExactSearcher:
+    approximate = False
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {}
+
+    def search(self, queries: np.ndarray, store: EmbeddingStore, k: int) -> Hits:
+        scores, docs, searched = topk_exact(queries, store.shards(), k)
+        return Hits(scores, docs, searched)
+
+    def describe(self) -> str:
+        return "exact inner product (faiss)"
+
+
+class IndexSearcher:
+    """An approximate FAISS index over the store; its report has its recall against exact search."""
+
+    approximate = True
+
+    def __init__(self, config: IndexConfig):
+        self.config = config
+        self.last_report: dict[str, Any] = {}
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"index": self.config.to_dict(), "ann_version": ANN_VERSION, "build_threads": 1}
+
+    def _index(self, store: EmbeddingStore) -> tuple[Any, list[str], dict[str, Any]]:
+        import faiss
+
+        manifest = store.manifest()
+        if manifest is None:
+            raise HarnessError(f"{store.dir}: the embeddings are incomplete; an index is built over a finished store")
+        digest = hashlib.sha256(json.dumps(self.fingerprint(), sort_keys=True).encode()).hexdigest()[:16]
+        path = store.dir / f"index-{self.config.kind}-{digest}.faiss"
+        ids = [i for shard_ids, _ in store.shards() for i in shard_ids]
+        if path.is_file():
+            index = faiss.read_index(str(path))
+            if index.ntotal == len(ids) == manifest["count"]:
+                return index, ids, {"index_file": str(path), "built": False}
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)  # one thread: the same graph on every build
+        try:
+            index, ids, seconds = build(store.shards(), manifest["dim"], manifest["count"], self.config)
+        finally:
+            faiss.omp_set_num_threads(threads)
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+        faiss.write_index(index, str(tmp))
+        os.replace(tmp, path)
+        return index, ids, {"index_file": str(path), "built": True, "build_s": round(seconds, 3)}
+
+    def search(self, queries: np.ndarray, store: EmbeddingStore, k: int) -> Hits:
+        index, ids, built = self._index(store)
+        t0 = time.perf_counter()
+        scores, docs = ann_search(index, ids, queries, k, self.config)
+        t1 = time.perf_counter()
+        _, exact, searched = topk_exact(queries, store.shards(), max(k, RECALL_AT))
+        t2 = time.perf_counter()
+        if searched != index.ntotal:
+            raise HarnessError(f"{store.dir}: the index holds {index.ntotal} vectors, the store {searched}; "
+                               "rerun with --force to rebuild it")
+        self.last_report = {
+            "approximate": True, "index": self.config.to_dict(), **built, **self._effective(k),
+            f"recall@{RECALL_AT}_vs_exact": recall_vs_exact(docs, exact, RECALL_AT),
+            f"recall@{k}_vs_exact": recall_vs_exact(docs, exact, k),
+            "index_search_s": round(t1 - t0, 3), "exact_search_s": round(t2 - t1, 3)}
+        return Hits(scores.astype(np.float32), docs, int(index.ntotal), self.last_report)
+
+    def _effective(self, k: int) -> dict[str, int]:
+        """The search breadth actually used (``harness.ann.search`` widens HNSW's to k)."""
+        return {"ef_search_used": max(self.config.ef_search, k)} if self.config.kind == "hnsw" else {}
+
+    def describe(self) -> dict[str, Any]:
+        return self.last_report or {"approximate": True, "index": self.config.to_dict()}
+
+
+def searcher_for(index: str) -> Searcher:
+    """The searcher of an ``--index`` value."""
+    if index == "exact":
+        return ExactSearcher()
+    if index not in INDEXES:
+        raise HarnessError(f"--index must be one of {', '.join(INDEXES)}, not {index!r}")
+    return IndexSearcher(IndexConfig(kind=index))

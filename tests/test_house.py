@@ -1,0 +1,230 @@
+"""The house's extension points, used as a newcomer would (docs/ARCHITECTURE.md, "How to add"): a retriever
+kind and a training objective added from this test module alone through the public registration API, the
+approximate searcher as a setting of its own, and no kind string compared outside the class that owns it."""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from harness.datasets import SOURCES
+from harness.errors import HarnessError
+from harness.retrievers.registry import RETRIEVER_KINDS, RetrieverKind, RetrieverSpec, register_kind
+from harness.runner import run
+from harness.settings import EncodeSettings, Execution
+from harness.train.objectives import OBJECTIVES, QueueObjective, register_objective
+from harness.trec import FLOAT32_SCORE_FORMAT, read_run
+from tests.conftest import make_tiny_beir, make_tiny_bert
+
+REPO = Path(__file__).resolve().parents[1]
+CPU = Execution(device="cpu", progress=False)
+
+
+# --- a retriever kind from a test module ----------------------------------------------------------------------
+
+class OverlapRetriever:
+    """Scores a document by the number of query words it contains, times a weight (the kind's parameter)."""
+
+    score_format = FLOAT32_SCORE_FORMAT
+
+    def __init__(self, spec: RetrieverSpec, settings: EncodeSettings, execution: Execution):
+        self.spec = spec
+        self.weight = float(spec.params["weight"])
+        self.docs: list[tuple[str, set[str]]] = []
+        self.searched_documents: int | None = None
+
+    def fingerprint(self) -> dict:
+        return {"kind": "overlap", "weight": self.weight}
+
+    def changed_settings(self) -> dict:
+        return {}
+
+    def index(self, dataset: Any) -> dict:
+        self.docs = [(d.doc_id, set(f"{d.title} {d.text}".split())) for d in dataset.corpus()]
+        return {"index": "in memory", "documents": len(self.docs)}
+
+    def search(self, queries: Mapping[str, str], k: int) -> dict[str, dict[str, float]]:
+        self.searched_documents = len(self.docs)
+        out = {}
+        for qid, text in queries.items():
+            words = set(text.split())
+            scored = sorted(((self.weight * len(words & w), -i, d) for i, (d, w) in enumerate(self.docs)),
+                            reverse=True)[:k]
+            out[qid] = {d: float(s) for s, _, d in scored}
+        return out
+
+    def provenance(self) -> dict:
+        return {"weight": self.weight}
+
+
+class OverlapKind(RetrieverKind):
+    name = "overlap"
+    target = "tests.test_house:OverlapRetriever"
+    prefix = "overlap:"
+
+    def parse(self, name: str, resolve: Any) -> RetrieverSpec:
+        weight = name[len("overlap:"):]
+        try:
+            value = float(weight)
+        except ValueError:
+            raise HarnessError(f"{name!r}: overlap:WEIGHT takes a number") from None
+        if not math.isfinite(value) or value <= 0:
+            raise HarnessError(f"{name!r}: the weight must be a positive finite number")
+        return RetrieverSpec(f"overlap:{value!r}", self.name, "query-word overlap", params={"weight": value})
+
+    def recipe(self, spec: RetrieverSpec) -> str:
+        return f"overlap x {spec.params['weight']}"
+
+
+@pytest.fixture()
+def overlap_kind() -> Iterator[None]:
+    register_kind(OverlapKind())
+    yield
+    RETRIEVER_KINDS.remove("overlap")
+
+
+def test_a_toy_retriever_kind_added_from_a_test_module_runs_end_to_end(overlap_kind, tmp_path):
+    folder = make_tiny_beir(tmp_path / "tiny")
+    (rec,) = run(["overlap:2"], [str(folder)], ["ndcg@10", "recall@10"], tmp_path / "out", execution=CPU,
+                 log=lambda m: None)
+    assert rec.retriever == "overlap:2.0" and rec.retriever_spec["kind"] == "overlap"
+    assert rec.documents_searched == 40 and rec.num_queries == 8
+    assert 0 < rec.metrics["ndcg@10"] <= 1  # each query's words come from its relevant document
+    written = read_run(tmp_path / "out" / rec.dataset / "test" / rec.run_file)
+    assert set(written) == {f"q{j}" for j in range(8)} and all(len(h) == 10 or len(h) == 40 for h in written.values())
+    assert all(s % 2 == 0 for hits in written.values() for s in hits.values())  # weight 2 x integer overlaps
+    with pytest.raises(HarnessError, match="positive finite"):
+        run(["overlap:nan"], [str(folder)], None, tmp_path / "out", execution=CPU, log=lambda m: None)
+    assert "overlap" in RETRIEVER_KINDS
+
+
+def test_harness_list_shows_a_registered_spec_through_its_kind(overlap_kind, capsys):
+    from harness.cli import main
+    from harness.retrievers.registry import RETRIEVERS
+
+    RETRIEVERS.register("overlap-3", RetrieverSpec("overlap-3", "overlap", "toy", params={"weight": 3.0}))
+    try:
+        assert main(["list", "retrievers"]) == 0
+    finally:
+        RETRIEVERS.remove("overlap-3")
+    assert "overlap x 3.0" in capsys.readouterr().out
+
+
+# --- a training objective from a test module ------------------------------------------------------------------
+
+class TwoKeyMoco(QueueObjective):
+    """MoCo's InfoNCE over two key crops per window, each pair weighted equally."""
+
+    name = "two-key-moco"
+    summary = "moco over two key crops"
+
+    def pairs_per_window(self, cfg: Any) -> int:
+        return 2
+
+    def loss(self, cfg: Any, q: torch.Tensor, keys: torch.Tensor, negatives: torch.Tensor | None) -> Any:
+        from harness.train.losses import moco_loss
+
+        return moco_loss(q, keys, negatives, cfg.temperature)
+
+
+@pytest.fixture()
+def two_key_moco() -> Iterator[None]:
+    register_objective(TwoKeyMoco())
+    yield
+    OBJECTIVES.remove("two-key-moco")
+
+
+def test_a_toy_objective_added_from_a_test_module_trains_through_the_cli(two_key_moco, tmp_path):
+    from safetensors.torch import load_file
+
+    from harness.cli import main
+    from harness.train.checkpoint import list_checkpoints
+    from tests.train.conftest import make_tiny_bert as make_train_bert
+    from tests.train.conftest import write_tiny_corpus
+
+    init = make_train_bert(tmp_path / "init")
+    corpus = write_tiny_corpus(tmp_path / "corpus")
+    out = tmp_path / "run"
+    assert main(["train", "--init", str(init), "--corpus", str(corpus), "--output", str(out), "--objective",
+                 "two-key-moco", "--steps", "4", "--warmup-steps", "1", "--batch-size", "3", "--chunk-length", "24",
+                 "--queue-size", "12", "--save-every", "2", "--num-workers", "0", "--no-progress", "--no-plot",
+                 "--device", "cpu"]) == 0
+    (step, folder), = list_checkpoints(out)[-1:]
+    meta = json.loads((folder / "harness_checkpoint.json").read_text())
+    assert step == 4 and meta["objective"] == "two-key-moco" and meta["hyperparameters"]["m"] == 2
+    rows = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and all(math.isfinite(r["loss"]) for r in rows)
+    before, after = load_file(str(init / "model.safetensors")), load_file(str(folder / "model.safetensors"))
+    assert any(not torch.equal(before[k], after[k]) for k in before if k in after)
+
+
+# --- the approximate searcher is a setting of its own ------------------------------------------------------------
+
+def test_index_hnsw_is_stored_apart_with_its_recall_against_exact(tmp_path):
+    model = make_tiny_bert(tmp_path / "bert", hidden=16)
+    folder = make_tiny_beir(tmp_path / "tiny")
+    out = tmp_path / "out"
+    (exact,) = run([f"hf:{model}"], [str(folder)], None, out, execution=CPU, log=lambda m: None)
+    exact_path = out / exact.dataset / "test" / exact.run_file.replace(".trec", ".json")
+    before = exact_path.read_bytes()
+    (approx,) = run([f"hf:{model}"], [str(folder)], None, out, settings=EncodeSettings(index="hnsw"),
+                    execution=CPU, log=lambda m: None)
+    assert exact_path.read_bytes() == before  # the exact record is untouched
+    assert approx.settings == {"index": "hnsw"} and approx.label.endswith("[index=hnsw]")
+    assert approx.run_file != exact.run_file and approx.fingerprint != exact.fingerprint
+    search = approx.retriever_provenance["search"]
+    assert search["approximate"] is True and search["index"]["kind"] == "hnsw"
+    assert search["recall@100_vs_exact"] == 1.0  # 40 documents, searched 1000 wide: the graph finds them all
+    assert approx.metrics == exact.metrics and approx.documents_searched == 40
+    assert exact.retriever_provenance["search"] == "exact inner product (faiss)"
+
+
+def test_index_is_refused_where_it_does_not_apply(tmp_path):
+    folder = make_tiny_beir(tmp_path / "tiny")
+    with pytest.raises(HarnessError, match="--index hnsw applies to dense"):
+        run(["bm25"], [str(folder)], None, tmp_path / "out", settings=EncodeSettings(index="hnsw"),
+            execution=CPU, log=lambda m: None)
+    with pytest.raises(HarnessError, match="--index must be one of"):
+        EncodeSettings(index="annoy")
+
+
+# --- no kind string compared outside its class ---------------------------------------------------------------------
+
+OWNERS = {"harness/retrievers/kinds.py", "harness/datasets.py", "harness/train/objectives.py"}
+
+
+def _kind_names() -> set[str]:
+    from harness.retrievers.registry import RETRIEVER_KINDS as KINDS
+
+    return set(KINDS.names()) | set(SOURCES.names()) | set(OBJECTIVES.names())
+
+
+def _strings(node: ast.AST) -> set[str]:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return {node.value}
+    if isinstance(node, ast.Tuple | ast.List | ast.Set):
+        return {e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)}
+    return set()
+
+
+def test_no_kind_string_is_compared_outside_the_class_that_owns_it():
+    names = _kind_names()
+    found = []
+    for path in sorted((REPO / "harness").rglob("*.py")):
+        rel = path.relative_to(REPO).as_posix()
+        if rel in OWNERS:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Compare):
+                operands = [node.left, *node.comparators]
+                hit = set().union(*(_strings(o) for o in operands)) & names
+                if hit and any(isinstance(o, ast.Attribute | ast.Name) for o in operands):
+                    found.append(f"{rel}:{node.lineno} compares {sorted(hit)}")
+    assert not found, "kind strings compared outside their class:\n" + "\n".join(found)
