@@ -15,21 +15,20 @@ when either rule fails, and says which.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from harness.results.records import ResultRecord
-
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from xml.etree import ElementTree as ET
 
 from harness.errors import HarnessError
 from harness.io import atomic_write
 from harness.results.baselines import Expected
 from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution
+
+if TYPE_CHECKING:
+    from harness.results.records import ResultRecord
 
 #: slack added to every tolerance, so a value printed at 4 decimals equal to the band's edge passes
 EPS = 1e-9

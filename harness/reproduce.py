@@ -11,19 +11,18 @@ runnable (retriever, dataset) instead.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from harness.registry import Registry
-
 import re
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
 from harness.results.baselines import Expected, Published, load_published, mapped_names
+
+if TYPE_CHECKING:
+    from harness.registry import Registry
 
 #: why a published system has no retriever of ours, by a piece of its name
 MISSING_KINDS = (("dkrr", "needs the DPR-DKRR checkpoint"),

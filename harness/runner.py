@@ -15,12 +15,6 @@ by answer matching; the runner never asks which kind it has.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from harness.data.dataset import Dataset
-    from harness.trec import Run
-
 import hashlib
 import json
 import os
@@ -29,6 +23,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from harness.datasets import dataset_ids, resolve_all
 from harness.distributed import world
@@ -44,6 +39,10 @@ from harness.retrievers.registry import RetrieverSpec, resolve_retriever
 from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution
 from harness.trec import quantize, read_run, write_run
 from harness.version import __version__
+
+if TYPE_CHECKING:
+    from harness.data.dataset import Dataset
+    from harness.trec import Run
 
 RUN_FORMAT = 2  # bump when the way runs are cut, ordered or written changes
 Log = Callable[[str], None]

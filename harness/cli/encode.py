@@ -8,15 +8,14 @@
 
 from __future__ import annotations
 
+import argparse
 from typing import TYPE_CHECKING
+
+from harness.cli.common import add_execution, add_settings, execution_from_args, settings_from_args
 
 if TYPE_CHECKING:
     from harness.data.dataset import Dataset
     from harness.retrievers.dense import DenseRetriever
-
-import argparse
-
-from harness.cli.common import add_execution, add_settings, execution_from_args, settings_from_args
 
 
 def _common(p: argparse.ArgumentParser) -> None:

@@ -3,12 +3,11 @@ data root); imports neither torch nor the JVM."""
 
 from __future__ import annotations
 
+import argparse
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from harness.data.registry import DatasetSpec
-
-import argparse
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

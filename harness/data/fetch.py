@@ -21,12 +21,12 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from _typeshed import SupportsRead
-
 from harness.errors import HarnessError, OfflineError
 from harness.io import shareable
 from harness.paths import offline
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsRead
 
 UNPACK_RATIO = 12
 MIN_UNPACK_LIMIT = 64 * 2**20

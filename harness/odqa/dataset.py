@@ -8,19 +8,13 @@ run by answer matching: top-k accuracy in the run's own rank order, with each qu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from harness.data.dataset import Evaluation
-    from harness.trec import Run
-
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.data.beir import Doc
 from harness.data.registry import DatasetSpec, OdqaProtocol, RemoteFile
@@ -29,6 +23,10 @@ from harness.io import shareable
 from harness.odqa.evaluate import DEFAULT_METRICS, canonical, evaluate_dataset, parse_accuracy
 from harness.odqa.formats import Question, find_questions_file, iter_passages, read_questions
 from harness.paths import cache_root, data_roots, download_root
+
+if TYPE_CHECKING:
+    from harness.data.dataset import Evaluation
+    from harness.trec import Run
 
 PASSAGE_NAMES = ("passages.tsv", "passages.tsv.gz", "psgs_w100.tsv", "psgs_w100.tsv.gz")
 

@@ -11,17 +11,31 @@ passage matches) is kept per question so any k up to the depth can be computed l
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from harness.odqa.dataset import OdqaDataset
-
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
+from typing import TYPE_CHECKING, Any, Protocol
 
 from harness.errors import HarnessError
 from harness.odqa.match import _answer_tokens, _contains, has_answer, tokens
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from harness.data.beir import Doc
+    from harness.data.registry import OdqaProtocol
+
+
+class AnsweredDataset(Protocol):
+    """What evaluation reads of an open-domain QA dataset (``harness.odqa.dataset.OdqaDataset``)."""
+
+    @property
+    def protocol(self) -> OdqaProtocol: ...
+
+    def answers(self) -> dict[str, tuple[str, ...]]: ...
+
+    def corpus(self) -> Iterator[Doc]: ...
+
 
 DEFAULT_METRICS = ["accuracy@1", "accuracy@5", "accuracy@20", "accuracy@100"]
 _PATTERN = re.compile(r"^(?:accuracy|acc|top)@?(\d+)$")
@@ -102,9 +116,9 @@ def evaluate_answers(answers: Mapping[str, Sequence[str]], run: Mapping[str, Map
     return {canonical(m): accuracy(hits, parse_accuracy(m)) for m in metrics}, hits
 
 
-def evaluate_dataset(dataset: OdqaDataset, run: Mapping[str, Mapping[str, float]], metrics: Sequence[str]
+def evaluate_dataset(dataset: AnsweredDataset, run: Mapping[str, Mapping[str, float]], metrics: Sequence[str]
                      ) -> tuple[dict[str, dict[str, float]], dict[str, int | None]]:
-    """Score ``run`` on an ``OdqaDataset``: stream its passages once for the retrieved ones' texts."""
+    """Score ``run`` on an open-domain QA dataset: stream its passages once for the retrieved ones' texts."""
     answers = dataset.answers()
     wanted = {d for q in answers for d in run.get(q, {})}
     texts = passage_texts(dataset.corpus(), wanted)

@@ -13,26 +13,25 @@ search and each index choice need; ``check_fits()`` refuses early, with the fix,
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from harness.data.dataset import Dataset
-    from harness.embeddings import EmbeddingStore
-    from harness.retrievers.dense import DenseRetriever
-
 import gzip
 import itertools
 import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.data.beir import doc_text
 from harness.errors import HarnessError
 from harness.io import atomic_write_json
+
+if TYPE_CHECKING:
+    from harness.data.dataset import Dataset
+    from harness.embeddings import EmbeddingStore
+    from harness.retrievers.dense import DenseRetriever
 
 GiB = 1024**3
 PY_STR_BYTES = 57  # CPython size of a short ASCII str, the per-id cost of the id list held while searching

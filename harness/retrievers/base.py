@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from harness.data.dataset import Dataset
-
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from harness.trec import Run
+
+if TYPE_CHECKING:
+    from harness.data.dataset import Dataset
 
 
 class Retriever(Protocol):

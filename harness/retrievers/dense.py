@@ -8,15 +8,10 @@ rank encodes every ``world``-th shard and rank 0 seals the store once all are wr
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from harness.data.dataset import Dataset
-
 import itertools
 import time
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -36,6 +31,9 @@ from harness.searchers import searcher_for
 from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution
 from harness.trec import FLOAT32_SCORE_FORMAT, Run
 from harness.version import __version__
+
+if TYPE_CHECKING:
+    from harness.data.dataset import Dataset
 
 if TYPE_CHECKING:
     from harness.retrievers.encoder import HFEncoder

@@ -24,17 +24,16 @@ and cut to the requested depth. Scores are written with 17 significant digits (t
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from harness.data.dataset import Dataset
-
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
 from harness.retrievers.spec import RetrieverSpec
 from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution
 from harness.trec import FLOAT64_SCORE_FORMAT, Run
+
+if TYPE_CHECKING:
+    from harness.data.dataset import Dataset
 
 Hits = Mapping[str, float]
 

@@ -17,12 +17,6 @@ files write them as Pyserini does (six decimals). The JVM runs in a worker proce
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from harness.data.dataset import Dataset
-
 import hashlib
 import json
 import os
@@ -31,8 +25,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock
 
@@ -43,6 +38,9 @@ from harness.paths import cache_root
 from harness.retrievers.spec import RetrieverSpec
 from harness.settings import DEFAULT_EXECUTION, Execution
 from harness.trec import PYSERINI_SCORE_FORMAT, Run
+
+if TYPE_CHECKING:
+    from harness.data.dataset import Dataset
 
 INDEX_MARK = "harness-index.json"
 INDEX_FORMAT = 2  # bump when the way documents reach Lucene changes

@@ -21,18 +21,13 @@ documents alone.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from harness.data.dataset import Dataset
-
 import hashlib
 import json
 import sqlite3
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -43,6 +38,9 @@ from harness.retrievers.fusion import stages_changed_settings
 from harness.retrievers.spec import RetrieverSpec
 from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution
 from harness.trec import FLOAT32_SCORE_FORMAT, Run
+
+if TYPE_CHECKING:
+    from harness.data.dataset import Dataset
 
 RERANK_FORMAT = 1  # bump when the pairs, their truncation or the score change
 TEXT_RULE = "query, title + ' ' + text (stripped); truncation longest_first"

@@ -21,11 +21,6 @@ settings (``--max-length``, ``--pooling``, prefixes) are refused rather than ign
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from harness.data.dataset import Dataset
-
 import hashlib
 import itertools
 import json
@@ -35,6 +30,7 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from harness.data.beir import doc_text
 from harness.errors import HarnessError
@@ -55,6 +51,9 @@ from harness.retrievers.lucene import (
 from harness.retrievers.spec import RetrieverSpec
 from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution
 from harness.trec import PYSERINI_SCORE_FORMAT, Run
+
+if TYPE_CHECKING:
+    from harness.data.dataset import Dataset
 
 SPARSE_FORMAT = 1  # bump when the weights, their quantisation or the way they reach Lucene change
 TEXT_RULE = "title + ' ' + text (stripped); query text"

@@ -11,12 +11,12 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.settings import PRECISIONS as EVAL_PRECISIONS
+from harness.train.guards import WEIGHT_GUARDS
 from harness.train.objectives import get_objective, objective_names
 
 AUGMENTATIONS = ("none", "delete", "mask", "replace", "shuffle")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 WINDOW_MODES = ("stream", "document")
-WEIGHT_GUARDS = ("clamp", "softmax", "raw", "uniform")  # harness.train.losses.relevance_weights
 LOG_FILE = "train_log.jsonl"  # one JSON line per optimiser step, in the output folder
 
 _PRECISION_HELP = "auto: fp32 on CPU, bf16 (or fp16 where bf16 is missing) on GPU"

@@ -3,14 +3,12 @@ BM25 and the init model. Each evaluation is also appended to ``<output>/eval_log
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from harness.train.config import RunOptions
-
-import json
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from harness.results.records import ResultRecord

@@ -3,22 +3,20 @@ collection's qrels, in-batch negatives, optionally BM25-mined hard negatives; sa
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from harness.data.beir import BeirDataset
-    from harness.train.trainer import TrainResult
-
 import random
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from harness.errors import HarnessError
 from harness.train.config import FinetuneConfig
+
+if TYPE_CHECKING:
+    from harness.data.beir import BeirDataset
+    from harness.train.trainer import TrainResult
 
 
 def labelled_pairs(ds: BeirDataset, shots: int, seed: int) -> list[tuple[str, str]]:

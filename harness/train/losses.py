@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from harness.train.config import WEIGHT_GUARDS  # defined beside the options, without torch
+from harness.train.guards import WEIGHT_GUARDS  # named without torch, for the options
 
 
 @dataclass

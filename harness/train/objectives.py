@@ -14,18 +14,36 @@ when a step runs.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from harness.registry import Registry
 
 if TYPE_CHECKING:
     import torch
 
-    from harness.train.config import TrainConfig
     from harness.train.loop import RunState
-    from harness.train.losses import LossOutput
 
 Batch = dict[str, "torch.Tensor"]
+
+
+class TrainConfig(Protocol):
+    """The options an objective reads (``harness.train.config.TrainConfig`` has them all)."""
+
+    pairs: int
+    batch_size: int
+    grad_accum: int
+    temperature: float
+    weight_guard: str
+    weight_eps: float
+    weight_temperature: float
+
+
+class LossOutput(Protocol):
+    """A loss and its statistics (``harness.train.losses.LossOutput``)."""
+
+    loss: torch.Tensor
+
+    def stats(self) -> dict[str, float]: ...
 
 
 class Objective:
