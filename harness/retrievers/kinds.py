@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.params import JAVA_INT_MAX, Param, parse_params
 from harness.retrievers.spec import (
     RETRIEVERS,
     Resolve,
@@ -99,13 +100,22 @@ class SparseKind(RetrieverKind):
 
 # --- compositions: fusion and reranking as retriever specs --------------------------------------------------
 
-#: fusion methods, their parameters and defaults (None: required or unset); see harness.retrievers.fusion
-FUSE_PARAMS: dict[str, dict[str, object]] = {
-    "rrf": {"k": 60, "hits": None},
-    "hybrid": {"alpha": 0.1, "normalization": False, "weight_on_dense": False, "hits": None},
-    "wsum": {"weights": None, "norm": "none", "hits": None},
+#: a composition's parameters, declared once (type, default, range): ``harness.params.Param`` parses and checks
+#: them. Depths are handed to Lucene (a Java int); weights and alpha stay where float64 sums stay finite; RRF's
+#: k stays where 1/(k + rank) still tells ranks apart.
+_HITS = Param("hits", int, None, "run every stage this deep", low=1, high=JAVA_INT_MAX)
+FUSE_PARAMS: dict[str, tuple[Param, ...]] = {
+    "rrf": (Param("k", int, 60, "RRF's constant", low=1, high=1e9), _HITS),
+    "hybrid": (Param("alpha", float, 0.1, "weight of the sparse run", low=-1e6, high=1e6),
+               Param("normalization", bool, False), Param("weight_on_dense", bool, False), _HITS),
+    "wsum": (Param("weights", float, None, "one weight per run", low=-1e6, high=1e6, many=True),
+             Param("norm", str, "none", choices=("none", "min-max", "max", "sum")), _HITS),
 }
-RERANK_PARAMS: dict[str, object] = {"top": 100, "max_length": None, "batch_tokens": None}  # None: 512 or fewer
+RERANK_PARAMS: tuple[Param, ...] = (
+    Param("top", int, 100, "hits of the first stage rescored", low=1, high=JAVA_INT_MAX),
+    Param("max_length", int, None, "cross-encoder tokens (None: 512 or the model's fewer)", low=1),
+    Param("batch_tokens", int, None, "padded tokens per batch", low=1))
+MAX_NESTING = 16  # compositions of compositions deeper than this are refused, not recursed into
 
 
 def split_top(text: str) -> list[str]:
@@ -123,46 +133,26 @@ def split_top(text: str) -> list[str]:
             cur = ""
         else:
             cur += ch
+        if depth > MAX_NESTING:
+            raise HarnessError(f"{text[:60]!r}...: compositions nested more than {MAX_NESTING} deep are not taken")
     if depth:
         raise HarnessError(f"unbalanced parentheses in {text!r}")
     parts.append(cur.strip())
     return parts
 
 
-def _parse_value(key: str, text: str, default: object, where: str) -> object:
-    try:
-        if key == "weights":
-            return [float(w) for w in text.split(":")]
-        if isinstance(default, bool) or key in {"normalization", "weight_on_dense"}:
-            if text.lower() not in {"true", "false", "1", "0"}:
-                raise ValueError(text)
-            return text.lower() in {"true", "1"}
-        if key in {"k", "hits", "top", "max_length", "batch_tokens"}:
-            value = int(text)
-            if value < 1:
-                raise ValueError(text)
-            return value
-        if key == "alpha":
-            return float(text)
-        return text
-    except ValueError:
-        raise HarnessError(f"{where}: {key}={text!r} is not a valid value") from None
-
-
-def _params(parts: list[str], allowed: dict[str, object], where: str) -> tuple[list[str], dict]:
-    stages, params = [], dict(allowed)
+def _params(parts: list[str], declared: tuple[Param, ...], where: str) -> tuple[list[str], dict[str, Any]]:
+    """The stage names and the declared parameters (defaults, or the ``key=value`` parts parsed)."""
+    stages, given = [], {}
     for part in parts:
         key, eq, value = part.partition("=")
         if eq and "(" not in key and ":" not in key and "/" not in key:
-            key = key.strip()
-            if key not in allowed:
-                raise HarnessError(f"{where}: unknown parameter {key!r}; known: {', '.join(allowed)}")
-            params[key] = _parse_value(key, value.strip(), allowed[key], where)
+            given[key.strip()] = value
         elif part:
             stages.append(part)
         else:
             raise HarnessError(f"{where}: an empty name between separators")
-    return stages, params
+    return stages, parse_params(declared, given, where)
 
 
 def _show(value: object) -> str:
@@ -213,8 +203,6 @@ class FuseKind(RetrieverKind):
             if not isinstance(weights, list) or len(weights) != len(names):
                 raise HarnessError(f"{name!r}: {len(weights)} weights for {len(names)} retrievers")
             params["weights"] = weights
-            if params["norm"] not in {"none", "min-max", "max", "sum"}:
-                raise HarnessError(f"{name!r}: norm must be none, min-max, max or sum, not {params['norm']!r}")
         stages = tuple(resolve(n) for n in names)
         canonical = f"fuse:{head}({','.join(s.name for s in stages)}{_param_text(params)})"
         what = ", ".join(s.name for s in stages)

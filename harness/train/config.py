@@ -10,6 +10,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.params import Param
 from harness.settings import PRECISIONS as EVAL_PRECISIONS
 from harness.train.guards import WEIGHT_GUARDS
 from harness.train.objectives import get_objective, objective_names
@@ -25,14 +26,16 @@ _PRECISION_HELP = "auto: fp32 on CPU, bf16 (or fp16 where bf16 is missing) on GP
 def option(default: Any = MISSING, help: str = "", *, group: str = "run control", control: bool = False,
            choices: Sequence[str] | Callable[[], Sequence[str]] | None = None, flag: str | None = None,
            metavar: str | None = None, negate: str | None = None, factory: Callable[[], Any] | None = None,
-           cli: bool = True) -> Any:
+           cli: bool = True, low: float | None = None, high: float | None = None, low_open: bool = False) -> Any:
     """A trainer option: a dataclass field whose metadata makes its command-line option
     (``harness.cli.train.add_options``): ``help`` (the default is appended), its ``group`` in ``--help``,
     ``choices``, ``flag`` (default ``--<name>``), ``negate`` (a boolean defaulting to true shown as this
     ``--no-...`` flag), ``cli=False`` (YAML and Python only). ``control``: run control, not part of the
-    method (changing it does not change what is learned; left out of ``hyperparameters()``)."""
+    method (changing it does not change what is learned; left out of ``hyperparameters()``). ``low``,
+    ``high`` (inclusive; ``low_open`` makes low exclusive) and ``choices`` are the allowed values: every
+    value, from the command line, YAML or Python, is checked against them (:func:`check_options`)."""
     md = {"help": help, "group": group, "control": control, "choices": choices, "flag": flag,
-          "metavar": metavar, "negate": negate, "cli": cli}
+          "metavar": metavar, "negate": negate, "cli": cli, "low": low, "high": high, "low_open": low_open}
     if factory is not None:
         return field(default_factory=factory, metadata=md)
     return field(default=default, metadata=md)
@@ -54,10 +57,11 @@ class RunOptions:
                                  group="model and output", choices=("mean", "cls", "max"))
     normalize: bool | None = option(None, "override L2 normalisation inherited from the init model",
                                     group="model and output", metavar="BOOL")
-    seed: int = option(0, "seed of crops, sampling, dropout and initialisation", group="model and output")
+    seed: int = option(0, "seed of crops, sampling, dropout and initialisation", group="model and output",
+                       low=0, high=2**32 - 1)
     device: str = _control("auto", "auto (CUDA when available, else CPU), cpu, cuda, cuda:N")
-    threads: int = _control(0, "torch CPU threads (0: torch's choice)")
-    keep_last: int = _control(2, "checkpoints kept")
+    threads: int = _control(0, "torch CPU threads (0: torch's choice)", low=0)
+    keep_last: int = _control(2, "checkpoints kept", low=1)
     progress: bool = _control(True, "progress bar", negate="--no-progress")
     plot: bool = _control(True, "training-curve PNG", negate="--no-plot")
     trust_remote_code: bool = _control(False, "allow model repositories to run their own Python code")
@@ -82,82 +86,110 @@ class TrainConfig(RunOptions):
                                                "or a registered objective (harness.train.objectives)",
                             group="objective", choices=objective_names)
     # pairs and crops
-    pairs: int = option(4, "key crops per window m (relevance-aware; moco and inbatch use 1)", group="pairs and crops")
-    chunk_length: int = option(256, "window length in tokens", group="pairs and crops")
+    pairs: int = option(4, "key crops per window m (relevance-aware; moco and inbatch use 1)", group="pairs and crops",
+                        low=1, high=1024)
+    chunk_length: int = option(256, "window length in tokens", group="pairs and crops", low=4)
     window_mode: str = option("stream", "stream: windows over the concatenated token stream (Contriever); "
                                         "document: per document", group="pairs and crops", choices=WINDOW_MODES)
     window_offset: bool = option(True, "stream windows cut anew every epoch at a random offset, as Contriever",
                                  group="pairs and crops", metavar="BOOL")
-    ratio_min: float = option(0.05, "smallest crop, as a fraction of the window", group="pairs and crops")
-    ratio_max: float = option(0.5, "largest crop, as a fraction of the window", group="pairs and crops")
+    ratio_min: float = option(0.05, "smallest crop, as a fraction of the window", group="pairs and crops",
+                              low=0, high=1, low_open=True)
+    ratio_max: float = option(0.5, "largest crop, as a fraction of the window", group="pairs and crops",
+                              low=0, high=1, low_open=True)
     augmentation: str = option("delete", "token-level augmentation of each crop", group="pairs and crops",
                                choices=AUGMENTATIONS)
-    prob_augmentation: float = option(0.1, "probability of augmenting each token", group="pairs and crops")
+    prob_augmentation: float = option(0.1, "probability of augmenting each token", group="pairs and crops",
+                                      low=0, high=1)
     # objective
-    temperature: float = option(0.05, "softmax temperature of the contrastive loss", group="objective")
-    momentum: float = option(0.9995, "momentum of the key encoder (relevance-aware, moco)", group="objective")
-    queue_size: int = option(131072, "negative keys kept in the queue (relevance-aware, moco)", group="objective")
+    temperature: float = option(0.05, "softmax temperature of the contrastive loss", group="objective",
+                                low=0, high=100, low_open=True)
+    momentum: float = option(0.9995, "momentum of the key encoder (relevance-aware, moco)", group="objective",
+                             low=0, high=1)
+    queue_size: int = option(131072, "negative keys kept in the queue (relevance-aware, moco)", group="objective",
+                             low=0, high=2**31 - 1)
     weight_guard: str = option("clamp", "guard of the relevance normalisation against non-positive sums; "
                                         "uniform: equal weights, the control arm (docs/TRAINING.md)",
                                group="objective", choices=WEIGHT_GUARDS)
-    weight_eps: float = option(1e-6, "epsilon of the relevance normalisation", group="objective")
-    weight_temperature: float = option(1.0, "temperature of --weight-guard softmax", group="objective")
+    weight_eps: float = option(1e-6, "epsilon of the relevance normalisation", group="objective",
+                               low=0, high=1, low_open=True)
+    weight_temperature: float = option(1.0, "temperature of --weight-guard softmax", group="objective",
+                                       low=0, high=100, low_open=True)
     # encoder (None: inherit from the init model, e.g. its sentence-transformers files)
-    max_length: int | None = option(None, "override the init model's max length", group="objective")
+    max_length: int | None = option(None, "override the init model's max length", group="objective", low=1)
     # optimisation
-    steps: int = option(500_000, "optimiser steps", group="optimisation")
-    warmup_steps: int = option(20_000, "linear warm-up steps of the learning rate", group="optimisation")
-    lr: float = option(5e-5, "peak learning rate (AdamW, linear decay after warm-up)", group="optimisation")
-    beta1: float = option(0.9, "AdamW beta1", group="optimisation")
-    beta2: float = option(0.98, "AdamW beta2", group="optimisation")
-    adam_eps: float = option(1e-6, "AdamW epsilon", group="optimisation")
-    weight_decay: float = option(0.01, "AdamW weight decay", group="optimisation")
-    batch_size: int = option(128, "windows per process per micro-batch", group="optimisation")
-    grad_accum: int = option(1, "micro-batches per optimiser step", group="optimisation")
-    max_grad_norm: float = option(0.0, "gradient clipping norm (0: no clipping)", group="optimisation")
+    steps: int = option(500_000, "optimiser steps", group="optimisation", low=1)
+    warmup_steps: int = option(20_000, "linear warm-up steps of the learning rate", group="optimisation", low=0)
+    lr: float = option(5e-5, "peak learning rate (AdamW, linear decay after warm-up)", group="optimisation",
+                       low=0, high=1, low_open=True)
+    beta1: float = option(0.9, "AdamW beta1", group="optimisation", low=0, high=0.999999)
+    beta2: float = option(0.98, "AdamW beta2", group="optimisation", low=0, high=0.999999)
+    adam_eps: float = option(1e-6, "AdamW epsilon", group="optimisation", low=0, high=1, low_open=True)
+    weight_decay: float = option(0.01, "AdamW weight decay", group="optimisation", low=0, high=1000)
+    batch_size: int = option(128, "windows per process per micro-batch", group="optimisation", low=1)
+    grad_accum: int = option(1, "micro-batches per optimiser step", group="optimisation", low=1)
+    max_grad_norm: float = option(0.0, "gradient clipping norm (0: no clipping)", group="optimisation", low=0)
     precision: str = option("auto", _PRECISION_HELP, group="optimisation", choices=PRECISIONS)
     # run control
-    num_workers: int = _control(1, "data-loading processes")
-    log_every: int = _control(10, "steps between log lines")
-    save_every: int = _control(1000, "steps between checkpoints")
+    num_workers: int = _control(1, "data-loading processes", low=0)
+    log_every: int = _control(10, "steps between log lines", low=1)
+    save_every: int = _control(1000, "steps between checkpoints", low=1)
     save_state: bool = _control(True, "write training_state.pt (optimiser, queue, RNG) for --resume",
                                 negate="--no-state")
-    stop_at_step: int | None = _control(None, "stop (as if killed) after this step (tests of --resume)", cli=False)
+    stop_at_step: int | None = _control(None, "stop (as if killed) after this step (tests of --resume)", cli=False,
+                                        low=1)
 
     @property
     def m(self) -> int:
         return get_objective(self.objective).pairs_per_window(self)
 
     def validate(self) -> None:
+        """Every option against its declaration, then what ties options together."""
+        check_options(self)
+
         def need(ok: bool, message: str) -> None:
             if not ok:
                 raise HarnessError(message)
-        need(self.objective in objective_names(),
-             f"unknown objective {self.objective!r}; choose one of {', '.join(objective_names())}")
-        need(self.augmentation in AUGMENTATIONS,
-             f"unknown augmentation {self.augmentation!r}; choose one of {', '.join(AUGMENTATIONS)}")
-        need(self.precision in PRECISIONS,
-             f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
-        need(self.window_mode in WINDOW_MODES, f"unknown window mode {self.window_mode!r}")
-        need(self.weight_guard in WEIGHT_GUARDS, f"unknown weight guard {self.weight_guard!r}; "
-             f"choose one of {', '.join(WEIGHT_GUARDS)}")
-        need(self.pairs >= 1, "--pairs must be >= 1")
-        need(0 < self.ratio_min <= self.ratio_max <= 1, "need 0 < --ratio-min <= --ratio-max <= 1")
-        need(0 <= self.prob_augmentation <= 1, "--prob-augmentation must be in [0, 1]")
-        need(self.chunk_length >= 4, "--chunk-length must be >= 4")
-        need(self.temperature > 0, "--temperature must be > 0")
-        need(0 <= self.momentum <= 1, "--momentum must be in [0, 1]")
-        need(self.queue_size >= 0, "--queue-size must be >= 0")
-        need(self.steps >= 1 and self.batch_size >= 1 and self.grad_accum >= 1,
-             "--steps, --batch-size and --grad-accum must be >= 1")
-        need(0 <= self.warmup_steps <= self.steps,
+        need(self.ratio_min <= self.ratio_max, "need --ratio-min <= --ratio-max")
+        need(self.warmup_steps <= self.steps,
              f"--warmup-steps ({self.warmup_steps}) exceeds --steps ({self.steps}); pass a smaller --warmup-steps")
-        need(self.save_every >= 1 and self.keep_last >= 1, "--save-every and --keep-last must be >= 1")
         smallest = get_objective(self.objective).min_batch_size
         need(self.batch_size >= smallest, f"{self.objective} needs --batch-size >= {smallest}")
 
     def hyperparameters(self) -> dict:
         return method_fields(self) | {"m": self.m}
+
+
+def declared(cls: type) -> dict[str, Param]:
+    """Each option of a config class as a :class:`~harness.params.Param`: its type from the annotation, its
+    range and choices from :func:`option`."""
+    out = {}
+    for f in fields(cls):
+        if not f.metadata:
+            continue
+        kind = str(f.type).replace(" | None", "")
+        many = kind.startswith("list[")
+        base = {"int": int, "float": float, "bool": bool, "str": str}[kind[5:-1] if many else kind]
+        choices = f.metadata.get("choices")
+        flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+        out[f.name] = Param(flag, base, None, f.metadata["help"], low=f.metadata.get("low"),
+                            high=f.metadata.get("high"), low_open=bool(f.metadata.get("low_open")),
+                            choices=tuple(choices() if callable(choices) else choices) if choices else None,
+                            many=many, optional="None" in str(f.type))
+    return out
+
+
+def check_options(cfg: Any) -> None:
+    """Refuse any option whose value is not of its declared type, finite and in range (one line naming the
+    option and what it takes); a list option may be empty."""
+    where = f"harness {'train' if isinstance(cfg, TrainConfig) else 'finetune'}"
+    for name, param in declared(type(cfg)).items():
+        value = getattr(cfg, name)
+        if param.many and value == []:
+            continue
+        if value is None and not param.optional:
+            raise HarnessError(f"{where}: {param.name} is required")
+        param.check(value, where)
 
 
 def method_fields(cfg: Any) -> dict:
@@ -177,19 +209,24 @@ class FinetuneConfig(RunOptions):
 
     dataset: str = _control(help="dataset id or BEIR folder with qrels/<split>.tsv", group="model and output")
     split: str = option("train", "qrels split the labelled pairs come from", group="data")
-    shots: int = option(16, "labelled pairs drawn (seeded; 0: every pair of the split)", group="data")
+    shots: int = option(16, "labelled pairs drawn (seeded; 0: every pair of the split)", group="data", low=0)
     hard_negatives: int = option(0, "BM25-mined hard negatives per pair (0: in-batch negatives only; needs Java)",
-                                 group="data")
-    hard_negative_depth: int = option(30, "BM25 depth the hard negatives are drawn from", group="data")
-    query_max_length: int = option(64, "max tokens of a query", group="data")
-    doc_max_length: int = option(256, "max tokens of a document", group="data")
-    steps: int = option(100, "optimiser steps", group="optimisation")
-    batch_size: int = option(8, "pairs per step", group="optimisation")
-    lr: float = option(2e-5, "peak learning rate (AdamW)", group="optimisation")
-    warmup_steps: int = option(0, "linear warm-up steps", group="optimisation")
-    weight_decay: float = option(0.01, "AdamW weight decay", group="optimisation")
-    temperature: float = option(0.05, "softmax temperature of the in-batch loss", group="optimisation")
-    save_every: int = _control(0, "steps between checkpoints (0: only at the end)")
+                                 group="data", low=0)
+    hard_negative_depth: int = option(30, "BM25 depth the hard negatives are drawn from", group="data",
+                                      low=1, high=2**31 - 1)
+    query_max_length: int = option(64, "max tokens of a query", group="data", low=1)
+    doc_max_length: int = option(256, "max tokens of a document", group="data", low=1)
+    steps: int = option(100, "optimiser steps", group="optimisation", low=1)
+    batch_size: int = option(8, "pairs per step", group="optimisation", low=2)
+    lr: float = option(2e-5, "peak learning rate (AdamW)", group="optimisation", low=0, high=1, low_open=True)
+    warmup_steps: int = option(0, "linear warm-up steps", group="optimisation", low=0)
+    weight_decay: float = option(0.01, "AdamW weight decay", group="optimisation", low=0, high=1000)
+    temperature: float = option(0.05, "softmax temperature of the in-batch loss", group="optimisation",
+                                low=0, high=100, low_open=True)
+    save_every: int = _control(0, "steps between checkpoints (0: only at the end)", low=0)
+
+    def validate(self) -> None:
+        check_options(self)
 
     def hyperparameters(self) -> dict:
         return method_fields(self)

@@ -53,8 +53,7 @@ def finetune(cfg: FinetuneConfig) -> TrainResult:
     from harness.train.objectives import SupervisedPairs
     from harness.train.trainer import LOG_FILE, TrainResult
 
-    if cfg.steps < 1 or cfg.batch_size < 2:
-        raise HarnessError("finetune needs --steps >= 1 and --batch-size >= 2 (in-batch negatives)")
+    cfg.validate()  # every option against its declaration (--batch-size >= 2: in-batch negatives)
     device = pick_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
