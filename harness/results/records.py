@@ -89,9 +89,45 @@ class ResultRecord:
         for name, values in per_query.items():
             if not isinstance(values, dict) or not all(_number(v) for v in values.values()):
                 raise DataError(path, f"per-query values of {name!r} are not numbers")
-        if not isinstance(obj.get("settings", {}), dict):
-            raise DataError(path, "field 'settings' is not an object")
+        for f in fields(cls):  # every other field: of the type the schema declares, or absent (its default)
+            if f.name in obj and not _fits(obj[f.name], _types(str(f.type))):
+                raise DataError(path, f"field {f.name!r} is {_json_kind(obj[f.name])}, not "
+                                      f"{_json_kind_of(str(f.type))}",
+                                fix="rerun the (retriever, dataset) pair to write it again")
         return cls(**{k: v for k, v in obj.items() if k in known})
+
+
+_TYPES: dict[str, tuple[type, ...]] = {"dict": (dict,), "str": (str,), "int": (int,), "bool": (bool,),
+                                       "float": (int, float), "None": (type(None),), "list": (list,), "Any": (object,)}
+_KINDS = {dict: "an object", str: "a string", int: "a number", float: "a number", bool: "true or false",
+          type(None): "null", list: "a list"}
+
+
+def _types(annotation: str) -> tuple[type, ...]:
+    """The JSON types an annotation such as ``dict[str, int | None] | None`` allows (its outer union)."""
+    depth, parts, cur = 0, [], ""
+    for ch in annotation:
+        depth += (ch == "[") - (ch == "]")
+        if ch == "|" and depth == 0:
+            parts.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    parts.append(cur.strip())
+    return tuple(t for p in parts for t in _TYPES[p.split("[")[0]])
+
+
+def _fits(value: object, types: tuple[type, ...]) -> bool:
+    """isinstance, except that a JSON true/false is not a number."""
+    return isinstance(value, types) and (not isinstance(value, bool) or bool in types or object in types)
+
+
+def _json_kind(value: object) -> str:
+    return next((k for t, k in _KINDS.items() if type(value) is t), type(value).__name__)
+
+
+def _json_kind_of(annotation: str) -> str:
+    return " or ".join(dict.fromkeys(_KINDS[t] for t in _types(annotation)))
 
 
 def _number(value: object) -> bool:
