@@ -14,7 +14,6 @@ search and each index choice need; ``check_fits()`` refuses early, with the fix,
 from __future__ import annotations
 
 import gzip
-import itertools
 import json
 import os
 import shutil
@@ -24,7 +23,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.data.beir import doc_text
 from harness.errors import HarnessError
 from harness.io import atomic_write_json
 
@@ -185,20 +183,8 @@ def encode_shard(retriever: DenseRetriever, dataset: Dataset, shard: int = 0, of
         log(plan.render())
         check_fits(plan, store.dir, index)
     start = time.perf_counter()
-    encoded = reused = count = chunks = 0
-    docs = dataset.corpus()
-    while chunk := list(itertools.islice(docs, retriever.shard_size)):
-        j, first = chunks, count
-        chunks, count = chunks + 1, count + len(chunk)
-        if j % of != shard:
-            continue
-        ids = [d.doc_id for d in chunk]
-        if store.shard_ok(j, first, ids, verify=False):
-            reused += 1
-            continue
-        vectors = retriever.encoder.encode([doc_text(d) for d in chunk], "doc", desc=f"encode chunk {j}")
-        store.write_shard(j, first, ids, vectors.astype(retriever.embed_dtype), computed_with=retriever.computed_with)
-        encoded += 1
+    done = retriever.encode_corpus(dataset, store, shard, of, verify=False)  # the loop `harness run` runs
+    encoded, reused, count, chunks = done.encoded, done.reused, done.count, done.shards
     info = {"job": shard, "jobs": of, "chunks": chunks, "count": count, "dim": model_dim(retriever),
             "shard_size": retriever.shard_size, "encoded": encoded, "reused": reused,
             "seconds": round(time.perf_counter() - start, 3)}

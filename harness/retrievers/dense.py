@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,6 +43,18 @@ EMBED_VERSION = 2  # bump when the way vectors are computed or stored changes
 DTYPES = {"float32": np.float32, "float16": np.float16}
 #: recipe fields an EncodeSettings may set; set to the model's own value, they are not a change
 RECIPE_FIELDS = ("max_length", "pooling", "normalize", "query_prefix", "doc_prefix")
+
+
+@dataclass
+class Encoded:
+    """What :meth:`DenseRetriever.encode_corpus` did: chunks seen and passages in them, chunks encoded by this
+    part and chunks whose sealed shard was reused, and the vector width (None when nothing was encoded)."""
+
+    shards: int = 0
+    count: int = 0
+    encoded: int = 0
+    reused: int = 0
+    dim: int | None = None
 
 
 class DenseRetriever:
@@ -183,33 +196,43 @@ class DenseRetriever:
                     "documents": m.get("count"), "seconds": time.perf_counter() - start}
         self._check_resources(dataset, store)
         rank, size = world()
-        encoded = reused = count = shards = 0
-        dim = None
-        for i, chunk in enumerate(_chunks(dataset.corpus(), self.shard_size)):
-            first, shards, count = count, i + 1, count + len(chunk)
-            if i % size != rank:
-                continue
-            ids = [d.doc_id for d in chunk]
-            if store.shard_ok(i, first, ids):
-                reused += 1
-                continue
-            vectors = self.encoder.encode([self.doc_input(d) for d in chunk], "doc",
-                                          desc=f"encode corpus shard {i + 1}")
-            dim = vectors.shape[1]
-            store.write_shard(i, first, ids, vectors.astype(DTYPES[self.embed_dtype]),
-                              computed_with=self.computed_with)
-            encoded += 1
-        if shards == 0:
-            raise HarnessError(f"{dataset.corpus_path}: the corpus is empty")
+        done = self.encode_corpus(dataset, store, rank, size)
+        encoded, reused, count, shards = done.encoded, done.reused, done.count, done.shards
         barrier()
         if rank == 0:
-            store.finish(shards, count, dim or _dim_of(store))
+            store.finish(shards, count, done.dim or _dim_of(store))
         barrier()
         what = "encoded" if not reused else f"encoded {encoded} shards, reused {reused} (resumed)"
         return {"embeddings": what, "path": str(store.dir), "computed_with": store.computed_with() if rank == 0 else [],
                 "documents": count, "shards": shards,
                 "shards_encoded_by_this_process": encoded, "processes": size,
                 "dtype": self.embed_dtype, "seconds": time.perf_counter() - start}
+
+    def encode_corpus(self, dataset: Dataset, store: EmbeddingStore, part: int = 0, parts: int = 1, *,
+                      verify: bool = True) -> Encoded:
+        """The one corpus-encoding loop (``harness run``, ``harness encode --shard``, dense reranking and the
+        trainer's evaluation all come here): the corpus in chunks of ``shard_size`` documents, chunk ``i``
+        encoded by part ``i % parts`` (a torchrun rank or an ``--shard`` job) unless its sealed shard is
+        already in ``store``; each document as the recipe reads it (:meth:`doc_input`: title + text, or the
+        (title, text) pair), stored in the recipe's dtype."""
+        out = Encoded()
+        for i, chunk in enumerate(_chunks(dataset.corpus(), self.shard_size)):
+            first, out.shards, out.count = out.count, i + 1, out.count + len(chunk)
+            if i % parts != part:
+                continue
+            ids = [d.doc_id for d in chunk]
+            if store.shard_ok(i, first, ids, verify=verify):
+                out.reused += 1
+                continue
+            vectors = self.encoder.encode([self.doc_input(d) for d in chunk], "doc",
+                                          desc=f"encode corpus shard {i + 1}")
+            out.dim = vectors.shape[1]
+            store.write_shard(i, first, ids, vectors.astype(DTYPES[self.embed_dtype]),
+                              computed_with=self.computed_with)
+            out.encoded += 1
+        if out.shards == 0:
+            raise HarnessError(f"{dataset.corpus_path}: the corpus is empty")
+        return out
 
     def _check_resources(self, dataset: Dataset, store: EmbeddingStore) -> None:
         from harness.retrievers.hub import weights_file

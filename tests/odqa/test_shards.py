@@ -105,3 +105,38 @@ def test_index_choices_recall(kind):
     _, approx = search(index, ids, queries, 10, config)
     recall = recall_vs_exact(approx, exact, 10)
     assert recall == 1.0 if kind == "flat" else recall > {"hnsw": 0.9, "ivfpq": 0.3}[kind]
+
+
+@pytest.mark.parametrize("recipe", [
+    {},                                                          # mean pooling, title + " " + text
+    {"pooling": "cls", "normalize": True, "similarity": "cos"},
+    {"query_prefix": "query: ", "doc_prefix": "passage: "},      # prefixes (prompts are prefixes here)
+    {"pooling": "cls", "text_pair": True, "max_length": 32},     # DPR: (title, text) as a pair
+])
+def test_sharded_store_equals_the_run_store_byte_for_byte(tmp_path, tiny_bert_dir, monkeypatch, recipe):
+    """`encode --shard 0/2`, `--shard 1/2` and `merge` write the store `harness run` writes, for every recipe:
+    one corpus-encoding function serves both (a DPR pair encoded as a joined text would differ)."""
+    from dataclasses import replace
+
+    from harness.retrievers.config import CONTRIEVER
+    from harness.retrievers.spec import RetrieverSpec
+
+    folder = write_odqa(tmp_path / "odqa", passages=_many_passages(13))
+    ds = from_folder(folder, "t")
+    spec = RetrieverSpec("tiny-recipe", "dense", model=str(tiny_bert_dir), encoder=replace(CONTRIEVER, **recipe))
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache-run"))
+    ran = spec.load(execution=CPU5)
+    ran.index(ds)
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache-jobs"))
+    jobs = spec.load(execution=CPU5)
+    for i in (1, 0):
+        encode_shard(jobs, ds, i, 2, check=False, log=lambda m: None)
+    merge(jobs, ds, 2, log=lambda m: None)
+    a, b = ran.store.dir, _store_for(jobs, ds).dir
+    assert a.name == b.name and a != b  # one key, two caches
+    written = sorted(p.name for p in a.glob("shard-*"))
+    assert len([n for n in written if n.endswith(".npy")]) == 3
+    assert written == sorted(p.name for p in b.glob("shard-*"))
+    for name in written:
+        if name.endswith((".npy", ".ids.json")):
+            assert (a / name).read_bytes() == (b / name).read_bytes(), name
