@@ -23,7 +23,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, cast
 
 from harness.datasets import dataset_ids, resolve_all
 from harness.distributed import world
@@ -34,7 +34,7 @@ from harness.paths import cache_root
 from harness.provenance import environment
 from harness.results.leaderboard import rebuild
 from harness.results.records import ResultRecord, read_record, record_paths, write_record
-from harness.retrievers.base import Retriever
+from harness.retrievers.base import Composition, Retriever
 from harness.retrievers.registry import RetrieverSpec, resolve_retriever
 from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution
 from harness.trec import quantize, read_run, write_run
@@ -156,7 +156,7 @@ class Runner:
             every = list(dict.fromkeys([*old.metrics, *names]))  # a record keeps every metric it had
             old.reused_run = True
             return self._evaluate_and_write(ds, read_run(run_path), rec_path, old, every)
-        if spec.stages and not self._run_stages(spec, retriever, ds, depth):
+        if spec.stages and not self._run_stages(spec, cast(Composition, retriever), ds, depth):
             return None
         shown = ", ".join(f"{k}={v}" for k, v in changed.items())
         label = f"{ds.id} | {spec.name}" + (f" [{shown}]" if changed else "")
@@ -186,7 +186,7 @@ class Runner:
             timings={"index_s": round(t1 - t0, 3), "search_s": round(t2 - t1, 3)})
         return self._evaluate_and_write(ds, run, rec_path, record, names)
 
-    def _run_stages(self, spec: RetrieverSpec, retriever: Any, ds: Dataset, depth: int) -> bool:
+    def _run_stages(self, spec: RetrieverSpec, retriever: Composition, ds: Dataset, depth: int) -> bool:
         """Run or reuse the stages a composition reads, and hand it their records and runs (as written);
         False on a helper rank under torchrun."""
         stage_depth = retriever.stage_depth(depth)

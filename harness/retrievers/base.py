@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -35,6 +35,17 @@ class Retriever(Protocol):
 
     def provenance(self) -> dict:
         """Model id and revision, index settings: what makes this retriever's numbers what they are."""
+
+
+class Composition(Retriever, Protocol):
+    """A retriever over other retrievers' runs (fusion, reranking): the runner runs or reuses its stages
+    first, at the depth it asks for, and hands it their records and run files as written."""
+
+    def stage_depth(self, depth: int) -> int:
+        """How deep each stage is run when this composition's own run is ``depth`` deep."""
+
+    def use_stages(self, records: list[Any], runs: list[Run]) -> None:
+        """The stages' result records and runs, in the order of ``spec.run_stages``."""
 
 
 class TextEncoder(Protocol):

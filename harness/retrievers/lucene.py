@@ -71,13 +71,13 @@ class BM25Retriever:
         """What decides BM25's scores: the parameters, the collection and fields, how documents reach
         Lucene, and the Lucene build (pyserini and its Anserini jar)."""
         return {"kind": "bm25", "k1": self.k1, "b": self.b, "collection": self.collection, "fields": self.fields,
-                "index_format": INDEX_FORMAT, "pyserini": _version("pyserini"), "anserini": _anserini_jar_name()}
+                "index_format": INDEX_FORMAT, "pyserini": package_version("pyserini"), "anserini": anserini_jar_name()}
 
     def index(self, dataset: BeirDataset) -> dict:
         start = time.perf_counter()
         digest = cached_sha256(dataset.corpus_path)
         key = json.dumps({"corpus": digest, "collection": self.collection, "fields": self.fields,
-                          "format": INDEX_FORMAT, "anserini": _anserini_jar_name()}, sort_keys=True)
+                          "format": INDEX_FORMAT, "anserini": anserini_jar_name()}, sort_keys=True)
         name = f"{self.collection}-{hashlib.sha256(key.encode()).hexdigest()[:20]}"
         target = cache_root() / "indexes" / "lucene" / name
         self.index_dir = target
@@ -100,7 +100,7 @@ class BM25Retriever:
                 args += ["-fields", *[f for f in self.fields if f != "contents"]]
             heap = jvm_heap_bytes(dataset.corpus_path)
             args += ["-memoryBuffer", str(max(64, heap // 3 // 2**20))]
-            self.index_info = _worker({"op": "index", "args": args, "index": str(staging / "index"),
+            self.index_info = run_worker({"op": "index", "args": args, "index": str(staging / "index"),
                                      "multifield": bool(self.fields),
                                      "expected": written - empty}, staging, heap, f"BM25 index ({written:,} documents)")
             indexed = int(self.index_info.pop("documents"))
@@ -136,7 +136,7 @@ class BM25Retriever:
     def provenance(self) -> dict:
         return {"engine": "Lucene (Anserini) via pyserini", "k1": self.k1, "b": self.b,
                 "collection": self.collection, "fields": self.fields, "index": str(self.index_dir),
-                **self.jvm_info, "indexing_worker": self.index_info, "pyserini": _version("pyserini"),
+                **self.jvm_info, "indexing_worker": self.index_info, "pyserini": package_version("pyserini"),
                 "device": "cpu (JVM)", "threads": self.threads}
 
 
@@ -218,7 +218,7 @@ def worker_search(request: dict, rows: Iterable[Any], qids: list[str], desc: str
         with open(qfile, "w", encoding="utf-8") as f:
             for row in rows:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        info = _worker({**request, "queries": str(qfile), "output": str(out)}, tmp, jvm_heap_bytes(None), desc,
+        info = run_worker({**request, "queries": str(qfile), "output": str(out)}, tmp, jvm_heap_bytes(None), desc,
                        total=len(qids))
         run: Run = {q: {} for q in qids}
         with open(out, encoding="utf-8") as f:
@@ -246,7 +246,7 @@ def clean_stale_staging(root: Path) -> None:
     remove_stale_temporaries(root, STAGING_SUFFIX)
 
 
-def _worker(request: dict, workdir: Path, heap: int, desc: str, total: int | None = None) -> dict:
+def run_worker(request: dict, workdir: Path, heap: int, desc: str, total: int | None = None) -> dict:
     """Run one request in a fresh ``lucene_worker`` process (bounded heap, dies with this process) and
     show its progress; its JVM chatter is kept in a file and shown only on failure."""
     from harness.progress import progress_bar
@@ -292,7 +292,7 @@ def _read_progress(path: Path) -> int:
         return 0
 
 
-def _version(dist: str) -> str | None:
+def package_version(dist: str) -> str | None:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -301,7 +301,7 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def _anserini_jar_name() -> str | None:
+def anserini_jar_name() -> str | None:
     try:
         from harness.retrievers.jvm import anserini_jar
 

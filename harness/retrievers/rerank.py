@@ -27,7 +27,7 @@ import sqlite3
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -46,41 +46,50 @@ RERANK_FORMAT = 1  # bump when the pairs, their truncation or the score change
 TEXT_RULE = "query, title + ' ' + text (stripped); truncation longest_first"
 
 
-class RerankRetriever:
-    score_format = FLOAT32_SCORE_FORMAT
+class CandidateScorer(Protocol):
+    """Scores each query's candidate documents (the pair-scoring layer beside the dense one: a cross-encoder
+    reads query and document together; a bi-encoder compares stored vectors)."""
 
-    def __init__(self, spec: RetrieverSpec, settings: EncodeSettings = REFERENCE,
-                 execution: Execution = DEFAULT_EXECUTION, stages: list | None = None):
-        self.spec = spec
-        self.settings = settings
+    def fingerprint(self) -> dict[str, Any]: ...
+
+    def changed_settings(self) -> dict[str, Any]: ...
+
+    def prepare(self, dataset: Dataset) -> dict[str, Any]:
+        """Whatever must exist before scoring (a dense scorer's corpus embeddings); what was done."""
+
+    def scores(self, queries: Mapping[str, str], candidates: dict[str, list[str]],
+               dataset: Dataset) -> dict[str, np.ndarray]:
+        """Each query's candidates' scores, in the candidates' order."""
+
+    def provenance(self) -> dict[str, Any]: ...
+
+    @property
+    def device(self) -> str | None: ...
+
+
+class CrossEncoderScorer:
+    """A Hugging Face sequence-classification model with one output, on (query, title + " " + text) pairs,
+    in fp32, scores cached by content (``ScoreCache``)."""
+
+    def __init__(self, spec: RetrieverSpec, execution: Execution):
+        from harness.retrievers.config import model_max_positions
+        from harness.retrievers.hub import resolve_model
+
+        if spec.model is None:
+            raise HarnessError(f"{spec.name}: no cross-encoder model")
         self.execution = execution
-        self.top = int(spec.params["top"])
-        self.max_length = 512  # BEIR's cross-encoder length; a model with fewer positions: its own
         self.batch_tokens = spec.params.get("batch_tokens")
-        self.stages = stages or [s.load(settings, execution) for s in spec.stages]
-        self.scorer = self.stages[1] if len(self.stages) > 1 else None  # a dense retriever rescoring
-        self.files = None
-        if self.scorer is None:
-            from harness.retrievers.hub import resolve_model
-
-            if spec.model is None:
-                raise HarnessError(f"{spec.name}: no cross-encoder model")
-            self.files = resolve_model(spec.model)
-            self._check_cross_encoder(self.files.path)
-            from harness.retrievers.config import model_max_positions
-
-            limit = model_max_positions(self.files.path)
-            asked = spec.params.get("max_length")
-            if asked is not None and limit is not None and int(asked) > limit:
-                raise HarnessError(f"{spec.name}: max_length={asked} is more than the model takes ({limit} "
-                                   f"positions); use at most {limit}")
-            self.max_length = int(asked) if asked is not None else min(512, limit or 512)
+        self.files = resolve_model(spec.model)
+        self._check_cross_encoder(self.files.path)
+        limit = model_max_positions(self.files.path)
+        asked = spec.params.get("max_length")
+        if asked is not None and limit is not None and int(asked) > limit:
+            raise HarnessError(f"{spec.name}: max_length={asked} is more than the model takes ({limit} "
+                               f"positions); use at most {limit}")
+        # BEIR's cross-encoder length, 512; a model with fewer positions: its own
+        self.max_length = int(asked) if asked is not None else min(512, limit or 512)
         self._digest: str | None = None
-        self._model: tuple | None = None
-        self.dataset: Any = None
-        self.first_run: Run = {}
-        self.first_record = None
-        self.searched_documents: int | None = None
+        self._model: tuple[Any, Any, Any] | None = None
         self.scored = {"pairs": 0, "from_cache": 0}
 
     @staticmethod
@@ -99,90 +108,35 @@ class RerankRetriever:
             raise HarnessError(f"{folder}: a cross-encoder with {labels} outputs; rerank scores one relevance "
                                "logit (num_labels 1)")
 
-    # --- identity ---------------------------------------------------------------------------------------
     @property
     def model_digest(self) -> str:
         if self._digest is None:
             from harness.retrievers.hub import model_digest
 
-            assert self.files is not None
             self._digest = model_digest(self.files.path)
         return self._digest
 
-    def stage_depth(self, depth: int) -> int:
-        return depth  # the first stage is its own standard run; the top hits are taken from it
+    @property
+    def device(self) -> str | None:
+        return self.execution.device
 
-    def changed_settings(self) -> dict:
-        return stages_changed_settings(self.stages)
+    def fingerprint(self) -> dict[str, Any]:
+        return {"cross_encoder": self.model_digest, "max_length": self.max_length, "precision": "fp32",
+                "batch_tokens": self.batch_tokens, "text": TEXT_RULE}
 
-    def fingerprint(self) -> dict:
-        scorer = self.scorer.fingerprint() if self.scorer is not None else {
-            "cross_encoder": self.model_digest, "max_length": self.max_length, "precision": "fp32",
-            "batch_tokens": self.batch_tokens, "text": TEXT_RULE}
-        return {"kind": "rerank", "top": self.top, "format": RERANK_FORMAT, "scorer": scorer,
-                "stages": [self.stages[0].fingerprint()]}
+    def changed_settings(self) -> dict[str, Any]:
+        return {}
 
-    def use_stages(self, records: list, runs: list[Run]) -> None:
-        (self.first_record,), (self.first_run,) = records, runs
+    def prepare(self, dataset: Dataset) -> dict[str, Any]:
+        return {}
 
-    # --- work -------------------------------------------------------------------------------------------
-    def index(self, dataset: Dataset) -> dict:
-        if self.first_record is None:
-            raise RuntimeError("use_stages() must run before index()")
-        self.dataset = dataset
-        self.searched_documents = self.first_record.documents_searched
-        info: dict = {"index": f"none (reranks the top {self.top} of {self.first_record.retriever})",
-                      "documents": self.searched_documents, "first_stage": {
-                          "retriever": self.first_record.retriever, "fingerprint": self.first_record.fingerprint,
-                          "run_file": self.first_record.run_file}}
-        if self.scorer is not None:
-            info["scorer_embeddings"] = self.scorer.index(dataset)
-        return info
+    def provenance(self) -> dict[str, Any]:
+        return {"cross_encoder": {**self.files.provenance(), "model_files_sha256": self.model_digest},
+                "max_length": self.max_length, "pairs": self.scored}
 
-    def search(self, queries: Mapping[str, str], k: int) -> Run:
-        if self.dataset is None:
-            raise RuntimeError("index() must run before search()")
-        candidates = {q: list(self.first_run.get(q, {}))[:self.top] for q in queries}
-        scores = self._dense_scores(queries, candidates) if self.scorer is not None \
-            else self._cross_scores(queries, candidates)
-        out: Run = {}
-        for q, docs in candidates.items():
-            order = sorted(range(len(docs)), key=lambda i: -scores[q][i])  # stable: ties keep the first order
-            out[q] = {docs[i]: float(scores[q][i]) for i in order[:k]}
-        return out
-
-    def _texts(self, wanted: set[str]) -> dict[str, str]:
-        texts = {}
-        for doc in self.dataset.corpus():
-            if doc.doc_id in wanted:
-                texts[doc.doc_id] = doc_text(doc)
-        missing = wanted - set(texts)
-        if missing:
-            raise HarnessError(f"{self.dataset.corpus_path}: the first stage ranked {len(missing)} documents that "
-                               f"are not in the corpus (e.g. {sorted(missing)[0]!r}); rerun it with --force")
-        return texts
-
-    def _dense_scores(self, queries: Mapping[str, str], candidates: dict[str, list[str]]) -> dict[str, np.ndarray]:
-        assert self.scorer is not None
-        wanted = {d for docs in candidates.values() for d in docs}
-        vectors: dict[str, np.ndarray] = {}
-        for ids, shard in self.scorer.store.shards():
-            for row, doc in enumerate(ids):
-                if doc in wanted:
-                    vectors[doc] = np.asarray(shard[row], dtype=np.float32)
-        qids = list(candidates)
-        qvec = self.scorer.query_encoder.encode([queries[q] for q in qids], "query", desc="encode queries")
-        out = {}
-        for row, q in enumerate(qids):
-            docs = candidates[q]
-            if not docs:
-                out[q] = np.zeros(0, dtype=np.float32)
-                continue
-            out[q] = np.stack([vectors[d] for d in docs]) @ qvec[row].astype(np.float32)
-        return out
-
-    def _cross_scores(self, queries: Mapping[str, str], candidates: dict[str, list[str]]) -> dict[str, np.ndarray]:
-        texts = self._texts({d for docs in candidates.values() for d in docs})
+    def scores(self, queries: Mapping[str, str], candidates: dict[str, list[str]],
+               dataset: Dataset) -> dict[str, np.ndarray]:
+        texts = _texts(dataset, {d for docs in candidates.values() for d in docs})
         pairs = [(queries[q], texts[d]) for q, docs in candidates.items() for d in docs]
         keys = [_pair_key(a, b) for a, b in pairs]
         # keyed like the fingerprint: model files, length and batch policy (the device is rounding only)
@@ -209,7 +163,6 @@ class RerankRetriever:
 
             from harness.devices import pick_device
 
-            assert self.files is not None
             device = pick_device(self.execution.device)
             tokenizer = AutoTokenizer.from_pretrained(str(self.files.path))
             model = AutoModelForSequenceClassification.from_pretrained(str(self.files.path),
@@ -250,16 +203,116 @@ class RerankRetriever:
         if bar is not None:
             bar.close()
 
-    def provenance(self) -> dict:
-        if self.scorer is not None:
-            scorer = {"dense": self.scorer.provenance()}
-        else:
-            assert self.files is not None
-            scorer = {"cross_encoder": {**self.files.provenance(), "model_files_sha256": self.model_digest},
-                      "max_length": self.max_length, "pairs": self.scored}
-        return {"rerank": scorer, "top": self.top, "device": self.execution.device if self.scorer is None
-                else self.scorer.provenance().get("device"),
+
+class DenseRescorer:
+    """A dense retriever of ours rescoring the candidates: the corpus vectors from its embedding cache
+    (computed once, as for a dense run), the float32 inner product with the query vectors."""
+
+    def __init__(self, dense: Any):
+        self.dense = dense
+
+    @property
+    def device(self) -> str | None:
+        return self.dense.provenance().get("device")
+
+    def fingerprint(self) -> dict[str, Any]:
+        return self.dense.fingerprint()
+
+    def changed_settings(self) -> dict[str, Any]:
+        return self.dense.changed_settings()
+
+    def prepare(self, dataset: Dataset) -> dict[str, Any]:
+        return {"scorer_embeddings": self.dense.index(dataset)}
+
+    def provenance(self) -> dict[str, Any]:
+        return {"dense": self.dense.provenance()}
+
+    def scores(self, queries: Mapping[str, str], candidates: dict[str, list[str]],
+               dataset: Dataset) -> dict[str, np.ndarray]:
+        wanted = {d for docs in candidates.values() for d in docs}
+        vectors: dict[str, np.ndarray] = {}
+        for ids, shard in self.dense.store.shards():
+            for row, doc in enumerate(ids):
+                if doc in wanted:
+                    vectors[doc] = np.asarray(shard[row], dtype=np.float32)
+        qids = list(candidates)
+        qvec = self.dense.query_encoder.encode([queries[q] for q in qids], "query", desc="encode queries")
+        out = {}
+        for row, q in enumerate(qids):
+            docs = candidates[q]
+            if not docs:
+                out[q] = np.zeros(0, dtype=np.float32)
+                continue
+            out[q] = np.stack([vectors[d] for d in docs]) @ qvec[row].astype(np.float32)
+        return out
+
+
+class RerankRetriever:
+    """The top hits of the first stage, rescored by a :class:`CandidateScorer`."""
+
+    score_format = FLOAT32_SCORE_FORMAT
+
+    def __init__(self, spec: RetrieverSpec, settings: EncodeSettings = REFERENCE,
+                 execution: Execution = DEFAULT_EXECUTION, stages: list[Any] | None = None):
+        self.spec = spec
+        self.top = int(spec.params["top"])
+        self.stages = stages or [s.load(settings, execution) for s in spec.stages]
+        self.scorer: CandidateScorer = DenseRescorer(self.stages[1]) if len(self.stages) > 1 \
+            else CrossEncoderScorer(spec, execution)
+        self.dataset: Dataset | None = None
+        self.first_run: Run = {}
+        self.first_record: Any = None
+        self.searched_documents: int | None = None
+
+    def stage_depth(self, depth: int) -> int:
+        return depth  # the first stage is its own standard run; the top hits are taken from it
+
+    def changed_settings(self) -> dict[str, Any]:
+        return stages_changed_settings(self.stages)
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"kind": "rerank", "top": self.top, "format": RERANK_FORMAT, "scorer": self.scorer.fingerprint(),
+                "stages": [self.stages[0].fingerprint()]}
+
+    def use_stages(self, records: list[Any], runs: list[Run]) -> None:
+        (self.first_record,), (self.first_run,) = records, runs
+
+    def index(self, dataset: Dataset) -> dict[str, Any]:
+        if self.first_record is None:
+            raise RuntimeError("use_stages() must run before index()")
+        self.dataset = dataset
+        self.searched_documents = self.first_record.documents_searched
+        return {"index": f"none (reranks the top {self.top} of {self.first_record.retriever})",
+                "documents": self.searched_documents, "first_stage": {
+                    "retriever": self.first_record.retriever, "fingerprint": self.first_record.fingerprint,
+                    "run_file": self.first_record.run_file}, **self.scorer.prepare(dataset)}
+
+    def search(self, queries: Mapping[str, str], k: int) -> Run:
+        if self.dataset is None:
+            raise RuntimeError("index() must run before search()")
+        candidates = {q: list(self.first_run.get(q, {}))[:self.top] for q in queries}
+        scores = self.scorer.scores(queries, candidates, self.dataset)
+        out: Run = {}
+        for q, docs in candidates.items():
+            order = sorted(range(len(docs)), key=lambda i: -scores[q][i])  # stable: ties keep the first order
+            out[q] = {docs[i]: float(scores[q][i]) for i in order[:k]}
+        return out
+
+    def provenance(self) -> dict[str, Any]:
+        return {"rerank": self.scorer.provenance(), "top": self.top, "device": self.scorer.device,
                 "first_stage": self.first_record.retriever if self.first_record else None}
+
+
+def _texts(dataset: Dataset, wanted: set[str]) -> dict[str, str]:
+    texts = {}
+    for doc in dataset.corpus():
+        if doc.doc_id in wanted:
+            texts[doc.doc_id] = doc_text(doc)
+    missing = wanted - set(texts)
+    if missing:
+        raise HarnessError(f"{dataset.corpus_path}: the first stage ranked {len(missing)} documents that "
+                           f"are not in the corpus (e.g. {sorted(missing)[0]!r}); rerun it with --force")
+    return texts
 
 
 def _pair_key(query: str, doc: str) -> str:

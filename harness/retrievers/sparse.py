@@ -39,13 +39,13 @@ from harness.paths import cache_root
 from harness.retrievers.lucene import (
     INDEX_MARK,
     STAGING_SUFFIX,
-    _anserini_jar_name,
-    _version,
-    _worker,
+    anserini_jar_name,
     build_once,
     checked_search_count,
     jvm_heap_bytes,
+    package_version,
     read_mark,
+    run_worker,
     worker_search,
 )
 from harness.retrievers.spec import RetrieverSpec
@@ -122,7 +122,7 @@ class SparseRetriever:
 
     def fingerprint(self) -> dict:
         return {"kind": "sparse", "model": self.model_digest, **self.recipe(), "format": SPARSE_FORMAT,
-                "pyserini": _version("pyserini"), "anserini": _anserini_jar_name()}
+                "pyserini": package_version("pyserini"), "anserini": anserini_jar_name()}
 
     # --- encoding ---------------------------------------------------------------------------------------
     def _load(self) -> tuple[Any, Any, Any, list[str]]:
@@ -207,7 +207,7 @@ class SparseRetriever:
                 raise HarnessError(f"{dataset.corpus_path}: the corpus is empty")
             args = ["-collection", "JsonVectorCollection", "-input", str(source), "-index", str(staging / "index"),
                     "-generator", "DefaultLuceneDocumentGenerator", "-threads", "1", "-impact", "-pretokenized"]
-            info = _worker({"op": "index", "args": args, "index": str(staging / "index"), "vectors": True,
+            info = run_worker({"op": "index", "args": args, "index": str(staging / "index"), "vectors": True,
                             "expected": written - empty}, staging, jvm_heap_bytes(source / "corpus.jsonl"),
                            f"impact index ({written:,} documents)")
             indexed = int(info.pop("documents"))

@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from harness.retrievers.config import EncoderConfig
+from harness.train.encoder import TrainEncoder
 from harness.train.moco import KeyQueue
 
 
@@ -23,11 +25,11 @@ class RunState:
 
     device: torch.device
     output: Path
-    tokenizer: Any  # a transformers tokenizer
-    encoder: Any  # harness.train.encoder.Encoder (a torch module with the recipe's pooling)
-    enc_cfg: Any  # harness.retrievers.config.EncoderConfig
+    tokenizer: Any  # a transformers tokenizer (untyped by transformers)
+    encoder: TrainEncoder  # the model with the recipe's pooling
+    enc_cfg: EncoderConfig
     checksum: str  # of the training data
-    key_encoder: Any | None  # the momentum encoder (queue objectives)
+    key_encoder: TrainEncoder | None  # the momentum encoder (queue objectives)
     queue: KeyQueue | None
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LRScheduler
