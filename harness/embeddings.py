@@ -42,6 +42,16 @@ def _ids_bytes(ids: Sequence[str]) -> bytes:
     return json.dumps(list(ids), ensure_ascii=False).encode("utf-8")
 
 
+def refuse_nonfinite(vectors: np.ndarray, ids: Sequence[str], what: str) -> None:
+    """Stop, naming the first ``what`` (document, query) whose vector holds NaN or infinity: a search over
+    it would rank by nothing and still print a number. Nothing of the batch is stored."""
+    bad = np.flatnonzero(~np.isfinite(vectors).all(axis=tuple(range(1, vectors.ndim))))
+    if bad.size:
+        raise HarnessError(f"the encoder gave non-finite values (NaN or infinity) for {bad.size} {what}(s), first "
+                           f"{ids[int(bad[0])]!r}; nothing was stored or scored. Check the model's weights, or run "
+                           "in --precision fp32")
+
+
 class EmbeddingStore:
     def __init__(self, root: Path, key: dict):
         self.key = json.loads(json.dumps(key))  # as the manifest stores it (tuples become lists)
@@ -110,6 +120,7 @@ class EmbeddingStore:
         A shard that another process sealed for the same rows meanwhile is kept as it is."""
         if vectors.shape[0] != len(ids):
             raise HarnessError(f"shard {i}: {vectors.shape[0]} vectors for {len(ids)} ids (an encoder bug)")
+        refuse_nonfinite(vectors, ids, "document")
         with self._lock():
             if self.shard_ok(i, start, ids):
                 return

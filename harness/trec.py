@@ -9,10 +9,11 @@ as DPR and Pyserini do.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from harness.errors import DataError
+from harness.errors import DataError, HarnessError
 from harness.io import atomic_write
 from harness.lines import check_id, iter_lines
 
@@ -40,6 +41,12 @@ def write_run(path: Path, run: Run, tag: str, score_format: str = FLOAT32_SCORE_
     """Write a TREC run file atomically: queries in sorted order, each query's documents in the run's rank
     order (ranks from 1). Ids must be free of whitespace (the readers check them), or the file would not
     read back."""
+    for qid, docs in run.items():
+        for doc, score in docs.items():
+            if not math.isfinite(score):
+                raise HarnessError(f"{path}: query {qid!r}, document {doc!r} has score {score!r}; a run with "
+                                   "non-finite scores is not written (the scores it was computed from are broken)")
+
     def lines() -> Iterable[str]:
         for qid in sorted(run):
             for rank, (doc, score) in enumerate(run[qid].items(), start=1):
@@ -61,8 +68,8 @@ def read_run(path: Path) -> Run:
             value = float(score)
         except ValueError:
             raise DataError(path, f"score {score!r} is not a number", line=lineno) from None
-        if value != value:  # NaN
-            raise DataError(path, "score is NaN", line=lineno)
+        if not math.isfinite(value):
+            raise DataError(path, f"score {score!r} is not a finite number", line=lineno)
         try:
             position = int(rank)
         except ValueError:

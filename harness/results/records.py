@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from harness.errors import DataError
+from harness.errors import DataError, HarnessError
 from harness.io import atomic_write_json, read_json
 from harness.settings import settings_digest, settings_label
 
@@ -153,6 +153,11 @@ def read_record(path: Path) -> ResultRecord:
 
 
 def write_record(path: Path, record: ResultRecord) -> None:
+    """Write a record atomically; one whose metrics are not finite numbers is refused (never written)."""
+    bad = {m: v for m, v in record.metrics.items() if not _number(v)}
+    if bad:
+        raise HarnessError(f"{path}: {', '.join(f'{m} = {v!r}' for m, v in bad.items())}; a record with "
+                           "non-finite metrics is not written")
     atomic_write_json(path, record.to_json())
 
 

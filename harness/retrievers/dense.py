@@ -20,7 +20,7 @@ import numpy as np
 from harness.data.beir import Doc, doc_text
 from harness.devices import device_name
 from harness.distributed import barrier, world
-from harness.embeddings import EmbeddingStore
+from harness.embeddings import EmbeddingStore, refuse_nonfinite
 from harness.errors import HarnessError
 from harness.io import cached_sha256
 from harness.paths import cache_root
@@ -253,6 +253,7 @@ class DenseRetriever:
             raise RuntimeError("index() must run before search()")
         qids = list(queries)
         vectors = self.query_encoder.encode([queries[q] for q in qids], "query", desc="encode queries")
+        refuse_nonfinite(vectors, qids, "query")
         hits = self.searcher.search(vectors, self._store, k)
         self.searched_documents = hits.searched
         return {q: {d: float(s) for d, s in zip(hits.docs[row], hits.scores[row], strict=False)}

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from harness.data.beir import doc_text
+from harness.embeddings import refuse_nonfinite
 from harness.errors import HarnessError
 from harness.paths import cache_root
 from harness.retrievers.fusion import stages_changed_settings
@@ -194,6 +195,7 @@ class CrossEncoderScorer:
                                          return_tensors="pt")
                 logits = model(**{n: t.to(device) for n, t in features.items()}).logits
                 values = logits[:, 0].float().cpu().numpy()
+                refuse_nonfinite(values, [pairs[i][1][:60] for i in batch], "(query, document) pair of document")
                 rows = {keys[i]: float(v) for i, v in zip(batch, values, strict=True)}
                 cache.put(rows)  # committed per batch: an interrupted rerank resumes
                 known.update(rows)

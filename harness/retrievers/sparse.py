@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.data.beir import doc_text
+from harness.embeddings import refuse_nonfinite
 from harness.errors import HarnessError
 from harness.io import atomic_write_json, cached_sha256
 from harness.paths import cache_root
@@ -161,6 +162,7 @@ class SparseRetriever:
                 logits = model(input_ids=features["input_ids"].to(device), attention_mask=mask).logits
                 pooled, _ = torch.max(torch.log(1 + torch.relu(logits)) * mask.unsqueeze(-1), dim=1)
                 weights = pooled.float().cpu().numpy()
+                refuse_nonfinite(weights, [texts[i][:60] for i in batch], "text")
                 for row, i in enumerate(batch):
                     cols = np.nonzero(weights[row])[0]
                     out[i] = quantise({vocab[c]: float(weights[row, c]) for c in cols}, self.weight_range,

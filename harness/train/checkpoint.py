@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from harness.errors import HarnessError
 from harness.io import atomic_write_json, shareable
 from harness.retrievers.config import CHECKPOINT_FORMAT, CHECKPOINT_METADATA, EncoderConfig
 from harness.version import __version__
@@ -54,7 +55,12 @@ def latest_resumable(output: Path) -> Path | None:
 
 def save_checkpoint(output: Path, step: int, model: Any, tokenizer: Any, metadata: dict, state: dict | None,
                     keep_last: int) -> Path:
-    """Write ``output/checkpoint-<step>`` atomically and delete all but the newest ``keep_last``."""
+    """Write ``output/checkpoint-<step>`` atomically and delete all but the newest ``keep_last``. Weights that
+    are not all finite are refused: no checkpoint full of NaN is ever written."""
+    broken = [name for name, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if broken:
+        raise HarnessError(f"step {step}: {len(broken)} weight tensors hold NaN or infinity (first {broken[0]!r}); "
+                           f"no checkpoint was written to {output}. Lower --lr, or check the data and --precision")
     output.mkdir(parents=True, exist_ok=True)
     final = output / f"checkpoint-{step:07d}"
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=output))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 import torch
 
+from harness.errors import HarnessError
 from harness.retrievers.config import EncoderConfig
 from harness.train.encoder import TrainEncoder
 from harness.train.moco import KeyQueue
@@ -76,6 +78,11 @@ def optimise(start: int, end: int, step: Callable[[int], dict[str, Any]], *, due
     for i in range(start, end):
         record = step(i)
         done = i + 1
+        if not all(math.isfinite(v) for k, v in record.items() if isinstance(v, float) and k != "lr"):
+            bad = {k: v for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)}
+            raise HarnessError(f"step {done}: {', '.join(f'{k} = {v}' for k, v in bad.items())}; training "
+                               "stopped and this step was not checkpointed (earlier checkpoints are intact). "
+                               "Lower --lr, or check the data and --precision")
         if log_path is not None:
             log_step(log_path, record, bar, log_every, done)
         if due(done) or done == end:
