@@ -101,8 +101,8 @@ def test_nan_splade_weights_are_refused(tmp_path):
 
 
 def test_nan_cross_encoder_logits_are_refused(tmp_path):
-    from harness.retrievers.rerank import CrossEncoderScorer
     from harness.retrievers.registry import resolve_retriever
+    from harness.retrievers.rerank import CrossEncoderScorer
 
     ce = poisoned(_head_model(tmp_path / "ce", "BertForSequenceClassification", num_labels=1), tmp_path / "nan",
                   "classifier")
