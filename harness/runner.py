@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, cast
 from harness.datasets import dataset_ids, resolve_all
 from harness.distributed import world
 from harness.errors import HarnessError
-from harness.io import atomic_write_json, cached_sha256, rehash_all
+from harness.io import atomic_write_json, cached_sha256, rehash_all, sha256_file
 from harness.metrics import mean
 from harness.paths import cache_root
 from harness.provenance import environment
@@ -148,7 +148,12 @@ class Runner:
         retriever = self.retriever(spec)
         fingerprint = self.fingerprint(retriever, ds, depth)
         old = _read_if_exists(rec_path)
-        if old and not self.force and old.fingerprint == fingerprint and run_path.is_file():
+        reusable = bool(old and not self.force and old.fingerprint == fingerprint and run_path.is_file())
+        if old and reusable and not _run_matches(old, run_path):
+            self.log(f"{ds.id} | {spec.name}: {run_path} is not the run file its record was computed from "
+                     "(its content changed, or the record predates run digests); computing it again")
+            reusable = False
+        if old and reusable:
             if all(m in old.metrics for m in names):
                 self.log(f"{ds.id} | {spec.name}: reused record and run file {run_path} (--force recomputes)")
                 return old
@@ -178,7 +183,8 @@ class Runner:
         write_run(run_path, run, tag=spec.slug, score_format=retriever.score_format)
         record = ResultRecord(
             retriever=spec.name, dataset=ds.id, split=ds.split, metrics={}, per_query={}, fingerprint=fingerprint,
-            run_file=run_path.name, settings=changed, documents_searched=retriever.searched_documents,
+            run_file=run_path.name, run_sha256=sha256_file(run_path), settings=changed,
+            documents_searched=retriever.searched_documents,
             retriever_spec=spec.to_dict(), retriever_fingerprint=retriever.fingerprint(),
             protocol=ds.protocol.to_dict(), dataset_provenance=dataset_fingerprint(ds), environment=environment(),
             device=retriever.provenance().get("device") or self.execution.device, harness_version=__version__,
@@ -196,6 +202,8 @@ class Runner:
             if record is None:
                 return False
             _, _, run_path = self.paths(stage, ds, stage_depth)
+            if not _run_matches(record, run_path):
+                raise HarnessError(f"{run_path}: the run file changed while it was being read; rerun")
             records.append(record)
             runs.append(read_run(run_path))
         retriever.use_stages(records, runs)
@@ -214,6 +222,12 @@ class Runner:
         shown = "  ".join(f"{m}={v:.4f}" for m, v in record.metrics.items())
         self.log(f"{ds.id} | {record.label}: {shown}")
         return record
+
+
+def _run_matches(record: ResultRecord, run_path: Path) -> bool:
+    """Whether the run file is the one its record was computed from (the sha256 the record holds; a record
+    older than the digest never matches). Otherwise it is computed again, never reused or fused."""
+    return bool(record.run_sha256) and sha256_file(run_path) == record.run_sha256
 
 
 def _same_count(ds: Dataset, what: str, got: int | None, expected: int) -> None:

@@ -32,6 +32,7 @@ class ResultRecord:
     per_query: dict[str, dict[str, float]]
     fingerprint: str
     run_file: str
+    run_sha256: str = ""  # of the run file as written: a run file is reused only while it still has it
     settings: dict[str, Any] = field(default_factory=dict)  # the non-reference settings; {} = reference
     num_queries: int = 0
     queries_answered: int = 0
