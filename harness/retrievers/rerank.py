@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import sqlite3
 import time
 from collections.abc import Mapping
@@ -142,7 +143,7 @@ class CrossEncoderScorer:
         keys = [_pair_key(a, b) for a, b in pairs]
         # keyed like the fingerprint: model files, length and batch policy (the device is rounding only)
         policy = f"-bt{self.batch_tokens}" if self.batch_tokens else ""
-        cache = ScoreCache(cache_root() / "rerank" / f"{self.model_digest[:24]}-{self.max_length}{policy}.sqlite")
+        cache = ScoreCache(cache_root() / "rerank" / f"{self.model_digest[:24]}-{self.max_length}{policy}-v2.sqlite")
         try:
             known = cache.get(keys)
             todo = [i for i, key in enumerate(keys) if key not in known]
@@ -321,38 +322,69 @@ def _pair_key(query: str, doc: str) -> str:
     return hashlib.sha256(json.dumps([query, doc], ensure_ascii=False).encode()).hexdigest()[:32]
 
 
+SCORE_TABLE = "CREATE TABLE scores (key TEXT PRIMARY KEY, score REAL NOT NULL, seal TEXT NOT NULL)"
+
+
+def _seal(key: str, score: float) -> str:
+    """Ties a score to its pair: a score edited in the file no longer matches its seal."""
+    return hashlib.sha256(f"{key}:{float(score).hex()}".encode()).hexdigest()[:16]
+
+
 class ScoreCache:
-    """(query, document) pair scores of one model under one max length, by content, in SQLite."""
+    """(query, document) pair scores of one model under one max length, by content, in SQLite. Every read
+    is checked: the table is the one this version writes, every score a finite number sealed with its pair.
+    A cache that fails is refused with one line (delete it: it is rebuilt from the model); a write that
+    fails (read-only, disk full) stops at once, naming the file."""
 
     def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(str(path), timeout=60)
-            self.db.execute("CREATE TABLE IF NOT EXISTS scores (key TEXT PRIMARY KEY, score REAL NOT NULL)")
-            self.db.commit()
+            found = self.db.execute("SELECT sql FROM sqlite_master WHERE type='table' AND name='scores'").fetchone()
+            if found is None:
+                self.db.execute(SCORE_TABLE)
+                self.db.commit()
+            elif " ".join(found[0].split()) != SCORE_TABLE:
+                raise self._refused(f"its table is not this version's ({found[0]!r})")
         except sqlite3.DatabaseError as e:
-            raise HarnessError(f"{path}: the rerank score cache is unreadable ({e}); delete it and rerun") from None
+            raise self._refused(str(e)) from None
+        except OSError as e:
+            raise HarnessError(f"{path}: the rerank score cache cannot be opened ({e.strerror or e})") from None
+
+    def _refused(self, why: str) -> HarnessError:
+        return HarnessError(f"{self.path}: the rerank score cache fails its check ({why}); delete it and rerun "
+                            "(its scores are computed again from the model)")
 
     def get(self, keys: list[str]) -> dict[str, float]:
         found: dict[str, float] = {}
         unique = list(dict.fromkeys(keys))
-        for i in range(0, len(unique), 500):
-            chunk = unique[i:i + 500]
-            marks = ",".join("?" * len(chunk))
-            found.update(self.db.execute(f"SELECT key, score FROM scores WHERE key IN ({marks})", chunk).fetchall())
+        try:
+            for i in range(0, len(unique), 500):
+                chunk = unique[i:i + 500]
+                marks = ",".join("?" * len(chunk))
+                for key, score, seal in self.db.execute(
+                        f"SELECT key, score, seal FROM scores WHERE key IN ({marks})", chunk).fetchall():
+                    if not isinstance(score, float) or not math.isfinite(score) or seal != _seal(key, score):
+                        raise self._refused(f"pair {key} has score {score!r} that is not the one it was sealed with")
+                    found[key] = score
+        except sqlite3.DatabaseError as e:
+            raise self._refused(str(e)) from None
         return found
 
     def put(self, rows: dict[str, float]) -> None:
         started = time.monotonic()
         while True:
             try:
-                self.db.executemany("INSERT OR REPLACE INTO scores VALUES (?, ?)", list(rows.items()))
+                self.db.executemany("INSERT OR REPLACE INTO scores VALUES (?, ?, ?)",
+                                    [(k, v, _seal(k, v)) for k, v in rows.items()])
                 self.db.commit()
                 return
-            except sqlite3.OperationalError:  # locked by a concurrent run beyond the timeout
-                if time.monotonic() - started > 300:
-                    raise
+            except sqlite3.OperationalError as e:
+                locked = "locked" in str(e) or "busy" in str(e)
+                if not locked or time.monotonic() - started > 300:  # read-only, disk full, I/O: at once
+                    raise HarnessError(f"{self.path}: the rerank score cache cannot be written ({e}); free the "
+                                       "disk or point HARNESS_CACHE at a writable one") from None
 
     def close(self) -> None:
         self.db.close()
