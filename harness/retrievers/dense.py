@@ -26,7 +26,7 @@ from harness.io import cached_sha256
 from harness.paths import cache_root
 from harness.resources import check_plan, count_lines, embedding_plan
 from harness.retrievers.config import fit_max_length, model_max_positions, read_encoder_config
-from harness.retrievers.hub import model_digest, resolve_model
+from harness.retrievers.hub import check_custom_code, model_digest, resolve_model
 from harness.retrievers.spec import RetrieverSpec
 from harness.searchers import searcher_for
 from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution
@@ -72,6 +72,7 @@ class DenseRetriever:
         self.settings = settings
         self.execution = execution
         self.files = resolve_model(spec.model, spec.revision)
+        check_custom_code(self.files.path, execution.trust_remote_code)
         # the model's own recipe, and what runs
         self.model_config = fit_max_length(spec.encoder or read_encoder_config(self.files.path), self.files.path)
         self.config = self.model_config.with_settings(settings)
@@ -85,6 +86,8 @@ class DenseRetriever:
                                     settings.forward)
         # an asymmetric retriever (DPR) encodes queries with a model of their own, under the same recipe
         self.query_files = resolve_model(spec.query_model, spec.query_revision) if spec.query_model else None
+        if self.query_files is not None:
+            check_custom_code(self.query_files.path, execution.trust_remote_code)
         self._query_encoder: HFEncoder | None = None
         self._query_digest: str | None = None
         self.shard_size = execution.shard_size

@@ -216,22 +216,17 @@ EXPLICIT_CLASSES = ("DPRContextEncoder", "DPRQuestionEncoder")
 
 
 def load_model(folder: str, trust_remote_code: bool = False) -> Any:
-    """The Hugging Face model of ``folder`` with all of its weights. A tensor the model needs but the weights
-    file lacks would be initialised at random and change every vector silently: refused (the pooler, which no
-    recipe reads, excepted)."""
+    """The Hugging Face model of ``folder`` with all of its weights (``hub.load_checked``); DPR's encoders by
+    their own classes."""
     import transformers
     from transformers import AutoConfig, AutoModel
+
+    from harness.retrievers.hub import load_checked
 
     config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
     arch = next((a for a in (getattr(config, "architectures", None) or []) if a in EXPLICIT_CLASSES), None)
     cls = getattr(transformers, arch) if arch else AutoModel
-    model, info = cls.from_pretrained(folder, trust_remote_code=trust_remote_code, output_loading_info=True)
-    missing = [k for k in info.get("missing_keys", []) if "pooler." not in k]
-    if missing:
-        raise HarnessError(f"{folder}: the weights lack {len(missing)} tensor(s) the model needs "
-                           f"(first: {missing[0]}); "
-                           "they would be random. The weights do not belong to this config.json")
-    return model
+    return load_checked(cls, folder, trust_remote_code=trust_remote_code)
 
 
 def _unwrap_dpr(model: Any, folder: str) -> Any:

@@ -6,9 +6,11 @@ cached nor downloadable, the error says how to provide it; it never ends in a tr
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.errors import HarnessError
 from harness.io import cached_sha256
@@ -79,6 +81,50 @@ def weights_file(folder: Path) -> Path | None:
         if (folder / name).is_file():
             return folder / name
     return None
+
+
+def check_custom_code(folder: Path, trust_remote_code: bool) -> None:
+    """Refuse a model whose config.json names its own code (``auto_map``) unless --trust-remote-code: without
+    it, transformers would quietly run the stock class of its model type instead of the model's own code."""
+    try:
+        config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise HarnessError(f"{Path(folder) / 'config.json'}: unreadable ({e})") from None
+    auto_map = config.get("auto_map") if isinstance(config, dict) else None
+    if auto_map and not trust_remote_code:
+        raise HarnessError(f"{Path(folder) / 'config.json'} names the model's own code (auto_map: "
+                           f"{', '.join(sorted(auto_map))}); without --trust-remote-code the stock class would run "
+                           "instead and compute something else. Pass --trust-remote-code if you trust its code")
+
+
+def load_weights_error(folder: Path | str, error: BaseException) -> HarnessError:
+    """One line for weights that transformers (or torch.load, for pickled .bin files) cannot read."""
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+    return HarnessError(f"{folder}: the model's weights cannot be loaded ({type(error).__name__}: {first}); a "
+                        "truncated or foreign file, or a pickled .bin torch refuses to read safely: re-save the "
+                        "model as safetensors (model.safetensors)")
+
+
+def load_checked(cls: Any, folder: Path | str, *, trust_remote_code: bool = False, **kwargs: Any) -> Any:
+    """``cls.from_pretrained(folder)`` with all of its weights: a tensor the model needs but the weights file
+    lacks would be initialised at random and change every number silently, so it is refused (the pooler,
+    which no recipe reads, excepted); weights that cannot be read are one line, not a traceback."""
+    try:
+        model, info = cls.from_pretrained(str(folder), trust_remote_code=trust_remote_code,
+                                          output_loading_info=True, **kwargs)
+    except (OSError, ValueError, RuntimeError, EOFError) as e:
+        if "trust_remote_code" in str(e):
+            raise
+        raise load_weights_error(folder, e) from None
+    except Exception as e:  # pickle.UnpicklingError from torch.load of a .bin
+        if type(e).__name__ != "UnpicklingError":
+            raise
+        raise load_weights_error(folder, e) from None
+    missing = [k for k in info.get("missing_keys", []) if "pooler." not in k]
+    if missing:
+        raise HarnessError(f"{folder}: the weights lack {len(missing)} tensor(s) the model needs (first: "
+                           f"{missing[0]}); they would be random. The weights do not belong to this config.json")
+    return model
 
 
 def resolve_model(name: str, revision: str | None = None) -> ModelFiles:

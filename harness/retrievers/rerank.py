@@ -75,13 +75,14 @@ class CrossEncoderScorer:
 
     def __init__(self, spec: RetrieverSpec, execution: Execution):
         from harness.retrievers.config import model_max_positions
-        from harness.retrievers.hub import resolve_model
+        from harness.retrievers.hub import check_custom_code, resolve_model
 
         if spec.model is None:
             raise HarnessError(f"{spec.name}: no cross-encoder model")
         self.execution = execution
         self.batch_tokens = spec.params.get("batch_tokens")
         self.files = resolve_model(spec.model)
+        check_custom_code(self.files.path, execution.trust_remote_code)
         self._check_cross_encoder(self.files.path)
         limit = model_max_positions(self.files.path)
         asked = spec.params.get("max_length")
@@ -164,11 +165,12 @@ class CrossEncoderScorer:
             from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
             from harness.devices import pick_device
+            from harness.retrievers.hub import load_checked
 
             device = pick_device(self.execution.device)
             tokenizer = AutoTokenizer.from_pretrained(str(self.files.path))
-            model = AutoModelForSequenceClassification.from_pretrained(str(self.files.path),
-                                                                       dtype=torch.float32).to(device).eval()
+            model = load_checked(AutoModelForSequenceClassification, self.files.path,
+                                 dtype=torch.float32).to(device).eval()
             self._model = (tokenizer, model, device)
         return self._model
 

@@ -75,7 +75,7 @@ class SparseRetriever:
 
     def __init__(self, spec: RetrieverSpec, settings: EncodeSettings = REFERENCE,
                  execution: Execution = DEFAULT_EXECUTION):
-        from harness.retrievers.hub import resolve_model
+        from harness.retrievers.hub import check_custom_code, resolve_model
 
         if spec.model is None:
             raise HarnessError(f"retriever {spec.name} names no model")
@@ -88,6 +88,7 @@ class SparseRetriever:
         self.spec = spec
         self.execution = execution
         self.files = resolve_model(spec.model, spec.revision)
+        check_custom_code(self.files.path, execution.trust_remote_code)
         config = _read_config(self.files.path)
         if not any(a.endswith("ForMaskedLM") for a in config.get("architectures") or []):
             raise HarnessError(f"{self.files.path}: SPLADE needs a masked-language-model head (a ...ForMaskedLM "
@@ -132,10 +133,11 @@ class SparseRetriever:
             from transformers import AutoModelForMaskedLM, AutoTokenizer
 
             from harness.devices import pick_device
+            from harness.retrievers.hub import load_checked
 
             device = pick_device(self.execution.device)
             tokenizer = AutoTokenizer.from_pretrained(str(self.files.path))
-            model = AutoModelForMaskedLM.from_pretrained(str(self.files.path), dtype=torch.float32).to(device).eval()
+            model = load_checked(AutoModelForMaskedLM, self.files.path, dtype=torch.float32).to(device).eval()
             if self.execution.threads:
                 torch.set_num_threads(self.execution.threads)
             self._model = (tokenizer, model, device, tokenizer.convert_ids_to_tokens(list(range(len(tokenizer)))))
@@ -254,3 +256,4 @@ def _read_config(folder: Path) -> dict:
         return json.loads((folder / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise HarnessError(f"{folder / 'config.json'}: unreadable ({e})") from None
+

@@ -53,6 +53,35 @@ def latest_resumable(output: Path) -> Path | None:
     return None
 
 
+def claim_output(output: Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse to mix two runs in one folder: an --output that holds checkpoints or a training log is continued
+    with --resume, or cleared with --overwrite; otherwise refused (replacing some checkpoints with another
+    run's and appending to its log would leave evaluations of weights that no longer exist)."""
+    from harness.train.config import LOG_FILE
+
+    held = bool(list_checkpoints(output)) or (output / LOG_FILE).is_file()
+    if resume and overwrite:
+        raise HarnessError("--resume continues the run in --output and --overwrite clears it; pass one of them")
+    if held and not resume:
+        if not overwrite:
+            raise HarnessError(f"{output} already holds a training run (checkpoints or {LOG_FILE}); continue it "
+                               "with --resume, start a new --output, or pass --overwrite to clear it")
+        shutil.rmtree(output)
+
+
+def read_metadata(folder: Path) -> dict[str, Any]:
+    """A checkpoint's harness_checkpoint.json, checked to be an object with its hyper-parameters."""
+    from harness.io import read_json
+
+    path = folder / CHECKPOINT_METADATA
+    meta = read_json(path, problem="not valid JSON", fix="resume from an earlier checkpoint or start a new --output")
+    if not isinstance(meta, dict) or not isinstance(meta.get("hyperparameters"), dict) \
+            or not isinstance(meta.get("step"), int):
+        raise HarnessError(f"{path}: not a checkpoint's metadata (an object with 'step' and 'hyperparameters'); "
+                           "resume from an earlier checkpoint or start a new --output")
+    return meta
+
+
 def save_checkpoint(output: Path, step: int, model: Any, tokenizer: Any, metadata: dict, state: dict | None,
                     keep_last: int) -> Path:
     """Write ``output/checkpoint-<step>`` atomically and delete all but the newest ``keep_last``. Weights that
@@ -85,8 +114,23 @@ def save_checkpoint(output: Path, step: int, model: Any, tokenizer: Any, metadat
     return final
 
 
+STATE_KEYS = ("step", "optimizer", "scheduler", "rng")
+
+
 def load_state(folder: Path) -> dict:
-    return torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True)
+    """A checkpoint's training state (torch.load with weights_only: no code runs), checked to hold what a
+    resume restores; a truncated, foreign or pickled-code file is one line."""
+    path = folder / STATE_FILE
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises RuntimeError, EOFError or pickle.UnpicklingError here
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise HarnessError(f"{path}: the training state cannot be read ({type(e).__name__}: {first}); resume "
+                           "from an earlier checkpoint or start a new --output") from None
+    if not isinstance(state, dict) or any(k not in state for k in STATE_KEYS) or not isinstance(state["rng"], list):
+        raise HarnessError(f"{path}: not a training state (it needs {', '.join(STATE_KEYS)}); resume from an "
+                           "earlier checkpoint or start a new --output")
+    return state
 
 
 def rng_state() -> dict:

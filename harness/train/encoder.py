@@ -67,12 +67,17 @@ def _hub_encoder_config(model_id: str) -> EncoderConfig:
 
 def load_encoder(init: str, cfg: EncoderConfig, *, trust_remote_code: bool = False) -> Loaded:
     """Load model + tokenizer from a Hugging Face id or a local folder (one of our checkpoints included)."""
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoTokenizer
+
+    from harness.retrievers.encoder import load_model
+    from harness.retrievers.hub import check_custom_code
 
     source = str(Path(init).expanduser()) if Path(init).expanduser().is_dir() else init
+    if Path(source).is_dir():
+        check_custom_code(Path(source), trust_remote_code)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
-        model = AutoModel.from_pretrained(source, trust_remote_code=trust_remote_code)
+        model = load_model(source, trust_remote_code)  # refuses weights that lack a tensor (it would be random)
     except (OSError, ValueError) as e:
         raise HarnessError(f"cannot load the init model {init!r}: {str(e).splitlines()[0]} "
                            "(give a local folder or a Hugging Face id that is cached or reachable; "

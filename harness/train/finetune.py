@@ -54,6 +54,9 @@ def finetune(cfg: FinetuneConfig) -> TrainResult:
     from harness.train.trainer import LOG_FILE, TrainResult
 
     cfg.validate()  # every option against its declaration (--batch-size >= 2: in-batch negatives)
+    from harness.train.checkpoint import claim_output
+
+    claim_output(Path(cfg.output), resume=False, overwrite=cfg.overwrite)
     device = pick_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

@@ -17,9 +17,9 @@ A resume with another world size is refused (the data position and random states
 
 from __future__ import annotations
 
-import json
 import os
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,11 +32,13 @@ import torch.distributed as dist
 from harness.devices import pick_device
 from harness.errors import HarnessError
 from harness.paths import cache_root
-from harness.retrievers.config import CHECKPOINT_METADATA
 from harness.train.checkpoint import (
     checkpoint_metadata,
+    claim_output,
     latest_resumable,
+    list_checkpoints,
     load_state,
+    read_metadata,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -85,22 +87,54 @@ def _barrier() -> None:
 
 
 def _check_resume(folder: Path, cfg: TrainConfig, checksum: str) -> None:
-    meta = json.loads((folder / CHECKPOINT_METADATA).read_text())
-    stored, now = meta.get("hyperparameters", {}), cfg.hyperparameters()
+    meta = _check_hyperparameters(folder, cfg)
+    if meta.get("data_checksum") != checksum:
+        raise HarnessError(f"--resume from {folder}: the training corpus changed since that checkpoint")
+
+
+def _check_hyperparameters(folder: Path, cfg: TrainConfig) -> dict[str, Any]:
+    """The checkpoint's metadata, when its hyper-parameters are this run's (else why not, in one line)."""
+    meta = read_metadata(folder)
+    stored, now = meta["hyperparameters"], cfg.hyperparameters()
     diff = sorted(k for k in set(stored) | set(now) if stored.get(k) != now.get(k))
+    if diff == ["steps"]:
+        raise HarnessError(f"--resume from {folder} with --steps {now['steps']} (the run was started with "
+                           f"{stored['steps']}): the learning rate decays to 0 at --steps, so the steps already "
+                           "taken followed another schedule and the result would be neither run. Continue with "
+                           f"--steps {stored['steps']}, or start a new --output with --init {folder}")
     if diff:
         shown = ", ".join(f"{k}: {stored.get(k)!r} -> {now.get(k)!r}" for k in diff)
         raise HarnessError(f"--resume from {folder} with different hyper-parameters ({shown}); "
                            "pass the original options or start a new --output")
-    if meta.get("data_checksum") != checksum:
-        raise HarnessError(f"--resume from {folder}: the training corpus changed since that checkpoint")
+    return meta
+
+
+def _finished(output: Path, cfg: TrainConfig) -> TrainResult | None:
+    """The run in ``output`` when --resume finds it already at --steps (it says so; nothing is trained)."""
+    folder = latest_resumable(output)
+    if folder is None:
+        return None
+    step = int(read_metadata(folder)["step"])
+    if step < cfg.steps:
+        return None
+    _check_hyperparameters(folder, cfg)
+    print(f"harness train: {output} already finished at step {step} (--steps {cfg.steps}); nothing to resume",
+          file=sys.stderr)
+    return TrainResult(output, checkpoints=[f for _, f in list_checkpoints(output)], last_step=step)
 
 
 def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
     """Train per ``cfg``; with ``resume`` continue exactly from the newest resumable checkpoint."""
     cfg.validate()
+    output = Path(cfg.output)
+    finished = _finished(output, cfg) if resume else None
+    if finished is not None:
+        return finished
     rank, world, created_group = _setup_distributed(cfg.device)
     try:
+        if rank == 0:
+            claim_output(output, resume=resume, overwrite=cfg.overwrite)
+        _barrier()
         return _train(cfg, resume, rank, world)
     finally:
         if created_group:
@@ -188,13 +222,18 @@ def _setup(cfg: TrainConfig, resume: bool, rank: int, world: int) -> RunState:
             raise HarnessError(f"--resume from {resume_from}: it was trained by {saved_world} process(es), this "
                                f"run has {world}; the data position and random states are per process, so "
                                f"resume with {saved_world} (torchrun --nproc_per_node {saved_world})")
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        if key_encoder is not None and queue is not None:
-            key_encoder.load_state_dict(state["key_encoder"])
-            queue.load_state_dict(state["queue"])
-        set_rng_state(state["rng"][rank])
-        start = int(state["step"])
+        try:
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            if key_encoder is not None and queue is not None:
+                key_encoder.load_state_dict(state["key_encoder"])
+                queue.load_state_dict(state["queue"])
+            set_rng_state(state["rng"][rank])
+            start = int(state["step"])
+        except (KeyError, ValueError, RuntimeError, TypeError, IndexError) as e:
+            raise HarnessError(f"{resume_from}: its training state does not fit this model and objective "
+                               f"({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}); resume "
+                               "from an earlier checkpoint or start a new --output") from None
 
     amp = _autocast_dtype(cfg.precision, device)
     scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
