@@ -15,6 +15,7 @@ when either rule fails, and says which.
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING
 from xml.etree import ElementTree as ET
 
 from harness.errors import HarnessError
-from harness.io import atomic_write
+from harness.io import atomic_write, inside
 from harness.results.baselines import Expected
 from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution
 
@@ -83,7 +84,8 @@ def baseline_record_path(row: Expected) -> Path:
     from harness.retrievers.registry import slug_of
 
     slug = slug_of(row.retriever)  # by the row's text: a model whose content changed still finds its baseline
-    return Path(row.path).parent / "records" / row.dataset / row.split / f"{slug}.json"
+    root = Path(row.path).parent / "records"
+    return inside(root, root / row.dataset / row.split / f"{slug}.json", f"{row.where}: dataset and split")
 
 
 def judge_paired(row: Expected, per_query: dict[str, float], rule: Paired, *,
@@ -96,9 +98,14 @@ def judge_paired(row: Expected, per_query: dict[str, float], rule: Paired, *,
     if not path.is_file():
         return "OK", "no baseline record for the paired test (write one with --save-baseline)", None
     saved = read_json(path, fix="write it again with harness check --save-baseline")
-    base = saved.get("per_query", {}).get(row.metric) if isinstance(saved, dict) else None
+    per_query_saved = saved.get("per_query") if isinstance(saved, dict) else None
+    base = per_query_saved.get(row.metric) if isinstance(per_query_saved, dict) else None
     if not isinstance(base, dict):
-        return "ERROR", f"{path} holds no per-query {row.metric}", None
+        return "ERROR", f"{path} holds no per-query {row.metric}; write it again with --save-baseline", None
+    bad = next((q for q, v in base.items() if not _finite_number(v)), None)
+    if bad is not None:
+        return "ERROR", (f"{path}: per-query {row.metric} of {bad!r} is {base[bad]!r}, not a finite number; "
+                         "write it again with --save-baseline"), None
     if set(base) != set(per_query):
         return "ERROR", (f"{path}: the baseline was scored on other queries ({len(set(base) ^ set(per_query))} "
                          "differ); write it again with --save-baseline"), None
@@ -114,6 +121,10 @@ def judge_paired(row: Expected, per_query: dict[str, float], rule: Paired, *,
     return "FAIL", f"paired: per-query scores significantly {word} the baseline record (p={p:.2g} <= {rule.alpha})", p
 
 
+def _finite_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def save_baseline_record(row: Expected, record: ResultRecord) -> Path:
     """Write (or extend) the baseline record of ``row`` from a result record: its per-query scores."""
     from harness.io import atomic_write_json, read_json
@@ -121,7 +132,8 @@ def save_baseline_record(row: Expected, record: ResultRecord) -> Path:
 
     path = baseline_record_path(row)
     old = read_json(path, fix="delete it") if path.is_file() else {}
-    per_query = dict(old.get("per_query", {})) if isinstance(old, dict) else {}
+    kept = old.get("per_query") if isinstance(old, dict) else None
+    per_query = dict(kept) if isinstance(kept, dict) else {}
     per_query[row.metric] = record.per_query[row.metric]
     atomic_write_json(path, {"format": BASELINE_RECORD_FORMAT, "retriever": row.retriever, "dataset": row.dataset,
                              "split": row.split, "fingerprint": record.fingerprint, "harness_version": __version__,

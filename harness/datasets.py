@@ -237,7 +237,8 @@ def local_dataset_id(folder: Path, output_dir: Path | None = None) -> str:
     from harness.io import atomic_write_json, read_json
 
     folder = Path(folder).resolve()
-    base = "local/" + (re.sub(r"[^A-Za-z0-9._-]+", "-", folder.name).strip("-") or "dataset")
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", folder.name).strip("-")
+    base = "local/" + (name if name.strip(".") else "dataset")  # never "." or "..": an id is a folder too
     if output_dir is None:
         return base
     output_dir = Path(output_dir)

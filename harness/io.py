@@ -169,3 +169,15 @@ def cached_sha256(path: Path) -> str:
             pass  # a read-only cache only costs the re-hash next time
     _HASHED[identity] = value
     return value
+
+
+def inside(root: Path, path: Path, what: str) -> Path:
+    """``path``, refused unless it lies within ``root`` (a name with ``..`` or a leading ``/`` in it would
+    write elsewhere)."""
+    base = Path(os.path.abspath(root))
+    target = Path(os.path.abspath(path))
+    if target != base and base not in target.parents:
+        from harness.errors import HarnessError
+
+        raise HarnessError(f"{what}: {path} lies outside {root}; names may not contain '..' or start with '/'")
+    return path

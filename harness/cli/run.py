@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from harness.cli.common import (
     add_execution,
@@ -52,7 +53,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                   depth=args.depth)
     if not records:  # a helper rank under torchrun: rank 0 reports
         return 0
-    df, _ = rebuild(args.output_dir)
+    df, problems = rebuild(args.output_dir)
+    for problem in problems:
+        print(f"harness: warning: skipped {problem}", file=sys.stderr)
     keys = {(r.retriever, r.settings_label) for r in records}
     shown = df[[(r, s if isinstance(s, str) else "") in keys for r, s in zip(df["retriever"], df["settings"],
                                                                               strict=True)]]

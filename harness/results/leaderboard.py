@@ -68,9 +68,29 @@ def rebuild(output_dir: Path) -> tuple[pd.DataFrame, list[str]]:
         raise HarnessError(f"{output_dir}: no such results folder (run `harness run` first, or pass --output-dir)")
     with FileLock(str(output_dir / ".leaderboard.lock")):
         records, problems = load_records(output_dir)
-        df = fold([r for _, r in records])
+        kept, conflicts = unique_records(records)
+        df = fold(kept)
         atomic_write(output_dir / "leaderboard.csv", df.to_csv(index=False, float_format="%.4f"))
-    return df, problems
+    return df, problems + conflicts
+
+
+def unique_records(records: Sequence[tuple[Path, ResultRecord]]) -> tuple[list[ResultRecord], list[str]]:
+    """One record per (retriever, settings, dataset, split). Copies of one computation (the same
+    fingerprint) count once; records of one row with different fingerprints are left out of the leaderboard
+    and named, never chosen between by file name."""
+    by_key: dict[tuple[str, str, str, str], list[tuple[Path, ResultRecord]]] = {}
+    for path, record in records:
+        by_key.setdefault((record.retriever, record.settings_label, record.dataset, record.split), []).append(
+            (path, record))
+    kept, conflicts = [], []
+    for (retriever, settings, dataset, split), group in by_key.items():
+        if len({r.fingerprint for _, r in group}) == 1:
+            kept.append(group[0][1])
+            continue
+        files = ", ".join(str(p) for p, _ in group)
+        conflicts.append(f"{row_label(retriever, settings)} on {dataset} ({split}): {len(group)} records of "
+                         f"different computations ({files}); left out of the leaderboard until one is deleted")
+    return kept, conflicts
 
 
 def table(df: pd.DataFrame, metric: str, *, split: str | None = None,

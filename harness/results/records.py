@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import DataError, HarnessError
-from harness.io import atomic_write_json, read_json
+from harness.io import atomic_write_json, inside, read_json
 from harness.settings import settings_digest, settings_label
 
 SCHEMA = "harness-result/2"
@@ -142,7 +142,7 @@ def record_stem(slug: str, settings: dict) -> str:
 
 def record_paths(output_dir: Path, dataset_id: str, split: str, slug: str,
                  settings: dict | None = None) -> tuple[Path, Path]:
-    folder = Path(output_dir) / dataset_id / split
+    folder = inside(Path(output_dir), Path(output_dir) / dataset_id / split, f"dataset {dataset_id!r}, split {split!r}")
     stem = record_stem(slug, settings or {})
     return folder / f"{stem}.json", folder / f"{stem}.trec"
 

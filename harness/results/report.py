@@ -290,13 +290,15 @@ def training_section(records: Sequence[ResultRecord]) -> str:
 def report(output_dir: Path, *, baseline: str | None = None, pair: Sequence[str] | None = None,
            title: str = "harness report") -> str:
     """The whole page as a string."""
+    from harness.results.leaderboard import unique_records
     from harness.results.records import load_records
 
     found, problems = load_records(output_dir)
-    records = [r for _, r in found]
+    records, conflicts = unique_records(found)
     body = [f"<h1>{_e(title)}</h1>",
             f'<div class="muted">{len(records)} result records in {_e(output_dir)}'
-            f"{'; ' + str(len(problems)) + ' files skipped (not valid records)' if problems else ''}. "
+            f"{'; ' + str(len(problems)) + ' files skipped (not valid records)' if problems else ''}"
+            f"{'; ' + '; '.join(_e(c) for c in conflicts) if conflicts else ''}. "
             "Click a score for its provenance; click a column to sort.</div>"]
     if records:
         body += [leaderboard_section(records, baseline), published_section(records),

@@ -1,0 +1,71 @@
+"""Records and baselines (issue 27 class 7): two records of one leaderboard row from different computations
+are named and left out, never chosen between by file name; paired baseline records of the wrong shape are an
+ERROR line, not a traceback; no dataset id or baseline row writes outside the folder it belongs to."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from harness.check import Paired, baseline_record_path, judge_paired
+from harness.cli import main
+from harness.errors import HarnessError
+from harness.results.baselines import Expected
+from harness.results.leaderboard import rebuild
+from harness.results.records import record_paths
+from harness.runner import run
+from harness.settings import Execution
+from tests.conftest import make_tiny_beir, make_tiny_bert
+
+CPU = Execution(device="cpu", progress=False)
+
+
+def test_two_records_of_one_row_from_different_computations_are_named_not_chosen(tmp_path, capsys):
+    model, folder, out = make_tiny_bert(tmp_path / "m"), make_tiny_beir(tmp_path / "tiny"), tmp_path / "out"
+    (rec,) = run([f"hf:{model}"], [str(folder)], None, out, execution=CPU, log=lambda m: None)
+    path = out / rec.dataset / "test" / rec.run_file.replace(".trec", ".json")
+    copy = path.with_name("zz-copy.json")
+    shutil.copy(path, copy)
+    df, problems = rebuild(out)
+    assert len(df) == 1 and problems == []  # a copy of the same computation counts once
+    data = json.loads(copy.read_text())
+    data["fingerprint"], data["metrics"]["ndcg@10"] = "0" * 64, 0.123
+    copy.write_text(json.dumps(data))
+    df, problems = rebuild(out)
+    assert df.empty and len(problems) == 1 and "2 records of different computations" in problems[0]
+    assert main(["leaderboard", "--output-dir", str(out)]) == 0
+    assert "zz-copy.json" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("per_query", [["not", "an", "object"], None, {"ndcg@10": {"q1": "high"}},
+                                       {"ndcg@10": {"q1": None}}, {"ndcg@10": [0.5]}, "text"])
+def test_paired_baseline_records_of_the_wrong_shape_are_an_error_line(tmp_path, per_query):
+    csv = tmp_path / "regression.csv"
+    row = Expected("bm25", "beir/scifact", "test", "ndcg@10", 0.5, 0.01, str(csv), 2)
+    path = baseline_record_path(row)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"per_query": per_query}))
+    status, message, p = judge_paired(row, {"q1": 0.5}, Paired())
+    assert status == "ERROR" and str(path) in message and p is None
+
+
+@pytest.mark.parametrize("dataset", ["../../outside", "/abs/olute", "beir/../../x"])
+def test_no_baseline_row_writes_outside_its_records_folder(tmp_path, dataset):
+    row = Expected("bm25", dataset, "test", "ndcg@10", 0.5, 0.01, str(tmp_path / "b" / "regression.csv"), 3)
+    with pytest.raises(HarnessError, match="regression.csv:3: dataset and split.*lies outside"):
+        baseline_record_path(row)
+
+
+def test_no_record_path_leaves_the_output_folder(tmp_path):
+    with pytest.raises(HarnessError, match="lies outside"):
+        record_paths(tmp_path / "out", "local/..", "..", "bm25")
+    assert record_paths(tmp_path / "out", "local/x", "test", "bm25")[0].parent == tmp_path / "out" / "local/x/test"
+
+
+def test_a_dataset_folder_named_with_dots_only_gets_a_plain_id(tmp_path):
+    from harness.datasets import local_dataset_id
+
+    folder = make_tiny_beir(tmp_path / "...")
+    assert local_dataset_id(folder, tmp_path / "out") == "local/dataset"
