@@ -20,6 +20,7 @@ import csv
 import gzip
 import io
 import json
+import re
 import sys
 import warnings
 from collections.abc import Iterator
@@ -31,6 +32,9 @@ from harness.data.jsonl import iter_jsonl
 from harness.errors import DataError
 from harness.lines import check_id
 
+#: a quoted field that ran on over later rows: a line break followed by a tab on the same line (a CSV-quoted
+#: field may hold line breaks and tabs, but a later row's columns after a break mean an unbalanced quote)
+SWALLOWED = re.compile(r"[\r\n][^\r\n]*\t")
 QUESTION_SUFFIXES = (".qa.csv", ".qa.csv.gz", ".jsonl", ".json", ".jsonl.gz", ".json.gz")
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
@@ -78,7 +82,7 @@ def iter_passages(path: Path) -> Iterator[Doc]:
     """Stream ``Doc(id, title, text)`` from a DPR passage TSV. Duplicate or empty ids are errors."""
     path = Path(path)
     with _open_text(path) as f:
-        reader = csv.reader(f, delimiter="\t")
+        reader = csv.reader(f, delimiter="\t")  # not strict: DPR reads as csv.reader does
         try:
             header = next(reader)
         except StopIteration:
@@ -103,9 +107,16 @@ def iter_passages(path: Path) -> Iterator[Doc]:
                                 fix="fields with tabs, quotes or newlines must be CSV-quoted") from None
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
-            if len(row) < width:
+            if len(row) < width or len(row) > len(header):
                 raise DataError(path, f"expected {len(header)} tab-separated columns, got {len(row)}",
-                                line=reader.line_num, fix="each line is 'id<TAB>text<TAB>title'")
+                                line=reader.line_num,
+                                fix="each line is 'id<TAB>text<TAB>title'; a tab inside a text or title must be "
+                                    "CSV-quoted (DPR's reader would shift the columns too)")
+            if any(SWALLOWED.search(field) for field in row):
+                raise DataError(path, "a field runs on over later rows (a quote opened and not closed on its "
+                                      "line), so this passage would swallow the passages after it",
+                                line=reader.line_num, fix="balance the quote, or CSV-quote the field "
+                                                          '("" for a quote inside it)')
             doc_id = row[i_id].strip()
             if not doc_id:
                 raise DataError(path, "empty passage id", line=reader.line_num)
@@ -144,7 +155,7 @@ def read_qa_csv(path: Path) -> list[Question]:
     path = Path(path)
     out: list[Question] = []
     with _open_text(path) as f:
-        reader = csv.reader(f, delimiter="\t")
+        reader = csv.reader(f, delimiter="\t")  # not strict: DPR reads as csv.reader does
         try:
             for row in reader:
                 if not row or (len(row) == 1 and not row[0].strip()):
@@ -153,6 +164,12 @@ def read_qa_csv(path: Path) -> list[Question]:
                     raise DataError(path, f"expected 2 tab-separated columns, got {len(row)}", line=reader.line_num,
                                     fix="each line is 'question<TAB>[answers]'")
                 answers = parse_answer_list(row[1], path, reader.line_num)
+                if not row[0].strip():
+                    raise DataError(path, "a question with empty text", line=reader.line_num,
+                                    fix="each line is 'question<TAB>[answers]' with a question")
+                if SWALLOWED.search(row[0]) or SWALLOWED.search(row[1]):
+                    raise DataError(path, "a question runs over several lines (an unbalanced quote)",
+                                    line=reader.line_num, fix="balance the quote, or CSV-quote the question")
                 out.append(Question(str(len(out)), row[0], answers))
         except (csv.Error, UnicodeDecodeError) as e:
             raise DataError(path, f"malformed line ({e})", line=reader.line_num) from None

@@ -281,6 +281,9 @@ def run_worker(request: dict, workdir: Path, heap: int, desc: str, total: int | 
                       lines[-1] if lines else f"exit status {proc.returncode}")
         if "OutOfMemoryError" in reason:
             reason += f" (heap {heap // 2**20} MiB; set HARNESS_JVM_HEAP, e.g. HARNESS_JVM_HEAP=8g)"
+        if any("No space left on device" in ln for ln in lines):  # Lucene then also misses its segments file
+            raise HarnessError(f"BM25 ({request['op']}) failed: no space left on device under {workdir}; free "
+                               "space there or point HARNESS_CACHE at a larger disk")
         raise HarnessError(f"BM25 ({request['op']}) failed: {reason}")
     return json.loads(req.with_suffix(".done.json").read_text(encoding="utf-8"))
 

@@ -84,3 +84,41 @@ def test_empty_answer_warns(tmp_path):
     path.write_text("q\t['']\n")
     with pytest.warns(UserWarning, match="matches every passage"):
         read_questions(path)
+
+
+# --- what DPR's own reader (csv.reader, tab-delimited, not strict) would misread: refused here ------------------
+
+def _passages(tmp_path, body: str):
+    path = tmp_path / "p.tsv"
+    path.write_text("id\ttext\ttitle\n" + body, encoding="utf-8")
+    return path
+
+
+def test_a_raw_tab_inside_a_passage_text_is_refused_not_shifted(tmp_path):
+    path = _passages(tmp_path, "1\tsome text\twith a tab\tTitle\n2\tother\tT2\n")
+    with pytest.raises(DataError, match=r"p.tsv:2: expected 3 tab-separated columns, got 4"):
+        list(iter_passages(path))
+
+
+@pytest.mark.parametrize("body", ['1\t"unbalanced quote text\tTitle\n2\tsecond passage\tT2\n3\tthird "q\tT3\n',
+                                  '1\ttext\t"Title with a quote\n2\tsecond\tT2\n3\tx\ty"\n'])
+def test_an_unbalanced_quote_that_swallows_later_passages_is_refused(tmp_path, body):
+    with pytest.raises(DataError, match="swallow the passages after it"):
+        list(iter_passages(_passages(tmp_path, body)))
+
+
+def test_a_quoted_question_is_read_as_dpr_reads_it(tmp_path):
+    path = tmp_path / "q.qa.csv"
+    path.write_text('"An Account" was published by who?\t[\'Joseph Priestley\']\nplain\t[\'a\']\n', encoding="utf-8")
+    questions = read_questions(path)
+    assert [q.text for q in questions] == ["An Account was published by who?", "plain"]  # csv.reader's reading
+
+
+@pytest.mark.parametrize("body,match", [("\t['a']\n", "a question with empty text"),
+                                        ("   \t['a']\n", "a question with empty text"),
+                                        ('"open quote\t[\'a\']\nnext question\t[\'b\']\n', "2 tab-separated columns, got 1")])
+def test_empty_or_swallowing_questions_are_refused(tmp_path, body, match):
+    path = tmp_path / "q.qa.csv"
+    path.write_text(body, encoding="utf-8")
+    with pytest.raises(DataError, match=match):
+        read_questions(path)
