@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 
@@ -13,6 +14,7 @@ from harness.errors import HarnessError
 from harness.retrievers import fusion
 from harness.retrievers.registry import resolve_retriever
 from harness.runner import run
+from harness.settings import EncodeSettings, Execution
 from harness.trec import read_run
 
 
@@ -384,3 +386,48 @@ def test_bm25_then_cross_encoder_rerank_on_a_scifact_subset(models, shared_data,
     bm25 = read_run(tmp_path / "r" / rec.dataset / rec.split / "bm25.trec")
     assert all(sorted(run_file[q]) == sorted(list(bm25[q])[:20]) for q in run_file)
     assert rec.retriever_provenance["rerank"]["pairs"]["pairs"] == 600
+
+
+# --- rerank settings that would be ignored are refused (issue 27 class 2) ---------------------------------------
+
+def test_a_two_label_classifier_is_not_a_reranker(tmp_path, tiny_beir):
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from tests.conftest import make_tiny_bert, word_tokenizer
+
+    base = make_tiny_bert(tmp_path / "base")
+    ce = tmp_path / "two"
+    ce.mkdir()
+    shutil.copy(base / "vocab.txt", ce / "vocab.txt")
+    tok = word_tokenizer(ce / "vocab.txt")
+    torch.manual_seed(1)
+    BertForSequenceClassification(BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=1,
+                                             num_attention_heads=2, intermediate_size=32, num_labels=2)
+                                  ).save_pretrained(ce)
+    tok.save_pretrained(ce)
+    config = json.loads((ce / "config.json").read_text())
+    config.pop("id2label", None)
+    config.pop("label2id", None)  # the labels only in num_labels
+    (ce / "config.json").write_text(json.dumps(config))
+    with pytest.raises(HarnessError, match="gives 2 logits per pair"):  # its config.json no longer says so
+        run([f"rerank:{ce}(hf:{base};top=5)"], [str(tiny_beir)], None, tmp_path / "out",
+            execution=Execution(device="cpu", progress=False), log=lambda m: None)
+
+
+def test_dense_settings_no_stage_reads_are_refused_for_a_cross_encoder(models, tiny_beir, tmp_path):
+    a, _, ce = models
+    cpu = Execution(device="cpu", progress=False)
+    with pytest.raises(HarnessError, match="--max-length would change nothing here"):
+        run([f"rerank:{ce}(bm25;top=5)"], [str(tiny_beir)], None, tmp_path / "out",
+            settings=EncodeSettings(max_length=64), execution=cpu, log=lambda m: None)
+    # a dense first stage reads it: allowed, and the record is its own (a setting of the stage)
+    (rec,) = run([f"rerank:{ce}(hf:{a};top=5)"], [str(tiny_beir)], None, tmp_path / "out",
+                 settings=EncodeSettings(max_length=64), execution=cpu, log=lambda m: None)
+    assert rec.settings == {"max_length": 64}
+
+
+def test_a_dense_rescorers_cross_encoder_parameters_are_refused(models):
+    a, _, _ = models
+    with pytest.raises(HarnessError, match="max_length is a cross-encoder parameter"):
+        resolve_retriever(f"rerank:hf:{a}(bm25;top=5;max_length=64)")

@@ -92,3 +92,14 @@ def test_a_param_parses_and_checks_from_one_declaration():
     assert w.parse("1:0.5", "x") == [1.0, 0.5]
     with pytest.raises(HarnessError, match="> 0"):
         w.parse("1:0", "x")
+
+
+def test_a_corpus_shorter_than_one_batch_of_windows_is_refused(tmp_path, capsys):
+    from tests.train.conftest import make_tiny_bert, write_tiny_corpus
+
+    init, corpus = make_tiny_bert(tmp_path / "init"), write_tiny_corpus(tmp_path / "corpus", n_docs=2)
+    code = main(["train", "--init", str(init), "--corpus", str(corpus), "--output", str(tmp_path / "o"),
+                 "--objective", "inbatch", "--steps", "2", "--warmup-steps", "0", "--batch-size", "4",
+                 "--chunk-length", "500", "--num-workers", "0", "--no-progress", "--no-plot", "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and "fewer than one step's batch" in err and "--chunk-length 500" in err

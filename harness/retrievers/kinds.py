@@ -249,6 +249,11 @@ class RerankKind(RetrieverKind):
                 raise HarnessError(f"{name!r}: {scorer.name} is not a dense retriever; rerank with a cross-encoder "
                                    "(a Hugging Face id or folder) or a dense retriever")
             shown, stages, how, model = scorer.name, (first, scorer), "bi-encoder", None
+            ignored = [k for k in ("max_length", "batch_tokens") if params[k] is not None]
+            if ignored:
+                flags = ", ".join("--" + k.replace("_", "-") for k in ignored)
+                raise HarnessError(f"{name!r}: {', '.join(ignored)} is a cross-encoder parameter; a dense rescorer "
+                                   f"runs its own recipe (set it with {flags})")
             params = {"top": params["top"]}  # the dense retriever's own recipe decides the rest
         else:
             path = Path(head).expanduser()

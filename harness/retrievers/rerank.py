@@ -106,7 +106,7 @@ class CrossEncoderScorer:
             raise HarnessError(f"{folder}: not a cross-encoder (architectures {archs}; expected a "
                                "...ForSequenceClassification model); to rescore with a dense encoder write "
                                f"rerank:hf:{folder}(...)")
-        labels = len(config.get("id2label") or {}) or int(config.get("num_labels", 1))
+        labels = max(len(config.get("id2label") or {}), int(config.get("num_labels") or 1))
         if labels != 1:
             raise HarnessError(f"{folder}: a cross-encoder with {labels} outputs; rerank scores one relevance "
                                "logit (num_labels 1)")
@@ -197,6 +197,9 @@ class CrossEncoderScorer:
                 features = tokenizer.pad({name: [encoded[name][i] for i in batch] for name in encoded},
                                          return_tensors="pt")
                 logits = model(**{n: t.to(device) for n, t in features.items()}).logits
+                if logits.shape[-1] != 1:
+                    raise HarnessError(f"{self.files.path}: the model gives {logits.shape[-1]} logits per pair; "
+                                       "rerank scores one relevance logit (num_labels 1)")
                 values = logits[:, 0].float().cpu().numpy()
                 refuse_nonfinite(values, [pairs[i][1][:60] for i in batch], "(query, document) pair of document")
                 rows = {keys[i]: float(v) for i, v in zip(batch, values, strict=True)}
@@ -264,6 +267,12 @@ class RerankRetriever:
         self.stages = stages or [s.load(settings, execution) for s in spec.stages]
         self.scorer: CandidateScorer = DenseRescorer(self.stages[1]) if len(self.stages) > 1 \
             else CrossEncoderScorer(spec, execution)
+        unused = {k for k in ("max_length", "batch_tokens") if k in settings.changed()} \
+            - set(stages_changed_settings(self.stages))
+        if unused:  # a dense setting no stage reads would be ignored, and the default record reused
+            flags = ", ".join("--" + k.replace("_", "-") for k in sorted(unused))
+            raise HarnessError(f"{spec.name}: {flags} would change nothing here (no dense stage reads it); the "
+                               "cross-encoder's own are parameters: rerank:MODEL(FIRST;max_length=N;batch_tokens=N)")
         self.dataset: Dataset | None = None
         self.first_run: Run = {}
         self.first_record: Any = None

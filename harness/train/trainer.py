@@ -197,6 +197,10 @@ def _setup(cfg: TrainConfig, resume: bool, rank: int, world: int) -> RunState:
     if resume_from:
         _check_resume(resume_from, cfg, stream.checksum)
     windows = make_windows(stream.offsets, cfg.chunk_length, cfg.window_mode)
+    if len(windows) < cfg.batch_size * world:  # a batch would hold one window twice: a positive as its own negative
+        raise HarnessError(f"{cfg.corpus}: {int(stream.offsets[-1])} tokens make {len(windows)} window(s) of "
+                           f"--chunk-length {cfg.chunk_length}, fewer than one step's batch ({cfg.batch_size} x "
+                           f"{world} process(es)); use a shorter --chunk-length, a smaller --batch-size or more text")
     m, B = cfg.m, cfg.batch_size
     dataset = ContrastiveBatches(str(stream.folder), windows, batch_size=B, m=m, seed=cfg.seed,
                                  ratio_min=cfg.ratio_min, ratio_max=cfg.ratio_max, augmentation=cfg.augmentation,
