@@ -45,6 +45,10 @@ def quickstart(session: nox.Session) -> None:
     """BM25 and all-MiniLM-L6-v2 on SciFact, then the leaderboard."""
     _install(session, "test")
     env = {**_data_env(), "HARNESS_CACHE": str(CACHE / "harness")}
+    # the shell after the quickstart finds the same data and cache (`harness config` shows them; env still wins)
+    for key, name in (("data", "HARNESS_DATA"), ("cache", "HARNESS_CACHE")):
+        if name in env:
+            session.run("harness", "config", "set", key, env[name])
     session.run("harness", "run", "--retriever", "bm25", "--retriever", _minilm(), "--dataset", "beir/scifact",
                 env=env)
     session.run("harness", "leaderboard", "--metric", "ndcg@10", env=env)

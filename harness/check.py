@@ -26,7 +26,7 @@ from xml.etree import ElementTree as ET
 from harness.errors import HarnessError
 from harness.io import atomic_write, inside
 from harness.results.baselines import Expected
-from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution
+from harness.settings import DEFAULT_EXECUTION, REFERENCE, RESAMPLES, SEED, EncodeSettings, Execution
 
 if TYPE_CHECKING:
     from harness.results.records import ResultRecord
@@ -43,8 +43,8 @@ class Paired:
     """The paired rule: a seeded, two-sided randomization test over queries at ``alpha``."""
 
     alpha: float = 0.05
-    resamples: int = 10_000
-    seed: int = 0
+    resamples: int = RESAMPLES
+    seed: int = SEED
 
 
 @dataclass

@@ -112,5 +112,9 @@ def _choice(flag: str, value: object, allowed: tuple[str, ...]) -> None:
         raise HarnessError(f"{flag} must be one of {', '.join(allowed)}, not {value!r}")
 
 
+#: the paired statistics' defaults (randomization test and percentile bootstrap), in compare, report and check alike
+RESAMPLES = 10_000
+SEED = 0
+
 REFERENCE = EncodeSettings()
 DEFAULT_EXECUTION = Execution()

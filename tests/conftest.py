@@ -24,6 +24,7 @@ def _offline_and_cache(tmp_path_factory):
     os.environ["HARNESS_OFFLINE"] = "1"
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["HARNESS_CACHE"] = os.environ.get("HARNESS_TEST_CACHE") or str(tmp_path_factory.mktemp("cache"))
+    os.environ["HARNESS_CONFIG"] = str(tmp_path_factory.mktemp("config") / "config.json")  # not the user's file
     yield
 
 

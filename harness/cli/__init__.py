@@ -16,7 +16,7 @@ from harness.version import __version__
 
 #: subcommand modules, in the order ``--help`` lists them
 COMMANDS = ["run", "listing", "fetch", "evaluate", "leaderboard", "compare", "check", "reproduce", "diff", "report",
-            "train", "encode", "ann"]
+            "config", "train", "encode", "ann"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     except HarnessError as e:
         print(f"harness: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader stopped (`harness evaluate ... | head`): quietly, as `ls | head` does
+        _quiet_stdout()
+        return 141
     except OSError as e:  # disk full, read-only folder, permissions: one line naming the file
         _close_progress_bars()
         where = f"{e.filename}: " if e.filename else ""
@@ -59,6 +62,17 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         interrupts.restore()
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so that Python's final flush does not report the closed pipe again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 class _Interrupts:

@@ -19,6 +19,7 @@ from harness.cli.common import (
     execution_from_args,
     settings_from_args,
 )
+from harness.settings import RESAMPLES, SEED
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -35,8 +36,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--test", choices=["t", "wilcoxon", "randomization"], default="t",
                    help="the test whose Holm-adjusted p decides the 'sig' column and the plot label (default: t)")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the randomization test and the bootstrap")
-    p.add_argument("--resamples", type=int, default=10_000, help="randomization and bootstrap resamples")
+    p.add_argument("--seed", type=int, default=SEED, help=f"seed of the randomization test and the bootstrap "
+                                                           f"(default {SEED})")
+    p.add_argument("--resamples", type=int, default=RESAMPLES,
+                   help=f"randomization and bootstrap resamples (default {RESAMPLES:,}, as `harness report`)")
     p.add_argument("--confidence", type=float, default=0.95, help="bootstrap interval level (default 0.95)")
     p.add_argument("--plot", type=Path, default=None, metavar="FILE.png", help="per-query difference plot")
     p.add_argument("--json", type=Path, default=None, metavar="FILE.json", help="also write every statistic as JSON")
@@ -74,7 +77,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
                                    confidence=args.confidence)
                    for d in by_dataset.values() if name_a in d and name_b in d for m in _names(metrics)]
     apply_holm(comparisons)
-    print(render(comparisons, args.test, args.alpha, args.confidence, args.format))
+    print(render(comparisons, args.test, args.alpha, args.confidence, args.format, resamples=args.resamples,
+                 seed=args.seed))
     if args.json:
         atomic_write_json(args.json, {"a": args.retrievers[0], "b": args.retrievers[1], "test": args.test,
                                       "alpha": args.alpha, "seed": args.seed, "resamples": args.resamples,
@@ -93,7 +97,8 @@ def _names(metrics: list[str]) -> list[str]:
     return list(dict.fromkeys(normalize_metric(m) for m in metrics))
 
 
-def render(comparisons: list[Any], test: str, alpha: float, confidence: float, fmt: str = "text") -> str:
+def render(comparisons: list[Any], test: str, alpha: float, confidence: float, fmt: str = "text", *,
+           resamples: int = RESAMPLES, seed: int = SEED) -> str:
     from tabulate import tabulate
 
     if not comparisons:
@@ -112,7 +117,8 @@ def render(comparisons: list[Any], test: str, alpha: float, confidence: float, f
                     tablefmt=table_fmt, disable_numparse=True)
     n = len({c.dataset for c in comparisons})
     return (f"A = {a}\nB = {b}\n{body}\n"
-            f"W/T/L: queries where B wins/ties/loses. Holm: across {n} dataset(s), per metric and test.")
+            f"W/T/L: queries where B wins/ties/loses. Holm: across {n} dataset(s), per metric and test. "
+            f"CI: percentile bootstrap; CI and p rand from {resamples:,} resamples, seed {seed}.")
 
 
 def _p(p: float) -> str:

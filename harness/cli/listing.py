@@ -25,11 +25,11 @@ def cmd_list(args: argparse.Namespace) -> int:
 
         rows = [(n, s.kind, s.model or "", kind_of(s).recipe(s), s.description) for n, s in RETRIEVERS.items()]
         print(tabulate(rows, headers=["name", "kind", "model", "recipe", "description"],
-                       maxcolwidths=[None, None, None, None, 40]))
-        print("\nAlso: hf:<Hugging Face id or folder> for any encoder, a checkpoint folder from `harness train`, "
+                       maxcolwidths=[None, None, 28, 34, 30]))  # fits 140 columns
+        print("\nAlso: hf:<Hugging Face id or folder> for any encoder, a checkpoint folder from `harness train`,\n"
               "sparse:<SPLADE model id or folder>, and compositions of any of these (quote them in a shell):\n")
         print(tabulate(composition_syntax(), headers=["composition", "what it computes"], maxcolwidths=[None, 70]))
-        print("\nPublished ones (baselines/published/systems.csv): fuse:hybrid(dpr-nq,bm25;alpha=1.2;hits=1000) "
+        print("\nPublished ones (baselines/published/systems.csv): fuse:hybrid(dpr-nq,bm25;alpha=1.2;hits=1000)\n"
               "on NQ and fuse:hybrid(dpr-multi,bm25;alpha=0.95;hits=1000) on TriviaQA (Pyserini's DPR-Hybrid).")
     elif args.what == "datasets":
         from harness.data.registry import DATASETS

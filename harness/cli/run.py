@@ -20,8 +20,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Run retrievers on datasets; reuses finished (retriever, settings, dataset) "
                                    "results whose inputs are unchanged.")
     p.add_argument("--retriever", "-r", dest="retrievers", action="append", required=True, metavar="NAME",
-                   help="registered name (harness list retrievers), hf:<model id or folder>, or a checkpoint "
-                        "folder; repeatable")
+                   help="registered name (harness list retrievers), hf:<model id or folder>, a checkpoint folder, "
+                        "sparse:<SPLADE model>, or a composition: 'fuse:rrf(A,B)', "
+                        "'fuse:hybrid(DENSE,SPARSE;alpha=1.2)', 'fuse:wsum(A,B;weights=1:0.5)', "
+                        "'rerank:MODEL(FIRST;top=100)' (quote them in a shell); repeatable")
     p.add_argument("--dataset", "-d", dest="datasets", action="append", default=[], metavar="ID|PATH",
                    help="registered id (beir/scifact, odqa/nq), a BEIR-format folder, or an open-domain QA folder "
                         "(passages.tsv + questions.qa.csv); repeatable")

@@ -141,8 +141,9 @@ def render(pivot: pd.DataFrame, metric: str, averaged: list[str], notes: list[st
     data = pivot.reset_index()
     table_fmt = {"text": "simple", "markdown": "github"}[fmt]
     if marks is None and baseline is None:
-        body = tabulate(data.values.tolist(), headers=list(data.columns), tablefmt=table_fmt, floatfmt=".4f",
-                        missingval="—")
+        values = [[None if isinstance(v, float) and v != v else v for v in row] for row in data.values.tolist()]
+        body = tabulate(values, headers=list(data.columns), tablefmt=table_fmt, floatfmt=".4f",
+                        missingval="—")  # tabulate shows None (not NaN) as missing
     else:
         rows = []
         for retriever, row in pivot.iterrows():

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.errors import HarnessError
 from harness.results.records import ResultRecord
 
 STYLE = """
@@ -159,18 +160,25 @@ def _charts(pivot: Any, metric: str) -> str:
         values = [(str(n), float(v)) for n, v in pivot[col].items() if v == v]
         if not values:
             continue
-        w, bar, left = 360, 18, 150
+        labels = [_short_label(name) for name, _ in values]
+        left = 12 + 7 * max(len(label) for label in labels)  # room for the longest label (about 7 px a character)
+        w, bar = left + 230, 18
         h = bar * len(values) + 24
         items = []
-        for j, (name, v) in enumerate(values):
+        for j, ((name, v), label) in enumerate(zip(values, labels, strict=True)):
             y = 18 + j * bar
-            items.append(f'<text x="{left - 6}" y="{y + 12}" text-anchor="end">{_e(name[-24:])}</text>'
+            items.append(f'<text x="{left - 6}" y="{y + 12}" text-anchor="end">{_e(label)}</text>'
                          f'<rect class="bar" x="{left}" y="{y + 2}" width="{max(1.0, v * (w - left - 50)):.1f}" '
                          f'height="{bar - 5}"><title>{_e(name)}: {v:.4f}</title></rect>'
                          f'<text x="{left + v * (w - left - 50) + 4:.1f}" y="{y + 12}">{v:.4f}</text>')
         charts.append(f'<svg width="{w}" height="{h}" role="img" aria-label="{_e(metric)} on {_e(col)}">'
                       f'<text x="0" y="12">{_e(col)} · {_e(metric)}</text>{"".join(items)}</svg>')
     return f'<div class="charts">{"".join(charts)}</div>' if charts else ""
+
+
+def _short_label(name: str, most: int = 36) -> str:
+    """A bar's label: the name, or its start and end around an ellipsis (the whole name is the bar's title)."""
+    return name if len(name) <= most else name[: most // 2 - 1] + "…" + name[-(most // 2):]
 
 
 def published_section(records: Sequence[ResultRecord]) -> str:
@@ -212,9 +220,13 @@ def pair_section(records: Sequence[ResultRecord], pair: Sequence[str] | None, ba
     """The per-query comparison of two retrievers on every dataset both ran (by default the baseline against
     the first other retriever, or the first two)."""
     from harness.results.baselines import same_retriever
-    from harness.results.stats import compare_records
+    from harness.results.stats import RESAMPLES, SEED, compare_records
 
     labels = list(dict.fromkeys(r.label for r in records))
+    unknown = [n for n in (pair or []) if n not in labels]
+    if unknown:
+        raise HarnessError(f"--pair {unknown[0]!r}: no record of that name in these results; names: "
+                           f"{', '.join(labels)}")
     if baseline and not pair:
         first = next((n for n in labels if same_retriever(n, baseline)), None)
         if first is not None:
@@ -232,7 +244,7 @@ def pair_section(records: Sequence[ResultRecord], pair: Sequence[str] | None, ba
         if metric is None:
             continue
         try:
-            c = compare_records(ra, rb, metric, resamples=2000)
+            c = compare_records(ra, rb, metric)  # the same statistics as `harness compare`: RESAMPLES, SEED
         except Exception as e:  # different query sets: say so
             out.append(f'<p class="muted">{_e(ds)}: {_e(e)}</p>')
             continue
@@ -244,7 +256,8 @@ def pair_section(records: Sequence[ResultRecord], pair: Sequence[str] | None, ba
         pts = " ".join(f"{8 + i * (w - 16) / max(1, n - 1):.1f},{h - 16 - (d - lo) / (hi - lo) * (h - 28):.1f}"
                        for i, d in enumerate(diffs))
         out.append(f'<p>{_e(ds)} · {_e(metric)}: mean {c.mean_b:.4f} against {c.mean_a:.4f}, difference '
-                   f'{c.mean_diff:+.4f} (95% CI {c.ci_low:+.4f} to {c.ci_high:+.4f}), wins/ties/losses '
+                   f'{c.mean_diff:+.4f} (95% percentile bootstrap CI {c.ci_low:+.4f} to {c.ci_high:+.4f}, '
+                   f'{RESAMPLES:,} resamples, seed {SEED}), wins/ties/losses '
                    f'{c.wins}/{c.ties}/{c.losses}, paired t p={c.t.pvalue:.3g}, randomization p='
                    f'{c.randomization.pvalue:.3g}</p>'
                    f'<svg width="{w}" height="{h}" role="img" aria-label="sorted per-query differences">'

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from harness.errors import HarnessError
+from harness.settings import RESAMPLES, SEED
 
 if TYPE_CHECKING:
     from harness.results.records import ResultRecord
@@ -83,8 +84,8 @@ def wilcoxon(a: Sequence[float], b: Sequence[float]) -> TestResult:
     return TestResult(float(res.statistic), float(res.pvalue))
 
 
-def randomization_test(a: Sequence[float], b: Sequence[float], *, resamples: int = 10_000,
-                       seed: int = 0) -> TestResult:
+def randomization_test(a: Sequence[float], b: Sequence[float], *, resamples: int = RESAMPLES,
+                       seed: int = SEED) -> TestResult:
     """Paired randomization (sign-flip permutation) test of the mean difference, two-sided.
 
     Under the null hypothesis each query's pair of scores is exchangeable, so each difference keeps or
@@ -116,8 +117,8 @@ def randomization_test(a: Sequence[float], b: Sequence[float], *, resamples: int
     return TestResult(observed, (hits + 1) / (resamples + 1))
 
 
-def bootstrap_ci(a: Sequence[float], b: Sequence[float], *, confidence: float = 0.95, resamples: int = 10_000,
-                 seed: int = 0) -> tuple[float, float]:
+def bootstrap_ci(a: Sequence[float], b: Sequence[float], *, confidence: float = 0.95, resamples: int = RESAMPLES,
+                 seed: int = SEED) -> tuple[float, float]:
     """Percentile bootstrap confidence interval of mean(b - a): queries resampled with replacement."""
     if not 0 < confidence < 1:
         raise HarnessError(f"confidence must be between 0 and 1, got {confidence}")
@@ -211,8 +212,8 @@ def paired_scores(record_a: ResultRecord, record_b: ResultRecord, metric: str
     return qids, [float(pa[q]) for q in qids], [float(pb[q]) for q in qids]
 
 
-def compare_records(record_a: ResultRecord, record_b: ResultRecord, metric: str, *, resamples: int = 10_000,
-                    seed: int = 0,
+def compare_records(record_a: ResultRecord, record_b: ResultRecord, metric: str, *, resamples: int = RESAMPLES,
+                    seed: int = SEED,
                     confidence: float = 0.95) -> PairedComparison:
     """Every paired statistic of B against A on one dataset and metric."""
     _, a, b = paired_scores(record_a, record_b, metric)

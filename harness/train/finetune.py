@@ -133,7 +133,8 @@ def finetune(cfg: FinetuneConfig) -> TrainResult:
 
     result.last_step = optimise(0, cfg.steps, step,
                                 due=lambda done: bool(cfg.save_every) and done % cfg.save_every == 0,
-                                checkpoint=checkpoint, log_path=output / LOG_FILE, bar=bar, log_every=10)
+                                checkpoint=checkpoint, log_path=output / LOG_FILE, bar=bar, log_every=10,
+                                what="finetune")
     if cfg.eval and cfg.eval_baselines:
         from harness.train.evaluate import evaluate_baselines
 

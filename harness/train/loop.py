@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +57,25 @@ def autocast(device: torch.device, amp: torch.dtype | None) -> contextlib.Abstra
     return torch.autocast(device.type, dtype=amp) if amp else contextlib.nullcontext()
 
 
+ESTIMATE_AFTER = 10  # steps measured before the time estimate
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _say(message: str, bar: Any) -> None:
+    """A line on stderr that does not break the progress bar."""
+    if bar is not None:
+        bar.write(message, file=sys.stderr)
+    else:
+        print(message, file=sys.stderr)
+
+
 SHOWN = ("loss", "accuracy", "w_mean", "w_min", "w_max", "w_entropy", "lr", "tokens_per_s")
 
 
@@ -70,11 +91,13 @@ def log_step(path: Path, record: dict[str, Any], bar: Any, every: int, step: int
 
 def optimise(start: int, end: int, step: Callable[[int], dict[str, Any]], *, due: Callable[[int], bool],
              checkpoint: Callable[[int], None], log_path: Path | None, bar: Any = None,
-             log_every: int = 10) -> int:
+             log_every: int = 10, what: str = "train") -> int:
     """Run steps ``start`` .. ``end - 1`` (``step(i)`` returns the log record of step i + 1), log each one
     (``log_path`` None: a helper rank, which logs nothing), and checkpoint when ``due(done)`` or at the end.
-    Returns the last step done."""
+    After the first steps it says how long the rest will take at the rate measured. Returns the last step."""
     done = start
+    began = time.perf_counter()
+    first = min(end, start + ESTIMATE_AFTER)
     for i in range(start, end):
         record = step(i)
         done = i + 1
@@ -85,6 +108,11 @@ def optimise(start: int, end: int, step: Callable[[int], dict[str, Any]], *, due
                                "Lower --lr, or check the data and --precision")
         if log_path is not None:
             log_step(log_path, record, bar, log_every, done)
+            if done == first and end > first:
+                per_step = (time.perf_counter() - began) / (first - start)
+                _say(f"harness {what}: {per_step:.2f} s a step over the first {first - start}; about "
+                     f"{_duration(per_step * (end - first))} for the {end - first:,} steps left (checkpoints and "
+                     "evaluations not counted)", bar)
         if due(done) or done == end:
             checkpoint(done)
     if bar is not None:

@@ -85,6 +85,7 @@ class QueueObjective(Objective):
         assert run.key_encoder is not None and run.queue is not None
         stats, keys = [], []
         m = self.pairs_per_window(cfg)
+        negatives = float(run.queue.get().shape[0])  # 0 at step 1: the queue fills with each step's keys
         for batch in micro:
             with autocast(run.device, run.amp):
                 q = run.encoder(batch["anchor_ids"], batch["anchor_mask"])
@@ -94,7 +95,7 @@ class QueueObjective(Objective):
             loss = out.loss / cfg.grad_accum
             (run.scaler.scale(loss) if run.scaler else loss).backward()
             keys.append(k.reshape(-1, k.shape[-1]).float())
-            stats.append(out.stats())
+            stats.append({**out.stats(), "negatives": negatives})
         run.queue.enqueue(gather_nograd(torch.cat(keys)))  # once per step: no micro-batch saw these
         return stats
 

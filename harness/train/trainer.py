@@ -153,6 +153,9 @@ def _train(cfg: TrainConfig, resume: bool, rank: int, world: int) -> TrainResult
         from harness.progress import progress_bar
 
         bar = progress_bar(run.end, f"train {cfg.objective}", "step", initial=run.start, leave=True)
+    if rank == 0 and run.start == 0 and get_objective(cfg.objective).uses_queue:
+        print("harness train: step 1 has no negatives yet (the queue fills with each step's keys), so its loss "
+              "is 0 and its accuracy 1; the log's 'negatives' column counts them", file=sys.stderr)
     result.last_step = optimise(run.start, run.end, lambda step: _step(cfg, run, step, world),
                                 due=lambda done: done % cfg.save_every == 0,
                                 checkpoint=lambda done: _checkpoint(cfg, run, done, rank, result),

@@ -1,0 +1,44 @@
+"""harness config: where the harness reads data and writes its caches, and where each value comes from."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("config", help="show or set the data root and the cache (one file; environment wins)",
+                       description="Without arguments: each setting, its value and where it comes from. "
+                                   "`set KEY PATH` and `unset KEY` change the configuration file.")
+    p.add_argument("action", nargs="?", choices=["show", "set", "unset"], default="show")
+    p.add_argument("key", nargs="?", choices=["data", "cache"], help="data: the data root; cache: the cache")
+    p.add_argument("value", nargs="?", help="a folder (stored as an absolute path)")
+    p.set_defaults(func=cmd_config)
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from harness.errors import HarnessError
+    from harness.io import atomic_write_json
+    from harness.paths import SETTINGS, cache_root, config_path, data_root, read_config, setting
+
+    if args.action == "show":
+        resolved = {"data": data_root(), "cache": cache_root()}
+        print(f"configuration file: {config_path()}")
+        for key in SETTINGS:
+            _, where = setting(key)
+            print(f"{key:<6} {resolved[key]}  ({where})")
+        return 0
+    if args.key is None or (args.action == "set" and not args.value):
+        raise HarnessError(f"harness config {args.action} needs a key (data or cache)"
+                           + (" and a folder" if args.action == "set" else ""))
+    values = read_config()
+    if args.action == "set":
+        values[args.key] = str(Path(args.value).expanduser().resolve())
+    else:
+        values.pop(args.key, None)
+    atomic_write_json(config_path(), values)
+    print(f"{config_path()}: {args.key} = {values.get(args.key, '(default)')}")
+    if setting(args.key)[1] == SETTINGS[args.key]:
+        print(f"note: {SETTINGS[args.key]} is set in this shell and wins over the file")
+    return 0
