@@ -62,6 +62,8 @@ class RunOptions:
     device: str = _control("auto", "auto (CUDA when available, else CPU), cpu, cuda, cuda:N")
     threads: int = _control(0, "torch CPU threads (0: torch's choice)", low=0)
     keep_last: int = _control(2, "checkpoints kept", low=1)
+    dist_timeout: int = _control(7200, "seconds any rank waits at a barrier or collective under torchrun (rank 0 "
+                                       "evaluates and checkpoints while the others wait)", low=1)
     overwrite: bool = _control(False, "clear --output first when it holds an earlier run (without it such a folder "
                                       "is refused; --resume continues one)")
     progress: bool = _control(True, "progress bar", negate="--no-progress")

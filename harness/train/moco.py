@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.distributed as dist
+
+from harness.distributed import all_gather, all_reduce_sum, is_distributed, rank_and_size
 
 
 class KeyQueue:
@@ -59,18 +60,12 @@ def momentum_update(key_model: torch.nn.Module, query_model: torch.nn.Module, mo
         pk.mul_(momentum).add_(pq.detach(), alpha=1.0 - momentum)
 
 
-def is_distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
 @torch.no_grad()
 def gather_nograd(x: torch.Tensor) -> torch.Tensor:
     """Concatenate ``x`` from every rank (rank order) along dim 0; identity when not distributed."""
     if not is_distributed():
         return x
-    parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, x.contiguous())
-    return torch.cat(parts, dim=0)
+    return torch.cat(all_gather(x), dim=0)
 
 
 class _GatherWithGrad(torch.autograd.Function):
@@ -80,16 +75,13 @@ class _GatherWithGrad(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
         ctx.rows = x.shape[0]
-        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-        dist.all_gather(parts, x.contiguous())
-        return torch.cat(parts, dim=0)
+        return torch.cat(all_gather(x), dim=0)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        grad = grad.contiguous().clone()
-        dist.all_reduce(grad)
-        start = dist.get_rank() * ctx.rows
-        return grad[start: start + ctx.rows]
+        total = all_reduce_sum(grad.contiguous().clone())
+        start = rank_and_size()[0] * ctx.rows
+        return total[start: start + ctx.rows]
 
 
 def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -98,17 +90,17 @@ def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     afterwards, data parallel training equals one process with the whole batch."""
     if not is_distributed():
         return x, 0
-    return _GatherWithGrad.apply(x), dist.get_rank() * x.shape[0]
+    return _GatherWithGrad.apply(x), rank_and_size()[0] * x.shape[0]
 
 
 def mean_over_ranks(values: dict[str, float]) -> dict[str, float]:
-    """The mean of each statistic over ranks (every rank logs the whole batch's numbers, not its own)."""
+    """The mean of each statistic over ranks (every rank logs the whole batch's numbers, not its own). The
+    tensor goes to the backend's device (NCCL refuses CPU tensors)."""
     if not is_distributed() or not values:
         return values
     keys = sorted(values)
-    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
-    dist.all_reduce(t)
-    t /= dist.get_world_size()
+    t = all_reduce_sum(torch.tensor([float(values[k]) for k in keys], dtype=torch.float64))
+    t /= rank_and_size()[1]
     return {k: float(v) for k, v in zip(keys, t.tolist(), strict=True)}
 
 
@@ -119,9 +111,7 @@ def average_gradients(model: torch.nn.Module) -> None:
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     if not grads:
         return
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
-    flat /= dist.get_world_size()
+    flat = all_reduce_sum(torch.cat([g.reshape(-1) for g in grads])) / rank_and_size()[1]
     offset = 0
     for g in grads:
         g.copy_(flat[offset: offset + g.numel()].view_as(g))

@@ -17,7 +17,6 @@ A resume with another world size is refused (the data position and random states
 
 from __future__ import annotations
 
-import os
 import random
 import sys
 import time
@@ -27,8 +26,8 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
+from harness import distributed
 from harness.devices import pick_device
 from harness.errors import HarnessError
 from harness.paths import cache_root
@@ -48,7 +47,7 @@ from harness.train.crops import ContrastiveBatches, SpecialIds
 from harness.train.data import build_token_stream, make_windows, resolve_source
 from harness.train.encoder import init_encoder_config, load_encoder
 from harness.train.loop import RunState, linear_schedule, optimise
-from harness.train.moco import KeyQueue, average_gradients, is_distributed, mean_over_ranks, momentum_update
+from harness.train.moco import KeyQueue, average_gradients, mean_over_ranks, momentum_update
 from harness.train.objectives import get_objective
 
 
@@ -62,28 +61,12 @@ class TrainResult:
     queue: object = None
 
 
-def _setup_distributed(device: str) -> tuple[int, int, bool]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        cuda = device != "cpu" and torch.cuda.is_available()
-        dist.init_process_group(backend="nccl" if cuda else "gloo")
-        return dist.get_rank(), world, True
-    if dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size(), False
-    return 0, 1, False
-
-
 def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision == "auto":
         if device.type != "cuda":
             return None
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-
-
-def _barrier() -> None:
-    if is_distributed():
-        dist.barrier()
 
 
 def _check_resume(folder: Path, cfg: TrainConfig, checksum: str) -> None:
@@ -130,15 +113,16 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
     finished = _finished(output, cfg) if resume else None
     if finished is not None:
         return finished
-    rank, world, created_group = _setup_distributed(cfg.device)
+    cuda = cfg.device != "cpu" and torch.cuda.is_available()
+    rank, world, created_group = distributed.start(cuda, cfg.dist_timeout)
     try:
         if rank == 0:
             claim_output(output, resume=resume, overwrite=cfg.overwrite)
-        _barrier()
+        distributed.barrier()
         return _train(cfg, resume, rank, world)
     finally:
         if created_group:
-            dist.destroy_process_group()
+            distributed.stop()
 
 
 def _train(cfg: TrainConfig, resume: bool, rank: int, world: int) -> TrainResult:
@@ -164,7 +148,9 @@ def _train(cfg: TrainConfig, resume: bool, rank: int, world: int) -> TrainResult
     if rank == 0 and cfg.eval and cfg.eval_baselines and result.last_step == cfg.steps:
         from harness.train.evaluate import evaluate_baselines
 
-        result.evaluations += evaluate_baselines(cfg)
+        with distributed.solo():  # rank 0 alone; the others have finished (or wait at the barrier below)
+            result.evaluations += evaluate_baselines(cfg)
+    distributed.barrier()
     if rank == 0 and cfg.plot:
         from harness.train.plot import plot_training
 
@@ -194,7 +180,7 @@ def _setup(cfg: TrainConfig, resume: bool, rank: int, world: int) -> RunState:
     cache = cache_root() / "train-tokens"
     if rank == 0:
         stream = build_token_stream(source, tokenizer, cache, progress=cfg.progress)
-    _barrier()
+    distributed.barrier()  # the others wait with the group's timeout (--dist-timeout)
     if rank != 0:
         stream = build_token_stream(source, tokenizer, cache)
     if resume_from:
@@ -293,8 +279,9 @@ def _checkpoint(cfg: TrainConfig, run: RunState, done: int, rank: int, result: T
         if cfg.eval:
             from harness.train.evaluate import evaluate_checkpoint
 
-            result.evaluations += evaluate_checkpoint(folder, done, cfg)
-    _barrier()
+            with distributed.solo():  # `harness run` on rank 0 alone: its barriers must not wait for the others
+                result.evaluations += evaluate_checkpoint(folder, done, cfg)
+    distributed.barrier()  # the others wait here, with the group's timeout, until the evaluation is done
 
 
 def _hidden_size(model: Any) -> int:
@@ -307,10 +294,7 @@ def _save(cfg: TrainConfig, run: RunState, step: int, rank: int) -> Path:
     key_encoder, queue, scaler = run.key_encoder, run.queue, run.scaler
     state = None
     if cfg.save_state:
-        rngs: list = [rng_state()]
-        if is_distributed():
-            rngs = [None] * dist.get_world_size()
-            dist.all_gather_object(rngs, rng_state())
+        rngs = distributed.all_gather_object(rng_state())
         state = {"step": step, "data_position": step * cfg.grad_accum, "optimizer": run.opt.state_dict(),
                  "scheduler": run.sched.state_dict(), "rng": rngs,
                  "key_encoder": {k: v.cpu() for k, v in key_encoder.state_dict().items()} if key_encoder else None,
@@ -321,6 +305,6 @@ def _save(cfg: TrainConfig, run: RunState, step: int, rank: int) -> Path:
         meta = checkpoint_metadata(encoder=run.enc_cfg, objective=cfg.objective,
                                    hyperparameters=cfg.hyperparameters(), data_checksum=run.checksum, step=step,
                                    init=cfg.init, extra={"corpus": cfg.corpus,
-                                          "world_size": is_distributed() and dist.get_world_size() or 1})
+                                          "world_size": distributed.rank_and_size()[1]})
         folder = save_checkpoint(run.output, step, run.encoder.model, run.tokenizer, meta, state, cfg.keep_last)
     return folder
