@@ -9,7 +9,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("config", help="show or set the data root and the cache (one file; environment wins)",
                        description="Without arguments: each setting, its value and where it comes from. "
                                    "`set KEY PATH` and `unset KEY` change the configuration file.")
-    p.add_argument("action", nargs="?", choices=["show", "set", "unset"], default="show")
+    p.add_argument("action", nargs="?", choices=["show", "set", "unset"], default="show",
+                   help="show (the default): each setting and where it comes from; set KEY PATH; unset KEY")
     p.add_argument("key", nargs="?", choices=["data", "cache"], help="data: the data root; cache: the cache")
     p.add_argument("value", nargs="?", help="a folder (stored as an absolute path)")
     p.set_defaults(func=cmd_config)

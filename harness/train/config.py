@@ -62,8 +62,6 @@ class RunOptions:
     device: str = _control("auto", "auto (CUDA when available, else CPU), cpu, cuda, cuda:N")
     threads: int = _control(0, "torch CPU threads (0: torch's choice)", low=0)
     keep_last: int = _control(2, "checkpoints kept", low=1)
-    dist_timeout: int = _control(7200, "seconds any rank waits at a barrier or collective under torchrun (rank 0 "
-                                       "evaluates and checkpoints while the others wait)", low=1)
     overwrite: bool = _control(False, "clear --output first when it holds an earlier run (without it such a folder "
                                       "is refused; --resume continues one)")
     progress: bool = _control(True, "progress bar", negate="--no-progress")
@@ -140,6 +138,11 @@ class TrainConfig(RunOptions):
     save_every: int = _control(1000, "steps between checkpoints", low=1)
     save_state: bool = _control(True, "write training_state.pt (optimiser, queue, RNG) for --resume",
                                 negate="--no-state")
+    dist_timeout: int = _control(7200, "seconds any rank waits at a barrier or collective under torchrun (rank 0 "
+                                       "evaluates and checkpoints while the others wait)", low=1)
+    prepare: bool = _control(False, "tokenise --corpus into the token cache (HARNESS_CACHE) and stop: run it once "
+                                    "before torchrun, so no rank waits for rank 0 to tokenise; on several nodes "
+                                    "the cache must be on a file system they all see")
     stop_at_step: int | None = _control(None, "stop (as if killed) after this step (tests of --resume)", cli=False,
                                         low=1)
 

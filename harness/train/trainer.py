@@ -106,9 +106,24 @@ def _finished(output: Path, cfg: TrainConfig) -> TrainResult | None:
     return TrainResult(output, checkpoints=[f for _, f in list_checkpoints(output)], last_step=step)
 
 
+def _prepare(cfg: TrainConfig) -> TrainResult:
+    """Build (or find) the token cache of ``cfg.corpus`` under ``cfg.init``'s tokenizer, then stop."""
+    from transformers import AutoTokenizer
+
+    source = resolve_source(cfg.corpus)
+    tokenizer = AutoTokenizer.from_pretrained(cfg.init, trust_remote_code=cfg.trust_remote_code)
+    stream = build_token_stream(source, tokenizer, cache_root() / "train-tokens", progress=cfg.progress)
+    print(f"harness train --prepare: {stream.meta['n_docs']:,} documents, {stream.meta['n_tokens']:,} tokens "
+          f"in {stream.folder} (sha256 of the corpus {stream.checksum[:16]}...); `harness train` with the same "
+          "--init and --corpus now starts without tokenising", file=sys.stderr)
+    return TrainResult(Path(cfg.output))
+
+
 def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
     """Train per ``cfg``; with ``resume`` continue exactly from the newest resumable checkpoint."""
     cfg.validate()
+    if cfg.prepare:
+        return _prepare(cfg)
     output = Path(cfg.output)
     finished = _finished(output, cfg) if resume else None
     if finished is not None:

@@ -132,7 +132,7 @@ def test_trainer_options_come_from_the_config_dataclasses():
     assert run_control(TrainConfig) == {
         "init", "corpus", "output", "device", "num_workers", "log_every", "save_every", "keep_last", "eval",
         "eval_metrics", "eval_output", "eval_baselines", "eval_precision", "stop_at_step", "trust_remote_code",
-        "progress", "save_state", "threads", "plot", "overwrite"}
+        "progress", "save_state", "threads", "plot", "overwrite", "dist_timeout", "prepare"}
     assert run_control(FinetuneConfig) == {
         "init", "dataset", "output", "device", "threads", "save_every", "keep_last", "progress", "eval",
         "eval_metrics", "eval_output", "eval_baselines", "eval_precision", "trust_remote_code", "plot", "overwrite"}
@@ -147,3 +147,19 @@ def test_every_option_of_every_command_has_a_help_text():
     missing = [(name, a.option_strings or a.dest) for name, p in sub.choices.items() for a in p._actions
                if not isinstance(a, argparse._HelpAction) and not a.help]
     assert missing == []
+
+
+def test_prepare_builds_the_token_cache_once_and_stops(tiny_bert, tiny_corpus, tmp_path, capsys):
+    """`harness train --prepare` tokenises the corpus into the cache (run once before torchrun), writes no
+    checkpoint, and the training that follows finds the cache instead of tokenising again."""
+    from harness.paths import cache_root
+
+    out = tmp_path / "run"
+    args = ["train", "--init", str(tiny_bert), "--corpus", str(tiny_corpus), "--output", str(out)]
+    before = set((cache_root() / "train-tokens").glob("*")) if (cache_root() / "train-tokens").is_dir() else set()
+    assert main([*args, "--prepare"]) == 0
+    err = capsys.readouterr().err
+    assert "harness train --prepare:" in err and "tokens in" in err
+    assert not out.exists()
+    built = set((cache_root() / "train-tokens").glob("*")) - before
+    assert len(built) <= 1  # one cache folder (or none: an earlier test tokenised this corpus already)
