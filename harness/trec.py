@@ -69,7 +69,7 @@ def read_run(path: Path) -> Run:
         except ValueError:
             raise DataError(path, f"score {score!r} is not a number", line=lineno) from None
         if not math.isfinite(value):
-            raise DataError(path, f"score {score!r} is not a finite number", line=lineno)
+            raise DataError(path, f"score {score!r} is not a finite number (NaN or infinity)", line=lineno)
         try:
             position = int(rank)
         except ValueError:

@@ -92,9 +92,9 @@ def check_custom_code(folder: Path, trust_remote_code: bool) -> None:
         raise HarnessError(f"{Path(folder) / 'config.json'}: unreadable ({e})") from None
     auto_map = config.get("auto_map") if isinstance(config, dict) else None
     if auto_map and not trust_remote_code:
-        raise HarnessError(f"{Path(folder) / 'config.json'} names the model's own code (auto_map: "
-                           f"{', '.join(sorted(auto_map))}); without --trust-remote-code the stock class would run "
-                           "instead and compute something else. Pass --trust-remote-code if you trust its code")
+        raise HarnessError(f"{folder} ships its own Python code (config.json auto_map: {', '.join(sorted(auto_map))}), "
+                           "which the harness does not run unless you pass --trust-remote-code (only do so for code "
+                           "you have read); without it the stock class would run instead and compute something else")
 
 
 def load_weights_error(folder: Path | str, error: BaseException) -> HarnessError:
@@ -119,7 +119,10 @@ def load_checked(cls: Any, folder: Path | str, *, trust_remote_code: bool = Fals
     except Exception as e:  # pickle.UnpicklingError from torch.load of a .bin
         if type(e).__name__ != "UnpicklingError":
             raise
-        raise load_weights_error(folder, e) from None
+        found = [line.strip() for line in str(e).splitlines() if "GLOBAL" in line][:1]
+        raise HarnessError(f"refusing the weights in {folder}: they hold Python objects besides tensors and "
+                           "are loaded only with torch.load(weights_only=True)"
+                           f"{' (' + found[0] + ')' if found else ''}; use a model.safetensors copy") from None
     missing = [k for k in info.get("missing_keys", []) if "pooler." not in k]
     if missing:
         raise HarnessError(f"{folder}: the weights lack {len(missing)} tensor(s) the model needs (first: "
