@@ -93,3 +93,16 @@ def test_the_trainer_says_what_step_one_means_and_how_long_the_rest_takes(tmp_pa
     assert "step 1 has no negatives yet" in err and "for the 2 steps left" in err
     rows = [json.loads(x) for x in (tmp_path / "o" / "train_log.jsonl").read_text().splitlines()]
     assert rows[0]["negatives"] == 0 and rows[1]["negatives"] > 0
+
+
+def test_report_bar_labels_have_room_on_the_left():
+    import re
+
+    from harness.results.report import _charts
+
+    names = ["bm25", "all-MiniLM-L6-v2#c006c948 [precision=bf16x3]", "fuse:rrf(bm25,all-MiniLM-L6-v2#c006c948;k=60)"]
+    pivot = pd.DataFrame({"beir/scifact": [0.6789, 0.6451, 0.7001]}, index=names)
+    svg = _charts(pivot, "ndcg@10")
+    for x, label in re.findall(r'<text x="(\d+)" y="\d+" text-anchor="end">([^<]*)</text>', svg):
+        assert 7 * len(label) <= int(x), (label, x)  # about 7 px a character fit left of the anchor
+        assert len(label) <= 36
