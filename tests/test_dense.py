@@ -106,3 +106,34 @@ def test_cpu_threads_follow_affinity_and_local_ranks(monkeypatch):
     assert cpu_threads() == 4
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "16")
     assert cpu_threads() == 1
+
+
+def test_out_of_memory_halves_the_budget_and_retries_with_the_same_vectors(tiny_bert_dir):
+    """A CUDA out-of-memory error is simulated on CPU: a batch of more than two texts 'does not fit'. The
+    encoder halves its token budget, splits the batch, and gives the vectors of an unconstrained run (batch
+    grouping changes float32 rounding only); every back-off is recorded, and one text that cannot fit alone
+    is refused."""
+    from harness.errors import HarnessError
+
+    texts = TEXTS * 3
+    plain = HFEncoder(str(tiny_bert_dir), CONTRIEVER, device="cpu", batch_tokens=4096, progress=False)
+    expected = plain.encode(texts, "doc")
+    enc = HFEncoder(str(tiny_bert_dir), CONTRIEVER, device="cpu", batch_tokens=4096, progress=False)
+    real = enc.forward
+
+    def tight(input_ids, mask):
+        if input_ids.shape[0] > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(input_ids, mask)
+
+    enc.forward = tight
+    got = enc.encode(texts, "doc")
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert enc.backoffs and enc.batch_tokens < 4096 and all(b["batch_rows"] > 2 for b in enc.backoffs)
+
+    def never(input_ids, mask):
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    enc.forward = never
+    with pytest.raises(HarnessError, match="does not fit in cpu's memory even alone"):
+        enc.encode(["one text"], "doc")

@@ -270,6 +270,7 @@ class DenseRetriever:
                 "settings": self.settings.to_dict(), "search": self.searcher.describe(),
                 "embed_dtype": self.embed_dtype, "shard_size": self.shard_size, "embed_version": EMBED_VERSION,
                 "compute": self.compute.to_dict(),
+                "oom_backoffs": self._encoder.backoffs if self._encoder is not None else [],
                 "device": str(self._encoder.device) if self._encoder is not None else None, "harness": __version__}
 
 

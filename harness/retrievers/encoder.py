@@ -89,6 +89,8 @@ class HFEncoder:
         hidden = int(self.model.config.hidden_size)
         self.dim = config.dense[-1].out_features if config.dense else hidden * len(config.pooling.split("+"))
         self.batch_tokens = batch_tokens or default_batch_tokens(self.device, self.compute.precision, hidden)
+        #: each out-of-memory back-off: the token budget halved (batch grouping only: float rounding, recorded)
+        self.backoffs: list[dict[str, int]] = []
         self._skip: dict[str, int] = {}
         if self.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
             from harness.distributed import cpu_threads
@@ -176,25 +178,46 @@ class HFEncoder:
         ids = self.tokenize(texts)
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
         out = np.empty((len(ids), self.dim), dtype=np.float32)
-        batches = self.batches(lengths)
+        pending = self.batches(lengths)[::-1]  # a stack: the next batch last
         bar = _progress(len(ids), desc or f"encode {kind}s", self.progress)
-        pad_id = self.tokenizer.pad_token_id or 0
-        for idx in batches:
-            width = int(lengths[idx].max())
-            input_ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
-            for row, i in enumerate(idx):
-                n = len(ids[i])
-                input_ids[row, :n] = torch.tensor(ids[i], dtype=torch.long)
-                mask[row, :n] = 1
-            input_ids, mask = input_ids.to(self.device), mask.to(self.device)
-            vec = self.head(pool(self.config.pooling, self.forward(input_ids, mask).float(), mask, skip))
-            if self.config.normalize:
-                vec = torch.nn.functional.normalize(vec, p=2, dim=-1)
-            out[idx] = vec.cpu().numpy()
+        while pending:
+            idx = pending.pop()
+            try:
+                out[idx] = self._encode_batch(ids, idx, lengths, skip)
+            except torch.OutOfMemoryError:
+                pending.extend(self._back_off(idx, int(lengths[idx].max())))
+                continue
             bar.update(len(idx))
         bar.close()
         return out
+
+    def _encode_batch(self, ids: list[list[int]], idx: np.ndarray, lengths: np.ndarray, skip: int) -> np.ndarray:
+        pad_id = self.tokenizer.pad_token_id or 0
+        width = int(lengths[idx].max())
+        input_ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(idx), width), dtype=torch.long)
+        for row, i in enumerate(idx):
+            n = len(ids[i])
+            input_ids[row, :n] = torch.tensor(ids[i], dtype=torch.long)
+            mask[row, :n] = 1
+        input_ids, mask = input_ids.to(self.device), mask.to(self.device)
+        vec = self.head(pool(self.config.pooling, self.forward(input_ids, mask).float(), mask, skip))
+        if self.config.normalize:
+            vec = torch.nn.functional.normalize(vec, p=2, dim=-1)
+        return vec.cpu().numpy()
+
+    def _back_off(self, idx: np.ndarray, width: int) -> list[np.ndarray]:
+        """Out of device memory: halve the token budget (from now on) and split the batch in two. A single
+        text that does not fit is refused. Only the batch grouping changes: float32 rounding, recorded."""
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        if len(idx) == 1:
+            raise HarnessError(f"one text of {width} tokens does not fit in {self.device}'s memory even alone; "
+                               "use a smaller --max-length or another device")
+        self.batch_tokens = max(width, self.batch_tokens // 2)
+        self.backoffs.append({"batch_tokens": self.batch_tokens, "batch_rows": len(idx)})
+        half = len(idx) // 2
+        return [idx[half:], idx[:half]]  # the first half next
 
 
 Text = str | tuple[str, str]
