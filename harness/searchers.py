@@ -28,7 +28,7 @@ from harness.ann import IndexConfig, build, recall_vs_exact
 from harness.ann import search as ann_search
 from harness.embeddings import EmbeddingStore
 from harness.errors import HarnessError
-from harness.search import topk_exact
+from harness.search import topk_exact, topk_exact_torch
 
 #: the values of ``--index``: exact search, or an approximate FAISS index
 INDEXES = ("exact", *(k for k in INDEX_KINDS if k != "flat"))
@@ -61,17 +61,27 @@ class Searcher(Protocol):
 
 
 class ExactSearcher:
+    """Exact inner product: FAISS on the CPU; on a GPU, torch's chunked matmul and a stable top-k on the
+    device (the same ranking, ties broken the same way: score, then corpus position)."""
+
     approximate = False
+
+    def __init__(self, device: str = "cpu"):
+        self.device = device
 
     def fingerprint(self) -> dict[str, Any]:
         return {}
 
     def search(self, queries: np.ndarray, store: EmbeddingStore, k: int) -> Hits:
-        scores, docs, searched = topk_exact(queries, store.shards(), k)
+        if self.device.startswith("cuda"):
+            scores, docs, searched = topk_exact_torch(queries, store.shards(), k, self.device)
+        else:
+            scores, docs, searched = topk_exact(queries, store.shards(), k)
         return Hits(scores, docs, searched)
 
     def describe(self) -> str:
-        return "exact inner product (faiss)"
+        return "exact inner product (torch on the GPU)" if self.device.startswith("cuda") \
+            else "exact inner product (faiss)"
 
 
 class IndexSearcher:
@@ -135,10 +145,10 @@ class IndexSearcher:
         return self.last_report or {"approximate": True, "index": self.config.to_dict()}
 
 
-def searcher_for(index: str) -> Searcher:
-    """The searcher of an ``--index`` value."""
+def searcher_for(index: str, device: str = "cpu") -> Searcher:
+    """The searcher of an ``--index`` value (exact search runs where the encoder runs)."""
     if index == "exact":
-        return ExactSearcher()
+        return ExactSearcher(device)
     if index not in INDEXES:
         raise HarnessError(f"--index must be one of {', '.join(INDEXES)}, not {index!r}")
     return IndexSearcher(IndexConfig(kind=index))

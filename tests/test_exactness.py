@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 
+import numpy as np
 import pytest
 
 from harness.cli import build_parser, main
@@ -373,3 +374,19 @@ def test_local_dataset_ids_are_folder_names_unless_two_folders_collide(tiny_beir
     assert local_dataset_id(other, tmp_path / "another-results") == first  # each results folder on its own
     (rec,) = run([f"hf:{tiny_bert_dir}"], [str(other)], ["ndcg@10"], out, **QUIET)
     assert rec.dataset == second
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_torch_exact_search_ranks_as_the_faiss_path_ties_included(seed):
+    """The GPU path (torch: chunked matmul, stable top-k; run here on the CPU) equals FAISS's exact search,
+    ties broken the same way (score, then corpus position), across shards and chunks."""
+    from harness.search import topk_exact, topk_exact_torch
+
+    rng = np.random.default_rng(seed)
+    docs = rng.integers(-2, 3, size=(230, 8)).astype(np.float32)  # small integers: many exact ties
+    queries = rng.integers(-2, 3, size=(7, 8)).astype(np.float32)
+    shards = [([f"d{i}" for i in range(s, min(s + 50, 230))], docs[s:s + 50]) for s in range(0, 230, 50)]
+    a_scores, a_docs, a_n = topk_exact(queries, shards, 40)
+    b_scores, b_docs, b_n = topk_exact_torch(queries, shards, 40, "cpu", chunk=17)
+    assert a_docs == b_docs and a_n == b_n == 230
+    np.testing.assert_array_equal(a_scores, b_scores)

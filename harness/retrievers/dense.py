@@ -92,7 +92,7 @@ class DenseRetriever:
         self._query_digest: str | None = None
         self.shard_size = execution.shard_size
         self.embed_dtype = settings.embed_dtype
-        self.searcher = searcher_for(settings.index)
+        self.searcher = searcher_for(settings.index, self.device)
         self.searched_documents: int | None = None
         self._model_digest: str | None = None
         self._encoder: HFEncoder | None = None
