@@ -66,3 +66,13 @@ def pick_device(requested: str | torch.device = "auto") -> torch.device:
     if dev.type not in {"cpu", "cuda", "mps"}:
         raise HarnessError(f"--device {requested}: unsupported device type (available: {', '.join(present)})")
     return dev
+
+
+def collective_device(backend: str) -> torch.device:
+    """The device a torch.distributed backend takes tensors on: this rank's bound GPU for NCCL (which refuses
+    CPU tensors), the CPU for gloo."""
+    import torch
+
+    if backend == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")

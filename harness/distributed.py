@@ -101,13 +101,13 @@ def solo() -> Iterator[None]:
 
 
 def _backend_device(like: torch.Tensor) -> torch.device:
-    """Where the backend wants tensors: this rank's GPU for NCCL, the CPU for gloo."""
-    import torch
+    """Where the backend wants tensors (``devices.collective_device``): this rank's GPU for NCCL, the CPU for
+    gloo."""
     import torch.distributed as dist
 
-    if dist.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu") if like.device.type != "cpu" else like.device
+    from harness.devices import collective_device
+
+    return collective_device(str(dist.get_backend()))
 
 
 def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:

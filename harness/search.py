@@ -51,7 +51,9 @@ def topk_exact_torch(queries: np.ndarray, shards: Iterable[tuple[list[str], np.n
     merged exactly as the FAISS path merges, so ties are broken the same way."""
     import torch
 
-    dev = torch.device(device)
+    from harness.devices import pick_device
+
+    dev = pick_device(device)
     q = torch.as_tensor(np.ascontiguousarray(queries, dtype=np.float32), device=dev)
     nq = q.shape[0]
     best_s = np.full((nq, 0), -np.inf, dtype=np.float32)
