@@ -60,6 +60,9 @@ def build(shards: Iterable[tuple[list[str], np.ndarray]], dim: int, n: int, conf
     elif config.kind == "ivfpq":
         if dim % config.pq_m:
             raise HarnessError(f"ivfpq: pq_m={config.pq_m} must divide the dimension {dim}")
+        if n < 256:  # 8-bit product quantisation trains 256 centroids per sub-vector
+            raise HarnessError(f"ivfpq: {n} vectors are too few to train its 256-entry codebooks (at least 256); "
+                               "use --index hnsw or exact")
         nlist = config.nlist or max(1, int(round(4 * n ** 0.5)))
         quantizer = faiss.IndexFlatIP(dim)
         index = faiss.IndexIVFPQ(quantizer, dim, nlist, config.pq_m, 8, faiss.METRIC_INNER_PRODUCT)

@@ -31,9 +31,25 @@ def config_path() -> Path:
     return Path(env).expanduser() if env else Path(platformdirs.user_config_dir("harness")) / "config.json"
 
 
+_READ: dict[tuple[str, int, int], dict[str, str]] = {}  # (path, mtime, size) -> values: read once, not per call
+
+
 def read_config() -> dict[str, str]:
     """The configuration file's values ({} when there is none); a broken file is one line naming it."""
     path = config_path()
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return {}
+    except OSError as e:
+        raise HarnessError(f"{path}: unreadable ({e.strerror or e})") from None
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if key not in _READ:
+        _READ[key] = _parse_config(path)
+    return dict(_READ[key])
+
+
+def _parse_config(path: Path) -> dict[str, str]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

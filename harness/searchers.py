@@ -104,11 +104,16 @@ class IndexSearcher:
             raise HarnessError(f"{store.dir}: the embeddings are incomplete; an index is built over a finished store")
         digest = hashlib.sha256(json.dumps(self.fingerprint(), sort_keys=True).encode()).hexdigest()[:16]
         path = store.dir / f"index-{self.config.kind}-{digest}.faiss"
-        ids = [i for shard_ids, _ in store.shards() for i in shard_ids]
+        rebuilt = {}
         if path.is_file():
-            index = faiss.read_index(str(path))
-            if index.ntotal == len(ids) == manifest["count"]:
+            try:
+                index = faiss.read_index(str(path))
+            except RuntimeError:  # truncated or foreign: the file is derived data, so it is built again
+                index, rebuilt = None, {"rebuilt": f"{path.name} was unreadable"}
+            if index is not None and index.ntotal == manifest["count"]:
+                ids = [i for shard_ids, _ in store.shards() for i in shard_ids]
                 return index, ids, {"index_file": str(path), "built": False}
+            rebuilt = rebuilt or {"rebuilt": f"{path.name} held {index.ntotal if index else '?'} vectors"}
         threads = faiss.omp_get_max_threads()
         faiss.omp_set_num_threads(1)  # one thread: the same graph on every build
         try:
@@ -116,9 +121,14 @@ class IndexSearcher:
         finally:
             faiss.omp_set_num_threads(threads)
         tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        faiss.write_index(index, str(tmp))
-        os.replace(tmp, path)
-        return index, ids, {"index_file": str(path), "built": True, "build_s": round(seconds, 3)}
+        try:  # a second process building the same index at once replaces it with the same graph
+            faiss.write_index(index, str(tmp))
+            os.replace(tmp, path)
+        except (RuntimeError, OSError) as e:
+            tmp.unlink(missing_ok=True)
+            raise HarnessError(f"{path}: the index cannot be written ({str(e).splitlines()[-1][:120]}); free the "
+                               "disk or point HARNESS_CACHE at a writable one") from None
+        return index, ids, {"index_file": str(path), "built": True, "build_s": round(seconds, 3), **rebuilt}
 
     def search(self, queries: np.ndarray, store: EmbeddingStore, k: int) -> Hits:
         index, ids, built = self._index(store)

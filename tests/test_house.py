@@ -228,3 +228,34 @@ def test_no_kind_string_is_compared_outside_the_class_that_owns_it():
                 if hit and any(isinstance(o, ast.Attribute | ast.Name) for o in operands):
                     found.append(f"{rel}:{node.lineno} compares {sorted(hit)}")
     assert not found, "kind strings compared outside their class:\n" + "\n".join(found)
+
+
+def test_ivfpq_on_too_few_vectors_is_one_line(tmp_path):
+    model = make_tiny_bert(tmp_path / "bert", hidden=16)
+    folder = make_tiny_beir(tmp_path / "tiny")
+    with pytest.raises(HarnessError, match="ivfpq: 40 vectors are too few"):
+        run([f"hf:{model}"], [str(folder)], None, tmp_path / "out", settings=EncodeSettings(index="ivfpq"),
+            execution=CPU, log=lambda m: None)
+
+
+def test_an_unreadable_index_file_is_built_again_and_a_readonly_one_is_one_line(tmp_path, monkeypatch):
+    import faiss
+
+    model = make_tiny_bert(tmp_path / "bert", hidden=16)
+    folder = make_tiny_beir(tmp_path / "tiny")
+    hnsw = EncodeSettings(index="hnsw")
+    (first,) = run([f"hf:{model}"], [str(folder)], None, tmp_path / "a", settings=hnsw, execution=CPU,
+                   log=lambda m: None)
+    index_file = Path(first.retriever_provenance["search"]["index_file"])
+    index_file.write_bytes(index_file.read_bytes()[:100])  # truncated
+    (again,) = run([f"hf:{model}"], [str(folder)], None, tmp_path / "b", settings=hnsw, execution=CPU,
+                   log=lambda m: None)
+    assert "unreadable" in again.retriever_provenance["search"]["rebuilt"] and again.metrics == first.metrics
+    index_file.unlink()
+
+    def no_space(index, path):
+        raise RuntimeError("Error in write: No space left on device")
+
+    monkeypatch.setattr(faiss, "write_index", no_space)
+    with pytest.raises(HarnessError, match="the index cannot be written.*No space left"):
+        run([f"hf:{model}"], [str(folder)], None, tmp_path / "c", settings=hnsw, execution=CPU, log=lambda m: None)

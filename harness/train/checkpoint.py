@@ -53,10 +53,19 @@ def latest_resumable(output: Path) -> Path | None:
     return None
 
 
-def claim_output(output: Path, *, resume: bool, overwrite: bool) -> None:
+def check_finite_weights(model: Any, step: int, output: Path) -> None:
+    """Refuse weights holding NaN or infinity (every rank calls it before a checkpoint: all refuse alike)."""
+    broken = [name for name, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if broken:
+        raise HarnessError(f"step {step}: {len(broken)} weight tensors hold NaN or infinity (first {broken[0]!r}); "
+                           f"no checkpoint was written to {output}. Lower --lr, or check the data and --precision")
+
+
+def claim_output(output: Path, *, resume: bool, overwrite: bool, clear: bool = True) -> None:
     """Refuse to mix two runs in one folder: an --output that holds checkpoints or a training log is continued
     with --resume, or cleared with --overwrite; otherwise refused (replacing some checkpoints with another
-    run's and appending to its log would leave evaluations of weights that no longer exist)."""
+    run's and appending to its log would leave evaluations of weights that no longer exist). Every rank
+    checks (so every rank refuses alike); ``clear`` (rank 0) removes the earlier run's files, and only them."""
     from harness.train.config import LOG_FILE
 
     held = bool(list_checkpoints(output)) or (output / LOG_FILE).is_file()
@@ -66,7 +75,12 @@ def claim_output(output: Path, *, resume: bool, overwrite: bool) -> None:
         if not overwrite:
             raise HarnessError(f"{output} already holds a training run (checkpoints or {LOG_FILE}); continue it "
                                "with --resume, start a new --output, or pass --overwrite to clear it")
-        shutil.rmtree(output)
+        if clear:
+            for folder in output.glob("checkpoint-*"):
+                if _NAME.match(folder.name) and folder.is_dir():
+                    shutil.rmtree(folder)
+            for name in (LOG_FILE, "training_curve.png"):
+                (output / name).unlink(missing_ok=True)
 
 
 def read_metadata(folder: Path) -> dict[str, Any]:
@@ -86,10 +100,7 @@ def save_checkpoint(output: Path, step: int, model: Any, tokenizer: Any, metadat
                     keep_last: int) -> Path:
     """Write ``output/checkpoint-<step>`` atomically and delete all but the newest ``keep_last``. Weights that
     are not all finite are refused: no checkpoint full of NaN is ever written."""
-    broken = [name for name, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
-    if broken:
-        raise HarnessError(f"step {step}: {len(broken)} weight tensors hold NaN or infinity (first {broken[0]!r}); "
-                           f"no checkpoint was written to {output}. Lower --lr, or check the data and --precision")
+    check_finite_weights(model, step, output)
     output.mkdir(parents=True, exist_ok=True)
     final = output / f"checkpoint-{step:07d}"
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=output))

@@ -139,7 +139,7 @@ class TrainConfig(RunOptions):
     save_state: bool = _control(True, "write training_state.pt (optimiser, queue, RNG) for --resume",
                                 negate="--no-state")
     dist_timeout: int = _control(7200, "seconds any rank waits at a barrier or collective under torchrun (rank 0 "
-                                       "evaluates and checkpoints while the others wait)", low=1)
+                                       "evaluates and checkpoints while the others wait)", low=1, high=7 * 24 * 3600)
     prepare: bool = _control(False, "tokenise --corpus into the token cache (HARNESS_CACHE) and stop: run it once "
                                     "before torchrun, so no rank waits for rank 0 to tokenise; on several nodes "
                                     "the cache must be on a file system they all see")

@@ -32,6 +32,7 @@ from harness.devices import pick_device
 from harness.errors import HarnessError
 from harness.paths import cache_root
 from harness.train.checkpoint import (
+    check_finite_weights,
     checkpoint_metadata,
     claim_output,
     latest_resumable,
@@ -131,8 +132,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
     cuda = cfg.device != "cpu" and torch.cuda.is_available()
     rank, world, created_group = distributed.start(cuda, cfg.dist_timeout)
     try:
-        if rank == 0:
-            claim_output(output, resume=resume, overwrite=cfg.overwrite)
+        claim_output(output, resume=resume, overwrite=cfg.overwrite, clear=rank == 0)  # every rank refuses alike
         distributed.barrier()
         return _train(cfg, resume, rank, world)
     finally:
@@ -307,6 +307,7 @@ def _hidden_size(model: Any) -> int:
 def _save(cfg: TrainConfig, run: RunState, step: int, rank: int) -> Path:
     """Write checkpoint ``step`` (rank 0 writes; every rank's random state is gathered into it)."""
     key_encoder, queue, scaler = run.key_encoder, run.queue, run.scaler
+    check_finite_weights(run.encoder.model, step, run.output)  # on every rank, before any collective
     state = None
     if cfg.save_state:
         rngs = distributed.all_gather_object(rng_state())

@@ -172,3 +172,17 @@ def test_resume_of_a_finished_run_says_so_and_extending_steps_is_refused_with_wh
     args[args.index("--steps") + 1] = "4"
     assert main(args) == 2
     assert "the learning rate decays to 0 at --steps" in capsys.readouterr().err
+
+
+def test_overwrite_clears_the_earlier_run_and_nothing_else(trained):
+    init, corpus, out = trained
+    (out / "notes.txt").write_text("mine")
+    assert main(_train_args(init, corpus, out, "--overwrite")) == 0
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "99999999999999999999"])
+def test_dist_timeout_outside_its_range_is_one_line(trained, capsys, value):
+    init, corpus, out = trained
+    assert main(_train_args(init, corpus, out, "--resume", "--dist-timeout", value)) == 2
+    assert "--dist-timeout" in capsys.readouterr().err
