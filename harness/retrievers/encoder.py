@@ -75,11 +75,6 @@ class HFEncoder:
                 raise
             raise HarnessError(f"{model_dir} ships its own Python code, which the harness does not run unless "
                                "you pass --trust-remote-code (only do so for code you have read)") from None
-        except pickle.UnpicklingError as e:
-            found = [line.strip() for line in str(e).splitlines() if "GLOBAL" in line][:1]
-            raise HarnessError(f"refusing the weights in {model_dir}: they hold Python objects besides tensors and "
-                               "are loaded only with torch.load(weights_only=True)"
-                               f"{' (' + found[0] + ')' if found else ''}; use a model.safetensors copy") from None
         self.model.eval().to(self.device)
         self.head = _load_head(self.folder, config).to(self.device)
         if self.device.type == "cuda" and self.compute.precision == "fp32":
