@@ -137,3 +137,28 @@ def test_out_of_memory_halves_the_budget_and_retries_with_the_same_vectors(tiny_
     enc.forward = never
     with pytest.raises(HarnessError, match="does not fit in cpu's memory even alone"):
         enc.encode(["one text"], "doc")
+
+
+def test_gpu_token_budget_is_checked_against_the_devices_free_memory(tiny_bert_dir, monkeypatch):
+    """The planner's budget on a GPU: an estimate of a batch's activation memory against the device's free
+    memory, lowered (halved) until it fits and recorded; enough memory leaves it alone. The device's free
+    memory is stood in for on the CPU; the vectors are those of the unlowered budget (grouping only)."""
+    from harness.retrievers.compute import plan
+    from harness.retrievers.encoder import HFEncoder as Encoder
+
+    cfg = {"hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12}
+    # BERT-base, 16384 tokens of rows up to 512: 4 bytes x 16384 x (6 x 768 + 3072 + 2 x 12 x 512) = 1.3 GB
+    assert plan.activation_bytes(16384, cfg, 512) == 4 * 16384 * (6 * 768 + 3072 + 2 * 12 * 512)
+    assert plan.fit_gpu_budget(16384, cfg, 512, 80 * 2**30) == (16384, None)
+    budget, note = plan.fit_gpu_budget(10**6, cfg, 512, 8 * 2**30)
+    assert budget < 10**6 and plan.activation_bytes(budget, cfg, 512) <= 0.8 * 8 * 2**30
+    assert plan.activation_bytes(budget * 2, cfg, 512) > 0.8 * 8 * 2**30 or budget * 2 > 10**6
+    assert note["batch_tokens_asked"] == 10**6 and note["batch_tokens"] == budget
+    assert plan.fit_gpu_budget(4096, cfg, 512, 1)[0] == 512  # never below one text; the back-off refuses it
+
+    texts = TEXTS * 3
+    expected = Encoder(str(tiny_bert_dir), CONTRIEVER, device="cpu", batch_tokens=4096, progress=False).encode(texts)
+    monkeypatch.setattr("harness.retrievers.encoder.device_free_bytes", lambda device: 200_000)
+    enc = Encoder(str(tiny_bert_dir), CONTRIEVER, device="cpu", batch_tokens=4096, progress=False)
+    assert enc.budget_fit is not None and enc.batch_tokens < 4096 == enc.budget_fit["batch_tokens_asked"]
+    np.testing.assert_allclose(enc.encode(texts), expected, rtol=1e-5, atol=1e-6)

@@ -271,6 +271,7 @@ class DenseRetriever:
                 "embed_dtype": self.embed_dtype, "shard_size": self.shard_size, "embed_version": EMBED_VERSION,
                 "compute": self.compute.to_dict(),
                 "oom_backoffs": self._encoder.backoffs if self._encoder is not None else [],
+                "gpu_budget_fit": self._encoder.budget_fit if self._encoder is not None else None,
                 "device": str(self._encoder.device) if self._encoder is not None else None, "harness": __version__}
 
 

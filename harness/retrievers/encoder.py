@@ -25,7 +25,13 @@ import torch
 
 from harness.devices import pick_device
 from harness.errors import HarnessError
-from harness.retrievers.compute.plan import Compute, default_batch_tokens, plan_compute
+from harness.retrievers.compute.plan import (
+    Compute,
+    default_batch_tokens,
+    device_free_bytes,
+    fit_gpu_budget,
+    plan_compute,
+)
 from harness.retrievers.config import EncoderConfig
 from harness.retrievers.pooling import pool
 
@@ -84,6 +90,12 @@ class HFEncoder:
         hidden = int(self.model.config.hidden_size)
         self.dim = config.dense[-1].out_features if config.dense else hidden * len(config.pooling.split("+"))
         self.batch_tokens = batch_tokens or default_batch_tokens(self.device, self.compute.precision, hidden)
+        #: the token budget checked against the GPU's free memory (planner): None, or what was lowered
+        self.budget_fit: dict[str, int] | None = None
+        free = device_free_bytes(self.device)
+        if free is not None:
+            self.batch_tokens, self.budget_fit = fit_gpu_budget(
+                self.batch_tokens, self.model.config.to_dict(), int(config.max_length or 512), free)
         #: each out-of-memory back-off: the token budget halved (batch grouping only: float rounding, recorded)
         self.backoffs: list[dict[str, int]] = []
         self._skip: dict[str, int] = {}

@@ -36,6 +36,47 @@ def default_batch_tokens(device: torch.device, precision: str, hidden_size: int)
     return 4096
 
 
+#: share of the device's free memory (after the weights are on it) a batch's activations may take: the rest
+#: covers the allocator's fragmentation and what the estimate leaves out (embeddings, pooling, the output)
+GPU_MEMORY_SHARE = 0.8
+
+
+def activation_bytes(batch_tokens: int, config: dict, max_length: int) -> int:
+    """An upper bound of one forward pass's peak activation memory for a batch of ``batch_tokens`` padded
+    tokens, from ``config.json``: a layer's hidden states, query/key/value and output projections
+    (6 x hidden), its feed-forward intermediate, and the attention scores with their softmax (2 x heads x
+    the row length, as eager attention materialises them; SDPA needs less), in float32 (autocast keeps
+    softmax and norms in float32). Without grad only one layer's activations live at once."""
+    hidden = int(config.get("hidden_size") or config.get("d_model") or config.get("dim") or 768)
+    inter = int(config.get("intermediate_size") or config.get("d_ff") or config.get("hidden_dim") or 4 * hidden)
+    heads = int(config.get("num_attention_heads") or config.get("n_heads") or config.get("num_heads") or 12)
+    return 4 * batch_tokens * (6 * hidden + inter + 2 * heads * max_length)
+
+
+def fit_gpu_budget(batch_tokens: int, config: dict, max_length: int, free_bytes: int) -> tuple[int, dict | None]:
+    """The token budget checked against the device's free memory: halved until :func:`activation_bytes`
+    fits in :data:`GPU_MEMORY_SHARE` of ``free_bytes`` (never below one text of ``max_length`` tokens; a
+    text that still does not fit is refused by the encoder's out-of-memory back-off). Returns the budget
+    and, when it was lowered, what to record (the budget only groups texts into batches: float rounding)."""
+    allowed = GPU_MEMORY_SHARE * free_bytes
+    budget = batch_tokens
+    while budget > max_length and activation_bytes(budget, config, max_length) > allowed:
+        budget = max(max_length, budget // 2)
+    if budget == batch_tokens:
+        return budget, None
+    return budget, {"batch_tokens_asked": batch_tokens, "batch_tokens": budget, "free_bytes": int(free_bytes),
+                    "estimated_bytes_asked": activation_bytes(batch_tokens, config, max_length),
+                    "estimated_bytes": activation_bytes(budget, config, max_length)}
+
+
+def device_free_bytes(device: torch.device) -> int | None:
+    """Free memory on a CUDA device (None elsewhere: host memory is not planned per batch)."""
+    if device.type != "cuda":
+        return None
+    free, _total = torch.cuda.mem_get_info(device)
+    return int(free)
+
+
 @dataclass(frozen=True)
 class Compute:
     """Where and how the forward pass runs: device type, precision (fp32; bf16x3, float32 matmuls as three
