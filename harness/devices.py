@@ -76,3 +76,14 @@ def collective_device(backend: str) -> torch.device:
     if backend == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
+
+
+def exact_float32(device: torch.device) -> None:
+    """float32 as float32 on a CUDA device: TensorFloat-32 off for matmuls and cuDNN (torch's default for
+    matmuls, but a user's ``set_float32_matmul_precision`` or a library may have turned it on). Every fp32
+    computation on CUDA (encoding, reranking, SPLADE, training) calls this before it runs."""
+    import torch
+
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False

@@ -12,7 +12,8 @@ when another module calls torch.distributed itself).
   :func:`world` is (0, 1) and :func:`barrier` does nothing, so code that synchronises ranks (encoding a
   corpus) cannot wait for ranks that are not there.
 
-Outside torchrun (no ``WORLD_SIZE`` > 1) everything here is a no-op and torch.distributed is not touched.
+Outside torchrun (no ``TORCHELASTIC_RUN_ID``, no ``WORLD_SIZE`` > 1) everything here is a no-op and
+torch.distributed is not touched; under torchrun a group starts even for one process.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ _SOLO = [False]
 
 
 def _launched() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    """Whether torchrun started this process: then a group starts even for one process (so that a one-GPU
+    torchrun runs the NCCL paths a cluster runs, and NCCL refuses what it would refuse there)."""
+    return "TORCHELASTIC_RUN_ID" in os.environ or int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def local_rank() -> int:

@@ -1,8 +1,10 @@
 """The benchmark scripts that only a lent GPU machine runs for their figures, run here in their CPU smoke
-mode, so the run there is not their first: gpu_encode.py (issue 6, point e)."""
+mode, so the run there is not their first: gpu_encode.py (issue 6, point e) and the prepared device check
+(benchmarks/gpu/device_check.py, issue 28)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -16,8 +18,8 @@ MODULE = "benchmarks.compute.gpu_encode"
 SCIFACT = SHARED_DATA / "beir" / "scifact"
 
 
-def run_script(*args: str) -> str:
-    proc = subprocess.run([sys.executable, "-m", MODULE, *args], capture_output=True, text=True, timeout=600,
+def run_script(*args: str, module: str = MODULE) -> str:
+    proc = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=600,
                           cwd=REPO, env={**os.environ, "BENCH_RESULTS": "0"})  # a smoke run records nothing
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
@@ -139,3 +141,35 @@ def test_report_names_a_broken_result_file_and_its_line(tmp_path, monkeypatch):
         report.render()
     assert str(e.value).startswith(f"{bad}: not a result this report knows")
     assert report.main(["--check"]) == 2
+
+
+def test_device_check_says_skipped_without_cuda():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the check runs for real")
+    assert run_script(module="benchmarks.gpu.device_check").startswith("skipped: no CUDA device")
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_device_check_smoke_mode_runs_every_part_on_the_cpu(tmp_path):
+    """Every part of the prepared GPU check runs on the CPU with tiny models and writes one JSON: (a) the
+    harness encodes beir's vectors, (b) two `harness run`s give identical metrics, (c) torchrun with one
+    process (a gloo group) trains each objective, evaluates, resumes to the same losses, and matches the
+    plain CPU run, (d) cross-encoder and SPLADE scores agree, (e) a forced out-of-memory backs off to the
+    same vectors."""
+    if not (SCIFACT / "corpus.jsonl").exists() or not MINILM.exists():
+        pytest.skip("needs ../shared SciFact and the MiniLM tokenizer")
+    out = tmp_path / "device_check.json"
+    printed = run_script("--smoke", "--json", str(out), module="benchmarks.gpu.device_check")
+    figures = json.loads(out.read_text())
+    parts = figures["parts"]
+    assert set(parts) == {"a_encode", "b_run", "c_train", "d_rerank_sparse", "e_oom"}, printed
+    assert not [p for p in parts.values() if "error" in p], printed
+    assert parts["a_encode"]["targets"]["harness_fp32_vs_beir_fp32"]["equal_vectors"]
+    assert parts["b_run"]["device_equals_cpu"] and parts["b_run"]["runs"]["cpu fp32"]["metrics"]["ndcg@10"] > 0
+    for objective in ("relevance-aware", "moco", "inbatch"):
+        row = parts["c_train"][objective]
+        assert row["ok"] and row["evaluations"] >= 1, (objective, row)
+    assert parts["d_rerank_sparse"]["ok"] and parts["e_oom"]["ok"] and parts["e_oom"]["backoffs"]

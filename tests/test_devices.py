@@ -44,3 +44,27 @@ def test_no_other_module_picks_a_device():
     offenders = [str(p.relative_to(REPO)) for p in (REPO / "harness").rglob("*.py")
                  if p.name != "devices.py" and pattern.search(p.read_text(encoding="utf-8"))]
     assert offenders == []
+
+
+def test_every_fp32_path_on_cuda_turns_tensorfloat32_off():
+    """Encoding, reranking, SPLADE, training and fine-tuning in fp32 call devices.exact_float32 (TF32 off on
+    CUDA), which touches nothing on the CPU."""
+    import ast
+
+    import torch
+
+    from harness.devices import exact_float32
+    from tests.conftest import REPO
+
+    before = torch.backends.cuda.matmul.allow_tf32
+    exact_float32(torch.device("cpu"))
+    assert torch.backends.cuda.matmul.allow_tf32 == before
+    callers = set()
+    for path in (REPO / "harness").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "exact_float32":
+                callers.add(path.relative_to(REPO).as_posix())
+            if isinstance(node, ast.Attribute) and node.attr == "allow_tf32" and path.name != "devices.py":
+                raise AssertionError(f"{path}: sets allow_tf32 itself; call harness.devices.exact_float32")
+    assert callers == {"harness/retrievers/encoder.py", "harness/retrievers/rerank.py", "harness/retrievers/sparse.py",
+                       "harness/train/trainer.py", "harness/train/finetune.py"}, callers

@@ -9,7 +9,7 @@ The encoder has BERT-base's shape (12 layers, 768 wide, Contriever's mean poolin
 so nothing is downloaded; the tokenizer is all-MiniLM-L6-v2's (BERT's uncased vocabulary).
 
     python -m benchmarks.compute.gpu_encode [--docs 20000] [--device cuda] [--scifact DIR] [--tokenizer DIR]
-    bash benchmarks/compute/gpu_encode_device.sh prepare|run    # the same on a lent machine with no ../shared
+    bash benchmarks/gpu/device.sh prepare | run benchmarks.compute.gpu_encode   # a lent machine, no ../shared
 
 Without CUDA it prints "skipped"; ``--device cpu --docs 16 --layers 2`` is a smoke run of the same code
 (tests/test_benchmark_scripts.py runs it), not a figure. When beir does not import (its models need

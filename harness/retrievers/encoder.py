@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.devices import pick_device
+from harness.devices import exact_float32, pick_device
 from harness.errors import HarnessError
 from harness.retrievers.compute.plan import (
     Compute,
@@ -83,10 +83,8 @@ class HFEncoder:
                                "you pass --trust-remote-code (only do so for code you have read)") from None
         self.model.eval().to(self.device)
         self.head = _load_head(self.folder, config).to(self.device)
-        if self.device.type == "cuda" and self.compute.precision == "fp32":
-            # the reference computation: true float32 matmuls, not TensorFloat-32
-            torch.backends.cuda.matmul.allow_tf32 = False
-            torch.backends.cudnn.allow_tf32 = False
+        if self.compute.precision == "fp32":
+            exact_float32(self.device)  # the reference computation: true float32 matmuls, not TensorFloat-32
         hidden = int(self.model.config.hidden_size)
         self.dim = config.dense[-1].out_features if config.dense else hidden * len(config.pooling.split("+"))
         self.batch_tokens = batch_tokens or default_batch_tokens(self.device, self.compute.precision, hidden)

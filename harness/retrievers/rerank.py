@@ -164,10 +164,11 @@ class CrossEncoderScorer:
             import torch
             from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-            from harness.devices import pick_device
+            from harness.devices import exact_float32, pick_device
             from harness.retrievers.hub import load_checked
 
             device = pick_device(self.execution.device)
+            exact_float32(device)  # these models run in fp32 (their fingerprints say so)
             tokenizer = AutoTokenizer.from_pretrained(str(self.files.path))
             model = load_checked(AutoModelForSequenceClassification, self.files.path,
                                  dtype=torch.float32).to(device).eval()

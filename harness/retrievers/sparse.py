@@ -132,10 +132,11 @@ class SparseRetriever:
             import torch
             from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-            from harness.devices import pick_device
+            from harness.devices import exact_float32, pick_device
             from harness.retrievers.hub import load_checked
 
             device = pick_device(self.execution.device)
+            exact_float32(device)  # these models run in fp32 (their fingerprints say so)
             tokenizer = AutoTokenizer.from_pretrained(str(self.files.path))
             model = load_checked(AutoModelForMaskedLM, self.files.path, dtype=torch.float32).to(device).eval()
             if self.execution.threads:

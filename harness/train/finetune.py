@@ -46,7 +46,7 @@ def finetune(cfg: FinetuneConfig) -> TrainResult:
     """Fine-tune ``cfg.init`` on few-shot pairs; returns the trainer's ``TrainResult``."""
     from harness.data.beir import BeirDataset, doc_text, read_queries
     from harness.datasets import resolve_dataset
-    from harness.devices import pick_device
+    from harness.devices import exact_float32, pick_device
     from harness.train.checkpoint import checkpoint_metadata, save_checkpoint
     from harness.train.encoder import init_encoder_config, load_encoder
     from harness.train.loop import linear_schedule, optimise
@@ -58,6 +58,7 @@ def finetune(cfg: FinetuneConfig) -> TrainResult:
 
     claim_output(Path(cfg.output), resume=False, overwrite=cfg.overwrite)
     device = pick_device(cfg.device)
+    exact_float32(device)  # few-shot fine-tuning runs in fp32
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     random.seed(cfg.seed)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from harness import distributed
-from harness.devices import pick_device
+from harness.devices import exact_float32, pick_device
 from harness.errors import HarnessError
 from harness.paths import cache_root
 from harness.train.checkpoint import (
@@ -244,6 +244,8 @@ def _setup(cfg: TrainConfig, resume: bool, rank: int, world: int) -> RunState:
                                "from an earlier checkpoint or start a new --output") from None
 
     amp = _autocast_dtype(cfg.precision, device)
+    if amp is None:
+        exact_float32(device)
     scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
     if resume_from and scaler is not None and state.get("scaler"):
         scaler.load_state_dict(state["scaler"])

@@ -113,3 +113,22 @@ def test_only_harness_distributed_calls_torch_distributed():
                     and node.value.id == "torch":
                 found.append(f"{path.relative_to(root)}:{node.lineno} torch.distributed")
     assert not found, "\n".join(found)
+
+
+def test_torchrun_with_one_process_starts_a_group(tmp_path):
+    """torchrun --nproc_per_node 1 starts a process group (world size 1), so a one-GPU torchrun runs the
+    NCCL paths a cluster runs (NCCL refuses CPU tensors even alone); a plain process starts none."""
+    script = tmp_path / "one.py"
+    script.write_text("import torch.distributed as dist\nfrom harness import distributed\n"
+                      "print(distributed.world(), dist.is_initialized(), dist.get_backend())\n"
+                      "distributed.barrier()\ndistributed.stop()\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    env.pop("WORLD_SIZE", None)
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1",
+                           str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["(0,", "1)", "True", "gloo"]
+    plain = subprocess.run([sys.executable, "-c", "import torch.distributed as dist\nfrom harness import "
+                            "distributed\nprint(distributed.world(), dist.is_initialized())"],
+                           env={**env, "WORLD_SIZE": "1"}, capture_output=True, text=True, timeout=60)
+    assert plain.stdout.split() == ["(0,", "1)", "False"], plain.stderr[-2000:]
