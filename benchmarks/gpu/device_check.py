@@ -452,8 +452,10 @@ def main() -> int:
 def summary(result: dict[str, Any]) -> str:
     if "error" in result:
         return f"ERROR {result['error'][:300]}"
-    keys = ("ok", "device_equals_cpu", "targets", "backoffs", "bf16_delta")
+    keys = ("ok", "device_equals_cpu", "targets", "bf16_delta")
     shown = {k: result[k] for k in keys if k in result}
+    if "backoffs" in result:
+        shown["backoffs"] = len(result["backoffs"])
     shown.update({k: v.get("ok") for k, v in result.items() if isinstance(v, dict) and "ok" in v})
     return f"{json.dumps(shown, default=str)[:600]} ({result['seconds']} s)"
 
