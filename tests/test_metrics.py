@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 
 import pytest
 
@@ -118,3 +119,89 @@ def test_mrr_at_k_equals_recip_rank_of_the_cut_run(seed):
     ours = evaluate(qrels, run, [f"mrr@{k}"])[f"mrr@{k}"]
     for qid, values in expected.items():
         assert ours[qid] == pytest.approx(values["recip_rank"], abs=1e-12)
+
+
+# --- the measure language (issue 29): one parser, ir_measures' names, relevance levels, Judged@k ----------
+LEVEL_CUTS = [1, 3, 10]
+
+
+@pytest.mark.parametrize("rel", [1, 2])
+@pytest.mark.parametrize("seed", range(30))
+def test_every_qrels_measure_equals_pytrec_eval_at_relevance_levels(seed, rel):
+    """ir_measures' spelling with (rel=N) against trec_eval's -l N (pytrec_eval's relevance_level) on random
+    graded qrels (grades 0-3) and runs with many ties, to 1e-12. nDCG takes no level: trec_eval's nDCG is
+    the same at every level, which this checks too."""
+    qrels, run = _random_case(seed)
+    cuts = ",".join(map(str, LEVEL_CUTS))
+    trec = {f"ndcg_cut.{cuts}", f"recall.{cuts}", f"P.{cuts}", f"map_cut.{cuts}", "map", "recip_rank"}
+    expected = pytrec_eval.RelevanceEvaluator(qrels, trec, relevance_level=rel).evaluate(run)
+    level = f"(rel={rel})" if rel != 1 else ""
+    names = {f"nDCG@{k}": f"ndcg_cut_{k}" for k in LEVEL_CUTS}
+    for k in LEVEL_CUTS:
+        names |= {f"R{level}@{k}": f"recall_{k}", f"P{level}@{k}": f"P_{k}", f"AP{level}@{k}": f"map_cut_{k}"}
+    names |= {f"AP{level}": "map", f"RR{level}": "recip_rank"}
+    ours = evaluate(qrels, run, list(names))
+    for qid, values in expected.items():
+        for name, trec_name in names.items():
+            assert ours[str(parse_measure(name))][qid] == pytest.approx(values[trec_name], abs=1e-12), \
+                (seed, rel, qid, name)
+    cut = {q: dict(ranked(d)[:3]) for q, d in run.items()}  # RR@k: recip_rank of the run cut at k
+    expected_cut = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}, relevance_level=rel).evaluate(cut)
+    rr3 = evaluate(qrels, run, [f"RR{level}@3"])[str(parse_measure(f"RR{level}@3"))]
+    for qid, values in expected_cut.items():
+        assert rr3[qid] == pytest.approx(values["recip_rank"], abs=1e-12)
+
+
+def test_judged_at_k_hand_computed():
+    """Judged@k: judged documents (any grade, 0 included) in the top k, over k (fewer retrieved still /k)."""
+    qrels = {"q1": {"a": 0, "b": 2, "c": 1}, "q2": {"x": 1}, "q3": {"a": 0}}
+    run = {"q1": {"a": 5.0, "u": 4.0, "b": 3.0, "v": 2.0, "c": 1.0},  # a u b v c: judged at ranks 1, 3, 5
+           "q2": {"y": 2.0, "x": 1.0},  # only two retrieved
+           "q3": {}}
+    got = evaluate(qrels, run, ["Judged@1", "Judged@3", "Judged@5", "Judged@10"])
+    assert got["judged@1"] == {"q1": 1.0, "q2": 0.0, "q3": 0.0}
+    assert got["judged@3"] == {"q1": 2 / 3, "q2": 1 / 3, "q3": 0.0}
+    assert got["judged@5"] == {"q1": 3 / 5, "q2": 1 / 5, "q3": 0.0}
+    assert got["judged@10"] == {"q1": 3 / 10, "q2": 1 / 10, "q3": 0.0}
+
+
+@pytest.mark.parametrize("text,canonical,ir", [
+    ("nDCG@10", "ndcg@10", "nDCG@10"), ("ndcg@10", "ndcg@10", "nDCG@10"), ("R@100", "recall@100", "R@100"),
+    ("recall@100", "recall@100", "R@100"), ("R(rel=2)@1000", "recall(rel=2)@1000", "R(rel=2)@1000"),
+    ("recall(rel=2)@1000", "recall(rel=2)@1000", "R(rel=2)@1000"), ("AP(rel=2)", "map(rel=2)", "AP(rel=2)"),
+    ("AP", "map", "AP"), ("map@100", "map@100", "AP@100"), ("RR@10", "mrr@10", "RR@10"), ("mrr", "mrr", "RR"),
+    ("P@10", "p@10", "P@10"), ("P(rel=1)@10", "p@10", "P@10"), ("Judged@10", "judged@10", "Judged@10"),
+    ("Accuracy@20", "accuracy@20", "Accuracy@20"), ("top-20 accuracy", "accuracy@20", "Accuracy@20"),
+    ("top-k accuracy@20", "accuracy@20", "Accuracy@20"), ("acc@5", "accuracy@5", "Accuracy@5"),
+    ("top100", "accuracy@100", "Accuracy@100"), (" R ( rel = 2 ) @ 10 ", "recall(rel=2)@10", "R(rel=2)@10")])
+def test_one_parser_reads_both_spellings(text, canonical, ir):
+    m = parse_measure(text)
+    assert (str(m), m.ir_measures) == (canonical, ir)
+    assert parse_measure(str(m)) == m == parse_measure(m.ir_measures)  # either spelling reads back
+
+
+@pytest.mark.parametrize("bad,why", [
+    ("nDCG(rel=2)@10", "nDCG uses the grades"), ("Judged(rel=2)@10", "takes no relevance level"),
+    ("R(foo=1)@10", "unknown parameter"), ("R(rel=0)@10", "at least 1"), ("R(rel=x)@10", "unknown parameter"),
+    ("Judged", "needs a cut-off"), ("Accuracy", "needs a cut-off"), ("ERR@10", "unknown metric"),
+    ("R@0", "at least 1")])
+def test_the_parser_refuses_with_the_reason(bad, why):
+    with pytest.raises(HarnessError, match=re.escape(why)):
+        parse_measure(bad)
+
+
+def test_the_measure_parser_is_the_only_one_in_the_tree():
+    """No module but harness/metrics/measures.py holds a pattern for measure names (the ODQA evaluator and the
+    baseline reader used to have their own)."""
+    import ast
+
+    from tests.conftest import REPO
+
+    for path in (REPO / "harness").rglob("*.py"):
+        if path.name == "measures.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and re.search(
+                    r"(accuracy|ndcg|recall)[^ ]*\\d|@\\?\(\\d|@\\s\*", node.value):
+                raise AssertionError(f"{path.relative_to(REPO)}: a measure-name pattern {node.value!r}; parse "
+                                     "with harness.metrics.parse_measure")

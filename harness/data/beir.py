@@ -124,6 +124,9 @@ class BeirDataset:
     def metric(self, name: str) -> tuple[str, int]:
         """The canonical name of a metric on this dataset (``nDCG@10`` -> ``ndcg@10``) and its cut-off."""
         measure = parse_measure(name)
+        if measure.judgement != "qrels":
+            raise HarnessError(f"metric {name!r} is judged by answers (open-domain QA); {self.id} has relevance "
+                               f"judgements: use e.g. R@{measure.k} or nDCG@10")
         return str(measure), measure.k or 0
 
     def judged_documents(self) -> set[str]:

@@ -11,12 +11,12 @@ passage matches) is kept per question so any k up to the depth can be computed l
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
 
 from harness.errors import HarnessError
+from harness.metrics.measures import parse_measure
 from harness.odqa.match import _answer_tokens, _contains, has_answer, tokens
 
 if TYPE_CHECKING:
@@ -38,16 +38,16 @@ class AnsweredDataset(Protocol):
 
 
 DEFAULT_METRICS = ["accuracy@1", "accuracy@5", "accuracy@20", "accuracy@100"]
-_PATTERN = re.compile(r"^(?:accuracy|acc|top)@?(\d+)$")
 
 
 def parse_accuracy(name: str) -> int:
-    """The k of ``accuracy@k`` (also ``acc@k``, ``top@k``)."""
-    m = _PATTERN.match(name.strip().lower().replace("-", ""))
-    if not m or int(m.group(1)) < 1:
+    """The k of ``Accuracy@k`` (also ``accuracy@k``, ``acc@k``, ``top@k``, ``top-20 accuracy``), read by the
+    one measure parser; a measure judged by relevance judgements is refused."""
+    measure = parse_measure(name)
+    if measure.judgement != "answers" or measure.k is None:
         raise HarnessError(f"metric {name!r} does not apply to open-domain QA datasets; they are scored with "
                            "accuracy@k (e.g. accuracy@20)")
-    return int(m.group(1))
+    return measure.k
 
 
 def canonical(name: str) -> str:

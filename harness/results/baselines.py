@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,14 +117,9 @@ def _fraction(path: Path, no: int, name: str, text: str, *, upper: float | None 
     return value
 
 
-_ACCURACY = re.compile(r"(?:top-?k\s+)?(?:accuracy|acc|top)\s*@\s*(\d+)")
-
-
 def normalize_metric(text: str) -> str:
-    """A metric name as records spell it: ``nDCG@10`` -> ``ndcg@10``, ``top-k accuracy@20`` -> ``accuracy@20``."""
-    m = _ACCURACY.fullmatch(text.strip().lower())
-    if m:
-        return f"accuracy@{int(m.group(1))}"
+    """A metric name as records spell it: ``nDCG@10`` -> ``ndcg@10``, ``top-k accuracy@20`` -> ``accuracy@20``,
+    ``R(rel=2)@1000`` -> ``recall(rel=2)@1000`` (the one measure parser)."""
     return str(parse_measure(text))
 
 
