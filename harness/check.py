@@ -158,15 +158,15 @@ def check(baselines: Sequence[Expected], output_dir: Path = Path("results"), *,
     overrides = dict(overrides or {})
     log = log or _stderr
     results: dict[int, CheckResult] = {}
-    groups: dict[tuple[str, str], list[int]] = {}
+    groups: dict[tuple[str, str, str], list[int]] = {}
     for i, row in enumerate(baselines):
-        groups.setdefault((row.dataset, row.retriever), []).append(i)
-    for (dataset, retriever), idx in groups.items():
+        groups.setdefault((row.dataset, row.retriever, row.split), []).append(i)
+    for (dataset, retriever, split), idx in groups.items():
         target = overrides.get(dataset, dataset)
         metrics = list(dict.fromkeys(baselines[i].metric for i in idx))
         try:
             (record,) = run([retriever], [target], metrics, output_dir, force=force, settings=settings,
-                            execution=execution, log=log)
+                            execution=execution, log=log, split=split)
         except HarnessError as e:
             for i in idx:
                 results[i] = CheckResult(baselines[i], None, "ERROR", f"could not run: {e}", _shown(dataset, target))

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from harness.data import load as beir_load
-from harness.data.beir import BeirDataset, Doc
+from harness.data.beir import BeirDataset, Doc, default_split
 from harness.data.dataset import Dataset
 from harness.data.registry import DATASETS, SUITES, DatasetSpec, EvalProtocol, expand
 from harness.errors import HarnessError
@@ -130,7 +130,7 @@ class BeirSource(DatasetSource):
         return True
 
     def open_folder(self, folder: Path, dataset_id: str, split: str | None) -> Dataset:
-        beir = BeirDataset(dataset_id, folder, EvalProtocol(split=split or "test"))
+        beir = BeirDataset(dataset_id, folder, EvalProtocol(split=split or default_split(folder)))
         beir.check_layout()
         return beir
 

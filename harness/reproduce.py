@@ -121,9 +121,10 @@ def commands(rows: Sequence[Expected]) -> list[str]:
 
 
 def load(*, systems: Sequence[str] = (), suites: Sequence[str] = (), datasets: Sequence[str] = (),
-         sources: Sequence[str] = (), published_dir: Path | None = None, need_local: bool = True
-         ) -> tuple[list[Expected], list[NotRunnable]]:
-    """The plan of a reproduction matrix: the published rows selected, split into runnable and not."""
+         sources: Sequence[str] = (), published_dir: Path | None = None, need_local: bool = True,
+         split: str | None = None) -> tuple[list[Expected], list[NotRunnable]]:
+    """The plan of a reproduction matrix: the published rows selected (``split``: only that split's), split
+    into runnable and not."""
     from harness.datasets import dataset_ids
 
     published, systems_map = load_published(published_dir)
@@ -132,7 +133,8 @@ def load(*, systems: Sequence[str] = (), suites: Sequence[str] = (), datasets: S
     # TREC-NEWS, Robust04) are kept, so that the matrix says why they cannot run instead of leaving them out
     wanted += sorted({p.dataset for p in published if any(p.dataset.startswith(f"{s}/") for s in suites)}
                      - set(wanted))
-    rows = select(published, systems=systems, datasets=wanted, sources=sources)
+    rows = [p for p in select(published, systems=systems, datasets=wanted, sources=sources)
+            if split is None or p.split == split]
     if not rows:
         known = sorted({p.system for p in published})
         raise HarnessError("no published row matches; systems: " + ", ".join(known))

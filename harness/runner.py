@@ -272,11 +272,12 @@ def check_writable(folder: Path, what: str) -> None:
 def run(retrievers: Sequence[str], datasets: Sequence[str], metrics: Sequence[str] | None = None,
         output_dir: Path = Path("results"), *, suites: Sequence[str] = (), settings: EncodeSettings = REFERENCE,
         execution: Execution = DEFAULT_EXECUTION, force: bool = False, depth: int | None = None,
-        log: Log = _stderr) -> list[ResultRecord]:
+        split: str | None = None, log: Log = _stderr) -> list[ResultRecord]:
     """Evaluate every retriever on every dataset; returns the result records (also written to disk).
 
     ``metrics`` None uses each dataset's defaults (BEIR: ndcg@10 recall@100 recall@1000; ODQA:
-    accuracy@1,5,20,100). ``settings`` apply to every dense retriever (BM25 has none).
+    accuracy@1,5,20,100). ``settings`` apply to every dense retriever (BM25 has none). ``split`` None: each
+    dataset's evaluation split.
     """
     specs = [resolve_retriever(r) for r in retrievers]
     ids = dataset_ids(datasets, suites)
@@ -285,7 +286,7 @@ def run(retrievers: Sequence[str], datasets: Sequence[str], metrics: Sequence[st
     runner = Runner(metrics, output_dir, settings=settings, execution=execution, force=force, depth=depth, log=log)
     check_writable(Path(output_dir), "output folder")
     check_writable(cache_root(), "cache")
-    resolved = resolve_all(ids, output_dir=Path(output_dir))
+    resolved = resolve_all(ids, split=split, output_dir=Path(output_dir))
     for ds in resolved:  # a bad metric or depth fails before any work
         runner.metrics_for(ds)
     for spec in specs:

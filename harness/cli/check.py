@@ -9,6 +9,7 @@ from harness.cli.common import (
     add_execution,
     add_output_dir,
     add_settings,
+    add_split,
     execution_from_args,
     settings_from_args,
 )
@@ -26,6 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="only rows of this retriever; repeatable")
     p.add_argument("--dataset", dest="datasets", action="append", default=None, metavar="ID",
                    help="only rows of this dataset; repeatable")
+    add_split(p, rows=True)
     p.add_argument("--dataset-override", dest="overrides", action="append", default=[], metavar="ID=PATH",
                    help="run PATH (a BEIR folder or another id) in place of dataset ID, checked against ID's rows")
     p.add_argument("--junit", type=Path, default=None, metavar="FILE.xml", help="also write a JUnit XML report")
@@ -58,9 +60,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         rows = [r for r in rows if any(same_retriever(r.retriever, n) for n in args.retrievers)]
     if args.datasets:
         rows = [r for r in rows if r.dataset in args.datasets]
+    if args.split:
+        rows = [r for r in rows if r.split == args.split]
     if not rows:
-        raise HarnessError("no baseline rows to check" + (" after --retriever/--dataset" if args.retrievers
-                                                          or args.datasets else ""))
+        raise HarnessError("no baseline rows to check" + (" after --retriever/--dataset/--split" if args.retrievers
+                                                          or args.datasets or args.split else ""))
     from harness.check import Paired
 
     results = check(rows, args.output_dir, overrides=parse_overrides(args.overrides),

@@ -15,8 +15,22 @@ def add_output_dir(p: argparse.ArgumentParser) -> None:
 
 def add_metrics(p: argparse.ArgumentParser, default: list[str] | None, *, help_extra: str = "") -> None:
     p.add_argument("--metric", dest="metrics", action="append", default=None, metavar="METRIC",
-                   help="ndcg@k, recall@k, map@k, mrr@k, p@k; repeatable"
+                   help="nDCG@k, R@k, P@k, AP[@k], RR[@k], Judged@k, with (rel=N) for R, P, AP, RR, e.g. "
+                        "R(rel=2)@1000; Accuracy@k for open-domain QA; the harness's ndcg@10, recall@100 ... too; "
+                        "repeatable"
                         + (f" (default: {' '.join(default)})" if default else "") + help_extra)
+
+
+def add_split(p: argparse.ArgumentParser, *, rows: bool = False) -> None:
+    """``--split``: which topics and judgements of each dataset (recorded; part of the record's path)."""
+    if rows:
+        p.add_argument("--split", default=None, metavar="NAME",
+                       help="only the baseline rows of this split (each row names its split; default: all)")
+    else:
+        p.add_argument("--split", default=None, metavar="NAME",
+                       help="the topics and judgements to evaluate, e.g. dev (default: each dataset's evaluation "
+                            "split: BEIR test, MS MARCO dev; a folder with one qrels file: that one); part of the "
+                            "record and its path, so splits never overwrite one another")
 
 
 def add_device(p: argparse.ArgumentParser) -> None:

@@ -16,6 +16,7 @@ from harness.cli.common import (
     add_metrics,
     add_output_dir,
     add_settings,
+    add_split,
     execution_from_args,
     settings_from_args,
 )
@@ -32,6 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--suite", dest="suites", action="append", default=[], metavar="NAME",
                    help="every dataset of a suite (beir, odqa); repeatable")
     add_metrics(p, ["ndcg@10"])
+    add_split(p)
     add_output_dir(p)
     p.add_argument("--test", choices=["t", "wilcoxon", "randomization"], default="t",
                    help="the test whose Holm-adjusted p decides the 'sig' column and the plot label (default: t)")
@@ -69,7 +71,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise HarnessError("name a dataset (--dataset beir/scifact or a folder) or a suite (--suite beir)")
     metrics = args.metrics or ["ndcg@10"]
     records = run(args.retrievers, args.datasets, metrics, args.output_dir, suites=args.suites,
-                  settings=settings_from_args(args), execution=execution_from_args(args), force=args.force)
+                  settings=settings_from_args(args), execution=execution_from_args(args), force=args.force,
+                  split=args.split)
     by_dataset: dict[str, dict[str, ResultRecord]] = {}
     for r in records:
         by_dataset.setdefault(r.dataset, {})[r.retriever] = r

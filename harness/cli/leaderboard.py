@@ -18,7 +18,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("leaderboard", help="print the retriever x dataset table of one metric")
     add_output_dir(p)
     p.add_argument("--metric", default="ndcg@10",
-                   help="ndcg@k, recall@k, map@k, mrr@k, p@k, or accuracy@k for open-domain QA (default: ndcg@10)")
+                   help="a measure (nDCG@10, R@100, R(rel=2)@1000, Judged@10 ...; accuracy@k for open-domain QA; "
+                        "default: ndcg@10)")
     p.add_argument("--split", default=None, help="only this split")
     p.add_argument("--dataset", dest="datasets", action="append", default=None, help="only these datasets")
     p.add_argument("--format", choices=["text", "markdown"], default="text",

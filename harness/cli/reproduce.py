@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.cli.common import add_execution, add_output_dir, add_settings, execution_from_args, settings_from_args
+from harness.cli.common import (
+    add_execution,
+    add_output_dir,
+    add_settings,
+    add_split,
+    execution_from_args,
+    settings_from_args,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -24,6 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "contriever-readme; repeatable")
     p.add_argument("--published", type=Path, default=None, metavar="DIR|FILE",
                    help="reference CSVs (default: baselines/published/)")
+    add_split(p, rows=True)
     p.add_argument("--dry-run", action="store_true", help="print the harness run command of every runnable row")
     p.add_argument("--junit", type=Path, default=None, metavar="FILE.xml", help="also write a JUnit XML report")
     p.add_argument("--force", action="store_true", help="recompute runs even when a matching one exists")
@@ -41,7 +49,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from harness.reproduce import commands, load, render_not_runnable
 
     runnable, not_runnable = load(systems=args.systems, suites=args.suites, datasets=args.datasets,
-                                  sources=args.sources, published_dir=args.published,
+                                  sources=args.sources, published_dir=args.published, split=args.split,
                                   need_local=offline() and not args.dry_run)
     if args.dry_run:
         for line in commands(runnable):

@@ -10,6 +10,7 @@ from harness.cli.common import (
     add_metrics,
     add_output_dir,
     add_settings,
+    add_split,
     execution_from_args,
     settings_from_args,
 )
@@ -31,6 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="a named list of datasets: beir, odqa")
     add_metrics(p, None, help_extra=", accuracy@k on open-domain QA (default: ndcg@10 recall@100 recall@1000 "
                                     "on BEIR; accuracy@1 accuracy@5 accuracy@20 accuracy@100 on ODQA)")
+    add_split(p)
     add_output_dir(p)
     p.add_argument("--depth", type=int, default=None,
                    help="hits per query (default: the protocol's, 1000 for BEIR and 100 for ODQA, or the deepest "
@@ -52,7 +54,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise HarnessError("name a dataset (--dataset beir/scifact or a folder) or a suite (--suite beir)")
     records = run(args.retrievers, args.datasets, args.metrics, args.output_dir, suites=args.suites,
                   settings=settings_from_args(args), execution=execution_from_args(args), force=args.force,
-                  depth=args.depth)
+                  depth=args.depth, split=args.split)
     if not records:  # a helper rank under torchrun: rank 0 reports
         return 0
     df, problems = rebuild(args.output_dir)
@@ -64,9 +66,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     # one table per headline metric: the first of each record's metrics; every accuracy@k for open-domain QA
     headlines = list(dict.fromkeys(m for r in records for i, m in enumerate(r.metrics)
                                    if i == 0 or m.startswith("accuracy@")))
+    splits = {r.split for r in records}
     for metric in headlines:
         datasets = sorted({r.dataset for r in records if metric in r.metrics} or {r.dataset for r in records})
-        pivot, averaged, notes = table(shown, metric, datasets=datasets)
+        pivot, averaged, notes = table(shown, metric, datasets=datasets, split=splits.pop() if len(splits) == 1
+                                       else None)
         print(render(pivot, metric, averaged, notes))
     print(f"\nrecords and run files: {args.output_dir}/  leaderboard: {args.output_dir / 'leaderboard.csv'}")
     return 0

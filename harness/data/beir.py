@@ -73,6 +73,19 @@ def read_queries(path: Path) -> dict[str, str]:
     return queries
 
 
+def folder_splits(root: Path) -> list[str]:
+    """The splits a BEIR folder judges (``qrels/<split>.tsv``), test first, then by name."""
+    names = sorted(p.stem for p in (root / "qrels").glob("*.tsv")) if (root / "qrels").is_dir() else []
+    return sorted(names, key=lambda n: (n != "test", n))
+
+
+def default_split(root: Path) -> str:
+    """A folder's evaluation split: ``test`` (BEIR's), else its one judged split; with several and no test,
+    ``test`` all the same, refused by :meth:`BeirDataset.check_layout` with the splits to choose from."""
+    splits = folder_splits(root)
+    return splits[0] if len(splits) == 1 else "test"
+
+
 @dataclass
 class BeirDataset:
     """A BEIR-format folder evaluated under ``protocol``: scored against its qrels with trec_eval's
@@ -105,6 +118,10 @@ class BeirDataset:
 
     def check_layout(self) -> None:
         missing = [p for p in self.files() if not p.is_file()]
+        splits = folder_splits(self.root)
+        if missing == [self.qrels_path] and splits:
+            raise HarnessError(f"{self.root}: no qrels/{self.split}.tsv; this folder has the split(s) "
+                               f"{', '.join(splits)}: pass --split {splits[0]}")
         if missing:
             names = ", ".join(str(p.relative_to(self.root)) for p in missing)
             raise HarnessError(f"{self.root} is not a complete BEIR folder: missing {names} "
