@@ -113,9 +113,11 @@ def resolve_source(name: str) -> TextSource:
     from harness.data.load import is_registered
     from harness.datasets import resolve_dataset
 
-    if is_registered(name):
+    if is_registered(name):  # any source (BEIR, DPR's passages): its documents as the Dataset reads them
+        from harness.data.beir import doc_text
+
         ds = resolve_dataset(name)
-        return TextSource(name, (ds.corpus_path,), _beir_corpus_texts)
+        return TextSource(name, (ds.corpus_path,), lambda _file: (doc_text(d) for d in ds.corpus()))
     path = Path(name).expanduser()
     if path.is_file():
         return _file_source(path)

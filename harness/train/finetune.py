@@ -66,8 +66,9 @@ def finetune(cfg: FinetuneConfig) -> TrainResult:
     torch.manual_seed(cfg.seed)
     ds = resolve_dataset(cfg.dataset, split=cfg.split)
     if not isinstance(ds, BeirDataset):
-        raise HarnessError(f"{cfg.dataset}: few-shot fine-tuning reads labelled pairs from qrels "
-                           f"(a BEIR-format dataset); {ds.id} is judged otherwise")
+        raise HarnessError(f"{cfg.dataset}: few-shot fine-tuning reads labelled (query, document) pairs from "
+                           f"qrels; {ds.id} is open-domain QA, judged by answers: use a dataset with "
+                           "qrels/<split>.tsv (a BEIR-format folder or id)")
     pairs = labelled_pairs(ds, cfg.shots, cfg.seed)
     queries = read_queries(ds.queries_path)
     hard = _mine_hard_negatives(ds, queries, pairs, cfg.hard_negatives, cfg.hard_negative_depth) \

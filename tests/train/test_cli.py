@@ -163,3 +163,16 @@ def test_prepare_builds_the_token_cache_once_and_stops(tiny_bert, tiny_corpus, t
     assert not out.exists()
     built = set((cache_root() / "train-tokens").glob("*")) - before
     assert len(built) <= 1  # one cache folder (or none: an earlier test tokenised this corpus already)
+
+
+def test_finetune_on_open_domain_qa_is_one_line(tiny_bert, tmp_path, capsys):
+    """Few-shot fine-tuning reads labelled pairs from qrels; an open-domain QA dataset (questions judged by
+    answers) is refused in one line that says what to use (it used to end in an AttributeError)."""
+    from tests.odqa.conftest import write_odqa
+
+    odqa = write_odqa(tmp_path / "odqa")
+    assert main(["finetune", "--init", str(tiny_bert), "--dataset", str(odqa), "--output", str(tmp_path / "ft"),
+                 "--steps", "2", "--device", "cpu", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "judged by answers" in err and "qrels" in err, err
+    assert not (tmp_path / "ft").exists() or not any((tmp_path / "ft").iterdir())

@@ -133,3 +133,22 @@ def test_stream_windows_move_to_a_random_offset_every_epoch(tiny_bert, tiny_corp
         assert len(seen) == size  # each window of the epoch exactly once
         offsets.append(data._offset(epoch))
     assert len(set(offsets)) > 1  # the cut moves between epochs
+
+
+def test_a_registered_open_domain_qa_id_is_a_training_corpus(tmp_path, monkeypatch):
+    """`harness train --corpus odqa/nq` reads DPR's passages through the dataset (title + " " + text per
+    passage); it used to read the TSV as BEIR JSON and ask the user to repair a file that is fine."""
+    from harness.data.registry import DATASETS
+    from harness.train.data import resolve_source
+    from tests.odqa.conftest import PASSAGES, write_odqa
+
+    spec = DATASETS.get("odqa/nq")
+    write_odqa(tmp_path / "odqa-files")
+    (tmp_path / spec.passages).parent.mkdir(parents=True)
+    (tmp_path / spec.questions).parent.mkdir(parents=True)
+    (tmp_path / "odqa-files" / "passages.tsv").rename(tmp_path / spec.passages)
+    (tmp_path / "odqa-files" / "questions.qa.csv").rename(tmp_path / spec.questions)
+    monkeypatch.setenv("HARNESS_DATA", str(tmp_path))
+    source = resolve_source("odqa/nq")
+    assert list(source.texts()) == [f"{title} {text}" for _, text, title in PASSAGES]
+    assert len(source.checksum()) == 64
