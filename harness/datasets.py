@@ -54,6 +54,10 @@ class DatasetSource:
         """Download a registered dataset when it is missing; returns its folder."""
         raise NotImplementedError
 
+    def needs_fetch(self, spec: DatasetSpec) -> bool:
+        """Whether :func:`resolve_all` must fetch the dataset before opening it (offline: refuse it)."""
+        return self.find_local(spec) is None
+
     def missing_message(self, spec: DatasetSpec, reason: str) -> str:
         raise NotImplementedError
 
@@ -135,6 +139,52 @@ class BeirSource(DatasetSource):
         return beir
 
 
+class IrdsSource(DatasetSource):
+    """Any ir_datasets id (``irds:<id>``) and the registered ids read through ir_datasets (MS MARCO, TREC DL,
+    LoTTE): ir_datasets downloads and caches the files; ``harness.data.irds`` writes them once in BEIR's
+    layout under the harness's cache."""
+
+    name = "irds"
+
+    def find_local(self, spec: DatasetSpec) -> Path | None:
+        from harness.data import irds
+
+        assert spec.irds_id is not None
+        return Path(spec.irds_id) if irds.exported(spec.irds_id) else None
+
+    def fetch(self, spec: DatasetSpec) -> Path:
+        from harness.data import irds
+
+        assert spec.irds_id is not None
+        irds.open_dataset(spec.id, spec.irds_id, None, protocol=spec.protocol, metrics=spec.metrics)
+        return Path(spec.irds_id)
+
+    def needs_fetch(self, spec: DatasetSpec) -> bool:
+        return False  # ir_datasets reads its own cache on open, and says what it could not download
+
+    def missing_message(self, spec: DatasetSpec, reason: str) -> str:
+        from harness.data import irds
+
+        return (f"{spec.id} is read through ir_datasets and is not exported here yet ({reason}); where there is "
+                f"internet `harness fetch {spec.id}` downloads it (ir_datasets keeps its files in {irds.home()}, "
+                "or IR_DATASETS_HOME)")
+
+    def open(self, spec: DatasetSpec, split: str | None, allow_fetch: bool) -> Dataset:
+        from harness.data import irds
+
+        assert spec.irds_id is not None
+        if split is not None and split != spec.protocol.split:
+            raise HarnessError(f"{spec.id} is the {spec.protocol.split} split of its collection; for another, name "
+                               f"the ir_datasets id: --dataset irds:<id> (https://ir-datasets.com)")
+        return irds.open_dataset(spec.id, spec.irds_id, None, protocol=spec.protocol, metrics=spec.metrics)
+
+    def open_name(self, name: str, split: str | None) -> Dataset:
+        """``irds:<id>``: any ir_datasets id with documents, queries and qrels."""
+        from harness.data import irds
+
+        return irds.open_dataset(name, name.removeprefix(irds.PREFIX), split)
+
+
 #: dataset sources by name; a folder given by path is read by the first (in registration order) that claims it
 SOURCES: Registry[DatasetSource] = Registry("dataset source")
 
@@ -146,7 +196,7 @@ def register_source(source: DatasetSource) -> DatasetSource:
     return source
 
 
-for _source in (BeirSource(), OdqaSource()):
+for _source in (BeirSource(), OdqaSource(), IrdsSource()):
     register_source(_source)
 
 
@@ -173,7 +223,7 @@ def resolve_all(ids: Sequence[str], *, split: str | None = None, allow_fetch: bo
     """Resolve every id before any work. Registered datasets that are missing are fetched; when some
     cannot be (offline, server unreachable), one error lists them all with the command that fetches them."""
     missing = [i for i in ids if i in DATASETS and not DATASETS.get(i).is_collection
-               and find_local(DATASETS.get(i)) is None]
+               and source_of(DATASETS.get(i)).needs_fetch(DATASETS.get(i))]
     failed: list[tuple[str, str]] = []  # (id, the whole message)
     if missing and (offline() or not allow_fetch):
         reason = "offline: HARNESS_OFFLINE=1" if offline() else "not fetched"
@@ -198,9 +248,14 @@ def resolve_all(ids: Sequence[str], *, split: str | None = None, allow_fetch: bo
 
 def resolve_dataset(name: str, *, split: str | None = None, allow_fetch: bool = True,
                     output_dir: Path | None = None) -> Dataset:
-    """A registered id (``beir/scifact``, ``odqa/nq``), a BEIR-format folder, or an ODQA folder
+    """A registered id (``beir/scifact``, ``odqa/nq``, ``msmarco-passage/dev/small``), ``irds:<ir_datasets id>``,
+    a BEIR-format folder, or an ODQA folder
     (``passages.tsv`` + a question file, see ``harness.odqa.dataset``). A folder's id is
     ``local/<folder name>`` (:func:`local_dataset_id`; unique within ``output_dir``)."""
+    if name.startswith("irds:"):
+        source = SOURCES.get("irds")
+        assert isinstance(source, IrdsSource)
+        return source.open_name(name, split)
     if name in DATASETS:
         spec = DATASETS.get(name)
         if spec.is_collection:

@@ -133,13 +133,15 @@ def test_every_qrels_measure_equals_pytrec_eval_at_relevance_levels(seed, rel):
     the same at every level, which this checks too."""
     qrels, run = _random_case(seed)
     cuts = ",".join(map(str, LEVEL_CUTS))
-    trec = {f"ndcg_cut.{cuts}", f"recall.{cuts}", f"P.{cuts}", f"map_cut.{cuts}", "map", "recip_rank"}
+    trec = {f"ndcg_cut.{cuts}", f"recall.{cuts}", f"P.{cuts}", f"map_cut.{cuts}", "map", "recip_rank",
+            "success.1,5,10"}
     expected = pytrec_eval.RelevanceEvaluator(qrels, trec, relevance_level=rel).evaluate(run)
     level = f"(rel={rel})" if rel != 1 else ""
     names = {f"nDCG@{k}": f"ndcg_cut_{k}" for k in LEVEL_CUTS}
     for k in LEVEL_CUTS:
         names |= {f"R{level}@{k}": f"recall_{k}", f"P{level}@{k}": f"P_{k}", f"AP{level}@{k}": f"map_cut_{k}"}
     names |= {f"AP{level}": "map", f"RR{level}": "recip_rank"}
+    names |= {f"Success{level}@{k}": f"success_{k}" for k in (1, 5, 10)}
     ours = evaluate(qrels, run, list(names))
     for qid, values in expected.items():
         for name, trec_name in names.items():
@@ -170,7 +172,8 @@ def test_judged_at_k_hand_computed():
     ("recall@100", "recall@100", "R@100"), ("R(rel=2)@1000", "recall(rel=2)@1000", "R(rel=2)@1000"),
     ("recall(rel=2)@1000", "recall(rel=2)@1000", "R(rel=2)@1000"), ("AP(rel=2)", "map(rel=2)", "AP(rel=2)"),
     ("AP", "map", "AP"), ("map@100", "map@100", "AP@100"), ("RR@10", "mrr@10", "RR@10"), ("mrr", "mrr", "RR"),
-    ("P@10", "p@10", "P@10"), ("P(rel=1)@10", "p@10", "P@10"), ("Judged@10", "judged@10", "Judged@10"),
+    ("P@10", "p@10", "P@10"), ("P(rel=1)@10", "p@10", "P@10"), ("Success@5", "success@5", "Success@5"),
+    ("Judged@10", "judged@10", "Judged@10"),
     ("Accuracy@20", "accuracy@20", "Accuracy@20"), ("top-20 accuracy", "accuracy@20", "Accuracy@20"),
     ("top-k accuracy@20", "accuracy@20", "Accuracy@20"), ("acc@5", "accuracy@5", "Accuracy@5"),
     ("top100", "accuracy@100", "Accuracy@100"), (" R ( rel = 2 ) @ 10 ", "recall(rel=2)@10", "R(rel=2)@10")])

@@ -42,7 +42,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         ds_rows = [(n, s.protocol.split, "yes" if s.protocol.drop_self_hits else "no", present(s), s.description)
                    for n, s in DATASETS.items()]
         print(tabulate(ds_rows, headers=["id", "split", "drop self-hits", "local", "description"]))
-        print("\nAlso: any BEIR-format folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) as --dataset PATH.")
+        print("\nAlso: any BEIR-format folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) as --dataset PATH, "
+              "and any ir_datasets id with documents, queries and qrels as --dataset irds:<id> (--split S reads "
+              "<id>/S).")
     else:
         from harness.data.registry import SUITES
 

@@ -59,6 +59,8 @@ class DatasetSpec:
     passages: str | None = None  # odqa: passage file, relative to a data root
     questions: str | None = None  # odqa: question file, relative to a data root
     downloads: tuple[RemoteFile, ...] = ()  # odqa: files fetched when missing
+    irds_id: str | None = None  # irds: the ir_datasets id it reads
+    metrics: tuple[str, ...] = ()  # its official measures, relevance levels included (empty: its source's defaults)
 
     @property
     def path(self) -> str:
@@ -148,6 +150,29 @@ DATASETS.register("odqa/entityqs", DatasetSpec(
     subsets=tuple(f"odqa/entityqs/{r}" for r in ENTITYQS_RELATIONS),
     description="EntityQuestions (Sciavolino et al. 2021): mean over its 24 test relations"))
 ODQA_SUITE.append("odqa/entityqs")
+
+# What dense-retrieval papers report beyond BEIR, read through ir_datasets (harness.data.irds), each with the
+# measures and relevance levels of its official evaluation: MS MARCO passage dev (small, 6,980 queries) as
+# MS MARCO's RR@10 and trec_eval's recall.1000; TREC DL 2019/2020 passage (the judged queries) as Pyserini's
+# 2CR evaluates them: map -l 2, ndcg_cut.10, recall.1000 -l 2 (pyserini/2cr/msmarco-v1-passage.yaml); LoTTE
+# (Santhanam et al. 2022) as Success@5, its search and forum queries of each test domain.
+_IRDS = [
+    ("msmarco-passage/dev/small", "dev", ("mrr@10", "recall@1000"),
+     "MS MARCO passage dev small (6,980 queries, 8.8M passages)"),
+    ("msmarco-passage/trec-dl-2019/judged", "test", ("map(rel=2)", "ndcg@10", "recall(rel=2)@1000"),
+     "TREC DL 2019 passage, the 43 judged queries (graded 0-3; binary measures at relevance 2)"),
+    ("msmarco-passage/trec-dl-2020/judged", "test", ("map(rel=2)", "ndcg@10", "recall(rel=2)@1000"),
+     "TREC DL 2020 passage, the 54 judged queries (graded 0-3; binary measures at relevance 2)"),
+]
+for _domain in ("lifestyle", "recreation", "science", "technology", "writing", "pooled"):
+    for _kind in ("search", "forum"):
+        _IRDS.append((f"lotte/{_domain}/test/{_kind}", "test", ("success@5", "recall@100"),
+                      f"LoTTE {_domain} test, {_kind} queries (Success@5)"))
+IRDS_IDS: list[str] = []
+for _id, _split, _metrics, _desc in _IRDS:
+    DATASETS.register(_id, DatasetSpec(id=_id, kind="irds", irds_id=_id, protocol=EvalProtocol(
+        split=_split, drop_self_hits=False), metrics=_metrics, description=_desc + " [ir_datasets]"))
+    IRDS_IDS.append(_id)
 
 SUITES: dict[str, list[str]] = {"beir": BEIR_SUITE, "odqa": ODQA_SUITE}
 

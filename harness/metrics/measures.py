@@ -1,7 +1,7 @@
 """The measure language: one parser and typed measures with parameters, compatible with ir_measures' names.
 
 Written as ir_measures writes them (``nDCG@10``, ``R@100``, ``R(rel=2)@1000``, ``AP(rel=2)``, ``RR@10``,
-``P@10``, ``Judged@10``, ``Accuracy@20``) or as the harness always has (``ndcg@10``, ``recall@100``,
+``P@10``, ``Success@5``, ``Judged@10``, ``Accuracy@20``) or as the harness always has (``ndcg@10``, ``recall@100``,
 ``map@100``, ``mrr@10``, ``p@10``, ``accuracy@20``, ``top-20 accuracy``); case does not matter. Records,
 tables and baselines spell a measure one way, :meth:`Measure.__str__` (``ndcg@10``, ``recall(rel=2)@1000``),
 so a name written either way finds the same numbers.
@@ -19,6 +19,7 @@ exposes it; ``rel`` is trec_eval's ``-l`` relevance level, 1 unless given):
   grade >= rel, over all documents with grade >= rel.
 - RR, RR@k (``recip_rank``; with k, on the ranking cut at k): 1 / the rank of the first document with
   grade >= rel, else 0.
+- Success@k (``success.k``): 1 when a document with grade >= rel is in the top k, else 0.
 - Judged@k (ir_measures' Judged): documents in the top k that have a judgement (any grade, 0 included) /
   k; "P@k with a relevance level below every judgement".
 - Accuracy@k (open-domain QA, DPR's top-k accuracy): 1 when a passage in the top k holds an answer, else 0;
@@ -91,6 +92,11 @@ def reciprocal_rank(rels: Rels, ranking: Ranking, k: int | None, rel: int = 1) -
     return 0.0
 
 
+def success(rels: Rels, ranking: Ranking, k: int | None, rel: int = 1) -> float:
+    cut = ranking if k is None else ranking[:k]
+    return 1.0 if any(rels.get(d, 0) >= rel for d in cut) else 0.0
+
+
 def judged(rels: Rels, ranking: Ranking, k: int | None, rel: int = 1) -> float:
     cut = ranking if k is None else ranking[:k]
     return sum(1 for d in cut if d in rels) / k if k else 0.0
@@ -120,6 +126,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("p", "P", "P", precision, True, True, "qrels", ("p", "precision")),
     Family("map", "AP", "map_cut", average_precision, False, True, "qrels", ("map", "ap")),
     Family("mrr", "RR", "recip_rank", reciprocal_rank, False, True, "qrels", ("mrr", "rr", "recip_rank")),
+    Family("success", "Success", "success", success, True, True, "qrels", ("success",)),
     Family("judged", "Judged", None, judged, True, False, "qrels", ("judged",)),
     Family("accuracy", "Accuracy", None, None, True, False, "answers",
            ("accuracy", "acc", "top", "top-k accuracy", "topk accuracy", "top-k acc")),
