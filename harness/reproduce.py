@@ -106,16 +106,18 @@ def commands(rows: Sequence[Expected]) -> list[str]:
     from harness.data.registry import DATASETS
     from harness.datasets import find_local
 
-    groups: dict[tuple[str, str], list[str]] = {}
+    groups: dict[tuple[str, str, str], list[str]] = {}
     for r in rows:
-        groups.setdefault((r.retriever, r.dataset), [])
-        if r.metric not in groups[(r.retriever, r.dataset)]:
-            groups[(r.retriever, r.dataset)].append(r.metric)
+        metrics = groups.setdefault((r.retriever, r.dataset, r.split), [])
+        if r.metric not in metrics:
+            metrics.append(r.metric)
     out = []
-    for (retriever, dataset), metrics in groups.items():
+    for (retriever, dataset, split), metrics in groups.items():
+        spec = DATASETS.get(dataset) if dataset in DATASETS else None
         line = (f"harness run --retriever {shlex.quote(retriever)} --dataset {shlex.quote(dataset)} "
-                + " ".join(f"--metric {m}" for m in metrics))
-        missing = dataset in DATASETS and find_local(DATASETS.get(dataset)) is None
+                + ("" if spec is not None and spec.protocol.split == split else f"--split {shlex.quote(split)} ")
+                + " ".join(f"--metric {shlex.quote(m)}" for m in metrics))
+        missing = spec is not None and find_local(spec) is None
         out.append(line + ("    # not downloaded here" if missing else ""))
     return out
 

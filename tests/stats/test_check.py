@@ -52,7 +52,9 @@ def test_check_runs_each_retriever_once_with_its_metrics(fake_run):
     results = check(rows, log=lambda m: None)
     assert [r.status for r in results] == ["OK", "OK", "FAIL", "ERROR", "ERROR"]
     assert fake_run[0] == (["bm25"], ["beir/scifact"], ["ndcg@10", "recall@100"])
-    assert len(fake_run) == 3
+    # once per (retriever, dataset, split): the dev row is run on dev (this fake answers with test, which the
+    # check refuses rather than judge a test number against a dev baseline)
+    assert len(fake_run) == 4 and fake_run[3] == (["dense"], ["beir/scifact"], ["recall@100"])
     assert results[2].delta == pytest.approx(0.60 - 0.6451)
     assert "split 'test'" in results[4].message
     text = render(results)
