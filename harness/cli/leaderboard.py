@@ -21,6 +21,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="a measure (nDCG@10, R@100, R(rel=2)@1000, Judged@10 ...; accuracy@k for open-domain QA; "
                         "default: ndcg@10)")
     p.add_argument("--split", default=None, help="only this split")
+    p.add_argument("--judged", type=int, nargs="?", const=10, default=None, metavar="K",
+                   help="beside each dataset's column, the share of the top K (default 10) that is judged "
+                        "(Judged@K), so a score computed on many unjudged documents shows as such")
     p.add_argument("--dataset", dest="datasets", action="append", default=None, help="only these datasets")
     p.add_argument("--format", choices=["text", "markdown"], default="text",
                    help="text (aligned columns) or markdown (a GitHub table); default: text")
@@ -41,13 +44,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from harness.results.baselines import normalize_metric
-    from harness.results.leaderboard import rebuild, render, table
+    from harness.results.leaderboard import rebuild, render, table, with_judged
 
     metric = normalize_metric(args.metric)
     df, problems = rebuild(args.output_dir)
     for problem in problems:
         print(f"harness: warning: skipped {problem}", file=sys.stderr)
     pivot, averaged, notes = table(df, metric, split=args.split, datasets=args.datasets)
+    if args.judged is not None:
+        if args.judged < 1:
+            from harness.errors import HarnessError
+
+            raise HarnessError(f"--judged {args.judged}: the cut-off must be at least 1")
+        pivot, more = with_judged(df, pivot, args.judged, split=args.split)
+        notes = notes + more
     marks, base = None, None
     if args.baseline and not pivot.empty:
         from harness.results.leaderboard import significance_marks

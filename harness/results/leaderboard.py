@@ -130,6 +130,33 @@ def table(df: pd.DataFrame, metric: str, *, split: str | None = None,
     return pivot, cols, notes
 
 
+def with_judged(df: pd.DataFrame, pivot: pd.DataFrame, k: int, *,
+                split: str | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """``pivot`` with a ``<dataset> judged@k`` column after each dataset's column: the share of each
+    retriever's top k that has a relevance judgement, so that a score computed on many unjudged documents is
+    visible as such. A record without judged@k is shown empty and named in a note (`harness run --metric
+    Judged@k` adds it from the run file, re-encoding nothing)."""
+    name = f"judged@{k}"
+    notes: list[str] = []
+    if pivot.empty:
+        return pivot, notes
+    datasets = [c for c in pivot.columns if not str(c).startswith("avg (")]
+    judged, _, _ = table(df, name, split=split, datasets=datasets) if name in df.columns else (pd.DataFrame(), [], [])
+    out = pd.DataFrame(index=pivot.index)
+    missing: dict[str, list[str]] = {}
+    for c in pivot.columns:
+        out[c] = pivot[c]
+        if c in datasets:
+            values = judged[c] if c in judged.columns else pd.Series(dtype=float)
+            out[f"{c} {name}"] = [values.get(r, float("nan")) for r in pivot.index]
+            for r in pivot.index:
+                if not pd.isna(pivot.at[r, c]) and pd.isna(out.at[r, f"{c} {name}"]):
+                    missing.setdefault(str(r), []).append(str(c))
+    for r, ds in missing.items():
+        notes.append(f"{r}: no {name} on {', '.join(ds)} (harness run --metric Judged@{k} adds it from the run file)")
+    return out, notes
+
+
 def render(pivot: pd.DataFrame, metric: str, averaged: list[str], notes: list[str], fmt: str = "text", *,
            marks: dict[tuple[str, str], str] | None = None, baseline: str | None = None) -> str:
     """The table as text. ``marks`` (retriever, dataset) -> symbol is appended to cells (see

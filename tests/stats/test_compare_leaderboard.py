@@ -103,3 +103,23 @@ def test_difference_chart_many_panels(tmp_path):
     assert path.read_bytes().startswith(PNG)
     with pytest.raises(Exception, match=".png"):
         difference_chart(comps, tmp_path / "d.txt")
+
+
+def test_leaderboard_shows_judged_at_k_beside_each_dataset(tmp_path, capsys):
+    """--judged puts Judged@10 after each dataset's column; a record without it is named in a note."""
+    from .conftest import write_records
+
+    base, sparse = scores(1), scores(2)
+    recs = [fake_record("dense", "beir/scifact", {"ndcg@10": base, "judged@10": {q: 0.9 for q in base}}),
+            fake_record("dense", "beir/nfcorpus", {"ndcg@10": base, "judged@10": {q: 0.3 for q in base}}),
+            fake_record("bm25", "beir/scifact", {"ndcg@10": sparse})]
+    folder = write_records(tmp_path / "results", recs)
+    assert main(["leaderboard", "--output-dir", str(folder), "--judged"]) == 0
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if "beir/scifact" in line)
+    assert header.split() == ["retriever", "beir/nfcorpus", "beir/nfcorpus", "judged@10", "beir/scifact",
+                              "beir/scifact", "judged@10", "avg", "(2)"]
+    dense = next(line for line in out.splitlines() if line.startswith("dense"))
+    assert dense.split()[2] == "0.3000" and dense.split()[4] == "0.9000"
+    assert "bm25: no judged@10 on beir/scifact (harness run --metric Judged@10 adds it" in out
+    assert main(["leaderboard", "--output-dir", str(folder), "--judged", "0"]) == 2
