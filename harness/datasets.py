@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import ClassVar
 
 from harness.data import load as beir_load
-from harness.data.beir import BeirDataset, Doc, default_split
+from harness.data.beir import BeirDataset, default_split
+from harness.data.corpus import Doc
 from harness.data.dataset import Dataset
 from harness.data.registry import DATASETS, SUITES, DatasetSpec, EvalProtocol, expand
 from harness.errors import HarnessError

@@ -62,8 +62,8 @@ def dataset_fingerprint(ds: Dataset) -> dict:
 def corpus_stats(ds: Dataset) -> dict:
     """Validate the whole corpus with the harness reader: counts for the record. Remembered under the
     corpus checksum and the digest of the judged document ids (the missing-judged count depends on both)."""
-    digest = cached_sha256(ds.corpus_path)
-    judged = ds.judged_documents()
+    digest = ds.corpus_digest
+    judged = ds.judgements().judged_documents()
     judged_digest = hashlib.sha256(json.dumps(sorted(judged)).encode()).hexdigest()[:16]
     memo = cache_root() / "corpus-stats" / f"{digest[:32]}-{judged_digest}.json"
     try:
@@ -115,7 +115,7 @@ class Runner:
 
     def metrics_for(self, ds: Dataset) -> tuple[list[str], int]:
         """The metric names used on ``ds`` (requested, or its defaults), canonical, and the deepest cut-off."""
-        parsed = [ds.metric(m) for m in (self.requested or ds.default_metrics)]
+        parsed = [ds.judgements().measure(m) for m in (self.requested or ds.default_metrics)]
         names = list(dict.fromkeys(name for name, _ in parsed))
         deepest = max(k for _, k in parsed)
         if self.depth is not None and self.depth < deepest:
@@ -211,7 +211,7 @@ class Runner:
 
     def _evaluate_and_write(self, ds: Dataset, run: Run, rec_path: Path, record: ResultRecord,
                             names: list[str]) -> ResultRecord:
-        per_query, extra = ds.evaluate(run, names)
+        per_query, extra = ds.judgements().evaluate(run, names)
         record.per_query = per_query
         record.metrics = {m: mean(v) for m, v in per_query.items()}
         record.first_hit_rank = extra.get("first_hit_rank")

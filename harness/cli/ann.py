@@ -60,11 +60,11 @@ def cmd_ann(args: argparse.Namespace) -> int:
               "exact_search_s": round(t1 - t0, 3), "index_search_s": round(t2 - t1, 3),
               f"recall@{args.k}_vs_exact": recall_vs_exact(approx, exact, args.k)}
     # the dataset's own metrics that fit within k, for exact search and for the index (rank order kept)
-    metrics = [m for m in dataset.default_metrics if dataset.metric(m)[1] <= args.k]
+    metrics = [m for m in dataset.default_metrics if dataset.judgements().measure(m)[1] <= args.k]
     if metrics:
         for name, docs in (("exact", exact), (args.index, approx)):
             run = {q: {d: float(-r) for r, d in enumerate(row)} for q, row in zip(qids, docs, strict=True)}
-            per_query, _ = dataset.evaluate(run, metrics)
+            per_query, _ = dataset.judgements().evaluate(run, metrics)
             report[f"{name}_metrics"] = {m: sum(v.values()) / len(v) for m, v in per_query.items()}
     print(json.dumps(report, indent=2))
     return 0

@@ -6,28 +6,19 @@ retriever sees is ``doc_text(doc)`` = title + " " + text (just the text when the
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
 
+from harness.data.corpus import Corpus, Doc, doc_text
 from harness.data.jsonl import iter_jsonl
+from harness.data.judgements import GradedJudgements
 from harness.data.registry import EvalProtocol
 from harness.errors import DataError, HarnessError
 from harness.lines import check_id
-from harness.metrics import evaluate, parse_measure
-from harness.trec import Qrels, Run, read_qrels
+from harness.trec import Qrels
 
-
-class Doc(NamedTuple):
-    doc_id: str
-    title: str
-    text: str
-
-
-def doc_text(doc: Doc) -> str:
-    """The protocol's document text: title + " " + text."""
-    return f"{doc.title} {doc.text}".strip() if doc.title else doc.text.strip()
+__all__ = ["BeirDataset", "Doc", "default_split", "doc_text", "folder_splits", "iter_corpus", "read_queries"]
 
 
 def _field_id(path: Path, lineno: int, obj: dict, what: str) -> str:
@@ -88,14 +79,15 @@ def default_split(root: Path) -> str:
 
 @dataclass
 class BeirDataset:
-    """A BEIR-format folder evaluated under ``protocol``: scored against its qrels with trec_eval's
-    measures (``harness.metrics``)."""
+    """A BEIR-format folder under ``protocol``: a corpus (``corpus.jsonl``), the split's topics
+    (``queries.jsonl``, the queries its qrels judge) and its graded judgements (``qrels/<split>.tsv``)."""
 
     id: str
     root: Path
     protocol: EvalProtocol
     default_metrics: tuple[str, ...] = ("ndcg@10", "recall@100", "recall@1000")
-    _qrels: Qrels | None = field(default=None, init=False, repr=False, compare=False)
+    _corpus: Corpus | None = field(default=None, init=False, repr=False, compare=False)
+    _judgements: GradedJudgements | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def corpus_path(self) -> Path:
@@ -127,31 +119,26 @@ class BeirDataset:
             raise HarnessError(f"{self.root} is not a complete BEIR folder: missing {names} "
                                "(expected corpus.jsonl, queries.jsonl and qrels/<split>.tsv)")
 
+    @property
+    def documents(self) -> Corpus:
+        if self._corpus is None or self._corpus.path != self.corpus_path:
+            self._corpus = Corpus(self.corpus_path, iter_corpus)
+        return self._corpus
+
+    @property
+    def corpus_digest(self) -> str:
+        return self.documents.digest
+
     def corpus(self) -> Iterator[Doc]:
-        return iter_corpus(self.corpus_path)
+        return self.documents.docs()
+
+    def judgements(self) -> GradedJudgements:
+        if self._judgements is None or self._judgements.path != self.qrels_path:
+            self._judgements = GradedJudgements(self.qrels_path, self.id)
+        return self._judgements
 
     def qrels(self) -> Qrels:
-        if self._qrels is None:
-            qrels = read_qrels(self.qrels_path)
-            if not qrels:
-                raise DataError(self.qrels_path, "no relevance judgements", fix="the qrels file is empty")
-            self._qrels = qrels
-        return self._qrels
-
-    def metric(self, name: str) -> tuple[str, int]:
-        """The canonical name of a metric on this dataset (``nDCG@10`` -> ``ndcg@10``) and its cut-off."""
-        measure = parse_measure(name)
-        if measure.judgement != "qrels":
-            raise HarnessError(f"metric {name!r} is judged by answers (open-domain QA); {self.id} has relevance "
-                               f"judgements: use e.g. R@{measure.k} or nDCG@10")
-        return str(measure), measure.k or 0
-
-    def judged_documents(self) -> set[str]:
-        return {d for rels in self.qrels().values() for d in rels}
-
-    def evaluate(self, run: Run, metrics: Sequence[str]) -> tuple[dict[str, dict[str, float]], dict]:
-        """Per-query values of ``metrics`` (trec_eval semantics, ranking by score then id) and no extras."""
-        return evaluate(self.qrels(), run, metrics), {}
+        return self.judgements().qrels()
 
     def queries(self) -> dict[str, str]:
         """The queries judged in this split's qrels (as BEIR's loader keeps them)."""

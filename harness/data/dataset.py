@@ -4,20 +4,20 @@ No torch and no reader here, so every floor can name the type."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-from harness.data.beir import Doc
+from harness.data.corpus import Doc
+from harness.data.judgements import Evaluation, Judgements
 from harness.data.registry import EvalProtocol
-from harness.trec import Run
 
-#: per-query values of each metric, and what else the evaluation reports (ODQA: each question's first hit)
-Evaluation = tuple[dict[str, dict[str, float]], dict[str, Any]]
+__all__ = ["Dataset", "Doc", "Evaluation", "Judgements"]
 
 
 class Dataset(Protocol):
-    """A corpus, the queries of one split and how they are judged, under an evaluation protocol."""
+    """A Corpus, the Topics of one split and its Judgements, under an evaluation protocol (as ir_datasets
+    models a collection)."""
 
     @property
     def id(self) -> str: ...
@@ -41,12 +41,18 @@ class Dataset(Protocol):
 
     def check_layout(self) -> None: ...
 
+    @property
+    def corpus_digest(self) -> str:
+        """The corpus's content digest, computed once and carried."""
+        ...
+
     def corpus(self) -> Iterator[Doc]: ...
 
-    def queries(self) -> dict[str, str]: ...
+    def queries(self) -> dict[str, str]:
+        """The split's topics: the queries its judgements judge."""
+        ...
 
-    def metric(self, name: str) -> tuple[str, int]: ...
-
-    def judged_documents(self) -> set[str]: ...
-
-    def evaluate(self, run: Run, metrics: Sequence[str]) -> Evaluation: ...
+    def judgements(self) -> Judgements:
+        """The split's judgements (graded qrels, or answers for open-domain QA): they read measure names and
+        score runs, so the evaluator follows the judgement type, not the dataset's class."""
+        ...

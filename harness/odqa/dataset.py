@@ -11,22 +11,21 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.data.beir import Doc
+from harness.data.corpus import Corpus, Doc
 from harness.data.registry import DatasetSpec, OdqaProtocol, RemoteFile
 from harness.errors import DataError, HarnessError, OfflineError
 from harness.io import shareable
-from harness.odqa.evaluate import DEFAULT_METRICS, canonical, evaluate_dataset, parse_accuracy
+from harness.odqa.evaluate import DEFAULT_METRICS, AnswerJudgements
 from harness.odqa.formats import Question, find_questions_file, iter_passages, read_questions
 from harness.paths import cache_root, data_roots, download_root
 
 if TYPE_CHECKING:
-    from harness.data.dataset import Evaluation
-    from harness.trec import Run
+    pass
 
 PASSAGE_NAMES = ("passages.tsv", "passages.tsv.gz", "psgs_w100.tsv", "psgs_w100.tsv.gz")
 
@@ -38,6 +37,7 @@ class OdqaDataset:
     questions_path: Path
     protocol: OdqaProtocol
     default_metrics: tuple[str, ...] = tuple(DEFAULT_METRICS)
+    _corpus: Corpus | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def root(self) -> Path:
@@ -60,8 +60,18 @@ class OdqaDataset:
             raise HarnessError(f"{self.id}: missing {', '.join(missing)} (an ODQA dataset needs a passage TSV "
                                "and a question file)")
 
+    @property
+    def documents(self) -> Corpus:
+        if self._corpus is None or self._corpus.path != self.passages_path:
+            self._corpus = Corpus(self.passages_path, iter_passages)
+        return self._corpus
+
+    @property
+    def corpus_digest(self) -> str:
+        return self.documents.digest
+
     def corpus(self) -> Iterator[Doc]:
-        return iter_passages(self.passages_path)
+        return self.documents.docs()
 
     def questions(self) -> list[Question]:
         return read_questions(self.questions_path)
@@ -72,17 +82,9 @@ class OdqaDataset:
     def answers(self) -> dict[str, tuple[str, ...]]:
         return {q.qid: q.answers for q in self.questions()}
 
-    def metric(self, name: str) -> tuple[str, int]:
-        """``accuracy@k`` (also ``acc@k``, ``top@k``) and its cut-off k."""
-        return canonical(name), parse_accuracy(name)
-
-    def judged_documents(self) -> set[str]:
-        return set()  # answers are matched against passage text, no passage is judged by id
-
-    def evaluate(self, run: Run, metrics: Sequence[str]) -> Evaluation:
-        """Per-question accuracy@k in the run's rank order, and ``first_hit_rank`` for the record."""
-        per_query, first_hit = evaluate_dataset(self, run, metrics)
-        return per_query, {"first_hit_rank": first_hit}
+    def judgements(self) -> AnswerJudgements:
+        """The questions' answers (accuracy@k in the run's rank order, ``first_hit_rank`` for the record)."""
+        return AnswerJudgements(self)
 
 
 def is_odqa_folder(folder: Path) -> bool:

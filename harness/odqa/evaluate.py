@@ -22,7 +22,7 @@ from harness.odqa.match import _answer_tokens, _contains, has_answer, tokens
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from harness.data.beir import Doc
+    from harness.data.corpus import Doc
     from harness.data.registry import OdqaProtocol
 
 
@@ -123,3 +123,26 @@ def evaluate_dataset(dataset: AnsweredDataset, run: Mapping[str, Mapping[str, fl
     wanted = {d for q in answers for d in run.get(q, {})}
     texts = passage_texts(dataset.corpus(), wanted)
     return evaluate_answers(answers, run, texts, metrics, dataset.protocol.match)
+
+
+class AnswerJudgements:
+    """The judgements of an open-domain QA split: each question's answers, matched against the text of the
+    passages a run retrieves (DPR's has_answer); scored with Accuracy@k, each question's first-hit rank
+    recorded."""
+
+    kind = "answers"
+
+    def __init__(self, dataset: AnsweredDataset):
+        self.dataset = dataset
+
+    def measure(self, name: str) -> tuple[str, int]:
+        """``accuracy@k`` (also ``Accuracy@k``, ``acc@k``, ``top@k``) and its cut-off k."""
+        return canonical(name), parse_accuracy(name)
+
+    def evaluate(self, run: Mapping[str, Mapping[str, float]], metrics: Sequence[str]
+                 ) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
+        per_query, first_hit = evaluate_dataset(self.dataset, run, metrics)
+        return per_query, {"first_hit_rank": first_hit}
+
+    def judged_documents(self) -> set[str]:
+        return set()  # answers are matched against passage text, no passage is judged by id

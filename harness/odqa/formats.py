@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
-from harness.data.beir import Doc
+from harness.data.corpus import Doc
 from harness.data.jsonl import iter_jsonl
 from harness.errors import DataError
 from harness.lines import check_id

@@ -17,12 +17,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from harness.data.beir import Doc, doc_text
+from harness.data.corpus import Doc, doc_text
 from harness.devices import device_name
 from harness.distributed import barrier, world
 from harness.embeddings import EmbeddingStore, refuse_nonfinite
 from harness.errors import HarnessError
-from harness.io import cached_sha256
 from harness.paths import cache_root
 from harness.resources import check_plan, count_lines, embedding_plan
 from harness.retrievers.config import fit_max_length, model_max_positions, read_encoder_config
@@ -181,7 +180,7 @@ class DenseRetriever:
 
     def corpus_store(self, dataset: Dataset) -> EmbeddingStore:
         """The embedding store (cache folder) of ``dataset``'s corpus under this encoder."""
-        return EmbeddingStore(cache_root() / "embeddings", self._key("corpus", cached_sha256(dataset.corpus_path)))
+        return EmbeddingStore(cache_root() / "embeddings", self._key("corpus", dataset.corpus_digest))
 
     @property
     def store(self) -> EmbeddingStore:

@@ -31,9 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock
 
-from harness.data.beir import BeirDataset
 from harness.errors import HarnessError
-from harness.io import atomic_write_json, cached_sha256, remove_stale_temporaries
+from harness.io import atomic_write_json, remove_stale_temporaries
 from harness.paths import cache_root
 from harness.retrievers.spec import RetrieverSpec
 from harness.settings import DEFAULT_EXECUTION, Execution
@@ -73,9 +72,9 @@ class BM25Retriever:
         return {"kind": "bm25", "k1": self.k1, "b": self.b, "collection": self.collection, "fields": self.fields,
                 "index_format": INDEX_FORMAT, "pyserini": package_version("pyserini"), "anserini": anserini_jar_name()}
 
-    def index(self, dataset: BeirDataset) -> dict:
+    def index(self, dataset: Dataset) -> dict:
         start = time.perf_counter()
-        digest = cached_sha256(dataset.corpus_path)
+        digest = dataset.corpus_digest
         key = json.dumps({"corpus": digest, "collection": self.collection, "fields": self.fields,
                           "format": INDEX_FORMAT, "anserini": anserini_jar_name()}, sort_keys=True)
         name = f"{self.collection}-{hashlib.sha256(key.encode()).hexdigest()[:20]}"
@@ -86,7 +85,7 @@ class BM25Retriever:
         return {"index": what, "path": str(target), "documents": indexed + empty, "indexed": indexed,
                 "empty_not_indexed": empty, "seconds": time.perf_counter() - start}
 
-    def _build(self, dataset: BeirDataset, target: Path, digest: str) -> None:
+    def _build(self, dataset: Dataset, target: Path, digest: str) -> None:
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=STAGING_SUFFIX,
                                         dir=target.parent))
         try:

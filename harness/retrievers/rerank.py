@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from harness.data.beir import doc_text
+from harness.data.corpus import doc_text
 from harness.embeddings import refuse_nonfinite
 from harness.errors import HarnessError
 from harness.paths import cache_root

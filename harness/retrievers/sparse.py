@@ -32,10 +32,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.data.beir import doc_text
+from harness.data.corpus import doc_text
 from harness.embeddings import refuse_nonfinite
 from harness.errors import HarnessError
-from harness.io import atomic_write_json, cached_sha256
+from harness.io import atomic_write_json
 from harness.paths import cache_root
 from harness.retrievers.lucene import (
     INDEX_MARK,
@@ -176,7 +176,7 @@ class SparseRetriever:
     # --- index and search -------------------------------------------------------------------------------
     def index(self, dataset: Dataset) -> dict:
         start = time.perf_counter()
-        digest = cached_sha256(dataset.corpus_path)
+        digest = dataset.corpus_digest
         key = json.dumps({"corpus": digest, "retriever": self.fingerprint()}, sort_keys=True)
         target = cache_root() / "indexes" / "impact" / f"splade-{hashlib.sha256(key.encode()).hexdigest()[:20]}"
         self.index_dir = target

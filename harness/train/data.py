@@ -49,7 +49,8 @@ class TextSource:
 
 
 def _beir_corpus_texts(path: Path) -> Iterator[str]:
-    from harness.data.beir import doc_text, iter_corpus
+    from harness.data.beir import iter_corpus
+    from harness.data.corpus import doc_text
 
     for doc in iter_corpus(path):
         yield doc_text(doc)
@@ -114,7 +115,7 @@ def resolve_source(name: str) -> TextSource:
     from harness.datasets import resolve_dataset
 
     if is_registered(name):  # any source (BEIR, DPR's passages): its documents as the Dataset reads them
-        from harness.data.beir import doc_text
+        from harness.data.corpus import doc_text
 
         ds = resolve_dataset(name)
         return TextSource(name, (ds.corpus_path,), lambda _file: (doc_text(d) for d in ds.corpus()))

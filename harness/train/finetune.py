@@ -15,28 +15,29 @@ from harness.errors import HarnessError
 from harness.train.config import FinetuneConfig
 
 if TYPE_CHECKING:
-    from harness.data.beir import BeirDataset
+    from harness.data.dataset import Dataset
     from harness.train.trainer import TrainResult
+    from harness.trec import Qrels
 
 
-def labelled_pairs(ds: BeirDataset, shots: int, seed: int) -> list[tuple[str, str]]:
+def labelled_pairs(ds: Dataset, qrels: Qrels, shots: int, seed: int) -> list[tuple[str, str]]:
     """(query id, relevant doc id) pairs with positive grade, a seeded sample of ``shots`` of them."""
-    pairs = sorted((q, d) for q, docs in ds.qrels().items() for d, rel in docs.items() if rel > 0)
+    pairs = sorted((q, d) for q, docs in qrels.items() for d, rel in docs.items() if rel > 0)
     if not pairs:
         raise HarnessError(f"{ds.id}: no positive judgements in the {ds.split} split")
     random.Random(seed).shuffle(pairs)
     return pairs[:shots] if shots else pairs
 
 
-def _mine_hard_negatives(ds: BeirDataset, queries: dict[str, str], pairs: list[tuple[str, str]], per_pair: int,
-                         depth: int) -> dict[str, list[str]]:
+def _mine_hard_negatives(ds: Dataset, qrels: Qrels, queries: dict[str, str], pairs: list[tuple[str, str]],
+                         per_pair: int, depth: int) -> dict[str, list[str]]:
     from harness.retrievers.registry import RETRIEVERS
 
     bm25 = RETRIEVERS.get("bm25").load()
     bm25.index(ds)
     run = bm25.search({q: queries[q] for q, _ in pairs}, depth)
     positives: dict[str, set[str]] = {}
-    for q, docs in ds.qrels().items():
+    for q, docs in qrels.items():
         positives[q] = {d for d, r in docs.items() if r > 0}
     return {q: [d for d, _ in sorted(run.get(q, {}).items(), key=lambda x: -x[1])
                 if d not in positives.get(q, set()) and d != q][:per_pair] for q in {q for q, _ in pairs}}
@@ -44,9 +45,11 @@ def _mine_hard_negatives(ds: BeirDataset, queries: dict[str, str], pairs: list[t
 
 def finetune(cfg: FinetuneConfig) -> TrainResult:
     """Fine-tune ``cfg.init`` on few-shot pairs; returns the trainer's ``TrainResult``."""
-    from harness.data.beir import BeirDataset, doc_text, read_queries
+    from harness.data.corpus import doc_text
+    from harness.data.judgements import GradedJudgements
     from harness.datasets import resolve_dataset
     from harness.devices import exact_float32, pick_device
+    from harness.io import cached_sha256
     from harness.train.checkpoint import checkpoint_metadata, save_checkpoint
     from harness.train.encoder import init_encoder_config, load_encoder
     from harness.train.loop import linear_schedule, optimise
@@ -65,13 +68,15 @@ def finetune(cfg: FinetuneConfig) -> TrainResult:
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     ds = resolve_dataset(cfg.dataset, split=cfg.split)
-    if not isinstance(ds, BeirDataset):
+    judgements = ds.judgements()
+    if not isinstance(judgements, GradedJudgements):  # the judgement type decides, not the dataset's class
         raise HarnessError(f"{cfg.dataset}: few-shot fine-tuning reads labelled (query, document) pairs from "
-                           f"qrels; {ds.id} is open-domain QA, judged by answers: use a dataset with "
+                           f"qrels; {ds.id} is judged by answers (open-domain QA): use a dataset with "
                            "qrels/<split>.tsv (a BEIR-format folder or id)")
-    pairs = labelled_pairs(ds, cfg.shots, cfg.seed)
-    queries = read_queries(ds.queries_path)
-    hard = _mine_hard_negatives(ds, queries, pairs, cfg.hard_negatives, cfg.hard_negative_depth) \
+    qrels = judgements.qrels()
+    pairs = labelled_pairs(ds, qrels, cfg.shots, cfg.seed)
+    queries = ds.queries()
+    hard = _mine_hard_negatives(ds, qrels, queries, pairs, cfg.hard_negatives, cfg.hard_negative_depth) \
         if cfg.hard_negatives else {}
     needed = {d for _, d in pairs} | {d for ds_ in hard.values() for d in ds_}
     docs = {doc.doc_id: doc_text(doc) for doc in ds.corpus() if doc.doc_id in needed}
@@ -124,7 +129,7 @@ def finetune(cfg: FinetuneConfig) -> TrainResult:
 
     def checkpoint(step: int) -> None:
         meta = checkpoint_metadata(encoder=enc_cfg, objective=objective.name, hyperparameters=cfg.hyperparameters(),
-                                   data_checksum=_qrels_checksum(ds), step=step, init=cfg.init,
+                                   data_checksum=cached_sha256(judgements.path), step=step, init=cfg.init,
                                    extra={"dataset": ds.id, "split": cfg.split, "n_pairs": len(pairs)})
         folder = save_checkpoint(output, step, encoder.model, tok, meta, None, cfg.keep_last)
         result.checkpoints.append(folder)
@@ -146,9 +151,3 @@ def finetune(cfg: FinetuneConfig) -> TrainResult:
 
         plot_training(output)
     return result
-
-
-def _qrels_checksum(ds: BeirDataset) -> str:
-    from harness.io import cached_sha256
-
-    return cached_sha256(ds.qrels_path)

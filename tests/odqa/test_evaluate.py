@@ -51,7 +51,7 @@ def test_bad_metric_names():
 def test_folder_resolves_as_odqa_and_evaluates(tiny_odqa):
     ds = resolve_dataset(str(tiny_odqa))
     assert isinstance(ds, OdqaDataset) and ds.id == "local/tiny-odqa"
-    assert ds.default_metrics[0] == "accuracy@1" and ds.metric("top@20") == ("accuracy@20", 20)
+    assert ds.default_metrics[0] == "accuracy@1" and ds.judgements().measure("top@20") == ("accuracy@20", 20)
     run = {"0": {"4": 2.0, "1": 1.0}, "1": {"3": 1.0}, "2": {"2": 1.0}, "3": {"5": 1.0}, "4": {"1": 1.0}}
     per_query, first = evaluate_dataset(ds, run, ["accuracy@1", "accuracy@2"])
     assert first == {"0": 2, "1": 1, "2": 1, "3": 1, "4": None}
