@@ -1,4 +1,5 @@
-"""TREC formats: qrels (TREC 4-column or BEIR 3-column TSV) and run files.
+"""TREC formats: topics (TSV or TREC's tagged topic files), qrels (TREC 4-column or BEIR 3-column TSV) and
+run files.
 
 In memory a run is ``dict[qid, dict[docid, score]]`` whose documents are in the retriever's rank order,
 and qrels ``dict[qid, dict[docid, relevance]]``. A run file lists each query's documents in that order
@@ -25,6 +26,36 @@ PYSERINI_SCORE_FORMAT = "%.6f"
 FLOAT32_SCORE_FORMAT = "%.9g"
 #: fused scores (sums of float64 terms): 17 significant digits read back exactly
 FLOAT64_SCORE_FORMAT = "%.17g"
+
+
+def read_topics(path: Path, field: str = "title") -> dict[str, str]:
+    """Topics (qid -> text): Anserini's TSV (``qid<TAB>text``, one a line) or TREC's tagged file (``<top>
+    <num> Number: 301 <title> ... </top>``), whose ``field`` (title, desc or narr) is the query text."""
+    import re
+
+    text = path.read_text(encoding="utf-8")
+    topics: dict[str, str] = {}
+    if "<top>" in text:
+        for n, block in enumerate(re.findall(r"<top>(.*?)</top>", text, flags=re.S), start=1):
+            num = re.search(r"<num>\s*(?:Number:)?\s*(\S+)", block)
+            body = re.search(rf"<{field}>\s*(?:(?:Description|Narrative|Topic):)?(.*?)(?=<\w+>|\Z)", block, flags=re.S)
+            if num is None or body is None or not body.group(1).strip():
+                raise DataError(path, f"topic {n} has no <num> or no <{field}> text",
+                                fix=f"every <top> needs <num> and <{field}>")
+            qid = num.group(1).strip()
+            if qid in topics:
+                raise DataError(path, f"duplicate topic {qid!r}", fix="topic numbers must be unique")
+            topics[qid] = " ".join(body.group(1).split())
+        return topics
+    for lineno, line in iter_lines(path):
+        qid, sep, query = line.partition("\t")
+        if not sep or not query.strip():
+            raise DataError(path, "expected 'qid<TAB>text'", line=lineno, fix="one topic a line, tab-separated")
+        check_id(qid.strip(), path, lineno, "query id")
+        if qid.strip() in topics:
+            raise DataError(path, f"duplicate topic {qid.strip()!r}", line=lineno, fix="topic ids must be unique")
+        topics[qid.strip()] = query.strip()
+    return topics
 
 
 def ranked(scores: Mapping[str, float]) -> list[tuple[str, float]]:

@@ -79,3 +79,45 @@ def test_check_runs_each_baseline_row_on_its_own_split(tiny_beir, tiny_bert_dir,
     results = check(rows, out, execution=CPU, log=lambda m: None)
     assert [r.status for r in results] == ["OK", "OK"], [r.message for r in results]
     assert [r.got for r in results] == [test.metrics["ndcg@10"], dev.metrics["ndcg@10"]]
+
+
+def test_trec_topics_and_qrels_read_like_beir_files(tiny_beir, tiny_bert_dir, tmp_path):
+    """A folder with TREC files (tagged topics or Anserini's TSV topics, TREC 4-column qrels) gives the same
+    record numbers as the BEIR files they were written from."""
+    import json
+
+    from harness.trec import read_topics
+
+    lines = (tiny_beir / "queries.jsonl").read_text().splitlines()
+    queries = {json.loads(x)["_id"]: json.loads(x)["text"] for x in lines}
+    qrels = read_qrels(tiny_beir / "qrels" / "test.tsv")
+    for layout in ("txt", "tsv"):
+        folder = tmp_path / f"trec-{layout}"
+        (folder / "qrels").mkdir(parents=True)
+        shutil.copy(tiny_beir / "corpus.jsonl", folder / "corpus.jsonl")
+        if layout == "txt":
+            (folder / "topics.txt").write_text("".join(
+                f"<top>\n<num> Number: {q}\n<title> {t}\n\n<desc> Description:\nnot the query\n</top>\n\n"
+                for q, t in queries.items()))
+        else:
+            (folder / "topics.tsv").write_text("".join(f"{q}\t{t}\n" for q, t in queries.items()))
+        (folder / "qrels" / "test.tsv").write_text("".join(f"{q} 0 {d} {g}\n" for q, docs in qrels.items()
+                                                           for d, g in docs.items()))
+        assert read_topics(next(folder.glob("topics.*"))) == queries
+        (a,) = run([f"hf:{tiny_bert_dir}"], [str(tiny_beir)], ["ndcg@10"], tmp_path / "a", execution=CPU,
+                   log=lambda m: None)
+        (b,) = run([f"hf:{tiny_bert_dir}"], [str(folder)], ["ndcg@10"], tmp_path / "b", execution=CPU,
+                   log=lambda m: None)
+        assert a.per_query == b.per_query and a.num_queries == b.num_queries == 8
+
+
+@pytest.mark.parametrize("text,why", [("<top>\n<title> no number\n</top>\n", "has no <num>"),
+                                      ("1\tone\n1\tagain\n", "duplicate topic"), ("1 no tab\n", "qid<TAB>text")])
+def test_bad_topics_name_the_file_and_line(tmp_path, text, why):
+    from harness.errors import DataError
+    from harness.trec import read_topics
+
+    path = tmp_path / "topics.txt"
+    path.write_text(text)
+    with pytest.raises(DataError, match=why):
+        read_topics(path)

@@ -16,7 +16,9 @@ from harness.data.judgements import GradedJudgements
 from harness.data.registry import EvalProtocol
 from harness.errors import DataError, HarnessError
 from harness.lines import check_id
-from harness.trec import Qrels
+from harness.trec import Qrels, read_topics
+
+TOPIC_FILES = ("topics.tsv", "queries.tsv", "topics.txt")
 
 __all__ = ["BeirDataset", "Doc", "default_split", "doc_text", "folder_splits", "iter_corpus", "read_queries"]
 
@@ -95,6 +97,11 @@ class BeirDataset:
 
     @property
     def queries_path(self) -> Path:
+        """``queries.jsonl`` (BEIR), else TREC topics: ``topics.tsv`` / ``queries.tsv`` (Anserini's TSV) or
+        ``topics.txt`` (TREC's tagged file, titles)."""
+        for name in ("queries.jsonl", *TOPIC_FILES):
+            if (self.root / name).is_file():
+                return self.root / name
         return self.root / "queries.jsonl"
 
     @property
@@ -117,7 +124,8 @@ class BeirDataset:
         if missing:
             names = ", ".join(str(p.relative_to(self.root)) for p in missing)
             raise HarnessError(f"{self.root} is not a complete BEIR folder: missing {names} "
-                               "(expected corpus.jsonl, queries.jsonl and qrels/<split>.tsv)")
+                               "(expected corpus.jsonl, queries.jsonl (or TREC topics: topics.tsv, topics.txt) "
+                               "and qrels/<split>.tsv (BEIR TSV or TREC qrels))")
 
     @property
     def documents(self) -> Corpus:
@@ -143,7 +151,8 @@ class BeirDataset:
     def queries(self) -> dict[str, str]:
         """The queries judged in this split's qrels (as BEIR's loader keeps them)."""
         qrels = self.qrels()
-        every = read_queries(self.queries_path)
+        every = read_queries(self.queries_path) if self.queries_path.suffix == ".jsonl" \
+            else read_topics(self.queries_path)
         unknown = sorted(set(qrels) - set(every))
         if unknown:
             raise DataError(self.qrels_path, f"{len(unknown)} judged queries are missing from "
