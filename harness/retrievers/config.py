@@ -72,6 +72,9 @@ class EncoderConfig:
     text_pair: bool = False  # documents as the pair (title, text), token types all zero (DPR); else title + " " + text
     append_eos: bool = False  # append the tokenizer's EOS token to every text (decoder embedders that need it)
     transformer_path: str = ""  # the Hugging Face model's folder inside the model folder (sentence-transformers)
+    #: per-dataset query instructions, (dataset id, prefix) pairs that replace ``query_prefix`` on those
+    #: datasets ("" for none), as MTEB's task prompts and Pyserini's 2CR conditions give them
+    query_prefix_by_dataset: tuple[tuple[str, str], ...] = ()
     source: str = "contriever defaults"
 
     def to_dict(self) -> dict:
@@ -81,7 +84,13 @@ class EncoderConfig:
         """What decides the vectors (everything but where the config was read from)."""
         d = asdict(self)
         d.pop("source")
+        if not self.query_prefix_by_dataset:
+            d.pop("query_prefix_by_dataset")  # recipes without it keep the fingerprints they always had
         return d
+
+    def query_prefix_for(self, dataset_id: str | None) -> str:
+        """The query instruction on ``dataset_id``: its own when the recipe gives one, else ``query_prefix``."""
+        return dict(self.query_prefix_by_dataset).get(dataset_id or "", self.query_prefix)
 
     def with_settings(self, settings: EncodeSettings) -> EncoderConfig:
         """This recipe with the fields ``settings`` sets (not None) put in their place."""
@@ -90,6 +99,8 @@ class EncoderConfig:
                                    if getattr(settings, name) is not None}
         if "normalize" in changes:
             changes["similarity"] = "cos" if changes["normalize"] else "dot"
+        if "query_prefix" in changes:  # a prefix given on the command line applies to every dataset
+            changes["query_prefix_by_dataset"] = ()
         return replace(self, **changes) if changes else self
 
     def describe(self) -> str:
@@ -100,6 +111,8 @@ class EncoderConfig:
             parts.append(f"{len(self.dense)} dense layer(s)")
         if self.query_prefix:
             parts.append(f"query prefix {self.query_prefix!r}")
+        if self.query_prefix_by_dataset:
+            parts.append("per dataset: " + ", ".join(f"{d} {p!r}" for d, p in self.query_prefix_by_dataset))
         if self.doc_prefix:
             parts.append(f"doc prefix {self.doc_prefix!r}")
         if self.text_pair:

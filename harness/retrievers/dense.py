@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -75,6 +75,8 @@ class DenseRetriever:
         # the model's own recipe, and what runs
         self.model_config = fit_max_length(spec.encoder or read_encoder_config(self.files.path), self.files.path)
         self.config = self.model_config.with_settings(settings)
+        #: the query instruction of the dataset last indexed (the recipe's per-dataset one, else its own)
+        self.query_instruction = self.config.query_prefix
         limit = model_max_positions(self.files.path)
         if limit is not None and self.config.max_length > limit:
             raise HarnessError(f"--max-length {self.config.max_length} is more than {spec.name} can take "
@@ -168,7 +170,8 @@ class DenseRetriever:
         # everything that decides the corpus vectors; the query prefix does not, so it is left out. The device
         # and the forward actually used (fused or not, oneDNN or addmm) change float32 rounding only, like the
         # thread count or the BLAS build: each shard's seal and the record's provenance name them.
-        encoder = {k: v for k, v in self.config.recipe().items() if k != "query_prefix"}
+        queries_only = ("query_prefix", "query_prefix_by_dataset")
+        encoder = {k: v for k, v in self.config.recipe().items() if k not in queries_only}
         return {"v": EMBED_VERSION, "model_files": self.model_digest, "encoder": encoder,
                 "compute": self._compute_key(), "dtype": self.embed_dtype, "what": what,
                 "text_rule": self.text_rule, "checksum": checksum}
@@ -188,8 +191,13 @@ class DenseRetriever:
             raise RuntimeError("index() must run before the store is read")
         return self._store
 
+    def encode_queries(self, texts: Sequence[str], desc: str = "encode queries") -> np.ndarray:
+        """Query vectors with the instruction of the dataset last indexed (the recipe's per-dataset one)."""
+        return self.query_encoder.encode(list(texts), "query", desc=desc, prefix=self.query_instruction)
+
     def index(self, dataset: Dataset) -> dict:
         start = time.perf_counter()
+        self.query_instruction = self.config.query_prefix_for(dataset.id)
         store = self.corpus_store(dataset)
         self._store = store
         if store.complete:
@@ -254,7 +262,7 @@ class DenseRetriever:
         if self._store is None:
             raise RuntimeError("index() must run before search()")
         qids = list(queries)
-        vectors = self.query_encoder.encode([queries[q] for q in qids], "query", desc="encode queries")
+        vectors = self.encode_queries([queries[q] for q in qids])
         refuse_nonfinite(vectors, qids, "query")
         hits = self.searcher.search(vectors, self._store, k)
         self.searched_documents = hits.searched
@@ -266,6 +274,7 @@ class DenseRetriever:
             if self.query_files is not None else {}
         return {**self.files.provenance(), "model_files_sha256": self.model_digest, **query,
                 "encoder": self.config.to_dict(), "model_encoder": self.model_config.to_dict(),
+                "query_instruction": self.query_instruction,
                 "settings": self.settings.to_dict(), "search": self.searcher.describe(),
                 "embed_dtype": self.embed_dtype, "shard_size": self.shard_size, "embed_version": EMBED_VERSION,
                 "compute": self.compute.to_dict(),

@@ -175,9 +175,12 @@ class HFEncoder:
         return out
 
     @torch.inference_mode()
-    def encode(self, texts: Sequence[Text], kind: str = "doc", desc: str | None = None) -> np.ndarray:
-        """float32 vectors, one row per text (a string, or a (title, text) pair), in the input order."""
-        prefix = self.config.query_prefix if kind == "query" else self.config.doc_prefix
+    def encode(self, texts: Sequence[Text], kind: str = "doc", desc: str | None = None, *,
+               prefix: str | None = None) -> np.ndarray:
+        """float32 vectors, one row per text (a string, or a (title, text) pair), in the input order;
+        ``prefix`` replaces the recipe's prefix of ``kind`` (a per-dataset query instruction)."""
+        if prefix is None:
+            prefix = self.config.query_prefix if kind == "query" else self.config.doc_prefix
         texts = [_prepend(prefix, t, self.config.lowercase) for t in texts]
         skip = self.prompt_tokens(prefix) if prefix and not self.config.include_prompt else 0
         ids = self.tokenize(texts)

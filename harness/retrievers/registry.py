@@ -50,7 +50,11 @@ for _name, _model, _desc in [
 # generate_dense_embeddings encoded Pyserini's wikipedia-dpr-100w indexes.
 BGE = EncoderConfig(pooling="cls", normalize=True, similarity="cos", max_length=512,
                     query_prefix="Represent this sentence for searching relevant passages: ",
-                    source="BAAI/bge-base-en-v1.5 as Pyserini 2CR runs it (beir.yaml bge-base-en-v1.5.faiss)")
+                    # 2CR leaves the instruction off for ArguAna and Quora, whose queries are passages themselves
+                    # (pyserini/2cr/beir.py: query_prefix "" when dataset in ['quora', 'arguana'])
+                    query_prefix_by_dataset=(("beir/arguana", ""), ("beir/quora", "")),
+                    source="BAAI/bge-base-en-v1.5 as Pyserini 2CR runs it (beir.yaml bge-base-en-v1.5.faiss; "
+                           "pyserini/2cr/beir.py for the per-dataset instruction)")
 E5 = EncoderConfig(pooling="mean", normalize=True, similarity="cos", max_length=512, query_prefix="query: ",
                    doc_prefix="passage: ", source="intfloat/e5-base-v2 model card (prefixes, mean pooling)")
 DPR = EncoderConfig(pooling="cls", normalize=False, similarity="dot", max_length=256, text_pair=True,

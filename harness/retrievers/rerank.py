@@ -245,7 +245,7 @@ class DenseRescorer:
                 if doc in wanted:
                     vectors[doc] = np.asarray(shard[row], dtype=np.float32)
         qids = list(candidates)
-        qvec = self.dense.query_encoder.encode([queries[q] for q in qids], "query", desc="encode queries")
+        qvec = self.dense.encode_queries([queries[q] for q in qids])
         out = {}
         for row, q in enumerate(qids):
             docs = candidates[q]
