@@ -210,15 +210,17 @@ def render(results: Sequence[CheckResult], fmt: str = "text") -> str:
 
     rows = []
     show_p = any(r.paired_p is not None for r in results)
+    show_source = any(r.baseline.source for r in results)  # published rows (harness reproduce)
     for r in results:
         b = r.baseline
         dataset = b.dataset if not r.dataset_run else f"{b.dataset} (ran {r.dataset_run})"
-        rows.append([b.retriever, dataset, b.split, b.metric, f"{b.expected:.4f}",
+        published = [b.source, b.system] if show_source else []
+        rows.append([*published, b.retriever, dataset, b.split, b.metric, f"{b.expected:.4f}",
                      "—" if r.got is None else f"{r.got:.4f}", "—" if r.delta is None else _signed(r.delta),
                      f"{b.tolerance:.4g}", *([_p(r.paired_p)] if show_p else []), r.status, r.message])
     table_fmt = {"text": "simple", "markdown": "github"}[fmt]
-    headers = ["retriever", "dataset", "split", "metric", "expected", "got", "delta", "tolerance",
-               *(["paired p"] if show_p else []), "status", "note"]
+    headers = [*(["source", "published system"] if show_source else []), "retriever", "dataset", "split", "metric",
+               "expected", "got", "delta", "tolerance", *(["paired p"] if show_p else []), "status", "note"]
     body = tabulate(rows, headers=headers, tablefmt=table_fmt, disable_numparse=True)
     bad = [r for r in results if not r.ok]
     if not bad:

@@ -43,25 +43,64 @@ def source_key(source: str) -> str:
 
 
 def select(published: Sequence[Published], *, systems: Sequence[str] = (), datasets: Sequence[str] = (),
-           sources: Sequence[str] = ()) -> list[Published]:
+           sources: Sequence[str] = (), systems_map: dict[str, list[str]] | None = None) -> list[Published]:
+    """The published rows chosen. ``systems`` may name a published system (``bm25-flat``) or a retriever
+    of ours that systems.csv maps one to (``bm25``)."""
     keys = [source_key(s) for s in sources]
+    wanted = set(systems)
+
+    def named(p: Published) -> bool:
+        return p.system in wanted or bool(wanted & set(mapped_names(systems_map or {}, p.system, p.dataset)))
+
     return [p for p in published
-            if (not systems or p.system in systems)
+            if (not systems or named(p))
             and (not datasets or p.dataset in datasets)
             and (not keys or any(source_key(p.source).startswith(k) for k in keys))]
 
 
-def plan(rows: Sequence[Published], systems_map: dict[str, list[str]], *, need_local: bool = True
-         ) -> tuple[list[Expected], list[NotRunnable]]:
+def parse_model_paths(pairs: Sequence[str]) -> dict[str, str]:
+    """``--model-path NAME=FOLDER`` (repeatable): NAME, a Hugging Face id that a published row's ``hf:``
+    retriever names, is run from FOLDER (which must hold a model) instead of the hub."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, folder = pair.partition("=")
+        if not sep or not name.strip() or not folder.strip():
+            raise HarnessError(f"--model-path {pair!r}: write NAME=FOLDER, e.g. "
+                               "sentence-transformers/all-MiniLM-L6-v2=models/all-MiniLM-L6-v2")
+        path = Path(folder.strip()).expanduser()
+        if not (path / "config.json").is_file():
+            raise HarnessError(f"--model-path {pair}: {path} holds no model (no config.json)")
+        out[name.strip().removeprefix("hf:")] = str(path.resolve())
+    return out
+
+
+def _local_first(names: list[str], model_paths: dict[str, str]) -> list[str]:
+    """The retriever names of a row with ``--model-path`` applied, a model that is here before one that
+    must come from the hub (the same system: a published name maps to both in systems.csv)."""
+    swapped = []
+    for name in names:
+        if name.startswith("hf:"):
+            target, at, revision = name[3:].partition("@")
+            if target in model_paths:
+                name = f"hf:{model_paths[target]}"
+        swapped.append(name)
+    here = [n for n in swapped if n.startswith("hf:") and Path(n[3:].partition("@")[0]).expanduser().is_dir()]
+    return list(dict.fromkeys(here + swapped))
+
+
+def plan(rows: Sequence[Published], systems_map: dict[str, list[str]], *, need_local: bool = True,
+         model_paths: dict[str, str] | None = None) -> tuple[list[Expected], list[NotRunnable]]:
     """The rows ``harness check`` can run (as Expected rows) and the ones it cannot, with the reason. With
-    ``need_local`` a row whose dataset is not downloaded cannot run (offline: nothing could fetch it)."""
+    ``need_local`` a row whose dataset is not downloaded cannot run (offline: nothing could fetch it).
+    ``model_paths`` runs a hub model from a local folder (``--model-path``)."""
     from harness.data.registry import DATASETS
     from harness.datasets import find_local
     from harness.retrievers.registry import RETRIEVERS
 
     runnable, not_runnable = [], []
     for p in rows:
-        names = [n for n in mapped_names(systems_map, p.system, p.dataset) if _ours(n, RETRIEVERS)]
+        names = [n for n in _local_first(mapped_names(systems_map, p.system, p.dataset), model_paths or {})
+                 if _ours(n, RETRIEVERS)]
         if not names:
             reason = next((why for part, why in MISSING_KINDS if part in p.system.lower()),
                           "no retriever of ours is this system (map one in baselines/published/systems.csv)")
@@ -74,7 +113,8 @@ def plan(rows: Sequence[Published], systems_map: dict[str, list[str]], *, need_l
         if need_local and p.dataset in DATASETS and find_local(DATASETS.get(p.dataset)) is None:
             not_runnable.append(NotRunnable(p, names[0], f"dataset not downloaded (harness fetch {p.dataset})"))
             continue
-        runnable.append(Expected(names[0], p.dataset, p.split, p.metric, p.value, p.tolerance, p.path, p.line))
+        runnable.append(Expected(names[0], p.dataset, p.split, p.metric, p.value, p.tolerance, p.path, p.line,
+                                 source=p.source, system=p.system))
     return runnable, not_runnable
 
 
@@ -124,7 +164,8 @@ def commands(rows: Sequence[Expected]) -> list[str]:
 
 def load(*, systems: Sequence[str] = (), suites: Sequence[str] = (), datasets: Sequence[str] = (),
          sources: Sequence[str] = (), published_dir: Path | None = None, need_local: bool = True,
-         split: str | None = None) -> tuple[list[Expected], list[NotRunnable]]:
+         split: str | None = None, model_paths: dict[str, str] | None = None
+         ) -> tuple[list[Expected], list[NotRunnable]]:
     """The plan of a reproduction matrix: the published rows selected (``split``: only that split's), split
     into runnable and not."""
     from harness.datasets import dataset_ids
@@ -135,12 +176,13 @@ def load(*, systems: Sequence[str] = (), suites: Sequence[str] = (), datasets: S
     # TREC-NEWS, Robust04) are kept, so that the matrix says why they cannot run instead of leaving them out
     wanted += sorted({p.dataset for p in published if any(p.dataset.startswith(f"{s}/") for s in suites)}
                      - set(wanted))
-    rows = [p for p in select(published, systems=systems, datasets=wanted, sources=sources)
+    rows = [p for p in select(published, systems=systems, datasets=wanted, sources=sources, systems_map=systems_map)
             if split is None or p.split == split]
     if not rows:
         known = sorted({p.system for p in published})
-        raise HarnessError("no published row matches; systems: " + ", ".join(known))
-    return plan(rows, systems_map, need_local=need_local)
+        raise HarnessError("no published row matches; systems (or a retriever of ours they map to): "
+                           + ", ".join(known))
+    return plan(rows, systems_map, need_local=need_local, model_paths=model_paths)
 
 
 def render_not_runnable(rows: Sequence[NotRunnable], fmt: str = "text") -> str:
@@ -148,8 +190,8 @@ def render_not_runnable(rows: Sequence[NotRunnable], fmt: str = "text") -> str:
 
     if not rows:
         return ""
-    table = [[r.published.system, r.retriever or "—", r.published.dataset, r.published.metric,
+    table = [[r.published.source, r.published.system, r.retriever or "—", r.published.dataset, r.published.metric,
               f"{r.published.value:.{r.published.decimals}f}", "not runnable", r.reason] for r in rows]
-    return tabulate(table, headers=["published system", "retriever", "dataset", "metric", "published", "status",
-                                    "why"], tablefmt={"text": "simple", "markdown": "github"}[fmt],
+    return tabulate(table, headers=["source", "published system", "retriever", "dataset", "metric", "published",
+                                    "status", "why"], tablefmt={"text": "simple", "markdown": "github"}[fmt],
                     disable_numparse=True)

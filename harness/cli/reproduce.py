@@ -22,7 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "got, delta, tolerance (half a unit of the published figure's last decimal) and "
                                    "OK/FAIL, or why it cannot run. Exit status 1 when a runnable row fails.")
     p.add_argument("--system", dest="systems", action="append", default=[], metavar="NAME",
-                   help="a published system name, e.g. bm25-flat, contriever, DPR; repeatable (default: all)")
+                   help="a published system name (bm25-flat, contriever, DPR) or a retriever of ours that one maps "
+                        "to (bm25); repeatable (default: all)")
     p.add_argument("--suite", dest="suites", action="append", default=[], metavar="NAME", help="beir or odqa")
     p.add_argument("--dataset", "-d", dest="datasets", action="append", default=[], metavar="ID",
                    help="only these datasets; repeatable")
@@ -32,6 +33,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--published", type=Path, default=None, metavar="DIR|FILE",
                    help="reference CSVs (default: baselines/published/)")
     add_split(p, rows=True)
+    p.add_argument("--model-path", dest="model_paths", action="append", default=[], metavar="NAME=FOLDER",
+                   help="run the Hugging Face model NAME of a published row from FOLDER (offline, or a local copy); "
+                        "repeatable")
     p.add_argument("--dry-run", action="store_true", help="print the harness run command of every runnable row")
     p.add_argument("--junit", type=Path, default=None, metavar="FILE.xml", help="also write a JUnit XML report")
     p.add_argument("--force", action="store_true", help="recompute runs even when a matching one exists")
@@ -46,10 +50,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from harness.check import check, render, write_junit
     from harness.paths import offline
-    from harness.reproduce import commands, load, render_not_runnable
+    from harness.reproduce import commands, load, parse_model_paths, render_not_runnable
 
     runnable, not_runnable = load(systems=args.systems, suites=args.suites, datasets=args.datasets,
                                   sources=args.sources, published_dir=args.published, split=args.split,
+                                  model_paths=parse_model_paths(args.model_paths),
                                   need_local=offline() and not args.dry_run)
     if args.dry_run:
         for line in commands(runnable):

@@ -41,6 +41,8 @@ class Expected:
     tolerance: float
     path: str
     line: int
+    source: str = ""  # a published row: who published it (``harness reproduce`` shows it)
+    system: str = ""  # a published row: the publisher's name for the system
 
     @property
     def where(self) -> str:

@@ -160,10 +160,32 @@ def test_reproduce_bm25_flat_on_scifact_matches_pyserini(shared_data, tmp_path, 
     assert main(["reproduce", "--system", "bm25-flat", "--dataset", "beir/scifact", "--output-dir",
                  str(tmp_path / "r")]) == 0
     out = capsys.readouterr().out
-    rows = [ln.split() for ln in out.splitlines() if ln.startswith("bm25 ")]
-    assert {r[3]: (r[4], r[5], r[8]) for r in rows} == {"ndcg@10": ("0.6789", "0.6789", "OK"),
-                                                        "recall@100": ("0.9253", "0.9253", "OK"),
-                                                        "recall@1000": ("0.9767", "0.9767", "OK")}
+    # source ("pyserini 2cr/beir.yaml": two words), published system, retriever, dataset, split, metric, ...
+    rows = [ln.split() for ln in out.splitlines() if ln.split()[2:4] == ["bm25-flat", "bm25"]]
+    assert all(r[:2] == ["pyserini", "2cr/beir.yaml"] for r in rows) and len(rows) == 3, out
+    assert {r[6]: (r[7], r[8], r[11]) for r in rows} == {"ndcg@10": ("0.6789", "0.6789", "OK"),
+                                                         "recall@100": ("0.9253", "0.9253", "OK"),
+                                                         "recall@1000": ("0.9767", "0.9767", "OK")}
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_reproduce_runs_the_minilm_row_from_a_local_folder(shared_data, tmp_path, capsys):
+    """The published MiniLM row names the hub id; --model-path runs it from the local folder (offline), the
+    system is named by its published name or by a retriever of ours, and every row shows its source."""
+    from tests.conftest import MINILM
+
+    hub = "sentence-transformers/all-MiniLM-L6-v2"
+    assert main(["reproduce", "--system", hub, "--dataset", "beir/scifact", "--dry-run"]) == 0
+    assert f"--retriever hf:{hub} " in capsys.readouterr().out  # without a local folder: the hub id
+    assert main(["reproduce", "--system", hub, "--dataset", "beir/scifact", "--model-path", f"{hub}={MINILM}",
+                 "--output-dir", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    rows = [ln for ln in out.splitlines() if f"hf:{MINILM.resolve()} " in ln]
+    assert len(rows) == 2, out
+    assert all(ln.startswith("computed with beir 2.2.0 DenseRetrievalExactSearch") for ln in rows), out
+    assert all(" OK" in ln for ln in rows), out
+    assert main(["reproduce", "--model-path", f"{hub}=/nonexistent"]) == 2
 
 
 def test_baseline_records_of_the_regression_rows_are_committed():
