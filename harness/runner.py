@@ -177,7 +177,8 @@ class Runner:
             return None
         # as Pyserini's --remove-query: retrieve `depth` hits, then drop the query's own id
         run = retriever.search(queries, depth)
-        _same_count(ds, "searched", retriever.searched_documents, stats["documents"])
+        if not getattr(retriever, "computed_elsewhere", False):  # a run file: its record says it was not searched here
+            _same_count(ds, "searched", retriever.searched_documents, stats["documents"])
         run = quantize(_protocol_cut(run, depth, ds.protocol.drop_self_hits), retriever.score_format)
         t2 = time.perf_counter()
         write_run(run_path, run, tag=spec.slug, score_format=retriever.score_format)

@@ -122,6 +122,7 @@ class FusionRetriever:
         self.stage_runs: list[Run] = []
         self.stage_records: list = []
         self.searched_documents: int | None = None
+        self.computed_elsewhere = False  # a stage is a run file (set by index)
 
     def stage_depth(self, depth: int) -> int:
         """How deep each stage is run: ``hits`` when given (Pyserini's hybrid takes 1000 from each), else
@@ -142,12 +143,16 @@ class FusionRetriever:
     def index(self, dataset: Dataset) -> dict:
         if len(self.stage_runs) != len(self.stages):
             raise RuntimeError("use_stages() must run before index()")
-        searched = [r.documents_searched for r in self.stage_records]
-        if any(n is None for n in searched) or len(set(searched)) != 1:
+        # a run computed elsewhere (run:FILE) searched nothing here: its record says so, and so does this one
+        elsewhere = [bool(r.retriever_provenance.get("computed_elsewhere")) for r in self.stage_records]
+        self.computed_elsewhere = any(elsewhere)
+        searched = [r.documents_searched for r, e in zip(self.stage_records, elsewhere, strict=True) if not e]
+        if any(n is None for n in searched) or len(set(searched)) > 1:
             raise HarnessError(f"{self.spec.name}: its stages searched {searched} documents; every stage must "
                                "have searched the whole corpus (rerun them with --force)")
-        self.searched_documents = searched[0]
-        return {"index": "none (fusion of the stages' runs)", "documents": searched[0],
+        self.searched_documents = searched[0] if searched else None
+        documents = searched[0] if searched else self.stage_records[0].index.get("documents")
+        return {"index": "none (fusion of the stages' runs)", "documents": documents,
                 "stages": [{"retriever": r.retriever, "fingerprint": r.fingerprint, "run_file": r.run_file}
                            for r in self.stage_records]}
 
@@ -171,5 +176,6 @@ class FusionRetriever:
 
     def provenance(self) -> dict:
         return {"fusion": self.method, "params": self.params, "device": "cpu",
+                **({"computed_elsewhere": "in part (a stage is a run file)"} if self.computed_elsewhere else {}),
                 "stages": [{"retriever": r.retriever, "fingerprint": r.fingerprint, "run_file": r.run_file,
                             "metrics": r.metrics} for r in self.stage_records]}

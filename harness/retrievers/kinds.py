@@ -98,6 +98,36 @@ class SparseKind(RetrieverKind):
 
 
 
+class RunKind(RetrieverKind):
+    """A TREC run file computed elsewhere: ``run:<file>``, named by the file's name and its content digest."""
+
+    name = "run"
+    target = "harness.retrievers.external:ExternalRun"
+    prefix = "run:"
+
+    def parse(self, name: str, resolve: Resolve) -> RetrieverSpec:
+        from harness.io import sha256_file
+
+        target = name[len("run:"):]
+        path = Path(target).expanduser()
+        if not target or not path.is_file():
+            raise HarnessError(f"{name!r}: run: needs a TREC run file ('qid Q0 docid rank score tag' lines), "
+                               f"e.g. run:runs/my-system.trec" + ("" if not target else f"; {path} is not a file"))
+        digest = sha256_file(path)
+        return RetrieverSpec(f"run:{path.name}#{digest[:8]}", self.name, f"run file {path.resolve()}",
+                             model=str(path.resolve()), params={"sha256": digest})
+
+    def load(self, spec: RetrieverSpec, settings: EncodeSettings, execution: Execution,
+             stages: list[Any] | None) -> Any:
+        return self.retriever_class()(spec, settings, execution)  # a file: no setting changes what it holds
+
+    def recipe(self, spec: RetrieverSpec) -> str:
+        return "a TREC run computed elsewhere (its content is its identity)"
+
+    def syntax(self) -> list[tuple[str, str]]:
+        return [("run:<TREC run file>", "a run computed elsewhere, as a row, a fusion stage or a first stage")]
+
+
 # --- compositions: fusion and reranking as retriever specs --------------------------------------------------
 
 #: a composition's parameters, declared once (type, default, range): ``harness.params.Param`` parses and checks
@@ -276,5 +306,5 @@ class RerankKind(RetrieverKind):
                                                 "hf:...)")]
 
 
-for _kind in (BM25Kind(), DenseKind(), SparseKind(), FuseKind(), RerankKind()):
+for _kind in (BM25Kind(), DenseKind(), SparseKind(), RunKind(), FuseKind(), RerankKind()):
     register_kind(_kind)

@@ -278,6 +278,7 @@ class RerankRetriever:
         self.first_run: Run = {}
         self.first_record: Any = None
         self.searched_documents: int | None = None
+        self.computed_elsewhere = False  # the first stage is a run file (set by index)
 
     def stage_depth(self, depth: int) -> int:
         return depth  # the first stage is its own standard run; the top hits are taken from it
@@ -297,8 +298,11 @@ class RerankRetriever:
             raise RuntimeError("use_stages() must run before index()")
         self.dataset = dataset
         self.searched_documents = self.first_record.documents_searched
+        # a first stage computed elsewhere (run:FILE) searched nothing here: this record says so too
+        self.computed_elsewhere = bool(self.first_record.retriever_provenance.get("computed_elsewhere"))
         return {"index": f"none (reranks the top {self.top} of {self.first_record.retriever})",
-                "documents": self.searched_documents, "first_stage": {
+                "documents": self.first_record.index.get("documents") if self.computed_elsewhere
+                else self.searched_documents, "first_stage": {
                     "retriever": self.first_record.retriever, "fingerprint": self.first_record.fingerprint,
                     "run_file": self.first_record.run_file}, **self.scorer.prepare(dataset)}
 
@@ -315,7 +319,9 @@ class RerankRetriever:
 
     def provenance(self) -> dict[str, Any]:
         return {"rerank": self.scorer.provenance(), "top": self.top, "device": self.scorer.device,
-                "first_stage": self.first_record.retriever if self.first_record else None}
+                "first_stage": self.first_record.retriever if self.first_record else None,
+                **({"computed_elsewhere": "in part (the first stage is a run file)"} if self.computed_elsewhere
+                   else {})}
 
 
 def _texts(dataset: Dataset, wanted: set[str]) -> dict[str, str]:
