@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -26,16 +26,44 @@ def run(retrievers: Sequence[str], datasets: Sequence[str] = (), metrics: Sequen
                       execution=execution or DEFAULT_EXECUTION, force=force, depth=depth)
 
 
-def evaluate(qrels: Mapping[str, Mapping[str, int]] | str | Path, run: Mapping[str, Mapping[str, float]] | str | Path,
-             metrics: Sequence[str] = ("ndcg@10", "recall@100")) -> dict[str, float]:
-    """The mean of each trec_eval measure (``harness evaluate``); ``qrels`` and ``run`` are dicts or files."""
+def evaluate_model(model: Any, datasets: Sequence[str] | str, *, name: str, revision: str,
+                   metrics: Sequence[str] | None = None, output_dir: str | Path = "results", split: str | None = None,
+                   batch_size: int = 128, settings: EncodeSettings | None = None, execution: Execution | None = None,
+                   force: bool = False, depth: int | None = None) -> list[ResultRecord]:
+    """Evaluate a model object of yours on datasets, as ``harness run`` evaluates a registered retriever: the
+    same corpus batching, embedding cache, search, records, run files and leaderboard (row ``name@revision``).
+
+    ``model`` has ``encode_queries(texts, batch_size)`` and ``encode_corpus(docs, batch_size)`` (BEIR's
+    convention; docs are ``{"title", "text"}`` dicts) or ``encode(texts, ...)`` (sentence-transformers',
+    MTEB's; ``prompt_type="query"``/``"document"`` is passed when it takes it). ``name`` and ``revision`` are
+    its identity: the harness cannot read the object's weights, so the record says it was declared by the user,
+    not content-checked, and a new revision is a new computation."""
+    from harness.retrievers.declared import declare
+
+    spec = declare(model, name, revision, batch_size=batch_size)
+    from harness import runner
+    from harness.settings import DEFAULT_EXECUTION, REFERENCE
+
+    return runner.run([spec.name], [datasets] if isinstance(datasets, str) else datasets, metrics, Path(output_dir),
+                      settings=settings or REFERENCE, execution=execution or DEFAULT_EXECUTION, force=force,
+                      depth=depth, split=split)
+
+
+def evaluate(qrels: Any, run: Any = None, metrics: Sequence[str] | None = None, **model_options: Any) -> Any:
+    """The mean of each trec_eval measure (``harness evaluate``); ``qrels`` and ``run`` are dicts or files.
+    Given a model object first (anything with ``encode_queries``/``encode_corpus`` or ``encode``), it is
+    :func:`evaluate_model` instead: ``harness.evaluate(model, ["beir/scifact"], name=..., revision=...)``."""
+    if not isinstance(qrels, Mapping | str | Path) and (hasattr(qrels, "encode_queries") or hasattr(qrels, "encode")):
+        return evaluate_model(qrels, run, metrics=metrics, **model_options)
+    if model_options:
+        raise TypeError(f"evaluate() got options {sorted(model_options)} that only apply to a model object")
     from harness.metrics import evaluate as per_query
     from harness.metrics import mean
     from harness.trec import read_qrels, read_run
 
     q = read_qrels(Path(qrels)) if isinstance(qrels, str | Path) else qrels
     r = read_run(Path(run)) if isinstance(run, str | Path) else run
-    return {m: mean(v) for m, v in per_query(q, r, metrics).items()}
+    return {m: mean(v) for m, v in per_query(q, r, metrics or ("ndcg@10", "recall@100")).items()}
 
 
 def leaderboard(output_dir: str | Path = "results", metric: str = "ndcg@10") -> pd.DataFrame:

@@ -98,6 +98,18 @@ class SparseKind(RetrieverKind):
 
 
 
+class DeclaredKind(RetrieverKind):
+    """A model object of the user's, declared by name and revision (``harness.api.evaluate``); not a name
+    that can be typed: it lives in the Python process that declared it."""
+
+    name = "declared"
+    target = "harness.retrievers.declared:DeclaredModelRetriever"
+    encodes_corpus = True
+
+    def recipe(self, spec: RetrieverSpec) -> str:
+        return f"declared by the user: {spec.description} (not content-checked; revision {spec.revision})"
+
+
 class RunKind(RetrieverKind):
     """A TREC run file computed elsewhere: ``run:<file>``, named by the file's name and its content digest."""
 
@@ -306,5 +318,5 @@ class RerankKind(RetrieverKind):
                                                 "hf:...)")]
 
 
-for _kind in (BM25Kind(), DenseKind(), SparseKind(), RunKind(), FuseKind(), RerankKind()):
+for _kind in (BM25Kind(), DenseKind(), SparseKind(), DeclaredKind(), RunKind(), FuseKind(), RerankKind()):
     register_kind(_kind)

@@ -1,0 +1,174 @@
+"""A user's own model object as a retriever (``harness.api.evaluate(model, datasets, name=..., revision=...)``).
+
+The object follows BEIR's convention (``encode_queries(texts, batch_size)`` and ``encode_corpus(docs,
+batch_size)`` with docs as ``{"title", "text"}`` dicts) or the sentence-transformers / MTEB one
+(``encode(texts, prompt_type="query" | "document", ...)``). It runs through the same corpus-encoding loop,
+embedding store, searcher, records, leaderboard, check and diff as any dense retriever.
+
+The harness cannot read such a model's weights, so its identity is what the user declares: the name and the
+revision. They key the embedding cache and the record, and the record says the model was declared by the
+user, not content-checked: a model changed under the same revision would be reused silently, which is why a
+revision must be given, and why a different revision is another computation (another row, ``name@revision``).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from harness.data.corpus import Doc
+from harness.data.dataset import Dataset
+from harness.embeddings import EmbeddingStore
+from harness.errors import HarnessError
+from harness.paths import cache_root
+from harness.retrievers.config import EncoderConfig
+from harness.retrievers.dense import EMBED_VERSION, DenseRetriever
+from harness.retrievers.spec import RETRIEVERS, RetrieverSpec
+from harness.searchers import searcher_for
+from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution
+from harness.version import __version__
+
+#: the model objects of this process, by retriever name (``name@revision``)
+DECLARED: dict[str, Any] = {}
+#: settings that apply to a declared model (how its vectors are stored and searched); the others belong to
+#: a recipe the harness runs itself
+APPLICABLE = {"index", "embed_dtype"}
+
+
+def interface(model: Any) -> str:
+    """"beir" (encode_queries + encode_corpus) or "encode" (sentence-transformers / MTEB); else one line."""
+    if callable(getattr(model, "encode_queries", None)) and callable(getattr(model, "encode_corpus", None)):
+        return "beir"
+    if callable(getattr(model, "encode", None)):
+        return "encode"
+    raise HarnessError(f"{type(model).__name__} has neither encode_queries/encode_corpus (BEIR's convention) nor "
+                       "encode (sentence-transformers' and MTEB's): the harness cannot call it")
+
+
+def declare(model: Any, name: str, revision: str, *, batch_size: int = 128) -> RetrieverSpec:
+    """Register ``model`` as the retriever ``name@revision`` for this process; returns its spec."""
+    if not isinstance(name, str) or not name.strip() or any(c in name for c in "()/,;:@ \t"):
+        raise HarnessError(f"name {name!r}: give the model a plain name (letters, digits, - _ .), e.g. my-encoder")
+    if not isinstance(revision, str) or not revision.strip() or any(c.isspace() for c in revision):
+        raise HarnessError(f"{name}: give a revision (a version, a commit, a date): it keys the cache and the "
+                           "record, since the harness cannot read this model's weights to tell versions apart")
+    kind = interface(model)
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise HarnessError(f"batch_size must be a positive integer, not {batch_size!r}")
+    full = f"{name}@{revision}"
+    spec = RetrieverSpec(full, "declared", f"{type(model).__name__} declared by the user ({kind} interface)",
+                         model=name, revision=revision, params={"batch_size": batch_size, "interface": kind})
+    if full in RETRIEVERS:
+        RETRIEVERS.remove(full)
+    RETRIEVERS.register(full, spec)
+    DECLARED[full] = model
+    return spec
+
+
+class ModelEncoder:
+    """A ``TextEncoder`` over the user's object: queries as strings, documents as (title, text) pairs."""
+
+    def __init__(self, model: Any, kind: str, batch_size: int):
+        self.model, self.kind, self.batch_size = model, kind, batch_size
+        self.dim: int = 0
+        accepts = inspect.signature(model.encode).parameters if kind == "encode" else {}
+        self._prompt_type = "prompt_type" in accepts or any(p.kind is p.VAR_KEYWORD for p in accepts.values())
+
+    def encode(self, texts: Sequence[Any], kind: str = "doc", desc: str | None = None, *,
+               prefix: str | None = None) -> np.ndarray:
+        items = list(texts)
+        if self.kind == "beir":
+            if kind == "query":
+                out = self.model.encode_queries(items, batch_size=self.batch_size)
+            else:
+                out = self.model.encode_corpus([{"title": t, "text": x} for t, x in items], batch_size=self.batch_size)
+        else:
+            strings = items if kind == "query" else [f"{t} {x}".strip() if t else x.strip() for t, x in items]
+            extra = {"prompt_type": "query" if kind == "query" else "document"} if self._prompt_type else {}
+            out = self.model.encode(strings, batch_size=self.batch_size, **extra)
+        if hasattr(out, "detach"):  # a torch tensor
+            out = out.detach().float().cpu().numpy()
+        vectors = np.asarray(out, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[0] != len(items):
+            raise HarnessError(f"{type(self.model).__name__} returned an array of shape {vectors.shape} for "
+                               f"{len(items)} {kind} texts; expected ({len(items)}, dim)")
+        if self.dim and vectors.shape[1] != self.dim:
+            raise HarnessError(f"{type(self.model).__name__} returned {vectors.shape[1]}-dimensional vectors after "
+                               f"{self.dim}-dimensional ones")
+        self.dim = vectors.shape[1]
+        return vectors
+
+
+class DeclaredModelRetriever(DenseRetriever):
+    """Exact (or ``--index``) inner-product search over a declared model's vectors."""
+
+    def __init__(self, spec: RetrieverSpec, settings: EncodeSettings = REFERENCE,
+                 execution: Execution = DEFAULT_EXECUTION):
+        if spec.name not in DECLARED:
+            raise HarnessError(f"{spec.name}: no model object of that name in this process; declare it with "
+                               "harness.api.evaluate(model, datasets, name=..., revision=...)")
+        other = set(settings.changed()) - APPLICABLE
+        if other:
+            raise HarnessError(f"{spec.name} is a model object that computes its own vectors; "
+                               f"{', '.join('--' + k.replace('_', '-') for k in sorted(other))} does not apply to it")
+        self.spec, self.settings, self.execution = spec, settings, execution
+        self.model = DECLARED[spec.name]
+        self.config = self.model_config = EncoderConfig(text_pair=True, source="declared by the user")
+        self.query_instruction = ""
+        self.device = "cpu"
+        self.shard_size = execution.shard_size
+        self.embed_dtype = settings.embed_dtype
+        self.searcher = searcher_for(settings.index, "cpu")
+        self.searched_documents: int | None = None
+        self._store: EmbeddingStore | None = None
+        self._adapter = ModelEncoder(self.model, str(spec.params["interface"]), int(spec.params["batch_size"]))
+
+    @property
+    def encoder(self) -> Any:
+        return self._adapter
+
+    @property
+    def query_encoder(self) -> Any:
+        return self._adapter
+
+    def doc_input(self, doc: Doc) -> tuple[str, str]:
+        return (doc.title, doc.text)
+
+    def changed_settings(self) -> dict:
+        return self.settings.changed()
+
+    def fingerprint(self) -> dict:
+        search = {"search": self.searcher.fingerprint()} if self.searcher.approximate else {}
+        return {"kind": "declared", "name": self.spec.model, "revision": self.spec.revision,
+                "interface": self.spec.params["interface"], "embed_dtype": self.embed_dtype,
+                "embed_version": EMBED_VERSION, "text_rule": "(title, text) as the model reads them", **search}
+
+    def _key(self, what: str, checksum: str) -> dict:
+        return {"v": EMBED_VERSION, "declared": self.spec.model, "revision": self.spec.revision,
+                "interface": self.spec.params["interface"], "dtype": self.embed_dtype, "what": what,
+                "checksum": checksum}
+
+    @property
+    def computed_with(self) -> dict:
+        return {"declared": self.spec.name, "model_class": _qualname(self.model), "harness": __version__}
+
+    def corpus_store(self, dataset: Dataset) -> EmbeddingStore:
+        return EmbeddingStore(cache_root() / "embeddings", self._key("corpus", dataset.corpus_digest))
+
+    def _check_resources(self, dataset: Dataset, store: EmbeddingStore) -> None:
+        return None  # the model's memory is the user's; the store's disk is checked as it is written
+
+    def provenance(self) -> dict:
+        return {"declared_by_user": True, "content_checked": False, "name": self.spec.model,
+                "revision": self.spec.revision, "model_class": _qualname(self.model),
+                "interface": self.spec.params["interface"], "batch_size": self.spec.params["batch_size"],
+                "search": self.searcher.describe(), "embed_dtype": self.embed_dtype, "device": None,
+                "harness": __version__}
+
+
+def _qualname(obj: Any) -> str:
+    cls = type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}"

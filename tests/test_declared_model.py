@@ -1,0 +1,119 @@
+"""A user's own model object through the Python API (issue 30): the same batching, caching, search, records
+and leaderboard as a model the harness reads itself; its identity is the declared name and revision."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import harness
+from harness.errors import HarnessError
+from harness.runner import run
+from harness.settings import Execution
+from harness.trec import read_run
+
+CPU = Execution(device="cpu", progress=False)
+
+
+class TinyEncoder:
+    """A tiny BERT with mean pooling, written the way a user writes one (BEIR's convention), with no harness
+    code: transformers' tokenizer and model, padded batches of ``batch_size``."""
+
+    def __init__(self, folder):
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        self.torch = torch
+        self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        self.model = AutoModel.from_pretrained(str(folder)).eval()
+        self.calls = {"queries": 0, "corpus": 0}
+
+    def _encode(self, texts, batch_size):
+        out = []
+        with self.torch.inference_mode():
+            for i in range(0, len(texts), batch_size):
+                enc = self.tokenizer(texts[i:i + batch_size], padding=True, truncation=True, max_length=512,
+                                     return_tensors="pt")
+                hidden = self.model(**enc).last_hidden_state
+                mask = enc["attention_mask"].unsqueeze(-1).float()
+                out.append(((hidden * mask).sum(1) / mask.sum(1)).numpy())
+        return np.concatenate(out)
+
+    def encode_queries(self, queries, batch_size=16, **kwargs):
+        self.calls["queries"] += 1
+        return self._encode(list(queries), batch_size)
+
+    def encode_corpus(self, corpus, batch_size=16, **kwargs):
+        self.calls["corpus"] += 1
+        return self._encode([f"{d['title']} {d['text']}".strip() for d in corpus], batch_size)
+
+
+class TinyMtebEncoder(TinyEncoder):
+    """The same model behind sentence-transformers' / MTEB's ``encode``."""
+
+    def encode(self, sentences, *, prompt_type=None, batch_size=32, **kwargs):
+        self.calls["queries" if prompt_type == "query" else "corpus"] += 1
+        return self._encode(list(sentences), batch_size)
+
+    encode_queries = encode_corpus = None  # type: ignore[assignment]
+
+
+def test_a_model_object_equals_the_same_weights_through_hf(tiny_beir, tiny_bert_dir, tmp_path):
+    out = tmp_path / "results"
+    (ref,) = run([f"hf:{tiny_bert_dir}"], [str(tiny_beir)], ["ndcg@10", "recall@5"], out, execution=CPU,
+                 log=lambda m: None)
+    model = TinyEncoder(tiny_bert_dir)
+    (mine,) = harness.evaluate(model, [str(tiny_beir)], name="tiny-mine", revision="v1", output_dir=out,
+                               metrics=["ndcg@10", "recall@5"], batch_size=3)
+    assert mine.retriever == "tiny-mine@v1"
+    assert mine.retriever_provenance["declared_by_user"] is True
+    assert mine.retriever_provenance["content_checked"] is False
+    for metric in ("ndcg@10", "recall@5"):
+        assert mine.metrics[metric] == pytest.approx(ref.metrics[metric], abs=1e-9)
+    ours = read_run(out / mine.dataset / "test" / mine.run_file)
+    theirs = read_run(out / ref.dataset / "test" / ref.run_file)
+    assert {q: list(d)[:10] for q, d in ours.items()} == {q: list(d)[:10] for q, d in theirs.items()}
+    for q in ours:
+        np.testing.assert_allclose(list(ours[q].values())[:10], list(theirs[q].values())[:10], rtol=1e-5)
+    board = (out / "leaderboard.csv").read_text()
+    assert "tiny-mine@v1" in board
+    # the embedding cache is keyed by the declared revision: the same one encodes nothing again ...
+    calls = dict(model.calls)
+    again = harness.evaluate(model, str(tiny_beir), name="tiny-mine", revision="v1", output_dir=tmp_path / "other",
+                             metrics=["ndcg@10"], batch_size=3)[0]
+    assert model.calls["corpus"] == calls["corpus"] and again.metrics["ndcg@10"] == mine.metrics["ndcg@10"]
+    # ... and a new revision is a new computation and a new row
+    harness.evaluate(model, [str(tiny_beir)], name="tiny-mine", revision="v2", output_dir=out, metrics=["ndcg@10"])
+    assert model.calls["corpus"] > calls["corpus"]
+    assert "tiny-mine@v2" in (out / "leaderboard.csv").read_text()
+
+
+def test_mteb_style_encode_gives_the_same_numbers(tiny_beir, tiny_bert_dir, tmp_path):
+    a = harness.evaluate(TinyEncoder(tiny_bert_dir), [str(tiny_beir)], name="tiny-beir", revision="1",
+                         output_dir=tmp_path, metrics=["ndcg@10"])[0]
+    model = TinyMtebEncoder(tiny_bert_dir)
+    b = harness.evaluate(model, [str(tiny_beir)], name="tiny-mteb", revision="1", output_dir=tmp_path,
+                         metrics=["ndcg@10"])[0]
+    assert b.retriever_provenance["interface"] == "encode" and model.calls["queries"] >= 1
+    assert b.metrics["ndcg@10"] == pytest.approx(a.metrics["ndcg@10"], abs=1e-9)
+
+
+@pytest.mark.parametrize("kwargs,message", [({"name": "x", "revision": ""}, "give a revision"),
+                                            ({"name": "a b", "revision": "1"}, "plain name")])
+def test_a_model_needs_a_name_and_a_revision(tiny_beir, tiny_bert_dir, tmp_path, kwargs, message):
+    with pytest.raises(HarnessError, match=message):
+        harness.evaluate(TinyEncoder(tiny_bert_dir), [str(tiny_beir)], output_dir=tmp_path, **kwargs)
+
+
+def test_a_model_that_returns_the_wrong_shape_is_refused(tiny_beir, tmp_path):
+    class Broken:
+        def encode_queries(self, queries, batch_size=16):
+            return np.zeros((len(queries), 4))
+
+        def encode_corpus(self, corpus, batch_size=16):
+            return np.zeros((len(corpus) - 1, 4))
+
+    with pytest.raises(HarnessError, match="returned an array of shape"):
+        harness.evaluate(Broken(), [str(tiny_beir)], name="broken", revision="1", output_dir=tmp_path)
+    with pytest.raises(HarnessError, match="neither encode_queries"):
+        harness.api.evaluate_model(object(), [str(tiny_beir)], name="nothing", revision="1", output_dir=tmp_path)
