@@ -16,7 +16,7 @@ from harness.version import __version__
 
 #: subcommand modules, in the order ``--help`` lists them
 COMMANDS = ["run", "listing", "fetch", "evaluate", "leaderboard", "compare", "check", "reproduce", "diff", "report",
-            "config", "train", "encode", "ann"]
+            "exchange", "config", "train", "encode", "ann"]
 
 
 def build_parser() -> argparse.ArgumentParser:

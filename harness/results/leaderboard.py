@@ -37,14 +37,15 @@ def row_label(retriever: str, settings: str) -> str:
     return f"{retriever} [{settings}]" if settings else retriever
 
 
-def fold(records: Sequence[ResultRecord]) -> pd.DataFrame:
-    """Rows (retriever, settings, dataset, split, metrics...) from records, with collection means added."""
+def fold(records: Sequence[ResultRecord], imported: Sequence[dict] = ()) -> pd.DataFrame:
+    """Rows (retriever, settings, dataset, split, metrics...) from records and imported rows (one metric
+    each, ``harness.results.exchange``), with collection means added."""
     rows = [{"retriever": r.retriever, "settings": r.settings_label, "dataset": r.dataset, "split": r.split,
-             **r.metrics} for r in records]
+             **r.metrics} for r in records] + list(imported)
     df = pd.DataFrame(rows, columns=KEYS) if not rows else pd.DataFrame(rows)
     if df.empty:
         return df
-    df = df.drop_duplicates(subset=KEYS, keep="last")
+    df = df.groupby(KEYS, as_index=False, sort=False).last()  # one row a key; an imported row's metrics joined
     extra = []
     for name, spec in DATASETS.items():
         if not spec.subsets or spec.protocol.aggregate != "mean-of-subsets":  # how the collection reports
@@ -67,9 +68,13 @@ def rebuild(output_dir: Path) -> tuple[pd.DataFrame, list[str]]:
     if not output_dir.is_dir():
         raise HarnessError(f"{output_dir}: no such results folder (run `harness run` first, or pass --output-dir)")
     with FileLock(str(output_dir / ".leaderboard.lock")):
+        from harness.results.exchange import imported_rows
+
         records, problems = load_records(output_dir)
         kept, conflicts = unique_records(records)
-        df = fold(kept)
+        imported, unreadable = imported_rows(output_dir)
+        df = fold(kept, imported)
+        problems = problems + unreadable
         atomic_write(output_dir / "leaderboard.csv", df.to_csv(index=False, float_format="%.4f"))
     return df, problems + conflicts
 

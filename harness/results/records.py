@@ -165,8 +165,9 @@ def write_record(path: Path, record: ResultRecord) -> None:
 def load_records(output_dir: Path) -> tuple[list[tuple[Path, ResultRecord]], list[str]]:
     """Every record under ``output_dir`` (sorted by path), and a message per JSON file that is not one."""
     records, problems = [], []
+    imported = Path(output_dir) / "imported"  # rows computed elsewhere (harness.results.exchange), not records
     for path in sorted(Path(output_dir).rglob("*.json")):
-        if path.name.startswith("."):
+        if path.name.startswith(".") or path.is_relative_to(imported):
             continue
         try:
             records.append((path, read_record(path)))

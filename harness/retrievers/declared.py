@@ -36,12 +36,14 @@ DECLARED: dict[str, Any] = {}
 #: settings that apply to a declared model (how its vectors are stored and searched); the others belong to
 #: a recipe the harness runs itself
 APPLICABLE = {"index", "embed_dtype"}
+#: BEIR's model convention: encode_queries(texts, batch_size) and encode_corpus(docs, batch_size)
+TWO_METHODS = "encode_queries+encode_corpus"
 
 
 def interface(model: Any) -> str:
-    """"beir" (encode_queries + encode_corpus) or "encode" (sentence-transformers / MTEB); else one line."""
+    """"encode_queries+encode_corpus" (BEIR's convention) or "encode" (sentence-transformers / MTEB)."""
     if callable(getattr(model, "encode_queries", None)) and callable(getattr(model, "encode_corpus", None)):
-        return "beir"
+        return TWO_METHODS
     if callable(getattr(model, "encode", None)):
         return "encode"
     raise HarnessError(f"{type(model).__name__} has neither encode_queries/encode_corpus (BEIR's convention) nor "
@@ -80,7 +82,7 @@ class ModelEncoder:
     def encode(self, texts: Sequence[Any], kind: str = "doc", desc: str | None = None, *,
                prefix: str | None = None) -> np.ndarray:
         items = list(texts)
-        if self.kind == "beir":
+        if self.kind == TWO_METHODS:
             if kind == "query":
                 out = self.model.encode_queries(items, batch_size=self.batch_size)
             else:

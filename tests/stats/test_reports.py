@@ -45,8 +45,8 @@ def test_dry_run_lists_one_command_per_beir_dataset(capsys):
     lines = [ln for ln in out.splitlines() if ln.startswith("harness run ")]
     assert len(lines) == len(datasets - licensed) == 25  # 13 public datasets and CQADupStack's 12 forums
     assert {ln.split("--dataset ")[1].split()[0] for ln in lines} == datasets - licensed
-    not_public = [ln for ln in out.splitlines() if "not a public dataset" in ln]
-    assert {ln.split()[2] for ln in not_public} == licensed and len(not_public) == 3 * len(licensed)
+    not_public = [ln for ln in out.splitlines() if "not a public dataset" in ln]  # source (2 words) first
+    assert {ln.split()[4] for ln in not_public} == licensed and len(not_public) == 3 * len(licensed)
     assert all(ln.startswith("harness run --retriever bm25 --dataset beir/") and
                "--metric ndcg@10 --metric recall@100 --metric recall@1000" in ln for ln in lines)
 
