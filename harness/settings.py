@@ -29,6 +29,8 @@ FORWARDS = ("auto", "transformers")
 POOLINGS = ("mean", "cls", "max", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
 EMBED_DTYPES = ("float32", "float16")
 INDEXES = ("exact", "hnsw", "ivfpq")  # harness.searchers: exact search, or an approximate FAISS index
+#: who encodes: the harness's own recipe reader, or sentence-transformers itself (a cross-check, recorded)
+BACKENDS = ("harness", "sentence-transformers")
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,10 @@ class EncodeSettings:
     doc_prefix: str | None = None
     embed_dtype: str = "float32"
     index: str = "exact"  # the searcher: exact inner product, or an approximate index (harness.searchers)
+    backend: str = "harness"  # who encodes: the harness's recipe reader, or sentence-transformers itself
 
     def __post_init__(self) -> None:
+        _choice("--backend", self.backend, BACKENDS)
         _choice("--precision", self.precision, PRECISIONS)
         _choice("--forward", self.forward, FORWARDS)
         _choice("--embed-dtype", self.embed_dtype, EMBED_DTYPES)

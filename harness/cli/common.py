@@ -5,7 +5,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.settings import EMBED_DTYPES, FORWARDS, INDEXES, POOLINGS, PRECISIONS, EncodeSettings, Execution
+from harness.settings import (
+    BACKENDS,
+    EMBED_DTYPES,
+    FORWARDS,
+    INDEXES,
+    POOLINGS,
+    PRECISIONS,
+    EncodeSettings,
+    Execution,
+)
 
 
 def add_output_dir(p: argparse.ArgumentParser) -> None:
@@ -70,6 +79,10 @@ def add_settings(p: argparse.ArgumentParser, *, index: bool = True) -> None:
                    help="text put before every query, e.g. 'query: ' for e5 (default: the model's own, usually none)")
     g.add_argument("--doc-prefix", default=None, metavar="TEXT",
                    help="text put before every document, e.g. 'passage: ' for e5 (default: the model's own)")
+    g.add_argument("--backend", choices=list(BACKENDS), default="harness",
+                   help="who encodes: the harness's own reading of the model's recipe (the default), or "
+                        "sentence-transformers itself (a cross-check of that reading, stored and labelled apart; "
+                        "sentence-transformers folders only)")
     g.add_argument("--embed-dtype", choices=list(EMBED_DTYPES), default="float32",
                    help="how corpus embeddings are stored (float16 halves disk, rounds the vectors; default float32)")
     if index:
@@ -99,7 +112,8 @@ def settings_from_args(args: argparse.Namespace) -> EncodeSettings:
                           query_prefix=getattr(args, "query_prefix", None),
                           doc_prefix=getattr(args, "doc_prefix", None),
                           embed_dtype=getattr(args, "embed_dtype", "float32"),
-                          index=getattr(args, "search_index", "exact"))
+                          index=getattr(args, "search_index", "exact"),
+                          backend=getattr(args, "backend", "harness"))
 
 
 def execution_from_args(args: argparse.Namespace, *, progress: bool = True) -> Execution:

@@ -98,9 +98,19 @@ class DenseRetriever:
         self._model_digest: str | None = None
         self._encoder: HFEncoder | None = None
         self._store: EmbeddingStore | None = None
+        if settings.backend != "harness":
+            from harness.retrievers.st_backend import check_applicable
+
+            check_applicable(self.files.path, text_pair=self.config.text_pair, changed=settings.changed(),
+                             query_model=self.query_files is not None)
 
     @property
     def encoder(self) -> HFEncoder:
+        if self._encoder is None and self.settings.backend == "sentence-transformers":
+            from harness.retrievers.st_backend import SentenceTransformersEncoder
+
+            self._encoder = SentenceTransformersEncoder(  # type: ignore[assignment]
+                self.files.path, self.device, self.config.query_prefix, progress=self.execution.progress)
         if self._encoder is None:
             from harness.retrievers.encoder import HFEncoder
 
@@ -151,8 +161,9 @@ class DenseRetriever:
         return changed
 
     def _compute_key(self) -> dict:
+        backend = {"backend": self.settings.backend} if self.settings.backend != "harness" else {}
         return {"precision": self.compute.precision, "forward": self.settings.forward,
-                "batch_tokens": self.settings.batch_tokens}
+                "batch_tokens": self.settings.batch_tokens, **backend}
 
     def fingerprint(self) -> dict:
         """The content identity of what this retriever computes: model files, the recipe that runs (pooling,
@@ -179,7 +190,8 @@ class DenseRetriever:
     @property
     def computed_with(self) -> dict:
         """What a shard written by this retriever records about how its vectors were computed."""
-        return {**self.compute.to_dict(), "harness": __version__}
+        backend = {"backend": self.settings.backend} if self.settings.backend != "harness" else {}
+        return {**self.compute.to_dict(), **backend, "harness": __version__}
 
     def corpus_store(self, dataset: Dataset) -> EmbeddingStore:
         """The embedding store (cache folder) of ``dataset``'s corpus under this encoder."""
