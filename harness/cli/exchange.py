@@ -16,12 +16,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "writes DEST.csv or DEST.parquet, a row per (retriever, settings, dataset, split, "
                                    "metric, query).")
     p.add_argument("dest", type=Path, metavar="DEST", help="a folder (mteb) or a .csv / .parquet file (per-query)")
-    p.add_argument("--format", choices=["mteb", "per-query"], required=True)
+    p.add_argument("--format", choices=["mteb", "per-query"], required=True,
+                   help="mteb: MTEB's result files (one retriever); per-query: one table of every per-query value")
     add_output_dir(p)
     p.add_argument("--retriever", "-r", dest="retrievers", action="append", default=None, metavar="NAME",
                    help="only these retrievers (as records name them); repeatable")
-    p.add_argument("--dataset", "-d", dest="datasets", action="append", default=None, metavar="ID")
-    p.add_argument("--split", default=None)
+    p.add_argument("--dataset", "-d", dest="datasets", action="append", default=None, metavar="ID",
+                   help="only these datasets; repeatable")
+    p.add_argument("--split", default=None, help="only this split")
     p.add_argument("--model-name", default=None, help="mteb: the model's name (default: the retriever's)")
     p.add_argument("--revision", default=None, help="mteb: the model's revision (default: the harness version)")
     p.set_defaults(func=cmd_export)
@@ -29,8 +31,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q = sub.add_parser("import", help="add rows computed elsewhere (MTEB, ranx, trec_eval) to the leaderboard",
                        description="Read scores computed elsewhere into <output-dir>/imported/: shown on the "
                                    "leaderboard as '[imported: SOURCE]' rows, never used by check, diff or compare.")
-    q.add_argument("file", type=Path, metavar="FILE|DIR")
-    q.add_argument("--format", choices=["mteb", "ranx", "trec_eval"], required=True)
+    q.add_argument("file", type=Path, metavar="FILE|DIR", help="the scores: a file, or an MTEB result folder")
+    q.add_argument("--format", choices=["mteb", "ranx", "trec_eval"], required=True,
+                   help="mteb: TaskResult JSON files; ranx: evaluate()'s scores or a saved Report; trec_eval: its "
+                        "output")
     q.add_argument("--system", default=None, help="the system's name (ranx, trec_eval; mteb: default from the folder)")
     q.add_argument("--dataset", "-d", default=None, help="ranx, trec_eval: the dataset id the scores are on")
     q.add_argument("--split", default="test", help="ranx, trec_eval: the split (default: test)")

@@ -6,11 +6,12 @@ retriever sees is ``doc_text(doc)`` = title + " " + text (just the text when the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
-from harness.data.corpus import Corpus, Doc, doc_text
+from harness.data.corpus import Doc, OneFileCorpus, doc_text
 from harness.data.jsonl import iter_jsonl
 from harness.data.judgements import GradedJudgements
 from harness.data.registry import EvalProtocol
@@ -80,7 +81,7 @@ def default_split(root: Path) -> str:
 
 
 @dataclass
-class BeirDataset:
+class BeirDataset(OneFileCorpus):
     """A BEIR-format folder under ``protocol``: a corpus (``corpus.jsonl``), the split's topics
     (``queries.jsonl``, the queries its qrels judge) and its graded judgements (``qrels/<split>.tsv``)."""
 
@@ -88,7 +89,7 @@ class BeirDataset:
     root: Path
     protocol: EvalProtocol
     default_metrics: tuple[str, ...] = ("ndcg@10", "recall@100", "recall@1000")
-    _corpus: Corpus | None = field(default=None, init=False, repr=False, compare=False)
+    read_corpus: ClassVar[Callable[[Path], Iterator[Doc]]] = staticmethod(iter_corpus)
     _judgements: GradedJudgements | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -126,19 +127,6 @@ class BeirDataset:
             raise HarnessError(f"{self.root} is not a complete BEIR folder: missing {names} "
                                "(expected corpus.jsonl, queries.jsonl (or TREC topics: topics.tsv, topics.txt) "
                                "and qrels/<split>.tsv (BEIR TSV or TREC qrels))")
-
-    @property
-    def documents(self) -> Corpus:
-        if self._corpus is None or self._corpus.path != self.corpus_path:
-            self._corpus = Corpus(self.corpus_path, iter_corpus)
-        return self._corpus
-
-    @property
-    def corpus_digest(self) -> str:
-        return self.documents.digest
-
-    def corpus(self) -> Iterator[Doc]:
-        return self.documents.docs()
 
     def judgements(self) -> GradedJudgements:
         if self._judgements is None or self._judgements.path != self.qrels_path:

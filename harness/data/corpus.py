@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 
 class Doc(NamedTuple):
@@ -40,3 +40,28 @@ class Corpus:
 
             self._digest = cached_sha256(self.path)
         return self._digest
+
+
+class OneFileCorpus:
+    """A dataset whose corpus is the one file ``corpus_path``, read by its class's ``read_corpus``: the
+    :class:`Corpus` (and so its digest) is made once and kept while the path stays the same."""
+
+    read_corpus: ClassVar[Callable[[Path], Iterator[Doc]]]
+
+    @property
+    def corpus_path(self) -> Path:
+        raise NotImplementedError
+
+    @property
+    def documents(self) -> Corpus:
+        kept = self.__dict__.get("_documents")
+        if not isinstance(kept, Corpus) or kept.path != self.corpus_path:
+            kept = self.__dict__["_documents"] = Corpus(self.corpus_path, type(self).read_corpus)
+        return kept
+
+    @property
+    def corpus_digest(self) -> str:
+        return self.documents.digest
+
+    def corpus(self) -> Iterator[Doc]:
+        return self.documents.docs()

@@ -11,12 +11,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
-from harness.data.corpus import Corpus, Doc
+from harness.data.corpus import Doc, OneFileCorpus
 from harness.data.registry import DatasetSpec, OdqaProtocol, RemoteFile
 from harness.errors import DataError, HarnessError, OfflineError
 from harness.io import shareable
@@ -31,13 +31,13 @@ PASSAGE_NAMES = ("passages.tsv", "passages.tsv.gz", "psgs_w100.tsv", "psgs_w100.
 
 
 @dataclass
-class OdqaDataset:
+class OdqaDataset(OneFileCorpus):
     id: str
     passages_path: Path
     questions_path: Path
     protocol: OdqaProtocol
     default_metrics: tuple[str, ...] = tuple(DEFAULT_METRICS)
-    _corpus: Corpus | None = field(default=None, init=False, repr=False, compare=False)
+    read_corpus: ClassVar[Callable[[Path], Iterator[Doc]]] = staticmethod(iter_passages)
 
     @property
     def root(self) -> Path:
@@ -59,19 +59,6 @@ class OdqaDataset:
         if missing:
             raise HarnessError(f"{self.id}: missing {', '.join(missing)} (an ODQA dataset needs a passage TSV "
                                "and a question file)")
-
-    @property
-    def documents(self) -> Corpus:
-        if self._corpus is None or self._corpus.path != self.passages_path:
-            self._corpus = Corpus(self.passages_path, iter_passages)
-        return self._corpus
-
-    @property
-    def corpus_digest(self) -> str:
-        return self.documents.digest
-
-    def corpus(self) -> Iterator[Doc]:
-        return self.documents.docs()
 
     def questions(self) -> list[Question]:
         return read_questions(self.questions_path)

@@ -201,14 +201,14 @@ def import_mteb(path: Path, system: str | None = None) -> Imported:
         for split, entries in obj["scores"].items():
             for entry in entries if isinstance(entries, list) else []:
                 for key, value in entry.items():
-                    m = re.fullmatch(r"(ndcg|recall|map|mrr|precision)_at_(\d+)", key)
-                    if not m:
+                    # MTEB's ndcg_at_10, recall_at_100, precision_at_5 ... are the measure language's ndcg@10 ...
+                    metric = _measure(key.replace("_at_", "@")) if "_at_" in key else None
+                    if metric is None or not isinstance(value, int | float):
                         if key not in {"main_score", "hf_subset", "languages", "evaluation_time"}:
                             skipped.append(key)
                         continue
-                    family = {"precision": "p"}.get(m.group(1), m.group(1))
-                    rows.append({"system": name, "dataset": dataset, "split": split,
-                                 "metric": str(parse_measure(f"{family}@{m.group(2)}")), "value": float(value)})
+                    rows.append({"system": name, "dataset": dataset, "split": split, "metric": metric,
+                                 "value": float(value)})
     return _imported("mteb", path, rows, sorted(set(skipped)))
 
 
