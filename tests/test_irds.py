@@ -130,3 +130,22 @@ def test_registered_ids_carry_their_official_measures():
     assert DATASETS.get("msmarco-passage/dev/small").metrics == ("mrr@10", "recall@1000")
     assert not DATASETS.get("msmarco-passage/dev/small").protocol.drop_self_hits  # qids and doc ids overlap
     assert DATASETS.get("lotte/science/test/forum").metrics[0] == "success@5"
+
+
+def test_offline_ir_datasets_opens_no_connection(tmp_path, monkeypatch, capsys):
+    """Under HARNESS_OFFLINE=1 ir_datasets' downloaders refuse before any connection; the one line names the
+    address it would have fetched and where ir_datasets looks for its files."""
+    from ir_datasets.datasets.base import Dataset
+    from ir_datasets.formats import TrecQrels, TsvDocs, TsvQueries
+    from ir_datasets.util import Download, RequestsDownload
+
+    monkeypatch.setenv("HARNESS_OFFLINE", "1")
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("IR_DATASETS_HOME", str(tmp_path / "irds-home"))
+    url = "https://example.invalid/harness-test/docs.tsv"
+    name = f"harness-test-remote-{uuid.uuid4().hex[:8]}"
+    remote = Download([RequestsDownload(url)], cache_path=str(tmp_path / "irds-home" / "docs.tsv"))
+    ir_datasets.registry.register(name, Dataset(TsvDocs(remote), TsvQueries(remote), TrecQrels(remote, {1: "r"})))
+    assert main(["run", "-r", "bm25", "-d", f"irds:{name}", "--output-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "HARNESS_OFFLINE=1: not downloading" in err and url in err and "IR_DATASETS_HOME" in err

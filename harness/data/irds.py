@@ -14,6 +14,7 @@ every dataset file (``harness.io.cached_sha256``) and the records carry those di
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -112,9 +113,38 @@ def export(irds_id: str, split: str, root: Path) -> tuple[Path, Path]:
     parent = ir_datasets.docs_parent_id(irds_id) or irds_id
     corpus_dir = root / _slug(parent)
     topics_dir = corpus_dir / "topics" / _slug(irds_id)
-    _once(corpus_dir, lambda staging: _write_corpus(dataset, irds_id, staging), {"docs_of": parent})
-    _once(topics_dir, lambda staging: _write_topics(dataset, irds_id, split, staging), {"id": irds_id, "split": split})
+    with _network_as_configured():
+        _once(corpus_dir, lambda staging: _write_corpus(dataset, irds_id, staging), {"docs_of": parent})
+        _once(topics_dir, lambda staging: _write_topics(dataset, irds_id, split, staging),
+              {"id": irds_id, "split": split})
     return corpus_dir / "corpus.jsonl", topics_dir
+
+
+@contextlib.contextmanager
+def _network_as_configured() -> Iterator[None]:
+    """Under HARNESS_OFFLINE=1 ir_datasets may read what it has on disk but opens no connection: its
+    downloaders refuse (and the harness says what is missing and where ir_datasets looks)."""
+    from harness.paths import offline
+
+    if not offline():
+        yield
+        return
+    from ir_datasets.util import download
+
+    classes = [c for c in (getattr(download, n, None) for n in ("RequestsDownload", "GoogleDriveDownload",
+                                                                 "GoogleCloudBucketStream")) if c is not None]
+    saved = [(c, c.__dict__["stream"]) for c in classes if "stream" in c.__dict__]
+
+    def refuse(self: Any, *args: Any, **kwargs: Any) -> Any:
+        raise ConnectionError(f"HARNESS_OFFLINE=1: not downloading {getattr(self, 'url', '') or self!r}")
+
+    for cls, _ in saved:
+        cls.stream = refuse
+    try:
+        yield
+    finally:
+        for cls, original in saved:
+            cls.stream = original
 
 
 def _once(target: Path, write: Any, identity: dict[str, str]) -> None:
