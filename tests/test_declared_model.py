@@ -58,7 +58,8 @@ class TinyMtebEncoder(TinyEncoder):
     encode_queries = encode_corpus = None  # type: ignore[assignment]
 
 
-def test_a_model_object_equals_the_same_weights_through_hf(tiny_beir, tiny_bert_dir, tmp_path):
+def test_a_model_object_equals_the_same_weights_through_hf(tiny_beir, tiny_bert_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))  # which revisions are cached: this test's own
     out = tmp_path / "results"
     (ref,) = run([f"hf:{tiny_bert_dir}"], [str(tiny_beir)], ["ndcg@10", "recall@5"], out, execution=CPU,
                  log=lambda m: None)
@@ -117,3 +118,41 @@ def test_a_model_that_returns_the_wrong_shape_is_refused(tiny_beir, tmp_path):
         harness.evaluate(Broken(), [str(tiny_beir)], name="broken", revision="1", output_dir=tmp_path)
     with pytest.raises(HarnessError, match="neither encode_queries"):
         harness.api.evaluate_model(object(), [str(tiny_beir)], name="nothing", revision="1", output_dir=tmp_path)
+
+
+def test_mteb_encoder_protocols_are_told_their_task(tmp_path, monkeypatch):
+    """MTEB's encoder protocol (2.x: a DataLoader with the task's metadata; 1.x: sentences and the task's
+    name) runs on a dataset MTEB has a task for: the same numbers as the same folder through hf:."""
+    mteb = pytest.importorskip("mteb")
+    from mteb.models.sentence_transformer_wrapper import SentenceTransformerEncoderWrapper
+
+    from tests.conftest import make_tiny_beir, make_tiny_bert
+
+    data = tmp_path / "data"
+    make_tiny_beir(data / "beir" / "scifact")  # stands in for SciFact: an id MTEB has a task for
+    monkeypatch.setenv("HARNESS_DATA", str(data))
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))  # every model below encodes, none is reused
+    folder = make_tiny_bert(tmp_path / "st", st_files=True)
+    out = tmp_path / "results"
+    (ref,) = run([f"hf:{folder}"], ["beir/scifact"], ["ndcg@10"], out, execution=CPU, log=lambda m: None)
+    wrapped = SentenceTransformerEncoderWrapper(str(folder))
+    (v2,) = harness.evaluate(wrapped, ["beir/scifact"], name="tiny-mteb2", revision="1", output_dir=out,
+                             metrics=["ndcg@10"])
+    assert v2.retriever_provenance["interface"] == "mteb"
+    assert v2.metrics["ndcg@10"] == pytest.approx(ref.metrics["ndcg@10"], abs=1e-6)
+
+    seen = []
+
+    class OldStyle:  # MTEB 1.x: encode(sentences, *, task_name, prompt_type=None, **kwargs)
+        def __init__(self):
+            self.inner = wrapped.model
+
+        def encode(self, sentences, *, task_name, prompt_type=None, **kwargs):
+            seen.append((task_name, str(prompt_type.value)))
+            return self.inner.encode(sentences, batch_size=kwargs.get("batch_size", 32))
+
+    (v1,) = harness.evaluate(OldStyle(), ["beir/scifact"], name="tiny-mteb1", revision="1", output_dir=out,
+                             metrics=["ndcg@10"])
+    assert ("SciFact", "query") in seen and ("SciFact", "document") in seen
+    assert v1.metrics["ndcg@10"] == pytest.approx(ref.metrics["ndcg@10"], abs=1e-6)
+    assert mteb is not None

@@ -41,11 +41,14 @@ TWO_METHODS = "encode_queries+encode_corpus"
 
 
 def interface(model: Any) -> str:
-    """"encode_queries+encode_corpus" (BEIR's convention) or "encode" (sentence-transformers / MTEB)."""
+    """"encode_queries+encode_corpus" (BEIR's convention), "mteb" (MTEB's encoder protocol: ``encode(inputs,
+    *, task_metadata, hf_split, hf_subset, prompt_type)`` over a DataLoader, or MTEB 1.x's ``encode(sentences,
+    *, task_name, prompt_type)``) or "encode" (sentence-transformers')."""
     if callable(getattr(model, "encode_queries", None)) and callable(getattr(model, "encode_corpus", None)):
         return TWO_METHODS
     if callable(getattr(model, "encode", None)):
-        return "encode"
+        params = inspect.signature(model.encode).parameters
+        return "mteb" if "task_metadata" in params or "task_name" in params else "encode"
     raise HarnessError(f"{type(model).__name__} has neither encode_queries/encode_corpus (BEIR's convention) nor "
                        "encode (sentence-transformers' and MTEB's): the harness cannot call it")
 
@@ -76,8 +79,38 @@ class ModelEncoder:
     def __init__(self, model: Any, kind: str, batch_size: int):
         self.model, self.kind, self.batch_size = model, kind, batch_size
         self.dim: int = 0
-        accepts = inspect.signature(model.encode).parameters if kind == "encode" else {}
+        accepts = inspect.signature(model.encode).parameters if kind != TWO_METHODS else {}
         self._prompt_type = "prompt_type" in accepts or any(p.kind is p.VAR_KEYWORD for p in accepts.values())
+        self._v2 = "task_metadata" in accepts
+        #: the dataset being encoded (id, split): MTEB's protocol is told its task
+        self.dataset: tuple[str, str] | None = None
+
+    def _mteb(self, strings: list[str], kind: str) -> Any:
+        """MTEB's encoder protocol, told the MTEB task of the dataset (BEIR's datasets have one)."""
+        from harness.results.exchange import MTEB_TASKS
+
+        dataset_id, split = self.dataset or ("", "test")
+        task_name = MTEB_TASKS.get(dataset_id)
+        if task_name is None:
+            raise HarnessError(f"{type(self.model).__name__} follows MTEB's encoder protocol, which needs an MTEB "
+                               f"task; {dataset_id or 'this dataset'} has none (MTEB's BEIR tasks do): wrap it with "
+                               "encode_queries/encode_corpus instead")
+        try:
+            import mteb
+            from mteb.types import PromptType
+        except ImportError:
+            raise HarnessError(f"{type(self.model).__name__} follows MTEB's encoder protocol: install mteb") from None
+        prompt_type = PromptType.query if kind == "query" else PromptType.document
+        if not self._v2:  # MTEB 1.x: a list of sentences and the task's name
+            return self.model.encode(strings, task_name=task_name, prompt_type=prompt_type, batch_size=self.batch_size)
+        from datasets import Dataset as HFDataset  # what MTEB's encoders read their inputs' features from
+        from torch.utils.data import DataLoader
+
+        rows: Any = HFDataset.from_dict({"text": strings})
+        loader: DataLoader[Any] = DataLoader(rows, batch_size=self.batch_size, shuffle=False,
+                                             collate_fn=lambda batch: {"text": [b["text"] for b in batch]})
+        return self.model.encode(loader, task_metadata=mteb.get_task(task_name).metadata, hf_split=split,
+                                 hf_subset="default", prompt_type=prompt_type, batch_size=self.batch_size)
 
     def encode(self, texts: Sequence[Any], kind: str = "doc", desc: str | None = None, *,
                prefix: str | None = None) -> np.ndarray:
@@ -89,8 +122,11 @@ class ModelEncoder:
                 out = self.model.encode_corpus([{"title": t, "text": x} for t, x in items], batch_size=self.batch_size)
         else:
             strings = items if kind == "query" else [f"{t} {x}".strip() if t else x.strip() for t, x in items]
-            extra = {"prompt_type": "query" if kind == "query" else "document"} if self._prompt_type else {}
-            out = self.model.encode(strings, batch_size=self.batch_size, **extra)
+            if self.kind == "mteb":
+                out = self._mteb(strings, kind)
+            else:
+                extra = {"prompt_type": "query" if kind == "query" else "document"} if self._prompt_type else {}
+                out = self.model.encode(strings, batch_size=self.batch_size, **extra)
         if hasattr(out, "detach"):  # a torch tensor
             out = out.detach().float().cpu().numpy()
         vectors = np.asarray(out, dtype=np.float32)
@@ -138,6 +174,10 @@ class DeclaredModelRetriever(DenseRetriever):
 
     def doc_input(self, doc: Doc) -> tuple[str, str]:
         return (doc.title, doc.text)
+
+    def index(self, dataset: Dataset) -> dict:
+        self._adapter.dataset = (dataset.id, dataset.split)
+        return super().index(dataset)
 
     def changed_settings(self) -> dict:
         return self.settings.changed()
