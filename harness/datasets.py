@@ -151,14 +151,13 @@ class IrdsSource(DatasetSource):
         from harness.data import irds
 
         assert spec.irds_id is not None
-        return Path(spec.irds_id) if irds.exported(spec.irds_id) else None
+        return irds.exported(spec.irds_id)
 
     def fetch(self, spec: DatasetSpec) -> Path:
         from harness.data import irds
 
         assert spec.irds_id is not None
-        irds.open_dataset(spec.id, spec.irds_id, None, protocol=spec.protocol, metrics=spec.metrics)
-        return Path(spec.irds_id)
+        return irds.open_dataset(spec.id, spec.irds_id, None, protocol=spec.protocol, metrics=spec.metrics).root
 
     def needs_fetch(self, spec: DatasetSpec) -> bool:
         return False  # ir_datasets reads its own cache on open, and says what it could not download

@@ -257,9 +257,10 @@ def open_dataset(dataset_id: str, irds_id: str, split: str | None, *, drop_self_
     return ds
 
 
-def exported(irds_id: str) -> bool:
-    """Whether an id's topics are exported here already (no download needed), without asking ir_datasets
-    to fetch anything."""
+def exported(irds_id: str) -> Path | None:
+    """The folder of an id's sealed topics export (no download needed to open it), or None; asks
+    ir_datasets nothing."""
     from harness.paths import cache_root
 
-    return any((p / MANIFEST).is_file() for p in (cache_root() / "irds").glob(f"*/topics/{_slug(irds_id)}"))
+    return next((p for p in (cache_root() / "irds").glob(f"*/topics/{_slug(irds_id)}") if (p / MANIFEST).is_file()),
+                None)
