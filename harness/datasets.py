@@ -252,6 +252,8 @@ def resolve_dataset(name: str, *, split: str | None = None, allow_fetch: bool = 
     a BEIR-format folder, or an ODQA folder
     (``passages.tsv`` + a question file, see ``harness.odqa.dataset``). A folder's id is
     ``local/<folder name>`` (:func:`local_dataset_id`; unique within ``output_dir``)."""
+    if split is not None:
+        check_split(split)
     if name.startswith("irds:"):
         source = SOURCES.get("irds")
         assert isinstance(source, IrdsSource)
@@ -274,6 +276,16 @@ def resolve_dataset(name: str, *, split: str | None = None, allow_fetch: bool = 
         if source.claims_folder(resolved):
             return source.open_folder(resolved, local_id, split)
     raise HarnessError(f"{resolved}: no dataset source reads this folder")  # BEIR claims every folder
+
+
+def check_split(split: str) -> None:
+    """A split names a qrels file and a folder of the results: letters, digits, ``.``, ``_``, ``-`` (not
+    ``.`` or ``..``), so that it can never reach outside either."""
+    import re
+
+    if not isinstance(split, str) or not re.fullmatch(r"[A-Za-z0-9._-]+", split) or split.strip(".") == "":
+        raise HarnessError(f"--split {split!r}: a split is a name of letters, digits, '.', '_' and '-' "
+                           "(e.g. test, dev, train)")
 
 
 #: marks which folder a ``local/<name>`` id of a results folder belongs to

@@ -33,7 +33,8 @@ def read_topics(path: Path, field: str = "title") -> dict[str, str]:
     <num> Number: 301 <title> ... </top>``), whose ``field`` (title, desc or narr) is the query text."""
     import re
 
-    text = path.read_text(encoding="utf-8")
+    lines = list(iter_lines(path))  # bad bytes or an over-long line: DataError with the file and line
+    text = "\n".join(line for _, line in lines)
     topics: dict[str, str] = {}
     if "<top>" in text:
         for n, block in enumerate(re.findall(r"<top>(.*?)</top>", text, flags=re.S), start=1):
@@ -47,7 +48,7 @@ def read_topics(path: Path, field: str = "title") -> dict[str, str]:
                 raise DataError(path, f"duplicate topic {qid!r}", fix="topic numbers must be unique")
             topics[qid] = " ".join(body.group(1).split())
         return topics
-    for lineno, line in iter_lines(path):
+    for lineno, line in lines:
         qid, sep, query = line.partition("\t")
         if not sep or not query.strip():
             raise DataError(path, "expected 'qid<TAB>text'", line=lineno, fix="one topic a line, tab-separated")

@@ -121,3 +121,22 @@ def test_bad_topics_name_the_file_and_line(tmp_path, text, why):
     path.write_text(text)
     with pytest.raises(DataError, match=why):
         read_topics(path)
+
+
+@pytest.mark.parametrize("split", ["../../x", "..", "a/b", "", "dev test"])
+def test_a_split_that_could_leave_its_folders_is_refused(tiny_beir, tmp_path, capsys, split):
+    from harness.cli import main
+
+    assert main(["run", "-r", "bm25", "-d", str(tiny_beir), "--split", split, "--output-dir", str(tmp_path)]) == 2
+    assert "a split is a name of letters" in capsys.readouterr().err
+    assert not any(tmp_path.rglob("*.json"))
+
+
+def test_topics_with_bytes_that_are_not_utf8_name_the_file_and_line(tmp_path):
+    from harness.errors import DataError
+    from harness.trec import read_topics
+
+    path = tmp_path / "topics.txt"
+    path.write_bytes(b"<top>\n<num> 1\n<title> caf\xe9\n</top>\n")
+    with pytest.raises(DataError, match=r"topics.txt:3: invalid UTF-8"):
+        read_topics(path)

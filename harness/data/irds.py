@@ -113,10 +113,13 @@ def export(irds_id: str, split: str, root: Path) -> tuple[Path, Path]:
     parent = ir_datasets.docs_parent_id(irds_id) or irds_id
     corpus_dir = root / _slug(parent)
     topics_dir = corpus_dir / "topics" / _slug(irds_id)
+    # an export is reused only as written by this ir_datasets version (its dataset definitions may change)
+    version = str(ir_datasets.__version__)
     with _network_as_configured():
-        _once(corpus_dir, lambda staging: _write_corpus(dataset, irds_id, staging), {"docs_of": parent})
+        _once(corpus_dir, lambda staging: _write_corpus(dataset, irds_id, staging),
+              {"docs_of": parent, "ir_datasets": version})
         _once(topics_dir, lambda staging: _write_topics(dataset, irds_id, split, staging),
-              {"id": irds_id, "split": split})
+              {"id": irds_id, "split": split, "ir_datasets": version})
     return corpus_dir / "corpus.jsonl", topics_dir
 
 
@@ -165,8 +168,7 @@ def _once(target: Path, write: Any, identity: dict[str, str]) -> None:
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
         try:
             counts = write(staging)
-            (staging / MANIFEST).write_text(json.dumps({"format": FORMAT, **identity, **counts,
-                                                        "ir_datasets": _module().__version__}, indent=2))
+            (staging / MANIFEST).write_text(json.dumps({"format": FORMAT, **identity, **counts}, indent=2))
             # a sealed folder is replaced whole; the topics folder inside a corpus folder is kept
             kept = target / "topics"
             if kept.is_dir() and not (staging / "topics").exists():

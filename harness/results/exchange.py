@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import time
 from collections.abc import Sequence
@@ -140,8 +141,10 @@ _TREC_EVAL = {"ndcg_cut": "ndcg", "recall": "recall", "P": "p", "map_cut": "map"
 
 def import_trec_eval(path: Path, system: str, dataset: str, split: str) -> Imported:
     """trec_eval's output (``measure<TAB>all<TAB>value``; per-query lines are left out): its ``all`` rows."""
+    from harness.lines import iter_lines
+
     rows, skipped = [], []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for lineno, line in iter_lines(path):
         parts = line.split()
         if not parts:
             continue
@@ -178,11 +181,11 @@ def import_ranx(path: Path, system: str | None, dataset: str, split: str) -> Imp
         for name, value in scores.items():
             family, at, cut = str(name).partition("@")
             metric = _measure(f"{aliases.get(family, family)}{at}{cut}") if aliases.get(family, family) else None
-            if metric is None or not isinstance(value, int | float):
+            if metric is None:
                 skipped.append(str(name))
                 continue
             rows.append({"system": system or model, "dataset": dataset, "split": split, "metric": metric,
-                         "value": float(value)})
+                         "value": _value(path, None, value)})
     return _imported("ranx", path, rows, sorted(set(skipped)))
 
 
@@ -203,20 +206,25 @@ def import_mteb(path: Path, system: str | None = None) -> Imported:
                 for key, value in entry.items():
                     # MTEB's ndcg_at_10, recall_at_100, precision_at_5 ... are the measure language's ndcg@10 ...
                     metric = _measure(key.replace("_at_", "@")) if "_at_" in key else None
-                    if metric is None or not isinstance(value, int | float):
+                    if metric is None:
                         if key not in {"main_score", "hf_subset", "languages", "evaluation_time"}:
                             skipped.append(key)
                         continue
                     rows.append({"system": name, "dataset": dataset, "split": split, "metric": metric,
-                                 "value": float(value)})
+                                 "value": _value(f, None, value)})
     return _imported("mteb", path, rows, sorted(set(skipped)))
 
 
-def _value(path: Path, lineno: int, text: str) -> float:
+def _value(path: Path, lineno: int | None, value: object) -> float:
+    """A score as a finite float; anything else (text, NaN, infinity, a bool) is refused with where it is."""
     try:
-        return float(text)
-    except ValueError:
-        raise DataError(path, f"value {text!r} is not a number", line=lineno) from None
+        number = float(value) if not isinstance(value, bool) else math.nan  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number):
+        raise DataError(path, f"score {value!r} is not a finite number", line=lineno,
+                        fix="every imported score must be a finite number")
+    return number
 
 
 def _imported(source: str, path: Path, rows: list[dict[str, Any]], skipped: list[str]) -> Imported:

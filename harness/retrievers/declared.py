@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.data.corpus import Doc
+from harness.data.corpus import Doc, doc_text
 from harness.data.dataset import Dataset
 from harness.embeddings import EmbeddingStore
 from harness.errors import HarnessError
@@ -121,7 +121,7 @@ class ModelEncoder:
             else:
                 out = self.model.encode_corpus([{"title": t, "text": x} for t, x in items], batch_size=self.batch_size)
         else:
-            strings = items if kind == "query" else [f"{t} {x}".strip() if t else x.strip() for t, x in items]
+            strings = items if kind == "query" else [doc_text(Doc("", t, x)) for t, x in items]
             if self.kind == "mteb":
                 out = self._mteb(strings, kind)
             else:
@@ -185,12 +185,15 @@ class DeclaredModelRetriever(DenseRetriever):
     def fingerprint(self) -> dict:
         search = {"search": self.searcher.fingerprint()} if self.searcher.approximate else {}
         return {"kind": "declared", "name": self.spec.model, "revision": self.spec.revision,
-                "interface": self.spec.params["interface"], "embed_dtype": self.embed_dtype,
+                "interface": self.spec.params["interface"], "batch_size": self.spec.params["batch_size"],
+                "embed_dtype": self.embed_dtype,
                 "embed_version": EMBED_VERSION, "text_rule": "(title, text) as the model reads them", **search}
 
     def _key(self, what: str, checksum: str) -> dict:
+        # the batch size groups texts into the object's batches: float rounding, but the object's own choice
         return {"v": EMBED_VERSION, "declared": self.spec.model, "revision": self.spec.revision,
-                "interface": self.spec.params["interface"], "dtype": self.embed_dtype, "what": what,
+                "interface": self.spec.params["interface"], "batch_size": self.spec.params["batch_size"],
+                "dtype": self.embed_dtype, "what": what,
                 "checksum": checksum}
 
     @property

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.data.corpus import Doc, doc_text
 from harness.errors import HarnessError
 
 
@@ -52,7 +53,7 @@ class SentenceTransformersEncoder:
 
     def encode(self, texts: Sequence[Any], kind: str = "doc", desc: str | None = None, *,
                prefix: str | None = None) -> np.ndarray:
-        items = [t if isinstance(t, str) else f"{t[0]} {t[1]}".strip() for t in texts]
+        items = [t if isinstance(t, str) else doc_text(Doc("", t[0], t[1])) for t in texts]
         options: dict[str, Any] = {"batch_size": self.batch_size, "convert_to_numpy": True,
                                    "show_progress_bar": self.progress}
         if kind == "query":

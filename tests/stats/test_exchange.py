@@ -81,3 +81,20 @@ def test_a_file_with_nothing_readable_is_one_line(tmp_path, capsys):
     assert main(["import", str(tmp_path / "x.json"), "--format", "ranx", "--system", "s", "--dataset", "d",
                  "--output-dir", str(tmp_path / "r")]) == 2
     assert "no score the harness can read" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fmt,name,content", [
+    ("trec_eval", "te.txt", "ndcg_cut_10\tall\tnan\n"), ("trec_eval", "te.txt", "recall_100\tall\tinf\n"),
+    ("trec_eval", "te.txt", b"ndcg_cut_10\tall\t0.5\xff\n"), ("ranx", "rx.json", '{"ndcg@10": Infinity}'),
+    ("ranx", "rx.json", '{"ndcg@10": "0.5x"}'), ("ranx", "rx.json", '{"ndcg@10": 0.5'),
+    ("mteb", "SciFact.json", '{"task_name": "SciFact", "scores": {"test": [{"ndcg_at_10": NaN}]}}')])
+def test_imported_scores_that_are_not_finite_numbers_are_refused(tmp_path, capsys, fmt, name, content):
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    args = ["import", str(path), "--format", fmt, "--output-dir", str(tmp_path / "r")]
+    if fmt != "mteb":
+        args += ["--system", "s", "--dataset", "beir/scifact"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(path) in err, err
+    assert not (tmp_path / "r" / "imported").exists() or not any((tmp_path / "r" / "imported").iterdir())
