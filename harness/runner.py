@@ -37,14 +37,14 @@ from harness.results.records import ResultRecord, read_record, record_paths, wri
 from harness.retrievers.base import Composition, Retriever
 from harness.retrievers.registry import RetrieverSpec, resolve_retriever
 from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution
-from harness.trec import quantize, read_run, write_run
+from harness.trec import in_score_order, quantize, read_run, write_run
 from harness.version import __version__
 
 if TYPE_CHECKING:
     from harness.data.dataset import Dataset
     from harness.trec import Run
 
-RUN_FORMAT = 2  # bump when the way runs are cut, ordered or written changes
+RUN_FORMAT = 3  # bump when the way runs are cut, ordered or written changes
 Log = Callable[[str], None]
 
 __all__ = ["Runner", "corpus_stats", "dataset_fingerprint", "dataset_ids", "run"]
@@ -240,10 +240,11 @@ def _same_count(ds: Dataset, what: str, got: int | None, expected: int) -> None:
 
 
 def _protocol_cut(run: dict, depth: int, drop_self_hits: bool) -> dict:
-    """The first ``depth`` hits of each query in the retriever's order, without the query's own id."""
+    """The first ``depth`` hits of each query in the order its run file will read back in
+    (``harness.trec.in_score_order``), without the query's own id."""
     out = {}
     for qid, docs in run.items():
-        kept = [(d, s) for d, s in docs.items() if not (drop_self_hits and d == qid)]
+        kept = [(d, s) for d, s in in_score_order(docs).items() if not (drop_self_hits and d == qid)]
         out[qid] = dict(kept[:depth])
     return out
 

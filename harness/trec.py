@@ -1,11 +1,17 @@
 """TREC formats: topics (TSV or TREC's tagged topic files), qrels (TREC 4-column or BEIR 3-column TSV) and
 run files.
 
-In memory a run is ``dict[qid, dict[docid, score]]`` whose documents are in the retriever's rank order,
-and qrels ``dict[qid, dict[docid, relevance]]``. A run file lists each query's documents in that order
-(rank 1 first) and reads back in it. trec_eval measures (BEIR) re-rank by score descending with ties broken
-by document id descending (strcmp order, :func:`ranked`); open-domain QA scores the rank order as it is,
-as DPR and Pyserini do.
+In memory a run is ``dict[qid, dict[docid, score]]`` whose documents are in rank order, and qrels
+``dict[qid, dict[docid, relevance]]``.
+
+One reading of a run file, for every stage (a ``run:`` row, a fusion or rerank stage, ``harness evaluate``,
+``check``, ``diff``, the harness's own files read back): each query's documents by score descending, the
+rank column ignored, as trec_eval reads a run (:func:`read_run`, :func:`in_score_order`). Documents with
+equal scores keep the file's line order: the retriever's order in the files the harness writes (Lucene's
+float32 order under Pyserini's six printed decimals, which open-domain QA scores as DPR and Pyserini do).
+trec_eval's measures then break the remaining ties by document id descending (strcmp order,
+:func:`ranked`), as trec_eval does. The runner puts every run in this order before it cuts, writes and
+scores it, so what is scored is what the file reads back as.
 """
 
 from __future__ import annotations
@@ -70,9 +76,9 @@ def quantize(run: Run, score_format: str) -> Run:
 
 
 def write_run(path: Path, run: Run, tag: str, score_format: str = FLOAT32_SCORE_FORMAT) -> None:
-    """Write a TREC run file atomically: queries in sorted order, each query's documents in the run's rank
-    order (ranks from 1). Ids must be free of whitespace (the readers check them), or the file would not
-    read back."""
+    """Write a TREC run file atomically: queries in sorted order, each query's documents in the order
+    :func:`read_run` reads them back in (:func:`in_score_order`; ranks from 1). Ids must be free of whitespace
+    (the readers check them), or the file would not read back."""
     for qid, docs in run.items():
         for doc, score in docs.items():
             if not math.isfinite(score):
@@ -81,42 +87,40 @@ def write_run(path: Path, run: Run, tag: str, score_format: str = FLOAT32_SCORE_
 
     def lines() -> Iterable[str]:
         for qid in sorted(run):
-            for rank, (doc, score) in enumerate(run[qid].items(), start=1):
+            for rank, (doc, score) in enumerate(in_score_order(run[qid]).items(), start=1):
                 yield f"{qid} Q0 {doc} {rank} {score_format % score} {tag}\n"
     atomic_write(path, "".join(lines()))
 
 
+def in_score_order(docs: Mapping[str, float]) -> dict[str, float]:
+    """One query's hits as every stage reads them: score descending; equal scores keep the order given (a
+    file's line order). The one ordering rule of runs (see the module's docstring)."""
+    return dict(sorted(docs.items(), key=lambda item: -item[1]))
+
+
 def read_run(path: Path) -> Run:
-    """Read a TREC run (``qid Q0 docid rank score tag``): each query's documents in rank order (the rank
-    column; equal ranks keep the file's order). Duplicate (qid, docid) pairs are errors."""
-    ranks: dict[str, list[tuple[int, int, str, float]]] = {}
+    """Read a TREC run (``qid Q0 docid rank score tag``): each query's documents by score descending, equal
+    scores in the file's line order, the rank column ignored (as trec_eval ignores it). Duplicate (qid, docid)
+    pairs are errors."""
+    run: Run = {}
     for lineno, text in iter_lines(path):
         parts = text.split()
         if len(parts) != 6:
             raise DataError(path, f"expected 6 columns 'qid Q0 docid rank score tag', got {len(parts)}",
                             line=lineno, fix="ids may not contain spaces or tabs" if len(parts) > 6 else None)
-        qid, _, doc, rank, score, _ = parts
+        qid, _, doc, _, score, _ = parts
         try:
             value = float(score)
         except ValueError:
             raise DataError(path, f"score {score!r} is not a number", line=lineno) from None
         if not math.isfinite(value):
             raise DataError(path, f"score {score!r} is not a finite number (NaN or infinity)", line=lineno)
-        try:
-            position = int(rank)
-        except ValueError:
-            raise DataError(path, f"rank {rank!r} is not an integer", line=lineno) from None
-        ranks.setdefault(qid, []).append((position, lineno, doc, value))
-    run: Run = {}
-    for qid, rows in ranks.items():
-        docs: dict[str, float] = {}
-        for _, lineno, doc, value in sorted(rows):
-            if doc in docs:
-                raise DataError(path, f"document {doc!r} appears twice for query {qid!r}", line=lineno,
-                                fix="each document may be retrieved once per query")
-            docs[doc] = value
-        run[qid] = docs
-    return run
+        docs = run.setdefault(qid, {})
+        if doc in docs:
+            raise DataError(path, f"document {doc!r} appears twice for query {qid!r}", line=lineno,
+                            fix="each document may be retrieved once per query")
+        docs[doc] = value
+    return {qid: in_score_order(docs) for qid, docs in run.items()}
 
 
 QRELS_HEADER_NAMES = {"score", "relevance", "rel", "label", "grade"}
@@ -153,4 +157,4 @@ def read_qrels(path: Path) -> Qrels:
     return qrels
 
 
-__all__ = ["Run", "Qrels", "ranked", "quantize", "write_run", "read_run", "read_qrels"]
+__all__ = ["Run", "Qrels", "in_score_order", "ranked", "quantize", "write_run", "read_run", "read_qrels"]

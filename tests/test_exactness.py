@@ -296,9 +296,10 @@ def test_run_files_keep_the_retrievers_order_through_rounding(tmp_path):
     assert [ln.split()[2] for ln in lines] == ["p2", "p1", "p3"]
 
 
-def test_read_run_orders_by_the_rank_column(tmp_path):
-    (tmp_path / "r.trec").write_text("q Q0 b 2 1.0 t\nq Q0 a 1 1.0 t\nq Q0 c 3 0.5 t\n")
-    assert list(read_run(tmp_path / "r.trec")["q"]) == ["a", "b", "c"]
+def test_read_run_orders_by_score_equal_scores_in_line_order(tmp_path):
+    # the rank column is ignored, as trec_eval ignores it (issue 35): one reading for every stage
+    (tmp_path / "r.trec").write_text("q Q0 b 2 1.0 t\nq Q0 c 3 0.5 t\nq Q0 a 1 1.0 t\n")
+    assert list(read_run(tmp_path / "r.trec")["q"]) == ["b", "a", "c"]
 
 
 # 5. the default computation is the reference one

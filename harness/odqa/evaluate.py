@@ -2,10 +2,11 @@
 
 accuracy@k of a question is 1 when one of its first k retrieved passages holds an answer (DPR's
 ``has_answer`` on the passage text, see ``harness.odqa.match``), else 0; the mean over questions is DPR's
-"top-k retrieval accuracy" (Karpukhin et al. 2020, Table 2). Rankings are the run's own order: the
-retriever's rank order, as the run file lists it (``harness.trec.read_run`` reads by rank). Scores are not
-re-sorted: DPR and Pyserini score a retriever's ranking as it came, and re-ranking by rounded scores
-would reorder hits whose scores differ below the printed precision. The first-hit rank (1-based, None when no retrieved
+"top-k retrieval accuracy" (Karpukhin et al. 2020, Table 2). Rankings are the run's own order, as every
+stage reads a run file (``harness.trec.read_run``: by score, equal scores in the file's line order, which is
+the retriever's). Equal scores are not re-sorted by id: DPR and Pyserini score a retriever's ranking as it
+came, and breaking the ties of rounded scores by id would reorder hits whose scores differ below the printed
+precision. The first-hit rank (1-based, None when no retrieved
 passage matches) is kept per question so any k up to the depth can be computed later without rematching.
 """
 

@@ -2,7 +2,8 @@
 stage for ``rerank:``, in ``check`` and ``diff``. Its identity is the file's content (sha256), never its path:
 a changed file is a new row. Nothing here searched the corpus, and the record says so (``computed_elsewhere``);
 what the harness checks is what it can: every retrieved document is in the corpus, and each query's hits are
-the file's first ``depth`` (by its rank column), cut explicitly and recorded."""
+the file's first ``depth`` (by score, as every stage reads a run file: ``harness.trec.read_run``), cut
+explicitly and recorded."""
 
 from __future__ import annotations
 
@@ -72,7 +73,7 @@ class ExternalRun:
                 "seconds": round(time.perf_counter() - start, 3)}
 
     def search(self, queries: Mapping[str, str], k: int) -> Run:
-        """Each query's first ``k`` hits in the file's rank order; queries the file lacks get none."""
+        """Each query's first ``k`` hits as the file reads (by score); queries the file lacks get none."""
         run = self._read()
         out = {q: dict(list(run.get(q, {}).items())[:k]) for q in queries}
         self.served = {"depth": k, "queries_in_file": len(run),

@@ -1,0 +1,78 @@
+"""Exact or refuse, round 4 (issue 35), run files and the inputs of a run: one reading of a TREC run file for
+every stage (class 1), a protocol rule only where the dataset's protocol or an option asks for it (class 2),
+and empty qrels, topics or runs refused with the file named (class 4)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.cli import main
+from harness.metrics import evaluate, mean
+from harness.runner import run
+from harness.settings import Execution
+from harness.trec import read_qrels, read_run
+
+CPU = Execution(device="cpu", progress=False)
+QUIET = {"execution": CPU, "log": lambda m: None}
+
+
+def _ids(folder, name: str) -> list[str]:
+    return [json.loads(x)["_id"] for x in (folder / name).read_text().splitlines()]
+
+
+def _file(path, lines: list[tuple[str, str, int, float]]):
+    path.write_text("".join(f"{q} Q0 {d} {r} {s!r} other\n" for q, d, r, s in lines))
+    return path
+
+
+def _disagreeing_pair(folder, tmp_path):
+    """Two files with the same (query, document, score) lines: in one the rank column follows the scores, in
+    the other it runs against them (rank 1 on the lowest score)."""
+    docs, queries = _ids(folder, "corpus.jsonl"), _ids(folder, "queries.jsonl")
+    agree, against = [], []
+    for n, q in enumerate(queries):
+        hits = [(d, float(20 - i) + n / 100) for i, d in enumerate(docs[n:n + 15])]
+        agree += [(q, d, i, s) for i, (d, s) in enumerate(hits, start=1)]
+        against += [(q, d, len(hits) - i + 1, s) for i, (d, s) in enumerate(hits, start=1)]
+    return _file(tmp_path / "agree.trec", agree), _file(tmp_path / "against.trec", against)
+
+
+# class 1: one file, one reading (score descending, the rank column ignored, as trec_eval reads it)
+
+
+def test_the_rank_column_is_ignored_by_every_reader(tmp_path):
+    path = _file(tmp_path / "r.trec", [("q", "a", 1, 0.5), ("q", "b", 2, 3.0), ("q", "c", 3, 1.0)])
+    assert list(read_run(path)["q"]) == ["b", "c", "a"]
+
+
+def test_a_fused_file_is_read_as_the_file_alone_is_scored(tiny_beir, tmp_path):
+    agree, against = _disagreeing_pair(tiny_beir, tmp_path)
+    other = _file(tmp_path / "other.trec", [(q, d, i, 1.0 / i) for q in _ids(tiny_beir, "queries.jsonl")
+                                            for i, d in enumerate(_ids(tiny_beir, "corpus.jsonl")[::-3][:12], 1)])
+    fused = [run([f"fuse:rrf(run:{other},run:{b})"], [str(tiny_beir)], ["ndcg@10"], tmp_path / name, **QUIET)[0]
+             for name, b in (("a", agree), ("b", against))]
+    assert fused[0].per_query == fused[1].per_query
+    alone = [run([f"run:{b}"], [str(tiny_beir)], ["ndcg@10"], tmp_path / "alone", **QUIET)[0] for b in (agree, against)]
+    assert alone[0].per_query == alone[1].per_query
+    qrels = read_qrels(tiny_beir / "qrels" / "test.tsv")
+    assert alone[1].metrics["ndcg@10"] == pytest.approx(mean(evaluate(qrels, read_run(against), ["ndcg@10"])["ndcg@10"]))
+
+
+def test_a_file_cut_to_depth_keeps_its_highest_scores(tiny_beir, tmp_path):
+    agree, against = _disagreeing_pair(tiny_beir, tmp_path)
+    cut = [run([f"run:{b}"], [str(tiny_beir)], ["ndcg@10"], tmp_path / n, depth=10, **QUIET)[0]
+           for n, b in (("a", agree), ("b", against))]
+    written = [read_run(tmp_path / n / c.dataset / "test" / c.run_file) for n, c in zip("ab", cut, strict=True)]
+    assert written[0] == written[1]
+    assert cut[0].metrics == cut[1].metrics
+
+
+def test_harness_evaluate_reads_the_file_as_run_does(tiny_beir, tmp_path, capsys):
+    _, against = _disagreeing_pair(tiny_beir, tmp_path)
+    assert main(["evaluate", "--qrels", str(tiny_beir / "qrels" / "test.tsv"), "--run", str(against),
+                 "--metric", "ndcg@10", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)["metrics"]["ndcg@10"]
+    (rec,) = run([f"run:{against}"], [str(tiny_beir)], ["ndcg@10"], tmp_path / "r", **QUIET)
+    assert printed == pytest.approx(rec.metrics["ndcg@10"], abs=1e-12)
