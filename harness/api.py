@@ -57,12 +57,14 @@ def evaluate(qrels: Any, run: Any = None, metrics: Sequence[str] | None = None, 
         return evaluate_model(qrels, run, metrics=metrics, **model_options)
     if model_options:
         raise TypeError(f"evaluate() got options {sorted(model_options)} that only apply to a model object")
+    from harness.metrics import check_scorable, mean
     from harness.metrics import evaluate as per_query
-    from harness.metrics import mean
     from harness.trec import read_qrels, read_run
 
     q = read_qrels(Path(qrels)) if isinstance(qrels, str | Path) else qrels
     r = read_run(Path(run)) if isinstance(run, str | Path) else run
+    check_scorable(q, r, qrels_source=str(qrels) if isinstance(qrels, str | Path) else "qrels",
+                   run_source=str(run) if isinstance(run, str | Path) else "run")
     return {m: mean(v) for m, v in per_query(q, r, metrics or ("ndcg@10", "recall@100")).items()}
 
 

@@ -180,6 +180,9 @@ class Runner:
         if not getattr(retriever, "computed_elsewhere", False):  # a run file: its record says it was not searched here
             _same_count(ds, "searched", retriever.searched_documents, stats["documents"])
         run = quantize(_protocol_cut(run, depth, ds.protocol.drop_self_hits), retriever.score_format)
+        if not any(run.values()):
+            raise HarnessError(f"{ds.id} | {spec.name}: no document retrieved for any of the {len(queries)} queries; "
+                               "nothing was written (an empty run scores nothing: check the corpus and the queries)")
         t2 = time.perf_counter()
         write_run(run_path, run, tag=spec.slug, score_format=retriever.score_format)
         record = ResultRecord(

@@ -33,6 +33,12 @@ FLOAT32_SCORE_FORMAT = "%.9g"
 #: fused scores (sums of float64 terms): 17 significant digits read back exactly
 FLOAT64_SCORE_FORMAT = "%.17g"
 
+#: what an empty input is told (a mean over no queries is not a number)
+NO_TOPICS = "no topics: the file holds no query"
+NO_TOPICS_FIX = "give the topics file of the judgements (one query a line)"
+NO_JUDGEMENTS = "no relevance judgements"
+NO_JUDGEMENTS_FIX = "the qrels file has no judgement line ('qid 0 docid rel' or BEIR's 'query-id corpus-id score')"
+
 
 def read_topics(path: Path, field: str = "title") -> dict[str, str]:
     """Topics (qid -> text): Anserini's TSV (``qid<TAB>text``, one a line) or TREC's tagged file (``<top>
@@ -53,6 +59,8 @@ def read_topics(path: Path, field: str = "title") -> dict[str, str]:
             if qid in topics:
                 raise DataError(path, f"duplicate topic {qid!r}", fix="topic numbers must be unique")
             topics[qid] = " ".join(body.group(1).split())
+        if not topics:
+            raise DataError(path, NO_TOPICS, fix=NO_TOPICS_FIX)
         return topics
     for lineno, line in lines:
         qid, sep, query = line.partition("\t")
@@ -62,6 +70,8 @@ def read_topics(path: Path, field: str = "title") -> dict[str, str]:
         if qid.strip() in topics:
             raise DataError(path, f"duplicate topic {qid.strip()!r}", line=lineno, fix="topic ids must be unique")
         topics[qid.strip()] = query.strip()
+    if not topics:
+        raise DataError(path, NO_TOPICS, fix=NO_TOPICS_FIX)
     return topics
 
 
@@ -101,7 +111,7 @@ def in_score_order(docs: Mapping[str, float]) -> dict[str, float]:
 def read_run(path: Path) -> Run:
     """Read a TREC run (``qid Q0 docid rank score tag``): each query's documents by score descending, equal
     scores in the file's line order, the rank column ignored (as trec_eval ignores it). Duplicate (qid, docid)
-    pairs are errors."""
+    pairs and an empty file are errors."""
     run: Run = {}
     for lineno, text in iter_lines(path):
         parts = text.split()
@@ -120,6 +130,9 @@ def read_run(path: Path) -> Run:
             raise DataError(path, f"document {doc!r} appears twice for query {qid!r}", line=lineno,
                             fix="each document may be retrieved once per query")
         docs[doc] = value
+    if not run:
+        raise DataError(path, "the run file is empty (no 'qid Q0 docid rank score tag' line)",
+                        fix="give the run file that holds the system's hits")
     return {qid: in_score_order(docs) for qid, docs in run.items()}
 
 
@@ -154,6 +167,8 @@ def read_qrels(path: Path) -> Qrels:
             raise DataError(path, f"query {qid!r} judges document {doc!r} twice, as {docs[doc]} and {value}",
                             line=lineno, fix="keep one judgement per (query, document)")
         docs[doc] = value
+    if not qrels:
+        raise DataError(path, NO_JUDGEMENTS, fix=NO_JUDGEMENTS_FIX)
     return qrels
 
 

@@ -17,7 +17,7 @@ from harness.data.judgements import GradedJudgements
 from harness.data.registry import EvalProtocol
 from harness.errors import DataError, HarnessError
 from harness.lines import check_id
-from harness.trec import Qrels, read_topics
+from harness.trec import NO_TOPICS, NO_TOPICS_FIX, Qrels, read_topics
 
 TOPIC_FILES = ("topics.tsv", "queries.tsv", "topics.txt")
 
@@ -64,6 +64,8 @@ def read_queries(path: Path) -> dict[str, str]:
         if not isinstance(text, str):
             raise DataError(path, f"query {qid!r} has no 'text' string", line=lineno)
         queries[qid] = text
+    if not queries:
+        raise DataError(path, NO_TOPICS, fix=NO_TOPICS_FIX)
     return queries
 
 

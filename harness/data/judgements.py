@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from harness.errors import DataError, HarnessError
+from harness.errors import HarnessError
 from harness.metrics import evaluate, parse_measure
 from harness.trec import Qrels, Run, read_qrels
 
@@ -43,10 +43,7 @@ class GradedJudgements:
 
     def qrels(self) -> Qrels:
         if self._qrels is None:
-            qrels = read_qrels(self.path)
-            if not qrels:
-                raise DataError(self.path, "no relevance judgements", fix="the qrels file is empty")
-            self._qrels = qrels
+            self._qrels = read_qrels(self.path)  # an empty file: DataError naming it
         return self._qrels
 
     def measure(self, name: str) -> tuple[str, int]:

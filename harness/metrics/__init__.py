@@ -6,7 +6,7 @@
 0.7098
 """
 
-from harness.metrics.evaluate import evaluate, mean
+from harness.metrics.evaluate import check_scorable, evaluate, mean
 from harness.metrics.measures import MEASURES, Measure, parse_measure
 
-__all__ = ["MEASURES", "Measure", "evaluate", "mean", "parse_measure"]
+__all__ = ["MEASURES", "Measure", "check_scorable", "evaluate", "mean", "parse_measure"]

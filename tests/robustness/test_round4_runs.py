@@ -76,3 +76,61 @@ def test_harness_evaluate_reads_the_file_as_run_does(tiny_beir, tmp_path, capsys
     printed = json.loads(capsys.readouterr().out)["metrics"]["ndcg@10"]
     (rec,) = run([f"run:{against}"], [str(tiny_beir)], ["ndcg@10"], tmp_path / "r", **QUIET)
     assert printed == pytest.approx(rec.metrics["ndcg@10"], abs=1e-12)
+
+
+# class 4: empty inputs are refused with the file named, never answered with a mean over no queries
+
+
+def _one_line_error(capsys, *names: str) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    for name in names:
+        assert name in err, err
+    return err
+
+
+@pytest.mark.parametrize("content", ["", "\n\n", "query-id\tcorpus-id\tscore\n"])
+def test_harness_evaluate_refuses_empty_qrels(tmp_path, capsys, content):
+    qrels = tmp_path / "empty.qrels"
+    qrels.write_text(content)
+    r = _file(tmp_path / "r.trec", [("q1", "d1", 1, 1.0)])
+    assert main(["evaluate", "--qrels", str(qrels), "--run", str(r)]) == 2
+    assert "no relevance judgements" in _one_line_error(capsys, str(qrels))
+
+
+def test_harness_evaluate_refuses_an_empty_run(tmp_path, capsys):
+    qrels = tmp_path / "q.qrels"
+    qrels.write_text("q1 0 d1 1\n")
+    r = tmp_path / "empty.trec"
+    r.write_text("")
+    assert main(["evaluate", "--qrels", str(qrels), "--run", str(r)]) == 2
+    _one_line_error(capsys, str(r), "empty")
+
+
+def test_harness_evaluate_refuses_a_run_that_answers_no_judged_query(tmp_path, capsys):
+    qrels = tmp_path / "q.qrels"
+    qrels.write_text("q1 0 d1 1\nq2 0 d2 1\n")
+    r = _file(tmp_path / "other.trec", [("x1", "d1", 1, 1.0)])
+    assert main(["evaluate", "--qrels", str(qrels), "--run", str(r)]) == 2
+    _one_line_error(capsys, str(r), "none of the 2 judged queries")
+
+
+def test_the_python_api_refuses_empty_inputs(tmp_path):
+    import harness
+    from harness.errors import HarnessError
+
+    with pytest.raises(HarnessError, match="no relevance judgements"):
+        harness.evaluate({}, {"q": {"d": 1.0}})
+    with pytest.raises(HarnessError, match="empty"):
+        harness.evaluate({"q": {"d": 1}}, {})
+    with pytest.raises(HarnessError, match="not a number"):
+        mean([])
+
+
+@pytest.mark.parametrize("name", ["topics.tsv", "topics.txt", "queries.jsonl"])
+def test_an_empty_topics_file_is_refused_naming_it(tiny_beir, tmp_path, capsys, name):
+    (tiny_beir / "queries.jsonl").unlink()
+    (tiny_beir / name).write_text("")
+    r = _file(tmp_path / "r.trec", [("q0", "d1", 1, 1.0)])
+    assert main(["run", "-r", f"run:{r}", "-d", str(tiny_beir), "--output-dir", str(tmp_path / "out")]) == 2
+    assert "no topics" in _one_line_error(capsys, str(tiny_beir / name))
