@@ -16,14 +16,16 @@ if TYPE_CHECKING:
 
 def run(retrievers: Sequence[str], datasets: Sequence[str] = (), metrics: Sequence[str] | None = None,
         output_dir: str | Path = "results", *, suites: Sequence[str] = (), settings: EncodeSettings | None = None,
-        execution: Execution | None = None, force: bool = False, depth: int | None = None) -> list[ResultRecord]:
+        execution: Execution | None = None, force: bool = False, depth: int | None = None,
+        split: str | None = None, drop_self_hits: bool = False) -> list[ResultRecord]:
     """Evaluate every retriever on every dataset (``harness run``); returns the result records, which are
     also written under ``output_dir`` with their run files and the leaderboard."""
     from harness import runner
     from harness.settings import DEFAULT_EXECUTION, REFERENCE
 
     return runner.run(retrievers, datasets, metrics, Path(output_dir), suites=suites, settings=settings or REFERENCE,
-                      execution=execution or DEFAULT_EXECUTION, force=force, depth=depth)
+                      execution=execution or DEFAULT_EXECUTION, force=force, depth=depth, split=split,
+                      drop_self_hits=drop_self_hits)
 
 
 def evaluate_model(model: Any, datasets: Sequence[str] | str, *, name: str, revision: str,

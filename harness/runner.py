@@ -22,9 +22,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
+from harness.data.registry import EvalProtocol
 from harness.datasets import dataset_ids, resolve_all
 from harness.distributed import world
 from harness.errors import HarnessError
@@ -91,7 +93,7 @@ class Runner:
 
     def __init__(self, metrics: Sequence[str] | None = None, output_dir: Path = Path("results"), *,
                  settings: EncodeSettings = REFERENCE, execution: Execution = DEFAULT_EXECUTION, force: bool = False,
-                 depth: int | None = None, log: Log = _stderr):
+                 depth: int | None = None, drop_self_hits: bool = False, log: Log = _stderr):
         self.requested = list(metrics) if metrics else None  # None: each dataset's defaults
         if depth is not None and depth < 1:
             raise HarnessError(f"--depth must be at least 1, not {depth}")
@@ -100,8 +102,10 @@ class Runner:
         self.settings = settings
         self.execution = execution
         self.force = force
+        self.drop_self_hits = drop_self_hits  # --drop-self-hits: BEIR's identical-id rule where no protocol has it
         self.log = log
         self._loaded: dict[str, Retriever] = {}
+        self._announced: set[str] = set()
         if force:
             rehash_all()  # --force trusts no remembered checksum
 
@@ -122,9 +126,24 @@ class Runner:
             raise HarnessError(f"--depth {self.depth} is below the deepest metric cut-off ({deepest})")
         return names, deepest
 
+    def protocol(self, ds: Dataset) -> EvalProtocol:
+        """The protocol a run on ``ds`` follows: the dataset's own, with BEIR's identical-id rule added where
+        ``--drop-self-hits`` asks for it (a setting of its own: recorded, and stored apart)."""
+        if self.drop_self_hits and not ds.protocol.drop_self_hits:
+            return replace(ds.protocol, drop_self_hits=True)
+        return ds.protocol
+
+    def _announce(self, ds: Dataset) -> None:
+        """Say once per dataset which rule removes hits, and why (its protocol or the option)."""
+        if self.protocol(ds).drop_self_hits and ds.id not in self._announced:
+            self._announced.add(ds.id)
+            why = "its protocol" if ds.protocol.drop_self_hits else "--drop-self-hits"
+            self.log(f"{ds.id}: BEIR's identical-id rule ({why}): a hit whose document id equals its query id is "
+                     "removed (Pyserini's --remove-query); each record counts what it removed (removed_by_protocol)")
+
     def fingerprint(self, retriever: Retriever, ds: Dataset, depth: int) -> str:
         src = {"retriever": retriever.fingerprint(), "dataset": dataset_fingerprint(ds)["sha256"],
-               "protocol": ds.protocol.to_dict(), "depth": depth, "run_format": RUN_FORMAT}
+               "protocol": self.protocol(ds).to_dict(), "depth": depth, "run_format": RUN_FORMAT}
         return hashlib.sha256(json.dumps(src, sort_keys=True).encode()).hexdigest()
 
     def standard_depth(self, ds: Dataset) -> int:
@@ -136,6 +155,8 @@ class Runner:
         changed = self.retriever(spec).changed_settings()
         if depth is not None and depth != self.standard_depth(ds):
             changed = {**changed, "depth": depth}
+        if self.protocol(ds) != ds.protocol:
+            changed = {**changed, "drop_self_hits": True}
         return (changed, *record_paths(self.output_dir, ds.id, ds.split, spec.slug, changed))
 
     def run_one(self, spec: RetrieverSpec, ds: Dataset, depth: int | None = None) -> ResultRecord | None:
@@ -143,6 +164,7 @@ class Runner:
         overrides the dataset's standard depth (a composition's stages). A composition first runs or reuses
         each of its stages as the retriever it is (its own record and run file), then computes only itself."""
         names, _ = self.metrics_for(ds)
+        self._announce(ds)
         changed, rec_path, run_path = self.paths(spec, ds, depth)
         depth = depth or self.standard_depth(ds)
         retriever = self.retriever(spec)
@@ -179,7 +201,9 @@ class Runner:
         run = retriever.search(queries, depth)
         if not getattr(retriever, "computed_elsewhere", False):  # a run file: its record says it was not searched here
             _same_count(ds, "searched", retriever.searched_documents, stats["documents"])
-        run = quantize(_protocol_cut(run, depth, ds.protocol.drop_self_hits), retriever.score_format)
+        protocol = self.protocol(ds)
+        run, removed = _protocol_cut(run, depth, protocol.drop_self_hits)
+        run = quantize(run, retriever.score_format)
         if not any(run.values()):
             raise HarnessError(f"{ds.id} | {spec.name}: no document retrieved for any of the {len(queries)} queries; "
                                "nothing was written (an empty run scores nothing: check the corpus and the queries)")
@@ -190,7 +214,8 @@ class Runner:
             run_file=run_path.name, run_sha256=sha256_file(run_path), settings=changed,
             documents_searched=retriever.searched_documents,
             retriever_spec=spec.to_dict(), retriever_fingerprint=retriever.fingerprint(),
-            protocol=ds.protocol.to_dict(), dataset_provenance=dataset_fingerprint(ds), environment=environment(),
+            protocol=protocol.to_dict(), removed_by_protocol=removed, dataset_provenance=dataset_fingerprint(ds),
+            environment=environment(),
             device=retriever.provenance().get("device") or self.execution.device, harness_version=__version__,
             index=index_info, corpus=stats, retriever_provenance=retriever.provenance(),
             timings={"index_s": round(t1 - t0, 3), "search_s": round(t2 - t1, 3)})
@@ -224,7 +249,9 @@ class Runner:
         record.queries_answered = sum(1 for q in judged if run.get(q))
         write_record(rec_path, record)
         shown = "  ".join(f"{m}={v:.4f}" for m, v in record.metrics.items())
-        self.log(f"{ds.id} | {record.label}: {shown}")
+        removed = sum(n for per_query in record.removed_by_protocol.values() for n in per_query.values())
+        said = f"  ({removed} hits removed by the protocol)" if removed else ""
+        self.log(f"{ds.id} | {record.label}: {shown}{said}")
         return record
 
 
@@ -242,14 +269,18 @@ def _same_count(ds: Dataset, what: str, got: int | None, expected: int) -> None:
                            "(rerun with --force to rebuild the index or embeddings)")
 
 
-def _protocol_cut(run: dict, depth: int, drop_self_hits: bool) -> dict:
+def _protocol_cut(run: Run, depth: int, drop_self_hits: bool) -> tuple[Run, dict[str, dict[str, int]]]:
     """The first ``depth`` hits of each query in the order its run file will read back in
-    (``harness.trec.in_score_order``), without the query's own id."""
-    out = {}
+    (``harness.trec.in_score_order``), without the query's own id where the protocol says so; and what each
+    rule removed, per query (``{"drop_self_hits": {qid: n}}``; no key for a rule that does not apply)."""
+    out: Run = {}
+    dropped: dict[str, int] = {}
     for qid, docs in run.items():
         kept = [(d, s) for d, s in in_score_order(docs).items() if not (drop_self_hits and d == qid)]
+        if len(kept) < len(docs):
+            dropped[qid] = len(docs) - len(kept)
         out[qid] = dict(kept[:depth])
-    return out
+    return out, ({"drop_self_hits": dropped} if drop_self_hits else {})
 
 
 def _read_if_exists(path: Path) -> ResultRecord | None:
@@ -277,18 +308,20 @@ def check_writable(folder: Path, what: str) -> None:
 def run(retrievers: Sequence[str], datasets: Sequence[str], metrics: Sequence[str] | None = None,
         output_dir: Path = Path("results"), *, suites: Sequence[str] = (), settings: EncodeSettings = REFERENCE,
         execution: Execution = DEFAULT_EXECUTION, force: bool = False, depth: int | None = None,
-        split: str | None = None, log: Log = _stderr) -> list[ResultRecord]:
+        split: str | None = None, drop_self_hits: bool = False, log: Log = _stderr) -> list[ResultRecord]:
     """Evaluate every retriever on every dataset; returns the result records (also written to disk).
 
     ``metrics`` None uses each dataset's defaults (BEIR: ndcg@10 recall@100 recall@1000; ODQA:
     accuracy@1,5,20,100). ``settings`` apply to every dense retriever (BM25 has none). ``split`` None: each
-    dataset's evaluation split.
+    dataset's evaluation split. ``drop_self_hits`` applies BEIR's identical-id rule where a dataset's protocol
+    does not (a folder, an ir_datasets id), as a setting of its own.
     """
     specs = [resolve_retriever(r) for r in retrievers]
     ids = dataset_ids(datasets, suites)
     if not specs or not ids:
         raise HarnessError("name at least one retriever and one dataset (or --suite)")
-    runner = Runner(metrics, output_dir, settings=settings, execution=execution, force=force, depth=depth, log=log)
+    runner = Runner(metrics, output_dir, settings=settings, execution=execution, force=force, depth=depth,
+                    drop_self_hits=drop_self_hits, log=log)
     check_writable(Path(output_dir), "output folder")
     check_writable(cache_root(), "cache")
     resolved = resolve_all(ids, split=split, output_dir=Path(output_dir))

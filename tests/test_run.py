@@ -107,10 +107,15 @@ def test_self_hits_are_dropped(tmp_path, tiny_bert_dir):
     (folder / "queries.jsonl").write_text(text)
     qrels = (folder / "qrels" / "test.tsv").read_text().replace("q0\t", "d0\t")
     (folder / "qrels" / "test.tsv").write_text(qrels)
-    (rec,) = run([_hf(tiny_bert_dir)], [str(folder)], ["recall@10"], tmp_path / "r", log=lambda m: None)
+    # a folder gets BEIR's identical-id rule only when asked (issue 35): --drop-self-hits
+    (kept,) = run([_hf(tiny_bert_dir)], [str(folder)], ["recall@10"], tmp_path / "r", log=lambda m: None)
+    assert "d0" in read_run(tmp_path / "r" / kept.dataset / "test" / kept.run_file)["d0"]
+    (rec,) = run([_hf(tiny_bert_dir)], [str(folder)], ["recall@10"], tmp_path / "r", drop_self_hits=True,
+                 log=lambda m: None)
     hits = read_run(tmp_path / "r" / rec.dataset / "test" / rec.run_file)
     assert "d0" in hits and "d0" not in hits["d0"]
     assert len(hits["d0"]) == 9
+    assert rec.removed_by_protocol == {"drop_self_hits": {"d0": 1}} and rec.run_file != kept.run_file
 
 
 def test_unknown_dataset_suggests(capsys):

@@ -39,6 +39,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "cut-off)")
     p.add_argument("--force", action="store_true",
                    help="recompute even when a matching run exists, hashing every input file again")
+    p.add_argument("--drop-self-hits", action="store_true",
+                   help="apply BEIR's identical-id rule (a hit whose document id equals its query id is removed, "
+                        "Pyserini's --remove-query) to datasets whose protocol does not have it (a folder, an "
+                        "irds: id); the registered BEIR datasets have it already. Counted in the record "
+                        "(removed_by_protocol) and stored as a setting of its own")
     add_settings(p)
     add_execution(p)
     p.set_defaults(func=cmd_run)
@@ -54,7 +59,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise HarnessError("name a dataset (--dataset beir/scifact or a folder) or a suite (--suite beir)")
     records = run(args.retrievers, args.datasets, args.metrics, args.output_dir, suites=args.suites,
                   settings=settings_from_args(args), execution=execution_from_args(args), force=args.force,
-                  depth=args.depth, split=args.split)
+                  depth=args.depth, split=args.split, drop_self_hits=args.drop_self_hits)
     if not records:  # a helper rank under torchrun: rank 0 reports
         return 0
     df, problems = rebuild(args.output_dir)

@@ -14,7 +14,9 @@ class EvalProtocol:
     """How a dataset is evaluated. Recorded with every result."""
 
     split: str = "test"
-    drop_self_hits: bool = True  # a hit whose doc id equals the query id is dropped (Pyserini --remove-query)
+    #: BEIR's identical-id rule: a hit whose doc id equals the query id is dropped (Pyserini --remove-query).
+    #: Only where the dataset's own protocol has it (the registered BEIR datasets) or ``--drop-self-hits``.
+    drop_self_hits: bool = False
     text_rule: str = "title + ' ' + text"
     aggregate: str = "none"  # "mean-of-subsets": the leaderboard reports a collection as its parts' mean
     depth: int = 1000  # hits retrieved per query
@@ -98,16 +100,17 @@ BEIR_SUITE: list[str] = []
 for _name, _md5, _split, _desc in _BEIR:
     DATASETS.register(f"beir/{_name}", DatasetSpec(
         id=f"beir/{_name}", kind="beir", url=BEIR_URL.format(name=_name), md5=_md5,
-        archive_root=_name, protocol=EvalProtocol(split=_split), description=_desc))
+        archive_root=_name, protocol=EvalProtocol(split=_split, drop_self_hits=True), description=_desc))
     BEIR_SUITE.append(f"beir/{_name}")
 
 for _forum in CQADUPSTACK_FORUMS:
     DATASETS.register(f"beir/cqadupstack/{_forum}", DatasetSpec(
         id=f"beir/cqadupstack/{_forum}", kind="beir", url=BEIR_URL.format(name="cqadupstack"),
-        md5=CQADUPSTACK_MD5, archive_root="cqadupstack", description=f"CQADupStack {_forum} forum"))
+        md5=CQADUPSTACK_MD5, archive_root="cqadupstack", protocol=EvalProtocol(drop_self_hits=True),
+        description=f"CQADupStack {_forum} forum"))
 DATASETS.register("beir/cqadupstack", DatasetSpec(
     id="beir/cqadupstack", kind="beir", url=BEIR_URL.format(name="cqadupstack"), md5=CQADUPSTACK_MD5,
-    archive_root="cqadupstack", protocol=EvalProtocol(aggregate="mean-of-subsets"),
+    archive_root="cqadupstack", protocol=EvalProtocol(aggregate="mean-of-subsets", drop_self_hits=True),
     subsets=tuple(f"beir/cqadupstack/{f}" for f in CQADUPSTACK_FORUMS),
     description="CQADupStack: mean over its 12 StackExchange forums"))
 BEIR_SUITE.insert(BEIR_SUITE.index("beir/quora"), "beir/cqadupstack")
@@ -170,8 +173,8 @@ for _domain in ("lifestyle", "recreation", "science", "technology", "writing", "
                       f"LoTTE {_domain} test, {_kind} queries (Success@5)"))
 IRDS_IDS: list[str] = []
 for _id, _split, _metrics, _desc in _IRDS:
-    DATASETS.register(_id, DatasetSpec(id=_id, kind="irds", irds_id=_id, protocol=EvalProtocol(
-        split=_split, drop_self_hits=False), metrics=_metrics, description=_desc + " [ir_datasets]"))
+    DATASETS.register(_id, DatasetSpec(id=_id, kind="irds", irds_id=_id, protocol=EvalProtocol(split=_split),
+                                       metrics=_metrics, description=_desc + " [ir_datasets]"))
     IRDS_IDS.append(_id)
 
 SUITES: dict[str, list[str]] = {"beir": BEIR_SUITE, "odqa": ODQA_SUITE}

@@ -41,6 +41,8 @@ class ResultRecord:
     retriever_spec: dict = field(default_factory=dict)
     retriever_fingerprint: dict = field(default_factory=dict)
     protocol: dict = field(default_factory=dict)
+    #: what each protocol rule removed, per query: {"drop_self_hits": {qid: n}}; no key where no rule applied
+    removed_by_protocol: dict[str, dict[str, int]] = field(default_factory=dict)
     dataset_provenance: dict = field(default_factory=dict)
     environment: dict = field(default_factory=dict)
     device: str | None = None

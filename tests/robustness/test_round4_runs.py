@@ -135,3 +135,66 @@ def test_an_empty_topics_file_is_refused_naming_it(tiny_beir, tmp_path, capsys, 
     r = _file(tmp_path / "r.trec", [("q0", "d1", 1, 1.0)])
     assert main(["run", "-r", f"run:{r}", "-d", str(tiny_beir), "--output-dir", str(tmp_path / "out")]) == 2
     assert "no topics" in _one_line_error(capsys, str(tiny_beir / name))
+
+
+# class 2: a protocol rule only where the dataset's protocol or an explicit option asks for it, counted and said
+
+
+def _self_judged_folder(folder):
+    """A folder whose query 'q1' judges relevant the document whose id is also 'q1', and a run finding it."""
+    (folder / "qrels").mkdir(parents=True)
+    docs = ["q1", "d1", "d2", "d3"]
+    (folder / "corpus.jsonl").write_text("".join(json.dumps({"_id": d, "title": "", "text": f"text of {d}"}) + "\n"
+                                                 for d in docs))
+    (folder / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "one"}) + "\n"
+                                          + json.dumps({"_id": "q2", "text": "two"}) + "\n")
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\tq1\t1\nq2\td2\t1\n")
+    r = _file(folder.parent / "found.trec", [("q1", "q1", 1, 3.0), ("q1", "d1", 2, 2.0), ("q2", "d2", 1, 3.0)])
+    return folder, r
+
+
+def test_a_local_folder_gets_no_identical_id_rule_it_did_not_ask_for(tmp_path, capsys):
+    folder, r = _self_judged_folder(tmp_path / "mine")
+    out = tmp_path / "out"
+    assert main(["run", "-r", f"run:{r}", "-d", str(folder), "--metric", "ndcg@10", "--output-dir", str(out)]) == 0
+    assert "identical-id" not in capsys.readouterr().err
+    (rec_file,) = (out / "local" / "mine" / "test").glob("*.json")
+    rec = json.loads(rec_file.read_text())
+    assert rec["metrics"]["ndcg@10"] == 1.0 and rec["protocol"]["drop_self_hits"] is False
+    assert rec["removed_by_protocol"] == {}
+    assert main(["evaluate", "--qrels", str(folder / "qrels" / "test.tsv"), "--run", str(r), "--metric", "ndcg@10",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["metrics"]["ndcg@10"] == 1.0
+
+
+def test_the_option_applies_the_rule_counts_it_and_says_it_once(tmp_path, capsys):
+    folder, r = _self_judged_folder(tmp_path / "mine")
+    out = tmp_path / "out"
+    other = _file(tmp_path / "other.trec", [("q1", "q1", 1, 1.0), ("q1", "d3", 2, 0.5), ("q2", "d1", 1, 1.0)])
+    assert main(["run", "-r", f"run:{r}", "-r", f"run:{other}", "-d", str(folder), "--metric", "ndcg@10",
+                 "--drop-self-hits", "--output-dir", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("identical-id rule") == 1, err
+    records = [json.loads(p.read_text()) for p in (out / "local" / "mine" / "test").glob("*.json")]
+    assert len(records) == 2
+    for rec in records:
+        assert rec["protocol"]["drop_self_hits"] is True and rec["settings"] == {"drop_self_hits": True}
+        assert rec["removed_by_protocol"] == {"drop_self_hits": {"q1": 1}}
+        assert rec["metrics"]["ndcg@10"] < 1.0
+    # the rule is a setting of its own: the record without it is another file, kept
+    assert main(["run", "-r", f"run:{r}", "-d", str(folder), "--metric", "ndcg@10", "--output-dir", str(out)]) == 0
+    assert len(list((out / "local" / "mine" / "test").glob("*.json"))) == 3
+
+
+def test_a_registered_beir_dataset_keeps_beirs_rule_recorded_and_said(tmp_path, capsys, monkeypatch):
+    _self_judged_folder(tmp_path / "data" / "beir" / "scifact")
+    r = tmp_path / "data" / "beir" / "found.trec"
+    monkeypatch.setenv("HARNESS_DATA", str(tmp_path / "data"))
+    out = tmp_path / "out"
+    assert main(["run", "-r", f"run:{r}", "-d", "beir/scifact", "--metric", "ndcg@10", "--output-dir", str(out)]) == 0
+    assert capsys.readouterr().err.count("identical-id rule") == 1
+    (rec_file,) = (out / "beir" / "scifact" / "test").glob("*.json")
+    rec = json.loads(rec_file.read_text())
+    assert rec["settings"] == {} and rec["protocol"]["drop_self_hits"] is True
+    assert rec["removed_by_protocol"] == {"drop_self_hits": {"q1": 1}}
+    assert rec["metrics"]["ndcg@10"] < 1.0
