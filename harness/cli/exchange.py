@@ -38,6 +38,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--system", default=None, help="the system's name (ranx, trec_eval; mteb: default from the folder)")
     q.add_argument("--dataset", "-d", default=None, help="ranx, trec_eval: the dataset id the scores are on")
     q.add_argument("--split", default="test", help="ranx, trec_eval: the split (default: test)")
+    q.add_argument("--rel", type=int, default=None, metavar="N",
+                   help="trec_eval: the relevance level it was run with (-l N; its output does not print it), "
+                        "written into the measures that have one: AP(rel=2), R(rel=2)@1000 (default: 1)")
     add_output_dir(q)
     q.set_defaults(func=cmd_import)
 
@@ -68,11 +71,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from harness.errors import HarnessError
-    from harness.results.exchange import import_mteb, import_ranx, import_trec_eval
+    from harness.results.imports import import_mteb, import_ranx, import_trec_eval
     from harness.results.leaderboard import rebuild
 
     if not args.file.exists():
         raise HarnessError(f"{args.file}: no such file or folder")
+    if args.rel is not None and args.format != "trec_eval":
+        raise HarnessError(f"--rel applies to --format trec_eval (whose output does not print its -l level); "
+                           f"{args.format}'s scores name their own measures: leave --rel out")
     if args.format == "mteb":
         imported = import_mteb(args.file, args.system)
     else:
@@ -81,7 +87,8 @@ def cmd_import(args: argparse.Namespace) -> int:
         if args.format == "trec_eval":
             if not args.system:
                 raise HarnessError("--format trec_eval: name the system (--system NAME)")
-            imported = import_trec_eval(args.file, args.system, args.dataset, args.split)
+            imported = import_trec_eval(args.file, args.system, args.dataset, args.split,
+                                        rel=1 if args.rel is None else args.rel)
         else:
             imported = import_ranx(args.file, args.system, args.dataset, args.split)
     args.output_dir.mkdir(parents=True, exist_ok=True)

@@ -108,7 +108,9 @@ MeasureFn = Callable[[Rels, Ranking, "int | None", int], float]
 @dataclass(frozen=True)
 class Family:
     """One kind of measure: its names (the harness's and ir_measures'), trec_eval's, its function, which
-    parameters it takes, and what judges it (``qrels``: graded judgements; ``answers``: open-domain QA)."""
+    parameters it takes, what judges it (``qrels``: graded judgements; ``answers``: open-domain QA), and the
+    range its per-query values and means lie in (every family here: [0, 1]; an imported number outside it is
+    refused)."""
 
     name: str
     ir_name: str
@@ -118,6 +120,7 @@ class Family:
     takes_rel: bool
     judgement: str
     aliases: tuple[str, ...]
+    bounds: tuple[float, float] = (0.0, 1.0)
 
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
@@ -165,6 +168,11 @@ class Measure:
         """ir_measures' spelling (``nDCG@10``, ``R(rel=2)@1000``)."""
         params = f"(rel={self.rel})" if self.rel != 1 else ""
         return f"{self.family.ir_name}{params}" + (f"@{self.k}" if self.k is not None else "")
+
+    def out_of_range(self, value: float) -> str | None:
+        """Why ``value`` cannot be a value of this measure (outside its family's range), or None."""
+        lo, hi = self.family.bounds
+        return None if lo <= value <= hi else f"{self} = {value!r} is outside the measure's range [{lo:g}, {hi:g}]"
 
     def __call__(self, rels: Rels, ranking: Ranking) -> float:
         fn = self.family.fn

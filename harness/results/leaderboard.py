@@ -68,7 +68,7 @@ def rebuild(output_dir: Path) -> tuple[pd.DataFrame, list[str]]:
     if not output_dir.is_dir():
         raise HarnessError(f"{output_dir}: no such results folder (run `harness run` first, or pass --output-dir)")
     with FileLock(str(output_dir / ".leaderboard.lock")):
-        from harness.results.exchange import imported_rows
+        from harness.results.imports import imported_rows
 
         records, problems = load_records(output_dir)
         kept, conflicts = unique_records(records)
