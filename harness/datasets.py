@@ -265,6 +265,8 @@ def resolve_dataset(name: str, *, split: str | None = None, allow_fetch: bool = 
                                "with `harness run`, or name one part, e.g. " + spec.subsets[0])
         return source_of(spec).open(spec, split, allow_fetch)
     path = Path(name).expanduser()
+    if not path.is_dir() and name.startswith("local/"):  # a folder by the id a table printed
+        path = _local_folder(name, output_dir)
     if not path.is_dir():
         if "/" in name and not name.startswith((".", "/", "~")):
             raise HarnessError(DATASETS.unknown_message(name))
@@ -324,6 +326,24 @@ def local_dataset_id(folder: Path, output_dir: Path | None = None) -> str:
             return candidate
     raise HarnessError(f"{output_dir}: the dataset ids {base} and its suffixed form are both taken by other "
                        f"folders; rename {folder} or use another --output-dir")
+
+
+def _local_folder(dataset_id: str, output_dir: Path | None) -> Path:
+    """The folder a ``local/<name>`` id stands for in ``output_dir`` (its ``.folder`` marker), refused in one
+    line when that results folder does not know it or the folder is gone."""
+    from harness.io import read_json
+
+    marker = Path(output_dir) / dataset_id / LOCAL_SOURCE if output_dir is not None else None
+    if marker is None or not marker.is_file():
+        raise HarnessError(f"{dataset_id} is the id of a folder in a results folder, and "
+                           f"{output_dir or 'no results folder'} has none of that id: name the folder by its path, "
+                           "or give the --output-dir whose records hold it")
+    claimed = read_json(marker, fix=f"delete {marker} (its records keep their paths)")
+    folder = Path(str(claimed.get("path"))) if isinstance(claimed, dict) else None
+    if folder is None or not folder.is_dir():
+        raise HarnessError(f"{dataset_id} is the folder {folder} (as {marker} says), which is gone; name the folder "
+                           "by its path")
+    return folder
 
 
 def _did_you_mean(name: str) -> str:

@@ -35,8 +35,9 @@ from harness.metrics import mean
 from harness.paths import cache_root
 from harness.provenance import environment
 from harness.results.leaderboard import rebuild
-from harness.results.records import ResultRecord, read_record, record_paths, write_record
+from harness.results.records import ResultRecord, read_record, record_paths, row_of_label, write_record
 from harness.retrievers.base import Composition, Retriever
+from harness.retrievers.names import look_in
 from harness.retrievers.registry import RetrieverSpec, resolve_retriever
 from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution
 from harness.trec import in_score_order, quantize, read_run, write_run
@@ -316,7 +317,9 @@ def run(retrievers: Sequence[str], datasets: Sequence[str], metrics: Sequence[st
     dataset's evaluation split. ``drop_self_hits`` applies BEIR's identical-id rule where a dataset's protocol
     does not (a folder, an ir_datasets id), as a setting of its own.
     """
-    specs = [resolve_retriever(r) for r in retrievers]
+    look_in(Path(output_dir))  # a name a table printed (content-named files and folders) is found again
+    names, settings, depth, drop_self_hits = _rows(retrievers, Path(output_dir), settings, depth, drop_self_hits)
+    specs = [resolve_retriever(r) for r in names]
     ids = dataset_ids(datasets, suites)
     if not specs or not ids:
         raise HarnessError("name at least one retriever and one dataset (or --suite)")
@@ -343,6 +346,32 @@ def run(retrievers: Sequence[str], datasets: Sequence[str], metrics: Sequence[st
     if world()[0] == 0:
         rebuild(output_dir)
     return records
+
+
+def _rows(labels: Sequence[str], output_dir: Path, settings: EncodeSettings, depth: int | None,
+          drop_self_hits: bool) -> tuple[list[str], EncodeSettings, int | None, bool]:
+    """Retriever names as tables print them (``name [precision=bf16]``): the names, and the settings the
+    labels carry (read from their records) merged with the options; labels of other settings than the
+    options' are refused, never run under the wrong ones."""
+    names, rows = [], []
+    for label in labels:
+        name, changed = row_of_label(label, output_dir)
+        names.append(name)
+        rows.append(changed)
+    if not any(rows):
+        return names, settings, depth, drop_self_hits
+    if any(r != rows[0] for r in rows):
+        raise HarnessError(f"{', '.join(labels)}: rows of different settings; name them in separate commands")
+    row = dict(rows[0])
+    if row.pop("drop_self_hits", False):
+        drop_self_hits = True
+    if "depth" in row:
+        depth = depth or int(row.pop("depth"))
+    encode = {**settings.to_dict(), **row}
+    if settings != REFERENCE and EncodeSettings.from_dict(encode) != settings:
+        raise HarnessError(f"{labels[0]!r} was computed with {row}, the options ask for {settings.changed()}; "
+                           "give one or the other")
+    return names, EncodeSettings.from_dict(encode), depth, drop_self_hits
 
 
 def _rebuild_quietly(output_dir: Path, log: Log) -> None:

@@ -356,8 +356,9 @@ def test_one_model_by_two_paths_is_one_row_and_two_models_by_one_path_are_two(ti
     assert os.path.isabs(resolve_retriever(f"hf:./{tiny_bert_dir.name}").model)
     with pytest.raises(HarnessError, match="no revision"):
         resolve_retriever(f"hf:{tiny_bert_dir}@main")
-    with pytest.raises(HarnessError, match="canonical name of a model folder"):
-        resolve_retriever(rel.retriever)
+    # the printed name is taken back: the folder with that content (issue 35), not the copy of another one
+    again = resolve_retriever(rel.retriever)
+    assert again.name == rel.retriever and again.model == str(tiny_bert_dir.resolve())
 
 
 def test_local_dataset_ids_are_folder_names_unless_two_folders_collide(tiny_beir, tiny_bert_dir, tmp_path):

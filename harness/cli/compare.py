@@ -63,7 +63,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     if len(args.retrievers) != 2:
         raise HarnessError("name exactly two different retrievers: --retriever A --retriever B")
-    name_a, name_b = (canonical_name(n) or n for n in args.retrievers)  # folders by their canonical names
+    from harness.results.records import row_of_label
+    from harness.retrievers.names import look_in
+
+    look_in(args.output_dir)  # names a table printed (content-named files and folders) are found again
+    plain = [row_of_label(n, args.output_dir)[0] for n in args.retrievers]  # 'name [settings]' rows by their name
+    name_a, name_b = (canonical_name(n) or n for n in plain)  # folders by their canonical names
     if name_a == name_b:
         raise HarnessError(f"{args.retrievers[0]} and {args.retrievers[1]} are one retriever ({name_a}); "
                            "name two different ones")

@@ -10,6 +10,7 @@ written only here, as a :class:`ResultRecord`; a file that parses as JSON but do
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -178,3 +179,24 @@ def load_records(output_dir: Path) -> tuple[list[tuple[Path, ResultRecord]], lis
         except OSError as e:
             problems.append(f"{path}: {e.strerror or e}")
     return records, problems
+
+
+#: a row's label as tables print it: ``<retriever> [<settings>]``
+_LABEL = re.compile(r"^(?P<name>.+?) \[(?P<settings>[^\[\]]+)\]$")
+
+
+def row_of_label(label: str, output_dir: Path) -> tuple[str, dict[str, Any]]:
+    """(retriever, settings) of a row named as tables print it: a plain name is itself with no settings;
+    ``<retriever> [<settings>]`` takes its settings from the record of that label in ``output_dir`` (the label
+    abbreviates them), refused in one line when there is none (an imported row, or another results folder)."""
+    m = _LABEL.match(label)
+    if not m:
+        return label, {}
+    if m.group("settings").startswith("imported: "):
+        raise HarnessError(f"{label!r} is an imported row (read-only, no run file or per-query values); only "
+                           "the leaderboard shows it")
+    found = [r for _, r in load_records(Path(output_dir))[0] if r.label == label]
+    if not found:
+        raise HarnessError(f"{label!r}: no record of that row in {output_dir}; name the retriever "
+                           f"{m.group('name')!r} and give its settings as options, or the --output-dir that holds it")
+    return m.group("name"), dict(found[0].settings)

@@ -10,6 +10,7 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.params import JAVA_INT_MAX, Param, parse_params
+from harness.retrievers.names import CONTENT_NAME, find, remember
 from harness.retrievers.spec import (
     RETRIEVERS,
     Resolve,
@@ -66,7 +67,14 @@ class DenseKind(RetrieverKind):
     def folder(self, target: str, what: str) -> RetrieverSpec:
         """A model folder (``hf:`` or a checkpoint path), named canonically by its content."""
         path = Path(target).expanduser().resolve()
-        return RetrieverSpec(folder_name(path), self.name, f"{what} {path}", model=str(path))
+        name = folder_name(path)
+        remember(name, path)
+        return RetrieverSpec(name, self.name, f"{what} {path}", model=str(path))
+
+    def printed(self, name: str) -> RetrieverSpec:
+        """A model folder by the name a table printed (``<folder name>#<8 hex>``), found by its content."""
+        path = find(name, lambda p: folder_name(p) if p.is_dir() else None)
+        return self.folder(str(path), "Hugging Face encoder")
 
     def recipe(self, spec: RetrieverSpec) -> str:
         text = spec.encoder.describe() if spec.encoder else "as the model's own files say"
@@ -86,8 +94,12 @@ class SparseKind(RetrieverKind):
             raise HarnessError("sparse: needs a SPLADE model id or folder, e.g. "
                                "sparse:naver/splade-cocondenser-ensembledistil")
         path = Path(target).expanduser()
+        if not path.is_dir() and CONTENT_NAME.match(name):  # a printed name: the folder with that content
+            path = find(name, lambda p: f"sparse:{folder_name(p)}" if p.is_dir() else None)
         if path.is_dir():
-            return RetrieverSpec(f"sparse:{folder_name(path)}", self.name, f"SPLADE model {path.resolve()}",
+            shown = f"sparse:{folder_name(path)}"
+            remember(shown, path)
+            return RetrieverSpec(shown, self.name, f"SPLADE model {path.resolve()}",
                                  model=str(path.resolve()), params=SPLADE)
         return RetrieverSpec(name, self.name, f"SPLADE model {target}", model=target, params=SPLADE)
 
@@ -122,12 +134,16 @@ class RunKind(RetrieverKind):
 
         target = name[len("run:"):]
         path = Path(target).expanduser()
+        if target and not path.is_file() and CONTENT_NAME.match(name):  # a printed name: the file with that content
+            path = find(name, lambda p: f"run:{p.name}#{sha256_file(p)[:8]}" if p.is_file() else None)
         if not target or not path.is_file():
             raise HarnessError(f"{name!r}: run: needs a TREC run file ('qid Q0 docid rank score tag' lines), "
                                f"e.g. run:runs/my-system.trec" + ("" if not target else f"; {path} is not a file"))
         digest = sha256_file(path)
-        return RetrieverSpec(f"run:{path.name}#{digest[:8]}", self.name, f"run file {path.resolve()}",
-                             model=str(path.resolve()), params={"sha256": digest})
+        shown = f"run:{path.name}#{digest[:8]}"
+        remember(shown, path)
+        return RetrieverSpec(shown, self.name, f"run file {path.resolve()}", model=str(path.resolve()),
+                             params={"sha256": digest})
 
     def load(self, spec: RetrieverSpec, settings: EncodeSettings, execution: Execution,
              stages: list[Any] | None) -> Any:

@@ -92,9 +92,10 @@ def resolve_retriever(name: str) -> RetrieverSpec:
         dense = RETRIEVER_KINDS.get(DenseKind.name)
         assert isinstance(dense, DenseKind)
         return dense.folder(name, "checkpoint")
-    if CANONICAL.match(name):
-        raise HarnessError(f"{name} is the canonical name of a model folder in some results; run it by its path "
-                           "(hf:/path/to/folder), which resolves to this name again if the content is the same")
+    if CANONICAL.match(name):  # a model folder by the name a table printed: the folder with that content
+        dense = RETRIEVER_KINDS.get(DenseKind.name)
+        assert isinstance(dense, DenseKind)
+        return dense.printed(name)
     raise HarnessError(RETRIEVERS.unknown_message(name) +
                        "; any Hugging Face encoder works as hf:<model id or folder>")
 
