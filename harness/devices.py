@@ -1,7 +1,9 @@
 """The one device picker of the package (encoding, reranking, SPLADE, training, fine-tuning).
 
-``auto`` picks CUDA, then Apple MPS, then the CPU. Under torchrun (``WORLD_SIZE`` > 1) ``auto`` and a bare
-``cuda`` mean this process's own GPU, ``cuda:LOCAL_RANK``, so ranks never share one device by accident.
+``auto`` picks CUDA, then Apple MPS, then the CPU. In a group of ranks (torchrun, or srun: ``harness.launch``)
+``auto`` and a bare ``cuda`` mean this rank's own GPU (:func:`rank_gpu`: ``cuda:LOCAL_RANK`` where the node's
+GPUs are visible to every rank, ``cuda:0`` where each rank sees only its own), so ranks never share one
+device by accident, and a layout that does not say which GPU is whose is refused.
 A named device (``cpu``, ``cuda``, ``cuda:N``, ``mps``) is checked to exist here before any work, and a
 wrong one stops with the devices this machine has. Where the device decides nothing (it never changes a
 number beyond float rounding), it is recorded in provenance, not in fingerprints.
@@ -19,14 +21,33 @@ if TYPE_CHECKING:
 
 
 def device_name(requested: str = "auto") -> str:
-    """``requested`` with torchrun's local rank applied: ``auto``/``cuda`` -> ``cuda:LOCAL_RANK`` under
-    torchrun when CUDA is present; anything else unchanged (checked by :func:`pick_device`)."""
-    if requested in {"auto", "cuda"} and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    """``requested`` with the rank's GPU applied: ``auto``/``cuda`` -> ``cuda:N`` (:func:`rank_gpu`) in a group
+    of ranks when CUDA is present; anything else unchanged (checked by :func:`pick_device`)."""
+    from harness.launch import launch
+
+    where = launch()
+    if requested in {"auto", "cuda"} and where.world_size > 1:
         import torch
 
         if torch.cuda.is_available():
-            return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+            return f"cuda:{rank_gpu(where.local_rank, where.local_world_size, torch.cuda.device_count())}"
     return requested
+
+
+def rank_gpu(local_rank: int, local_world_size: int, visible: int) -> int:
+    """The index of this rank's GPU among the ``visible`` ones: its local rank where every rank of the node sees
+    at least one GPU each (torchrun's layout), 0 where it sees exactly one (Slurm's ``--gpus-per-task=1`` or
+    ``--gpu-bind``, ``CUDA_VISIBLE_DEVICES`` set per rank; or ranks meant to share one GPU). Anything else
+    (2 .. ranks-1 GPUs for more ranks) does not say which GPU is whose, and is refused in one line."""
+    if visible == 1:
+        return 0
+    if 0 <= local_rank < visible and local_world_size <= visible:
+        return local_rank
+    shown = os.environ.get("CUDA_VISIBLE_DEVICES")
+    seen = f"CUDA_VISIBLE_DEVICES={shown}" if shown is not None else "CUDA_VISIBLE_DEVICES unset"
+    raise HarnessError(f"local rank {local_rank} of {local_world_size} ranks on this node sees {visible} GPUs "
+                       f"({seen}): which one is its own is ambiguous; give every rank its own GPU (torchrun "
+                       f"--nproc_per_node {visible}, or Slurm --gpus-per-task=1) or every rank one GPU each")
 
 
 def available_devices() -> list[str]:
@@ -87,3 +108,25 @@ def exact_float32(device: torch.device) -> None:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
+
+
+#: how CUDA libraries word an allocation that failed where torch does not raise its OutOfMemoryError
+_OOM_WORDS = ("CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALLOC_FAILED", "CUDA error: out of memory",
+              "CUDA out of memory")
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` says the device ran out of memory: torch's OutOfMemoryError, or an allocation failure
+    of cuBLAS or cuDNN surfacing as a RuntimeError."""
+    import torch
+
+    return isinstance(error, torch.OutOfMemoryError) or any(w in str(error) for w in _OOM_WORDS)
+
+
+def release_cached_memory(device: torch.device) -> None:
+    """Give the caching allocator's free blocks back (after an out-of-memory error, outside its except block,
+    so that no traceback still holds the failed batch's tensors)."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.empty_cache()

@@ -146,6 +146,20 @@ class EmbeddingStore:
                                  "npy_sha256": sha256_file(npy), "ids_sha256": sha256_file(ids_path),
                                  **({"computed_with": computed_with} if computed_with else {})})
 
+    def content_digest(self) -> str:
+        """sha256 over the sealed shards' vector and id checksums, in order: what an index built from this store
+        is tied to (a store encoded again with other vectors, of the same count or not, has another)."""
+        m = self.manifest()
+        if m is None:
+            raise HarnessError(f"embedding store {self.dir} is incomplete; rerun to finish encoding")
+        h = hashlib.sha256()
+        for i in range(m["shards"]):
+            meta = self.seal(i, verify=False)
+            if meta is None:
+                raise HarnessError(f"embedding store {self.dir}: shard {i} does not match its seal; rerun with --force")
+            h.update(f"{meta['npy_sha256']} {meta['ids_sha256']}\n".encode())
+        return h.hexdigest()
+
     def computed_with(self) -> list[dict]:
         """The distinct ``computed_with`` entries of the sealed shards (a resumed store may hold several)."""
         m = self.manifest()

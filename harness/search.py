@@ -1,75 +1,82 @@
 """Exact inner-product search over sharded embeddings with a running top-k: FAISS per shard on the CPU, or
-torch's matmul on a GPU. Both merge each block's best with the same stable order (score descending, then
+torch's matmul on a GPU. Both keep each query's best in the same stable order (score descending, then
 corpus position), so they rank alike, ties included.
 
-Memory stays at one shard plus (queries x k) results, whatever the corpus size.
+- FAISS (:func:`topk_exact`): one flat index per shard, its top k merged into the running best on the CPU.
+- torch (:func:`topk_exact_torch`): the corpus in chunks of columns and the queries in blocks of rows, so
+  the score matrix held at once is bounded (:data:`SCORE_BYTES`); each block's top k by ``torch.topk``,
+  with rows whose k-th score is tied past k settled by corpus position; the running best stays on the
+  device and is merged there. Only the final (queries x k) result crosses to the host.
+
+Memory stays at one shard plus the running best, whatever the corpus size.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+if TYPE_CHECKING:
+    import torch
+
 Shards = Iterable[tuple[list[str], np.ndarray]]
-#: a block's best: (vectors of the block, k) -> (scores, positions within the block), nq x min(k, rows)
-BlockTop = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
+SCORE_BYTES = 1 << 30  # the score block of the torch path: at most this many bytes at once (with its masks)
 
 
-def _stream_topk(shards: Shards, nq: int, k: int, block_top: BlockTop, chunk: int | None = None
+class RunningTopK(Protocol):
+    """Each query's k best (score, corpus position) so far; blocks of document vectors are added in corpus
+    order."""
+
+    def add(self, block: np.ndarray, offset: int) -> None:
+        """Score ``block`` (rows are corpus positions ``offset``..) and keep the best."""
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """Scores (nq x k', descending) and corpus positions (-1 where a query has fewer than k)."""
+
+
+def _stream_topk(shards: Shards, topk: RunningTopK, chunk: int | None = None
                  ) -> tuple[np.ndarray, list[list[str]], int]:
     """The running top-k over every shard (cut into ``chunk`` rows when given): scores (descending), doc ids,
     and the number of document vectors scored (the caller checks it is the whole corpus)."""
-    best_s = np.full((nq, 0), -np.inf, dtype=np.float32)
-    best_i = np.zeros((nq, 0), dtype=np.int64)
     all_ids: list[str] = []
     for ids, vectors in shards:
         if len(ids) != vectors.shape[0]:
             raise ValueError(f"a shard of {vectors.shape[0]} vectors came with {len(ids)} ids")
         step = chunk or max(1, len(ids))
         for start in range(0, len(ids), step):
-            block = vectors[start:start + step]
-            s, i = block_top(block, min(k, block.shape[0]))
-            i = np.where(i >= 0, i + len(all_ids) + start, -1)
-            best_s, best_i = _merge(best_s, best_i, s.astype(np.float32), i, k)
+            topk.add(vectors[start:start + step], len(all_ids) + start)
         all_ids.extend(ids)
-    docs = [[all_ids[j] for j in row if j >= 0] for row in best_i]
-    return best_s, docs, len(all_ids)
+    scores, positions = topk.result()
+    docs = [[all_ids[j] for j in row if j >= 0] for row in positions]
+    return scores, docs, len(all_ids)
+
+
+class _FaissTopK:
+    def __init__(self, queries: np.ndarray, k: int):
+        self.q = np.ascontiguousarray(queries, dtype=np.float32)
+        self.k = k
+        self.best_s = np.full((self.q.shape[0], 0), -np.inf, dtype=np.float32)
+        self.best_i = np.zeros((self.q.shape[0], 0), dtype=np.int64)
+
+    def add(self, block: np.ndarray, offset: int) -> None:
+        import faiss
+
+        index = faiss.IndexFlatIP(self.q.shape[1])
+        index.add(np.ascontiguousarray(block, dtype=np.float32))
+        s, i = index.search(self.q, min(self.k, block.shape[0]))
+        i = np.where(i >= 0, i + offset, -1)
+        self.best_s, self.best_i = _merge(self.best_s, self.best_i, s.astype(np.float32), i, self.k)
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.best_s, self.best_i
 
 
 def topk_exact(queries: np.ndarray, shards: Shards, k: int) -> tuple[np.ndarray, list[list[str]], int]:
     """Scores (nq x k', descending), doc ids of the k best inner products over all shards (FAISS, exact),
     and the number of document vectors scored."""
-    import faiss
-
-    q = np.ascontiguousarray(queries, dtype=np.float32)
-
-    def block_top(vectors: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
-        index = faiss.IndexFlatIP(q.shape[1])
-        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-        s, i = index.search(q, top)
-        return s, i
-
-    return _stream_topk(shards, q.shape[0], k, block_top)
-
-
-def topk_exact_torch(queries: np.ndarray, shards: Shards, k: int, device: str,
-                     chunk: int = 65_536) -> tuple[np.ndarray, list[list[str]], int]:
-    """:func:`topk_exact` computed with torch on ``device`` (a GPU, where the vectors and the matmul belong):
-    chunked inner products, each chunk's top k by a stable sort (score descending, then corpus position)."""
-    import torch
-
-    from harness.devices import pick_device
-
-    dev = pick_device(device)
-    q = torch.as_tensor(np.ascontiguousarray(queries, dtype=np.float32), device=dev)
-
-    def block_top(vectors: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
-        block = torch.as_tensor(np.ascontiguousarray(vectors, dtype=np.float32), device=dev)
-        s, i = torch.sort(q @ block.T, dim=1, descending=True, stable=True)
-        return s[:, :top].cpu().numpy(), i[:, :top].cpu().numpy()
-
-    return _stream_topk(shards, q.shape[0], k, block_top, chunk)
+    return _stream_topk(shards, _FaissTopK(queries, k))
 
 
 def _merge(s1: np.ndarray, i1: np.ndarray, s2: np.ndarray, i2: np.ndarray, k: int
@@ -79,3 +86,65 @@ def _merge(s1: np.ndarray, i1: np.ndarray, s2: np.ndarray, i2: np.ndarray, k: in
     # stable order: score descending, then earlier corpus position first
     order = np.lexsort((i, -s), axis=1)[:, :k]
     return np.take_along_axis(s, order, axis=1), np.take_along_axis(i, order, axis=1)
+
+
+class _TorchTopK:
+    """The running top-k on a torch device: per block, the top k of each query row block, then a merge on the
+    device (the running best holds earlier positions than any new block, so a stable sort by score
+    descending of [best, new] keeps ties in corpus order)."""
+
+    def __init__(self, queries: np.ndarray, k: int, device: torch.device, chunk: int):
+        import torch
+
+        self.torch = torch
+        self.device = device
+        self.q = torch.as_tensor(np.ascontiguousarray(queries, dtype=np.float32), device=device)
+        self.k = k
+        # rows x chunk fp32 scores, plus a boolean mask or two of the same shape for tied rows
+        self.rows = max(1, SCORE_BYTES // (6 * max(1, chunk)))
+        self.best_s = torch.full((self.q.shape[0], 0), float("-inf"), device=device)
+        self.best_i = torch.zeros((self.q.shape[0], 0), dtype=torch.long, device=device)
+
+    def add(self, block: np.ndarray, offset: int) -> None:
+        torch = self.torch
+        b = torch.as_tensor(np.ascontiguousarray(block, dtype=np.float32), device=self.device)
+        top = min(self.k, b.shape[0])
+        parts = [block_topk(self.q[r:r + self.rows] @ b.T, top) for r in range(0, self.q.shape[0], self.rows)]
+        s = torch.cat([p[0] for p in parts])
+        i = torch.cat([p[1] for p in parts]) + offset
+        s, order = torch.sort(torch.cat([self.best_s, s], dim=1), dim=1, descending=True, stable=True)
+        self.best_s = s[:, :self.k]
+        self.best_i = torch.cat([self.best_i, i], dim=1).gather(1, order[:, :self.k])
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.best_s.cpu().numpy(), self.best_i.cpu().numpy()
+
+
+def block_topk(scores: torch.Tensor, top: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's ``top`` best columns of ``scores`` in the stable order (score descending, then column):
+    ``torch.topk`` picks arbitrarily among scores tied with the ``top``-th, so rows with more such ties than
+    places are settled by column (the earliest win), as FAISS's merge and trec_eval's order do."""
+    import torch
+
+    vals, idx = torch.topk(scores, top, dim=1, largest=True, sorted=True)
+    kth = vals[:, -1:]
+    tied_past = ((scores >= kth).sum(dim=1) > top).nonzero().flatten()
+    if tied_past.numel():
+        sub, kth_t = scores[tied_past], kth[tied_past]
+        above, equal = sub > kth_t, sub == kth_t
+        room = top - above.sum(dim=1, keepdim=True)
+        take = above | (equal & (equal.cumsum(dim=1) <= room))
+        cols = take.nonzero()[:, 1].view(-1, top)  # ascending column within each row
+        idx[tied_past], vals[tied_past] = cols, sub.gather(1, cols)
+    idx, by_position = torch.sort(idx, dim=1)
+    vals, by_score = torch.sort(vals.gather(1, by_position), dim=1, descending=True, stable=True)
+    return vals, idx.gather(1, by_score)
+
+
+def topk_exact_torch(queries: np.ndarray, shards: Shards, k: int, device: str,
+                     chunk: int = 65_536) -> tuple[np.ndarray, list[list[str]], int]:
+    """:func:`topk_exact` computed with torch on ``device`` (a GPU, where the vectors and the matmul belong):
+    chunked inner products, each chunk's top k and the merge on the device (see the module docstring)."""
+    from harness.devices import pick_device
+
+    return _stream_topk(shards, _TorchTopK(queries, k, pick_device(device), chunk), chunk)

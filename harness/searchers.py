@@ -9,7 +9,9 @@ A searcher takes query vectors and a finished embedding store and returns each q
   exact one, never over it, and labelled ``index=hnsw``), and it measures what it costs: the exact top-k
   of the same query vectors is computed too, and its report gives the recall@100 (and @k) of the index
   against exact search. The index is built with one thread (the same graph on every build) and kept in
-  the store's folder, keyed by its configuration, so a rerun reuses it.
+  the store's folder, keyed by its configuration and by the digest of the vectors it was built from, so
+  a rerun over the same vectors reuses it and a store encoded again (other vectors, even of the same
+  count) gets an index of its own.
 """
 
 from __future__ import annotations
@@ -61,8 +63,9 @@ class Searcher(Protocol):
 
 
 class ExactSearcher:
-    """Exact inner product: FAISS on the CPU; on a GPU, torch's chunked matmul and a stable top-k on the
-    device (the same ranking, ties broken the same way: score, then corpus position)."""
+    """Exact inner product: FAISS on the CPU; on a GPU (``cuda``, ``cuda:N``, or ``auto`` where CUDA is there,
+    as the encoder chooses), torch's chunked matmul with the top k and the merge on the device (the same
+    ranking, ties broken the same way: score, then corpus position)."""
 
     approximate = False
 
@@ -72,16 +75,25 @@ class ExactSearcher:
     def fingerprint(self) -> dict[str, Any]:
         return {}
 
+    def _gpu(self) -> str | None:
+        """The CUDA device the search runs on, or None for FAISS on the CPU."""
+        if self.device == "cpu":
+            return None
+        from harness.devices import pick_device
+
+        dev = pick_device(self.device)
+        return str(dev) if dev.type == "cuda" else None
+
     def search(self, queries: np.ndarray, store: EmbeddingStore, k: int) -> Hits:
-        if self.device.startswith("cuda"):
-            scores, docs, searched = topk_exact_torch(queries, store.shards(), k, self.device)
+        gpu = self._gpu()
+        if gpu is not None:
+            scores, docs, searched = topk_exact_torch(queries, store.shards(), k, gpu)
         else:
             scores, docs, searched = topk_exact(queries, store.shards(), k)
         return Hits(scores, docs, searched)
 
     def describe(self) -> str:
-        return "exact inner product (torch on the GPU)" if self.device.startswith("cuda") \
-            else "exact inner product (faiss)"
+        return "exact inner product (torch on the GPU)" if self._gpu() else "exact inner product (faiss)"
 
 
 class IndexSearcher:
@@ -103,7 +115,8 @@ class IndexSearcher:
         if manifest is None:
             raise HarnessError(f"{store.dir}: the embeddings are incomplete; an index is built over a finished store")
         digest = hashlib.sha256(json.dumps(self.fingerprint(), sort_keys=True).encode()).hexdigest()[:16]
-        path = store.dir / f"index-{self.config.kind}-{digest}.faiss"
+        vectors = store.content_digest()[:16]
+        path = store.dir / f"index-{self.config.kind}-{digest}-{vectors}.faiss"
         rebuilt = {}
         if path.is_file():
             try:
@@ -114,6 +127,10 @@ class IndexSearcher:
                 ids = [i for shard_ids, _ in store.shards() for i in shard_ids]
                 return index, ids, {"index_file": str(path), "built": False}
             rebuilt = rebuilt or {"rebuilt": f"{path.name} held {index.ntotal if index else '?'} vectors"}
+        else:
+            older = sorted(p.name for p in store.dir.glob(f"index-{self.config.kind}-{digest}-*.faiss"))
+            if older:
+                rebuilt = {"rebuilt": f"{older[0]} was built from other vectors (the store was encoded again)"}
         threads = faiss.omp_get_max_threads()
         faiss.omp_set_num_threads(1)  # one thread: the same graph on every build
         try:
@@ -124,6 +141,9 @@ class IndexSearcher:
         try:  # a second process building the same index at once replaces it with the same graph
             faiss.write_index(index, str(tmp))
             os.replace(tmp, path)
+            for stale in store.dir.glob(f"index-{self.config.kind}-{digest}-*.faiss"):  # built from other vectors
+                if stale != path:
+                    stale.unlink(missing_ok=True)
         except (RuntimeError, OSError) as e:
             tmp.unlink(missing_ok=True)
             raise HarnessError(f"{path}: the index cannot be written ({str(e).splitlines()[-1][:120]}); free the "

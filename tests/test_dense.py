@@ -139,6 +139,37 @@ def test_out_of_memory_halves_the_budget_and_retries_with_the_same_vectors(tiny_
         enc.encode(["one text"], "doc")
 
 
+def test_a_cublas_allocation_failure_backs_off_and_the_cache_is_freed_outside_the_except(tiny_bert_dir,
+                                                                                          monkeypatch):
+    """cuBLAS's allocation failures surface as a RuntimeError, not torch's OutOfMemoryError: they back off too.
+    The cached memory is released with no exception being handled (a traceback in flight holds the failed
+    batch's tensors, so releasing inside the except frees nothing of them); other errors are not swallowed."""
+    import sys
+
+    from harness.retrievers import encoder as encoder_module
+
+    handling: list = []
+    monkeypatch.setattr(encoder_module, "release_cached_memory", lambda device: handling.append(sys.exc_info()[0]))
+    enc = HFEncoder(str(tiny_bert_dir), CONTRIEVER, device="cpu", batch_tokens=4096, progress=False)
+    real = enc.forward
+
+    def tight(input_ids, mask):
+        if input_ids.shape[0] > 2:
+            raise RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`")
+        return real(input_ids, mask)
+
+    enc.forward = tight
+    enc.encode(TEXTS * 3, "doc")
+    assert enc.backoffs and handling and all(h is None for h in handling)
+
+    def broken(input_ids, mask):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    enc.forward = broken
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+        enc.encode(TEXTS, "doc")
+
+
 def test_gpu_token_budget_is_checked_against_the_devices_free_memory(tiny_bert_dir, monkeypatch):
     """The planner's budget on a GPU: an estimate of a batch's activation memory against the device's free
     memory, lowered (halved) until it fits and recorded; enough memory leaves it alone. The device's free

@@ -31,9 +31,13 @@ def test_a_missing_cuda_device_is_refused_with_what_there_is():
 
 def test_under_torchrun_cuda_means_this_ranks_own_gpu(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
     monkeypatch.setenv("LOCAL_RANK", "2")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     assert device_name("auto") == device_name("cuda") == "cuda:2"
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # each rank sees its own GPU only (Slurm)
+    assert device_name("auto") == "cuda:0"
     assert device_name("cuda:0") == "cuda:0" and device_name("cpu") == "cpu"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert device_name("auto") == "auto"
@@ -69,3 +73,38 @@ def test_every_fp32_path_on_cuda_turns_tensorfloat32_off():
     assert callers == {"harness/retrievers/encoder.py", "harness/retrievers/rerank.py", "harness/retrievers/sparse.py",
                        "harness/retrievers/st_backend.py", "harness/train/trainer.py", "harness/train/finetune.py"}, \
         callers
+
+
+def test_auto_searches_on_the_gpu_where_cuda_is(monkeypatch):
+    """--device auto encodes on CUDA where it is there, and the exact search follows the vectors: once, only
+    --device cuda searched on the GPU, and auto took FAISS on the CPU while the GPU waited."""
+    from harness.searchers import ExactSearcher
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert ExactSearcher("auto")._gpu() == "cuda" and ExactSearcher("cuda")._gpu() == "cuda"
+    assert ExactSearcher("cpu")._gpu() is None
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert ExactSearcher("auto")._gpu() is None
+    assert ExactSearcher("auto").describe() == "exact inner product (faiss)"
+
+
+@pytest.mark.parametrize(("local_rank", "local_world", "visible", "want"), [
+    (3, 4, 4, 3),   # torchrun: every rank sees the node's GPUs
+    (1, 2, 8, 1),   # fewer ranks than GPUs
+    (3, 4, 1, 0),   # Slurm --gpus-per-task=1 / CUDA_VISIBLE_DEVICES per rank: each sees its own
+    (1, 2, 1, 0),   # two ranks meant to share one GPU (gloo)
+])
+def test_each_rank_binds_the_gpu_it_can_see(local_rank, local_world, visible, want):
+    from harness.devices import rank_gpu
+
+    assert rank_gpu(local_rank, local_world, visible) == want
+
+
+def test_a_layout_that_does_not_say_whose_gpu_is_whose_is_refused(monkeypatch):
+    from harness.devices import rank_gpu
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    with pytest.raises(HarnessError, match=r"local rank 3 of 4 ranks on this node sees 2 GPUs "
+                                           r"\(CUDA_VISIBLE_DEVICES=0,1\).*ambiguous"):
+        rank_gpu(3, 4, 2)

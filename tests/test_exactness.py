@@ -379,10 +379,15 @@ def test_local_dataset_ids_are_folder_names_unless_two_folders_collide(tiny_beir
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_torch_exact_search_ranks_as_the_faiss_path_ties_included(seed):
-    """The GPU path (torch: chunked matmul, stable top-k; run here on the CPU) equals FAISS's exact search,
-    ties broken the same way (score, then corpus position), across shards and chunks."""
+@pytest.mark.parametrize("score_bytes", [1 << 30, 7 * 6 * 17 // 3])  # all queries in one block; 2-3 rows a block
+def test_torch_exact_search_ranks_as_the_faiss_path_ties_included(seed, score_bytes, monkeypatch):
+    """The GPU path (torch: chunked matmul, top k per chunk settled by position where the k-th score is tied,
+    the merge on the device; run here on the CPU) equals FAISS's exact search, ties broken the same way
+    (score, then corpus position), across shards, chunks and query blocks."""
+    from harness import search
     from harness.search import topk_exact, topk_exact_torch
+
+    monkeypatch.setattr(search, "SCORE_BYTES", score_bytes)
 
     rng = np.random.default_rng(seed)
     docs = rng.integers(-2, 3, size=(230, 8)).astype(np.float32)  # small integers: many exact ties
@@ -392,3 +397,14 @@ def test_torch_exact_search_ranks_as_the_faiss_path_ties_included(seed):
     b_scores, b_docs, b_n = topk_exact_torch(queries, shards, 40, "cpu", chunk=17)
     assert a_docs == b_docs and a_n == b_n == 230
     np.testing.assert_array_equal(a_scores, b_scores)
+
+
+def test_block_topk_settles_ties_at_the_kth_place_by_position():
+    """torch.topk picks any of the scores tied with the k-th; the block's top k takes the earliest columns."""
+    import torch
+
+    from harness.search import block_topk
+
+    scores = torch.tensor([[1.0, 3.0, 2.0, 2.0, 2.0, 0.0, 2.0], [5.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0]])
+    vals, idx = block_topk(scores, 3)
+    assert idx.tolist() == [[1, 2, 3], [0, 1, 2]] and vals.tolist() == [[3.0, 2.0, 2.0], [5.0, 5.0, 5.0]]

@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -128,7 +129,7 @@ class TwoKeyMoco(QueueObjective):
     def pairs_per_window(self, cfg: Any) -> int:
         return 2
 
-    def loss(self, cfg: Any, q: torch.Tensor, keys: torch.Tensor, negatives: torch.Tensor | None) -> Any:
+    def pair_loss(self, cfg: Any, q: torch.Tensor, keys: torch.Tensor, negatives: torch.Tensor | None) -> Any:
         from harness.train.losses import moco_loss
 
         return moco_loss(q, keys, negatives, cfg.temperature)
@@ -259,3 +260,29 @@ def test_an_unreadable_index_file_is_built_again_and_a_readonly_one_is_one_line(
     monkeypatch.setattr(faiss, "write_index", no_space)
     with pytest.raises(HarnessError, match="the index cannot be written.*No space left"):
         run([f"hf:{model}"], [str(folder)], None, tmp_path / "c", settings=hnsw, execution=CPU, log=lambda m: None)
+
+
+def test_an_index_is_tied_to_the_vectors_it_was_built_from(tmp_path):
+    """A store encoded again with other vectors of the same count (here: each shard's rows reversed, seals
+    rewritten to match) gets an index of its own: once, the older index was used because its count fitted."""
+    import hashlib
+
+    model = make_tiny_bert(tmp_path / "bert", hidden=16)
+    folder = make_tiny_beir(tmp_path / "tiny")
+    hnsw = EncodeSettings(index="hnsw")
+    (first,) = run([f"hf:{model}"], [str(folder)], None, tmp_path / "a", settings=hnsw, execution=CPU,
+                   log=lambda m: None)
+    index_file = Path(first.retriever_provenance["search"]["index_file"])
+    for npy in sorted(index_file.parent.glob("shard-*.npy")):
+        np.save(npy, np.load(npy)[::-1].copy(), allow_pickle=False)
+        seal = npy.with_suffix(".json")
+        meta = json.loads(seal.read_text())
+        meta["npy_sha256"] = hashlib.sha256(npy.read_bytes()).hexdigest()
+        meta["npy_bytes"] = npy.stat().st_size
+        seal.write_text(json.dumps(meta))
+    (again,) = run([f"hf:{model}"], [str(folder)], None, tmp_path / "b", settings=hnsw, execution=CPU,
+                   log=lambda m: None)
+    search = again.retriever_provenance["search"]
+    assert search["built"] is True and "built from other vectors" in search["rebuilt"]
+    assert Path(search["index_file"]) != index_file and not index_file.exists()
+    assert search["recall@100_vs_exact"] == 1.0  # the new index answers for the vectors the store holds now

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.devices import exact_float32, pick_device
+from harness.devices import exact_float32, is_out_of_memory, pick_device, release_cached_memory
 from harness.errors import HarnessError
 from harness.retrievers.compute.plan import (
     Compute,
@@ -192,10 +192,13 @@ class HFEncoder:
             idx = pending.pop()
             try:
                 out[idx] = self._encode_batch(ids, idx, lengths, skip)
-            except torch.OutOfMemoryError:
-                pending.extend(self._back_off(idx, int(lengths[idx].max())))
+                bar.update(len(idx))
                 continue
-            bar.update(len(idx))
+            except RuntimeError as e:  # torch.OutOfMemoryError is one; cuBLAS's allocation failures are others
+                if not is_out_of_memory(e):
+                    raise
+            # out of the except block: its traceback (and the failed batch's tensors it holds) is gone
+            pending.extend(self._back_off(idx, int(lengths[idx].max())))
         bar.close()
         return out
 
@@ -217,8 +220,7 @@ class HFEncoder:
     def _back_off(self, idx: np.ndarray, width: int) -> list[np.ndarray]:
         """Out of device memory: halve the token budget (from now on) and split the batch in two. A single
         text that does not fit is refused. Only the batch grouping changes: float32 rounding, recorded."""
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
+        release_cached_memory(self.device)
         if len(idx) == 1:
             raise HarnessError(f"one text of {width} tokens does not fit in {self.device}'s memory even alone; "
                                "use a smaller --max-length or another device")

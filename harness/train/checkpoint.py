@@ -144,8 +144,10 @@ def load_state(folder: Path) -> dict:
     return state
 
 
-def rng_state() -> dict:
-    """Every RNG the trainer touches: python, numpy's global, torch CPU and CUDA."""
+def rng_state(device: torch.device | None = None) -> dict:
+    """Every RNG the trainer touches: python, numpy's global, torch's CPU generator and, on a GPU, the
+    generator of this rank's own device (by rank, not by device index: a resume on another node layout,
+    1 x 8 GPUs -> 2 x 4, restores each rank's state to that rank's device)."""
     version, mt, gauss = random.getstate()
     np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state(legacy=True)
     state = {"python": {"version": version, "state": list(mt), "gauss": gauss},
@@ -153,16 +155,19 @@ def rng_state() -> dict:
                        "pos": int(np_pos),
                        "has_gauss": int(np_has_gauss), "gauss": float(np_gauss)},
              "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device is not None and device.type == "cuda":
+        state["cuda_device"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict, device: torch.device | None = None) -> None:
     py = state["python"]
     random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
     n = state["numpy"]
     np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if device is not None and device.type == "cuda":
+        if "cuda_device" in state:
+            torch.cuda.set_rng_state(state["cuda_device"], device)
+        elif "cuda" in state and (device.index or 0) < len(state["cuda"]):  # written before 2026-12-06: by index
+            torch.cuda.set_rng_state(state["cuda"][device.index or 0], device)

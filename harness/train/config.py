@@ -138,8 +138,15 @@ class TrainConfig(RunOptions):
     save_every: int = _control(1000, "steps between checkpoints", low=1)
     save_state: bool = _control(True, "write training_state.pt (optimiser, queue, RNG) for --resume",
                                 negate="--no-state")
-    dist_timeout: int = _control(7200, "seconds any rank waits at a barrier or collective under torchrun (rank 0 "
-                                       "evaluates and checkpoints while the others wait)", low=1, high=7 * 24 * 3600)
+    dist_timeout: int = _control(7200, "seconds a rank waits for the others at a barrier around work one rank does "
+                                       "alone (the token cache, a checkpoint, an evaluation), under torchrun or srun",
+                                 low=1, high=7 * 24 * 3600)
+    step_timeout: int = _control(600, "seconds a rank waits for the others in a training step's collectives "
+                                      "(gradients, gathered keys): a stalled or lost rank ends the job after this",
+                                 low=1, high=7 * 24 * 3600)
+    dist_backend: str = _control("auto", "torch.distributed backend under torchrun or srun: auto (NCCL on CUDA, gloo "
+                                         "on the CPU), nccl, or gloo (e.g. several ranks sharing one GPU)",
+                                 choices=("auto", "nccl", "gloo"))
     prepare: bool = _control(False, "tokenise --corpus into the token cache (HARNESS_CACHE) and stop: run it once "
                                     "before torchrun, so no rank waits for rank 0 to tokenise; on several nodes "
                                     "the cache must be on a file system they all see")

@@ -25,7 +25,7 @@ class TrainEncoder(torch.nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        emb = pool(self.pooling, hidden, attention_mask)
+        emb = pool(self.pooling, hidden.float(), attention_mask)  # fp32 under autocast, as evaluation pools
         return torch.nn.functional.normalize(emb, dim=-1) if self.normalize else emb
 
     def frozen_copy(self) -> TrainEncoder:
@@ -53,6 +53,23 @@ def init_encoder_config(init: str, pooling: str | None, normalize: bool | None,
                   if v is not None}
     cfg = replace(cfg, **over)
     return replace(cfg, similarity="cos" if cfg.normalize else "dot")
+
+
+def init_identity(init: str) -> str | None:
+    """The content digest of the init model's files (weights, config, tokenizer: ``hub.model_digest``): a
+    local folder's, or the cached snapshot's of a hub id; None where neither is on disk. A run records it, and
+    a resume checks that ``--init`` is still that model (another copy of it, at any path, is)."""
+    from harness.retrievers.hub import model_digest
+
+    path = Path(init).expanduser()
+    if not path.is_dir():
+        try:
+            from huggingface_hub import snapshot_download
+
+            path = Path(snapshot_download(init, local_files_only=True))
+        except Exception:  # not cached (or not a hub id): nothing on disk to digest
+            return None
+    return "sha256:" + model_digest(path)
 
 
 def _hub_encoder_config(model_id: str) -> EncoderConfig:

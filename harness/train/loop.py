@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -21,6 +21,9 @@ from harness.errors import HarnessError
 from harness.retrievers.config import EncoderConfig
 from harness.train.encoder import TrainEncoder
 from harness.train.moco import KeyQueue
+
+if TYPE_CHECKING:
+    from harness.train.objectives import Batch, Embeddings, LossOutput, Objective, TrainConfig
 
 
 @dataclass
@@ -42,6 +45,7 @@ class RunState:
     start: int
     end: int
     batches: Iterator[dict[str, torch.Tensor]] | None
+    init_digest: str | None = None  # the init model's content digest (encoder.init_identity)
 
 
 def linear_schedule(warmup: int, total: int) -> Callable[[int], float]:
@@ -55,6 +59,101 @@ def linear_schedule(warmup: int, total: int) -> Callable[[int], float]:
 
 def autocast(device: torch.device, amp: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
     return torch.autocast(device.type, dtype=amp) if amp else contextlib.nullcontext()
+
+
+# --- one optimiser step of an objective -------------------------------------------------------------------
+
+def embed(objective: Objective, cfg: TrainConfig, run: RunState, batch: Batch) -> Embeddings:
+    """The objective's encodings of one micro-batch: forwards under the run's mixed precision, then fp32."""
+    with autocast(run.device, run.amp):
+        emb = objective.embed(cfg, run, batch)
+    return {name: t.float() for name, t in emb.items()}
+
+
+def fp32_loss(objective: Objective, cfg: TrainConfig, emb: Embeddings, device: torch.device) -> LossOutput:
+    """The objective's loss with autocast off: every logit, weight and softmax in fp32 (at tau = 0.05 a
+    logit reaches ~20, where one bf16 step is 0.06-0.12)."""
+    with torch.autocast(device.type, enabled=False):
+        return objective.loss(cfg, emb)
+
+
+def _backward(run: RunState, loss: torch.Tensor) -> None:
+    (run.scaler.scale(loss) if run.scaler else loss).backward()
+
+
+def objective_step(objective: Objective, cfg: TrainConfig, run: RunState, micro: list[Batch]) -> list[LossOutput]:
+    """Forward and backward over the step's micro-batches (gradients accumulate in the encoder); returns the
+    losses. Each micro-batch's loss counts 1/len(micro) (accumulation); an objective whose loss spans the
+    step gets one loss over the joined embeddings by gradient caching. The optimiser step, the gradient
+    average over ranks and the momentum update are the caller's."""
+    if objective.spans_step and len(micro) > 1:
+        out = _cached_step(objective, cfg, run, micro)
+        objective.after_step(cfg, run, [])
+        return [out]
+    outs, embs = [], []
+    for batch in micro:
+        emb = embed(objective, cfg, run, batch)
+        out = fp32_loss(objective, cfg, emb, run.device)
+        _backward(run, out.loss / len(micro))
+        outs.append(out)
+        embs.append(emb)
+    objective.after_step(cfg, run, embs)
+    return outs
+
+
+def _cached_step(objective: Objective, cfg: TrainConfig, run: RunState, micro: list[Batch]) -> LossOutput:
+    """Gradient caching: every micro-batch encoded without gradient, the loss over the joined encodings and
+    its gradient with respect to them, then each micro-batch encoded again with its random state replayed
+    (the same dropout masks) and that gradient applied."""
+    states, embs = [], []
+    with torch.no_grad():
+        for batch in micro:
+            states.append(_rng_states(run.device))
+            embs.append(embed(objective, cfg, run, batch))
+    end_state = _rng_states(run.device)
+    joined = {name: torch.cat([e[name] for e in embs]).requires_grad_() for name in embs[0]}
+    out = fp32_loss(objective, cfg, joined, run.device)
+    _backward(run, out.loss)
+    rows = dict.fromkeys(joined, 0)
+    for batch, state in zip(micro, states, strict=True):
+        _set_rng_states(state, run.device)
+        emb = embed(objective, cfg, run, batch)
+        tensors, grads = [], []
+        for name, t in emb.items():
+            grad = joined[name].grad
+            if grad is not None and t.requires_grad:
+                tensors.append(t)
+                grads.append(grad[rows[name]: rows[name] + t.shape[0]])
+            rows[name] += t.shape[0]
+        if tensors:
+            torch.autograd.backward(tensors, grads)
+    _set_rng_states(end_state, run.device)
+    return out
+
+
+def _rng_states(device: torch.device) -> tuple[Any, Any]:
+    return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+
+
+def _set_rng_states(state: tuple[Any, Any], device: torch.device) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)
+
+
+def fold_stats(outs: list[LossOutput]) -> dict[str, float]:
+    """The step's statistics from its micro-batches' losses (read back to the host here, after every backward
+    pass), folded over ranks too: the mean, except the extremes of the weights (``losses.STAT_FOLD``)."""
+    from harness.train.losses import STAT_FOLD
+    from harness.train.moco import fold_over_ranks
+
+    rows = [o.stats() for o in outs]
+    local = {}
+    for key in rows[0]:
+        values = [r[key] for r in rows]
+        how = STAT_FOLD.get(key, "mean")
+        local[key] = min(values) if how == "min" else max(values) if how == "max" else sum(values) / len(values)
+    return fold_over_ranks(local, {k: STAT_FOLD.get(k, "mean") for k in local})
 
 
 ESTIMATE_AFTER = 10  # steps measured before the time estimate

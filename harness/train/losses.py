@@ -26,22 +26,33 @@ Guard for non-positive relevance (raw dot products can be <= 0), ``weight_guard`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
 from harness.train.guards import WEIGHT_GUARDS  # named without torch, for the options
 
+#: how a statistic of several micro-batches or ranks is folded (the rest: the mean)
+STAT_FOLD = {"w_min": "min", "w_max": "max"}
+
 
 @dataclass
 class LossOutput:
+    """A loss and what its statistics are made from. Nothing here is read back to the host until
+    :meth:`stats` (called after the backward pass, so no step waits on the device before it)."""
+
     loss: torch.Tensor
-    accuracy: float
+    correct: torch.Tensor  # whether each pair's positive ranked first
     weights: torch.Tensor | None = None  # [B, m], detached
+    extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.correct.float().mean())
 
     def stats(self) -> dict[str, float]:
-        out = {"loss": float(self.loss.detach()), "accuracy": self.accuracy}
+        out = {"loss": float(self.loss.detach()), "accuracy": self.accuracy, **self.extra}
         if self.weights is not None:
             out.update(weight_stats(self.weights))
         return out
@@ -96,13 +107,13 @@ def relevance_aware_loss(q: torch.Tensor, keys: torch.Tensor, queue: torch.Tenso
     w = relevance_weights(q, keys, guard, eps, weight_temperature)
     B, m = losses.shape
     loss = (w * losses).sum() / (m * B)
-    return LossOutput(loss, correct.float().mean().item(), w)
+    return LossOutput(loss, correct, w)
 
 
 def moco_loss(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor | None, tau: float = 0.05) -> LossOutput:
     """Plain InfoNCE with a queue of negatives, mean over pairs (Contriever MoCo). ``k`` is [B, d] or [B, m, d]."""
     losses, correct = pair_losses(q, k, queue, tau)
-    return LossOutput(losses.mean(), correct.float().mean().item())
+    return LossOutput(losses.mean(), correct)
 
 
 def inbatch_loss(q: torch.Tensor, k: torch.Tensor, tau: float = 0.05, offset: int = 0,
@@ -116,8 +127,7 @@ def inbatch_loss(q: torch.Tensor, k: torch.Tensor, tau: float = 0.05, offset: in
     logits = _at_least_fp32(q @ cols.T) / tau
     target = torch.arange(q.shape[0], device=q.device) + offset
     loss = F.cross_entropy(logits, target)
-    acc = (logits.argmax(dim=1) == target).float().mean().item()
-    return LossOutput(loss, acc)
+    return LossOutput(loss, logits.argmax(dim=1) == target)
 
 
 def weight_stats(w: torch.Tensor) -> dict[str, float]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from harness.distributed import all_gather, all_reduce_sum, is_distributed, rank_and_size
+from harness.distributed import all_gather, all_reduce, is_distributed, rank_and_size
 
 
 class KeyQueue:
@@ -65,7 +65,7 @@ def gather_nograd(x: torch.Tensor) -> torch.Tensor:
     """Concatenate ``x`` from every rank (rank order) along dim 0; identity when not distributed."""
     if not is_distributed():
         return x
-    return torch.cat(all_gather(x), dim=0)
+    return torch.cat(all_gather(x, "the all-gather of the step's keys"), dim=0)
 
 
 class _GatherWithGrad(torch.autograd.Function):
@@ -75,11 +75,11 @@ class _GatherWithGrad(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
         ctx.rows = x.shape[0]
-        return torch.cat(all_gather(x), dim=0)
+        return torch.cat(all_gather(x, "the all-gather of in-batch keys"), dim=0)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        total = all_reduce_sum(grad.contiguous().clone())
+        total = all_reduce(grad.contiguous().clone(), what="the all-reduce of in-batch keys' gradients")
         start = rank_and_size()[0] * ctx.rows
         return total[start: start + ctx.rows]
 
@@ -93,15 +93,20 @@ def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     return _GatherWithGrad.apply(x), rank_and_size()[0] * x.shape[0]
 
 
-def mean_over_ranks(values: dict[str, float]) -> dict[str, float]:
-    """The mean of each statistic over ranks (every rank logs the whole batch's numbers, not its own). The
-    tensor goes to the backend's device (NCCL refuses CPU tensors)."""
+def fold_over_ranks(values: dict[str, float], how: dict[str, str]) -> dict[str, float]:
+    """Each statistic folded over ranks as ``how`` says ("mean", "min" or "max"), so every rank logs the whole
+    batch's numbers, not its own: one all-reduce per kind of fold."""
     if not is_distributed() or not values:
         return values
-    keys = sorted(values)
-    t = all_reduce_sum(torch.tensor([float(values[k]) for k in keys], dtype=torch.float64))
-    t /= rank_and_size()[1]
-    return {k: float(v) for k, v in zip(keys, t.tolist(), strict=True)}
+    out: dict[str, float] = {}
+    for op in sorted(set(how.values())):
+        keys = sorted(k for k in values if how[k] == op)
+        t = all_reduce(torch.tensor([float(values[k]) for k in keys], dtype=torch.float64),
+                       "sum" if op == "mean" else op, what="the all-reduce of the step's statistics")
+        if op == "mean":
+            t /= rank_and_size()[1]
+        out.update({k: float(v) for k, v in zip(keys, t.tolist(), strict=True)})
+    return out
 
 
 def average_gradients(model: torch.nn.Module) -> None:
@@ -111,7 +116,8 @@ def average_gradients(model: torch.nn.Module) -> None:
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     if not grads:
         return
-    flat = all_reduce_sum(torch.cat([g.reshape(-1) for g in grads])) / rank_and_size()[1]
+    flat = all_reduce(torch.cat([g.reshape(-1) for g in grads]), what="the all-reduce of gradients")
+    flat /= rank_and_size()[1]
     offset = 0
     for g in grads:
         g.copy_(flat[offset: offset + g.numel()].view_as(g))

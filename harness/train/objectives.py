@@ -1,5 +1,5 @@
 """Training objectives as classes: each owns its name, what it needs (pairs per window, a key encoder and
-queue, a smallest batch) and how one optimiser step's micro-batches become losses and gradients. The trainer
+queue, a smallest batch), what it encodes of a batch and the loss it computes from the encodings. The trainer
 (``harness.train.trainer``) runs whichever is named by ``--objective``; a new objective is one subclass and
 :func:`register_objective` (docs/ARCHITECTURE.md, "Add a training objective").
 
@@ -14,7 +14,7 @@ when a step runs.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from harness.registry import Registry
 
@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from harness.train.loop import RunState
 
 Batch = dict[str, "torch.Tensor"]
+#: what an objective's loss is computed from: named tensors of one micro-batch (or of the whole step, joined)
+Embeddings = dict[str, "torch.Tensor"]
 
 
 class TrainConfig(Protocol):
@@ -42,12 +44,22 @@ class LossOutput(Protocol):
     """A loss and its statistics (``harness.train.losses.LossOutput``)."""
 
     loss: torch.Tensor
+    extra: dict[str, float]  # statistics of the objective's own, logged with the loss's
 
     def stats(self) -> dict[str, float]: ...
 
 
 class Objective:
-    """A pre-training objective over contrastive batches (anchor crops, key crops; ``harness.train.crops``)."""
+    """A pre-training objective over contrastive batches (anchor crops, key crops; ``harness.train.crops``).
+
+    An objective says what to encode (:meth:`embed`) and what loss to compute from the encodings
+    (:meth:`loss`); the step around them is the loop's (``harness.train.loop.objective_step``), the same for
+    every objective: the encoder forwards run under the run's mixed precision, their outputs are cast to
+    fp32, and the loss is computed with autocast off, so every logit, weight and softmax is fp32 whatever
+    the encoder's precision (``tests/train/test_precision.py`` checks every registered objective).
+    Accumulation is the loop's too: each micro-batch's loss over ``grad_accum``, or, for an objective whose
+    loss couples the step's micro-batches (:attr:`spans_step`), one loss over the whole step by gradient
+    caching."""
 
     name: ClassVar[str] = ""
     #: one line for ``harness train --help``
@@ -56,48 +68,61 @@ class Objective:
     uses_queue: ClassVar[bool] = True
     #: the smallest --batch-size it can train with
     min_batch_size: ClassVar[int] = 1
+    #: whether the loss couples every window of the step (in-batch negatives across micro-batches); the loop
+    #: then computes it once over the step's joined embeddings and replays each micro-batch (gradient caching)
+    spans_step: ClassVar[bool] = False
 
     def pairs_per_window(self, cfg: TrainConfig) -> int:
         """m, the key crops drawn per window."""
         return 1
 
-    def step(self, cfg: TrainConfig, run: RunState, micro: list[Batch]) -> list[dict[str, float]]:
-        """Forward and backward over the step's micro-batches (gradients accumulate in the encoder); returns
-        each loss's statistics. The optimiser step, gradient averaging and momentum update are the loop's."""
+    def embed(self, cfg: TrainConfig, run: RunState, batch: Batch) -> Embeddings:
+        """The encoder forwards of one micro-batch (the loop runs this under the run's autocast and casts every
+        tensor to fp32); what needs no gradient is computed under ``torch.no_grad()`` here. Rows of every
+        tensor follow the batch's windows (the loop joins and slices micro-batches by rows)."""
         raise NotImplementedError
+
+    def loss(self, cfg: TrainConfig, emb: Embeddings) -> LossOutput:
+        """The loss of fp32 embeddings, a pure function of them (the loop calls it with autocast off)."""
+        raise NotImplementedError
+
+    def after_step(self, cfg: TrainConfig, run: RunState, embs: list[Embeddings]) -> None:
+        """After every micro-batch's backward pass of a step (a queue takes the step's keys here)."""
 
 
 class QueueObjective(Objective):
     """Anchors against key crops from the momentum encoder, with the queue's keys as negatives; the step's
     keys reach the queue once, after every micro-batch (so no micro-batch sees an earlier one's keys)."""
 
-    def loss(self, cfg: TrainConfig, q: torch.Tensor, keys: torch.Tensor,
-             negatives: torch.Tensor | None) -> LossOutput:
-        """The loss of anchors ``q`` [B, d] against their keys [B, m, d] and the queue's negatives."""
+    def pair_loss(self, cfg: TrainConfig, q: torch.Tensor, keys: torch.Tensor,
+                  negatives: torch.Tensor | None) -> LossOutput:
+        """The loss of anchors ``q`` [B, d] against their keys [B, m, d] and the queue's negatives [K, d]."""
         raise NotImplementedError
 
-    def step(self, cfg: TrainConfig, run: RunState, micro: list[Batch]) -> list[dict[str, float]]:
+    def embed(self, cfg: TrainConfig, run: RunState, batch: Batch) -> Embeddings:
         import torch
 
-        from harness.train.loop import autocast
+        assert run.key_encoder is not None and run.queue is not None
+        q = run.encoder(batch["anchor_ids"], batch["anchor_mask"])
+        with torch.no_grad():
+            k = run.key_encoder(batch["key_ids"], batch["key_mask"])
+        return {"q": q, "keys": k.reshape(q.shape[0], self.pairs_per_window(cfg), -1), "negatives": run.queue.get()}
+
+    def loss(self, cfg: TrainConfig, emb: Embeddings) -> LossOutput:
+        negatives = emb["negatives"]
+        out = self.pair_loss(cfg, emb["q"], emb["keys"], negatives)
+        # 0 at step 1: the queue fills with each step's keys
+        out.extra["negatives"] = float(negatives.shape[0])
+        return out
+
+    def after_step(self, cfg: TrainConfig, run: RunState, embs: list[Embeddings]) -> None:
+        import torch
+
         from harness.train.moco import gather_nograd
 
-        assert run.key_encoder is not None and run.queue is not None
-        stats, keys = [], []
-        m = self.pairs_per_window(cfg)
-        negatives = float(run.queue.get().shape[0])  # 0 at step 1: the queue fills with each step's keys
-        for batch in micro:
-            with autocast(run.device, run.amp):
-                q = run.encoder(batch["anchor_ids"], batch["anchor_mask"])
-                with torch.no_grad():
-                    k = run.key_encoder(batch["key_ids"], batch["key_mask"]).float().view(cfg.batch_size, m, -1)
-                out = self.loss(cfg, q.float(), k, run.queue.get())
-            loss = out.loss / cfg.grad_accum
-            (run.scaler.scale(loss) if run.scaler else loss).backward()
-            keys.append(k.reshape(-1, k.shape[-1]).float())
-            stats.append({**out.stats(), "negatives": negatives})
-        run.queue.enqueue(gather_nograd(torch.cat(keys)))  # once per step: no micro-batch saw these
-        return stats
+        assert run.queue is not None
+        keys = torch.cat([e["keys"].reshape(-1, e["keys"].shape[-1]) for e in embs])
+        run.queue.enqueue(gather_nograd(keys.detach()))  # once per step: no micro-batch saw these
 
 
 class RelevanceAware(QueueObjective):
@@ -107,8 +132,8 @@ class RelevanceAware(QueueObjective):
     def pairs_per_window(self, cfg: TrainConfig) -> int:
         return cfg.pairs
 
-    def loss(self, cfg: TrainConfig, q: torch.Tensor, keys: torch.Tensor,
-             negatives: torch.Tensor | None) -> LossOutput:
+    def pair_loss(self, cfg: TrainConfig, q: torch.Tensor, keys: torch.Tensor,
+                  negatives: torch.Tensor | None) -> LossOutput:
         from harness.train.losses import relevance_aware_loss
 
         return relevance_aware_loss(q, keys, negatives, cfg.temperature, cfg.weight_guard, cfg.weight_eps,
@@ -119,64 +144,34 @@ class Moco(QueueObjective):
     name = "moco"
     summary = "moco (Contriever's)"
 
-    def loss(self, cfg: TrainConfig, q: torch.Tensor, keys: torch.Tensor,
-             negatives: torch.Tensor | None) -> LossOutput:
+    def pair_loss(self, cfg: TrainConfig, q: torch.Tensor, keys: torch.Tensor,
+                  negatives: torch.Tensor | None) -> LossOutput:
         from harness.train.losses import moco_loss
 
         return moco_loss(q, keys[:, 0], negatives, cfg.temperature)
 
 
 class InBatch(Objective):
-    """In-batch negatives over the whole step's batch: every micro-batch and (gathered with gradient) every
-    rank. One micro-batch: the plain forward and backward. Several: gradient caching, exact for a model
-    whose forward is replayed with the same random state (dropout included)."""
+    """In-batch negatives over the whole step's batch: every micro-batch (the loop's gradient caching, exact
+    for a model whose forward is replayed with the same random state, dropout included) and every rank
+    (gathered with gradient)."""
 
     name = "inbatch"
     summary = "inbatch (Contriever's)"
     uses_queue = False
     min_batch_size = 2
+    spans_step = True
 
-    def step(self, cfg: TrainConfig, run: RunState, micro: list[Batch]) -> list[dict[str, float]]:
-        import torch
+    def embed(self, cfg: TrainConfig, run: RunState, batch: Batch) -> Embeddings:
+        return {"q": run.encoder(batch["anchor_ids"], batch["anchor_mask"]),
+                "k": run.encoder(batch["key_ids"], batch["key_mask"])}
 
-        from harness.train.loop import autocast
+    def loss(self, cfg: TrainConfig, emb: Embeddings) -> LossOutput:
         from harness.train.losses import inbatch_loss
         from harness.train.moco import gather_with_grad
 
-        encoder, amp, scaler, device = run.encoder, run.amp, run.scaler, run.device
-        if len(micro) == 1:
-            batch = micro[0]
-            with autocast(device, amp):
-                q = encoder(batch["anchor_ids"], batch["anchor_mask"])
-                k = encoder(batch["key_ids"], batch["key_mask"])
-            k_all, offset = gather_with_grad(k.float())
-            out = inbatch_loss(q.float(), k_all, cfg.temperature, offset)
-            (scaler.scale(out.loss) if scaler else out.loss).backward()
-            return [out.stats()]
-        states, qs, ks = [], [], []
-        with torch.no_grad():
-            for batch in micro:
-                states.append(_rng_states(device))
-                with autocast(device, amp):
-                    qs.append(encoder(batch["anchor_ids"], batch["anchor_mask"]).float())
-                    ks.append(encoder(batch["key_ids"], batch["key_mask"]).float())
-        end_state = _rng_states(device)
-        q_all, k_local = torch.cat(qs).requires_grad_(), torch.cat(ks).requires_grad_()
-        k_all, offset = gather_with_grad(k_local)
-        out = inbatch_loss(q_all, k_all, cfg.temperature, offset)
-        (scaler.scale(out.loss) if scaler else out.loss).backward()
-        assert q_all.grad is not None and k_local.grad is not None
-        row = 0
-        for batch, state in zip(micro, states, strict=True):
-            _set_rng_states(state, device)
-            with autocast(device, amp):
-                q = encoder(batch["anchor_ids"], batch["anchor_mask"]).float()
-                k = encoder(batch["key_ids"], batch["key_mask"]).float()
-            n = q.shape[0]
-            torch.autograd.backward([q, k], [q_all.grad[row: row + n], k_local.grad[row: row + n]])
-            row += n
-        _set_rng_states(end_state, device)
-        return [out.stats()]
+        k_all, offset = gather_with_grad(emb["k"])
+        return inbatch_loss(emb["q"], k_all, cfg.temperature, offset)
 
 
 class SupervisedPairs:
@@ -191,20 +186,6 @@ class SupervisedPairs:
 
         return inbatch_loss(q.float(), d.float(), temperature,
                             extra_negatives=None if hard is None else hard.float())
-
-
-def _rng_states(device: torch.device) -> tuple[Any, Any]:
-    import torch
-
-    return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
-
-
-def _set_rng_states(state: tuple[Any, Any], device: torch.device) -> None:
-    import torch
-
-    torch.set_rng_state(state[0])
-    if state[1] is not None:
-        torch.cuda.set_rng_state(state[1], device)
 
 
 OBJECTIVES: Registry[Objective] = Registry("objective")

@@ -1,18 +1,19 @@
-"""The training loop: one entry point, ``train(config)``, for the three objectives of METHOD.md.
+"""The training loop: one entry point, ``train(config)``, for the objectives of METHOD.md (and any registered
+one).
 
-fp32 on CPU, bf16 (or fp16 with loss scaling) autocast on GPU; gradient accumulation; data parallel under
-``torchrun`` (gloo on CPU, nccl on GPU) with gradients averaged over ranks and the keys of every rank
-gathered into the queue, as Contriever does. Both are exact: N processes with batch B, and batch B with N
-accumulation steps, compute what one process with batch N*B computes (``tests/train/test_equivalence.py``):
+fp32 on CPU; on GPU the encoder's forward under bf16 (or fp16 with loss scaling) autocast, the logits and
+loss in fp32 (``harness.train.loop``); gradient accumulation; data parallel under ``torchrun`` or ``srun``
+(gloo on CPU, nccl on GPU) with gradients averaged over ranks and the keys of every rank gathered into the
+queue, as Contriever does. For a model without dropout, N processes with batch B, and batch B with N
+accumulation steps, compute what one process with batch N*B computes (``tests/train/test_equivalence.py``);
+with dropout each rank and micro-batch draws its own masks (the same method, another sample):
 
 - keys reach the queue once per optimiser step, after every micro-batch was computed, so no micro-batch
   sees an earlier one's keys as negatives;
 - in-batch negatives are gathered with gradient (every rank's queries reach this rank's keys), and under
-  accumulation they span the whole step's batch through gradient caching (embeddings first without
-  gradient, the loss's gradient with respect to them, then each micro-batch again with its random state
-  replayed and that gradient applied);
-- logged losses and statistics are the mean over ranks.
-A resume with another world size is refused (the data position and random states are per rank).
+  accumulation they span the whole step's batch through gradient caching;
+- logged statistics are folded over ranks (the mean; the weights' min and max as min and max).
+A resume with another world size, another encoder recipe or another init model is refused.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import random
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,10 +33,12 @@ from harness import distributed
 from harness.devices import exact_float32, pick_device
 from harness.errors import HarnessError
 from harness.paths import cache_root
+from harness.retrievers.config import EncoderConfig
 from harness.train.checkpoint import (
     check_finite_weights,
     checkpoint_metadata,
     claim_output,
+    encoder_block,
     latest_resumable,
     list_checkpoints,
     load_state,
@@ -46,9 +50,9 @@ from harness.train.checkpoint import (
 from harness.train.config import LOG_FILE, TrainConfig
 from harness.train.crops import ContrastiveBatches, SpecialIds
 from harness.train.data import build_token_stream, make_windows, resolve_source
-from harness.train.encoder import init_encoder_config, load_encoder
-from harness.train.loop import RunState, linear_schedule, optimise
-from harness.train.moco import KeyQueue, average_gradients, mean_over_ranks, momentum_update
+from harness.train.encoder import init_encoder_config, init_identity, load_encoder
+from harness.train.loop import RunState, fold_stats, linear_schedule, objective_step, optimise
+from harness.train.moco import KeyQueue, average_gradients, momentum_update
 from harness.train.objectives import get_objective
 
 
@@ -93,6 +97,28 @@ def _check_hyperparameters(folder: Path, cfg: TrainConfig) -> dict[str, Any]:
     return meta
 
 
+def _check_recipe(folder: Path, enc_cfg: EncoderConfig, init_digest: str | None, init: str) -> None:
+    """Refuse a resume whose recipe (pooling, normalisation, similarity, max length: what ``harness run`` of
+    the checkpoints will encode with) or init model differs from the run's: the weights were trained under
+    the checkpoint's recipe, so checkpoints claiming another would be evaluated as they were never trained."""
+    meta = read_metadata(folder)
+    stored, now = meta.get("encoder", {}), encoder_block(enc_cfg)
+    changed = [k for k in now if k in stored and stored[k] != now[k]]
+    if changed:
+        shown = ", ".join(f"{k}: {stored[k]!r} (the checkpoint) -> {now[k]!r} (now)" for k in changed)
+        flags = " ".join(f"--{k.replace('_', '-')} {str(stored[k]).lower()}" for k in changed
+                         if k in {"pooling", "normalize", "max_length"})
+        raise HarnessError(f"--resume from {folder}: the encoder recipe of --init {init} is not the run's ({shown}); "
+                           "its weights were trained under the checkpoint's recipe. Resume with the --init the run "
+                           f"started from{f', or pass {flags}' if flags else ''}")
+    before = meta.get("init_digest")
+    if before and init_digest and before != init_digest:
+        raise HarnessError(f"--resume from {folder}: --init {init} is not the model the run started from (its "
+                           f"files' digest {init_digest[7:19]}... differs from the run's {before[7:19]}...: other "
+                           "weights, config or tokenizer); resume with that model (a copy at any path will do) or "
+                           "start a new --output")
+
+
 def _finished(output: Path, cfg: TrainConfig) -> TrainResult | None:
     """The run in ``output`` when --resume finds it already at --steps (it says so; nothing is trained)."""
     folder = latest_resumable(output)
@@ -130,10 +156,10 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
     if finished is not None:
         return finished
     cuda = cfg.device != "cpu" and torch.cuda.is_available()
-    rank, world, created_group = distributed.start(cuda, cfg.dist_timeout)
+    rank, world, created_group = distributed.start(cuda, cfg.dist_timeout, cfg.step_timeout, cfg.dist_backend)
     try:
         claim_output(output, resume=resume, overwrite=cfg.overwrite, clear=rank == 0)  # every rank refuses alike
-        distributed.barrier()
+        distributed.barrier("the start (rank 0 clears --output)")
         return _train(cfg, resume, rank, world)
     finally:
         if created_group:
@@ -165,7 +191,7 @@ def _train(cfg: TrainConfig, resume: bool, rank: int, world: int) -> TrainResult
 
         with distributed.solo():  # rank 0 alone; the others have finished (or wait at the barrier below)
             result.evaluations += evaluate_baselines(cfg)
-    distributed.barrier()
+    distributed.barrier("the end (rank 0 evaluates the baselines)")
     if rank == 0 and cfg.plot:
         from harness.train.plot import plot_training
 
@@ -182,12 +208,16 @@ def _setup(cfg: TrainConfig, resume: bool, rank: int, world: int) -> RunState:
     output = Path(cfg.output)
     resume_from = latest_resumable(output) if resume else None
     if resume and resume_from is None:
-        raise HarnessError(f"--resume: no checkpoint with {'training state'} under {output}")
+        raise HarnessError(f"--resume: no checkpoint with training state under {output} (the run stopped before its "
+                           "first checkpoint, or was saved with --no-state); start it again with --overwrite")
     random.seed(cfg.seed + rank)
     np.random.seed(cfg.seed + rank)
     torch.manual_seed(cfg.seed + rank)
 
     enc_cfg = init_encoder_config(cfg.init, cfg.pooling, cfg.normalize, cfg.max_length)
+    init_digest = init_identity(cfg.init)
+    if resume_from:
+        _check_recipe(resume_from, enc_cfg, init_digest, cfg.init)
     loaded = load_encoder(str(resume_from) if resume_from else cfg.init, enc_cfg,
                           trust_remote_code=cfg.trust_remote_code)
     tokenizer, encoder = loaded.tokenizer, loaded.encoder.to(device)
@@ -195,7 +225,7 @@ def _setup(cfg: TrainConfig, resume: bool, rank: int, world: int) -> RunState:
     cache = cache_root() / "train-tokens"
     if rank == 0:
         stream = build_token_stream(source, tokenizer, cache, progress=cfg.progress)
-    distributed.barrier()  # the others wait with the group's timeout (--dist-timeout)
+    distributed.barrier("the token cache (rank 0 tokenises --corpus)")  # the long wait: --dist-timeout
     if rank != 0:
         stream = build_token_stream(source, tokenizer, cache)
     if resume_from:
@@ -236,7 +266,7 @@ def _setup(cfg: TrainConfig, resume: bool, rank: int, world: int) -> RunState:
             if key_encoder is not None and queue is not None:
                 key_encoder.load_state_dict(state["key_encoder"])
                 queue.load_state_dict(state["queue"])
-            set_rng_state(state["rng"][rank])
+            set_rng_state(state["rng"][rank], device)
             start = int(state["step"])
         except (KeyError, ValueError, RuntimeError, TypeError, IndexError) as e:
             raise HarnessError(f"{resume_from}: its training state does not fit this model and objective "
@@ -255,18 +285,26 @@ def _setup(cfg: TrainConfig, resume: bool, rank: int, world: int) -> RunState:
         num_workers=cfg.num_workers, generator=torch.Generator(), pin_memory=device.type == "cuda",
         prefetch_factor=4 if cfg.num_workers else None)
     return RunState(device, output, tokenizer, encoder, enc_cfg, stream.checksum, key_encoder, queue, opt, sched,
-                    scaler, amp, start, end, iter(loader))
+                    scaler, amp, start, end, iter(loader), init_digest)
 
 
 def _step(cfg: TrainConfig, run: RunState, step: int, world: int) -> dict[str, Any]:
     """One optimizer step over ``grad_accum`` micro-batches: the objective's forward and backward, gradients
-    averaged over ranks, the optimiser and the momentum update; returns the step's log record."""
+    averaged over ranks, the optimiser and the momentum update; returns the step's log record. Nothing is
+    read back from the device before the backward passes (the statistics are, after them)."""
+    try:
+        return _step_on_ranks(cfg, run, step, world)
+    except distributed.CollectiveError as e:
+        raise distributed.CollectiveError(f"step {step + 1}: {e}") from None
+
+
+def _step_on_ranks(cfg: TrainConfig, run: RunState, step: int, world: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     assert run.batches is not None
-    micro = [{k: v.to(run.device, non_blocking=True) for k, v in next(run.batches).items()}
-             for _ in range(cfg.grad_accum)]
-    tokens = sum(int(b["anchor_mask"].sum() + b["key_mask"].sum()) for b in micro)
-    stats = get_objective(cfg.objective).step(cfg, run, micro)
+    cpu_batches = [next(run.batches) for _ in range(cfg.grad_accum)]
+    tokens = sum(int(b["anchor_mask"].sum() + b["key_mask"].sum()) for b in cpu_batches)  # on the host: no sync
+    micro = [{k: v.to(run.device, non_blocking=True) for k, v in b.items()} for b in cpu_batches]
+    outs = objective_step(get_objective(cfg.objective), cfg, run, micro)
     encoder, opt, scaler = run.encoder, run.opt, run.scaler
     average_gradients(encoder)
     if scaler:
@@ -275,16 +313,18 @@ def _step(cfg: TrainConfig, run: RunState, step: int, world: int) -> dict[str, A
         torch.nn.utils.clip_grad_norm_(encoder.parameters(), cfg.max_grad_norm)
     lr = run.sched.get_last_lr()[0]
     if scaler:
-        scaler.step(opt)
+        scaler.step(opt)  # skipped where the scaled gradients overflowed (fp16): the schedule still advances
         scaler.update()
     else:
         opt.step()
-    run.sched.step()
+    with warnings.catch_warnings():  # torch's "lr_scheduler.step() before optimizer.step()" after a skipped step
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
+        run.sched.step()
     opt.zero_grad(set_to_none=True)
     if run.key_encoder is not None:
         momentum_update(run.key_encoder, encoder, cfg.momentum)
-    means = mean_over_ranks({k: float(np.mean([s[k] for s in stats])) for k in stats[0]})
-    return {"step": step + 1, **means, "lr": lr,
+    stats = fold_stats(outs)
+    return {"step": step + 1, **stats, "lr": lr,
             "tokens_per_s": tokens * world / max(time.perf_counter() - t0, 1e-9)}
 
 
@@ -298,7 +338,8 @@ def _checkpoint(cfg: TrainConfig, run: RunState, done: int, rank: int, result: T
 
             with distributed.solo():  # `harness run` on rank 0 alone: its barriers must not wait for the others
                 result.evaluations += evaluate_checkpoint(folder, done, cfg)
-    distributed.barrier()  # the others wait here, with the group's timeout, until the evaluation is done
+    # the others wait here, with the long timeout (--dist-timeout), until the checkpoint and evaluation are done
+    distributed.barrier(f"the checkpoint of step {done} (rank 0 writes{' and evaluates' if cfg.eval else ''} it)")
 
 
 def _hidden_size(model: Any) -> int:
@@ -312,7 +353,7 @@ def _save(cfg: TrainConfig, run: RunState, step: int, rank: int) -> Path:
     check_finite_weights(run.encoder.model, step, run.output)  # on every rank, before any collective
     state = None
     if cfg.save_state:
-        rngs = distributed.all_gather_object(rng_state())
+        rngs = distributed.all_gather_object(rng_state(run.device))
         state = {"step": step, "data_position": step * cfg.grad_accum, "optimizer": run.opt.state_dict(),
                  "scheduler": run.sched.state_dict(), "rng": rngs,
                  "key_encoder": {k: v.cpu() for k, v in key_encoder.state_dict().items()} if key_encoder else None,
@@ -322,7 +363,7 @@ def _save(cfg: TrainConfig, run: RunState, step: int, rank: int) -> Path:
     if rank == 0:
         meta = checkpoint_metadata(encoder=run.enc_cfg, objective=cfg.objective,
                                    hyperparameters=cfg.hyperparameters(), data_checksum=run.checksum, step=step,
-                                   init=cfg.init, extra={"corpus": cfg.corpus,
+                                   init=cfg.init, extra={"corpus": cfg.corpus, "init_digest": run.init_digest,
                                           "world_size": distributed.rank_and_size()[1]})
         folder = save_checkpoint(run.output, step, run.encoder.model, run.tokenizer, meta, state, cfg.keep_last)
     return folder

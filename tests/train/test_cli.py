@@ -132,7 +132,8 @@ def test_trainer_options_come_from_the_config_dataclasses():
     assert run_control(TrainConfig) == {
         "init", "corpus", "output", "device", "num_workers", "log_every", "save_every", "keep_last", "eval",
         "eval_metrics", "eval_output", "eval_baselines", "eval_precision", "stop_at_step", "trust_remote_code",
-        "progress", "save_state", "threads", "plot", "overwrite", "dist_timeout", "prepare"}
+        "progress", "save_state", "threads", "plot", "overwrite", "dist_timeout", "step_timeout", "dist_backend",
+            "prepare"}
     assert run_control(FinetuneConfig) == {
         "init", "dataset", "output", "device", "threads", "save_every", "keep_last", "progress", "eval",
         "eval_metrics", "eval_output", "eval_baselines", "eval_precision", "trust_remote_code", "plot", "overwrite"}

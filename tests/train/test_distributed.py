@@ -61,22 +61,30 @@ def test_torchrun_gloo_two_ranks_with_eval_finishes(tiny_bert, tiny_corpus, tmp_
 
 
 def test_the_group_starts_with_this_ranks_gpu_bound_first(monkeypatch):
-    """Under torchrun with CUDA, set_device(LOCAL_RANK) comes before init_process_group (NCCL)."""
+    """Under torchrun with CUDA, set_device(LOCAL_RANK) comes before init_process_group (NCCL); the step
+    collectives get a group of their own with the short wait; NCCL waits block (a timeout is an exception)."""
     import torch.distributed as dist
 
     from harness import distributed
 
     calls: list = []
+    monkeypatch.delenv("TORCH_NCCL_BLOCKING_WAIT", raising=False)
+    monkeypatch.setattr(dist, "new_group", lambda backend, timeout: calls.append(("step group", backend,
+                                                                                    timeout.seconds)))
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(torch.cuda, "set_device", lambda i: calls.append(("set_device", i)))
-    monkeypatch.setattr(dist, "is_initialized", lambda: bool(calls and calls[-1][0] == "init"))
+    monkeypatch.setattr(dist, "is_initialized", lambda: any(c[0] == "init" for c in calls))
     monkeypatch.setattr(dist, "init_process_group", lambda backend, timeout: calls.append(("init", backend,
                                                                                            timeout.seconds)))
     monkeypatch.setattr(dist, "get_rank", lambda: 1)
     monkeypatch.setattr(dist, "get_world_size", lambda: 2)
-    assert distributed.start(cuda=True, timeout_s=900) == (1, 2, True)
-    assert calls == [("set_device", 1), ("init", "nccl", 900)]
+    assert distributed.start(cuda=True, timeout_s=900, step_timeout_s=60) == (1, 2, True)
+    assert calls == [("set_device", 1), ("init", "nccl", 900), ("step group", "nccl", 60)]
+    assert os.environ["TORCH_NCCL_BLOCKING_WAIT"] == "1"
+    distributed._STATE["step_group"] = None
 
 
 def test_collectives_use_the_backends_device(monkeypatch):

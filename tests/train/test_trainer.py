@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -91,3 +92,34 @@ def test_stopping_early_saves_a_resumable_checkpoint(tiny_bert, tiny_corpus, tmp
     assert [s for s, _ in list_checkpoints(out)] == [3]
     res = train(_cfg(tiny_bert, tiny_corpus, out, steps=6, warmup_steps=1, save_every=5), resume=True)
     assert res.last_step == 6 and [s for s, _ in list_checkpoints(out)] == [3, 5, 6]
+
+
+def test_a_resume_keeps_the_recipe_and_the_init_it_was_trained_with(tiny_corpus, tmp_path):
+    """Issue 40: a run from an encoder whose recipe is mean pooling without normalisation, stopped, then
+    resumed with --init pointing at a copy whose recipe is CLS with normalisation (same weights): once, it
+    exited 0 and the resumed checkpoints claimed CLS / normalised while their weights were trained under
+    mean / unnormalised. Now it is refused naming the fields; a copy with an edited tokenizer (same recipe)
+    is refused too; an identical copy at another path resumes, and the checkpoints keep the run's recipe."""
+    import shutil
+
+    from tests.conftest import make_tiny_bert as make_bert
+
+    plain = make_bert(tmp_path / "plain")
+    out = tmp_path / "run"
+    train(_cfg(plain, tiny_corpus, out, steps=6, save_every=2, stop_at_step=2))
+    other_recipe = make_bert(tmp_path / "cls", st_files=True)  # the same seed: the same weights, another recipe
+    with pytest.raises(HarnessError, match=r"pooling: 'mean' \(the checkpoint\) -> 'cls' \(now\), normalize: False "
+                                           r"\(the checkpoint\) -> True \(now\).*--pooling mean --normalize false"):
+        train(_cfg(other_recipe, tiny_corpus, out, steps=6, save_every=2), resume=True)
+    edited = Path(shutil.copytree(plain, tmp_path / "edited"))
+    config = json.loads((edited / "tokenizer_config.json").read_text())
+    (edited / "tokenizer_config.json").write_text(json.dumps({**config, "do_lower_case": False}))
+    with pytest.raises(HarnessError, match="is not the model the run started from"):
+        train(_cfg(edited, tiny_corpus, out, steps=6, save_every=2), resume=True)
+    same = shutil.copytree(plain, tmp_path / "elsewhere" / "plain")
+    train(_cfg(same, tiny_corpus, out, steps=6, save_every=2), resume=True)
+    (step, folder), = list_checkpoints(out)[-1:]
+    meta = json.loads((folder / CHECKPOINT_METADATA).read_text())
+    assert step == 6 and meta["encoder"] == {"pooling": "mean", "normalize": False, "similarity": "dot",
+                                             "max_length": 512}
+    assert meta["init_digest"].startswith("sha256:")
