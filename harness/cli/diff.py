@@ -61,11 +61,15 @@ def cmd_diff(args: argparse.Namespace) -> int:
 def _find(output_dir: Path, name: str, dataset: str) -> Any:
     from harness.errors import HarnessError
     from harness.results.baselines import same_retriever
-    from harness.results.records import load_records
+    from harness.results.records import folded_records
 
-    records = [r for _, r in load_records(output_dir)[0] if r.dataset == dataset]
+    kept, problems = folded_records(output_dir)
+    records = [r for r in kept if r.dataset == dataset]
     exact = [r for r in records if r.label == name]
     found = exact or [r for r in records if not r.settings and same_retriever(r.retriever, name)]
+    conflict = next((p for p in problems if p.startswith(f"{name} on {dataset} (")), None)
+    if not found and conflict:  # two records for this row: named, neither used
+        raise HarnessError(conflict)
     if len(found) != 1:
         shown = ", ".join(sorted(r.label for r in records)) or "none"
         raise HarnessError(f"{'no' if not found else 'more than one'} record of {name!r} on {dataset} in "

@@ -4,6 +4,7 @@ rows computed elsewhere (MTEB result files, ranx and trec_eval outputs), read-on
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from harness.cli.common import add_output_dir
@@ -48,12 +49,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     from harness.errors import HarnessError
     from harness.results.exchange import export_mteb, export_per_query
-    from harness.results.leaderboard import unique_records
-    from harness.results.records import load_records
+    from harness.results.records import folded_records
     from harness.version import __version__
 
-    loaded, _ = load_records(args.output_dir)
-    records, _ = unique_records(loaded)
+    records, problems = folded_records(args.output_dir)
+    for problem in problems:
+        print(f"harness: warning: skipped {problem}", file=sys.stderr)
     records = [r for r in records if (not args.retrievers or r.retriever in args.retrievers)
                and (not args.datasets or r.dataset in args.datasets) and (not args.split or r.split == args.split)]
     if not records:

@@ -61,9 +61,9 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     marks, base = None, None
     if args.baseline and not pivot.empty:
         from harness.results.leaderboard import significance_marks
-        from harness.results.records import load_records
+        from harness.results.records import folded_records
 
-        records = [r for _, r in load_records(args.output_dir)[0]]
+        records = folded_records(args.output_dir)[0]  # one record a row: two for one are named above, not used
         marks, base, extra = significance_marks(records, pivot, metric, args.baseline, split=args.split,
                                                 test=args.test, alpha=args.alpha, seed=args.seed)
         notes = notes + extra

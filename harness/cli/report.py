@@ -4,6 +4,7 @@ per-query comparison, training curves)."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from harness.cli.common import add_output_dir
@@ -34,6 +35,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not args.output_dir.is_dir():
         raise HarnessError(f"{args.output_dir}: no such results folder (give --output-dir where `harness run` wrote)")
     out = args.out or args.output_dir / "report.html"
-    write_report(args.output_dir, out, baseline=args.baseline, pair=args.pair, title=args.title)
+    write_report(args.output_dir, out, baseline=args.baseline, pair=args.pair, title=args.title,
+                 warn=lambda line: print(f"harness: warning: skipped {line}", file=sys.stderr))
     print(f"wrote {out}")
     return 0

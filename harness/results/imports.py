@@ -219,6 +219,8 @@ def imported_rows(output_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """Every imported row under ``output_dir`` (for the leaderboard), and the files that could not be read: a
     file with a row that the measure language refuses (edited since it was imported) is a problem, not rows."""
     rows, problems = [], []
+    seen: dict[tuple[str, str, str, str, str], tuple[float, Path]] = {}
+    conflicting: dict[tuple[str, str, str, str, str], set[Path]] = {}
     for path in sorted((output_dir / IMPORTED_DIR).glob("*.json")):
         try:
             obj = json.loads(path.read_text(encoding="utf-8"))
@@ -230,10 +232,28 @@ def imported_rows(output_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
                 value = checked_value(path, row["value"], measure, at=f"rows[{n}]")
                 found.append({"retriever": row["system"], "settings": f"imported: {obj['source']}",
                               "dataset": row["dataset"], "split": row["split"], str(measure): value})
-            rows.extend(found)
         except HarnessError as e:
             problems.append(f"{path}: not an imported-results file ({e})" if not str(e).startswith(str(path))
                             else str(e))
+            continue
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             problems.append(f"{path}: not an imported-results file ({e})")
-    return rows, problems
+            continue
+        for row in found:  # one row's value given by two imported files: named, neither used
+            metric = next(k for k in row if k not in _KEYS)
+            key = (row["retriever"], row["settings"], row["dataset"], row["split"], metric)
+            if key in seen and seen[key][0] != row[metric]:
+                conflicting.setdefault(key, {seen[key][1]}).add(path)
+            seen.setdefault(key, (row[metric], path))
+        rows.extend(found)
+    for (system, source, dataset, split, metric), files in conflicting.items():
+        problems.append(f"{system} [{source}] on {dataset} ({split}): {metric} imported with different values by "
+                        f"{', '.join(str(f) for f in sorted(files))}; none is used until you delete the one you do "
+                        "not want")
+    bad = set(conflicting)
+    kept = [r for r in rows if (r["retriever"], r["settings"], r["dataset"], r["split"],
+                                next(k for k in r if k not in _KEYS)) not in bad]
+    return kept, problems
+
+
+_KEYS = ("retriever", "settings", "dataset", "split")

@@ -19,7 +19,7 @@ from filelock import FileLock
 from harness.data.registry import DATASETS
 from harness.errors import HarnessError
 from harness.io import atomic_write
-from harness.results.records import ResultRecord, load_records
+from harness.results.records import ResultRecord, load_records, row_label, unique_records
 
 KEYS = ["retriever", "settings", "dataset", "split"]
 
@@ -30,11 +30,6 @@ def _metric_order(names: set[str]) -> list[str]:
         rank = ["ndcg", "recall", "map", "mrr", "p", "accuracy"]
         return (rank.index(base) if base in rank else len(rank), base, int(k) if k.isdigit() else 0)
     return sorted(names, key=key)
-
-
-def row_label(retriever: str, settings: str) -> str:
-    """How a table names a row: the retriever, plus its non-reference settings."""
-    return f"{retriever} [{settings}]" if settings else retriever
 
 
 def fold(records: Sequence[ResultRecord], imported: Sequence[dict] = ()) -> pd.DataFrame:
@@ -77,25 +72,6 @@ def rebuild(output_dir: Path) -> tuple[pd.DataFrame, list[str]]:
         problems = problems + unreadable
         atomic_write(output_dir / "leaderboard.csv", df.to_csv(index=False, float_format="%.4f"))
     return df, problems + conflicts
-
-
-def unique_records(records: Sequence[tuple[Path, ResultRecord]]) -> tuple[list[ResultRecord], list[str]]:
-    """One record per (retriever, settings, dataset, split). Copies of one computation (the same
-    fingerprint) count once; records of one row with different fingerprints are left out of the leaderboard
-    and named, never chosen between by file name."""
-    by_key: dict[tuple[str, str, str, str], list[tuple[Path, ResultRecord]]] = {}
-    for path, record in records:
-        by_key.setdefault((record.retriever, record.settings_label, record.dataset, record.split), []).append(
-            (path, record))
-    kept, conflicts = [], []
-    for (retriever, settings, dataset, split), group in by_key.items():
-        if len({r.fingerprint for _, r in group}) == 1:
-            kept.append(group[0][1])
-            continue
-        files = ", ".join(str(p) for p, _ in group)
-        conflicts.append(f"{row_label(retriever, settings)} on {dataset} ({split}): {len(group)} records of "
-                         f"different computations ({files}); left out of the leaderboard until one is deleted")
-    return kept, conflicts
 
 
 def table(df: pd.DataFrame, metric: str, *, split: str | None = None,

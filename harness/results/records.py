@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -181,6 +182,48 @@ def load_records(output_dir: Path) -> tuple[list[tuple[Path, ResultRecord]], lis
     return records, problems
 
 
+def row_label(retriever: str, settings: str) -> str:
+    """How a table names a row: the retriever, plus its non-reference settings."""
+    return f"{retriever} [{settings}]" if settings else retriever
+
+
+def unique_records(records: Sequence[tuple[Path, ResultRecord]]) -> tuple[list[ResultRecord], list[str]]:
+    """One record per (retriever, settings, dataset, split). Copies of one computation (the same
+    fingerprint) count once; records of one row with different fingerprints (e.g. one left by an older
+    version under another file name) are left out and named in one line each (both files, the newest
+    written), never chosen between by file order: every command that folds records uses this."""
+    by_key: dict[tuple[str, str, str, str], list[tuple[Path, ResultRecord]]] = {}
+    for path, record in records:
+        by_key.setdefault((record.retriever, record.settings_label, record.dataset, record.split), []).append(
+            (path, record))
+    kept, conflicts = [], []
+    for (retriever, settings, dataset, split), group in by_key.items():
+        if len({r.fingerprint for _, r in group}) == 1:
+            kept.append(group[0][1])
+            continue
+        files = ", ".join(str(p) for p, _ in group)
+        newest = max(group, key=lambda item: _mtime(item[0]))[0]
+        conflicts.append(f"{row_label(retriever, settings)} on {dataset} ({split}): {len(group)} records of "
+                         f"different computations ({files}; the newest written: {newest.name}); none is used "
+                         "(not in tables, exports or comparisons) until you delete the one you do not want")
+    return kept, conflicts
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def folded_records(output_dir: Path) -> tuple[list[ResultRecord], list[str]]:
+    """The records of ``output_dir``, one per row (:func:`unique_records`), and one line per file that is not
+    a record and per row with two records: what every command that folds records reads, and says."""
+    found, problems = load_records(Path(output_dir))
+    kept, conflicts = unique_records(found)
+    return kept, problems + conflicts
+
+
 #: a row's label as tables print it: ``<retriever> [<settings>]``
 _LABEL = re.compile(r"^(?P<name>.+?) \[(?P<settings>[^\[\]]+)\]$")
 
@@ -195,7 +238,11 @@ def row_of_label(label: str, output_dir: Path) -> tuple[str, dict[str, Any]]:
     if m.group("settings").startswith("imported: "):
         raise HarnessError(f"{label!r} is an imported row (read-only, no run file or per-query values); only "
                            "the leaderboard shows it")
-    found = [r for _, r in load_records(Path(output_dir))[0] if r.label == label]
+    kept, problems = folded_records(Path(output_dir))
+    found = [r for r in kept if r.label == label]
+    conflict = next((p for p in problems if p.startswith(f"{label} on ")), None)
+    if not found and conflict:
+        raise HarnessError(conflict)
     if not found:
         raise HarnessError(f"{label!r}: no record of that row in {output_dir}; name the retriever "
                            f"{m.group('name')!r} and give its settings as options, or the --output-dir that holds it")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -301,13 +301,14 @@ def training_section(records: Sequence[ResultRecord]) -> str:
 
 
 def report(output_dir: Path, *, baseline: str | None = None, pair: Sequence[str] | None = None,
-           title: str = "harness report") -> str:
-    """The whole page as a string."""
-    from harness.results.leaderboard import unique_records
-    from harness.results.records import load_records
+           title: str = "harness report", warn: Callable[[str], None] | None = None) -> str:
+    """The whole page as a string; ``warn`` is told each record left out (two records for one row)."""
+    from harness.results.records import load_records, unique_records
 
     found, problems = load_records(output_dir)
     records, conflicts = unique_records(found)
+    for line in conflicts if warn else ():
+        warn(line)
     body = [f"<h1>{_e(title)}</h1>",
             f'<div class="muted">{len(records)} result records in {_e(output_dir)}'
             f"{'; ' + str(len(problems)) + ' files skipped (not valid records)' if problems else ''}"
