@@ -31,7 +31,7 @@ def printed(tiny_beir, tmp_path, monkeypatch, capsys):
     """Two run files run from another folder; the names the leaderboard printed for them, from elsewhere."""
     runs = tmp_path / "runs"
     runs.mkdir()
-    a, b = _write(runs / "a.trec", 0, tiny_beir), _write(runs / "b.trec", 1, tiny_beir)
+    _write(runs / "a.trec", 0, tiny_beir), _write(runs / "b.trec", 1, tiny_beir)
     out = tmp_path / "results"
     monkeypatch.chdir(runs)
     assert main(["run", "-r", "run:a.trec", "-r", "run:b.trec", "-d", str(tiny_beir), "--output-dir", str(out),
