@@ -307,8 +307,9 @@ def report(output_dir: Path, *, baseline: str | None = None, pair: Sequence[str]
 
     found, problems = load_records(output_dir)
     records, conflicts = unique_records(found)
-    for line in conflicts if warn else ():
-        warn(line)
+    if warn is not None:
+        for line in conflicts:
+            warn(line)
     body = [f"<h1>{_e(title)}</h1>",
             f'<div class="muted">{len(records)} result records in {_e(output_dir)}'
             f"{'; ' + str(len(problems)) + ' files skipped (not valid records)' if problems else ''}"
