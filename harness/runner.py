@@ -36,7 +36,7 @@ from harness.paths import cache_root
 from harness.provenance import environment
 from harness.results.leaderboard import rebuild
 from harness.results.records import ResultRecord, read_record, record_paths, row_of_label, write_record
-from harness.retrievers.base import Composition, Retriever
+from harness.retrievers.base import Composition, Retriever, settings_taken
 from harness.retrievers.names import look_in
 from harness.retrievers.registry import RetrieverSpec, resolve_retriever
 from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution
@@ -332,6 +332,10 @@ def run(retrievers: Sequence[str], datasets: Sequence[str], metrics: Sequence[st
         runner.metrics_for(ds)
     for spec in specs:
         runner.retriever(spec)
+    _refuse_unused(settings, [runner.retriever(s) for s in specs], [s.name for s in specs])
+    if drop_self_hits and all(ds.protocol.drop_self_hits for ds in resolved):
+        raise HarnessError(f"--drop-self-hits changes nothing here: {', '.join(ds.id for ds in resolved)} "
+                           "apply BEIR's identical-id rule by their protocol already; drop the option")
     records: list[ResultRecord] = []
     try:
         for ds in resolved:
@@ -372,6 +376,17 @@ def _rows(labels: Sequence[str], output_dir: Path, settings: EncodeSettings, dep
         raise HarnessError(f"{labels[0]!r} was computed with {row}, the options ask for {settings.changed()}; "
                            "give one or the other")
     return names, EncodeSettings.from_dict(encode), depth, drop_self_hits
+
+
+def _refuse_unused(settings: EncodeSettings, retrievers: Sequence[Retriever], names: Sequence[str]) -> None:
+    """Refuse a setting that no retriever of the run reads (``--backend`` with BM25 alone): it would change
+    nothing, silently, and the record would not say so."""
+    taken = set().union(*(settings_taken(r) for r in retrievers))
+    unused = {k: v for k, v in settings.changed().items() if k not in taken}
+    if unused:
+        flags = ", ".join(f"--{'index' if k == 'index' else k.replace('_', '-')} {v}" for k, v in unused.items())
+        raise HarnessError(f"{flags} applies to no retriever of this run ({', '.join(names)} compute the same "
+                           "without it); drop it, or name a retriever it applies to (a dense model)")
 
 
 def _rebuild_quietly(output_dir: Path, log: Log) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -17,8 +18,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from harness.errors import HarnessError
     from harness.io import atomic_write_json
     from harness.paths import SETTINGS, cache_root, config_path, data_root, read_config, setting
@@ -36,6 +35,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     values = read_config()
     if args.action == "set":
         values[args.key] = str(Path(args.value).expanduser().resolve())
+        _check_folder(args.key, Path(values[args.key]))
     else:
         values.pop(args.key, None)
     atomic_write_json(config_path(), values)
@@ -43,3 +43,21 @@ def cmd_config(args: argparse.Namespace) -> int:
     if setting(args.key)[1] == SETTINGS[args.key]:
         print(f"note: {SETTINGS[args.key]} is set in this shell and wins over the file")
     return 0
+
+
+def _check_folder(key: str, folder: Path) -> None:
+    """A value that points nowhere is refused: a file, or a folder whose parent does not exist either (a
+    typo: nothing would ever be read or written there). A folder whose parent exists may appear later (a
+    fetch, a mount, the cache made on first use): stored, with one line saying so."""
+    import sys
+
+    from harness.errors import HarnessError
+
+    if folder.exists() and not folder.is_dir():
+        raise HarnessError(f"harness config set {key} {folder}: not a folder (it is a file); give a folder")
+    if not folder.exists():
+        if not folder.parent.is_dir():
+            raise HarnessError(f"harness config set {key} {folder}: does not exist, nor does {folder.parent} "
+                               "(a typo?); give a folder that exists, or whose parent does")
+        made = "`harness fetch` or a mount makes it" if key == "data" else "it is made on first use"
+        print(f"harness: warning: {folder} does not exist yet ({made}); stored", file=sys.stderr)

@@ -48,6 +48,17 @@ class Composition(Retriever, Protocol):
         """The stages' result records and runs, in the order of ``spec.run_stages``."""
 
 
+def settings_taken(retriever: Any) -> set[str]:
+    """The ``EncodeSettings`` fields a retriever reads: its own ``settings_taken()`` where it declares them (a
+    dense encoder reads every one), else those it reports as changed, with its stages'. An option no retriever
+    of a run takes would change nothing, and the runner refuses it."""
+    declared = getattr(retriever, "settings_taken", None)
+    taken = set(declared()) if callable(declared) else set(retriever.changed_settings())
+    for stage in getattr(retriever, "stages", None) or []:
+        taken |= settings_taken(stage)
+    return taken
+
+
 class TextEncoder(Protocol):
     dim: int
 

@@ -182,6 +182,9 @@ class DeclaredModelRetriever(DenseRetriever):
     def changed_settings(self) -> dict:
         return self.settings.changed()
 
+    def settings_taken(self) -> set[str]:
+        return set(APPLICABLE)
+
     def fingerprint(self) -> dict:
         search = {"search": self.searcher.fingerprint()} if self.searcher.approximate else {}
         return {"kind": "declared", "name": self.spec.model, "revision": self.spec.revision,

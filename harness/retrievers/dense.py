@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -150,6 +150,10 @@ class DenseRetriever:
         if self._model_digest is None:
             self._model_digest = model_digest(self.files.path)
         return self._model_digest
+
+    def settings_taken(self) -> set[str]:
+        """Every ``EncodeSettings`` field: a dense encoder reads them all (``harness.retrievers.base``)."""
+        return {f.name for f in fields(EncodeSettings)}
 
     def changed_settings(self) -> dict:
         """The settings of this run that differ from the reference computation of this model: the
