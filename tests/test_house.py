@@ -17,6 +17,7 @@ import torch
 
 from harness.datasets import SOURCES
 from harness.errors import HarnessError
+from harness.params import Param
 from harness.retrievers.registry import RETRIEVER_KINDS, RetrieverKind, RetrieverSpec, register_kind
 from harness.runner import run
 from harness.settings import EncodeSettings, Execution
@@ -121,10 +122,11 @@ def test_harness_list_shows_a_registered_spec_through_its_kind(overlap_kind, cap
 # --- a training objective from a test module ------------------------------------------------------------------
 
 class TwoKeyMoco(QueueObjective):
-    """MoCo's InfoNCE over two key crops per window, each pair weighted equally."""
+    """MoCo's InfoNCE over two key crops per window, the second pair's term weighted by an option of its own."""
 
     name = "two-key-moco"
     summary = "moco over two key crops"
+    params = (Param("--second-key-weight", float, 1.0, "weight of the second key crop's term", low=0, high=10),)
 
     def pairs_per_window(self, cfg: Any) -> int:
         return 2
@@ -132,7 +134,10 @@ class TwoKeyMoco(QueueObjective):
     def pair_loss(self, cfg: Any, q: torch.Tensor, keys: torch.Tensor, negatives: torch.Tensor | None) -> Any:
         from harness.train.losses import moco_loss
 
-        return moco_loss(q, keys, negatives, cfg.temperature)
+        first, second = moco_loss(q, keys[:, 0], negatives, cfg.temperature), \
+            moco_loss(q, keys[:, 1], negatives, cfg.temperature)
+        first.loss = (first.loss + cfg.option("second_key_weight") * second.loss) / 2
+        return first
 
 
 @pytest.fixture()
@@ -156,14 +161,32 @@ def test_a_toy_objective_added_from_a_test_module_trains_through_the_cli(two_key
     assert main(["train", "--init", str(init), "--corpus", str(corpus), "--output", str(out), "--objective",
                  "two-key-moco", "--steps", "4", "--warmup-steps", "1", "--batch-size", "3", "--chunk-length", "24",
                  "--queue-size", "12", "--save-every", "2", "--num-workers", "0", "--no-progress", "--no-plot",
-                 "--device", "cpu"]) == 0
+                 "--device", "cpu", "--second-key-weight", "0.5"]) == 0
     (step, folder), = list_checkpoints(out)[-1:]
     meta = json.loads((folder / "harness_checkpoint.json").read_text())
     assert step == 4 and meta["objective"] == "two-key-moco" and meta["hyperparameters"]["m"] == 2
+    assert meta["hyperparameters"]["second_key_weight"] == 0.5  # its own option, recorded like every other
     rows = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
     assert len(rows) == 4 and all(math.isfinite(r["loss"]) for r in rows)
     before, after = load_file(str(init / "model.safetensors")), load_file(str(folder / "model.safetensors"))
     assert any(not torch.equal(before[k], after[k]) for k in before if k in after)
+
+
+def test_an_objectives_own_option_is_shown_under_its_name_and_checked(two_key_moco, tmp_path, capsys):
+    from harness.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    shown = capsys.readouterr().out
+    assert "objective two-key-moco:" in shown and "--second-key-weight" in shown
+    assert main(["train", "--init", "x", "--corpus", "y", "--output", str(tmp_path), "--objective", "two-key-moco",
+                 "--second-key-weight", "-1"]) == 2  # out of its declared range: one line, nothing started
+    assert "--second-key-weight=-1.0 is not a valid value; expected a finite number in [0, 10]" in \
+        capsys.readouterr().err
+    # an option of another objective does nothing there: refused in one line naming whose it is
+    assert main(["train", "--init", "x", "--corpus", "y", "--output", str(tmp_path), "--objective", "moco",
+                 "--second-key-weight", "0.5"]) == 2
+    assert "--second-key-weight is an option of two-key-moco, not of --objective moco" in capsys.readouterr().err
 
 
 # --- the approximate searcher is a setting of its own ------------------------------------------------------------

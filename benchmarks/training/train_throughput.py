@@ -58,7 +58,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = TrainConfig(init=args.init, corpus=args.corpus, output=tmp, objective=args.objective,
                           steps=args.steps, warmup_steps=1, batch_size=args.batch_size,
-                          chunk_length=args.chunk_length, queue_size=4096, num_workers=1, threads=args.threads,
+                          chunk_length=args.chunk_length, num_workers=1, threads=args.threads,
+                          **({"queue_size": 4096} if args.objective != "inbatch" else {}),
                           save_every=10**9, save_state=False, progress=False, plot=False, device="cpu")
         # save_every > steps: the only checkpoint is written after the last step, outside the timed steps
         res = train(cfg)

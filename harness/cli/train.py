@@ -31,7 +31,11 @@ def add_options(p: argparse.ArgumentParser, cls: type) -> None:
     line keeps its dataclass default (or the YAML value) in ``_build``."""
     from dataclasses import MISSING, fields
 
-    groups = {name: p.add_argument_group(name) for name in GROUP_ORDER}
+    groups = {}
+    for name in GROUP_ORDER:
+        groups[name] = p.add_argument_group(name)
+        if name == "objective" and _objective_options(cls):  # TrainConfig: each objective's own options
+            _add_objective_options(p)
     for f in fields(cls):
         md = f.metadata
         if not md or not md.get("cli", True):
@@ -62,6 +66,43 @@ def add_options(p: argparse.ArgumentParser, cls: type) -> None:
             choices = md["choices"]() if callable(md["choices"]) else md["choices"]
             kw.update(choices=list(choices), metavar=None)
         g.add_argument(flag, default=argparse.SUPPRESS, **kw)
+
+
+def _objective_options(cls: type) -> bool:
+    """Whether a config class takes the objectives' own options (TrainConfig does; FinetuneConfig does not)."""
+    from dataclasses import fields
+
+    return any(f.name == "objective_options" for f in fields(cls))
+
+
+def _add_objective_options(p: argparse.ArgumentParser) -> None:
+    """Every registered objective's options (``Objective.params``), in a group named after the objectives that
+    declare them, placed after the general "objective" group; parsed and checked by their declaration."""
+    from harness.train.objectives import all_options
+
+    by_owner: dict[str, list[Any]] = {}
+    for name, (param, owners) in all_options().items():
+        by_owner.setdefault(", ".join(owners), []).append((name, param))
+    for owners, options in by_owner.items():
+        g = p.add_argument_group(f"objective {owners}" if "," not in owners else f"objectives {owners}")
+        for name, param in options:
+            shown = "" if param.default is None else f" (default: {_shown(param.default)})"
+            kw: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": param.help + shown,
+                                  "type": _parser_of(param)}
+            if param.choices:
+                kw.update(choices=list(param.choices), type=str)
+            g.add_argument(param.name, **kw)
+
+
+def _parser_of(param: Any) -> Any:
+    """The option's type from its text (its range is checked with every other option's, by validate)."""
+    def parse(text: str) -> Any:
+        try:
+            return param._scalar(text.strip(), "harness train")
+        except HarnessError as e:
+            raise argparse.ArgumentTypeError(str(e).split(": ", 1)[-1]) from None
+    parse.__name__ = param.kind.__name__
+    return parse
 
 
 def _shown(value: object) -> str:
@@ -112,6 +153,10 @@ def _merge_config(args: argparse.Namespace, cls: type) -> dict:
     if not isinstance(loaded, dict):
         raise HarnessError(f"{args.config}: expected a mapping of option names to values")
     names = {f.name for f in fields(cls)} | {"resume"}
+    if _objective_options(cls):  # TrainConfig: the objectives' own options
+        from harness.train.objectives import all_options
+
+        names |= set(all_options())
     aliases = {(f.metadata.get("flag") or "").lstrip("-").replace("-", "_"): f.name for f in fields(cls)}
     for key, value in loaded.items():
         name = str(key).replace("-", "_")
@@ -133,6 +178,10 @@ def _build(cls: type[Any], values: dict, required: tuple[str, ...]) -> Any:
     if missing:
         raise HarnessError(f"missing {', '.join(missing)} (on the command line or in --config)")
     kw = {f.name: values[f.name] for f in fields(cls) if f.name in values}
+    if _objective_options(cls):  # TrainConfig: the objectives' own options, as keywords
+        from harness.train.objectives import all_options
+
+        kw.update({k: values[k] for k in all_options() if k in values})
     for name in ("eval", "eval_metrics"):
         if name in kw:
             kw[name] = list(kw[name] or [])

@@ -12,7 +12,6 @@ from typing import Any
 from harness.errors import HarnessError
 from harness.params import Param
 from harness.settings import PRECISIONS as EVAL_PRECISIONS
-from harness.train.guards import WEIGHT_GUARDS
 from harness.train.objectives import get_objective, objective_names
 
 AUGMENTATIONS = ("none", "delete", "mask", "replace", "shuffle")
@@ -88,8 +87,6 @@ class TrainConfig(RunOptions):
                                                "or a registered objective (harness.train.objectives)",
                             group="objective", choices=objective_names)
     # pairs and crops
-    pairs: int = option(4, "key crops per window m (relevance-aware; moco and inbatch use 1)", group="pairs and crops",
-                        low=1, high=1024)
     chunk_length: int = option(256, "window length in tokens", group="pairs and crops", low=4)
     window_mode: str = option("stream", "stream: windows over the concatenated token stream (Contriever); "
                                         "document: per document", group="pairs and crops", choices=WINDOW_MODES)
@@ -106,17 +103,6 @@ class TrainConfig(RunOptions):
     # objective
     temperature: float = option(0.05, "softmax temperature of the contrastive loss", group="objective",
                                 low=0, high=100, low_open=True)
-    momentum: float = option(0.9995, "momentum of the key encoder (relevance-aware, moco)", group="objective",
-                             low=0, high=1)
-    queue_size: int = option(131072, "negative keys kept in the queue (relevance-aware, moco)", group="objective",
-                             low=0, high=2**31 - 1)
-    weight_guard: str = option("clamp", "guard of the relevance normalisation against non-positive sums; "
-                                        "uniform: equal weights, the control arm (docs/TRAINING.md)",
-                               group="objective", choices=WEIGHT_GUARDS)
-    weight_eps: float = option(1e-6, "epsilon of the relevance normalisation", group="objective",
-                               low=0, high=1, low_open=True)
-    weight_temperature: float = option(1.0, "temperature of --weight-guard softmax", group="objective",
-                                       low=0, high=100, low_open=True)
     # encoder (None: inherit from the init model, e.g. its sentence-transformers files)
     max_length: int | None = option(None, "override the init model's max length", group="objective", low=1)
     # optimisation
@@ -152,6 +138,24 @@ class TrainConfig(RunOptions):
                                     "the cache must be on a file system they all see")
     stop_at_step: int | None = _control(None, "stop (as if killed) after this step (tests of --resume)", cli=False,
                                         low=1)
+    #: the options the objective declares (``Objective.params``), by name; what is not given takes the
+    #: declared default. ``TrainConfig(pairs=2)`` and ``--pairs 2`` land here too.
+    objective_options: dict[str, Any] = field(default_factory=dict)
+
+    def option(self, name: str) -> Any:
+        """The value of the objective's own option ``name`` (given, or the declared default)."""
+        declared = get_objective(self.objective).declared()
+        if name not in declared:
+            raise HarnessError(f"--objective {self.objective} has no option --{name.replace('_', '-')}")
+        return self.objective_options.get(name, declared[name].default)
+
+    def __getattr__(self, name: str) -> Any:  # cfg.pairs: the objective's option (only called when not found)
+        if name.startswith("__") or name in {"objective", "objective_options"}:
+            raise AttributeError(name)
+        try:
+            return self.option(name)
+        except HarnessError:
+            raise AttributeError(f"TrainConfig has no option {name!r} for --objective {self.objective}") from None
 
     @property
     def m(self) -> int:
@@ -169,9 +173,30 @@ class TrainConfig(RunOptions):
              f"--warmup-steps ({self.warmup_steps}) exceeds --steps ({self.steps}); pass a smaller --warmup-steps")
         smallest = get_objective(self.objective).min_batch_size
         need(self.batch_size >= smallest, f"{self.objective} needs --batch-size >= {smallest}")
+        self._check_objective_options()
+
+    def _check_objective_options(self) -> None:
+        """Each given objective option: one the chosen objective declares (an option of another objective does
+        nothing here, so it is refused naming whose it is), of its declared type and range."""
+        from harness.train.objectives import all_options
+
+        declared = get_objective(self.objective).declared()
+        owners = all_options()
+        for name, value in self.objective_options.items():
+            if name not in declared:
+                flag = "--" + name.replace("_", "-")
+                whose = owners.get(name, (None, []))[1]
+                raise HarnessError(f"harness train: {flag} is an option of {', '.join(whose) or 'no objective'}, "
+                                   f"not of --objective {self.objective}; leave it out" +
+                                   (f" (options of {self.objective}: "
+                                    f"{', '.join(p.name for p in declared.values())})" if declared else ""))
+            declared[name].check(value, f"harness train --objective {self.objective}")
 
     def hyperparameters(self) -> dict:
-        return method_fields(self) | {"m": self.m}
+        """The method's options, the objective's own among them (filled with their defaults), and m."""
+        options = {k: self.option(k) for k in get_objective(self.objective).declared()}
+        fixed = {k: v for k, v in method_fields(self).items() if k != "objective_options"}
+        return fixed | options | {"m": self.m}
 
 
 def declared(cls: type) -> dict[str, Param]:
@@ -217,6 +242,21 @@ def run_control(cls: type) -> set[str]:
     return {f.name for f in fields(cls) if f.metadata.get("control")}
 
 
+_dataclass_init = TrainConfig.__init__
+
+
+def _init_with_objective_options(self: TrainConfig, **values: Any) -> None:
+    """The dataclass's ``__init__``, taking the objective's own options as keywords too (``pairs=2``): every
+    keyword that is not a field goes to ``objective_options`` (checked by ``validate``)."""
+    own = {f.name for f in fields(TrainConfig)}
+    extra = {k: values.pop(k) for k in list(values) if k not in own}
+    _dataclass_init(self, **values)
+    self.objective_options = {**self.objective_options, **extra}
+
+
+TrainConfig.__init__ = _init_with_objective_options  # type: ignore[method-assign]
+
+
 @dataclass(kw_only=True)
 class FinetuneConfig(RunOptions):
     """Few-shot fine-tuning on labelled pairs (``harness finetune``)."""
@@ -241,6 +281,10 @@ class FinetuneConfig(RunOptions):
 
     def validate(self) -> None:
         check_options(self)
+
+    def option(self, name: str) -> Any:
+        """Fine-tuning's objective declares no options of its own."""
+        raise HarnessError(f"harness finetune has no option --{name.replace('_', '-')}")
 
     def hyperparameters(self) -> dict:
         return method_fields(self)

@@ -44,29 +44,24 @@ def _mine_hard_negatives(ds: Dataset, qrels: Qrels, queries: dict[str, str], pai
 
 
 def finetune(cfg: FinetuneConfig) -> TrainResult:
-    """Fine-tune ``cfg.init`` on few-shot pairs; returns the trainer's ``TrainResult``."""
+    """Fine-tune ``cfg.init`` on few-shot pairs; returns the trainer's ``TrainResult``. The setup
+    (``harness.train.setup``) and the step (``harness.train.loop.objective_step`` with the
+    :class:`~harness.train.objectives.SupervisedPairs` objective) are the trainer's own."""
     from harness.data.corpus import doc_text
     from harness.data.judgements import GradedJudgements
     from harness.datasets import resolve_dataset
-    from harness.devices import exact_float32, pick_device
+    from harness.devices import exact_float32
     from harness.io import cached_sha256
-    from harness.train.checkpoint import checkpoint_metadata, save_checkpoint
-    from harness.train.encoder import init_encoder_config, load_encoder
-    from harness.train.loop import linear_schedule, optimise
+    from harness.train.checkpoint import checkpoint_metadata, claim_output, save_checkpoint
+    from harness.train.encoder import init_encoder_config
+    from harness.train.loop import RunState, fold_stats, objective_step, optimise
     from harness.train.objectives import SupervisedPairs
+    from harness.train.setup import optimiser, seed_everything, start_model
     from harness.train.trainer import LOG_FILE, TrainResult
 
     cfg.validate()  # every option against its declaration (--batch-size >= 2: in-batch negatives)
-    from harness.train.checkpoint import claim_output
-
     claim_output(Path(cfg.output), resume=False, overwrite=cfg.overwrite)
-    device = pick_device(cfg.device)
-    exact_float32(device)  # few-shot fine-tuning runs in fp32
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
+    seed_everything(cfg.seed)  # the sample of pairs and the mined negatives; start_model seeds again
     ds = resolve_dataset(cfg.dataset, split=cfg.split)
     judgements = ds.judgements()
     if not isinstance(judgements, GradedJudgements):  # the judgement type decides, not the dataset's class
@@ -85,19 +80,21 @@ def finetune(cfg: FinetuneConfig) -> TrainResult:
         raise HarnessError(f"{cfg.dataset}: fewer than 2 usable labelled pairs in the {cfg.split} split")
 
     enc_cfg = init_encoder_config(cfg.init, cfg.pooling, cfg.normalize, None)
-    loaded = load_encoder(cfg.init, enc_cfg, trust_remote_code=cfg.trust_remote_code)
-    tok, encoder = loaded.tokenizer, loaded.encoder.to(device)
-    encoder.train()
-    opt = torch.optim.AdamW(encoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, linear_schedule(cfg.warmup_steps, cfg.steps))
+    model = start_model(cfg, enc_cfg)
+    device, tok, encoder = model.device, model.tokenizer, model.encoder
+    exact_float32(device)  # few-shot fine-tuning runs in fp32
+    opt, sched = optimiser(encoder, lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps,
+                           steps=cfg.steps)
     output = Path(cfg.output)
     output.mkdir(parents=True, exist_ok=True)
+    run = RunState(device, output, tok, encoder, enc_cfg, "", None, None, opt, sched, None, None, 0, cfg.steps,
+                   None)
     rng = np.random.default_rng(cfg.seed)
 
-    def encode(texts: list[str], max_length: int) -> torch.Tensor:
+    def tokens(texts: list[str], max_length: int, name: str) -> dict[str, torch.Tensor]:
         b = tok(texts, padding=True, truncation=True, max_length=min(max_length, enc_cfg.max_length),
-                return_tensors="pt").to(device)
-        return encoder(b["input_ids"], b["attention_mask"])
+                return_tensors="pt")
+        return {f"{name}_ids": b["input_ids"].to(device), f"{name}_mask": b["attention_mask"].to(device)}
 
     bar = None
     if cfg.progress:
@@ -115,17 +112,17 @@ def finetune(cfg: FinetuneConfig) -> TrainResult:
         if len(order) < bs:
             order += rng.permutation(len(pairs)).tolist()
         batch, order = [pairs[j] for j in order[:bs]], order[bs:]
-        q = encode([queries[qid] for qid, _ in batch], cfg.query_max_length)
-        d = encode([docs[did] for _, did in batch], cfg.doc_max_length)
+        micro = {**tokens([queries[qid] for qid, _ in batch], cfg.query_max_length, "query"),
+                 **tokens([docs[did] for _, did in batch], cfg.doc_max_length, "doc")}
         negs = [n for qid, _ in batch for n in hard.get(qid, []) if n in docs]
-        extra = encode([docs[n] for n in negs], cfg.doc_max_length) if negs else None
-        out = objective.loss(q, d, cfg.temperature, extra)
-        out.loss.backward()
+        if negs:
+            micro.update(tokens([docs[n] for n in negs], cfg.doc_max_length, "hard"))
+        outs = objective_step(objective, cfg, run, [micro])
         lr = sched.get_last_lr()[0]
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
-        return {"step": i + 1, **out.stats(), "lr": lr, "pairs_per_s": len(batch) / (time.perf_counter() - t0)}
+        return {"step": i + 1, **fold_stats(outs), "lr": lr, "pairs_per_s": len(batch) / (time.perf_counter() - t0)}
 
     def checkpoint(step: int) -> None:
         meta = checkpoint_metadata(encoder=enc_cfg, objective=objective.name, hyperparameters=cfg.hyperparameters(),

@@ -14,9 +14,11 @@ when a step runs.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from harness.params import Param
 from harness.registry import Registry
+from harness.train.guards import WEIGHT_GUARDS
 
 if TYPE_CHECKING:
     import torch
@@ -29,15 +31,12 @@ Embeddings = dict[str, "torch.Tensor"]
 
 
 class TrainConfig(Protocol):
-    """The options an objective reads (``harness.train.config.TrainConfig`` has them all)."""
+    """What an objective reads of the options (``harness.train.config.TrainConfig``, ``FinetuneConfig``): the
+    temperature, and its own options through :meth:`option`."""
 
-    pairs: int
-    batch_size: int
-    grad_accum: int
     temperature: float
-    weight_guard: str
-    weight_eps: float
-    weight_temperature: float
+
+    def option(self, name: str) -> Any: ...
 
 
 class LossOutput(Protocol):
@@ -71,6 +70,20 @@ class Objective:
     #: whether the loss couples every window of the step (in-batch negatives across micro-batches); the loop
     #: then computes it once over the step's joined embeddings and replays each micro-batch (gradient caching)
     spans_step: ClassVar[bool] = False
+    #: the objective's own options, declared once (``harness.params.Param``; the name is the flag): shown under
+    #: the objective's name in ``harness train --help``, checked like every option (command line, YAML,
+    #: Python), recorded with the hyper-parameters a checkpoint keeps and a resume must match; read in the
+    #: objective as ``cfg.option("name")``. Subclasses add to their bases' (:meth:`declared`).
+    params: ClassVar[tuple[Param, ...]] = ()
+
+    @classmethod
+    def declared(cls) -> dict[str, Param]:
+        """Every option of this objective, its bases' first, by option name (``--queue-size`` -> queue_size)."""
+        out: dict[str, Param] = {}
+        for klass in reversed(cls.__mro__):
+            for param in vars(klass).get("params", ()):
+                out[option_name(param)] = param
+        return out
 
     def pairs_per_window(self, cfg: TrainConfig) -> int:
         """m, the key crops drawn per window."""
@@ -93,6 +106,9 @@ class Objective:
 class QueueObjective(Objective):
     """Anchors against key crops from the momentum encoder, with the queue's keys as negatives; the step's
     keys reach the queue once, after every micro-batch (so no micro-batch sees an earlier one's keys)."""
+
+    params = (Param("--queue-size", int, 131072, "negative keys kept in the queue", low=0, high=2**31 - 1),
+              Param("--momentum", float, 0.9995, "momentum of the key encoder", low=0, high=1))
 
     def pair_loss(self, cfg: TrainConfig, q: torch.Tensor, keys: torch.Tensor,
                   negatives: torch.Tensor | None) -> LossOutput:
@@ -128,16 +144,23 @@ class QueueObjective(Objective):
 class RelevanceAware(QueueObjective):
     name = "relevance-aware"
     summary = "relevance-aware (ReContriever)"
+    params = (Param("--pairs", int, 4, "key crops per window m", low=1, high=1024),
+              Param("--weight-guard", str, "clamp", "guard of the relevance normalisation against non-positive "
+                    "sums; uniform: equal weights, the control arm (docs/TRAINING.md)", choices=WEIGHT_GUARDS),
+              Param("--weight-eps", float, 1e-6, "epsilon of the relevance normalisation", low=0, high=1,
+                    low_open=True),
+              Param("--weight-temperature", float, 1.0, "temperature of --weight-guard softmax", low=0, high=100,
+                    low_open=True))
 
     def pairs_per_window(self, cfg: TrainConfig) -> int:
-        return cfg.pairs
+        return int(cfg.option("pairs"))
 
     def pair_loss(self, cfg: TrainConfig, q: torch.Tensor, keys: torch.Tensor,
                   negatives: torch.Tensor | None) -> LossOutput:
         from harness.train.losses import relevance_aware_loss
 
-        return relevance_aware_loss(q, keys, negatives, cfg.temperature, cfg.weight_guard, cfg.weight_eps,
-                                    cfg.weight_temperature)
+        return relevance_aware_loss(q, keys, negatives, cfg.temperature, cfg.option("weight_guard"),
+                                    cfg.option("weight_eps"), cfg.option("weight_temperature"))
 
 
 class Moco(QueueObjective):
@@ -174,18 +197,44 @@ class InBatch(Objective):
         return inbatch_loss(emb["q"], k_all, cfg.temperature, offset)
 
 
-class SupervisedPairs:
-    """Few-shot fine-tuning's objective: labelled (query, document) pairs, the other pairs' documents and
-    mined hard negatives as negatives (in-batch InfoNCE)."""
+class SupervisedPairs(Objective):
+    """Few-shot fine-tuning's objective (``harness finetune``): labelled (query, document) pairs, the other
+    pairs' documents and mined hard negatives as negatives (in-batch InfoNCE). Its batches are tokenised
+    pairs (``query_ids``/``query_mask``, ``doc_ids``/``doc_mask``, optionally ``hard_ids``/``hard_mask``),
+    not crops, so it is not one of ``--objective``'s choices; it runs through the same step as they do."""
 
     name = "finetune-inbatch"
+    summary = "few-shot fine-tuning: labelled pairs, in-batch and mined negatives"
+    uses_queue = False
+    min_batch_size = 2
+    spans_step = True
 
-    def loss(self, q: torch.Tensor, d: torch.Tensor, temperature: float,
-             hard: torch.Tensor | None) -> LossOutput:
+    def embed(self, cfg: TrainConfig, run: RunState, batch: Batch) -> Embeddings:
+        emb = {"q": run.encoder(batch["query_ids"], batch["query_mask"]),
+               "d": run.encoder(batch["doc_ids"], batch["doc_mask"])}
+        if "hard_ids" in batch:
+            emb["hard"] = run.encoder(batch["hard_ids"], batch["hard_mask"])
+        return emb
+
+    def loss(self, cfg: TrainConfig, emb: Embeddings) -> LossOutput:
         from harness.train.losses import inbatch_loss
 
-        return inbatch_loss(q.float(), d.float(), temperature,
-                            extra_negatives=None if hard is None else hard.float())
+        return inbatch_loss(emb["q"], emb["d"], cfg.temperature, extra_negatives=emb.get("hard"))
+
+
+def option_name(param: Param) -> str:
+    """The Python name of an objective's option (``--queue-size`` -> ``queue_size``)."""
+    return param.name.lstrip("-").replace("-", "_")
+
+
+def all_options() -> dict[str, tuple[Param, list[str]]]:
+    """Every registered objective's options by name, with the objectives that declare each (the command line
+    offers each flag once; its value goes to the objective run)."""
+    out: dict[str, tuple[Param, list[str]]] = {}
+    for name in OBJECTIVES.names():
+        for key, param in OBJECTIVES.get(name).declared().items():
+            out.setdefault(key, (param, []))[1].append(name)
+    return out
 
 
 OBJECTIVES: Registry[Objective] = Registry("objective")

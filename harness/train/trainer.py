@@ -18,7 +18,6 @@ A resume with another world size, another encoder recipe or another init model i
 
 from __future__ import annotations
 
-import random
 import sys
 import time
 import warnings
@@ -26,11 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from harness import distributed
-from harness.devices import exact_float32, pick_device
+from harness.devices import exact_float32
 from harness.errors import HarnessError
 from harness.paths import cache_root
 from harness.retrievers.config import EncoderConfig
@@ -50,10 +48,11 @@ from harness.train.checkpoint import (
 from harness.train.config import LOG_FILE, TrainConfig
 from harness.train.crops import ContrastiveBatches, SpecialIds
 from harness.train.data import build_token_stream, make_windows, resolve_source
-from harness.train.encoder import init_encoder_config, init_identity, load_encoder
-from harness.train.loop import RunState, fold_stats, linear_schedule, objective_step, optimise
+from harness.train.encoder import init_encoder_config, init_identity
+from harness.train.loop import RunState, fold_stats, objective_step, optimise
 from harness.train.moco import KeyQueue, average_gradients, momentum_update
 from harness.train.objectives import get_objective
+from harness.train.setup import optimiser, start_model
 
 
 @dataclass
@@ -202,25 +201,17 @@ def _train(cfg: TrainConfig, resume: bool, rank: int, world: int) -> TrainResult
 def _setup(cfg: TrainConfig, resume: bool, rank: int, world: int) -> RunState:
     """Device, seeds, model, token stream, batches, optimizer and schedule, restored from a checkpoint's
     training state when resuming."""
-    device = pick_device(cfg.device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     output = Path(cfg.output)
     resume_from = latest_resumable(output) if resume else None
     if resume and resume_from is None:
         raise HarnessError(f"--resume: no checkpoint with training state under {output} (the run stopped before its "
                            "first checkpoint, or was saved with --no-state); start it again with --overwrite")
-    random.seed(cfg.seed + rank)
-    np.random.seed(cfg.seed + rank)
-    torch.manual_seed(cfg.seed + rank)
-
     enc_cfg = init_encoder_config(cfg.init, cfg.pooling, cfg.normalize, cfg.max_length)
     init_digest = init_identity(cfg.init)
     if resume_from:
         _check_recipe(resume_from, enc_cfg, init_digest, cfg.init)
-    loaded = load_encoder(str(resume_from) if resume_from else cfg.init, enc_cfg,
-                          trust_remote_code=cfg.trust_remote_code)
-    tokenizer, encoder = loaded.tokenizer, loaded.encoder.to(device)
+    model = start_model(cfg, enc_cfg, rank=rank, weights=str(resume_from) if resume_from else None)
+    device, tokenizer, encoder = model.device, model.tokenizer, model.encoder
     source = resolve_source(cfg.corpus)
     cache = cache_root() / "train-tokens"
     if rank == 0:
@@ -243,14 +234,12 @@ def _setup(cfg: TrainConfig, resume: bool, rank: int, world: int) -> RunState:
                                  offset_chunk=cfg.chunk_length if cfg.window_offset and cfg.window_mode == "stream"
                                  else 0)
 
-    encoder.train()
     key_encoder, queue = None, None
     if get_objective(cfg.objective).uses_queue:
         key_encoder = encoder.frozen_copy()
-        queue = KeyQueue(cfg.queue_size, _hidden_size(encoder.model), device)
-    opt = torch.optim.AdamW(encoder.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.adam_eps,
-                            weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, linear_schedule(cfg.warmup_steps, cfg.steps))
+        queue = KeyQueue(cfg.option("queue_size"), _hidden_size(encoder.model), device)
+    opt, sched = optimiser(encoder, lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps,
+                           steps=cfg.steps, betas=(cfg.beta1, cfg.beta2), eps=cfg.adam_eps)
     start = 0
     state: dict = {}
     if resume_from:
@@ -322,7 +311,7 @@ def _step_on_ranks(cfg: TrainConfig, run: RunState, step: int, world: int) -> di
         run.sched.step()
     opt.zero_grad(set_to_none=True)
     if run.key_encoder is not None:
-        momentum_update(run.key_encoder, encoder, cfg.momentum)
+        momentum_update(run.key_encoder, encoder, cfg.option("momentum"))
     stats = fold_stats(outs)
     return {"step": step + 1, **stats, "lr": lr,
             "tokens_per_s": tokens * world / max(time.perf_counter() - t0, 1e-9)}

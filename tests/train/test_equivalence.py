@@ -31,8 +31,12 @@ def dropout_free_bert(tmp_path_factory) -> Path:
 
 
 def _config(bert: Path, corpus: Path, out: Path, objective: str, batch: int, accum: int = 1) -> dict:
-    return dict(init=str(bert), corpus=str(corpus), output=str(out), objective=objective, pairs=2, steps=3,
-                warmup_steps=1, batch_size=batch, grad_accum=accum, chunk_length=24, queue_size=64, momentum=0.9,
+    from harness.train.objectives import get_objective
+
+    own = {k: v for k, v in dict(pairs=2, queue_size=64, momentum=0.9).items()
+           if k in get_objective(objective).declared()}  # each objective's own options, where it has them
+    return dict(init=str(bert), corpus=str(corpus), output=str(out), objective=objective, steps=3,
+                warmup_steps=1, batch_size=batch, grad_accum=accum, chunk_length=24, **own,
                 lr=1e-3, num_workers=0, save_every=100, progress=False, plot=False, device="cpu", seed=3)
 
 

@@ -21,6 +21,8 @@ def _cfg(tiny_bert, corpus, out, **kw) -> TrainConfig:
                 batch_size=3, chunk_length=24, queue_size=16, momentum=0.9, lr=1e-3, num_workers=0,
                 save_every=10, keep_last=5, progress=False, plot=False, seed=7)
     base.update(kw)
+    if base.get("objective") == "inbatch":  # no queue: not its options
+        base.pop("queue_size"), base.pop("momentum")
     return TrainConfig(**base)
 
 
