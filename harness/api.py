@@ -38,11 +38,13 @@ def evaluate_model(model: Any, datasets: Sequence[str] | str, *, name: str, revi
     ``model`` has ``encode_queries(texts, batch_size)`` and ``encode_corpus(docs, batch_size)`` (BEIR's
     convention; docs are ``{"title", "text"}`` dicts) or ``encode(texts, ...)`` (sentence-transformers',
     MTEB's; ``prompt_type="query"``/``"document"`` is passed when it takes it). ``name`` and ``revision`` are
-    its identity: the harness cannot read the object's weights, so the record says it was declared by the user,
-    not content-checked, and a new revision is a new computation."""
+    its identity, checked by a probe of what it computes (the row is ``name@revision#<probe digest>``): the
+    harness cannot read the object's weights, so the record says it was declared by the user; a changed model
+    under the same revision is a new row, and a new revision is a new computation."""
     from harness.retrievers.declared import declare
 
     spec = declare(model, name, revision, batch_size=batch_size)
+    _say_if_changed(spec.name, f"{name}@{revision}#", Path(output_dir))
     from harness import runner
     from harness.settings import DEFAULT_EXECUTION, REFERENCE
 
@@ -68,6 +70,22 @@ def evaluate(qrels: Any, run: Any = None, metrics: Sequence[str] | None = None, 
     check_scorable(q, r, qrels_source=str(qrels) if isinstance(qrels, str | Path) else "qrels",
                    run_source=str(run) if isinstance(run, str | Path) else "run")
     return {m: mean(v) for m, v in per_query(q, r, metrics or ("ndcg@10", "recall@100")).items()}
+
+
+def _say_if_changed(row: str, declared: str, output_dir: Path) -> None:
+    """One line when ``output_dir`` holds rows of the same name and revision computed by another model (another
+    probe digest): this one is a new row, never their record."""
+    import sys
+
+    from harness.results.records import load_records
+
+    if not output_dir.is_dir():
+        return
+    others = sorted({r.retriever for _, r in load_records(output_dir)[0]
+                     if r.retriever.startswith(declared) and r.retriever != row})
+    if others:
+        print(f"harness: {row} computes other vectors than {', '.join(others)} in {output_dir} (another model under "
+              f"the same name and revision): it is a new row; give a changed model a new revision", file=sys.stderr)
 
 
 def leaderboard(output_dir: str | Path = "results", metric: str = "ndcg@10") -> pd.DataFrame:

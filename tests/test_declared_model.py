@@ -27,6 +27,7 @@ class TinyEncoder:
         self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
         self.model = AutoModel.from_pretrained(str(folder)).eval()
         self.calls = {"queries": 0, "corpus": 0}
+        self.texts = {"queries": 0, "corpus": 0}  # how many texts each method encoded
 
     def _encode(self, texts, batch_size):
         out = []
@@ -41,10 +42,12 @@ class TinyEncoder:
 
     def encode_queries(self, queries, batch_size=16, **kwargs):
         self.calls["queries"] += 1
+        self.texts["queries"] += len(queries)
         return self._encode(list(queries), batch_size)
 
     def encode_corpus(self, corpus, batch_size=16, **kwargs):
         self.calls["corpus"] += 1
+        self.texts["corpus"] += len(corpus)
         return self._encode([f"{d['title']} {d['text']}".strip() for d in corpus], batch_size)
 
 
@@ -66,7 +69,7 @@ def test_a_model_object_equals_the_same_weights_through_hf(tiny_beir, tiny_bert_
     model = TinyEncoder(tiny_bert_dir)
     (mine,) = harness.evaluate(model, [str(tiny_beir)], name="tiny-mine", revision="v1", output_dir=out,
                                metrics=["ndcg@10", "recall@5"], batch_size=3)
-    assert mine.retriever == "tiny-mine@v1"
+    assert mine.retriever == f"tiny-mine@v1#{mine.retriever_provenance['probe']['sha256'][:8]}"  # issue 35: probe
     assert mine.retriever_provenance["declared_by_user"] is True
     assert mine.retriever_provenance["content_checked"] is False
     for metric in ("ndcg@10", "recall@5"):
@@ -77,16 +80,20 @@ def test_a_model_object_equals_the_same_weights_through_hf(tiny_beir, tiny_bert_
     for q in ours:
         np.testing.assert_allclose(list(ours[q].values())[:10], list(theirs[q].values())[:10], rtol=1e-5)
     board = (out / "leaderboard.csv").read_text()
-    assert "tiny-mine@v1" in board
-    # the embedding cache is keyed by the declared revision: the same one encodes nothing again ...
-    calls = dict(model.calls)
+    assert mine.retriever in board
+    # the embedding cache is keyed by the declared revision and the probe: the same one encodes nothing again
+    # but the probe's few texts ...
+    from harness.retrievers.probe import PROBE_DOCS
+
+    texts = dict(model.texts)
     again = harness.evaluate(model, str(tiny_beir), name="tiny-mine", revision="v1", output_dir=tmp_path / "other",
                              metrics=["ndcg@10"], batch_size=3)[0]
-    assert model.calls["corpus"] == calls["corpus"] and again.metrics["ndcg@10"] == mine.metrics["ndcg@10"]
+    assert model.texts["corpus"] == texts["corpus"] + len(PROBE_DOCS)
+    assert again.metrics["ndcg@10"] == mine.metrics["ndcg@10"]
     # ... and a new revision is a new computation and a new row
     harness.evaluate(model, [str(tiny_beir)], name="tiny-mine", revision="v2", output_dir=out, metrics=["ndcg@10"])
-    assert model.calls["corpus"] > calls["corpus"]
-    assert "tiny-mine@v2" in (out / "leaderboard.csv").read_text()
+    assert model.texts["corpus"] > texts["corpus"] + 2 * len(PROBE_DOCS)
+    assert "tiny-mine@v2#" in (out / "leaderboard.csv").read_text()
 
 
 def test_mteb_style_encode_gives_the_same_numbers(tiny_beir, tiny_bert_dir, tmp_path):
@@ -109,10 +116,10 @@ def test_a_model_needs_a_name_and_a_revision(tiny_beir, tiny_bert_dir, tmp_path,
 def test_a_model_that_returns_the_wrong_shape_is_refused(tiny_beir, tmp_path):
     class Broken:
         def encode_queries(self, queries, batch_size=16):
-            return np.zeros((len(queries), 4))
+            return np.random.default_rng(0).normal(size=(len(queries), 4))
 
         def encode_corpus(self, corpus, batch_size=16):
-            return np.zeros((len(corpus) - 1, 4))
+            return np.random.default_rng(0).normal(size=(len(corpus) - 1, 4))
 
     with pytest.raises(HarnessError, match="returned an array of shape"):
         harness.evaluate(Broken(), [str(tiny_beir)], name="broken", revision="1", output_dir=tmp_path)

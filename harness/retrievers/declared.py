@@ -5,10 +5,13 @@ batch_size)`` with docs as ``{"title", "text"}`` dicts) or the sentence-transfor
 (``encode(texts, prompt_type="query" | "document", ...)``). It runs through the same corpus-encoding loop,
 embedding store, searcher, records, leaderboard, check and diff as any dense retriever.
 
-The harness cannot read such a model's weights, so its identity is what the user declares: the name and the
-revision. They key the embedding cache and the record, and the record says the model was declared by the
-user, not content-checked: a model changed under the same revision would be reused silently, which is why a
-revision must be given, and why a different revision is another computation (another row, ``name@revision``).
+The harness cannot read such a model's weights, so its identity is what the user declares, the name and the
+revision, checked by what the object computes: a probe (``harness.retrievers.probe``: fixed texts encoded,
+rounded to the model's precision, hashed) whose first 8 hex digits end the row's name
+(``name@revision#1a2b3c4d``). The probe keys the embedding cache and the record, so a model changed under the
+same revision is another row (said in one line), never the first one's record; a different revision is
+another computation too. Every batch the object returns is checked (``probe.checked_vectors``): numbers, one
+row per text, no zero or constant vectors.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from harness.errors import HarnessError
 from harness.paths import cache_root
 from harness.retrievers.config import EncoderConfig
 from harness.retrievers.dense import EMBED_VERSION, DenseRetriever
+from harness.retrievers.probe import checked_vectors, low_precision, probe
 from harness.retrievers.spec import RETRIEVERS, RetrieverSpec
 from harness.searchers import searcher_for
 from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution
@@ -55,17 +59,21 @@ def interface(model: Any) -> str:
 
 def declare(model: Any, name: str, revision: str, *, batch_size: int = 128) -> RetrieverSpec:
     """Register ``model`` as the retriever ``name@revision`` for this process; returns its spec."""
-    if not isinstance(name, str) or not name.strip() or any(c in name for c in "()/,;:@ \t"):
+    if not isinstance(name, str) or not name.strip() or any(c in name for c in "()/,;:@# \t"):
         raise HarnessError(f"name {name!r}: give the model a plain name (letters, digits, - _ .), e.g. my-encoder")
-    if not isinstance(revision, str) or not revision.strip() or any(c.isspace() for c in revision):
+    if not isinstance(revision, str) or not revision.strip() or any(c.isspace() or c == "#" for c in revision):
         raise HarnessError(f"{name}: give a revision (a version, a commit, a date): it keys the cache and the "
                            "record, since the harness cannot read this model's weights to tell versions apart")
     kind = interface(model)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise HarnessError(f"batch_size must be a positive integer, not {batch_size!r}")
-    full = f"{name}@{revision}"
+    encoder = ModelEncoder(model, kind, batch_size)
+    encoder.dataset = ("beir/scifact", "test")  # MTEB's protocol is told a task; the probe's is SciFact's
+    checked = probe(encoder.encode_raw)
+    full = f"{name}@{revision}#{checked['sha256'][:8]}"
     spec = RetrieverSpec(full, "declared", f"{type(model).__name__} declared by the user ({kind} interface)",
-                         model=name, revision=revision, params={"batch_size": batch_size, "interface": kind})
+                         model=name, revision=revision,
+                         params={"batch_size": batch_size, "interface": kind, "probe": checked})
     if full in RETRIEVERS:
         RETRIEVERS.remove(full)
     RETRIEVERS.register(full, spec)
@@ -112,29 +120,32 @@ class ModelEncoder:
         return self.model.encode(loader, task_metadata=mteb.get_task(task_name).metadata, hf_split=split,
                                  hf_subset="default", prompt_type=prompt_type, batch_size=self.batch_size)
 
-    def encode(self, texts: Sequence[Any], kind: str = "doc", desc: str | None = None, *,
-               prefix: str | None = None) -> np.ndarray:
+    def method(self, kind: str) -> str:
+        """The object's method that encodes ``kind`` texts, as error messages name it."""
+        name = ("encode_queries" if kind == "query" else "encode_corpus") if self.kind == TWO_METHODS else "encode"
+        return f"{type(self.model).__name__}.{name}"
+
+    def encode_raw(self, texts: Sequence[Any], kind: str = "doc") -> tuple[np.ndarray, bool]:
+        """Checked vectors (``probe.checked_vectors``) and whether the object returned 16-bit floats."""
         items = list(texts)
+        strings = items if kind == "query" else [doc_text(Doc("", t, x)) for t, x in items]
         if self.kind == TWO_METHODS:
             if kind == "query":
                 out = self.model.encode_queries(items, batch_size=self.batch_size)
             else:
                 out = self.model.encode_corpus([{"title": t, "text": x} for t, x in items], batch_size=self.batch_size)
+        elif self.kind == "mteb":
+            out = self._mteb(strings, kind)
         else:
-            strings = items if kind == "query" else [doc_text(Doc("", t, x)) for t, x in items]
-            if self.kind == "mteb":
-                out = self._mteb(strings, kind)
-            else:
-                extra = {"prompt_type": "query" if kind == "query" else "document"} if self._prompt_type else {}
-                out = self.model.encode(strings, batch_size=self.batch_size, **extra)
-        if hasattr(out, "detach"):  # a torch tensor
-            out = out.detach().float().cpu().numpy()
-        vectors = np.asarray(out, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[0] != len(items):
-            raise HarnessError(f"{type(self.model).__name__} returned an array of shape {vectors.shape} for "
-                               f"{len(items)} {kind} texts; expected ({len(items)}, dim)")
+            extra = {"prompt_type": "query" if kind == "query" else "document"} if self._prompt_type else {}
+            out = self.model.encode(strings, batch_size=self.batch_size, **extra)
+        return checked_vectors(out, self.method(kind), strings, kind), low_precision(out)
+
+    def encode(self, texts: Sequence[Any], kind: str = "doc", desc: str | None = None, *,
+               prefix: str | None = None) -> np.ndarray:
+        vectors, _ = self.encode_raw(texts, kind)
         if self.dim and vectors.shape[1] != self.dim:
-            raise HarnessError(f"{type(self.model).__name__} returned {vectors.shape[1]}-dimensional vectors after "
+            raise HarnessError(f"{self.method(kind)} returned {vectors.shape[1]}-dimensional vectors (row 0) after "
                                f"{self.dim}-dimensional ones")
         self.dim = vectors.shape[1]
         return vectors
@@ -189,14 +200,14 @@ class DeclaredModelRetriever(DenseRetriever):
         search = {"search": self.searcher.fingerprint()} if self.searcher.approximate else {}
         return {"kind": "declared", "name": self.spec.model, "revision": self.spec.revision,
                 "interface": self.spec.params["interface"], "batch_size": self.spec.params["batch_size"],
-                "embed_dtype": self.embed_dtype,
+                "probe": self.spec.params["probe"]["sha256"], "embed_dtype": self.embed_dtype,
                 "embed_version": EMBED_VERSION, "text_rule": "(title, text) as the model reads them", **search}
 
     def _key(self, what: str, checksum: str) -> dict:
         # the batch size groups texts into the object's batches: float rounding, but the object's own choice
         return {"v": EMBED_VERSION, "declared": self.spec.model, "revision": self.spec.revision,
                 "interface": self.spec.params["interface"], "batch_size": self.spec.params["batch_size"],
-                "dtype": self.embed_dtype, "what": what,
+                "probe": self.spec.params["probe"]["sha256"], "dtype": self.embed_dtype, "what": what,
                 "checksum": checksum}
 
     @property
@@ -210,8 +221,8 @@ class DeclaredModelRetriever(DenseRetriever):
         return None  # the model's memory is the user's; the store's disk is checked as it is written
 
     def provenance(self) -> dict:
-        return {"declared_by_user": True, "content_checked": False, "name": self.spec.model,
-                "revision": self.spec.revision, "model_class": _qualname(self.model),
+        return {"declared_by_user": True, "content_checked": False, "probe": self.spec.params["probe"],
+                "name": self.spec.model, "revision": self.spec.revision, "model_class": _qualname(self.model),
                 "interface": self.spec.params["interface"], "batch_size": self.spec.params["batch_size"],
                 "search": self.searcher.describe(), "embed_dtype": self.embed_dtype, "device": None,
                 "harness": __version__}

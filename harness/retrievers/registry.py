@@ -5,6 +5,7 @@ starts a JVM lazily."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from harness.errors import HarnessError
@@ -96,6 +97,10 @@ def resolve_retriever(name: str) -> RetrieverSpec:
         dense = RETRIEVER_KINDS.get(DenseKind.name)
         assert isinstance(dense, DenseKind)
         return dense.printed(name)
+    if re.fullmatch(r"[^@#()]+@[^#()\s]+#[0-9a-f]{8}", name):  # name@revision#probe: a declared model object
+        raise HarnessError(f"{name} is a model object declared in a Python process (harness.evaluate(model, ..., "
+                           "name=, revision=)); it runs only there: evaluate it from that process (its records "
+                           "serve diff, report and the leaderboard here)")
     raise HarnessError(RETRIEVERS.unknown_message(name) +
                        "; any Hugging Face encoder works as hf:<model id or folder>")
 
