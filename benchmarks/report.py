@@ -42,6 +42,8 @@ QUESTIONS = [
     ("Peak memory of BM25, per process", "scale/bm25_memory", "python -m benchmarks.scale.bm25_memory"),
     ("Open-domain QA at 2M passages: sharded encoding, merge, ANN", "scale/odqa_scale",
      "python -m benchmarks.scale.odqa_scale --passages 2000000"),
+    ("Exact search at 1M x 768: scoring against top-k and merge, FAISS and the torch (GPU) path", "scale/search_merge",
+     "python -m benchmarks.scale.search_merge"),
     ("Training throughput: tokens/s and share of the matmul peak", "training/train_throughput",
      "python -m benchmarks.training.train_throughput"),
     ("Does relevance-aware weighting help, everything else equal?", "training/trainer_experiment",

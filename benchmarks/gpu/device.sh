@@ -7,9 +7,12 @@
 # sentence-transformers, numpy, pandas and scipy are used; the JSON records their versions.
 #
 #   bash benchmarks/gpu/device.sh prepare [PYVER]        # here, with PyPI: fills .device/ (PYVER 3.12)
-#   bash benchmarks/gpu/device.sh run [MODULE [ARGS]]    # there, carry [".device"]: MODULE defaults to
-#                                                        # benchmarks.gpu.device_check; JSON and log in $OUT
-#   bash benchmarks/gpu/device.sh run benchmarks.compute.gpu_encode   # the encoder comparison alone
+#   bash benchmarks/gpu/device.sh run [PARTS]            # there, carry [".device"]: the device check's parts
+#                                                        # (default all, in order: 1_train,2_run,3_encode,
+#                                                        # 4_rerank_sparse,5_oom); each part's JSON in $OUT as
+#                                                        # soon as it ends, the log in $OUT/device_check.txt
+#   bash benchmarks/gpu/device.sh run 1_train            # one part a command, where device time is short
+#   bash benchmarks/gpu/device.sh run benchmarks.compute.gpu_encode [ARGS]   # another module
 #
 # faiss-cpu is an abi3 wheel (any CPython >= 3.10); multiprocess is the one wheel pip picks for PYVER.
 set -euo pipefail
@@ -34,13 +37,17 @@ prepare)
   ;;
 run)
   [ -d "$dev/wheels" ] || { echo "no $dev/wheels: run 'bash $0 prepare' here first and carry $dev" >&2; exit 2; }
-  module="${2:-benchmarks.gpu.device_check}"
+  module=benchmarks.gpu.device_check parts="${2:-}"
+  case "$parts" in benchmarks.*) module="$parts" parts="" ;; esac
   out="${OUT:-/tmp/device_out}" && mkdir -p "$out"
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site "$dev"/wheels/*.whl
   export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
   name="${module##*.}"
   extra=()
-  if [ "$module" = benchmarks.gpu.device_check ]; then extra=(--json "$out/$name.json"); fi
+  if [ "$module" = benchmarks.gpu.device_check ]; then
+    extra=(--out "$out" --json "$out/$name.json")
+    if [ -n "$parts" ]; then extra+=(--parts "$parts"); fi
+  fi
   { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
     python3 -c "import torch, transformers, sentence_transformers as s; print('torch', torch.__version__, \
 'transformers', transformers.__version__, 'sentence-transformers', s.__version__)"

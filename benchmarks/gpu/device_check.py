@@ -1,36 +1,40 @@
-"""The prepared GPU check (issue 28): every GPU path of the harness in one run that fits in 10 minutes on
-one H100, one JSON. Five parts, each recorded (with its error, if it fails) before the next starts:
+"""The prepared GPU check (issues 28, 34): the GPU paths of the harness in five parts, in the order of what
+they prove, each written to its own JSON as soon as it ends (a run cut off keeps what it finished), each
+estimated at 4 minutes or less on one H100 (the script prints its estimate per part, made from the work the
+part does: :func:`estimate`). The device time lent is 15 minutes in all, machine start included, at most
+10 a command: run the parts one command each where time is short.
 
-(a) encode: docs/s of a BERT-base-shaped encoder, the harness in fp32 and bf16 against beir 2.2.0's
-    pipeline (benchmarks/compute/gpu_encode.py's rows), beside the fp32 (TF32 off) and bf16 matmul peaks
-    measured in the same run. Targets: harness fp32 >= 1.5x beir fp32 at equal vectors; harness bf16 at
-    >= 40% of the bf16 matmul peak (the encoder's FLOPs counted as encode_flops.py counts them).
-(b) run: ``harness run`` on SciFact with a seeded random encoder of BERT-base width, on CUDA in fp32 and on
-    the same machine's CPU in fp32 (each with its own cache and results folder): nDCG@10 and Recall@100
-    identical; the bf16 run's deltas reported.
-(c) train: ``torchrun --nproc_per_node 1 -m harness train`` (a process group even for one process: NCCL on
-    CUDA, gloo on CPU) for each objective: 30 steps with checkpoints every 10 and ``--eval``; then the newest
-    checkpoint removed and ``--resume`` redoes steps 21-30 (the losses must repeat); the loss after 10 steps
-    against the same run on the CPU (1e-4 relative; dropout 0 in the model, since CUDA and CPU draw other
-    dropout masks).
-(d) rerank and SPLADE: cross-encoder scores and SPLADE term weights of a SciFact subset on CUDA against the
-    CPU (random BERT-base-shaped models; the device has no Java, so not the Lucene searches).
-(e) out of memory: the encoder's token budget raised past the device's memory after the planner checked it
-    and the memory taken by another tensor, so CUDA runs out: the back-off halves the budget, it is
-    recorded, and the vectors equal an unconstrained run's.
+(1) train: training steps against the CPU's fp32 loss. (i) In this process, for each objective, the same
+    steps on the device's CPU in fp32 and on the device in fp32, bf16 and fp16 (dropout 0, the learning
+    rate 0 at step 1): every fp32 step within 1e-4 of the CPU's loss; bf16 and fp16 at step 2 (same weights,
+    only the encoder's precision differs: the loss itself is fp32) within the tolerances in
+    :data:`TOLERANCES`. (ii) ``torchrun --nproc_per_node 1`` (a process group even for one process: NCCL)
+    relevance-aware with checkpoints and ``--eval``, the newest checkpoint removed and ``--resume`` (the
+    redone steps' losses within 1e-4). (iii) ``torchrun --nproc_per_node 2 --dist-backend gloo`` on this
+    one GPU, each objective at half the batch per rank: the CUDA-to-collective moves run, and the losses
+    equal the whole-batch run of (i). Multi-rank NCCL needs two GPUs and is said so in the JSON.
+(2) run: ``harness run`` on SciFact with a seeded random encoder of BERT-base width on CUDA in fp32 and on
+    the same machine's CPU in fp32: nDCG@10 and Recall@100 identical; the bf16 run's deltas reported.
+(3) encode: docs/s of a BERT-base-shaped encoder, the harness in fp32 and bf16 against beir 2.2.0's
+    pipeline, beside the fp32 (TF32 off) and bf16 matmul peaks measured in the same run.
+(4) rerank and SPLADE: cross-encoder scores and SPLADE term weights of a SciFact subset, CUDA against CPU.
+(5) out of memory: the encoder's token budget raised past the device's memory after the planner checked
+    it: the back-off halves the budget, records it, and gives an unconstrained run's vectors.
 
-    python -m benchmarks.gpu.device_check [--json FILE]          # the figures: on a CUDA machine
-    python -m benchmarks.gpu.device_check --smoke [--json FILE]  # CPU smoke mode: tiny sizes, the same code
-    bash benchmarks/gpu/device.sh prepare | run                  # on a lent machine without ../shared
+    python -m benchmarks.gpu.device_check [--parts 1_train,...] [--out DIR]   # the figures: a CUDA machine
+    python -m benchmarks.gpu.device_check --smoke [--out DIR]                 # CPU smoke: tiny sizes, same code
+    python -m benchmarks.gpu.device_check --estimate                          # the H100 estimate per part
+    bash benchmarks/gpu/device.sh prepare | run [PART]                        # a lent machine without ../shared
 
-The smoke mode (tests/test_benchmark_scripts.py runs it in CI) runs every part on the CPU with tiny models,
-so the run on a lent machine is not the code's first; its figures are not figures. Without CUDA and without
---smoke the script says "skipped".
+The smoke mode (tests/test_benchmark_scripts.py runs it in CI) runs every part on the CPU with tiny models
+(fp16 where the CPU's autocast has it), so the run on a lent machine is not the code's first; its figures
+are not figures. Without CUDA and without --smoke the script says "skipped".
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -39,7 +43,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +51,10 @@ from typing import Any
 from benchmarks._common import FIGURES, MINILM, ROOT, SCIFACT, machine, require, stamp
 
 OBJECTIVES = ("relevance-aware", "moco", "inbatch")
+#: relative differences allowed against the CPU's fp32 loss: fp32 at every step; bf16 and fp16 at step 2,
+#: where the weights are the initial ones (learning rate 0 at step 1) and only the encoder's forward
+#: precision differs (the logits and the loss are fp32: harness.train.loop.fp32_loss)
+TOLERANCES = {"fp32": 1e-4, "bf16": 5e-2, "fp16": 1e-2, "resume": 1e-4, "two_ranks": 1e-4}
 
 
 @dataclass
@@ -56,20 +64,21 @@ class Sizes:
     hidden: int
     heads: int
     intermediate: int
-    layers: int  # (a), (d), (e): BERT-base's 12
-    run_layers: int  # (b): a whole SciFact run on the CPU too
-    train_layers: int  # (c): 30 steps on the CPU too, for each objective
-    docs: int  # (a)
-    subset: int  # (c) --eval and (d): documents of SciFact
-    steps: int
-    batch: int
+    layers: int  # (3), (4), (5): BERT-base's 12
+    run_layers: int  # (2): a whole SciFact run on the CPU too
+    train_layers: int  # (1): the CPU's reference steps too
+    docs: int  # (3)
+    subset: int  # (1) --eval and (4): documents of SciFact
+    steps: int  # (1) ii: checkpoints every steps // 3
+    precision_steps: int  # (1) i and iii
+    batch: int  # (1): windows per rank; the whole batch is twice this
     chunk: int
 
 
-FULL = Sizes(hidden=768, heads=12, intermediate=3072, layers=12, run_layers=2, train_layers=2, docs=20000,
-             subset=200, steps=30, batch=16, chunk=128)
+FULL = Sizes(hidden=768, heads=12, intermediate=3072, layers=12, run_layers=1, train_layers=2, docs=10000,
+             subset=200, steps=12, precision_steps=4, batch=8, chunk=128)
 SMOKE = Sizes(hidden=64, heads=4, intermediate=128, layers=2, run_layers=1, train_layers=1, docs=48,
-              subset=24, steps=6, batch=4, chunk=32)
+              subset=24, steps=6, precision_steps=3, batch=2, chunk=32)
 
 
 @dataclass
@@ -150,7 +159,215 @@ def cuda(ctx: Context) -> bool:
     return ctx.device.startswith("cuda")
 
 
-# --- (a) ---------------------------------------------------------------------------------------------------
+# --- the estimate ------------------------------------------------------------------------------------------
+#: assumptions of the H100 estimate (the JSON records each part's measured seconds beside it, so the first GPU
+#: run corrects them): a fresh `python -m harness` process (interpreter, torch and transformers imports, CUDA
+#: context, model load) and torchrun's start; fp32 (TF32 off) at 40% of the H100 SXM's 67 TFLOP/s and bf16 at
+#: 25% of its 989 by a transformer's forward and backward; the device's 16 CPU cores at 0.6 TFLOP/s fp32; a
+#: training step of these small models bound by kernel launches at 50 ms.
+PROCESS_S, TORCHRUN_S, STEP_S = 15.0, 25.0, 0.05
+GPU_FP32, GPU_BF16, CPU_FP32 = 0.4 * 67e12, 0.25 * 989e12, 0.6e12
+SCIFACT_DOCS, SCIFACT_QUERIES, SCIFACT_TOKENS = 5183, 300, 327  # documents, test queries, mean tokens (BERT's)
+
+
+def token_flops(s: Sizes, layers: int, tokens: float, length: float) -> float:
+    """Forward FLOPs of ``tokens`` tokens in texts of ``length`` (encode_flops.model_flops per token)."""
+    return layers * tokens * (2 * (4 * s.hidden ** 2 + 2 * s.hidden * s.intermediate) + 4 * length * s.hidden)
+
+
+def estimate(s: Sizes) -> dict[str, dict[str, float]]:
+    """Each part's estimated seconds on one H100 (with its work: processes, FLOPs on the GPU and the CPU)."""
+    crop = 0.275 * s.chunk + 2  # a crop's mean length: a ratio uniform in [0.05, 0.5] of the window, [CLS] [SEP]
+    whole = 2 * s.batch
+
+    def step_flops(objective: str, batch: int) -> float:
+        m = 4 if objective == "relevance-aware" else 1
+        grad = (1 + (m if objective == "inbatch" else 0)) * batch * crop  # tokens with gradient: 3x forward
+        plain = (0 if objective == "inbatch" else m) * batch * crop  # the key encoder's forward
+        return token_flops(s, s.train_layers, 3 * grad + plain, crop)
+
+    train_cpu = sum(step_flops(o, whole) for o in OBJECTIVES) * s.precision_steps
+    train_gpu = (3 * train_cpu + step_flops("relevance-aware", whole) * 2 * s.steps) / GPU_FP32
+    evals = 3 * token_flops(s, s.train_layers, s.subset * SCIFACT_TOKENS, SCIFACT_TOKENS) / GPU_FP32
+    steps = (3 * 3 * s.precision_steps + 2 * s.steps + 3 * s.precision_steps) * STEP_S
+    run_tokens = (SCIFACT_DOCS + SCIFACT_QUERIES) * SCIFACT_TOKENS
+    run_cpu = token_flops(s, s.run_layers, run_tokens, SCIFACT_TOKENS)
+    enc = token_flops(s, s.layers, s.docs * SCIFACT_TOKENS, SCIFACT_TOKENS)
+    pairs = s.subset * 2 * SCIFACT_TOKENS
+    mlm_head = s.subset * SCIFACT_TOKENS * 2 * 30522 * s.hidden  # SPLADE's vocabulary projection
+    rr_cpu = token_flops(s, s.layers, pairs, 2 * SCIFACT_TOKENS) + \
+        token_flops(s, s.layers, s.subset * SCIFACT_TOKENS, SCIFACT_TOKENS) + mlm_head
+    oom = 2 * token_flops(s, s.layers, 8 * s.subset * SCIFACT_TOKENS, SCIFACT_TOKENS)
+    parts = {
+        "1_train": {"processes": 1 + 2 + 3 * 2, "gpu_s": train_gpu + evals + steps, "cpu_s": train_cpu / CPU_FP32,
+                    "start_s": PROCESS_S + 2 * TORCHRUN_S + 3 * TORCHRUN_S},
+        "2_run": {"processes": 3, "gpu_s": 2 * run_cpu / GPU_FP32, "cpu_s": run_cpu / CPU_FP32,
+                  "start_s": 3 * PROCESS_S},
+        "3_encode": {"processes": 0, "gpu_s": 2 * enc / GPU_FP32 + 3 * enc / GPU_BF16 + 20, "cpu_s": 10,
+                     "start_s": PROCESS_S},
+        "4_rerank_sparse": {"processes": 0, "gpu_s": rr_cpu / GPU_FP32, "cpu_s": rr_cpu / CPU_FP32,
+                            "start_s": 10},
+        "5_oom": {"processes": 0, "gpu_s": oom / GPU_FP32, "cpu_s": 5, "start_s": 10},
+    }
+    for row in parts.values():
+        row["seconds"] = round(row["gpu_s"] + row["cpu_s"] + row["start_s"], 1)
+    return parts
+
+
+# --- (1) training steps ------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def environ(**values: str) -> Iterator[None]:
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def train_args(ctx: Context, init: Path, objective: str, batch: int, steps: int) -> list[str]:
+    """The options every training run of part 1 shares (learning rate 0 at step 1: warm-up of 2 steps)."""
+    s = ctx.sizes
+    return ["--init", str(init), "--corpus", str(ctx.scifact / "corpus.jsonl"), "--objective", objective,
+            "--steps", str(steps), "--warmup-steps", "2", "--batch-size", str(batch), "--chunk-length", str(s.chunk),
+            *(["--queue-size", str(16 * s.batch * 4)] if objective != "inbatch" else []),
+            *(["--pairs", "4"] if objective == "relevance-aware" else []), "--num-workers", "0", "--no-progress",
+            "--no-plot", "--lr", "1e-4"]
+
+
+def part_train(ctx: Context) -> dict[str, Any]:
+    import torch
+
+    s = ctx.sizes
+    init = ctx.model("encoder-train", s.train_layers)
+    whole = 2 * s.batch
+    out: dict[str, Any] = {"tolerances": TOLERANCES, "precision": {}, "two_ranks_gloo": {},
+                           "nccl_multi_rank": "not run: multi-rank NCCL needs two GPUs" if cuda(ctx) and
+                           torch.cuda.device_count() < 2 else "not run: (iii) uses gloo; NCCL with two ranks "
+                           "is `torchrun --nproc_per_node 2` without --dist-backend"}
+    # (i) in this process: the CPU's fp32 reference, and the device in fp32, bf16 and fp16
+    precisions = ["fp32", "bf16", "fp16"] if cuda(ctx) else ["fp32", "bf16"] + (["fp16"] if cpu_fp16() else [])
+    for objective in OBJECTIVES:
+        row: dict[str, Any] = {}
+        runs = {"cpu fp32": ("cpu", "fp32"), **{f"device {p}": (ctx.device, p) for p in precisions}}
+        for name, (device, precision) in runs.items():
+            folder = ctx.work / "train" / objective / name.replace(" ", "-")
+            with environ(HARNESS_CACHE=str(ctx.work / "train-cache"), HARNESS_CONFIG=str(folder / "config.json")):
+                in_process_train([*train_args(ctx, init, objective, whole, s.precision_steps), "--device", device,
+                                  "--precision", precision, "--output", str(folder / "out"), "--save-every",
+                                  str(s.precision_steps)])
+            row[name] = losses(folder / "out")
+        cpu = row["cpu fp32"]
+        fp32 = max(rel(row["device fp32"][i], cpu[i]) for i in cpu)
+        checks = {"fp32_every_step": {"max_rel_diff": fp32, "ok": fp32 <= TOLERANCES["fp32"]}}
+        for p in precisions[1:]:
+            d = rel(row[f"device {p}"][2], cpu[2])
+            checks[f"{p}_step_2"] = {"rel_diff": d, "ok": d <= TOLERANCES[p]}
+        out["precision"][objective] = {"losses": row, "checks": checks, "ok": all(c["ok"] for c in checks.values())}
+    # (ii) torchrun, one process (a group: NCCL on CUDA): checkpoints, --eval, then --resume
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node"]
+    base = [*train_args(ctx, init, "relevance-aware", whole, s.steps), "--device", ctx.device, "--save-every",
+            str(s.steps // 3), "--keep-last", "3", "--precision", "fp32"]
+    gpu = ctx.work / "train" / "torchrun"
+    t = time.perf_counter()
+    harness_cli(["train", *base, "--output", str(gpu / "out"), "--eval", str(ctx.subset()), "--eval-output",
+                 str(gpu / "eval")], cache=gpu / "cache", launcher=[*torchrun, "1"])
+    first = losses(gpu / "out")
+    evaluated = [json.loads(x) for x in (gpu / "out" / "eval_log.jsonl").read_text().splitlines() if x]
+    shutil.rmtree(sorted((gpu / "out").glob("checkpoint-*"))[-1])  # as if the job died after 2/3 of the run
+    harness_cli(["train", *base, "--output", str(gpu / "out"), "--resume"], cache=gpu / "cache",
+                launcher=[*torchrun, "1"])
+    resumed = losses(gpu / "out")
+    redone = [step for step in first if step > s.steps * 2 // 3]
+    gap = max(rel(resumed[i], first[i]) for i in redone)
+    out["torchrun_one_process"] = {"seconds": time.perf_counter() - t, "evaluations": len(evaluated),
+                                   "resume_max_rel_diff": gap, "ok": gap <= TOLERANCES["resume"] and bool(evaluated)}
+    # (iii) two ranks on this one device with gloo, half the batch each: the whole batch's losses of (i)
+    for objective in OBJECTIVES:
+        folder = ctx.work / "train" / objective / "two-ranks"
+        harness_cli(["train", *train_args(ctx, init, objective, s.batch, s.precision_steps), "--device", ctx.device,
+                     "--precision", "fp32", "--dist-backend", "gloo", "--output", str(folder / "out"),
+                     "--save-every", str(s.precision_steps)], cache=folder / "cache", launcher=[*torchrun, "2"])
+        two, one = losses(folder / "out"), out["precision"][objective]["losses"]["device fp32"]
+        d = max(rel(two[i], one[i]) for i in one)
+        out["two_ranks_gloo"][objective] = {"losses": two, "max_rel_diff_vs_whole_batch": d,
+                                            "ok": d <= TOLERANCES["two_ranks"]}
+    out["ok"] = all(r["ok"] for r in out["precision"].values()) and out["torchrun_one_process"]["ok"] and \
+        all(r["ok"] for r in out["two_ranks_gloo"].values())
+    return out
+
+
+def in_process_train(args: list[str]) -> None:
+    """``harness train ARGS`` in this process (no process start to pay for each run)."""
+    from harness.cli import main
+
+    code = main(["train", *args])
+    if code:
+        raise RuntimeError(f"harness train {' '.join(args)} -> exit {code}")
+
+
+def cpu_fp16() -> bool:
+    """Whether this torch autocasts fp16 on the CPU (the smoke run's fp16 row)."""
+    import torch
+
+    try:
+        with torch.autocast("cpu", dtype=torch.float16):
+            return bool((torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float16)
+    except (RuntimeError, TypeError):
+        return False
+
+
+def losses(output: Path) -> dict[int, float]:
+    """Each step's loss in ``train_log.jsonl`` (a resumed step: its latest line)."""
+    out = {}
+    for line in (output / "train_log.jsonl").read_text().splitlines():
+        if line.strip():
+            record = json.loads(line)
+            out[int(record["step"])] = float(record["loss"])
+    return out
+
+
+def rel(a: float, b: float) -> float:
+    """|a - b| relative to |b| (absolute where b is 0: step 1 of a queue objective has loss 0)."""
+    return abs(a - b) / max(abs(b), 1.0)
+
+
+# --- (2) a SciFact run --------------------------------------------------------------------------------------
+def part_run(ctx: Context) -> dict[str, Any]:
+    folder = ctx.model("encoder-run", ctx.sizes.run_layers)
+    dataset = ctx.subset() if ctx.smoke else ctx.scifact
+    runs = [("device fp32", ctx.device, "fp32"), ("cpu fp32", "cpu", "fp32")]
+    if cuda(ctx):
+        runs.append(("device bf16", ctx.device, "bf16"))
+    out: dict[str, Any] = {"dataset": str(dataset), "layers": ctx.sizes.run_layers, "runs": {}}
+    for name, device, precision in runs:
+        where = ctx.work / "run" / name.replace(" ", "-")
+        t = time.perf_counter()
+        harness_cli(["run", "--retriever", f"hf:{folder}", "--dataset", str(dataset), "--device", device,
+                     "--precision", precision, "--metric", "ndcg@10", "--metric", "recall@100",
+                     "--output-dir", str(where / "results")], cache=where / "cache")
+        record = next(p for p in (where / "results").rglob("*.json") if "leaderboard" not in p.name)
+        data = json.loads(record.read_text())
+        prov = data.get("retriever_provenance", {})
+        out["runs"][name] = {"metrics": data["metrics"], "seconds": time.perf_counter() - t,
+                             "compute": prov.get("compute"), "device": prov.get("device"),
+                             "search": prov.get("search"), "per_query": data["per_query"]}
+    a, b = out["runs"]["device fp32"], out["runs"]["cpu fp32"]
+    out["device_equals_cpu"] = a["metrics"] == b["metrics"]
+    out["queries_that_differ"] = sorted(q for q in a["per_query"] if a["per_query"][q] != b["per_query"].get(q))
+    if "device bf16" in out["runs"]:
+        c = out["runs"]["device bf16"]["metrics"]
+        out["bf16_delta"] = {m: c[m] - a["metrics"][m] for m in a["metrics"]}
+    for row in out["runs"].values():
+        del row["per_query"]
+    return out
+
+
+# --- (3) encoding ----------------------------------------------------------------------------------------
 def part_encode(ctx: Context) -> dict[str, Any]:
     import numpy as np
     import torch
@@ -220,94 +437,7 @@ def gpu_peaks(size: int = 8192, repeat: int = 10) -> dict[str, float]:
     return out
 
 
-# --- (b) ---------------------------------------------------------------------------------------------------
-def part_run(ctx: Context) -> dict[str, Any]:
-    folder = ctx.model("encoder-run", ctx.sizes.run_layers)
-    dataset = ctx.subset() if ctx.smoke else ctx.scifact
-    runs = [("device fp32", ctx.device, "fp32"), ("cpu fp32", "cpu", "fp32")]
-    if cuda(ctx):
-        runs.append(("device bf16", ctx.device, "bf16"))
-    out: dict[str, Any] = {"dataset": str(dataset), "layers": ctx.sizes.run_layers, "runs": {}}
-    for name, device, precision in runs:
-        where = ctx.work / "run" / name.replace(" ", "-")
-        t = time.perf_counter()
-        harness_cli(["run", "--retriever", f"hf:{folder}", "--dataset", str(dataset), "--device", device,
-                     "--precision", precision, "--metric", "ndcg@10", "--metric", "recall@100",
-                     "--output-dir", str(where / "results")], cache=where / "cache")
-        record = next(p for p in (where / "results").rglob("*.json") if "leaderboard" not in p.name)
-        data = json.loads(record.read_text())
-        prov = data.get("retriever_provenance", {})
-        out["runs"][name] = {"metrics": data["metrics"], "seconds": time.perf_counter() - t,
-                             "compute": prov.get("compute"), "device": prov.get("device"),
-                             "search": prov.get("search"), "per_query": data["per_query"]}
-    a, b = out["runs"]["device fp32"], out["runs"]["cpu fp32"]
-    out["device_equals_cpu"] = a["metrics"] == b["metrics"]
-    out["queries_that_differ"] = sorted(q for q in a["per_query"] if a["per_query"][q] != b["per_query"].get(q))
-    if "device bf16" in out["runs"]:
-        c = out["runs"]["device bf16"]["metrics"]
-        out["bf16_delta"] = {m: c[m] - a["metrics"][m] for m in a["metrics"]}
-    for row in out["runs"].values():
-        del row["per_query"]
-    return out
-
-
-# --- (c) ---------------------------------------------------------------------------------------------------
-def part_train(ctx: Context) -> dict[str, Any]:
-    s = ctx.sizes
-    init = ctx.model("encoder-train", s.train_layers)
-    evaluation = ctx.subset()
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1"]
-    out: dict[str, Any] = {}
-    for objective in OBJECTIVES:
-        base = ["train", "--init", str(init), "--corpus", str(ctx.scifact / "corpus.jsonl"), "--objective", objective,
-                "--steps", str(s.steps), "--warmup-steps", "2", "--batch-size", str(s.batch), "--chunk-length",
-                str(s.chunk), "--queue-size", str(4 * s.batch * 4), "--save-every", str(s.steps // 3),
-                "--keep-last", "3", "--no-progress", "--no-plot", "--precision", "fp32"]
-        row: dict[str, Any] = {}
-        gpu = ctx.work / "train" / objective / "gpu"
-        t = time.perf_counter()
-        harness_cli([*base, "--device", ctx.device, "--output", str(gpu / "out"), "--eval", str(evaluation),
-                     "--eval-output", str(gpu / "eval")], cache=gpu / "cache", launcher=torchrun)
-        row["seconds"] = time.perf_counter() - t
-        first = losses(gpu / "out")
-        evaluated = [json.loads(x) for x in (gpu / "out" / "eval_log.jsonl").read_text().splitlines() if x]
-        row["evaluations"] = len(evaluated)
-        # resume: the newest checkpoint removed, as if the job died after step 2/3 of the run
-        newest = sorted((gpu / "out").glob("checkpoint-*"))[-1]
-        shutil.rmtree(newest)
-        harness_cli([*base, "--device", ctx.device, "--output", str(gpu / "out"), "--resume"], cache=gpu / "cache",
-                    launcher=torchrun)
-        resumed = losses(gpu / "out")
-        redone = [step for step in first if step > s.steps * 2 // 3]
-        row["resume_max_rel_diff"] = max(rel(resumed[i], first[i]) for i in redone)
-        cpu = ctx.work / "train" / objective / "cpu"
-        harness_cli([*base, "--device", "cpu", "--output", str(cpu / "out")], cache=cpu / "cache")
-        on_cpu = losses(cpu / "out")
-        at = s.steps // 3
-        row["loss_at_step"] = at
-        row["loss"] = {"device": first[at], "cpu": on_cpu[at]}
-        row["device_vs_cpu_rel_diff"] = rel(first[at], on_cpu[at])
-        row["ok"] = bool(row["device_vs_cpu_rel_diff"] <= 1e-4 and row["resume_max_rel_diff"] <= 1e-4
-                         and row["evaluations"] >= 1)
-        out[objective] = row
-    return out
-
-
-def losses(output: Path) -> dict[int, float]:
-    """Each step's loss in ``train_log.jsonl`` (a resumed step: its latest line)."""
-    out = {}
-    for line in (output / "train_log.jsonl").read_text().splitlines():
-        if line.strip():
-            record = json.loads(line)
-            out[int(record["step"])] = float(record["loss"])
-    return out
-
-
-def rel(a: float, b: float) -> float:
-    return abs(a - b) / max(abs(b), 1e-30)
-
-
-# --- (d) ---------------------------------------------------------------------------------------------------
+# --- (4) rerank and SPLADE ----------------------------------------------------------------------------------
 def part_rerank_sparse(ctx: Context) -> dict[str, Any]:
     import numpy as np
 
@@ -361,7 +491,7 @@ def same_order(pairs: list[tuple[str, str]], a, b) -> bool:
                for idx in map(np.array, by_query.values()))
 
 
-# --- (e) ---------------------------------------------------------------------------------------------------
+# --- (5) out of memory ----------------------------------------------------------------------------------
 def part_oom(ctx: Context) -> dict[str, Any]:
     import numpy as np
     import torch
@@ -403,8 +533,25 @@ def part_oom(ctx: Context) -> dict[str, Any]:
 
 
 PARTS: dict[str, Callable[[Context], dict[str, Any]]] = {
-    "a_encode": part_encode, "b_run": part_run, "c_train": part_train, "d_rerank_sparse": part_rerank_sparse,
-    "e_oom": part_oom}
+    "1_train": part_train, "2_run": part_run, "3_encode": part_encode, "4_rerank_sparse": part_rerank_sparse,
+    "5_oom": part_oom}
+
+
+def print_estimate() -> dict[str, dict[str, float]]:
+    rows = estimate(FULL)
+    for part, row in rows.items():
+        print(f"estimate {part}: {row['seconds'] / 60:.1f} H100 min ({row['start_s']:.0f} s of process starts, "
+              f"{row['gpu_s']:.0f} s GPU, {row['cpu_s']:.0f} s CPU)")
+    print(f"estimate all parts: {sum(r['seconds'] for r in rows.values()) / 60:.1f} H100 min, machine start not "
+          "counted")
+    return rows
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Whole or not at all: a run killed while writing leaves the previous file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
 
 
 def main() -> int:
@@ -412,16 +559,23 @@ def main() -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="CPU smoke mode: tiny sizes (what CI runs)")
+    parser.add_argument("--estimate", action="store_true", help="print the H100 estimate per part and stop")
     parser.add_argument("--device", default=None, help="cuda (default) or cpu with --smoke")
     parser.add_argument("--scifact", type=Path, default=SCIFACT, help="a BEIR folder (SciFact)")
     parser.add_argument("--tokenizer", type=Path, default=MINILM, help="a folder with a BERT tokenizer")
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)}")
-    parser.add_argument("--json", type=Path, help="also write the figures here after every part")
+    parser.add_argument("--out", type=Path, help="write each part's JSON here (device_check-PART.json) when it ends")
+    parser.add_argument("--json", type=Path, help="also write every part's figures to this one file")
     args = parser.parse_args()
+    if args.estimate:
+        print_estimate()
+        return 0
     device = args.device or ("cpu" if args.smoke else "cuda")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        print("skipped: no CUDA device on this machine (--smoke runs every part on the CPU)")
+        print("skipped: no CUDA device on this machine (--smoke runs every part on the CPU; --estimate prints "
+              "the H100 estimate per part)")
         return 0
+    estimates = print_estimate()
     for what, path in (("SciFact", args.scifact / "corpus.jsonl"), ("a BERT tokenizer", args.tokenizer)):
         require(path, what)
     parts = [p for p in args.parts.split(",") if p]
@@ -431,6 +585,8 @@ def main() -> int:
     name = torch.cuda.get_device_name() if device.startswith("cuda") else "CPU (smoke run, not a figure)"
     FIGURES.update({"device": name, "smoke": args.smoke, "machine": machine(), "date": stamp(),
                     "torch": torch.__version__, "parts": {}})
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
     failed = 0
     with tempfile.TemporaryDirectory(prefix="device-check-") as tmp:
         ctx = Context(SMOKE if args.smoke else FULL, device, args.smoke, args.scifact, args.tokenizer, Path(tmp))
@@ -442,10 +598,14 @@ def main() -> int:
                 failed += 1
                 result = {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()[-3000:]}
             result["seconds"] = round(time.perf_counter() - t, 1)
+            result["estimated_h100_seconds"] = estimates[part]["seconds"]
             FIGURES["parts"][part] = result
             print(f"{part}: {summary(result)}", flush=True)
+            if args.out:
+                write_json(args.out / f"device_check-{part}.json",
+                           {k: v for k, v in FIGURES.items() if k != "parts"} | {"part": part, "result": result})
             if args.json:
-                args.json.write_text(json.dumps(FIGURES, indent=2, default=str) + "\n")
+                write_json(args.json, FIGURES)
     return 1 if failed else 0
 
 
@@ -457,10 +617,13 @@ def summary(result: dict[str, Any]) -> str:
     if "backoffs" in result:
         shown["backoffs"] = len(result["backoffs"])
     shown.update({k: v.get("ok") for k, v in result.items() if isinstance(v, dict) and "ok" in v})
-    return f"{json.dumps(shown, default=str)[:600]} ({result['seconds']} s)"
+    return (f"{json.dumps(shown, default=str)[:600]} ({result['seconds']} s; estimated "
+            f"{result['estimated_h100_seconds']} s on an H100)")
 
 
 if __name__ == "__main__":
     from benchmarks._common import run_and_record
 
+    if "--estimate" in sys.argv:
+        raise SystemExit(main())
     run_and_record(main, __file__)
