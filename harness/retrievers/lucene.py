@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -278,13 +279,38 @@ def run_worker(request: dict, workdir: Path, heap: int, desc: str, total: int | 
         lines = [ln for ln in log_path.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
         reason = next((ln for ln in reversed(lines) if ln.startswith("lucene worker failed")),
                       lines[-1] if lines else f"exit status {proc.returncode}")
-        if "OutOfMemoryError" in reason:
-            reason += f" (heap {heap // 2**20} MiB; set HARNESS_JVM_HEAP, e.g. HARNESS_JVM_HEAP=8g)"
+        stage = desc.split(" (")[0]  # "BM25 search", "impact index", ...
         if any("No space left on device" in ln for ln in lines):  # Lucene then also misses its segments file
-            raise HarnessError(f"BM25 ({request['op']}) failed: no space left on device under {workdir}; free "
-                               "space there or point HARNESS_CACHE at a larger disk")
-        raise HarnessError(f"BM25 ({request['op']}) failed: {reason}")
+            raise HarnessError(f"{stage} failed: no space left on device under {workdir}; free space there or "
+                               "point HARNESS_CACHE at a larger disk")
+        raise HarnessError(f"{stage} failed: {in_our_words(reason, request, heap)}")
     return json.loads(req.with_suffix(".done.json").read_text(encoding="utf-8"))
+
+
+#: Lucene's and the JVM's failures, in the harness's words: (what the engine says, what it means, the fix)
+ENGINE_FAILURES = (
+    ("IndexNotFoundException", "the index at {index} is incomplete or damaged (Lucene finds no segments file)",
+     "delete that folder; the next run builds it again"),
+    ("CorruptIndexException", "the index at {index} is damaged", "delete that folder; the next run builds it again"),
+    ("TooManyClauses", "a query has more terms than Lucene's clause limit", "report it: the limit is raised"),
+    ("OutOfMemoryError", "the JVM ran out of memory (heap {heap} MiB)",
+     "set HARNESS_JVM_HEAP, e.g. HARNESS_JVM_HEAP=8g"),
+    ("NoSuchFileException", "a file Lucene needs is missing under {index}", "delete that folder; the next run "
+     "builds it again"),
+)
+
+
+def in_our_words(reason: str, request: dict, heap: int) -> str:
+    """The worker's one-line reason, said as what it means and what to do; the engine's own words follow
+    only where no known cause matches."""
+    for marker, meaning, fix in ENGINE_FAILURES:
+        if marker in reason:
+            query = re.search(r"query '([^']*)' \((\d+) terms\)", reason)
+            where = f" ({'query ' + repr(query.group(1)) + ', ' + query.group(2) + ' terms'})" if query else ""
+            return (meaning.format(index=request.get("index", "?"), heap=heap // 2**20) + where
+                    + f" (fix: {fix.format(index=request.get('index', '?'))})")
+    said = re.sub(r"^lucene worker failed: (JavaException: )?(JVM exception occurred: )?", "", reason)
+    return f"Lucene reported: {said}"
 
 
 def _read_progress(path: Path) -> int:

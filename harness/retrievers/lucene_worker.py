@@ -29,6 +29,9 @@ import threading
 from pathlib import Path
 
 JACKSON_MAX_STRING = 2**31 - 1  # the harness's own reader bounds a line (HARNESS_MAX_LINE_BYTES)
+#: Lucene's limit on a query's clauses (1024 by default); an impact query has one per term the model gives
+#: weight to (up to its vocabulary, 30,522 for BERT's), so it is raised as far as Lucene allows
+MAX_CLAUSES = 2**31 - 1
 
 
 def _die_with_parent() -> None:
@@ -148,6 +151,8 @@ def _impact_search(req: dict, heap: int) -> dict:
     from harness.retrievers import jvm
 
     info = _start(heap)
+    jvm.autoclass("org.apache.lucene.search.IndexSearcher").setMaxClauseCount(MAX_CLAUSES)
+    info["max_clause_count"] = MAX_CLAUSES
     searcher = jvm.autoclass("io.anserini.search.SimpleImpactSearcher")(req["index"])
     jmap, jlist, jint = (jvm.autoclass("java.util.HashMap"), jvm.autoclass("java.util.ArrayList"),
                          jvm.autoclass("java.lang.Integer"))
@@ -167,13 +172,29 @@ def _impact_search(req: dict, heap: int) -> dict:
                     m.put(term, jint(int(weight)))
                 qs.add(m)
                 ids.add(q["id"])
-            results = searcher.batch_search(qs, ids, int(req["k"]), int(req["threads"]))
+            try:
+                results = searcher.batch_search(qs, ids, int(req["k"]), int(req["threads"]))
+            except Exception as e:  # Anserini's batch search hides the cause: find the query and its own error
+                raise RuntimeError(_first_failing(searcher, jmap, jint, chunk, int(req["k"])) or str(e)) from None
             hits = {r.getKey(): r.getValue() for r in results.entrySet().toArray()}
             for q in chunk:
                 for h in hits.get(q["id"], []):
                     f.write(json.dumps([q["id"], h.docid, float(h.score)], ensure_ascii=False) + "\n")
             progress.write_text(str(start + len(chunk)))
     return {**info, "documents": int(searcher.get_total_num_docs())}
+
+
+def _first_failing(searcher: object, jmap: object, jint: object, chunk: list[dict], k: int) -> str | None:
+    """The first query of ``chunk`` whose search fails alone, and Lucene's reason (None when none does)."""
+    for q in chunk:
+        m = jmap()  # type: ignore[operator]
+        for term, weight in q["vector"].items():
+            m.put(term, jint(int(weight)))  # type: ignore[operator]
+        try:
+            searcher.search(m, k)  # type: ignore[attr-defined]
+        except Exception as e:
+            return f"query {q['id']!r} ({len(q['vector'])} terms): {e}"
+    return None
 
 
 def main(argv: list[str]) -> int:
