@@ -192,6 +192,6 @@ def render_not_runnable(rows: Sequence[NotRunnable], fmt: str = "text") -> str:
         return ""
     table = [[r.published.source, r.published.system, r.retriever or "—", r.published.dataset, r.published.metric,
               f"{r.published.value:.{r.published.decimals}f}", "not runnable", r.reason] for r in rows]
-    return tabulate(table, headers=["source", "published system", "retriever", "dataset", "metric", "published",
-                                    "status", "why"], tablefmt={"text": "simple", "markdown": "github"}[fmt],
-                    disable_numparse=True)
+    return str(tabulate(table, headers=["source", "published system", "retriever", "dataset", "metric", "published",
+                                        "status", "why"], tablefmt={"text": "simple", "markdown": "github"}[fmt],
+                        disable_numparse=True))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from harness.errors import HarnessError
 
@@ -50,7 +51,7 @@ def longest_line(path: Path) -> int:
 
 
 def embedding_plan(n_docs: int, dim: int, itemsize: int, shard_size: int, model_bytes: int,
-                   n_queries: int, depth: int) -> dict:
+                   n_queries: int, depth: int) -> dict[str, Any]:
     """Disk for the stored vectors; peak memory of encoding one shard and of searching one shard."""
     disk = n_docs * dim * itemsize
     shard = min(shard_size, n_docs)
@@ -60,7 +61,7 @@ def embedding_plan(n_docs: int, dim: int, itemsize: int, shard_size: int, model_
     return {"documents": n_docs, "disk_bytes": disk, "memory_bytes": max(encode_peak, search_peak)}
 
 
-def check_plan(plan: dict, cache_dir: Path, *, already_on_disk: int = 0) -> None:
+def check_plan(plan: dict[str, Any], cache_dir: Path, *, already_on_disk: int = 0) -> None:
     """Refuse early, naming the options that would make the job fit."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(cache_dir).free

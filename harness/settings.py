@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 from harness.errors import HarnessError
 
@@ -62,16 +63,16 @@ class EncodeSettings:
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise HarnessError(f"--{name.replace('_', '-')} must be a positive integer, not {value!r}")
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def changed(self) -> dict:
+    def changed(self) -> dict[str, Any]:
         """The fields that differ from the reference defaults, in declaration order."""
         ref = EncodeSettings()
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != getattr(ref, f.name)}
 
     @classmethod
-    def from_dict(cls, values: dict) -> EncodeSettings:
+    def from_dict(cls, values: dict[str, Any]) -> EncodeSettings:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -96,12 +97,12 @@ class Execution:
             raise HarnessError(f"--threads must be at least 1, not {self.threads!r}")
 
 
-def settings_label(changed: dict) -> str:
+def settings_label(changed: dict[str, Any]) -> str:
     """``precision=bf16,max_length=256`` for the settings that differ from the reference ('' if none)."""
     return ",".join(f"{k}={_short(v)}" for k, v in changed.items())
 
 
-def settings_digest(changed: dict) -> str:
+def settings_digest(changed: dict[str, Any]) -> str:
     """A short, stable digest of non-reference settings (the suffix of record and run-file names)."""
     return hashlib.sha256(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:8]
 

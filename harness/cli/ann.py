@@ -12,7 +12,7 @@ import json
 from harness.cli.common import add_execution, add_settings
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("ann", help="build an approximate index over cached embeddings; report its recall vs exact")
     p.add_argument("--retriever", "-r", required=True, metavar="NAME", help="a dense retriever (hf:<model>, ...)")
     p.add_argument("--dataset", "-d", required=True, metavar="ID|PATH", help="registered id or folder")

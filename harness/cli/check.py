@@ -15,7 +15,7 @@ from harness.cli.common import (
 )
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("check", help="check results against regression baselines; non-zero exit on any regression",
                        description="Run (or reuse) what the baseline rows need and print expected, got, delta, "
                                    "tolerance and OK/FAIL per row. Exit status 1 when any row fails.")

@@ -23,7 +23,7 @@ from harness.cli.common import (
 from harness.settings import RESAMPLES, SEED
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("compare", help="paired significance tests of retriever B against retriever A",
                        description="Run (or reuse) two retrievers on datasets and test their per-query differences.")
     p.add_argument("--retriever", "-r", dest="retrievers", action="append", required=True, metavar="NAME",

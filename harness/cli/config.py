@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("config", help="show or set the data root and the cache (one file; environment wins)",
                        description="Without arguments: each setting, its value and where it comes from. "
                                    "`set KEY PATH` and `unset KEY` change the configuration file.")

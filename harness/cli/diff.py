@@ -9,7 +9,7 @@ from typing import Any
 from harness.cli.common import add_output_dir
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("diff", help="explain why two results differ: every differing setting, the metric deltas "
                                     "and the queries that moved most",
                        description="Compare two result records: give their paths, or --retriever twice (or once "

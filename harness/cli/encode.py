@@ -25,7 +25,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     add_execution(p)  # --shard-size must match between encode and merge
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("encode", help="encode a corpus (or one shard of it) into the embedding cache",
                        description="Encode a corpus into the content-keyed embedding cache; --shard i/n "
                                    "encodes every n-th chunk starting at i, so n jobs share the work.")

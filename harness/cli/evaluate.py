@@ -9,7 +9,7 @@ from pathlib import Path
 from harness.cli.common import add_metrics
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("evaluate", help="score a TREC run file against qrels (trec_eval semantics)")
     p.add_argument("--qrels", type=Path, required=True, help="TREC qrels or BEIR qrels TSV")
     p.add_argument("--run", type=Path, required=True, help="TREC run file")

@@ -10,7 +10,7 @@ from pathlib import Path
 from harness.cli.common import add_output_dir
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("export", help="write records in MTEB's result format or as one per-query table",
                        description="Export result records: --format mteb writes <DEST>/<model>/<revision>/<Task>.json "
                                    "and model_meta.json (the MTEB results repository's layout); --format per-query "

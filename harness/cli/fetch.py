@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("fetch", help="download datasets into the data root (HARNESS_DATA)")
     p.add_argument("ids", nargs="+", metavar="ID", help="dataset ids, e.g. beir/scifact, or a suite name")
     p.set_defaults(func=cmd_fetch)

@@ -14,7 +14,7 @@ from pathlib import Path
 from harness.cli.common import add_output_dir
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("leaderboard", help="print the retriever x dataset table of one metric")
     add_output_dir(p)
     p.add_argument("--metric", default="ndcg@10",

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from harness.data.registry import DatasetSpec
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("list", help="list registered retrievers or datasets")
     p.add_argument("what", choices=["retrievers", "datasets", "suites"],
                    help="retrievers (with their recipes), datasets (marked when present here) or suites")

@@ -10,7 +10,7 @@ from pathlib import Path
 from harness.cli.common import add_output_dir
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("report", help="write one self-contained HTML page of the results (no server needed)",
                        description="Write one static HTML page of every result record under --output-dir: the "
                                    "leaderboard (a tab per metric, sortable, provenance on click), each score "

@@ -15,7 +15,7 @@ from harness.cli.common import (
 )
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("reproduce", help="run (or reuse) published systems and judge them against their published "
                                          "scores",
                        description="Every published row of the chosen systems, sources and datasets: published, "

@@ -16,7 +16,7 @@ from harness.cli.common import (
 )
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("run", help="run retrievers on datasets, write run files, records and the leaderboard",
                        description="Run retrievers on datasets; reuses finished (retriever, settings, dataset) "
                                    "results whose inputs are unchanged.")

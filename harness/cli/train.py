@@ -47,7 +47,7 @@ def add_options(p: argparse.ArgumentParser, cls: type) -> None:
         shown = "" if default is None or default == [] else \
             f" (default: {' '.join(default) if isinstance(default, list) else _shown(default)})"
         help_text = md["help"] + shown
-        kw: dict = {"dest": f.name, "help": help_text}
+        kw: dict[str, Any] = {"dest": f.name, "help": help_text}
         kind = str(f.type)
         if kind == "bool" and md.get("negate"):
             g.add_argument(md["negate"], action="store_false", dest=f.name, default=argparse.SUPPRESS,
@@ -83,8 +83,8 @@ def _add_objective_options(p: argparse.ArgumentParser) -> None:
     by_owner: dict[str, list[Any]] = {}
     for name, (param, owners) in all_options().items():
         by_owner.setdefault(", ".join(owners), []).append((name, param))
-    for owners, options in by_owner.items():
-        g = p.add_argument_group(f"objective {owners}" if "," not in owners else f"objectives {owners}")
+    for whose, options in by_owner.items():
+        g = p.add_argument_group(f"objective {whose}" if "," not in whose else f"objectives {whose}")
         for name, param in options:
             shown = "" if param.default is None else f" (default: {_shown(param.default)})"
             kw: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": param.help + shown,
@@ -113,7 +113,7 @@ def _shown(value: object) -> str:
     return str(value)
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``train`` and ``finetune``: their options come from ``TrainConfig`` and ``FinetuneConfig``."""
     from harness.train.config import FinetuneConfig, TrainConfig
 
@@ -135,7 +135,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     f.set_defaults(func=cmd_finetune)
 
 
-def _merge_config(args: argparse.Namespace, cls: type) -> dict:
+def _merge_config(args: argparse.Namespace, cls: type) -> dict[str, Any]:
     """Options given on the command line, then the YAML file's; what neither gives keeps the dataclass
     default. The parser suppresses every default, so a command-line value equal to the default still wins
     over the YAML file."""
@@ -171,7 +171,7 @@ def _merge_config(args: argparse.Namespace, cls: type) -> dict:
     return values
 
 
-def _build(cls: type[Any], values: dict, required: tuple[str, ...]) -> Any:
+def _build(cls: type[Any], values: dict[str, Any], required: tuple[str, ...]) -> Any:
     from dataclasses import fields
 
     missing = [f"--{r}" for r in required if not values.get(r)]
@@ -201,7 +201,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from harness.train.finetune import FinetuneConfig, finetune
+    from harness.train.config import FinetuneConfig
+    from harness.train.finetune import finetune
 
     values = _merge_config(args, FinetuneConfig)
     cfg = _build(FinetuneConfig, values, ("init", "dataset", "output"))

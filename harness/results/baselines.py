@@ -20,6 +20,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.errors import DataError, HarnessError
 from harness.metrics import parse_measure
@@ -71,7 +72,7 @@ class Published:
     @property
     def tolerance(self) -> float:
         """Half a unit of the last decimal its source prints: what "reproduces it" means."""
-        return 0.5 * 10 ** -self.decimals
+        return float(0.5 * 10 ** -self.decimals)
 
 
 def baselines_dir() -> Path:
@@ -136,7 +137,7 @@ def read_regression(path: str | Path) -> list[Expected]:
     """Regression baseline rows of one file; a (retriever, dataset, split, metric) may appear once."""
     path = Path(path)
     out: list[Expected] = []
-    seen: dict[tuple, int] = {}
+    seen: dict[tuple[Any, ...], int] = {}
     for no, row in _rows(path, REGRESSION_COLUMNS):
         metric = _metric(path, no, row["metric"])
         key = (row["retriever"], row["dataset"], row["split"], metric)
@@ -253,4 +254,4 @@ def decimals(value: float) -> int:
 
 def tolerance(value: float) -> float:
     """Half a unit of the published figure's last decimal: what "reproduces it" means."""
-    return 0.5 * 10 ** -decimals(value)
+    return float(0.5 * 10 ** -decimals(value))

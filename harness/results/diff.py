@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from harness.results.records import ResultRecord
 
@@ -145,7 +146,7 @@ def diff(a: ResultRecord, b: ResultRecord, *, metric: str | None = None, top: in
                 moved_queries(a, b, metric, top, texts), metric, causes(diffs, "A", "B"))
 
 
-def against_published(a: ResultRecord, published: Sequence, systems: dict[str, list[str]]) -> Diff:
+def against_published(a: ResultRecord, published: Sequence[Any], systems: dict[str, list[str]]) -> Diff:
     """A record beside every published score of its system on its dataset, with the known causes."""
     from harness.results.baselines import mapped_names, same_retriever
 

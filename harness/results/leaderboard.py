@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from filelock import FileLock
@@ -32,7 +33,7 @@ def _metric_order(names: set[str]) -> list[str]:
     return sorted(names, key=key)
 
 
-def fold(records: Sequence[ResultRecord], imported: Sequence[dict] = ()) -> pd.DataFrame:
+def fold(records: Sequence[ResultRecord], imported: Sequence[dict[str, Any]] = ()) -> pd.DataFrame:
     """Rows (retriever, settings, dataset, split, metrics...) from records and imported rows (one metric
     each, ``harness.results.exchange``), with collection means added."""
     rows = [{"retriever": r.retriever, "settings": r.settings_label, "dataset": r.dataset, "split": r.split,
@@ -167,7 +168,7 @@ def render(pivot: pd.DataFrame, metric: str, averaged: list[str], notes: list[st
 BETTER, WORSE = "▲", "▼"
 
 
-def _mark(marks: dict | None, retriever: str, dataset: str) -> str:
+def _mark(marks: dict[tuple[str, str], str] | None, retriever: str, dataset: str) -> str:
     symbol = (marks or {}).get((retriever, dataset), "")
     return f" {symbol}" if symbol else ""
 
@@ -221,7 +222,7 @@ def significance_marks(records: Sequence[ResultRecord], pivot: pd.DataFrame, met
     return marks, base, notes
 
 
-def against_published(df: pd.DataFrame, metric: str, published: Sequence, systems: dict[str, list[str]], *,
+def against_published(df: pd.DataFrame, metric: str, published: Sequence[Any], systems: dict[str, list[str]], *,
                       split: str | None = None, datasets: Sequence[str] | None = None) -> pd.DataFrame:
     """Each of our scores of ``metric`` beside every published score of the same system, dataset and split.
 

@@ -40,19 +40,19 @@ class ResultRecord:
     queries_answered: int = 0
     documents_searched: int | None = None
     first_hit_rank: dict[str, int | None] | None = None  # open-domain QA: rank of each question's first hit
-    retriever_spec: dict = field(default_factory=dict)
-    retriever_fingerprint: dict = field(default_factory=dict)
-    protocol: dict = field(default_factory=dict)
+    retriever_spec: dict[str, Any] = field(default_factory=dict)
+    retriever_fingerprint: dict[str, Any] = field(default_factory=dict)
+    protocol: dict[str, Any] = field(default_factory=dict)
     #: what each protocol rule removed, per query: {"drop_self_hits": {qid: n}}; no key where no rule applied
     removed_by_protocol: dict[str, dict[str, int]] = field(default_factory=dict)
-    dataset_provenance: dict = field(default_factory=dict)
-    environment: dict = field(default_factory=dict)
+    dataset_provenance: dict[str, Any] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
     device: str | None = None
     harness_version: str = ""
-    index: dict = field(default_factory=dict)
-    corpus: dict = field(default_factory=dict)
-    retriever_provenance: dict = field(default_factory=dict)
-    timings: dict = field(default_factory=dict)
+    index: dict[str, Any] = field(default_factory=dict)
+    corpus: dict[str, Any] = field(default_factory=dict)
+    retriever_provenance: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, Any] = field(default_factory=dict)
     reused_run: bool = False
     schema: str = SCHEMA
 
@@ -66,7 +66,7 @@ class ResultRecord:
         """How tables name this row: the retriever, plus its settings when they are not the reference."""
         return f"{self.retriever} [{self.settings_label}]" if self.settings else self.retriever
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
@@ -139,13 +139,13 @@ def _number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def record_stem(slug: str, settings: dict) -> str:
+def record_stem(slug: str, settings: dict[str, Any]) -> str:
     """The file stem of a record and its run file: the slug, plus a digest of non-reference settings."""
     return f"{slug}+{settings_digest(settings)}" if settings else slug
 
 
 def record_paths(output_dir: Path, dataset_id: str, split: str, slug: str,
-                 settings: dict | None = None) -> tuple[Path, Path]:
+                 settings: dict[str, Any] | None = None) -> tuple[Path, Path]:
     folder = inside(Path(output_dir), Path(output_dir) / dataset_id / split, f"dataset {dataset_id!r}, split {split!r}")
     stem = record_stem(slug, settings or {})
     return folder / f"{stem}.json", folder / f"{stem}.trec"

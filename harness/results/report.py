@@ -125,7 +125,7 @@ def leaderboard_section(records: Sequence[ResultRecord], baseline: str | None) -
     out = ["<h2>Leaderboard</h2>", _tabs("metric", metrics)]
     for i, metric in enumerate(metrics):
         pivot, averaged, notes = table(df, metric)
-        marks: dict = {}
+        marks: dict[tuple[str, str], str] = {}
         if baseline and not pivot.empty:
             try:
                 marks, _, extra = significance_marks(records, pivot, metric, baseline)
@@ -220,7 +220,8 @@ def pair_section(records: Sequence[ResultRecord], pair: Sequence[str] | None, ba
     """The per-query comparison of two retrievers on every dataset both ran (by default the baseline against
     the first other retriever, or the first two)."""
     from harness.results.baselines import same_retriever
-    from harness.results.stats import RESAMPLES, SEED, compare_records
+    from harness.results.stats import compare_records
+    from harness.settings import RESAMPLES, SEED
 
     labels = list(dict.fromkeys(r.label for r in records))
     unknown = [n for n in (pair or []) if n not in labels]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -49,7 +49,7 @@ def _diffs(a: Sequence[float], b: Sequence[float]) -> np.ndarray:
         raise HarnessError("paired tests need at least one query")
     if not (np.isfinite(x).all() and np.isfinite(y).all()):
         raise HarnessError("per-query scores must be finite numbers")
-    return y - x
+    return np.asarray(y - x, dtype=np.float64)
 
 
 def paired_t_test(a: Sequence[float], b: Sequence[float]) -> TestResult:
@@ -189,7 +189,7 @@ class PairedComparison:
     def pvalue(self, test: str) -> float:
         return {"t": self.t, "wilcoxon": self.wilcoxon, "randomization": self.randomization}[test].pvalue
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("diffs")
         return d

@@ -25,13 +25,13 @@ STATE_FILE = "training_state.pt"
 _NAME = re.compile(r"^checkpoint-(\d+)$")
 
 
-def encoder_block(cfg: EncoderConfig) -> dict:
+def encoder_block(cfg: EncoderConfig) -> dict[str, Any]:
     return {"pooling": cfg.pooling, "normalize": cfg.normalize,
             "similarity": "cos" if cfg.normalize else "dot", "max_length": cfg.max_length}
 
 
-def checkpoint_metadata(*, encoder: EncoderConfig, objective: str, hyperparameters: dict, data_checksum: str,
-                        step: int, init: str, extra: dict | None = None) -> dict:
+def checkpoint_metadata(*, encoder: EncoderConfig, objective: str, hyperparameters: dict[str, Any], data_checksum: str,
+                        step: int, init: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"format": CHECKPOINT_FORMAT, "encoder": encoder_block(encoder), "objective": objective,
             "hyperparameters": hyperparameters, "data_checksum": data_checksum, "step": step,
             "harness_version": __version__, "init": init, **(extra or {})}
@@ -96,8 +96,8 @@ def read_metadata(folder: Path) -> dict[str, Any]:
     return meta
 
 
-def save_checkpoint(output: Path, step: int, model: Any, tokenizer: Any, metadata: dict, state: dict | None,
-                    keep_last: int) -> Path:
+def save_checkpoint(output: Path, step: int, model: Any, tokenizer: Any, metadata: dict[str, Any],
+                    state: dict[str, Any] | None, keep_last: int) -> Path:
     """Write ``output/checkpoint-<step>`` atomically and delete all but the newest ``keep_last``. Weights that
     are not all finite are refused: no checkpoint full of NaN is ever written."""
     check_finite_weights(model, step, output)
@@ -128,7 +128,7 @@ def save_checkpoint(output: Path, step: int, model: Any, tokenizer: Any, metadat
 STATE_KEYS = ("step", "optimizer", "scheduler", "rng")
 
 
-def load_state(folder: Path) -> dict:
+def load_state(folder: Path) -> dict[str, Any]:
     """A checkpoint's training state (torch.load with weights_only: no code runs), checked to hold what a
     resume restores; a truncated, foreign or pickled-code file is one line."""
     path = folder / STATE_FILE
@@ -144,7 +144,7 @@ def load_state(folder: Path) -> dict:
     return state
 
 
-def rng_state(device: torch.device | None = None) -> dict:
+def rng_state(device: torch.device | None = None) -> dict[str, Any]:
     """Every RNG the trainer touches: python, numpy's global, torch's CPU generator and, on a GPU, the
     generator of this rank's own device (by rank, not by device index: a resume on another node layout,
     1 x 8 GPUs -> 2 x 4, restores each rank's state to that rank's device)."""
@@ -160,7 +160,7 @@ def rng_state(device: torch.device | None = None) -> dict:
     return state
 
 
-def set_rng_state(state: dict, device: torch.device | None = None) -> None:
+def set_rng_state(state: dict[str, Any], device: torch.device | None = None) -> None:
     py = state["python"]
     random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
     n = state["numpy"]

@@ -192,7 +192,7 @@ class TrainConfig(RunOptions):
                                     f"{', '.join(p.name for p in declared.values())})" if declared else ""))
             declared[name].check(value, f"harness train --objective {self.objective}")
 
-    def hyperparameters(self) -> dict:
+    def hyperparameters(self) -> dict[str, Any]:
         """The method's options, the objective's own among them (filled with their defaults), and m."""
         options = {k: self.option(k) for k in get_objective(self.objective).declared()}
         fixed = {k: v for k, v in method_fields(self).items() if k != "objective_options"}
@@ -231,7 +231,7 @@ def check_options(cfg: Any) -> None:
         param.check(value, where)
 
 
-def method_fields(cfg: Any) -> dict:
+def method_fields(cfg: Any) -> dict[str, Any]:
     """The options of a config that are part of the method (what a checkpoint records and ``--resume``
     must match): every field not marked as run control."""
     control = run_control(type(cfg))
@@ -286,5 +286,5 @@ class FinetuneConfig(RunOptions):
         """Fine-tuning's objective declares no options of its own."""
         raise HarnessError(f"harness finetune has no option --{name.replace('_', '-')}")
 
-    def hyperparameters(self) -> dict:
+    def hyperparameters(self) -> dict[str, Any]:
         return method_fields(self)

@@ -77,7 +77,7 @@ def pad_batch(seqs: list[np.ndarray], pad: int) -> tuple[torch.Tensor, torch.Ten
     return torch.from_numpy(ids), torch.from_numpy(mask)
 
 
-class ContrastiveBatches(torch.utils.data.Dataset):
+class ContrastiveBatches(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
     """Item ``i`` = micro-batch ``i`` of this rank: ``batch_size`` windows, each giving 1 anchor and
     ``m`` key crops. Returns anchor_ids/anchor_mask [B, T] and key_ids/key_mask [B*m, T] (window-major).
 

@@ -149,7 +149,7 @@ class TokenStream:
     folder: Path
     tokens: np.ndarray
     offsets: np.ndarray
-    meta: dict
+    meta: dict[str, Any]
 
     @classmethod
     def open(cls, folder: Path) -> TokenStream:
@@ -160,7 +160,7 @@ class TokenStream:
 
     @property
     def checksum(self) -> str:
-        return self.meta["source_checksum"]
+        return str(self.meta["source_checksum"])
 
 
 def build_token_stream(source: TextSource, tokenizer: Any, cache_dir: Path, batch: int = 1000,

@@ -49,8 +49,8 @@ def init_encoder_config(init: str, pooling: str | None, normalize: bool | None,
     conventions), with the user's overrides applied."""
     path = Path(init).expanduser()
     cfg = read_encoder_config(path) if path.is_dir() else _hub_encoder_config(init)
-    over: dict = {k: v for k, v in (("pooling", pooling), ("normalize", normalize), ("max_length", max_length))
-                  if v is not None}
+    over: dict[str, Any] = {k: v for k, v in (("pooling", pooling), ("normalize", normalize),
+                                              ("max_length", max_length)) if v is not None}
     cfg = replace(cfg, **over)
     return replace(cfg, similarity="cos" if cfg.normalize else "dot")
 

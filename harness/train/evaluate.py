@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from harness.train.config import RunOptions
@@ -25,13 +25,13 @@ def _run(retriever: str, cfg: RunOptions) -> list[ResultRecord]:
                execution=Execution(device=cfg.device, trust_remote_code=cfg.trust_remote_code))
 
 
-def _append(output: Path, rows: list[dict]) -> None:
+def _append(output: Path, rows: list[dict[str, Any]]) -> None:
     with open(output / EVAL_LOG, "a", encoding="utf-8") as f:
         for row in rows:
             f.write(json.dumps(row) + "\n")
 
 
-def _rows(records: list[ResultRecord], step: int | None, retriever: str) -> list[dict]:
+def _rows(records: list[ResultRecord], step: int | None, retriever: str) -> list[dict[str, Any]]:
     return [{"step": step, "retriever": retriever, "dataset": r.dataset, "metrics": r.metrics} for r in records]
 
 

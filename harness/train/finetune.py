@@ -53,11 +53,12 @@ def finetune(cfg: FinetuneConfig) -> TrainResult:
     from harness.devices import exact_float32
     from harness.io import cached_sha256
     from harness.train.checkpoint import checkpoint_metadata, claim_output, save_checkpoint
+    from harness.train.config import LOG_FILE
     from harness.train.encoder import init_encoder_config
     from harness.train.loop import RunState, fold_stats, objective_step, optimise
     from harness.train.objectives import SupervisedPairs
     from harness.train.setup import optimiser, seed_everything, start_model
-    from harness.train.trainer import LOG_FILE, TrainResult
+    from harness.train.trainer import TrainResult
 
     cfg.validate()  # every option against its declaration (--batch-size >= 2: in-batch negatives)
     claim_output(Path(cfg.output), resume=False, overwrite=cfg.overwrite)

@@ -45,10 +45,10 @@ class KeyQueue:
         self.ptr = end % self.size
         self.filled = min(self.size, self.filled + n)
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         return {"buffer": self.buffer.cpu().clone(), "ptr": self.ptr, "filled": self.filled}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.buffer.copy_(state["buffer"])
         self.ptr, self.filled = int(state["ptr"]), int(state["filled"])
 
@@ -90,7 +90,8 @@ def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     afterwards, data parallel training equals one process with the whole batch."""
     if not is_distributed():
         return x, 0
-    return _GatherWithGrad.apply(x), rank_and_size()[0] * x.shape[0]
+    gathered: torch.Tensor = _GatherWithGrad.apply(x)  # type: ignore[no-untyped-call]
+    return gathered, rank_and_size()[0] * x.shape[0]
 
 
 def fold_over_ranks(values: dict[str, float], how: dict[str, str]) -> dict[str, float]:

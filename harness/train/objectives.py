@@ -107,8 +107,9 @@ class QueueObjective(Objective):
     """Anchors against key crops from the momentum encoder, with the queue's keys as negatives; the step's
     keys reach the queue once, after every micro-batch (so no micro-batch sees an earlier one's keys)."""
 
-    params = (Param("--queue-size", int, 131072, "negative keys kept in the queue", low=0, high=2**31 - 1),
-              Param("--momentum", float, 0.9995, "momentum of the key encoder", low=0, high=1))
+    params: ClassVar[tuple[Param, ...]] = (
+        Param("--queue-size", int, 131072, "negative keys kept in the queue", low=0, high=2**31 - 1),
+        Param("--momentum", float, 0.9995, "momentum of the key encoder", low=0, high=1))
 
     def pair_loss(self, cfg: TrainConfig, q: torch.Tensor, keys: torch.Tensor,
                   negatives: torch.Tensor | None) -> LossOutput:
@@ -144,13 +145,13 @@ class QueueObjective(Objective):
 class RelevanceAware(QueueObjective):
     name = "relevance-aware"
     summary = "relevance-aware (ReContriever)"
-    params = (Param("--pairs", int, 4, "key crops per window m", low=1, high=1024),
-              Param("--weight-guard", str, "clamp", "guard of the relevance normalisation against non-positive "
-                    "sums; uniform: equal weights, the control arm (docs/TRAINING.md)", choices=WEIGHT_GUARDS),
-              Param("--weight-eps", float, 1e-6, "epsilon of the relevance normalisation", low=0, high=1,
-                    low_open=True),
-              Param("--weight-temperature", float, 1.0, "temperature of --weight-guard softmax", low=0, high=100,
-                    low_open=True))
+    params: ClassVar[tuple[Param, ...]] = (
+        Param("--pairs", int, 4, "key crops per window m", low=1, high=1024),
+        Param("--weight-guard", str, "clamp", "guard of the relevance normalisation against non-positive sums; "
+              "uniform: equal weights, the control arm (docs/TRAINING.md)", choices=WEIGHT_GUARDS),
+        Param("--weight-eps", float, 1e-6, "epsilon of the relevance normalisation", low=0, high=1, low_open=True),
+        Param("--weight-temperature", float, 1.0, "temperature of --weight-guard softmax", low=0, high=100,
+              low_open=True))
 
     def pairs_per_window(self, cfg: TrainConfig) -> int:
         return int(cfg.option("pairs"))

@@ -60,7 +60,7 @@ class TrainResult:
     output: Path
     checkpoints: list[Path] = field(default_factory=list)
     last_step: int = 0
-    evaluations: list = field(default_factory=list)  # harness.results.records.ResultRecord
+    evaluations: list[Any] = field(default_factory=list)  # harness.results.records.ResultRecord
     encoder: object = None  # the trained query encoder and the MoCo queue, for tests and notebooks
     queue: object = None
 
@@ -241,7 +241,7 @@ def _setup(cfg: TrainConfig, resume: bool, rank: int, world: int) -> RunState:
     opt, sched = optimiser(encoder, lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps,
                            steps=cfg.steps, betas=(cfg.beta1, cfg.beta2), eps=cfg.adam_eps)
     start = 0
-    state: dict = {}
+    state: dict[str, Any] = {}
     if resume_from:
         state = load_state(resume_from)
         saved_world = len(state["rng"])
