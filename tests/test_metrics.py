@@ -185,7 +185,10 @@ def test_one_parser_reads_both_spellings(text, canonical, ir):
 
 @pytest.mark.parametrize("bad,why", [
     ("nDCG(rel=2)@10", "nDCG uses the grades"), ("Judged(rel=2)@10", "takes no relevance level"),
-    ("R(foo=1)@10", "unknown parameter"), ("R(rel=0)@10", "at least 1"), ("R(rel=x)@10", "unknown parameter"),
+    ("R(foo=1)@10", "unknown parameter 'foo=1' (R takes rel=N, judged_only=true)"),
+    ("R(rel=0)@10", "rel=0 is not a valid value; expected an integer >= 1"),
+    ("R(rel=x)@10", "rel='x' is not a valid value; expected an integer >= 1"),
+    ("R(rel=2,rel=3)@10", "the parameter rel is given twice"), ("nDCG(dcg=exp)@10", "expected one of log2, exp-log2"),
     ("Judged", "needs a cut-off"), ("Accuracy", "needs a cut-off"), ("ERR@10", "unknown metric"),
     ("R@0", "at least 1")])
 def test_the_parser_refuses_with_the_reason(bad, why):
@@ -208,3 +211,92 @@ def test_the_measure_parser_is_the_only_one_in_the_tree():
                     r"(accuracy|ndcg|recall)[^ ]*\\d|@\\?\(\\d|@\\s\*", node.value):
                 raise AssertionError(f"{path.relative_to(REPO)}: a measure-name pattern {node.value!r}; parse "
                                      "with harness.metrics.parse_measure")
+
+
+# --- the open measure language (issue 37): declared parameters, names read as before -------------------------
+#: every spelling the parser read before the parameters were declared, with the measure it read (issue 37:
+#: unchanged); "a|b" lists spellings of one measure
+AS_BEFORE = {
+    "ndcg@10|nDCG@10|NDCG@10|  nDCG@10 |ndcg @10|nDCG  @ 10|ndcg@010": "ndcg@10",
+    "recall@10|r@10|R@10": "recall@10", "recall(rel=2)@10|r(rel=2)@10|R(rel=2)@10": "recall(rel=2)@10",
+    "p@10|P@10|precision@10|P(rel=1)@10": "p@10", "p(rel=2)@10|P(rel=2)@10|precision(rel=2)@10": "p(rel=2)@10",
+    "map@10|ap@10|AP@10": "map@10", "map(rel=2)@10|ap(rel=2)@10|AP(rel=2)@10": "map(rel=2)@10",
+    "map|ap|AP": "map", "map(rel=2)|ap(rel=2)|AP(rel=2)": "map(rel=2)",
+    "mrr@10|rr@10|RR@10|recip_rank@10": "mrr@10", "mrr|rr|RR|recip_rank": "mrr",
+    "mrr(rel=2)|rr(rel=2)|RR(rel=2)|recip_rank(rel=2)": "mrr(rel=2)",
+    "success@10|Success@10": "success@10", "success(rel=2)@10|Success(rel=2)@10": "success(rel=2)@10",
+    "judged@10|Judged@10": "judged@10",
+    "accuracy@10|Accuracy@10|acc@10|top@10|top-k accuracy@10|topk accuracy@10|top-k acc@10": "accuracy@10",
+    "top-20 accuracy|top20 accuracy|accuracy-20|acc20|top20|top-20|Top-20 Accuracy": "accuracy@20",
+    "top-5 acc": "accuracy@5",
+}
+
+
+@pytest.mark.parametrize("spellings,canonical", AS_BEFORE.items())
+def test_every_name_read_before_reads_the_same_measure(spellings, canonical):
+    for text in spellings.split("|"):
+        assert str(parse_measure(text)) == canonical, text
+
+
+@pytest.mark.parametrize("text,canonical,ir", [
+    ("nDCG(judged_only=True)@10", "ndcg(judged_only=true)@10", "nDCG(judged_only=True)@10"),
+    ("nDCG(dcg='exp-log2')@10", "ndcg(dcg=exp-log2)@10", "nDCG(dcg='exp-log2')@10"),
+    ("ndcg(judged_only=true,dcg=exp-log2)@5", "ndcg(dcg=exp-log2,judged_only=true)@5",
+     "nDCG(dcg='exp-log2',judged_only=True)@5"),
+    ("nDCG(dcg=log2, judged_only=false)@10", "ndcg@10", "nDCG@10"),  # defaults are not written
+    ("AP(judged_only=yes,rel=2)", "map(rel=2,judged_only=true)", "AP(rel=2,judged_only=True)")])
+def test_declared_parameters_read_in_either_spelling_and_write_back_one_way(text, canonical, ir):
+    m = parse_measure(text)
+    assert (str(m), m.ir_measures) == (canonical, ir)
+    assert parse_measure(str(m)) == m == parse_measure(m.ir_measures)
+
+
+@pytest.mark.parametrize("rel", [1, 2])
+@pytest.mark.parametrize("seed", range(25))
+def test_judged_only_equals_trec_eval_minus_j(seed, rel):
+    """judged_only=true is trec_eval's -J (pytrec_eval's judged_docs_only_flag), for every measure that takes it."""
+    qrels, run = _random_case(seed)
+    trec = {f"ndcg_cut.{','.join(map(str, LEVEL_CUTS))}", f"recall.{','.join(map(str, LEVEL_CUTS))}",
+            f"P.{','.join(map(str, LEVEL_CUTS))}", "map", "recip_rank", "success.1,5,10"}
+    expected = pytrec_eval.RelevanceEvaluator(qrels, trec, relevance_level=rel,
+                                              judged_docs_only_flag=True).evaluate(run)
+    level = f"rel={rel}," if rel != 1 else ""
+    names = {f"nDCG(judged_only=true)@{k}": f"ndcg_cut_{k}" for k in LEVEL_CUTS}
+    names |= {f"R({level}judged_only=true)@{k}": f"recall_{k}" for k in LEVEL_CUTS}
+    names |= {f"P({level}judged_only=true)@{k}": f"P_{k}" for k in LEVEL_CUTS}
+    names |= {f"AP({level}judged_only=true)": "map", f"RR({level}judged_only=true)": "recip_rank"}
+    names |= {f"Success({level}judged_only=true)@{k}": f"success_{k}" for k in (1, 5, 10)}
+    ours = evaluate(qrels, run, list(names))
+    for qid, values in expected.items():
+        for name, trec_name in names.items():
+            assert ours[str(parse_measure(name))][qid] == pytest.approx(values[trec_name], abs=1e-12), (qid, name)
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_exp_log2_gains_equal_trec_eval_on_qrels_graded_two_to_the_grade_minus_one(seed):
+    qrels, run = _random_case(seed)
+    exponential = {q: {d: 2 ** g - 1 for d, g in docs.items()} for q, docs in qrels.items()}
+    expected = pytrec_eval.RelevanceEvaluator(exponential, {"ndcg_cut.1,3,10"}).evaluate(run)
+    ours = evaluate(qrels, run, [f"nDCG(dcg=exp-log2)@{k}" for k in (1, 3, 10)])
+    for qid, values in expected.items():
+        for k in (1, 3, 10):
+            assert ours[f"ndcg(dcg=exp-log2)@{k}"][qid] == pytest.approx(values[f"ndcg_cut_{k}"], abs=1e-12)
+
+
+def test_the_help_and_the_listing_read_the_registry():
+    from harness.metrics.measures import FAMILIES, measure_help, measure_rows
+
+    rows = {r.name: r for r in measure_rows()}
+    assert list(rows) == FAMILIES.names()
+    assert rows["ndcg"].parameters == "dcg=log2|exp-log2, judged_only=true" and rows["map"].syntax == "AP[@k]"
+    shown = measure_help()
+    assert all(f.ir_name in shown for _, f in FAMILIES.items()) and "R/P/AP/RR/Success(rel=N" in shown
+
+
+def test_a_name_another_family_has_is_refused_at_registration():
+    from harness.metrics.measures import Family, register_measure
+
+    with pytest.raises(ValueError, match="is recall's already"):
+        register_measure(Family("recall2", "R", None, "a clash"))
+    with pytest.raises(ValueError, match="not a name the parser reads"):
+        register_measure(Family("2fast", "Fast", None, "a bad name"))

@@ -23,11 +23,12 @@ def add_output_dir(p: argparse.ArgumentParser) -> None:
 
 
 def add_metrics(p: argparse.ArgumentParser, default: list[str] | None, *, help_extra: str = "") -> None:
+    """``--metric``: its help lists the registered measures and their parameters (``harness.metrics``), read
+    when the parser is made, so a measure registered before then is offered."""
+    from harness.metrics.measures import measure_help
+
     p.add_argument("--metric", dest="metrics", action="append", default=None, metavar="METRIC",
-                   help="nDCG@k, R@k, P@k, AP[@k], RR[@k], Judged@k, with (rel=N) for R, P, AP, RR, e.g. "
-                        "R(rel=2)@1000; Accuracy@k for open-domain QA; the harness's ndcg@10, recall@100 ... too; "
-                        "repeatable"
-                        + (f" (default: {' '.join(default)})" if default else "") + help_extra)
+                   help=measure_help() + (f" (default: {' '.join(default)})" if default else "") + help_extra)
 
 
 def add_split(p: argparse.ArgumentParser, *, rows: bool = False) -> None:

@@ -7,6 +7,7 @@
 """
 
 from harness.metrics.evaluate import check_scorable, evaluate, mean
-from harness.metrics.measures import MEASURES, Measure, parse_measure
+from harness.metrics.measures import Family, Measure, measure_help, parse_measure, register_measure
 
-__all__ = ["MEASURES", "Measure", "check_scorable", "evaluate", "mean", "parse_measure"]
+__all__ = ["Family", "Measure", "check_scorable", "evaluate", "mean", "measure_help", "parse_measure",
+           "register_measure"]

@@ -1,173 +1,230 @@
-"""The measure language: one parser and typed measures with parameters, compatible with ir_measures' names.
+"""The measure language: measure families that declare their parameters and register themselves, and the one
+parser that reads their names, compatible with ir_measures' names.
 
 Written as ir_measures writes them (``nDCG@10``, ``R@100``, ``R(rel=2)@1000``, ``AP(rel=2)``, ``RR@10``,
-``P@10``, ``Success@5``, ``Judged@10``, ``Accuracy@20``) or as the harness always has (``ndcg@10``, ``recall@100``,
-``map@100``, ``mrr@10``, ``p@10``, ``accuracy@20``, ``top-20 accuracy``); case does not matter. Records,
-tables and baselines spell a measure one way, :meth:`Measure.__str__` (``ndcg@10``, ``recall(rel=2)@1000``),
-so a name written either way finds the same numbers.
+``P@10``, ``Success@5``, ``Judged@10``, ``Accuracy@20``, ``nDCG(judged_only=True)@10``,
+``nDCG(dcg='exp-log2')@10``) or as the harness always has (``ndcg@10``, ``recall@100``, ``map@100``,
+``mrr@10``, ``p@10``, ``accuracy@20``, ``top-20 accuracy``); case does not matter. Records, tables and
+baselines spell a measure one way, :meth:`Measure.__str__` (``ndcg@10``, ``recall(rel=2)@1000``,
+``ndcg(dcg=exp-log2)@10``), so a name written either way finds the same numbers.
 
-Every function takes the judged documents of one query (``rels``: docid -> grade) and the query's ranking
-(docids in trec_eval order, see ``harness.trec.ranked``). Definitions (trec_eval 9.0.x, as pytrec_eval
-exposes it; ``rel`` is trec_eval's ``-l`` relevance level, 1 unless given):
-
-- nDCG@k (``ndcg_cut.k``): graded gain = the grade, discount log2(rank + 1), over the ideal ranking of all
-  documents with grade > 0 (Järvelin & Kekäläinen 2002). trec_eval's relevance level does not change it,
-  so it takes no ``rel``.
-- R@k (``recall.k``): documents with grade >= rel in the top k / all documents with grade >= rel.
-- P@k (``P.k``): documents with grade >= rel in the top k / k, even when fewer than k were retrieved.
-- AP, AP@k (``map``, ``map_cut.k``): the sum of precision at each rank (<= k) holding a document with
-  grade >= rel, over all documents with grade >= rel.
-- RR, RR@k (``recip_rank``; with k, on the ranking cut at k): 1 / the rank of the first document with
-  grade >= rel, else 0.
-- Success@k (``success.k``): 1 when a document with grade >= rel is in the top k, else 0.
-- Judged@k (ir_measures' Judged): documents in the top k that have a judgement (any grade, 0 included) /
-  k; "P@k with a relevance level below every judgement".
-- Accuracy@k (open-domain QA, DPR's top-k accuracy): 1 when a passage in the top k holds an answer, else 0;
-  judged by answers, not by qrels (``harness.odqa.evaluate``).
-
-A query with no relevant document scores 0 on every measure, as trec_eval reports it.
+A :class:`Family` is one kind of measure: its names, its per-query function (``harness.metrics.functions``,
+where the definitions are), the parameters it takes (``harness.params.Param``: name, type, default, range or
+choices, help), what judges it and the range of its values. :func:`register_measure` adds one, from inside
+the package or outside it; the parser, the ``--metric`` help (:func:`measure_help`) and the listing
+(:func:`measure_rows`) read the registry, so a family registered before the command line is built is
+offered everywhere. A parameter left at its default is not written in the measure's name.
 """
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import NamedTuple
 
 from harness.errors import HarnessError
+from harness.metrics.functions import (
+    Ranking,
+    Rels,
+    average_precision,
+    judged,
+    ndcg,
+    precision,
+    recall,
+    reciprocal_rank,
+    success,
+)
+from harness.params import Param
+from harness.registry import Registry
 
-Rels = Mapping[str, int]
-Ranking = Sequence[str]
+__all__ = ["FAMILIES", "Family", "Measure", "MeasureRow", "ParamValue", "Ranking", "Rels", "measure_help",
+           "measure_rows", "parse_measure", "register_measure"]
 
+#: what a measure parameter holds (``Param.kind``: int, float, bool or str)
+ParamValue = int | float | bool | str
+#: a per-query function: ``fn(rels, ranking, k, **parameters) -> value`` (``harness.metrics.functions``)
+MeasureFn = Callable[..., float]
 
-def ndcg(rels: Rels, ranking: Ranking, k: int | None, rel: int = 1) -> float:
-    cut = ranking if k is None else ranking[:k]
-    dcg = sum(rels.get(d, 0) / math.log2(i + 2) for i, d in enumerate(cut) if rels.get(d, 0) > 0)
-    ideal_gains = sorted((g for g in rels.values() if g > 0), reverse=True)
-    if k is not None:
-        ideal_gains = ideal_gains[:k]
-    idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal_gains))
-    return dcg / idcg if idcg > 0 else 0.0
-
-
-def _num_rel(rels: Rels, rel: int) -> int:
-    return sum(1 for g in rels.values() if g >= rel)
-
-
-def recall(rels: Rels, ranking: Ranking, k: int | None, rel: int = 1) -> float:
-    num_rel = _num_rel(rels, rel)
-    if num_rel == 0:
-        return 0.0
-    cut = ranking if k is None else ranking[:k]
-    return sum(1 for d in cut if rels.get(d, 0) >= rel) / num_rel
-
-
-def precision(rels: Rels, ranking: Ranking, k: int | None, rel: int = 1) -> float:
-    cut = ranking if k is None else ranking[:k]
-    denom = k if k is not None else len(cut)
-    if denom == 0:
-        return 0.0
-    return sum(1 for d in cut if rels.get(d, 0) >= rel) / denom
-
-
-def average_precision(rels: Rels, ranking: Ranking, k: int | None, rel: int = 1) -> float:
-    num_rel = _num_rel(rels, rel)
-    if num_rel == 0:
-        return 0.0
-    cut = ranking if k is None else ranking[:k]
-    found, total = 0, 0.0
-    for i, d in enumerate(cut):
-        if rels.get(d, 0) >= rel:
-            found += 1
-            total += found / (i + 1)
-    return total / num_rel
-
-
-def reciprocal_rank(rels: Rels, ranking: Ranking, k: int | None, rel: int = 1) -> float:
-    cut = ranking if k is None else ranking[:k]
-    for i, d in enumerate(cut):
-        if rels.get(d, 0) >= rel:
-            return 1.0 / (i + 1)
-    return 0.0
-
-
-def success(rels: Rels, ranking: Ranking, k: int | None, rel: int = 1) -> float:
-    cut = ranking if k is None else ranking[:k]
-    return 1.0 if any(rels.get(d, 0) >= rel for d in cut) else 0.0
-
-
-def judged(rels: Rels, ranking: Ranking, k: int | None, rel: int = 1) -> float:
-    cut = ranking if k is None else ranking[:k]
-    return sum(1 for d in cut if d in rels) / k if k else 0.0
-
-
-MeasureFn = Callable[[Rels, Ranking, "int | None", int], float]
+#: trec_eval's relevance level (``-l``): the smallest grade that counts as relevant
+REL = Param("rel", int, 1, "the smallest grade that counts as relevant (trec_eval's -l)", low=1)
+#: trec_eval's -J: unjudged documents are taken out of the ranking first
+JUDGED_ONLY = Param("judged_only", bool, False, "unjudged documents are taken out of the ranking first "
+                    "(trec_eval -J)")
+DCG = Param("dcg", str, "log2", "the gain of grade g: g (log2, trec_eval's) or 2^g - 1 (exp-log2)",
+            choices=("log2", "exp-log2"))
+#: the characters a measure's name and aliases are made of (the parser reads nothing else as a name)
+NAME = re.compile(r"[a-z_][a-z0-9_ -]*")
 
 
 @dataclass(frozen=True)
 class Family:
-    """One kind of measure: its names (the harness's and ir_measures'), trec_eval's, its function, which
-    parameters it takes, what judges it (``qrels``: graded judgements; ``answers``: open-domain QA), and the
-    range its per-query values and means lie in (every family here: [0, 1]; an imported number outside it is
-    refused)."""
+    """One kind of measure: its names (the harness's ``name``, ir_measures' ``ir_name``, ``aliases``),
+    trec_eval's name, its per-query function (None: judged by answers elsewhere, ``harness.odqa``), whether it
+    needs a cut-off, its parameters, what judges it (``qrels``: graded judgements; ``answers``: open-domain
+    QA), the range its per-query values and means lie in (an imported number outside it is refused), and the
+    parameters it refuses with the reason (nDCG's relevance level)."""
 
     name: str
     ir_name: str
-    trec_eval: str | None
     fn: MeasureFn | None
-    needs_k: bool
-    takes_rel: bool
-    judgement: str
-    aliases: tuple[str, ...]
+    summary: str
+    needs_k: bool = True
+    params: tuple[Param, ...] = ()
+    judgement: str = "qrels"
+    trec_eval: str | None = None
+    aliases: tuple[str, ...] = ()
     bounds: tuple[float, float] = (0.0, 1.0)
+    refused: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def takes_rel(self) -> bool:
+        """Whether trec_eval's relevance level (``rel``) is one of its parameters."""
+        return self.param("rel") is not None
+
+    def param(self, name: str) -> Param | None:
+        return next((p for p in self.params if p.name == name), None)
+
+    def spellings(self) -> tuple[str, ...]:
+        """Every name the parser reads as this family (lower case)."""
+        return tuple(dict.fromkeys((self.name.lower(), self.ir_name.lower(), *self.aliases)))
+
+    def syntax(self) -> str:
+        """How its name is written, ir_measures' way: ``nDCG@k``, ``AP[@k]``."""
+        return self.ir_name + ("@k" if self.needs_k else "[@k]")
 
 
-FAMILIES: dict[str, Family] = {f.name: f for f in (
-    Family("ndcg", "nDCG", "ndcg_cut", ndcg, True, False, "qrels", ("ndcg",)),
-    Family("recall", "R", "recall", recall, True, True, "qrels", ("recall", "r")),
-    Family("p", "P", "P", precision, True, True, "qrels", ("p", "precision")),
-    Family("map", "AP", "map_cut", average_precision, False, True, "qrels", ("map", "ap")),
-    Family("mrr", "RR", "recip_rank", reciprocal_rank, False, True, "qrels", ("mrr", "rr", "recip_rank")),
-    Family("success", "Success", "success", success, True, True, "qrels", ("success",)),
-    Family("judged", "Judged", None, judged, True, False, "qrels", ("judged",)),
-    Family("accuracy", "Accuracy", None, None, True, False, "answers",
-           ("accuracy", "acc", "top", "top-k accuracy", "topk accuracy", "top-k acc")),
-)}
-#: kept for callers that want the qrels measures by name (function, trec_eval name, aliases)
-MEASURES = {f.name: (f.fn, f.trec_eval, f.aliases) for f in FAMILIES.values() if f.judgement == "qrels"}
-_ALIASES = {alias: f.name for f in FAMILIES.values() for alias in f.aliases}
-_PATTERN = re.compile(r"^(?P<name>[a-z_][a-z_ -]*?)\s*(?:\((?P<params>[^)]*)\))?\s*(?:@\s*(?P<k>[0-9]+))?$")
+#: every measure family by name (the harness's spelling), in registration order
+FAMILIES: Registry[Family] = Registry("measure")
+
+
+def register_measure(family: Family) -> Family:
+    """Add a measure family: from then on its names parse (with its parameters), and ``--metric``'s help and
+    the listing show it. A name or alias another family has is refused, as is one the parser cannot read."""
+    for spelling in family.spellings():
+        if not NAME.fullmatch(spelling):
+            raise ValueError(f"measure {family.name!r}: {spelling!r} is not a name the parser reads "
+                             "(letters, digits, '_', '-' and spaces, starting with a letter)")
+        owner = _owner(spelling)
+        if owner is not None:
+            raise ValueError(f"measure {family.name!r}: the name {spelling!r} is {owner.name}'s already")
+    names = [p.name for p in family.params]
+    if len(set(names)) != len(names):
+        raise ValueError(f"measure {family.name!r} declares a parameter twice")
+    return FAMILIES.register(family.name, family)
+
+
+def _owner(spelling: str) -> Family | None:
+    return next((f for _, f in FAMILIES.items() if spelling in f.spellings()), None)
+
+
+for _family in (
+    Family("ndcg", "nDCG", ndcg, "normalised discounted cumulative gain of the graded judgements",
+           params=(DCG, JUDGED_ONLY), trec_eval="ndcg_cut",
+           refused={"rel": "nDCG uses the grades themselves as gains; trec_eval's relevance level does not "
+                           "change it"}),
+    Family("recall", "R", recall, "relevant documents retrieved in the top k / all relevant",
+           params=(REL, JUDGED_ONLY), trec_eval="recall", aliases=("r",)),
+    Family("p", "P", precision, "relevant documents in the top k / k", params=(REL, JUDGED_ONLY), trec_eval="P",
+           aliases=("precision",)),
+    Family("map", "AP", average_precision, "average precision (mean: MAP)", needs_k=False,
+           params=(REL, JUDGED_ONLY), trec_eval="map_cut"),
+    Family("mrr", "RR", reciprocal_rank, "reciprocal rank of the first relevant document (mean: MRR)",
+           needs_k=False, params=(REL, JUDGED_ONLY), trec_eval="recip_rank", aliases=("recip_rank",)),
+    Family("success", "Success", success, "1 when a relevant document is in the top k",
+           params=(REL, JUDGED_ONLY), trec_eval="success"),
+    Family("judged", "Judged", judged, "judged documents in the top k / k (any grade, 0 included)"),
+    Family("accuracy", "Accuracy", None, "open-domain QA: 1 when a passage in the top k holds an answer (DPR)",
+           judgement="answers", aliases=("acc", "top", "top-k accuracy", "topk accuracy", "top-k acc")),
+):
+    register_measure(_family)
+
+
+class MeasureRow(NamedTuple):
+    """One family as a listing shows it."""
+
+    name: str
+    syntax: str
+    trec_eval: str
+    parameters: str
+    judged_by: str
+    summary: str
+
+
+def _param_syntax(p: Param) -> str:
+    if p.choices is not None:
+        return f"{p.name}={'|'.join(p.choices)}"
+    return f"{p.name}=" + {bool: "true", int: "N", float: "X"}.get(p.kind, "TEXT")
+
+
+def measure_rows() -> list[MeasureRow]:
+    """Every registered family, for a listing (``harness list``, the docs)."""
+    return [MeasureRow(f.name, f.syntax(), f.trec_eval or "", ", ".join(_param_syntax(p) for p in f.params),
+                       f.judgement, f.summary) for _, f in FAMILIES.items()]
+
+
+def measure_help() -> str:
+    """``--metric``'s help, read from the registry: the names, and each family's parameters."""
+    qrels = [f for _, f in FAMILIES.items() if f.judgement == "qrels"]
+    others = [f for _, f in FAMILIES.items() if f.judgement != "qrels"]
+    by_params: dict[str, list[str]] = {}
+    for f in qrels + others:
+        if f.params:
+            by_params.setdefault(", ".join(_param_syntax(p) for p in f.params), []).append(f.ir_name)
+    params = "; ".join(f"{'/'.join(names)}({spelled})" for spelled, names in by_params.items())
+    text = ", ".join(f.syntax() for f in qrels)
+    if params:
+        text += f", with parameters {params}, e.g. R(rel=2)@1000, nDCG(judged_only=true)@10"
+    text += "".join(f"; {f.syntax()} (judged by {f.judgement})" for f in others)
+    return text + "; the harness's ndcg@10, recall@100 ... too; repeatable"
+
+
+_PATTERN = re.compile(r"^(?P<name>[a-z_][a-z0-9_ -]*?)\s*(?:\((?P<params>[^)]*)\))?\s*(?:@\s*(?P<k>[0-9]+))?$")
 _GLUED_ACCURACY = re.compile(r"^(?:top-?(\d+)\s+(?:accuracy|acc)|(?:accuracy|acc|top)-?(\d+))$")
 
 
 @dataclass(frozen=True)
 class Measure:
-    """A parsed measure such as ``nDCG@10`` or ``R(rel=2)@1000``; ``k`` None means the whole ranking, ``rel``
-    the smallest grade that counts as relevant."""
+    """A parsed measure such as ``nDCG@10`` or ``R(rel=2)@1000``: its family's name, ``k`` (None: the whole
+    ranking), ``rel`` (trec_eval's relevance level, the smallest grade that counts as relevant; kept as a
+    field of its own because trec_eval's -l sets it from outside a name) and ``options``, its family's other
+    parameters that differ from their defaults, in declared order."""
 
     name: str
     k: int | None
     rel: int = 1
+    options: tuple[tuple[str, ParamValue], ...] = ()
 
     @property
     def family(self) -> Family:
-        return FAMILIES[self.name]
+        return FAMILIES.get(self.name)
 
     @property
     def judgement(self) -> str:
         return self.family.judgement
 
+    @cached_property
+    def arguments(self) -> dict[str, ParamValue]:
+        """Every declared parameter's value (the defaults included), as the family's function takes them."""
+        given = dict(self.options)
+        out: dict[str, ParamValue] = {}
+        for p in self.family.params:
+            out[p.name] = self.rel if p.name == "rel" else given.get(p.name, p.default)
+        return out
+
+    def _params(self, spell: Callable[[ParamValue], str]) -> str:
+        written = ([("rel", spell(self.rel))] if self.rel != 1 else []) + [(n, spell(v)) for n, v in self.options]
+        return "(" + ",".join(f"{n}={v}" for n, v in written) + ")" if written else ""
+
     def __str__(self) -> str:
         """The harness's spelling, used by records and tables (``ndcg@10``, ``recall(rel=2)@1000``)."""
-        params = f"(rel={self.rel})" if self.rel != 1 else ""
-        return f"{self.name}{params}" + (f"@{self.k}" if self.k is not None else "")
+        return f"{self.name}{self._params(_harness_value)}" + (f"@{self.k}" if self.k is not None else "")
 
     @property
     def ir_measures(self) -> str:
-        """ir_measures' spelling (``nDCG@10``, ``R(rel=2)@1000``)."""
-        params = f"(rel={self.rel})" if self.rel != 1 else ""
-        return f"{self.family.ir_name}{params}" + (f"@{self.k}" if self.k is not None else "")
+        """ir_measures' spelling (``nDCG@10``, ``R(rel=2)@1000``, ``nDCG(dcg='exp-log2')@10``)."""
+        return f"{self.family.ir_name}{self._params(repr)}" + (f"@{self.k}" if self.k is not None else "")
 
     def out_of_range(self, value: float) -> str | None:
         """Why ``value`` cannot be a value of this measure (outside its family's range), or None."""
@@ -178,7 +235,11 @@ class Measure:
         fn = self.family.fn
         if fn is None:
             raise HarnessError(f"{self} is judged by answers (open-domain QA), not by relevance judgements")
-        return fn(rels, ranking, self.k, self.rel)
+        return fn(rels, ranking, self.k, **self.arguments)
+
+
+def _harness_value(value: ParamValue) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def parse_measure(text: str) -> Measure:
@@ -189,29 +250,49 @@ def parse_measure(text: str) -> Measure:
     if glued:
         clean = f"accuracy@{glued.group(1) or glued.group(2)}"
     m = _PATTERN.match(clean)
-    name = _ALIASES.get(m.group("name").strip()) if m else None
-    if not m or name is None:
-        known = ", ".join(f"{f.ir_name}@k" for f in FAMILIES.values())
+    family = _owner(m.group("name").strip()) if m else None
+    if not m or family is None:
+        known = ", ".join(f"{f.ir_name}@k" for _, f in FAMILIES.items())
         raise HarnessError(f"unknown metric {text!r}; known: {known}, with (rel=N) where it applies "
                            "(e.g. nDCG@10, R@100, R(rel=2)@1000, AP(rel=2)); the names ndcg@10, recall@100, "
                            "map, mrr@10, p@10, accuracy@20 work too")
-    family = FAMILIES[name]
     k = int(m.group("k")) if m.group("k") else None
     if k is not None and k < 1:
         raise HarnessError(f"metric {text!r}: the cut-off must be at least 1")
     if family.needs_k and k is None:
         raise HarnessError(f"metric {text!r} needs a cut-off, e.g. {family.ir_name}@10")
-    rel = 1
-    for param in filter(None, (p.strip() for p in (m.group("params") or "").split(","))):
-        key, _, value = (s.strip() for s in param.partition("="))
-        if key != "rel" or not re.fullmatch(r"-?[0-9]+", value):
-            raise HarnessError(f"metric {text!r}: unknown parameter {param!r} (the one parameter is rel=N, the "
-                               "smallest grade that counts as relevant)")
-        if not family.takes_rel:
-            why = ("nDCG uses the grades themselves as gains; trec_eval's relevance level does not change it"
-                   if name == "ndcg" else f"{family.ir_name} takes no relevance level")
-            raise HarnessError(f"metric {text!r}: {why}; write {family.ir_name}@{k or 10}")
-        rel = int(value)
-        if rel < 1:
-            raise HarnessError(f"metric {text!r}: rel must be at least 1 (grades below it are not relevant)")
-    return Measure(name, k, rel)
+    values = _parameters(text, family, m.group("params") or "", k)
+    rel = values.pop("rel", 1)
+    assert isinstance(rel, int)
+    options = tuple((p.name, values[p.name]) for p in family.params if p.name in values)
+    return Measure(family.name, k, rel, options)
+
+
+def _parameters(text: str, family: Family, written: str, k: int | None) -> dict[str, ParamValue]:
+    """The parameters written in a name that differ from their defaults, checked by their declarations."""
+    where = f"metric {text!r}"
+    values: dict[str, ParamValue] = {}
+    seen: set[str] = set()
+    for item in filter(None, (p.strip() for p in written.split(","))):
+        key, _, value = (s.strip() for s in item.partition("="))
+        declared = family.param(key)
+        if declared is None:
+            if key in family.refused:
+                raise HarnessError(f"{where}: {family.refused[key]}; write {family.ir_name}@{k or 10}")
+            if key == "rel":
+                raise HarnessError(f"{where}: {family.ir_name} takes no relevance level; write "
+                                   f"{family.ir_name}@{k or 10}")
+            takes = ", ".join(_param_syntax(p) for p in family.params) or "no parameters"
+            raise HarnessError(f"{where}: unknown parameter {item!r} ({family.ir_name} takes {takes})")
+        if key in seen:
+            raise HarnessError(f"{where}: the parameter {key} is given twice; give it once")
+        seen.add(key)
+        parsed = declared.parse(_unquoted(value), where)
+        if parsed != declared.default:
+            values[key] = parsed
+    return values
+
+
+def _unquoted(value: str) -> str:
+    """A value as ir_measures writes strings (``'exp-log2'``) or bare."""
+    return value[1:-1] if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"" else value
