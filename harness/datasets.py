@@ -1,32 +1,37 @@
-"""Resolve dataset ids and folders to datasets of any kind, fetching registered ones when missing.
+"""Dataset sources, and the resolution of dataset ids and folders to datasets, fetching registered ones when
+missing.
 
-This module sits above ``harness.data`` (BEIR) and ``harness.odqa`` (open-domain QA): it is the one place
-that knows both kinds. Every dataset it returns offers the same interface (``id``, ``split``,
-``protocol``, ``corpus_path``, ``files()``, ``check_layout()``, ``corpus()``, ``queries()``,
-``default_metrics``, ``metric()``, ``judged_documents()``, ``evaluate()``), so the runner never asks
-which kind it has.
+A source is a kind of files and how they make a dataset: it combines readers (``harness.data.formats``,
+``harness.odqa.dataset.AnswerFile``, ``harness.data.memory``) into a ``PartsDataset`` under a protocol, and
+owns what names it: its registered ids (``DatasetSpec.kind`` names the source; each source reads its own
+typed spec), the id prefix it answers for (``irds:``, ``memory:``; :attr:`DatasetSource.prefix`, looked up
+through :data:`SOURCES`), and the folders it claims. Every dataset offers the same interface
+(``harness.data.dataset.Dataset``), so the runner never asks which source made it. A new source is one
+subclass and :func:`register_source` (docs/ARCHITECTURE.md, "A dataset source").
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from harness.data import load as beir_load
 from harness.data.beir import BeirDataset, default_split
 from harness.data.corpus import Doc
 from harness.data.dataset import Dataset
-from harness.data.registry import DATASETS, SUITES, DatasetSpec, EvalProtocol, expand
+from harness.data.local import LOCAL_SOURCE, local_dataset_id, local_folder
+from harness.data.registry import DATASETS, SUITES, BeirSpec, DatasetSpec, EvalProtocol, IrdsSpec, OdqaSpec, expand
 from harness.errors import HarnessError
 from harness.odqa import dataset as odqa
 from harness.paths import data_roots, offline
 from harness.registry import Registry
 
-__all__ = ["SOURCES", "Dataset", "DatasetSource", "Doc", "dataset_ids", "fetch", "find_local", "register_source",
-           "resolve_all", "resolve_dataset"]
+__all__ = ["LOCAL_SOURCE", "SOURCES", "Dataset", "DatasetSource", "Doc", "dataset_ids", "fetch", "find_local",
+           "local_dataset_id", "register_source", "resolve_all", "resolve_dataset", "source_of"]
+
+S = TypeVar("S", bound=DatasetSpec)
 
 
 def dataset_ids(datasets: Sequence[str] = (), suites: Sequence[str] = ()) -> list[str]:
@@ -40,168 +45,226 @@ def dataset_ids(datasets: Sequence[str] = (), suites: Sequence[str] = ()) -> lis
     return expand(ids)
 
 
-class DatasetSource:
-    """One source of datasets (a kind of files and their reader): finds, fetches and opens registered
-    datasets of its kind (``DatasetSpec.kind`` names it) and the folders it recognises. A new source is one
-    subclass and :func:`register_source` (docs/ARCHITECTURE.md, "Add a dataset source")."""
+class DatasetSource(Generic[S]):
+    """One source of datasets: finds, fetches and opens the registered datasets of its kind (specs of type
+    ``spec_type`` whose ``kind`` is its ``name``), the ids that start with its ``prefix``, and the folders it
+    claims. Each method a source does not serve says so in one line."""
 
     name: ClassVar[str] = ""
+    #: the id prefix this source answers for (``irds:``); "" for none
+    prefix: ClassVar[str] = ""
+    #: the spec type its registered datasets have
+    spec_type: ClassVar[type[DatasetSpec]] = DatasetSpec
 
-    def find_local(self, spec: DatasetSpec) -> Path | None:
+    def find_local(self, spec: S) -> Path | None:
         """Where a registered dataset's files are, or None."""
-        raise NotImplementedError
+        return None
 
-    def fetch(self, spec: DatasetSpec) -> Path:
+    def fetch(self, spec: S) -> Path:
         """Download a registered dataset when it is missing; returns its folder."""
-        raise NotImplementedError
+        raise HarnessError(self.missing_message(spec, "this source downloads nothing"))
 
-    def needs_fetch(self, spec: DatasetSpec) -> bool:
+    def needs_fetch(self, spec: S) -> bool:
         """Whether :func:`resolve_all` must fetch the dataset before opening it (offline: refuse it)."""
         return self.find_local(spec) is None
 
-    def missing_message(self, spec: DatasetSpec, reason: str) -> str:
-        raise NotImplementedError
+    def missing_message(self, spec: S, reason: str) -> str:
+        return f"{spec.id} is not available ({reason})"
 
-    def open(self, spec: DatasetSpec, split: str | None, allow_fetch: bool) -> Dataset:
+    def open(self, spec: S, split: str | None, allow_fetch: bool) -> Dataset:
         """The dataset of a registered spec, its layout checked."""
-        raise NotImplementedError
+        raise HarnessError(f"{spec.id}: the {self.name} source opens no registered dataset")
+
+    def open_name(self, name: str, split: str | None) -> Dataset:
+        """The dataset of an id that starts with :attr:`prefix`."""
+        raise HarnessError(f"{name}: the {self.name} source reads no {self.prefix}<id>")
 
     def claims_folder(self, folder: Path) -> bool:
         """Whether a folder given by path is in this source's format."""
         return False
 
-    def open_folder(self, folder: Path, dataset_id: str, split: str | None) -> Dataset:
-        raise NotImplementedError
+    def open_folder(self, folder: Path, split: str | None, output_dir: Path | None) -> Dataset:
+        """The dataset of a folder it claims (its id: :func:`~harness.data.local.local_dataset_id`, unique
+        within ``output_dir``, unless the folder says its own)."""
+        raise HarnessError(f"{folder}: the {self.name} source reads no folder")
 
 
-class OdqaSource(DatasetSource):
-    """Open-domain QA in DPR's files: passages TSV and question files (``harness.odqa``)."""
-
-    name = "odqa"
-
-    def find_local(self, spec: DatasetSpec) -> Path | None:
-        found = odqa.find_local(spec)
-        return found.root if found is not None else None
-
-    def fetch(self, spec: DatasetSpec) -> Path:
-        return odqa.fetch(spec).root
-
-    def missing_message(self, spec: DatasetSpec, reason: str) -> str:
-        return odqa.missing_message(spec, reason)
-
-    def open(self, spec: DatasetSpec, split: str | None, allow_fetch: bool) -> Dataset:
-        ds = odqa.fetch(spec) if allow_fetch else odqa.find_local(spec)
-        if ds is None:
-            raise HarnessError(odqa.missing_message(spec, "not fetched"))
-        if split is not None:
-            ds.protocol = replace(ds.protocol, split=split)
-        ds.check_layout()
-        return ds
-
-    def claims_folder(self, folder: Path) -> bool:
-        return odqa.is_odqa_folder(folder)
-
-    def open_folder(self, folder: Path, dataset_id: str, split: str | None) -> Dataset:
-        found = odqa.from_folder(folder, dataset_id, split)
-        found.check_layout()
-        return found
-
-
-class BeirSource(DatasetSource):
-    """BEIR-format folders: corpus.jsonl, queries.jsonl, qrels/<split>.tsv (``harness.data``); any folder
-    that no other source claims is read as one."""
+class BeirSource(DatasetSource[BeirSpec]):
+    """BEIR-format folders: corpus.jsonl, queries.jsonl (or TREC topics), qrels/<split>.tsv; any folder that no
+    other source claims is read as one."""
 
     name = "beir"
+    spec_type = BeirSpec
 
-    def find_local(self, spec: DatasetSpec) -> Path | None:
+    def find_local(self, spec: BeirSpec) -> Path | None:
         return beir_load.find_local(spec)
 
-    def fetch(self, spec: DatasetSpec) -> Path:
+    def fetch(self, spec: BeirSpec) -> Path:
         return beir_load.fetch(spec)
 
-    def missing_message(self, spec: DatasetSpec, reason: str) -> str:
+    def missing_message(self, spec: BeirSpec, reason: str) -> str:
         return beir_load.missing_message(spec, reason)
 
-    def open(self, spec: DatasetSpec, split: str | None, allow_fetch: bool) -> Dataset:
+    def open(self, spec: BeirSpec, split: str | None, allow_fetch: bool) -> Dataset:
         folder = beir_load.fetch(spec) if allow_fetch else beir_load.find_local(spec)
         if folder is None:
             raise HarnessError(beir_load.missing_message(spec, "not fetched"))
         protocol = spec.protocol if split is None else replace(spec.protocol, split=split)
-        beir = BeirDataset(spec.id, folder, protocol)
-        beir.check_layout()
-        return beir
+        return _checked(BeirDataset.folder(spec.id, folder, protocol))
 
     def claims_folder(self, folder: Path) -> bool:
         return True
 
-    def open_folder(self, folder: Path, dataset_id: str, split: str | None) -> Dataset:
-        beir = BeirDataset(dataset_id, folder, EvalProtocol(split=split or default_split(folder)))
-        beir.check_layout()
-        return beir
+    def open_folder(self, folder: Path, split: str | None, output_dir: Path | None) -> Dataset:
+        protocol = EvalProtocol(split=split or default_split(folder))
+        return _checked(BeirDataset.folder(local_dataset_id(folder, output_dir), folder, protocol))
 
 
-class IrdsSource(DatasetSource):
+class OdqaSource(DatasetSource[OdqaSpec]):
+    """Open-domain QA in DPR's files: passages TSV and question files (``harness.odqa``)."""
+
+    name = "odqa"
+    spec_type = OdqaSpec
+
+    def find_local(self, spec: OdqaSpec) -> Path | None:
+        found = odqa.find_local(spec)
+        return found.root if found is not None else None
+
+    def fetch(self, spec: OdqaSpec) -> Path:
+        return odqa.fetch(spec).root
+
+    def missing_message(self, spec: OdqaSpec, reason: str) -> str:
+        return odqa.missing_message(spec, reason)
+
+    def open(self, spec: OdqaSpec, split: str | None, allow_fetch: bool) -> Dataset:
+        ds = odqa.fetch(spec, split) if allow_fetch else odqa.find_local(spec, split)
+        if ds is None:
+            raise HarnessError(odqa.missing_message(spec, "not fetched"))
+        return _checked(ds)
+
+    def claims_folder(self, folder: Path) -> bool:
+        return odqa.is_odqa_folder(folder)
+
+    def open_folder(self, folder: Path, split: str | None, output_dir: Path | None) -> Dataset:
+        return _checked(odqa.from_folder(folder, local_dataset_id(folder, output_dir), split))
+
+
+class IrdsSource(DatasetSource[IrdsSpec]):
     """Any ir_datasets id (``irds:<id>``) and the registered ids read through ir_datasets (MS MARCO, TREC DL,
     LoTTE): ir_datasets downloads and caches the files; ``harness.data.irds`` writes them once in BEIR's
-    layout under the harness's cache."""
+    layout under the harness's cache, read by BEIR's readers."""
 
     name = "irds"
+    prefix = "irds:"
+    spec_type = IrdsSpec
 
-    def find_local(self, spec: DatasetSpec) -> Path | None:
+    def find_local(self, spec: IrdsSpec) -> Path | None:
         from harness.data import irds
 
-        assert spec.irds_id is not None
         return irds.exported(spec.irds_id)
 
-    def fetch(self, spec: DatasetSpec) -> Path:
+    def fetch(self, spec: IrdsSpec) -> Path:
         from harness.data import irds
 
-        assert spec.irds_id is not None
         return irds.open_dataset(spec.id, spec.irds_id, None, protocol=spec.protocol, metrics=spec.metrics).root
 
-    def needs_fetch(self, spec: DatasetSpec) -> bool:
+    def needs_fetch(self, spec: IrdsSpec) -> bool:
         return False  # ir_datasets reads its own cache on open, and says what it could not download
 
-    def missing_message(self, spec: DatasetSpec, reason: str) -> str:
+    def missing_message(self, spec: IrdsSpec, reason: str) -> str:
         from harness.data import irds
 
         return (f"{spec.id} is read through ir_datasets and is not exported here yet ({reason}); where there is "
                 f"internet `harness fetch {spec.id}` downloads it (ir_datasets keeps its files in {irds.home()}, "
                 "or IR_DATASETS_HOME)")
 
-    def open(self, spec: DatasetSpec, split: str | None, allow_fetch: bool) -> Dataset:
+    def open(self, spec: IrdsSpec, split: str | None, allow_fetch: bool) -> Dataset:
         from harness.data import irds
 
-        assert spec.irds_id is not None
         if split is not None and split != spec.protocol.split:
             raise HarnessError(f"{spec.id} is the {spec.protocol.split} split of its collection; for another, name "
-                               f"the ir_datasets id: --dataset irds:<id> (https://ir-datasets.com)")
+                               f"the ir_datasets id: --dataset {self.prefix}<id> (https://ir-datasets.com)")
         return irds.open_dataset(spec.id, spec.irds_id, None, protocol=spec.protocol, metrics=spec.metrics)
 
     def open_name(self, name: str, split: str | None) -> Dataset:
         """``irds:<id>``: any ir_datasets id with documents, queries and qrels."""
         from harness.data import irds
 
-        return irds.open_dataset(name, name.removeprefix(irds.PREFIX), split)
+        return irds.open_dataset(name, name.removeprefix(self.prefix), split)
 
 
-#: dataset sources by name; a folder given by path is read by the first (in registration order) that claims it
-SOURCES: Registry[DatasetSource] = Registry("dataset source")
+class MemorySource(DatasetSource[DatasetSpec]):
+    """Datasets made in Python (``harness.data.memory.from_memory``): their content-addressed copy in the cache
+    is claimed by its marker and keeps the dataset's id and protocol; ``memory:<name>`` finds the copy."""
+
+    name = "memory"
+    prefix = "memory:"
+
+    def claims_folder(self, folder: Path) -> bool:
+        from harness.data.memory import MARKER
+
+        return (folder / MARKER).is_file()
+
+    def open_folder(self, folder: Path, split: str | None, output_dir: Path | None) -> Dataset:
+        from harness.data.memory import MARKER
+        from harness.io import read_json
+
+        marker = read_json(folder / MARKER, fix=f"delete {folder} (the dataset writes it again when used)")
+        if not isinstance(marker, dict) or not isinstance(marker.get("protocol"), dict):
+            raise HarnessError(f"{folder / MARKER}: not a dataset's marker; delete {folder}")
+        protocol = EvalProtocol(**marker["protocol"])
+        if split is not None and split != protocol.split:
+            raise HarnessError(f"{marker.get('id')} has the one split {protocol.split}; drop --split {split}")
+        ds = BeirDataset.folder(str(marker.get("id")), folder, protocol)
+        ds.default_metrics = tuple(marker.get("metrics") or ds.default_metrics)
+        return _checked(ds)
+
+    def open_name(self, name: str, split: str | None) -> Dataset:
+        from harness.data.memory import copies_of
+
+        found = copies_of(name)
+        if len(found) != 1:
+            why = "none is in this cache" if not found else f"{len(found)} copies are ({', '.join(map(str, found))})"
+            raise HarnessError(f"{name} is a dataset made in Python (harness.data.memory.from_memory) and {why}: "
+                               "pass the dataset object to harness.run, or its folder by path")
+        return self.open_folder(found[0], split, None)
 
 
-def register_source(source: DatasetSource) -> DatasetSource:
-    """Add a dataset source (registered datasets of ``kind == source.name`` and the folders it claims). A
-    source registered later is asked about a folder before the ones registered earlier, BEIR's fallback last."""
+def _checked(ds: Dataset) -> Dataset:
+    ds.check_layout()
+    return ds
+
+
+#: dataset sources by name; a folder given by path is read by the last registered that claims it
+SOURCES: Registry[DatasetSource[Any]] = Registry("dataset source")
+
+
+def register_source(source: DatasetSource[Any]) -> DatasetSource[Any]:
+    """Add a dataset source (registered datasets of ``kind == source.name``, the ids under its prefix, the
+    folders it claims). A source registered later is asked about a folder before the ones registered earlier,
+    BEIR's fallback last. A prefix another source has is refused."""
+    if source.prefix and any(s.prefix == source.prefix for _, s in SOURCES.items()):
+        raise ValueError(f"dataset source {source.name!r}: the prefix {source.prefix!r} is another source's")
     SOURCES.register(source.name, source)
     return source
 
 
-for _source in (BeirSource(), OdqaSource(), IrdsSource()):
+for _source in (BeirSource(), OdqaSource(), IrdsSource(), MemorySource()):
     register_source(_source)
 
 
-def source_of(spec: DatasetSpec) -> DatasetSource:
-    return SOURCES.get(spec.kind)
+def source_of(spec: DatasetSpec) -> DatasetSource[Any]:
+    """The source of a registered spec (its ``kind``), which must be of the source's spec type."""
+    source = SOURCES.get(spec.kind)
+    if not isinstance(spec, source.spec_type):
+        raise HarnessError(f"{spec.id}: the {source.name} source reads a {source.spec_type.__name__}, and this one "
+                           f"is a {type(spec).__name__}; register it as a {source.spec_type.__name__}")
+    return source
+
+
+def source_for_name(name: str) -> DatasetSource[Any] | None:
+    """The source whose id prefix ``name`` starts with, or None."""
+    return next((s for _, s in SOURCES.items() if s.prefix and name.startswith(s.prefix)), None)
 
 
 def find_local(spec: DatasetSpec) -> Path | None:
@@ -248,16 +311,15 @@ def resolve_all(ids: Sequence[str], *, split: str | None = None, allow_fetch: bo
 
 def resolve_dataset(name: str, *, split: str | None = None, allow_fetch: bool = True,
                     output_dir: Path | None = None) -> Dataset:
-    """A registered id (``beir/scifact``, ``odqa/nq``, ``msmarco-passage/dev/small``), ``irds:<ir_datasets id>``,
-    a BEIR-format folder, or an ODQA folder
-    (``passages.tsv`` + a question file, see ``harness.odqa.dataset``). A folder's id is
-    ``local/<folder name>`` (:func:`local_dataset_id`; unique within ``output_dir``)."""
+    """A registered id (``beir/scifact``, ``odqa/nq``, ``msmarco-passage/dev/small``), an id under a source's
+    prefix (``irds:<ir_datasets id>``, ``memory:<name>``), a BEIR-format folder, or an ODQA folder
+    (``passages.tsv`` + a question file, see ``harness.odqa.dataset``). A folder's id is ``local/<folder name>``
+    (:func:`local_dataset_id`; unique within ``output_dir``)."""
     if split is not None:
         check_split(split)
-    if name.startswith("irds:"):
-        source = SOURCES.get("irds")
-        assert isinstance(source, IrdsSource)
-        return source.open_name(name, split)
+    by_prefix = source_for_name(name)
+    if by_prefix is not None:
+        return by_prefix.open_name(name, split)
     if name in DATASETS:
         spec = DATASETS.get(name)
         if spec.is_collection:
@@ -266,17 +328,16 @@ def resolve_dataset(name: str, *, split: str | None = None, allow_fetch: bool = 
         return source_of(spec).open(spec, split, allow_fetch)
     path = Path(name).expanduser()
     if not path.is_dir() and name.startswith("local/"):  # a folder by the id a table printed
-        path = _local_folder(name, output_dir)
+        path = local_folder(name, output_dir)
     if not path.is_dir():
         if "/" in name and not name.startswith((".", "/", "~")):
             raise HarnessError(DATASETS.unknown_message(name))
         raise HarnessError(f"dataset {name!r} is neither a registered id nor a folder"
                            f"{_did_you_mean(name)} (`harness list datasets` shows the ids)")
     resolved = path.resolve()
-    local_id = local_dataset_id(resolved, output_dir)
-    for _, source in reversed(SOURCES.items()):
+    for _, source in SOURCES.items()[::-1]:
         if source.claims_folder(resolved):
-            return source.open_folder(resolved, local_id, split)
+            return source.open_folder(resolved, split, output_dir)
     raise HarnessError(f"{resolved}: no dataset source reads this folder")  # BEIR claims every folder
 
 
@@ -288,62 +349,6 @@ def check_split(split: str) -> None:
     if not isinstance(split, str) or not re.fullmatch(r"[A-Za-z0-9._-]+", split) or split.strip(".") == "":
         raise HarnessError(f"--split {split!r}: a split is a name of letters, digits, '.', '_' and '-' "
                            "(e.g. test, dev, train)")
-
-
-#: marks which folder a ``local/<name>`` id of a results folder belongs to
-LOCAL_SOURCE = ".folder"  # JSON; not *.json, which is where records live
-
-
-def local_dataset_id(folder: Path, output_dir: Path | None = None) -> str:
-    """``local/<folder name>``, unless another folder of that name already holds it in ``output_dir``: then
-    ``local/<folder name>-<8 hex of the path>``. The first folder to use a name in a results folder claims
-    it (``<output_dir>/local/<name>/.folder`` records its path, under a lock), so two folders named
-    alike never share one leaderboard column, and one folder keeps its id from run to run."""
-    import re
-
-    from filelock import FileLock
-
-    from harness.io import atomic_write_json, read_json
-
-    folder = Path(folder).resolve()
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", folder.name).strip("-")
-    base = "local/" + (name if name.strip(".") else "dataset")  # never "." or "..": an id is a folder too
-    if output_dir is None:
-        return base
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(output_dir / ".local-ids.lock")):
-        for candidate in (base, f"{base}-{hashlib.sha256(str(folder).encode()).hexdigest()[:8]}"):
-            marker = output_dir / candidate / LOCAL_SOURCE
-            if marker.is_file():
-                claimed = read_json(marker, fix=f"delete {marker} (its records keep their paths)")
-                if isinstance(claimed, dict) and claimed.get("path") == str(folder):
-                    return candidate
-                continue
-            if candidate == base and (output_dir / candidate).is_dir():
-                continue  # records of a folder that claimed nothing (never written by this version)
-            atomic_write_json(marker, {"path": str(folder)})
-            return candidate
-    raise HarnessError(f"{output_dir}: the dataset ids {base} and its suffixed form are both taken by other "
-                       f"folders; rename {folder} or use another --output-dir")
-
-
-def _local_folder(dataset_id: str, output_dir: Path | None) -> Path:
-    """The folder a ``local/<name>`` id stands for in ``output_dir`` (its ``.folder`` marker), refused in one
-    line when that results folder does not know it or the folder is gone."""
-    from harness.io import read_json
-
-    marker = Path(output_dir) / dataset_id / LOCAL_SOURCE if output_dir is not None else None
-    if marker is None or not marker.is_file():
-        raise HarnessError(f"{dataset_id} is the id of a folder in a results folder, and "
-                           f"{output_dir or 'no results folder'} has none of that id: name the folder by its path, "
-                           "or give the --output-dir whose records hold it")
-    claimed = read_json(marker, fix=f"delete {marker} (its records keep their paths)")
-    folder = Path(str(claimed.get("path"))) if isinstance(claimed, dict) else None
-    if folder is None or not folder.is_dir():
-        raise HarnessError(f"{dataset_id} is the folder {folder} (as {marker} says), which is gone; name the folder "
-                           "by its path")
-    return folder
 
 
 def _did_you_mean(name: str) -> str:

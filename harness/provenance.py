@@ -41,7 +41,12 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
-def environment() -> dict:
+#: one value of the environment a record keeps: a text (or None when unknown), or the package versions
+EnvironmentValue = str | None | dict[str, str | None]
+
+
+def environment() -> dict[str, EnvironmentValue]:
+    """Harness version and commit, Python, platform, machine, package versions, the command and the time."""
     return {"harness_version": __version__, "git_commit": git_commit(), "python": sys.version.split()[0],
             "platform": platform.platform(), "machine": platform.machine(), "packages": package_versions(),
             "command": " ".join(sys.argv), "created": datetime.now(UTC).isoformat(timespec="seconds")}

@@ -41,27 +41,47 @@ NO_JUDGEMENTS_FIX = "the qrels file has no judgement line ('qid 0 docid rel' or 
 
 
 def read_topics(path: Path, field: str = "title") -> dict[str, str]:
-    """Topics (qid -> text): Anserini's TSV (``qid<TAB>text``, one a line) or TREC's tagged file (``<top>
-    <num> Number: 301 <title> ... </top>``), whose ``field`` (title, desc or narr) is the query text."""
+    """Topics (qid -> text): Anserini's TSV (:func:`read_tsv_topics`) or TREC's tagged file
+    (:func:`read_tagged_topics`, whose ``field`` is the query text), whichever the file is."""
+    lines = list(iter_lines(path))  # bad bytes or an over-long line: DataError with the file and line
+    if any("<top>" in line for _, line in lines):
+        return _tagged(path, lines, field)
+    return _tsv(path, lines)
+
+
+def read_tsv_topics(path: Path) -> dict[str, str]:
+    """Anserini's TSV topics: ``qid<TAB>text``, one a line."""
+    return _tsv(path, list(iter_lines(path)))
+
+
+def read_tagged_topics(path: Path, field: str = "title") -> dict[str, str]:
+    """TREC's tagged topic file (``<top> <num> Number: 301 <title> ... </top>``); ``field`` (title, desc or
+    narr) is the query text."""
+    return _tagged(path, list(iter_lines(path)), field)
+
+
+def _tagged(path: Path, lines: list[tuple[int, str]], field: str) -> dict[str, str]:
     import re
 
-    lines = list(iter_lines(path))  # bad bytes or an over-long line: DataError with the file and line
     text = "\n".join(line for _, line in lines)
     topics: dict[str, str] = {}
-    if "<top>" in text:
-        for n, block in enumerate(re.findall(r"<top>(.*?)</top>", text, flags=re.S), start=1):
-            num = re.search(r"<num>\s*(?:Number:)?\s*(\S+)", block)
-            body = re.search(rf"<{field}>\s*(?:(?:Description|Narrative|Topic):)?(.*?)(?=<\w+>|\Z)", block, flags=re.S)
-            if num is None or body is None or not body.group(1).strip():
-                raise DataError(path, f"topic {n} has no <num> or no <{field}> text",
-                                fix=f"every <top> needs <num> and <{field}>")
-            qid = num.group(1).strip()
-            if qid in topics:
-                raise DataError(path, f"duplicate topic {qid!r}", fix="topic numbers must be unique")
-            topics[qid] = " ".join(body.group(1).split())
-        if not topics:
-            raise DataError(path, NO_TOPICS, fix=NO_TOPICS_FIX)
-        return topics
+    for n, block in enumerate(re.findall(r"<top>(.*?)</top>", text, flags=re.S), start=1):
+        num = re.search(r"<num>\s*(?:Number:)?\s*(\S+)", block)
+        body = re.search(rf"<{field}>\s*(?:(?:Description|Narrative|Topic):)?(.*?)(?=<\w+>|\Z)", block, flags=re.S)
+        if num is None or body is None or not body.group(1).strip():
+            raise DataError(path, f"topic {n} has no <num> or no <{field}> text",
+                            fix=f"every <top> needs <num> and <{field}>")
+        qid = num.group(1).strip()
+        if qid in topics:
+            raise DataError(path, f"duplicate topic {qid!r}", fix="topic numbers must be unique")
+        topics[qid] = " ".join(body.group(1).split())
+    if not topics:
+        raise DataError(path, NO_TOPICS, fix=NO_TOPICS_FIX)
+    return topics
+
+
+def _tsv(path: Path, lines: list[tuple[int, str]]) -> dict[str, str]:
+    topics: dict[str, str] = {}
     for lineno, line in lines:
         qid, sep, query = line.partition("\t")
         if not sep or not query.strip():
@@ -139,14 +159,22 @@ def read_run(path: Path) -> Run:
 QRELS_HEADER_NAMES = {"score", "relevance", "rel", "label", "grade"}
 
 
-def read_qrels(path: Path) -> Qrels:
-    """Read qrels: BEIR TSV (``query-id corpus-id score`` with a header) or TREC (``qid 0 docid rel``)."""
+#: the qrels formats by their number of columns (:func:`read_qrels`)
+QRELS_COLUMNS = {3: "BEIR's 'query-id corpus-id score'", 4: "TREC's 'qid 0 docid rel'"}
+
+
+def read_qrels(path: Path, columns: int | None = None) -> Qrels:
+    """Read qrels: BEIR TSV (``query-id corpus-id score`` with a header; ``columns=3``) or TREC (``qid 0 docid
+    rel``; ``columns=4``); either, line by line, when ``columns`` is None."""
     qrels: Qrels = {}
     first = True
     for lineno, text in iter_lines(path):
         is_first, first = first, False
         parts = text.split("\t") if "\t" in text else text.split()
         parts = [p.strip() for p in parts]
+        if columns is not None and len(parts) != columns:
+            raise DataError(path, f"expected {columns} columns ({QRELS_COLUMNS[columns]}), got {len(parts)}",
+                            line=lineno)
         if len(parts) == 4:
             qid, _, doc, rel = parts
         elif len(parts) == 3:
@@ -172,4 +200,5 @@ def read_qrels(path: Path) -> Qrels:
     return qrels
 
 
-__all__ = ["Run", "Qrels", "in_score_order", "ranked", "quantize", "write_run", "read_run", "read_qrels"]
+__all__ = ["Run", "Qrels", "in_score_order", "ranked", "quantize", "write_run", "read_run", "read_qrels", "read_topics",
+           "read_tsv_topics", "read_tagged_topics"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness.data import load
-from harness.data.registry import DatasetSpec
+from harness.data.registry import BeirSpec
 from harness.errors import HarnessError
 from tests.conftest import make_tiny_beir
 
@@ -40,8 +40,8 @@ def _zip_dataset(tmp_path: Path, name: str) -> bytes:
     return buf.getvalue()
 
 
-def _spec(url: str, md5: str) -> DatasetSpec:
-    return DatasetSpec(id="beir/tinyset", kind="beir", url=url, md5=md5, archive_root="tinyset")
+def _spec(url: str, md5: str) -> BeirSpec:
+    return BeirSpec(id="beir/tinyset", url=url, md5=md5, archive_root="tinyset")
 
 
 def test_fetch_downloads_verifies_and_unpacks_into_a_read_only_root(tmp_path, server, monkeypatch):

@@ -21,12 +21,12 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from harness.data.beir import BeirDataset
+from harness.data.registry import EvalProtocol
 from harness.errors import HarnessError
 
 PREFIX = "irds:"
@@ -35,17 +35,12 @@ MANIFEST = ".irds-export.json"
 FORMAT = "harness-irds-export/1"
 
 
-@dataclass
-class IrdsDataset(BeirDataset):
-    """A BEIR-layout export of an ir_datasets id: topics and qrels in ``root``, the corpus shared by every id of
-    the same document collection (``corpus_file``)."""
+class Export(NamedTuple):
+    """Where an id's export lies: the corpus.jsonl of its document collection (shared by every id of that
+    collection) and the folder with its queries.jsonl and qrels/<split>.tsv."""
 
-    corpus_file: Path = field(default_factory=Path)
-    irds_id: str = ""
-
-    @property
-    def corpus_path(self) -> Path:
-        return self.corpus_file
+    corpus: Path
+    topics: Path
 
 
 def _module() -> Any:
@@ -100,9 +95,8 @@ def _unavailable(irds_id: str, what: str, error: BaseException) -> HarnessError:
                         "there is internet")
 
 
-def export(irds_id: str, split: str, root: Path) -> tuple[Path, Path]:
-    """(the corpus.jsonl of the id's document collection, the folder with queries.jsonl and
-    qrels/<split>.tsv), written under ``root`` when not sealed there yet."""
+def export(irds_id: str, split: str, root: Path) -> Export:
+    """The id's files in BEIR's layout (:class:`Export`), written under ``root`` when not sealed there yet."""
     ir_datasets = _module()
     dataset = ir_datasets.load(irds_id)
     missing = [what for what, has in (("documents", dataset.has_docs()), ("queries", dataset.has_queries()),
@@ -120,7 +114,7 @@ def export(irds_id: str, split: str, root: Path) -> tuple[Path, Path]:
               {"docs_of": parent, "ir_datasets": version})
         _once(topics_dir, lambda staging: _write_topics(dataset, irds_id, split, staging),
               {"id": irds_id, "split": split, "ir_datasets": version})
-    return corpus_dir / "corpus.jsonl", topics_dir
+    return Export(corpus_dir / "corpus.jsonl", topics_dir)
 
 
 @contextlib.contextmanager
@@ -150,7 +144,7 @@ def _network_as_configured() -> Iterator[None]:
             cls.stream = original
 
 
-def _once(target: Path, write: Any, identity: dict[str, str]) -> None:
+def _once(target: Path, write: Callable[[Path], dict[str, Any]], identity: dict[str, str]) -> None:
     """Run ``write(staging)`` and move the staging folder to ``target`` unless a sealed export is there."""
     from filelock import FileLock
 
@@ -236,23 +230,22 @@ def _write_topics(dataset: Any, irds_id: str, split: str, staging: Path) -> dict
 
 
 def open_dataset(dataset_id: str, irds_id: str, split: str | None, *, drop_self_hits: bool | None = None,
-                 metrics: tuple[str, ...] = (), protocol: Any = None) -> Any:
-    """The dataset of an ir_datasets id (exported on first use): a BEIR-layout dataset whose corpus is the
-    collection's one export. ``dataset_id`` is how records name it (``irds:<id>`` or a registered id)."""
+                 metrics: tuple[str, ...] = (), protocol: EvalProtocol | None = None) -> BeirDataset:
+    """The dataset of an ir_datasets id (exported on first use): BEIR's readers over the export, whose corpus
+    is the collection's one file. ``dataset_id`` is how records name it (``irds:<id>`` or a registered id)."""
     from dataclasses import replace
 
-    from harness.data.registry import EvalProtocol
     from harness.paths import cache_root
 
     load_id, recorded = resolve_id(irds_id, split)
-    corpus, topics = export(load_id, recorded, cache_root() / "irds")
+    files = export(load_id, recorded, cache_root() / "irds")
     if protocol is None:
         # BEIR's own collections keep BEIR's self-hit rule; elsewhere query and document ids are unrelated
         protocol = EvalProtocol(split=recorded, drop_self_hits=irds_id.startswith("beir/")
                                 if drop_self_hits is None else drop_self_hits)
     else:
         protocol = replace(protocol, split=recorded)
-    ds = IrdsDataset(dataset_id, topics, protocol, corpus_file=corpus, irds_id=load_id)
+    ds = BeirDataset.folder(dataset_id, files.topics, protocol, corpus=files.corpus)
     if metrics:
         ds.default_metrics = metrics
     ds.check_layout()

@@ -7,13 +7,14 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from harness.errors import DataError
 from harness.lines import iter_lines
 
 
-def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    """Yield (line number, object) for each JSON line."""
+def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line number, object) for each JSON line (a JSON object: free-form, each reader checks its fields)."""
     for lineno, text in iter_lines(path):
         try:
             obj = json.loads(text)

@@ -7,7 +7,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from harness.data.fetch import download, safe_unzip
-from harness.data.registry import DATASETS, DatasetSpec
+from harness.data.registry import DATASETS, BeirSpec
 from harness.errors import HarnessError, OfflineError
 from harness.paths import cache_root, data_roots, download_root
 
@@ -16,7 +16,7 @@ def is_registered(name: str) -> bool:
     return name in DATASETS
 
 
-def find_local(spec: DatasetSpec) -> Path | None:
+def find_local(spec: BeirSpec) -> Path | None:
     """The first data root holding the dataset's files, or None."""
     for root in data_roots():
         folder = root / spec.path
@@ -25,7 +25,7 @@ def find_local(spec: DatasetSpec) -> Path | None:
     return None
 
 
-def fetch(spec: DatasetSpec) -> Path:
+def fetch(spec: BeirSpec) -> Path:
     """Make the BEIR dataset available locally (download + unpack when missing); returns its folder."""
     found = find_local(spec)
     if found is not None:
@@ -68,7 +68,7 @@ def safe_unzip_archive(archive: Path, target: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def missing_message(spec: DatasetSpec, reason: str) -> str:
+def missing_message(spec: BeirSpec, reason: str) -> str:
     split = spec.protocol.split
     where = " or ".join(str(r / spec.path) for r in data_roots())
     return (f"{spec.id} is not available locally and cannot be downloaded ({reason}).\n"

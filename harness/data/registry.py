@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from harness.registry import Registry
 
@@ -21,7 +22,7 @@ class EvalProtocol:
     aggregate: str = "none"  # "mean-of-subsets": the leaderboard reports a collection as its parts' mean
     depth: int = 1000  # hits retrieved per query
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -46,31 +47,58 @@ class RemoteFile:
     unpack: str = "none"  # "none", "gunzip", or "unzip" (the archive's folder lands at ``target``)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DatasetSpec:
-    """A registered dataset. ``path`` is its folder relative to a data root."""
+    """A registered dataset: its id, the source that reads it (``kind``, a ``DatasetSource``'s name in
+    ``harness.datasets``), its protocol, the parts averaged into it (a collection), its official measures
+    (relevance levels included; empty: its source's defaults). Each source's own fields are in its own spec
+    (:class:`BeirSpec`, :class:`OdqaSpec`, :class:`IrdsSpec`); a source of a plug-in subclasses this."""
 
     id: str
-    kind: str  # "beir" or "odqa"
-    url: str | None = None
-    md5: str | None = None  # md5 of the archive at ``url``, as the publisher lists it
-    archive_root: str | None = None  # folder the archive unpacks to, relative to the download root
+    kind: str
     protocol: EvalProtocol = field(default_factory=EvalProtocol)
     subsets: tuple[str, ...] = ()  # ids of the parts averaged into this dataset
     description: str = ""
-    passages: str | None = None  # odqa: passage file, relative to a data root
-    questions: str | None = None  # odqa: question file, relative to a data root
-    downloads: tuple[RemoteFile, ...] = ()  # odqa: files fetched when missing
-    irds_id: str | None = None  # irds: the ir_datasets id it reads
-    metrics: tuple[str, ...] = ()  # its official measures, relevance levels included (empty: its source's defaults)
+    metrics: tuple[str, ...] = ()
 
     @property
     def path(self) -> str:
+        """Its folder relative to a data root."""
         return self.id
 
     @property
     def is_collection(self) -> bool:
         return bool(self.subsets)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BeirSpec(DatasetSpec):
+    """A BEIR dataset: the archive it comes in (``url``, the publisher's ``md5``, the folder it unpacks to)."""
+
+    kind: str = "beir"
+    url: str | None = None
+    md5: str | None = None
+    archive_root: str | None = None  # folder the archive unpacks to, relative to the download root
+
+
+@dataclass(frozen=True, kw_only=True)
+class OdqaSpec(DatasetSpec):
+    """An open-domain QA dataset in DPR's files: passages and questions relative to a data root, and the
+    files fetched when they are missing."""
+
+    kind: str = "odqa"
+    protocol: OdqaProtocol = field(default_factory=OdqaProtocol)
+    passages: str = ""
+    questions: str = ""
+    downloads: tuple[RemoteFile, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class IrdsSpec(DatasetSpec):
+    """A dataset read through ir_datasets: the ir_datasets id."""
+
+    kind: str = "irds"
+    irds_id: str = ""
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
@@ -98,18 +126,18 @@ CQADUPSTACK_FORUMS = ("android", "english", "gaming", "gis", "mathematica", "phy
 
 BEIR_SUITE: list[str] = []
 for _name, _md5, _split, _desc in _BEIR:
-    DATASETS.register(f"beir/{_name}", DatasetSpec(
-        id=f"beir/{_name}", kind="beir", url=BEIR_URL.format(name=_name), md5=_md5,
+    DATASETS.register(f"beir/{_name}", BeirSpec(
+        id=f"beir/{_name}", url=BEIR_URL.format(name=_name), md5=_md5,
         archive_root=_name, protocol=EvalProtocol(split=_split, drop_self_hits=True), description=_desc))
     BEIR_SUITE.append(f"beir/{_name}")
 
 for _forum in CQADUPSTACK_FORUMS:
-    DATASETS.register(f"beir/cqadupstack/{_forum}", DatasetSpec(
-        id=f"beir/cqadupstack/{_forum}", kind="beir", url=BEIR_URL.format(name="cqadupstack"),
+    DATASETS.register(f"beir/cqadupstack/{_forum}", BeirSpec(
+        id=f"beir/cqadupstack/{_forum}", url=BEIR_URL.format(name="cqadupstack"),
         md5=CQADUPSTACK_MD5, archive_root="cqadupstack", protocol=EvalProtocol(drop_self_hits=True),
         description=f"CQADupStack {_forum} forum"))
-DATASETS.register("beir/cqadupstack", DatasetSpec(
-    id="beir/cqadupstack", kind="beir", url=BEIR_URL.format(name="cqadupstack"), md5=CQADUPSTACK_MD5,
+DATASETS.register("beir/cqadupstack", BeirSpec(
+    id="beir/cqadupstack", url=BEIR_URL.format(name="cqadupstack"), md5=CQADUPSTACK_MD5,
     archive_root="cqadupstack", protocol=EvalProtocol(aggregate="mean-of-subsets", drop_self_hits=True),
     subsets=tuple(f"beir/cqadupstack/{f}" for f in CQADUPSTACK_FORUMS),
     description="CQADupStack: mean over its 12 StackExchange forums"))
@@ -138,18 +166,18 @@ ENTITYQS_RELATIONS = ("P17", "P19", "P20", "P26", "P36", "P40", "P50", "P69", "P
 ODQA_SUITE: list[str] = []
 for _name, _file, _gz, _match, _n, _desc in _ODQA:
     _local = f"odqa/{_name}/{_file.removesuffix('.gz')}"
-    DATASETS.register(f"odqa/{_name}", DatasetSpec(
-        id=f"odqa/{_name}", kind="odqa", url=DPR_URL.format(file=_file), protocol=OdqaProtocol(match=_match),
+    DATASETS.register(f"odqa/{_name}", OdqaSpec(
+        id=f"odqa/{_name}", protocol=OdqaProtocol(match=_match),
         description=f"{_desc}, {_n} questions over DPR Wikipedia", passages=WIKI_PASSAGES.target, questions=_local,
         downloads=(RemoteFile(DPR_URL.format(file=_file), _local, unpack="gunzip" if _gz else "none"), WIKI_PASSAGES)))
     ODQA_SUITE.append(f"odqa/{_name}")
 for _rel in ENTITYQS_RELATIONS:
-    DATASETS.register(f"odqa/entityqs/{_rel}", DatasetSpec(
-        id=f"odqa/entityqs/{_rel}", kind="odqa", url=ENTITYQS.url, protocol=OdqaProtocol(),
+    DATASETS.register(f"odqa/entityqs/{_rel}", OdqaSpec(
+        id=f"odqa/entityqs/{_rel}", protocol=OdqaProtocol(),
         description=f"EntityQuestions relation {_rel} (test)", passages=WIKI_PASSAGES.target,
         questions=f"{ENTITYQS.target}/test/{_rel}.test.json", downloads=(ENTITYQS, WIKI_PASSAGES)))
-DATASETS.register("odqa/entityqs", DatasetSpec(
-    id="odqa/entityqs", kind="odqa", url=ENTITYQS.url, protocol=OdqaProtocol(aggregate="mean-of-subsets"),
+DATASETS.register("odqa/entityqs", OdqaSpec(
+    id="odqa/entityqs", protocol=OdqaProtocol(aggregate="mean-of-subsets"),
     subsets=tuple(f"odqa/entityqs/{r}" for r in ENTITYQS_RELATIONS),
     description="EntityQuestions (Sciavolino et al. 2021): mean over its 24 test relations"))
 ODQA_SUITE.append("odqa/entityqs")
@@ -173,8 +201,8 @@ for _domain in ("lifestyle", "recreation", "science", "technology", "writing", "
                       f"LoTTE {_domain} test, {_kind} queries (Success@5)"))
 IRDS_IDS: list[str] = []
 for _id, _split, _metrics, _desc in _IRDS:
-    DATASETS.register(_id, DatasetSpec(id=_id, kind="irds", irds_id=_id, protocol=EvalProtocol(split=_split),
-                                       metrics=_metrics, description=_desc + " [ir_datasets]"))
+    DATASETS.register(_id, IrdsSpec(id=_id, irds_id=_id, protocol=EvalProtocol(split=_split), metrics=_metrics,
+                                    description=_desc + " [ir_datasets]"))
     IRDS_IDS.append(_id)
 
 SUITES: dict[str, list[str]] = {"beir": BEIR_SUITE, "odqa": ODQA_SUITE}

@@ -1,9 +1,9 @@
 """``OdqaDataset``: a passage file plus a question file, evaluated by answer matching (DPR convention).
 
-It offers what the runner and retrievers use from any dataset (``id``, ``split``, ``protocol``,
-``corpus_path``, ``corpus()``, ``queries()``, ``files()``, ``check_layout()``, ``default_metrics``,
-``metric()``, ``judged_documents()``, ``evaluate()``) plus ``questions()`` with their answers. It scores a
-run by answer matching: top-k accuracy in the run's own rank order, with each question's first-hit rank.
+A dataset made of parts (``harness.data.parts``): a :class:`~harness.data.formats.DprCorpus` and an
+:class:`AnswerFile`, which is both its topics (the questions) and its judgements (their answers, matched
+against the text of the passages a run retrieves: top-k accuracy in the run's own rank order, with each
+question's first-hit rank).
 """
 
 from __future__ import annotations
@@ -11,67 +11,74 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
 
-from harness.data.corpus import Doc, OneFileCorpus
-from harness.data.registry import DatasetSpec, OdqaProtocol, RemoteFile
+from harness.data.formats import DprCorpus
+from harness.data.parts import CorpusReader, PartsDataset
+from harness.data.registry import EvalProtocol, OdqaProtocol, OdqaSpec, RemoteFile
 from harness.errors import DataError, HarnessError, OfflineError
 from harness.io import shareable
 from harness.odqa.evaluate import DEFAULT_METRICS, AnswerJudgements
-from harness.odqa.formats import Question, find_questions_file, iter_passages, read_questions
+from harness.odqa.formats import Question, find_questions_file, read_questions
 from harness.paths import cache_root, data_roots, download_root
 
-if TYPE_CHECKING:
-    pass
-
 PASSAGE_NAMES = ("passages.tsv", "passages.tsv.gz", "psgs_w100.tsv", "psgs_w100.tsv.gz")
+LAYOUT = "an ODQA dataset needs a passage TSV and a question file"
 
 
 @dataclass
-class OdqaDataset(OneFileCorpus):
-    id: str
-    passages_path: Path
-    questions_path: Path
-    protocol: OdqaProtocol
-    default_metrics: tuple[str, ...] = tuple(DEFAULT_METRICS)
-    read_corpus: ClassVar[Callable[[Path], Iterator[Doc]]] = staticmethod(iter_passages)
+class AnswerFile:
+    """A question file (DPR's ``*.qa.csv``, EntityQuestions' JSON, JSONL): the topics of an open-domain QA
+    dataset, and its judgements (each question's answers). Read once when first asked."""
 
-    @property
-    def root(self) -> Path:
-        return self.questions_path.parent
-
-    @property
-    def corpus_path(self) -> Path:
-        return self.passages_path
-
-    @property
-    def split(self) -> str:
-        return self.protocol.split
-
-    def files(self) -> list[Path]:
-        return [self.passages_path, self.questions_path]
-
-    def check_layout(self) -> None:
-        missing = [str(p) for p in self.files() if not p.is_file()]
-        if missing:
-            raise HarnessError(f"{self.id}: missing {', '.join(missing)} (an ODQA dataset needs a passage TSV "
-                               "and a question file)")
+    path: Path
+    _questions: list[Question] | None = field(default=None, init=False, repr=False, compare=False)
 
     def questions(self) -> list[Question]:
-        return read_questions(self.questions_path)
+        if self._questions is None:
+            self._questions = read_questions(self.path)
+        return self._questions
 
-    def queries(self) -> dict[str, str]:
+    def topics(self) -> dict[str, str]:
         return {q.qid: q.text for q in self.questions()}
 
     def answers(self) -> dict[str, tuple[str, ...]]:
         return {q.qid: q.answers for q in self.questions()}
 
-    def judgements(self) -> AnswerJudgements:
-        """The questions' answers (accuracy@k in the run's rank order, ``first_hit_rank`` for the record)."""
-        return AnswerJudgements(self)
+    def files(self) -> list[Path]:
+        return [self.path]
+
+    def judgements(self, dataset_id: str, corpus: CorpusReader, protocol: EvalProtocol) -> AnswerJudgements:
+        """Answer matching against ``corpus``'s passages, under the protocol's match rule (DPR's ``string``,
+        or ``regex`` for CuratedTREC)."""
+        match = protocol.match if isinstance(protocol, OdqaProtocol) else "string"
+        return AnswerJudgements(self.answers(), corpus.docs, match)
+
+
+@dataclass
+class OdqaDataset(PartsDataset):
+    """Open-domain QA: DPR's passages and a question file (:meth:`files_at` makes one)."""
+
+    @classmethod
+    def files_at(cls, dataset_id: str, passages: Path, questions: Path, protocol: OdqaProtocol) -> OdqaDataset:
+        answers = AnswerFile(questions)
+        return cls(dataset_id, protocol, DprCorpus(passages), answers, answers, questions.parent,
+                   tuple(DEFAULT_METRICS), LAYOUT)
+
+    @property
+    def passages_path(self) -> Path:
+        return self.corpus_reader.path
+
+    @property
+    def questions_path(self) -> Path:
+        return self.topics_reader.path
+
+    def questions(self) -> list[Question]:
+        return read_questions(self.questions_path)
+
+    def answers(self) -> dict[str, tuple[str, ...]]:
+        return {q.qid: q.answers for q in self.questions()}
 
 
 def is_odqa_folder(folder: Path) -> bool:
@@ -87,7 +94,7 @@ def from_folder(folder: Path, dataset_id: str, split: str | None = None, match: 
     if questions is None:
         raise DataError(folder, "no question file", fix="add questions.qa.csv ('question<TAB>[answers]') "
                         "or questions.jsonl ({'question': ..., 'answers': [...]})")
-    return OdqaDataset(dataset_id, passages, questions, OdqaProtocol(split=split or "test", match=match))
+    return OdqaDataset.files_at(dataset_id, passages, questions, OdqaProtocol(split=split or "test", match=match))
 
 
 def _locate(rel: str) -> Path | None:
@@ -97,20 +104,20 @@ def _locate(rel: str) -> Path | None:
     return None
 
 
-def find_local(spec: DatasetSpec) -> OdqaDataset | None:
-    assert spec.passages and spec.questions
+def find_local(spec: OdqaSpec, split: str | None = None) -> OdqaDataset | None:
+    """The registered dataset when its files are in a data root (``split``: another name for its split)."""
     passages, questions = _locate(spec.passages), _locate(spec.questions)
     if passages is None or questions is None:
         return None
-    assert isinstance(spec.protocol, OdqaProtocol)
-    return OdqaDataset(spec.id, passages, questions, spec.protocol)
+    protocol = spec.protocol if split is None else replace(spec.protocol, split=split)
+    return OdqaDataset.files_at(spec.id, passages, questions, protocol)
 
 
-def fetch(spec: DatasetSpec) -> OdqaDataset:
+def fetch(spec: OdqaSpec, split: str | None = None) -> OdqaDataset:
     """Download what is missing (checksummed, atomic), then return the dataset."""
     from filelock import FileLock
 
-    found = find_local(spec)
+    found = find_local(spec, split)
     if found is not None:
         return found
     lock_dir = cache_root() / "locks"
@@ -124,7 +131,7 @@ def fetch(spec: DatasetSpec) -> OdqaDataset:
                     fetch_file(remote, download_root())
                 except OfflineError as e:
                     raise HarnessError(missing_message(spec, str(e))) from None
-    found = find_local(spec)
+    found = find_local(spec, split)
     if found is None:
         raise HarnessError(f"{spec.id}: the downloads did not provide {spec.questions} and {spec.passages}")
     return found
@@ -160,7 +167,7 @@ def fetch_file(remote: RemoteFile, root: Path) -> Path:
     return target
 
 
-def missing_message(spec: DatasetSpec, reason: str) -> str:
+def missing_message(spec: OdqaSpec, reason: str) -> str:
     lines = [f"{spec.id} is not available locally and cannot be downloaded ({reason}).",
              f"It needs {spec.questions} and {spec.passages} under {' or '.join(str(r) for r in data_roots())}."]
     for r in spec.downloads:

@@ -12,26 +12,26 @@ passage matches) is kept per question so any k up to the depth can be computed l
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
 
+from harness.data.judgements import Evaluation, PerQuery
+from harness.data.registry import EvalProtocol, OdqaProtocol
 from harness.errors import HarnessError
 from harness.metrics.measures import parse_measure
 from harness.odqa.match import _answer_tokens, _contains, has_answer, tokens
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from harness.data.corpus import Doc
-    from harness.data.registry import OdqaProtocol
+    from harness.data.parts import TopicsReader
 
 
 class AnsweredDataset(Protocol):
     """What evaluation reads of an open-domain QA dataset (``harness.odqa.dataset.OdqaDataset``)."""
 
     @property
-    def protocol(self) -> OdqaProtocol: ...
+    def protocol(self) -> EvalProtocol: ...
 
     def answers(self) -> dict[str, tuple[str, ...]]: ...
 
@@ -55,7 +55,7 @@ def canonical(name: str) -> str:
     return f"accuracy@{parse_accuracy(name)}"
 
 
-def passage_texts(passages: Iterable, wanted: set[str]) -> dict[str, str]:
+def passage_texts(passages: Iterable[Doc], wanted: set[str]) -> dict[str, str]:
     """Texts of the ``wanted`` passage ids, from one pass over the streamed corpus."""
     out: dict[str, str] = {}
     with _bar(None, "read retrieved passages", "passage") as bar:
@@ -111,39 +111,50 @@ def accuracy(first_hit: Mapping[str, int | None], k: int) -> dict[str, float]:
 
 def evaluate_answers(answers: Mapping[str, Sequence[str]], run: Mapping[str, Mapping[str, float]],
                      texts: Mapping[str, str], metrics: Sequence[str], mode: str = "string"
-                     ) -> tuple[dict[str, dict[str, float]], dict[str, int | None]]:
+                     ) -> tuple[PerQuery, dict[str, int | None]]:
     """({metric: {qid: value}}, {qid: first-hit rank}) for every question in ``answers``."""
     hits = first_hits(answers, run, texts, mode)
     return {canonical(m): accuracy(hits, parse_accuracy(m)) for m in metrics}, hits
 
 
 def evaluate_dataset(dataset: AnsweredDataset, run: Mapping[str, Mapping[str, float]], metrics: Sequence[str]
-                     ) -> tuple[dict[str, dict[str, float]], dict[str, int | None]]:
+                     ) -> tuple[PerQuery, dict[str, int | None]]:
     """Score ``run`` on an open-domain QA dataset: stream its passages once for the retrieved ones' texts."""
-    answers = dataset.answers()
-    wanted = {d for q in answers for d in run.get(q, {})}
-    texts = passage_texts(dataset.corpus(), wanted)
-    return evaluate_answers(answers, run, texts, metrics, dataset.protocol.match)
+    match = dataset.protocol.match if isinstance(dataset.protocol, OdqaProtocol) else "string"
+    return AnswerJudgements(dataset.answers(), dataset.corpus, match).score(run, metrics)
 
 
 class AnswerJudgements:
     """The judgements of an open-domain QA split: each question's answers, matched against the text of the
-    passages a run retrieves (DPR's has_answer); scored with Accuracy@k, each question's first-hit rank
-    recorded."""
+    passages a run retrieves (DPR's has_answer; ``match`` "string", or "regex" for CuratedTREC), the passages
+    streamed from ``passages`` when a run is scored; Accuracy@k, each question's first-hit rank recorded."""
 
     kind = "answers"
 
-    def __init__(self, dataset: AnsweredDataset):
-        self.dataset = dataset
+    def __init__(self, answers: Mapping[str, Sequence[str]], passages: Callable[[], Iterable[Doc]],
+                 match: str = "string"):
+        self.answers = answers
+        self.passages = passages
+        self.match = match
 
     def measure(self, name: str) -> tuple[str, int]:
         """``accuracy@k`` (also ``Accuracy@k``, ``acc@k``, ``top@k``) and its cut-off k."""
         return canonical(name), parse_accuracy(name)
 
-    def evaluate(self, run: Mapping[str, Mapping[str, float]], metrics: Sequence[str]
-                 ) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
-        per_query, first_hit = evaluate_dataset(self.dataset, run, metrics)
+    def score(self, run: Mapping[str, Mapping[str, float]], metrics: Sequence[str]
+              ) -> tuple[PerQuery, dict[str, int | None]]:
+        """({metric: {qid: value}}, {qid: first-hit rank}): one pass over the passages for the retrieved ones."""
+        wanted = {d for q in self.answers for d in run.get(q, {})}
+        texts = passage_texts(self.passages(), wanted)
+        return evaluate_answers(self.answers, run, texts, metrics, self.match)
+
+    def evaluate(self, run: Mapping[str, Mapping[str, float]], metrics: Sequence[str]) -> Evaluation:
+        per_query, first_hit = self.score(run, metrics)
         return per_query, {"first_hit_rank": first_hit}
 
     def judged_documents(self) -> set[str]:
         return set()  # answers are matched against passage text, no passage is judged by id
+
+    def judged_topics(self, topics: TopicsReader) -> dict[str, str]:
+        """Every question: each has its answers."""
+        return topics.topics()

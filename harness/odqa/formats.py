@@ -1,8 +1,5 @@
-"""ODQA file formats: DPR's passage TSV and the question files of DPR, EntityQuestions and JSON(L).
-
-Passages (``psgs_w100.tsv``): tab-separated with a header naming the columns (``id``, ``text``,
-``title``), fields CSV-quoted as Python's ``csv`` module writes them (DPR reads it with ``csv.reader``);
-``.gz`` files are read as they are. Streamed one passage at a time.
+"""ODQA file formats: the question files of DPR, EntityQuestions and JSON(L), each question with its answers
+(DPR's passage TSV is read by ``harness.data.tsv.iter_passages``, re-exported here).
 
 Questions, one ``Question(qid, text, answers)`` each, in file order:
 - DPR ``*.qa.csv``: ``question \\t ['answer', ...]``, read with ``csv.reader`` as DPR reads it, the list
@@ -17,115 +14,26 @@ from __future__ import annotations
 
 import ast
 import csv
-import gzip
-import io
 import json
-import re
-import sys
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
-from harness.data.corpus import Doc
 from harness.data.jsonl import iter_jsonl
+from harness.data.tsv import SWALLOWED, iter_passages, open_text
 from harness.errors import DataError
 from harness.lines import check_id
 
-#: a quoted field that ran on over later rows: a line break followed by a tab on the same line (a CSV-quoted
-#: field may hold line breaks and tabs, but a later row's columns after a break mean an unbalanced quote)
-SWALLOWED = re.compile(r"[\r\n][^\r\n]*\t")
+__all__ = ["QUESTION_SUFFIXES", "Question", "find_questions_file", "iter_passages", "parse_answer_list",
+           "read_qa_csv", "read_questions", "read_questions_json", "read_questions_jsonl"]
+
 QUESTION_SUFFIXES = (".qa.csv", ".qa.csv.gz", ".jsonl", ".json", ".jsonl.gz", ".json.gz")
-csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 
 class Question(NamedTuple):
     qid: str
     text: str
     answers: tuple[str, ...]
-
-
-def _open_text(path: Path) -> io.TextIOBase:
-    try:
-        if path.name.endswith(".gz"):
-            return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
-        return open(path, encoding="utf-8-sig", newline="")
-    except FileNotFoundError:
-        raise DataError(path, "file not found") from None
-
-
-class _IdSet:
-    """Seen passage ids; decimal ids (all of DPR's) cost one bit each instead of a Python string."""
-
-    def __init__(self) -> None:
-        self.bits = bytearray()
-        self.other: set[str] = set()
-
-    def add(self, doc_id: str) -> bool:
-        """Add ``doc_id``; False when it was already there."""
-        if doc_id.isdigit() and doc_id.isascii() and len(doc_id) < 11 and (doc_id == "0" or doc_id[0] != "0"):
-            n = int(doc_id)
-            byte, bit = n >> 3, 1 << (n & 7)
-            if byte >= len(self.bits):
-                self.bits.extend(bytes(max(byte + 1 - len(self.bits), len(self.bits))))
-            if self.bits[byte] & bit:
-                return False
-            self.bits[byte] |= bit
-            return True
-        if doc_id in self.other:
-            return False
-        self.other.add(doc_id)
-        return True
-
-
-def iter_passages(path: Path) -> Iterator[Doc]:
-    """Stream ``Doc(id, title, text)`` from a DPR passage TSV. Duplicate or empty ids are errors."""
-    path = Path(path)
-    with _open_text(path) as f:
-        reader = csv.reader(f, delimiter="\t")  # not strict: DPR reads as csv.reader does
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise DataError(path, "the passage file is empty") from None
-        except (csv.Error, UnicodeDecodeError) as e:
-            raise DataError(path, f"unreadable header ({e})", line=1) from None
-        cols = {name.strip().lower(): i for i, name in enumerate(header)}
-        if "id" not in cols or "text" not in cols:
-            raise DataError(path, f"header {header!r} lacks 'id' and 'text' columns", line=1,
-                            fix="the first line must name the columns, e.g. 'id<TAB>text<TAB>title' "
-                                "as in psgs_w100.tsv")
-        i_id, i_text, i_title = cols["id"], cols["text"], cols.get("title")
-        width = max(i_id, i_text, i_title if i_title is not None else 0) + 1
-        seen = _IdSet()
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except (csv.Error, UnicodeDecodeError) as e:
-                raise DataError(path, f"malformed row ({e})", line=reader.line_num,
-                                fix="fields with tabs, quotes or newlines must be CSV-quoted") from None
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue
-            if len(row) < width or len(row) > len(header):
-                raise DataError(path, f"expected {len(header)} tab-separated columns, got {len(row)}",
-                                line=reader.line_num,
-                                fix="each line is 'id<TAB>text<TAB>title'; a tab inside a text or title must be "
-                                    "CSV-quoted (DPR's reader would shift the columns too)")
-            if any(SWALLOWED.search(field) for field in row):
-                raise DataError(path, "a field runs on over later rows (a quote opened and not closed on its "
-                                      "line), so this passage would swallow the passages after it",
-                                line=reader.line_num, fix="balance the quote, or CSV-quote the field "
-                                                          '("" for a quote inside it)')
-            doc_id = row[i_id].strip()
-            if not doc_id:
-                raise DataError(path, "empty passage id", line=reader.line_num)
-            if not (doc_id.isascii() and doc_id.isdigit()):  # DPR's ids are decimal: valid by construction
-                check_id(doc_id, path, reader.line_num, "passage id")
-            if not seen.add(doc_id):
-                raise DataError(path, f"duplicate passage id {doc_id!r}", line=reader.line_num,
-                                fix="passage ids must be unique")
-            yield Doc(doc_id, row[i_title] if i_title is not None else "", row[i_text])
 
 
 def parse_answer_list(value: str, path: Path, line: int) -> tuple[str, ...]:
@@ -154,7 +62,7 @@ def read_qa_csv(path: Path) -> list[Question]:
     """DPR's ``question \\t [answers]`` file."""
     path = Path(path)
     out: list[Question] = []
-    with _open_text(path) as f:
+    with open_text(path) as f:
         reader = csv.reader(f, delimiter="\t")  # not strict: DPR reads as csv.reader does
         try:
             for row in reader:
@@ -189,7 +97,7 @@ def _from_object(obj: object, n: int, path: Path, line: int | None) -> Question:
 def read_questions_json(path: Path) -> list[Question]:
     """A JSON list of ``{"question", "answers"}`` (EntityQuestions' per-relation files)."""
     path = Path(path)
-    with _open_text(path) as f:
+    with open_text(path) as f:
         try:
             data = json.load(f)
         except json.JSONDecodeError as e:
@@ -204,7 +112,7 @@ def read_questions_json(path: Path) -> list[Question]:
 def read_questions_jsonl(path: Path) -> list[Question]:
     path = Path(path)
     if path.name.endswith(".gz"):
-        with _open_text(path) as f:
+        with open_text(path) as f:
             objs = [(i + 1, json.loads(t)) for i, t in enumerate(f) if t.strip()]
     else:
         objs = list(iter_jsonl(path))

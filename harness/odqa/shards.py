@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from harness.errors import HarnessError
 from harness.io import atomic_write_json
@@ -35,6 +35,29 @@ GiB = 1024**3
 PY_STR_BYTES = 57  # CPython size of a short ASCII str, the per-id cost of the id list held while searching
 ENCODE_BYTES_PER_PASSAGE = 6_000  # texts, token ids and padded batch tensors for one chunk in flight
 KNOWN_COUNTS = {"psgs_w100.tsv": 21_015_324}
+
+
+class JobInfo(TypedDict):
+    """What one encoding job did (``job-<i>-of-<n>.json`` in the store)."""
+
+    job: int
+    jobs: int
+    chunks: int
+    count: int
+    dim: int
+    shard_size: int
+    encoded: int
+    reused: int
+    seconds: float
+
+
+class MergeInfo(TypedDict):
+    """What a merge checked and sealed."""
+
+    chunks: int
+    count: int
+    dim: int
+    store: str
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -105,12 +128,14 @@ class Plan:
     def index_disk_bytes(self, kind: str) -> int:
         return 0 if kind == "exact" else self.index_memory_bytes(kind) - self.passages * (PY_STR_BYTES + 8)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, int]:
         return {**asdict(self), "disk_bytes": self.disk_bytes, "encode_memory_bytes": self.encode_memory_bytes,
                 **{f"{k}_memory_bytes": self.index_memory_bytes(k) for k in ("exact", "flat", "hnsw", "ivfpq")}}
 
     def render(self) -> str:
-        g = lambda b: f"{b / GiB:,.2f} GiB"  # noqa: E731
+        def g(b: int) -> str:
+            return f"{b / GiB:,.2f} GiB"
+
         lines = [f"{self.passages:,} passages x {self.dim} dims (float32):",
                  f"  embeddings on disk     {g(self.disk_bytes)} ({g(self.job_disk_bytes)} per job of {self.jobs})",
                  f"  memory while encoding  {g(self.encode_memory_bytes)} per job (chunks of {self.shard_size:,})"]
@@ -140,7 +165,9 @@ def check_fits(plan: Plan, store_dir: Path, index: str = "exact", *, memory: int
     """Refuse early, saying what to change, when the embeddings or the index will not fit."""
     memory = available_memory() if memory is None else memory
     disk = free_disk(store_dir) if disk is None else disk
-    g = lambda b: f"{b / GiB:.1f} GiB"  # noqa: E731
+    def g(b: int) -> str:
+        return f"{b / GiB:.1f} GiB"
+
     need_disk = plan.job_disk_bytes + plan.index_disk_bytes(index)
     if need_disk > disk:
         raise HarnessError(
@@ -175,7 +202,7 @@ def plan_for(retriever: DenseRetriever, dataset: Dataset, jobs: int = 1) -> Plan
 
 
 def encode_shard(retriever: DenseRetriever, dataset: Dataset, shard: int = 0, of: int = 1, *, index: str = "exact",
-                 check: bool = True, log: Callable[[str], None] = print) -> dict:
+                 check: bool = True, log: Callable[[str], None] = print) -> JobInfo:
     """Encode the chunks ``j % of == shard`` of ``dataset`` into ``retriever``'s embedding store."""
     store = _store_for(retriever, dataset)
     if check:
@@ -185,7 +212,7 @@ def encode_shard(retriever: DenseRetriever, dataset: Dataset, shard: int = 0, of
     start = time.perf_counter()
     done = retriever.encode_corpus(dataset, store, shard, of, verify=False)  # the loop `harness run` runs
     encoded, reused, count, chunks = done.encoded, done.reused, done.count, done.shards
-    info = {"job": shard, "jobs": of, "chunks": chunks, "count": count, "dim": model_dim(retriever),
+    info: JobInfo = {"job": shard, "jobs": of, "chunks": chunks, "count": count, "dim": model_dim(retriever),
             "shard_size": retriever.shard_size, "encoded": encoded, "reused": reused,
             "seconds": round(time.perf_counter() - start, 3)}
     atomic_write_json(store.dir / f"job-{shard:05d}-of-{of:05d}.json", info)
@@ -194,10 +221,10 @@ def encode_shard(retriever: DenseRetriever, dataset: Dataset, shard: int = 0, of
 
 
 def merge(retriever: DenseRetriever, dataset: Dataset, of: int, *, verify: bool = True,
-          log: Callable[[str], None] = print) -> dict:
+          log: Callable[[str], None] = print) -> MergeInfo:
     """Check that the ``of`` jobs left every chunk sealed, then write the store's manifest."""
     store = _store_for(retriever, dataset)
-    infos = []
+    infos: list[JobInfo] = []
     for i in range(of):
         path = store.dir / f"job-{i:05d}-of-{of:05d}.json"
         if not path.is_file():
