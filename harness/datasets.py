@@ -17,7 +17,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
+from harness.data import irds as irds_export
 from harness.data import load as beir_load
+from harness.data import memory
 from harness.data.beir import BeirDataset, default_split
 from harness.data.corpus import Doc
 from harness.data.dataset import Dataset
@@ -65,8 +67,9 @@ class DatasetSource(Generic[S]):
         raise HarnessError(self.missing_message(spec, "this source downloads nothing"))
 
     def needs_fetch(self, spec: S) -> bool:
-        """Whether :func:`resolve_all` must fetch the dataset before opening it (offline: refuse it)."""
-        return self.find_local(spec) is None
+        """Whether :func:`resolve_all` must fetch the dataset before opening it (offline: refuse it); a source
+        that downloads says so when its files are not here."""
+        return False
 
     def missing_message(self, spec: S, reason: str) -> str:
         return f"{spec.id} is not available ({reason})"
@@ -99,6 +102,9 @@ class BeirSource(DatasetSource[BeirSpec]):
     def find_local(self, spec: BeirSpec) -> Path | None:
         return beir_load.find_local(spec)
 
+    def needs_fetch(self, spec: BeirSpec) -> bool:
+        return self.find_local(spec) is None
+
     def fetch(self, spec: BeirSpec) -> Path:
         return beir_load.fetch(spec)
 
@@ -130,6 +136,9 @@ class OdqaSource(DatasetSource[OdqaSpec]):
         found = odqa.find_local(spec)
         return found.root if found is not None else None
 
+    def needs_fetch(self, spec: OdqaSpec) -> bool:
+        return self.find_local(spec) is None
+
     def fetch(self, spec: OdqaSpec) -> Path:
         return odqa.fetch(spec).root
 
@@ -155,42 +164,32 @@ class IrdsSource(DatasetSource[IrdsSpec]):
     layout under the harness's cache, read by BEIR's readers."""
 
     name = "irds"
-    prefix = "irds:"
+    prefix = irds_export.PREFIX
     spec_type = IrdsSpec
 
     def find_local(self, spec: IrdsSpec) -> Path | None:
-        from harness.data import irds
-
-        return irds.exported(spec.irds_id)
+        return irds_export.exported(spec.irds_id)
 
     def fetch(self, spec: IrdsSpec) -> Path:
-        from harness.data import irds
-
-        return irds.open_dataset(spec.id, spec.irds_id, None, protocol=spec.protocol, metrics=spec.metrics).root
+        return irds_export.open_dataset(spec.id, spec.irds_id, None, protocol=spec.protocol, metrics=spec.metrics).root
 
     def needs_fetch(self, spec: IrdsSpec) -> bool:
         return False  # ir_datasets reads its own cache on open, and says what it could not download
 
     def missing_message(self, spec: IrdsSpec, reason: str) -> str:
-        from harness.data import irds
-
         return (f"{spec.id} is read through ir_datasets and is not exported here yet ({reason}); where there is "
-                f"internet `harness fetch {spec.id}` downloads it (ir_datasets keeps its files in {irds.home()}, "
-                "or IR_DATASETS_HOME)")
+                f"internet `harness fetch {spec.id}` downloads it (ir_datasets keeps its files in "
+                f"{irds_export.home()}, or IR_DATASETS_HOME)")
 
     def open(self, spec: IrdsSpec, split: str | None, allow_fetch: bool) -> Dataset:
-        from harness.data import irds
-
         if split is not None and split != spec.protocol.split:
             raise HarnessError(f"{spec.id} is the {spec.protocol.split} split of its collection; for another, name "
                                f"the ir_datasets id: --dataset {self.prefix}<id> (https://ir-datasets.com)")
-        return irds.open_dataset(spec.id, spec.irds_id, None, protocol=spec.protocol, metrics=spec.metrics)
+        return irds_export.open_dataset(spec.id, spec.irds_id, None, protocol=spec.protocol, metrics=spec.metrics)
 
     def open_name(self, name: str, split: str | None) -> Dataset:
         """``irds:<id>``: any ir_datasets id with documents, queries and qrels."""
-        from harness.data import irds
-
-        return irds.open_dataset(name, name.removeprefix(self.prefix), split)
+        return irds_export.open_dataset(name, name.removeprefix(self.prefix), split)
 
 
 class MemorySource(DatasetSource[DatasetSpec]):
@@ -198,20 +197,17 @@ class MemorySource(DatasetSource[DatasetSpec]):
     is claimed by its marker and keeps the dataset's id and protocol; ``memory:<name>`` finds the copy."""
 
     name = "memory"
-    prefix = "memory:"
+    prefix = memory.PREFIX
 
     def claims_folder(self, folder: Path) -> bool:
-        from harness.data.memory import MARKER
-
-        return (folder / MARKER).is_file()
+        return (folder / memory.MARKER).is_file()
 
     def open_folder(self, folder: Path, split: str | None, output_dir: Path | None) -> Dataset:
-        from harness.data.memory import MARKER
         from harness.io import read_json
 
-        marker = read_json(folder / MARKER, fix=f"delete {folder} (the dataset writes it again when used)")
+        marker = read_json(folder / memory.MARKER, fix=f"delete {folder} (the dataset writes it again when used)")
         if not isinstance(marker, dict) or not isinstance(marker.get("protocol"), dict):
-            raise HarnessError(f"{folder / MARKER}: not a dataset's marker; delete {folder}")
+            raise HarnessError(f"{folder / memory.MARKER}: not a dataset's marker; delete {folder}")
         protocol = EvalProtocol(**marker["protocol"])
         if split is not None and split != protocol.split:
             raise HarnessError(f"{marker.get('id')} has the one split {protocol.split}; drop --split {split}")
@@ -220,9 +216,7 @@ class MemorySource(DatasetSource[DatasetSpec]):
         return _checked(ds)
 
     def open_name(self, name: str, split: str | None) -> Dataset:
-        from harness.data.memory import copies_of
-
-        found = copies_of(name)
+        found = memory.copies_of(name)
         if len(found) != 1:
             why = "none is in this cache" if not found else f"{len(found)} copies are ({', '.join(map(str, found))})"
             raise HarnessError(f"{name} is a dataset made in Python (harness.data.memory.from_memory) and {why}: "

@@ -29,6 +29,7 @@ from harness.data.beir import BeirDataset
 from harness.data.registry import EvalProtocol
 from harness.errors import HarnessError
 
+#: the id prefix of any ir_datasets id (owned by ``harness.datasets.IrdsSource``)
 PREFIX = "irds:"
 SPLIT_NAMES = ("train", "dev", "test", "validation", "eval")
 MANIFEST = ".irds-export.json"
@@ -47,7 +48,7 @@ def _module() -> Any:
     try:
         import ir_datasets
     except ImportError:
-        raise HarnessError("irds: ids need the ir_datasets package (pip install ir_datasets)") from None
+        raise HarnessError(f"{PREFIX} ids need the ir_datasets package (pip install ir_datasets)") from None
     return ir_datasets
 
 
@@ -68,7 +69,7 @@ def resolve_id(irds_id: str, split: str | None) -> tuple[str, str]:
             return candidate, split
         if irds_id.rsplit("/", 1)[-1] == split and _exists(ir_datasets, irds_id):
             return irds_id, split
-        raise HarnessError(f"ir_datasets has no {candidate}; name the split in the id (irds:<id>/<split>) or "
+        raise HarnessError(f"ir_datasets has no {candidate}; name the split in the id ({PREFIX}<id>/<split>) or "
                            "see https://ir-datasets.com for the ids")
     if not _exists(ir_datasets, irds_id):
         raise HarnessError(f"ir_datasets has no dataset {irds_id!r} (ids: https://ir-datasets.com)")
@@ -89,7 +90,7 @@ def _slug(text: str) -> str:
 
 
 def _unavailable(irds_id: str, what: str, error: BaseException) -> HarnessError:
-    return HarnessError(f"irds:{irds_id}: ir_datasets could not provide its {what} ({type(error).__name__}: "
+    return HarnessError(f"{PREFIX}{irds_id}: ir_datasets could not provide its {what} ({type(error).__name__}: "
                         f"{str(error).splitlines()[0][:200] if str(error) else 'no detail'}); offline, put its files "
                         f"where ir_datasets looks for them ({home()}, or IR_DATASETS_HOME), or run once where "
                         "there is internet")
@@ -102,7 +103,7 @@ def export(irds_id: str, split: str, root: Path) -> Export:
     missing = [what for what, has in (("documents", dataset.has_docs()), ("queries", dataset.has_queries()),
                                       ("relevance judgements (qrels)", dataset.has_qrels())) if not has]
     if missing:
-        raise HarnessError(f"irds:{irds_id} has no {' and no '.join(missing)}; `harness run` needs a dataset with "
+        raise HarnessError(f"{PREFIX}{irds_id} has no {' and no '.join(missing)}; `harness run` needs a dataset with "
                            "documents, queries and qrels (https://ir-datasets.com lists what each id provides)")
     parent = ir_datasets.docs_parent_id(irds_id) or irds_id
     corpus_dir = root / _slug(parent)
@@ -207,7 +208,7 @@ def _write_corpus(dataset: Any, irds_id: str, staging: Path) -> dict[str, Any]:
             f.write(json.dumps(doc, ensure_ascii=False) + "\n")
             n += 1
     if n == 0:
-        raise HarnessError(f"irds:{irds_id}: ir_datasets gave no documents")
+        raise HarnessError(f"{PREFIX}{irds_id}: ir_datasets gave no documents")
     return {"documents": n, "fields": list(dataset.docs_cls()._fields)}
 
 
