@@ -79,7 +79,7 @@ def fp32_loss(objective: Objective, cfg: TrainConfig, emb: Embeddings, device: t
 
 def _backward(run: RunState, loss: torch.Tensor) -> None:
     scaled: torch.Tensor = run.scaler.scale(loss) if run.scaler else loss
-    scaled.backward()  # type: ignore[no-untyped-call]
+    scaled.backward()  # type: ignore[no-untyped-call, unused-ignore]
 
 
 def objective_step(objective: Objective, cfg: TrainConfig, run: RunState, micro: list[Batch]) -> list[LossOutput]:

@@ -90,7 +90,7 @@ def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     afterwards, data parallel training equals one process with the whole batch."""
     if not is_distributed():
         return x, 0
-    gathered: torch.Tensor = _GatherWithGrad.apply(x)  # type: ignore[no-untyped-call]
+    gathered: torch.Tensor = _GatherWithGrad.apply(x)  # type: ignore[no-untyped-call, unused-ignore]
     return gathered, rank_and_size()[0] * x.shape[0]
 
 
