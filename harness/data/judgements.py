@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Protocol, TypedDict
 
 from harness.errors import DataError, HarnessError
 from harness.metrics import evaluate, parse_measure
+from harness.metrics.measures import QRELS
 from harness.trec import Qrels, read_qrels
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ class GradedJudgements:
     given: Qrels | None = field(default=None, repr=False, compare=False)
     _qrels: Qrels | None = field(default=None, init=False, repr=False, compare=False)
 
-    kind = "qrels"
+    kind = QRELS
 
     def qrels(self) -> Qrels:
         if self.given is not None:

@@ -39,8 +39,8 @@ from harness.metrics.functions import (
 from harness.params import Param
 from harness.registry import Registry
 
-__all__ = ["FAMILIES", "Family", "Measure", "MeasureRow", "ParamValue", "Ranking", "Rels", "measure_help",
-           "measure_rows", "parse_measure", "register_measure"]
+__all__ = ["ANSWERS", "FAMILIES", "JUDGED_ONLY", "QRELS", "REL", "Family", "Measure", "MeasureRow", "ParamValue",
+           "Ranking", "Rels", "measure_help", "measure_rows", "parse_measure", "register_measure"]
 
 #: what a measure parameter holds (``Param.kind``: int, float, bool or str)
 ParamValue = int | float | bool | str
@@ -54,6 +54,9 @@ JUDGED_ONLY = Param("judged_only", bool, False, "unjudged documents are taken ou
                     "(trec_eval -J)")
 DCG = Param("dcg", str, "log2", "the gain of grade g: g (log2, trec_eval's) or 2^g - 1 (exp-log2)",
             choices=("log2", "exp-log2"))
+#: what judges a measure (``Family.judgement``, a ``Judgements``' ``kind``): graded qrels, or answers (open-domain QA)
+QRELS = "qrels"
+ANSWERS = "answers"
 #: the characters a measure's name and aliases are made of (the parser reads nothing else as a name)
 NAME = re.compile(r"[a-z_][a-z0-9_ -]*")
 
@@ -72,7 +75,7 @@ class Family:
     summary: str
     needs_k: bool = True
     params: tuple[Param, ...] = ()
-    judgement: str = "qrels"
+    judgement: str = QRELS
     trec_eval: str | None = None
     aliases: tuple[str, ...] = ()
     bounds: tuple[float, float] = (0.0, 1.0)
@@ -136,7 +139,7 @@ for _family in (
            params=(REL, JUDGED_ONLY), trec_eval="success"),
     Family("judged", "Judged", judged, "judged documents in the top k / k (any grade, 0 included)"),
     Family("accuracy", "Accuracy", None, "open-domain QA: 1 when a passage in the top k holds an answer (DPR)",
-           judgement="answers", aliases=("acc", "top", "top-k accuracy", "topk accuracy", "top-k acc")),
+           judgement=ANSWERS, aliases=("acc", "top", "top-k accuracy", "topk accuracy", "top-k acc")),
 ):
     register_measure(_family)
 
@@ -166,8 +169,8 @@ def measure_rows() -> list[MeasureRow]:
 
 def measure_help() -> str:
     """``--metric``'s help, read from the registry: the names, and each family's parameters."""
-    qrels = [f for _, f in FAMILIES.items() if f.judgement == "qrels"]
-    others = [f for _, f in FAMILIES.items() if f.judgement != "qrels"]
+    qrels = [f for _, f in FAMILIES.items() if f.judgement == QRELS]
+    others = [f for _, f in FAMILIES.items() if f.judgement != QRELS]
     by_params: dict[str, list[str]] = {}
     for f in qrels + others:
         if f.params:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from harness.data.judgements import Evaluation, PerQuery
 from harness.data.registry import EvalProtocol, OdqaProtocol
 from harness.errors import HarnessError
-from harness.metrics.measures import parse_measure
+from harness.metrics.measures import ANSWERS, parse_measure
 from harness.odqa.match import _answer_tokens, _contains, has_answer, tokens
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ def parse_accuracy(name: str) -> int:
     """The k of ``Accuracy@k`` (also ``accuracy@k``, ``acc@k``, ``top@k``, ``top-20 accuracy``), read by the
     one measure parser; a measure judged by relevance judgements is refused."""
     measure = parse_measure(name)
-    if measure.judgement != "answers" or measure.k is None:
+    if measure.judgement != ANSWERS or measure.k is None:
         raise HarnessError(f"metric {name!r} does not apply to open-domain QA datasets; they are scored with "
                            "accuracy@k (e.g. accuracy@20)")
     return measure.k
@@ -129,7 +129,7 @@ class AnswerJudgements:
     passages a run retrieves (DPR's has_answer; ``match`` "string", or "regex" for CuratedTREC), the passages
     streamed from ``passages`` when a run is scored; Accuracy@k, each question's first-hit rank recorded."""
 
-    kind = "answers"
+    kind = ANSWERS
 
     def __init__(self, answers: Mapping[str, Sequence[str]], passages: Callable[[], Iterable[Doc]],
                  match: str = "string"):
