@@ -12,18 +12,9 @@ from harness.errors import HarnessError
 from harness.io import atomic_write, atomic_write_json
 from harness.metrics.measures import parse_measure
 from harness.results.records import ResultRecord
+from harness.retrievers.mteb import MTEB_TASKS
 from harness.version import __version__
 
-#: BEIR ids -> MTEB task names (MTEB's retrieval tasks built from BEIR)
-MTEB_TASKS = {
-    "beir/arguana": "ArguAna", "beir/climate-fever": "ClimateFEVER", "beir/dbpedia-entity": "DBPedia",
-    "beir/fever": "FEVER", "beir/fiqa": "FiQA2018", "beir/hotpotqa": "HotpotQA", "beir/msmarco": "MSMARCO",
-    "beir/nfcorpus": "NFCorpus", "beir/nq": "NQ", "beir/quora": "QuoraRetrieval", "beir/scidocs": "SCIDOCS",
-    "beir/scifact": "SciFact", "beir/webis-touche2020": "Touche2020", "beir/trec-covid": "TRECCOVID",
-    **{f"beir/cqadupstack/{f}": f"CQADupstack{f.capitalize()}Retrieval"
-       for f in ("android", "english", "gaming", "gis", "mathematica", "physics", "programmers", "stats", "tex",
-                 "unix", "webmasters", "wordpress")},
-}
 #: harness measure family -> MTEB's score key prefix (``ndcg@10`` -> ``ndcg_at_10``)
 MTEB_KEYS = {"ndcg": "ndcg_at", "recall": "recall_at", "map": "map_at", "mrr": "mrr_at", "p": "precision_at"}
 

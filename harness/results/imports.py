@@ -27,7 +27,7 @@ from typing import Any
 from harness.errors import DataError, HarnessError
 from harness.io import atomic_write_json, read_json, sha256_file
 from harness.metrics.measures import Measure, parse_measure
-from harness.results.exchange import MTEB_TASKS
+from harness.retrievers.mteb import MTEB_TASKS
 
 IMPORTED_DIR = "imported"
 IMPORT_SCHEMA = "harness-imported/1"
