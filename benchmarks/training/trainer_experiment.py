@@ -311,6 +311,7 @@ def summary(results: Results, s: dict) -> str:
     """Markdown tables from whatever units are finished."""
     from scipy import stats
 
+    from harness.results.power import paired_power, seed_summary
     from harness.results.stats import randomization_test
 
     u = results.data["units"]
@@ -334,8 +335,9 @@ def summary(results: Results, s: dict) -> str:
                     std = statistics.stdev(vals) if len(vals) > 1 else float("nan")
                     lines.append(f"| {arm} | {metric} | " + " | ".join(cells) + f" | {statistics.mean(vals):.4f} | "
                                  f"{std:.4f} |")
-        lines += ["", "| comparison | metric | mean diff | paired t over seeds (p) | per query, randomization (p) |",
-                  "|---|---|---|---|---|"]
+        lines += ["", "| comparison | metric | mean diff | paired t over seeds (p) | per query, randomization (p) | "
+                      "detectable over these seeds (80%) | seeds the difference needs |",
+                  "|---|---|---|---|---|---|---|"]
         for a, b in (("ra", "uniform"), ("ra", "moco"), ("uniform", "moco")):
             seeds = [x for x in s["seeds"] if f"{init}/{a}/seed{x}" in u and f"{init}/{b}/seed{x}" in u]
             for metric in ("ndcg@10", "accuracy@20"):
@@ -349,8 +351,10 @@ def summary(results: Results, s: dict) -> str:
                 qb = [statistics.mean(c) for c in zip(*[_unpack(u[f"{init}/{b}/seed{x}"][metric]["per_query"])
                                                         for x in seeds], strict=True)]
                 r = randomization_test(qb, qa, resamples=10_000, seed=0).pvalue
+                power = seed_summary(vb, va)  # differences a - b, paired by seed (harness.results.power)
+                needed = "more than 10^6" if power.seeds_needed is None else f"{power.seeds_needed:,}"
                 lines.append(f"| {a} - {b} | {metric} | {statistics.mean(va) - statistics.mean(vb):+.4f} | "
-                             f"{t:.3f} | {r:.4f} |")
+                             f"{t:.3f} | {r:.4f} | {power.detectable:.4f} | {needed} |")
         ent = [(x, u[f"{init}/ra/seed{x}"].get("weights", {})) for x in s["seeds"] if f"{init}/ra/seed{x}" in u]
         if ent:
             lines += ["", "relevance weights (ra): entropy, uniform = log m = "
@@ -375,12 +379,15 @@ def summary(results: Results, s: dict) -> str:
                      for n in s["shots"] if f"{init}/{a}/fewshot{n}" in u and f"{init}/{b}/fewshot{n}" in u]
             if pairs:
                 lines += ["", "| few-shot comparison (one fine-tuning seed) | shots | nDCG@10 diff | "
-                          "per query, randomization (p) |", "|---|---|---|---|"]
+                          "per query, randomization (p) | detectable over these queries (80%) |",
+                          "|---|---|---|---|---|"]
             for a, b, n in pairs:
                 qa = _unpack(u[f"{init}/{a}/fewshot{n}"]["ndcg@10"]["per_query"])
                 qb = _unpack(u[f"{init}/{b}/fewshot{n}"]["ndcg@10"]["per_query"])
                 r = randomization_test(qb, qa, resamples=10_000, seed=0).pvalue
-                lines.append(f"| {a} - {b} | {n} | {statistics.mean(qa) - statistics.mean(qb):+.4f} | {r:.4f} |")
+                mde = paired_power([x - y for x, y in zip(qa, qb, strict=True)]).detectable
+                lines.append(f"| {a} - {b} | {n} | {statistics.mean(qa) - statistics.mean(qb):+.4f} | {r:.4f} | "
+                             f"{mde:.4f} |")
     return "\n".join(lines)
 
 

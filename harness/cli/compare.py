@@ -118,15 +118,19 @@ def render(comparisons: list[Any], test: str, alpha: float, confidence: float, f
         sig = ("B better" if c.mean_diff > 0 else "A better") if adjusted <= alpha and c.mean_diff != 0 else "no"
         rows.append([c.dataset, c.metric, c.queries, f"{c.mean_a:.4f}", f"{c.mean_b:.4f}", f"{c.mean_diff:+.4f}",
                      f"[{c.ci_low:+.4f}, {c.ci_high:+.4f}]", f"{c.wins}/{c.ties}/{c.losses}", _p(c.t.pvalue),
-                     _p(c.wilcoxon.pvalue), _p(c.randomization.pvalue), _p(adjusted), sig])
+                     _p(c.wilcoxon.pvalue), _p(c.randomization.pvalue), _p(adjusted), sig,
+                     f"{c.detectable:.4f}"])
     table_fmt = {"text": "simple", "markdown": "github"}[fmt]
     body = tabulate(rows, headers=["dataset", "metric", "queries", "A", "B", "B - A", f"{confidence:.0%} CI",
-                                   "W/T/L", "p t", "p wilcoxon", "p rand", f"p Holm ({test})", f"sig @{alpha:g}"],
+                                   "W/T/L", "p t", "p wilcoxon", "p rand", f"p Holm ({test})", f"sig @{alpha:g}",
+                                   "detectable"],
                     tablefmt=table_fmt, disable_numparse=True)
     n = len({c.dataset for c in comparisons})
     return (f"A = {a}\nB = {b}\n{body}\n"
             f"W/T/L: queries where B wins/ties/loses. Holm: across {n} dataset(s), per metric and test. "
-            f"CI: percentile bootstrap; CI and p rand from {resamples:,} resamples, seed {seed}.")
+            f"CI: percentile bootstrap; CI and p rand from {resamples:,} resamples, seed {seed}. detectable: the "
+            "smallest |B - A| the paired t-test finds with 80% power at alpha 0.05 with this many queries and "
+            "this spread of per-query differences (a smaller true difference is likely missed).")
 
 
 def _p(p: float) -> str:

@@ -183,6 +183,10 @@ class PairedComparison:
     randomization: TestResult
     diffs: list[float]
     holm: dict[str, float] | None = None  # test name -> Holm-adjusted p, across the compared datasets
+    #: the smallest mean difference the paired t-test would detect at 80% power with these queries
+    #: (``harness.results.power``), and the per-query differences' standard deviation it comes from
+    detectable: float = math.inf
+    sd_diff: float = math.nan
 
     TESTS = ("t", "wilcoxon", "randomization")
 
@@ -215,9 +219,12 @@ def paired_scores(record_a: ResultRecord, record_b: ResultRecord, metric: str
 def compare_records(record_a: ResultRecord, record_b: ResultRecord, metric: str, *, resamples: int = RESAMPLES,
                     seed: int = SEED,
                     confidence: float = 0.95) -> PairedComparison:
-    """Every paired statistic of B against A on one dataset and metric."""
+    """Every paired statistic of B against A on one dataset and metric, and what the comparison could detect."""
+    from harness.results.power import paired_power
+
     _, a, b = paired_scores(record_a, record_b, metric)
     d = np.asarray(b) - np.asarray(a)
+    power = paired_power(d)
     low, high = bootstrap_ci(a, b, confidence=confidence, resamples=resamples, seed=seed)
     w, t, loss = wins_ties_losses(a, b)
     return PairedComparison(
@@ -225,7 +232,8 @@ def compare_records(record_a: ResultRecord, record_b: ResultRecord, metric: str,
         b=record_b.label, queries=len(a), mean_a=float(np.mean(a)), mean_b=float(np.mean(b)),
         mean_diff=float(d.mean()), ci_low=low, ci_high=high, wins=w, ties=t, losses=loss,
         t=paired_t_test(a, b), wilcoxon=wilcoxon(a, b),
-        randomization=randomization_test(a, b, resamples=resamples, seed=seed), diffs=d.tolist())
+        randomization=randomization_test(a, b, resamples=resamples, seed=seed), diffs=d.tolist(),
+        detectable=power.detectable, sd_diff=power.sd)
 
 
 def apply_holm(comparisons: Sequence[PairedComparison]) -> None:

@@ -86,6 +86,11 @@ def test_compare_cli_table_json_plot(fake_results, tmp_path, monkeypatch, capsys
     assert [c["dataset"] for c in data["comparisons"]] == ["beir/scifact", "beir/nfcorpus"]
     first = data["comparisons"][0]
     assert first["holm"]["t"] >= first["t"]["pvalue"] and first["wins"] > first["losses"]
+    # what the comparison could have detected: the paired t-test's 80%-power difference from these queries
+    from harness.results.power import detectable_difference
+
+    assert "detectable" in text and first["detectable"] == detectable_difference(first["sd_diff"], first["queries"])
+    assert f"{first['detectable']:.4f}" in text
     assert plot.read_bytes().startswith(PNG)
     assert main(argv) == 0 and json.loads(out_json.read_text()) == data  # seeded: same numbers again
     assert main(["compare", "-r", "base", "-d", "beir/scifact"]) == 2
