@@ -100,7 +100,7 @@ class Power:
     power: float = POWER
 
 
-def paired_power(diffs: Sequence[float], alpha: float = ALPHA, power: float = POWER) -> Power:
+def paired_power(diffs: Sequence[float] | np.ndarray, alpha: float = ALPHA, power: float = POWER) -> Power:
     """The :class:`Power` of a comparison from its paired differences (per query, or per seed)."""
     d = np.asarray(diffs, dtype=np.float64)
     sd = float(d.std(ddof=1)) if d.size > 1 else math.inf
@@ -132,6 +132,9 @@ def seed_summary(a: Sequence[float], b: Sequence[float], target: float | None = 
         raise HarnessError(f"paired seeds need two equally long lists, got {x.shape} and {y.shape}")
     p = paired_power(y - x, alpha, power)
     goal = float(y.mean() - x.mean()) if target is None else target
-    sd = lambda v: float(v.std(ddof=1)) if v.size > 1 else math.nan  # noqa: E731
-    return SeedSummary(int(x.size), float(x.mean()), sd(x), float(y.mean()), sd(y), float(y.mean() - x.mean()),
+    return SeedSummary(int(x.size), float(x.mean()), _sd(x), float(y.mean()), _sd(y), float(y.mean() - x.mean()),
                        p.detectable, pairs_needed(goal, p.sd, alpha, power), goal)
+
+
+def _sd(values: np.ndarray) -> float:
+    return float(values.std(ddof=1)) if values.size > 1 else math.nan
