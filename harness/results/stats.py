@@ -199,6 +199,19 @@ class PairedComparison:
         return d
 
 
+def paired_pvalue(test: str, a: Sequence[float], b: Sequence[float], *, resamples: int = RESAMPLES,
+                  seed: int = SEED) -> float:
+    """The two-sided p-value of one paired test ("t", "wilcoxon" or "randomization"), as
+    :func:`compare_records` computes it (for tables that need one test, not every statistic)."""
+    if test == "t":
+        return paired_t_test(a, b).pvalue
+    if test == "wilcoxon":
+        return wilcoxon(a, b).pvalue
+    if test == "randomization":
+        return randomization_test(a, b, resamples=resamples, seed=seed).pvalue
+    raise HarnessError(f"unknown test {test!r}; known: {', '.join(PairedComparison.TESTS)}")
+
+
 def paired_scores(record_a: ResultRecord, record_b: ResultRecord, metric: str
                   ) -> tuple[list[str], list[float], list[float]]:
     """The per-query scores of ``metric`` of two result records, aligned on query id."""

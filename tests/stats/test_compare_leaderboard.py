@@ -35,6 +35,27 @@ def test_significance_marks_better_worse_and_holm(fake_results):
         significance_marks(records, pivot, "ndcg@10", "nobody")
 
 
+@pytest.mark.parametrize("test", ["t", "wilcoxon", "randomization"])
+def test_the_leaderboards_marks_are_the_full_comparisons(fake_results, test):
+    """The leaderboard computes only the p-value of its test (issue 38: 27 ms a cell with every statistic);
+    its marks are those of compare_records + Holm, which harness compare prints."""
+    from harness.results.stats import apply_holm, compare_records
+
+    records = _records(fake_results)
+    pivot, _, _ = table(fold(records), "ndcg@10")
+    marks, base, _ = significance_marks(records, pivot, "ndcg@10", "same", test=test, resamples=500, seed=3)
+    ref = {r.dataset: r for r in records if r.label == base}
+    cells, comparisons = [], []
+    for r in records:
+        if r.label != base and r.dataset in ref:
+            cells.append((r.label, r.dataset))
+            comparisons.append(compare_records(ref[r.dataset], r, "ndcg@10", resamples=500, seed=3))
+    apply_holm(comparisons)
+    want = {cell: ("▲" if c.mean_diff > 0 else "▼") for cell, c in zip(cells, comparisons, strict=True)
+            if c.holm and c.holm[test] <= 0.05 and c.mean_diff != 0}
+    assert marks == want and want  # the fixture has significant cells under every test
+
+
 def test_render_without_marks_is_unchanged(fake_results):
     pivot, averaged, notes = table(fold(_records(fake_results)), "ndcg@10")
     assert render(pivot, "ndcg@10", averaged, notes) == render(pivot, "ndcg@10", averaged, notes, "text",
