@@ -18,7 +18,7 @@ from typing import Any
 from harness.version import __version__
 
 __all__ = ["__version__", "evaluate", "leaderboard", "run"]
-_API = ("evaluate", "leaderboard", "run")
+_API = ("dataset", "evaluate", "leaderboard", "run")
 
 
 def __getattr__(name: str) -> Any:

@@ -11,9 +11,10 @@ if TYPE_CHECKING:
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("list", help="list registered retrievers or datasets")
-    p.add_argument("what", choices=["retrievers", "datasets", "suites"],
-                   help="retrievers (with their recipes), datasets (marked when present here) or suites")
+    p = sub.add_parser("list", help="list registered retrievers, datasets, suites or measures")
+    p.add_argument("what", choices=["retrievers", "datasets", "suites", "measures"],
+                   help="retrievers (with their recipes), datasets (marked when present here), suites, or measures "
+                        "(with their parameters)")
     p.set_defaults(func=cmd_list)
 
 
@@ -42,9 +43,18 @@ def cmd_list(args: argparse.Namespace) -> int:
         ds_rows = [(n, s.protocol.split, "yes" if s.protocol.drop_self_hits else "no", present(s), s.description)
                    for n, s in DATASETS.items()]
         print(tabulate(ds_rows, headers=["id", "split", "drop self-hits", "local", "description"]))
+        from harness.datasets import SOURCES
+
+        prefixes = [f"{s.prefix}<id>" for _, s in SOURCES.items() if getattr(s, "prefix", "")]
         print("\nAlso: any BEIR-format folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) as --dataset PATH, "
               "and any ir_datasets id with documents, queries and qrels as --dataset irds:<id> (--split S reads "
-              "<id>/S).")
+              f"<id>/S). Id prefixes of the registered sources: {', '.join(prefixes) or 'none'}.")
+    elif args.what == "measures":
+        from harness.metrics.measures import measure_rows
+
+        rows = [tuple(r) for r in measure_rows()]
+        print(tabulate(rows, headers=["measure", "syntax", "trec_eval", "parameters", "judged by", "what"],
+                       maxcolwidths=[None, 24, 14, 30, 10, 40]))
     else:
         from harness.data.registry import SUITES
 

@@ -22,7 +22,7 @@ MTEB_KEYS = {"ndcg": "ndcg_at", "recall": "recall_at", "map": "map_at", "mrr": "
 def mteb_key(metric: str) -> str | None:
     """MTEB's name of a record metric, or None when MTEB has none (relevance levels, Judged, accuracy)."""
     m = parse_measure(metric)
-    if m.rel != 1 or m.k is None or m.name not in MTEB_KEYS:
+    if m.rel != 1 or m.k is None or m.name not in MTEB_KEYS or m.options:  # judged_only, gains: not MTEB's
         return None
     return f"{MTEB_KEYS[m.name]}_{m.k}"
 
