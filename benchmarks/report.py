@@ -44,6 +44,8 @@ QUESTIONS = [
      "python -m benchmarks.scale.odqa_scale --passages 2000000"),
     ("Exact search at 1M x 768: scoring against top-k and merge, FAISS and the torch (GPU) path", "scale/search_merge",
      "python -m benchmarks.scale.search_merge"),
+    ("Tables over 200 records: leaderboard with and without --baseline", "scale/leaderboard_tables",
+     "python -m benchmarks.scale.leaderboard_tables"),
     ("Training throughput: tokens/s and share of the matmul peak", "training/train_throughput",
      "python -m benchmarks.training.train_throughput"),
     ("Does relevance-aware weighting help, everything else equal?", "training/trainer_experiment",
