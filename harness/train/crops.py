@@ -134,9 +134,9 @@ class ContrastiveBatches(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
             self._perm_epoch = epoch
         if self.offset_chunk:
             start = self._offset(epoch) + int(self._perm[pos]) * self.offset_chunk
-            return np.asarray(self._tokens[start:start + self.offset_chunk])
+            return np.asarray(self._tokens[start:start + self.offset_chunk], dtype=np.int64)
         start, end = self.windows[self._perm[pos]]
-        return np.asarray(self._tokens[start:end])
+        return np.asarray(self._tokens[start:end], dtype=np.int64)
 
     def _view(self, window: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         crop = random_crop(window, rng, self.ratio_min, self.ratio_max)

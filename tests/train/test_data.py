@@ -54,6 +54,28 @@ def test_token_cache_is_built_once_and_keyed_by_source(tiny_bert, tiny_corpus, t
     assert s3.folder != s1.folder and s3.meta["n_docs"] == 31
 
 
+def test_token_ids_are_stored_in_the_narrowest_type_that_holds_the_vocabulary(tiny_bert, tiny_corpus, tmp_path):
+    """BERT-sized vocabularies fit uint16 (half the disk and page cache of int32 at psgs_w100 scale); a larger
+    one is uint32; the ids read back are the tokenizer's either way."""
+    import numpy as np
+    from transformers import AutoTokenizer
+
+    from harness.train.data import token_dtype
+
+    tok = AutoTokenizer.from_pretrained(tiny_bert)
+    src = resolve_source(str(tiny_corpus))
+    stream = build_token_stream(src, tok, tmp_path / "cache")
+    assert stream.tokens.dtype == np.uint16 and stream.meta["dtype"] == "uint16"
+    assert (stream.folder / "tokens.bin").stat().st_size == 2 * stream.meta["n_tokens"]
+    assert stream.tokens[:stream.offsets[1]].tolist() == tok(next(src.texts()), add_special_tokens=False)["input_ids"]
+
+    class Big:
+        def __len__(self) -> int:
+            return 250_002  # XLM-R's vocabulary
+
+    assert token_dtype(Big()) == np.uint32 and token_dtype(tok) == np.uint16
+
+
 def test_windows_stream_and_document():
     offsets = np.array([0, 10, 35])
     assert make_windows(offsets, 8, "stream", min_length=1).tolist() == [[0, 8], [8, 16], [16, 24], [24, 32], [32, 35]]
