@@ -71,7 +71,7 @@ def rebuild(output_dir: Path) -> tuple[pd.DataFrame, list[str]]:
         imported, unreadable = imported_rows(output_dir)
         df = fold(kept, imported)
         problems = problems + unreadable
-        atomic_write(output_dir / "leaderboard.csv", df.to_csv(index=False, float_format="%.4f"))
+        atomic_write(output_dir / "leaderboard.csv", df.to_csv(index=False))
     return df, problems + conflicts
 
 

@@ -180,13 +180,16 @@ SHOWN = ("loss", "accuracy", "w_mean", "w_min", "w_max", "w_entropy", "lr", "tok
 
 
 def log_step(path: Path, record: dict[str, Any], bar: Any, every: int, step: int) -> None:
-    """Append the step's record to the log file; show its figures on the progress bar every ``every`` steps."""
+    """Append the step's record to the log file and put its figures on the progress bar: the bar always shows
+    the latest step's (once, it kept step 1's loss 0 and learning rate 0 until step ``every``), redrawn at
+    least every ``every`` steps."""
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
     if bar is not None:
+        bar.set_postfix({k: f"{v:.3g}" for k, v in record.items() if k in SHOWN}, refresh=False)
         bar.update(1)
-        if step % every == 0 or step == 1:
-            bar.set_postfix({k: f"{v:.3g}" for k, v in record.items() if k in SHOWN}, refresh=False)
+        if step % every == 0:
+            bar.refresh()
 
 
 def optimise(start: int, end: int, step: Callable[[int], dict[str, Any]], *, due: Callable[[int], bool],

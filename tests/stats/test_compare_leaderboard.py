@@ -149,3 +149,16 @@ def test_leaderboard_shows_judged_at_k_beside_each_dataset(tmp_path, capsys):
     assert dense.split()[2] == "0.3000" and dense.split()[4] == "0.9000"
     assert "bm25: no judged@10 on beir/scifact (harness run --metric Judged@10 adds it" in out
     assert main(["leaderboard", "--output-dir", str(folder), "--judged", "0"]) == 2
+
+
+def test_leaderboard_csv_keeps_every_digit_of_the_records(fake_results):
+    """Once rounded to 4 decimals: a CSV read back could not tell 0.64508 from 0.6451."""
+    import pandas as pd
+
+    from harness.results.leaderboard import rebuild
+
+    rebuild(fake_results)
+    board = pd.read_csv(fake_results / "leaderboard.csv")
+    for r in _records(fake_results):
+        row = board[(board["retriever"] == r.retriever) & (board["dataset"] == r.dataset)]
+        assert float(row["ndcg@10"].iloc[0]) == r.metrics["ndcg@10"]  # exactly, not to 1e-4

@@ -179,3 +179,29 @@ def test_finetune_on_open_domain_qa_is_one_line(tiny_bert, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "judged by answers" in err and "qrels" in err, err
     assert not (tmp_path / "ft").exists() or not any((tmp_path / "ft").iterdir())
+
+
+def test_the_training_bar_shows_the_latest_steps_figures(tmp_path):
+    """Once the bar kept step 1's figures (loss 0, lr 0: a queue objective's first step) until step
+    --log-every: eight minutes of 'loss=0 lr=0' on a loaded machine. Every step's figures reach the bar."""
+    from harness.train.loop import log_step
+
+    class Bar:
+        def __init__(self) -> None:
+            self.postfix: dict[str, str] = {}
+            self.refreshed = 0
+
+        def set_postfix(self, values: dict[str, str], refresh: bool = True) -> None:
+            self.postfix = values
+
+        def update(self, n: int) -> None:
+            pass
+
+        def refresh(self) -> None:
+            self.refreshed += 1
+
+    bar = Bar()
+    for step in range(1, 4):
+        log_step(tmp_path / "log.jsonl", {"step": step, "loss": float(step), "lr": 1e-5 * step}, bar, 10, step)
+        assert bar.postfix["loss"] == f"{float(step):.3g}"
+    assert bar.refreshed == 0  # redrawn on tqdm's own schedule, and at least every --log-every steps
