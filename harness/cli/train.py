@@ -189,13 +189,34 @@ def _build(cls: type[Any], values: dict[str, Any], required: tuple[str, ...]) ->
     return cls(**kw)
 
 
+def _check_before_torch(cfg: Any, resume: bool) -> None:
+    """What refuses a run without a model or a GPU, checked before torch is imported (a second, not 25): every
+    option, the training text, and the output folder (held by another run, or nothing to --resume)."""
+    from harness.train.data import resolve_source
+    from harness.train.folders import claim_output, latest_resumable, read_metadata, require_resumable
+
+    cfg.validate()
+    if cfg.prepare:
+        return
+    resolve_source(cfg.corpus)
+    output = Path(cfg.output)
+    claim_output(output, resume=resume, overwrite=cfg.overwrite, clear=False)  # refuses alike; clears nothing
+    if resume:
+        newest = latest_resumable(output)
+        if newest is None or int(read_metadata(newest)["step"]) < cfg.steps:  # a finished run says so later
+            require_resumable(output)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from harness.train.config import TrainConfig
-    from harness.train.trainer import train
 
     values = _merge_config(args, TrainConfig)
     cfg = _build(TrainConfig, values, ("init", "corpus", "output"))
-    result = train(cfg, resume=bool(values.get("resume")))
+    resume = bool(values.get("resume"))
+    _check_before_torch(cfg, resume)
+    from harness.train.trainer import train
+
+    result = train(cfg, resume=resume)
     _report(result)
     return 0
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -19,10 +18,13 @@ import torch
 from harness.errors import HarnessError
 from harness.io import atomic_write_json, shareable
 from harness.retrievers.config import CHECKPOINT_FORMAT, CHECKPOINT_METADATA, EncoderConfig
+from harness.train.folders import STATE_FILE as STATE_FILE  # re-exported: the torch-free half of a run's folder
+from harness.train.folders import claim_output as claim_output
+from harness.train.folders import latest_resumable as latest_resumable
+from harness.train.folders import list_checkpoints as list_checkpoints
+from harness.train.folders import read_metadata as read_metadata
+from harness.train.folders import require_resumable as require_resumable
 from harness.version import __version__
-
-STATE_FILE = "training_state.pt"
-_NAME = re.compile(r"^checkpoint-(\d+)$")
 
 
 def encoder_block(cfg: EncoderConfig) -> dict[str, Any]:
@@ -37,63 +39,12 @@ def checkpoint_metadata(*, encoder: EncoderConfig, objective: str, hyperparamete
             "harness_version": __version__, "init": init, **(extra or {})}
 
 
-def list_checkpoints(output: Path) -> list[tuple[int, Path]]:
-    """(step, folder) of every finished checkpoint under ``output``, oldest first."""
-    if not output.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in output.iterdir()
-             if p.is_dir() and (m := _NAME.match(p.name)) and (p / CHECKPOINT_METADATA).is_file()]
-    return sorted(found)
-
-
-def latest_resumable(output: Path) -> Path | None:
-    for _, folder in reversed(list_checkpoints(output)):
-        if (folder / STATE_FILE).is_file():
-            return folder
-    return None
-
-
 def check_finite_weights(model: Any, step: int, output: Path) -> None:
     """Refuse weights holding NaN or infinity (every rank calls it before a checkpoint: all refuse alike)."""
     broken = [name for name, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
     if broken:
         raise HarnessError(f"step {step}: {len(broken)} weight tensors hold NaN or infinity (first {broken[0]!r}); "
                            f"no checkpoint was written to {output}. Lower --lr, or check the data and --precision")
-
-
-def claim_output(output: Path, *, resume: bool, overwrite: bool, clear: bool = True) -> None:
-    """Refuse to mix two runs in one folder: an --output that holds checkpoints or a training log is continued
-    with --resume, or cleared with --overwrite; otherwise refused (replacing some checkpoints with another
-    run's and appending to its log would leave evaluations of weights that no longer exist). Every rank
-    checks (so every rank refuses alike); ``clear`` (rank 0) removes the earlier run's files, and only them."""
-    from harness.train.config import LOG_FILE
-
-    held = bool(list_checkpoints(output)) or (output / LOG_FILE).is_file()
-    if resume and overwrite:
-        raise HarnessError("--resume continues the run in --output and --overwrite clears it; pass one of them")
-    if held and not resume:
-        if not overwrite:
-            raise HarnessError(f"{output} already holds a training run (checkpoints or {LOG_FILE}); continue it "
-                               "with --resume, start a new --output, or pass --overwrite to clear it")
-        if clear:
-            for folder in output.glob("checkpoint-*"):
-                if _NAME.match(folder.name) and folder.is_dir():
-                    shutil.rmtree(folder)
-            for name in (LOG_FILE, "training_curve.png"):
-                (output / name).unlink(missing_ok=True)
-
-
-def read_metadata(folder: Path) -> dict[str, Any]:
-    """A checkpoint's harness_checkpoint.json, checked to be an object with its hyper-parameters."""
-    from harness.io import read_json
-
-    path = folder / CHECKPOINT_METADATA
-    meta = read_json(path, problem="not valid JSON", fix="resume from an earlier checkpoint or start a new --output")
-    if not isinstance(meta, dict) or not isinstance(meta.get("hyperparameters"), dict) \
-            or not isinstance(meta.get("step"), int):
-        raise HarnessError(f"{path}: not a checkpoint's metadata (an object with 'step' and 'hyperparameters'); "
-                           "resume from an earlier checkpoint or start a new --output")
-    return meta
 
 
 def save_checkpoint(output: Path, step: int, model: Any, tokenizer: Any, metadata: dict[str, Any],

@@ -41,6 +41,7 @@ from harness.train.checkpoint import (
     list_checkpoints,
     load_state,
     read_metadata,
+    require_resumable,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -202,10 +203,7 @@ def _setup(cfg: TrainConfig, resume: bool, rank: int, world: int) -> RunState:
     """Device, seeds, model, token stream, batches, optimizer and schedule, restored from a checkpoint's
     training state when resuming."""
     output = Path(cfg.output)
-    resume_from = latest_resumable(output) if resume else None
-    if resume and resume_from is None:
-        raise HarnessError(f"--resume: no checkpoint with training state under {output} (the run stopped before its "
-                           "first checkpoint, or was saved with --no-state); start it again with --overwrite")
+    resume_from = require_resumable(output) if resume else None
     enc_cfg = init_encoder_config(cfg.init, cfg.pooling, cfg.normalize, cfg.max_length)
     init_digest = init_identity(cfg.init)
     if resume_from:

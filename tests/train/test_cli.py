@@ -75,7 +75,8 @@ def test_a_command_line_value_wins_even_when_it_is_the_default(tmp_path, monkeyp
 
     monkeypatch.setattr(harness.train.trainer, "train", fake_train)
     cfg = tmp_path / "x.yaml"
-    cfg.write_text(f"init: m\ncorpus: c\noutput: {tmp_path / 'o'}\nlr: 1.0e-3\nsteps: 7\n")
+    corpus = write_tiny_corpus(tmp_path / "c")  # checked before training starts
+    cfg.write_text(f"init: m\ncorpus: {corpus}\noutput: {tmp_path / 'o'}\nlr: 1.0e-3\nsteps: 7\nwarmup_steps: 1\n")
     assert main(["train", "--config", str(cfg), "--lr", "5e-5"]) == 0  # 5e-5 is the default of --lr
     assert seen["cfg"].lr == 5e-5 and seen["cfg"].steps == 7
     assert main(["train", "--config", str(cfg)]) == 0
@@ -87,7 +88,9 @@ def test_user_errors_are_short_messages(tiny_bert, tmp_path, capsys):
     assert "--corpus" in capsys.readouterr().err
     assert main(["train", "--init", str(tiny_bert), "--corpus", str(tmp_path / "none"),
                  "--output", str(tmp_path / "x"), *TRAIN]) == 2
-    assert main(["train", "--init", str(tmp_path / "no-model"), "--corpus", str(tmp_path),
+    assert "is neither a dataset id, a file nor a folder" in capsys.readouterr().err
+    corpus = write_tiny_corpus(tmp_path / "c")
+    assert main(["train", "--init", str(tmp_path / "no-model"), "--corpus", str(corpus),
                  "--output", str(tmp_path / "x"), *TRAIN]) == 2
     assert "cannot load the init model" in capsys.readouterr().err
 
@@ -205,3 +208,23 @@ def test_the_training_bar_shows_the_latest_steps_figures(tmp_path):
         log_step(tmp_path / "log.jsonl", {"step": step, "loss": float(step), "lr": 1e-5 * step}, bar, 10, step)
         assert bar.postfix["loss"] == f"{float(step):.3g}"
     assert bar.refreshed == 0  # redrawn on tqdm's own schedule, and at least every --log-every steps
+
+
+def test_refusals_come_before_torch_is_imported(tmp_path, tiny_corpus):
+    """A held --output, a --resume with nothing to resume, a missing corpus or a bad option: one line before
+    torch is imported (once 24-29 s on a loaded machine to say the folder was taken)."""
+    import subprocess
+    import sys
+
+    held = tmp_path / "held"
+    held.mkdir()
+    (held / "train_log.jsonl").write_text("{}\n")
+    cases = [["--output", str(held)], ["--output", str(tmp_path / "new"), "--resume"],
+             ["--output", str(tmp_path / "new"), "--corpus", str(tmp_path / "nope.jsonl")],
+             ["--output", str(tmp_path / "new"), "--lr", "nan"]]
+    for extra in cases:
+        code = ("import sys; from harness.cli import main; c = main(['train', '--init', 'x', '--corpus', "
+                f"{str(tiny_corpus)!r}, *{extra!r}]); print(c, 'torch' in sys.modules)")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert out.stdout.split() == ["2", "False"], (extra, out.stdout, out.stderr[-500:])
+        assert len([x for x in out.stderr.splitlines() if x.strip()]) == 1 and "error" in out.stderr, out.stderr
