@@ -75,9 +75,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if not args.datasets and not args.suites:
         raise HarnessError("name a dataset (--dataset beir/scifact or a folder) or a suite (--suite beir)")
     metrics = args.metrics or ["ndcg@10"]
-    records = run(args.retrievers, args.datasets, metrics, args.output_dir, suites=args.suites,
-                  settings=settings_from_args(args), execution=execution_from_args(args), force=args.force,
-                  split=args.split)
+    records = _recorded(args, metrics)  # both rows already in the results folder: no data, model or run needed
+    if records is None:
+        records = run(args.retrievers, args.datasets, metrics, args.output_dir, suites=args.suites,
+                      settings=settings_from_args(args), execution=execution_from_args(args), force=args.force,
+                      split=args.split)
     by_dataset: dict[str, dict[str, ResultRecord]] = {}
     for r in records:
         by_dataset.setdefault(r.dataset, {})[r.retriever] = r
@@ -97,6 +99,27 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
         print(f"plot: {difference_chart(comparisons, args.plot, test=args.test)}")
     return 0
+
+
+def _recorded(args: argparse.Namespace, metrics: list[str]) -> list[Any] | None:
+    """The records of both rows on every dataset asked for, when the results folder holds them all with the
+    metrics asked for (reference settings, no --force): what a comparison reads, found without the dataset or
+    the model (a shell without the data reads them as `harness diff` does); None sends the caller to run."""
+    from harness.data.registry import SUITES
+    from harness.results.records import find_record
+
+    if args.force or settings_from_args(args).changed() or not args.output_dir.is_dir():
+        return None
+    datasets = [*args.datasets, *(d for s in args.suites for d in SUITES.get(s, []))]
+    wanted = _names(metrics)
+    found = []
+    for dataset in datasets:
+        for name in args.retrievers:
+            record = find_record(args.output_dir, name, dataset, args.split)
+            if record is None or any(m not in record.per_query for m in wanted):
+                return None
+            found.append(record)
+    return found or None
 
 
 def _names(metrics: list[str]) -> list[str]:

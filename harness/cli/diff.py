@@ -60,21 +60,13 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 def _find(output_dir: Path, name: str, dataset: str) -> Any:
     from harness.errors import HarnessError
-    from harness.results.baselines import same_retriever
-    from harness.results.records import folded_records
+    from harness.results.records import find_record, folded_records
 
-    kept, problems = folded_records(output_dir)
-    records = [r for r in kept if r.dataset == dataset]
-    exact = [r for r in records if r.label == name]
-    found = exact or [r for r in records if not r.settings and same_retriever(r.retriever, name)]
-    conflict = next((p for p in problems if p.startswith(f"{name} on {dataset} (")), None)
-    if not found and conflict:  # two records for this row: named, neither used
-        raise HarnessError(conflict)
-    if len(found) != 1:
-        shown = ", ".join(sorted(r.label for r in records)) or "none"
-        raise HarnessError(f"{'no' if not found else 'more than one'} record of {name!r} on {dataset} in "
-                           f"{output_dir} (records there: {shown})")
-    return found[0]
+    found = find_record(output_dir, name, dataset)
+    if found is None:
+        shown = ", ".join(sorted(r.label for r in folded_records(output_dir)[0] if r.dataset == dataset)) or "none"
+        raise HarnessError(f"no record of {name!r} on {dataset} in {output_dir} (records there: {shown})")
+    return found
 
 
 def _texts(record: Any) -> dict[str, str]:

@@ -224,6 +224,27 @@ def folded_records(output_dir: Path) -> tuple[list[ResultRecord], list[str]]:
     return kept, problems + conflicts
 
 
+def find_record(output_dir: Path, name: str, dataset: str, split: str | None = None) -> ResultRecord | None:
+    """The one record of the row ``name`` (a label as tables print it, or a retriever name such as a model
+    folder, matched to its row) on ``dataset`` (and ``split``) in ``output_dir``; None when there is none. Two
+    records for the row, or several rows the name could be, are refused in one line naming them: what
+    ``harness diff`` and ``harness compare`` read without running anything (so without the data or model)."""
+    from harness.results.baselines import same_retriever
+
+    kept, problems = folded_records(output_dir)
+    records = [r for r in kept if r.dataset == dataset and (split is None or r.split == split)]
+    exact = [r for r in records if r.label == name]
+    found = exact or [r for r in records if not r.settings and same_retriever(r.retriever, name)]
+    conflict = next((p for p in problems if p.startswith(f"{name} on {dataset} (")), None)
+    if not found and conflict:  # two records for this row: named, neither used
+        raise HarnessError(conflict)
+    if len(found) > 1:
+        shown = ", ".join(sorted(f"{r.label} ({r.split})" for r in found))
+        raise HarnessError(f"more than one record of {name!r} on {dataset} in {output_dir} ({shown}); name the "
+                           "row as the leaderboard prints it" + ("" if split else ", or give --split"))
+    return found[0] if found else None
+
+
 #: a row's label as tables print it: ``<retriever> [<settings>]``
 _LABEL = re.compile(r"^(?P<name>.+?) \[(?P<settings>[^\[\]]+)\]$")
 

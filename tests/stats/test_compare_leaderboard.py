@@ -162,3 +162,24 @@ def test_leaderboard_csv_keeps_every_digit_of_the_records(fake_results):
     for r in _records(fake_results):
         row = board[(board["retriever"] == r.retriever) & (board["dataset"] == r.dataset)]
         assert float(row["ndcg@10"].iloc[0]) == r.metrics["ndcg@10"]  # exactly, not to 1e-4
+
+
+def test_compare_reads_the_records_it_has_without_the_dataset_or_a_run(fake_results, tmp_path, monkeypatch,
+                                                                      capsys):
+    """Issue 36: `harness compare -r A -r B -d beir/scifact` exited 2 ("not available ... offline") in a shell
+    without the data, though both records were there and `harness diff` read them. A comparison reads
+    records; it runs only what is missing."""
+    def no_run(*args, **kwargs):
+        raise AssertionError("compare ran a retriever whose records it has")
+
+    monkeypatch.setattr(harness.runner, "run", no_run)
+    monkeypatch.setenv("HARNESS_DATA", str(tmp_path / "no-data-here"))
+    monkeypatch.setenv("HARNESS_OFFLINE", "1")
+    assert main(["compare", "-r", "base", "-r", "good", "-d", "beir/scifact", "--output-dir", str(fake_results),
+                 "--resamples", "500"]) == 0
+    assert "B better" in capsys.readouterr().out
+    calls = []
+    monkeypatch.setattr(harness.runner, "run", lambda *a, **k: calls.append(a) or [])
+    main(["compare", "-r", "base", "-r", "good", "-d", "beir/scifact", "--output-dir", str(fake_results),
+          "--metric", "recall@100"])  # a metric the records lack: the runner is asked for it
+    assert calls
