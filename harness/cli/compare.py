@@ -46,8 +46,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--plot", type=Path, default=None, metavar="FILE.png", help="per-query difference plot")
     p.add_argument("--json", type=Path, default=None, metavar="FILE.json", help="also write every statistic as JSON")
     p.add_argument("--force", action="store_true", help="recompute runs even when a matching one exists")
-    p.add_argument("--format", choices=["text", "markdown"], default="text",
-                   help="text (aligned columns) or markdown (a GitHub table); default: text")
+    p.add_argument("--format", choices=["text", "markdown", "latex"], default="text",
+                   help="text (aligned columns), markdown (a GitHub table) or latex (a booktabs table for a paper, "
+                        "B's score marked where it differs significantly from A's); default: text")
     add_settings(p)
     add_execution(p)
     p.set_defaults(func=cmd_compare)
@@ -134,6 +135,8 @@ def render(comparisons: list[Any], test: str, alpha: float, confidence: float, f
 
     if not comparisons:
         return "nothing compared"
+    if fmt == "latex":
+        return render_latex(comparisons, test, alpha, confidence)
     a, b = comparisons[0].a, comparisons[0].b
     rows = []
     for c in comparisons:
@@ -154,6 +157,40 @@ def render(comparisons: list[Any], test: str, alpha: float, confidence: float, f
             f"CI: percentile bootstrap; CI and p rand from {resamples:,} resamples, seed {seed}. detectable: the "
             "smallest |B - A| the paired t-test finds with 80% power at alpha 0.05 with this many queries and "
             "this spread of per-query differences (a smaller true difference is likely missed).")
+
+
+#: LaTeX's special characters, escaped in names (dataset ids, retriever rows)
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+        "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def _tex(text: object) -> str:
+    return "".join(_TEX.get(ch, ch) for ch in str(text))
+
+
+def render_latex(comparisons: list[Any], test: str, alpha: float, confidence: float) -> str:
+    """A booktabs table (``\\usepackage{booktabs}``): per dataset and metric A, B with a mark where the
+    Holm-adjusted p of ``test`` is at most ``alpha`` (dagger: B better, ddagger: B worse), B - A with its
+    confidence interval, the p-value and the detectable difference; the caption says how."""
+    a, b = _tex(comparisons[0].a), _tex(comparisons[0].b)
+    lines = [r"\begin{table}[t]", r"\centering", r"\begin{tabular}{llrrrrrr}", r"\toprule",
+             f"Dataset & Metric & A & B & B $-$ A & {confidence:.0%} CI & $p$ (Holm) & Detectable \\\\".replace(
+                 "%", r"\%"), r"\midrule"]
+    for c in comparisons:
+        adjusted = c.holm[test] if c.holm else c.pvalue(test)
+        mark = ""
+        if adjusted <= alpha and c.mean_diff != 0:
+            mark = r"$^{\dagger}$" if c.mean_diff > 0 else r"$^{\ddagger}$"
+        lines.append(f"{_tex(c.dataset)} & {_tex(c.metric)} & {c.mean_a:.4f} & {c.mean_b:.4f}{mark} & "
+                     f"{c.mean_diff:+.4f} & [{c.ci_low:+.4f}, {c.ci_high:+.4f}] & {_p(adjusted)} & "
+                     f"{c.detectable:.4f} \\\\")
+    n = len({c.dataset for c in comparisons})
+    lines += [r"\bottomrule", r"\end{tabular}",
+              f"\\caption{{A = {a}, B = {b}. $\\dagger$/$\\ddagger$: B significantly better/worse than A (paired "
+              f"{_tex(test)} test over queries, Holm-corrected across {n} dataset(s), $\\alpha = {alpha:g}$). CI: "
+              "percentile bootstrap. Detectable: the smallest difference the paired $t$-test finds with 80\\% "
+              "power at $\\alpha = 0.05$ over these queries.}", r"\end{table}"]
+    return "\n".join(lines)
 
 
 def _p(p: float) -> str:

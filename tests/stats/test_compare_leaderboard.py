@@ -183,3 +183,17 @@ def test_compare_reads_the_records_it_has_without_the_dataset_or_a_run(fake_resu
     main(["compare", "-r", "base", "-r", "good", "-d", "beir/scifact", "--output-dir", str(fake_results),
           "--metric", "recall@100"])  # a metric the records lack: the runner is asked for it
     assert calls
+
+
+def test_compare_as_a_latex_table_with_significance_marks(fake_results, capsys):
+    """ranx's habit: a comparison as a LaTeX (booktabs) table, B marked where it differs significantly."""
+    assert main(["compare", "-r", "base", "-r", "good", "-d", "beir/scifact", "-d", "beir/nfcorpus",
+                 "--output-dir", str(fake_results), "--format", "latex", "--resamples", "500"]) == 0
+    tex = capsys.readouterr().out
+    assert tex.startswith("\\begin{table}") and "\\toprule" in tex and tex.rstrip().endswith("\\end{table}")
+    rows = [x for x in tex.splitlines() if x.startswith("beir/")]
+    assert len(rows) == 2 and all("$^{\\dagger}$" in r for r in rows)  # 'good' is clearly better on both
+    assert main(["compare", "-r", "base", "-r", "same", "-d", "beir/scifact", "--output-dir", str(fake_results),
+                 "--format", "latex", "--resamples", "500"]) == 0
+    same = [x for x in capsys.readouterr().out.splitlines() if x.startswith("beir/")]
+    assert same and "dagger" not in same[0] and "95\\% CI" not in same[0]  # no mark where nothing differs
