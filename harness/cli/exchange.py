@@ -18,14 +18,16 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                                    "metric, query).")
     p.add_argument("dest", type=Path, metavar="DEST", help="a folder (mteb) or a .csv / .parquet file (per-query)")
     p.add_argument("--format", choices=["mteb", "per-query"], required=True,
-                   help="mteb: MTEB's result files (one retriever); per-query: one table of every per-query value")
+                   help="mteb: MTEB's result files, a model folder per row; per-query: one table of every "
+                        "per-query value")
     add_output_dir(p)
     p.add_argument("--retriever", "-r", dest="retrievers", action="append", default=None, metavar="NAME",
                    help="only these retrievers (as records name them); repeatable")
     p.add_argument("--dataset", "-d", dest="datasets", action="append", default=None, metavar="ID",
                    help="only these datasets; repeatable")
     p.add_argument("--split", default=None, help="only this split")
-    p.add_argument("--model-name", default=None, help="mteb: the model's name (default: the retriever's)")
+    p.add_argument("--model-name", default=None, help="mteb, one row exported: the model's name (default: each "
+                                                      "row's retriever)")
     p.add_argument("--revision", default=None, help="mteb: the model's revision (default: the harness version)")
     p.set_defaults(func=cmd_export)
 
@@ -48,7 +50,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def cmd_export(args: argparse.Namespace) -> int:
     from harness.errors import HarnessError
-    from harness.results.exchange import export_mteb, export_per_query
+    from harness.results.exchange import export_mteb_rows, export_per_query
     from harness.results.records import folded_records
     from harness.version import __version__
 
@@ -63,8 +65,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         n = export_per_query(records, args.dest)
         print(f"{args.dest}: {n} rows from {len(records)} records")
         return 0
-    name = args.model_name or records[0].retriever
-    written = export_mteb(records, args.dest, name, args.revision or f"harness-{__version__}")
+    written = export_mteb_rows(records, args.dest, args.revision or f"harness-{__version__}", args.model_name)
     for path in written:
         print(path)
     return 0

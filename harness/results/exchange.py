@@ -66,6 +66,26 @@ def export_mteb(records: Sequence[ResultRecord], folder: Path, model_name: str, 
     return [*written, target / "model_meta.json"]
 
 
+def export_mteb_rows(records: Sequence[ResultRecord], folder: Path, revision: str,
+                     model_name: str | None = None) -> list[Path]:
+    """Every row of ``records`` (retriever and settings) as its own MTEB model folder under ``folder``: the
+    retriever's name (``model_name`` where one row is exported), its revision ``revision``, plus
+    ``+<settings>`` for a row computed in settings other than the reference (so two settings of one model
+    are two revisions, as MTEB keeps them)."""
+    rows: dict[tuple[str, str], list[ResultRecord]] = {}
+    for r in records:
+        rows.setdefault((r.retriever, r.settings_label), []).append(r)
+    if model_name and len(rows) > 1:
+        shown = ", ".join(f"{n} [{s}]" if s else n for n, s in rows)
+        raise HarnessError(f"--model-name names one model, and the records hold {len(rows)} rows ({shown}); "
+                           "pick one with --retriever, or leave --model-name out (each row is named after itself)")
+    written: list[Path] = []
+    for (retriever, settings), group in rows.items():
+        variant = revision + (f"+{settings.replace(' ', '').replace('/', '_')}" if settings else "")
+        written += export_mteb(group, folder, model_name or retriever, variant)
+    return written
+
+
 def export_per_query(records: Sequence[ResultRecord], path: Path) -> int:
     """One row per (retriever, settings, dataset, split, metric, query): ``.csv`` or ``.parquet``."""
     import pandas as pd

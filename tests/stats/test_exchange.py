@@ -35,9 +35,15 @@ def test_mteb_export_loads_with_mtebs_own_reader(results, tmp_path, capsys):
     assert entry["main_score"] == entry["ndcg_at_10"] and entry["recall_at_100"] == recs[0].metrics["recall@100"]
     assert "recall(rel=2)_at_100" not in json.dumps(loaded.scores)  # MTEB has no relevance levels: left out
     assert (tmp_path / "mteb" / "me__mine" / "r1" / "NFCorpus.json").is_file()
-    # two models in one MTEB folder, or a dataset MTEB does not have, are refused
-    assert main(["export", str(tmp_path / "m2"), "--format", "mteb", "--output-dir", str(folder)]) == 2
-    assert "one model" in capsys.readouterr().err
+    # every row at once (issue 36: MTEB's export was one retriever at a time): a model folder per row
+    assert main(["export", str(tmp_path / "m2"), "--format", "mteb", "--output-dir", str(folder),
+                 "--revision", "r1"]) == 0
+    for model in ("mine", "other"):
+        assert mteb.TaskResult.from_disk(tmp_path / "m2" / model / "r1" / "SciFact.json").task_name == "SciFact"
+    # one --model-name for several rows is ambiguous
+    assert main(["export", str(tmp_path / "m3"), "--format", "mteb", "--output-dir", str(folder),
+                 "--model-name", "me/x"]) == 2
+    assert "--model-name names one model" in capsys.readouterr().err
 
 
 def test_per_query_table_as_csv_and_parquet(results, tmp_path):
