@@ -197,3 +197,20 @@ def test_compare_as_a_latex_table_with_significance_marks(fake_results, capsys):
                  "--format", "latex", "--resamples", "500"]) == 0
     same = [x for x in capsys.readouterr().out.splitlines() if x.startswith("beir/")]
     assert same and "dagger" not in same[0] and "95\\% CI" not in same[0]  # no mark where nothing differs
+
+
+def test_the_published_score_of_a_content_named_model_is_found_by_every_command(tmp_path, capsys):
+    """Issue 36: reproduce --model-path found beir's 0.64508 for all-MiniLM-L6-v2 run from a local folder,
+    while leaderboard --against published and diff --against published said there was none. The local copy
+    is named by its content (all-MiniLM-L6-v2#c006c948), and systems.csv maps that content to the published
+    system, so every command finds it."""
+    from .conftest import write_records
+
+    rec = fake_record("all-MiniLM-L6-v2#c006c948", "beir/scifact", {"ndcg@10": scores(1)})
+    folder = write_records(tmp_path / "results", [rec])
+    assert main(["leaderboard", "--output-dir", str(folder), "--against", "published"]) == 0
+    board = capsys.readouterr().out
+    assert "0.6451" in board and "sentence-transformers/all-MiniLM-L6-v2" in board  # beir's 0.64508, printed
+    assert main(["diff", "--output-dir", str(folder), "-r", "all-MiniLM-L6-v2#c006c948", "-d", "beir/scifact",
+                 "--against", "published"]) == 0
+    assert "0.6451" in capsys.readouterr().out
