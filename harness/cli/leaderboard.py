@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from harness.cli.common import add_output_dir
 
@@ -42,6 +43,34 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.set_defaults(func=cmd_leaderboard)
 
 
+def _score_what_is_missing(args: argparse.Namespace, df: Any, wanted: list[str]) -> Any:
+    """Records lacking a measure of ``wanted`` are scored from their stored run files where their dataset is
+    here (``harness.results.rescore``; the retriever is not run), then the table is folded again. A metric no
+    record holds, and none could be scored, is one line saying how to get it."""
+    from harness.errors import HarnessError
+    from harness.results.leaderboard import rebuild
+    from harness.results.rescore import score_missing
+
+    rows = df[df["split"] == args.split] if args.split and not df.empty else df
+    if args.datasets and not rows.empty:
+        rows = rows[rows["dataset"].isin(args.datasets)]
+    if rows.empty or all(m in rows.columns and rows[m].notna().all() for m in wanted):
+        return df
+    written, notes = score_missing(args.output_dir, wanted, split=args.split, datasets=args.datasets)
+    for note in notes:
+        print(f"harness: note: {note}", file=sys.stderr)
+    if written:
+        print(f"harness: scored {', '.join(wanted)} from the stored run files of {written} record(s) (recorded, "
+              "as `harness run --metric` records them)", file=sys.stderr)
+        df, _ = rebuild(args.output_dir)
+    metric = wanted[0]
+    if metric not in df.columns or df[metric].isna().all():
+        raise HarnessError(f"no record in {args.output_dir} holds {metric}, and none could be scored from its run "
+                           f"file here (notes above); `harness run -r NAME -d DATASET --metric {metric}` scores the "
+                           "run files it has without retrieving again")
+    return df
+
+
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from harness.results.baselines import normalize_metric
     from harness.results.leaderboard import rebuild, render, table, with_judged
@@ -50,6 +79,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     df, problems = rebuild(args.output_dir)
     for problem in problems:
         print(f"harness: warning: skipped {problem}", file=sys.stderr)
+    df = _score_what_is_missing(args, df, [metric] + ([f"judged@{args.judged}"] if args.judged else []))
     pivot, averaged, notes = table(df, metric, split=args.split, datasets=args.datasets)
     if args.judged is not None:
         if args.judged < 1:

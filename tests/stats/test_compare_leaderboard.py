@@ -214,3 +214,30 @@ def test_the_published_score_of_a_content_named_model_is_found_by_every_command(
     assert main(["diff", "--output-dir", str(folder), "-r", "all-MiniLM-L6-v2#c006c948", "-d", "beir/scifact",
                  "--against", "published"]) == 0
     assert "0.6451" in capsys.readouterr().out
+
+
+def test_the_leaderboard_scores_a_measure_its_records_lack_from_their_run_files(tmp_path, capsys):
+    """Issue 36: `leaderboard --metric map` said "no results" and exited 0, and --judged showed dashes, though
+    the run files hold what both need. They are scored from the stored run files (the retriever is not run)
+    and recorded; where the dataset is not here, one line says how to get them."""
+    import shutil
+
+    from tests.conftest import make_tiny_beir
+
+    folder = make_tiny_beir(tmp_path / "tiny")
+    run_file = tmp_path / "mine.trec"
+    run_file.write_text("".join(f"q{i} Q0 d{j} {j + 1} {10.0 - j} mine\n" for i in range(8) for j in range(10)))
+    out = tmp_path / "results"
+    assert main(["run", "-r", f"run:{run_file}", "-d", str(folder), "--metric", "ndcg@10", "--output-dir",
+                 str(out)]) == 0
+    capsys.readouterr()
+    assert main(["leaderboard", "--output-dir", str(out), "--metric", "map", "--judged", "5"]) == 0
+    shown = capsys.readouterr()
+    assert "scored map, judged@5 from the stored run files of 1 record(s)" in shown.err
+    assert "—" not in shown.out.split("avg")[0]  # a value, not a dash, for map and judged@5
+    record = json.loads(next(p for p in out.rglob("*.json") if p.parent.name == "test").read_text())
+    assert {"ndcg@10", "map", "judged@5"} <= set(record["metrics"]) and "map" in record["per_query"]
+    shutil.rmtree(folder)  # the dataset gone: nothing to score P@5 against
+    assert main(["leaderboard", "--output-dir", str(out), "--metric", "P@5"]) == 2
+    err = capsys.readouterr().err
+    assert "holds p@5" in err.lower() and "--metric" in err
