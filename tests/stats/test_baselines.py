@@ -37,7 +37,8 @@ def test_repository_published_references_load_and_map():
     assert {p.metric for p in published} >= {"ndcg@10", "recall@100", "recall@1000", "accuracy@20"}
     assert systems["bm25-flat"] == ["bm25"]
     # a model folder is given at run time (harness reproduce --model-path), never as a path in the data
-    assert systems["sentence-transformers/all-MiniLM-L6-v2"] == ["hf:sentence-transformers/all-MiniLM-L6-v2"]
+    assert systems["sentence-transformers/all-MiniLM-L6-v2"] == ["hf:sentence-transformers/all-MiniLM-L6-v2",
+                                                                  "all-MiniLM-L6-v2#c006c948"]  # its files by content
 
 
 @pytest.mark.skipif(not (SHARED / "reference").is_dir(), reason="../shared/reference not present")
