@@ -315,7 +315,8 @@ def summary(results: Results, s: dict) -> str:
     from harness.results.stats import randomization_test
 
     u = results.data["units"]
-    lines = [f"scale {results.data['header']['scale']}; command: `{results.data['header']['command']}`", ""]
+    lines = [f"scale {results.data['header']['scale']}; command: `{_as_module(results.data['header']['command'])}`",
+             ""]
     if "bm25" in u:
         lines.append(f"BM25: SciFact nDCG@10 {u['bm25']['ndcg@10']['mean']:.4f}, SQuAD-dev accuracy@20 "
                      f"{u['bm25']['accuracy@20']['mean']:.4f}")
@@ -389,6 +390,15 @@ def summary(results: Results, s: dict) -> str:
                 lines.append(f"| {a} - {b} | {n} | {statistics.mean(qa) - statistics.mean(qb):+.4f} | {r:.4f} | "
                              f"{mde:.4f} |")
     return "\n".join(lines)
+
+
+def _as_module(command: str) -> str:
+    """The recorded command as it runs today: results written when the script was benchmarks/trainer_experiment.py
+    name that path, which no longer exists; the module is benchmarks.training.trainer_experiment."""
+    words = command.split()
+    if len(words) > 1 and words[0] == "python" and words[1].endswith("trainer_experiment.py"):
+        words = ["python", "-m", "benchmarks.training.trainer_experiment", *words[2:]]
+    return " ".join(words)
 
 
 if __name__ == "__main__":
