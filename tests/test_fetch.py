@@ -81,3 +81,94 @@ def test_fetch_offline_says_what_to_do(tmp_path, monkeypatch):
         load.fetch(_spec("http://127.0.0.1:9/tinyset.zip", "0" * 32))
     message = str(e.value)
     assert "HARNESS_OFFLINE" in message and "corpus.jsonl, queries.jsonl and qrels/test.tsv" in message
+
+
+class _Flaky(http.server.BaseHTTPRequestHandler):
+    """One file, served with HTTP ranges, misbehaving as a flaky link does: the plan lists what each request
+    gets ("503", "half": the headers of the whole then half the bytes and a closed connection, "ok")."""
+
+    body = b""
+    plan: list[str] = []
+    seen: list[str] = []
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        step = self.plan.pop(0) if self.plan else "ok"
+        rng = self.headers.get("Range", "")
+        self.seen.append(f"{step} {rng}".strip())
+        if step == "503":
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        start = int(rng[6:].split("-")[0]) if rng.startswith("bytes=") else 0
+        data = self.body[start:]
+        self.send_response(206 if start else 200)
+        if start:
+            self.send_header("Content-Range", f"bytes {start}-{len(self.body) - 1}/{len(self.body)}")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if step == "half":
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            self.connection.close()
+            return
+        self.wfile.write(data)
+
+
+@pytest.fixture()
+def flaky():
+    body = bytes(range(256)) * 4096  # 1 MiB
+    handler = type("Handler", (_Flaky,), {"body": body, "plan": [], "seen": []})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield handler, f"http://127.0.0.1:{httpd.server_address[1]}/file.bin", hashlib.md5(body).hexdigest()
+    httpd.shutdown()
+
+
+def test_a_flaky_link_is_retried_and_resumed_from_the_bytes_already_here(flaky, tmp_path, monkeypatch):
+    """Issue 36: downloads were one urllib request (no retry, no resume), while multi-GB archives over a flaky
+    link are the common case. A 503 is retried with back-off, and a transfer cut mid-file resumes with a
+    Range request from the bytes on disk; the checksum decides."""
+    from harness.data.fetch import download
+
+    monkeypatch.setenv("HARNESS_OFFLINE", "0")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    handler, url, md5 = flaky
+    handler.plan = ["503", "half", "ok"]
+    dest = download(url, tmp_path / "file.bin", md5, progress=False)
+    assert hashlib.md5(dest.read_bytes()).hexdigest() == md5
+    assert handler.seen[0] == "503" and handler.seen[1] == "half" and handler.seen[2].startswith("ok bytes=")
+    assert not list(tmp_path.glob(".file.bin.part"))
+
+
+def test_a_failed_download_keeps_its_bytes_and_the_next_call_resumes_them(flaky, tmp_path, monkeypatch):
+    from harness.data import fetch
+    from harness.errors import OfflineError
+
+    monkeypatch.setenv("HARNESS_OFFLINE", "0")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(fetch, "ATTEMPTS", 2)
+    handler, url, md5 = flaky
+    handler.plan = ["half", "half", "half", "half"]
+    with pytest.raises(OfflineError, match="bytes are kept in .*next call resumes them"):
+        fetch.download(url, tmp_path / "file.bin", md5, progress=False)
+    kept = (tmp_path / ".file.bin.part").stat().st_size
+    assert 0 < kept < len(handler.body)
+    handler.plan, handler.seen = [], []
+    fetch.download(url, tmp_path / "file.bin", md5, progress=False)
+    assert handler.seen == [f"ok bytes={kept}-"]  # only the rest was asked for
+    assert hashlib.md5((tmp_path / "file.bin").read_bytes()).hexdigest() == md5
+
+
+def test_a_mirror_is_tried_first_and_the_checksum_decides(flaky, tmp_path, monkeypatch):
+    from harness.data.fetch import download
+
+    monkeypatch.setenv("HARNESS_OFFLINE", "0")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    handler, url, md5 = flaky
+    monkeypatch.setenv("HARNESS_MIRROR", url.rsplit("/", 1)[0])  # the site's copy, named by the file
+    dest = download("http://127.0.0.1:9/unreachable/file.bin", tmp_path / "file.bin", md5, progress=False)
+    assert hashlib.md5(dest.read_bytes()).hexdigest() == md5 and handler.seen == ["ok"]

@@ -15,9 +15,8 @@ import os
 import shutil
 import stat
 import tempfile
-import urllib.error
-import urllib.request
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Any
 
@@ -49,53 +48,141 @@ def _too_big(archive: Path, size: int | str, limit: int) -> HarnessError:
                         f"{UNPACK_RATIO}x its size; set HARNESS_MAX_UNPACKED_BYTES if this is expected)")
 
 
-def download(url: str, dest: Path, md5: str | None, *, progress: bool = True) -> Path:
+#: retries of one address: failed connections and 429/5xx answers (urllib3's Retry, with back-off), and a
+#: stream broken mid-file (resumed from the bytes already on disk with an HTTP Range request)
+ATTEMPTS = 5
+BACKOFF_S = 1.0
+MIRROR_ENV = "HARNESS_MIRROR"
+
+
+def download(url: str | Sequence[str], dest: Path, md5: str | None, *, progress: bool = True) -> Path:
     """Download ``url`` to ``dest`` (atomically), verifying ``md5`` when given. Reuses a verified file.
 
-    A file without a published checksum is reused only when it is the very file this harness downloaded
-    (its sha256 is kept beside it, ``<dest>.sha256``, written after the download completed); any other file
-    at that path is downloaded again, never unpacked unverified."""
-    sidecar = dest.with_name(dest.name + ".sha256")
-    if dest.is_file():
-        if md5 is not None and md5_file(dest) == md5:
-            return dest
-        if md5 is None and sidecar.is_file() and sidecar.read_text().strip() == _sha256(dest):
-            return dest
-    if offline():
-        raise OfflineError(f"offline (HARNESS_OFFLINE=1): not downloading {url}")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        h = hashlib.md5()
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=TIMEOUT_S) as resp:
-            total = int(resp.headers.get("Content-Length") or 0)
-            bar = _bar(total, dest.name) if progress else None
-            while block := resp.read(1 << 20):
-                out.write(block)
-                h.update(block)
-                if bar is not None:
-                    bar.update(len(block))
-            if bar is not None:
-                bar.close()
-        if md5 is not None and h.hexdigest() != md5:
-            raise HarnessError(f"checksum mismatch for {url}: md5 {h.hexdigest()}, expected {md5}; "
-                               "the download is corrupt or the file changed upstream (nothing was kept)")
-        shareable(tmp)
-        os.replace(tmp, dest)
-        if md5 is None:
-            from harness.io import atomic_write
+    ``url`` may be several addresses of one file (mirrors), tried in order, after ``HARNESS_MIRROR/<file
+    name>`` when that is set (a site's own copy; the checksum decides). Each address is fetched with
+    ``requests``: connection failures and 429/5xx answers are retried with exponential back-off, and a
+    transfer that breaks mid-file resumes from the bytes already on disk (``.<name>.part`` beside ``dest``,
+    kept when every address fails, so the next call resumes it too). A file without a published checksum is
+    reused only when it is the very file this harness downloaded (its sha256 is kept beside it,
+    ``<dest>.sha256``, written after the download completed); any other file at that path is downloaded
+    again, never unpacked unverified."""
+    import requests
+    from filelock import FileLock
 
-            atomic_write(sidecar, _sha256(dest) + "\n")
-    except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as e:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, HarnessError):
-            raise
-        reason = getattr(e, "reason", e)
-        raise OfflineError(f"could not download {url}: {reason}") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return dest
+    sidecar = dest.with_name(dest.name + ".sha256")
+    if _reusable(dest, md5, sidecar):
+        return dest
+    urls = [url] if isinstance(url, str) else list(url)
+    mirror = os.environ.get(MIRROR_ENV, "").strip()
+    if mirror:
+        urls.insert(0, f"{mirror.rstrip('/')}/{dest.name}")
+    if offline():
+        raise OfflineError(f"offline (HARNESS_OFFLINE=1): not downloading {urls[-1]}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(f".{dest.name}.part")
+    locks = Path(tempfile.gettempdir()) / "harness-locks"  # not beside dest: its folder holds only downloads
+    locks.mkdir(exist_ok=True)
+    key = hashlib.sha256(str(dest.resolve()).encode()).hexdigest()[:24]
+    with FileLock(str(locks / f"{key}.lock")):  # one process of this machine downloads; the others reuse
+        if _reusable(dest, md5, sidecar):
+            return dest
+        failures = []
+        for address in urls:
+            try:
+                _fetch(address, part, progress)
+            except (requests.exceptions.RequestException, OSError) as e:
+                failures.append(f"{address}: {_reason(e)}")
+                continue
+            got = md5_file(part) if md5 is not None else None
+            if md5 is not None and got != md5:
+                part.unlink(missing_ok=True)
+                failures.append(f"{address}: checksum mismatch (md5 {got}, expected {md5})")
+                if len(urls) == 1:
+                    raise HarnessError(f"checksum mismatch for {address}: expected md5 {md5}; the download is "
+                                       "corrupt or the file changed upstream (nothing was kept)")
+                continue
+            shareable(part)
+            os.replace(part, dest)
+            if md5 is None:
+                from harness.io import atomic_write
+
+                atomic_write(sidecar, _sha256(dest) + "\n")
+            return dest
+    kept = f"; {part.stat().st_size:,} bytes are kept in {part} and the next call resumes them" \
+        if part.is_file() else ""
+    raise OfflineError(f"could not download {dest.name}: {'; '.join(failures)}{kept}")
+
+
+def _reusable(dest: Path, md5: str | None, sidecar: Path) -> bool:
+    if not dest.is_file():
+        return False
+    if md5 is not None:
+        return md5_file(dest) == md5
+    return sidecar.is_file() and sidecar.read_text().strip() == _sha256(dest)
+
+
+def _session() -> Any:
+    import requests
+    from requests.adapters import HTTPAdapter
+    from urllib3.util.retry import Retry
+
+    retry = Retry(total=ATTEMPTS, connect=ATTEMPTS, read=ATTEMPTS, backoff_factor=BACKOFF_S,
+                  status_forcelist=(429, 500, 502, 503, 504), allowed_methods=("GET", "HEAD"),
+                  respect_retry_after_header=True)
+    session = requests.Session()
+    session.mount("http://", HTTPAdapter(max_retries=retry))
+    session.mount("https://", HTTPAdapter(max_retries=retry))
+    return session
+
+
+def _fetch(url: str, part: Path, progress: bool) -> None:
+    """``url`` into ``part``, resuming what ``part`` already holds; a stream broken mid-file is resumed up to
+    :data:`ATTEMPTS` times with back-off."""
+    import time
+    import urllib.parse
+    import urllib.request
+
+    import requests
+
+    if url.startswith("file://"):  # a copy on a shared file system (a site's mirror, a test's file)
+        shutil.copyfile(urllib.request.url2pathname(urllib.parse.urlparse(url).path), part)
+        return
+    session = _session()
+    for attempt in range(ATTEMPTS):
+        have = part.stat().st_size if part.is_file() else 0
+        try:
+            with session.get(url, stream=True, timeout=TIMEOUT_S,
+                             headers={"Range": f"bytes={have}-"} if have else {}) as resp:
+                if resp.status_code == 416 and have:  # the part is already whole: the checksum decides
+                    return
+                resp.raise_for_status()
+                if have and resp.status_code != 206:  # the server ignored the range: start again
+                    have = 0
+                total = have + int(resp.headers.get("Content-Length") or 0)
+                bar = _bar(total, part.name.strip(".").removesuffix(".part")) if progress else None
+                if bar is not None and have:
+                    bar.update(have)
+                with open(part, "ab" if have else "wb") as out:
+                    for block in resp.iter_content(1 << 16):  # a broken stream loses at most this much
+                        out.write(block)
+                        if bar is not None:
+                            bar.update(len(block))
+                if bar is not None:
+                    bar.close()
+                if total and part.stat().st_size < total:  # the server closed early
+                    raise requests.exceptions.ChunkedEncodingError(f"{part.stat().st_size} of {total} bytes")
+                return
+        except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError,
+                requests.exceptions.Timeout) as e:
+            if attempt == ATTEMPTS - 1:
+                raise
+            time.sleep(BACKOFF_S * 2 ** attempt * (0.01 if "PYTEST_CURRENT_TEST" in os.environ else 1))
+            del e
+
+
+def _reason(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text[:200] or type(e).__name__
 
 
 def _bar(total: int, name: str) -> Any:
