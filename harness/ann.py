@@ -1,4 +1,5 @@
-"""FAISS index choices over a finished embedding store, and their recall cost against exact search.
+"""FAISS index choices over a finished embedding store, and their recall cost against exact search. Each
+kind is a class (:class:`IndexKind`, registered in :data:`INDEX_KINDS`) that makes and sets its index:
 
 - ``flat``: exact inner product, all vectors in memory (``IndexFlatIP``);
 - ``hnsw``: graph search (``IndexHNSWFlat``, M links per node, ``efSearch`` candidates), full vectors
@@ -16,18 +17,17 @@ import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from harness.errors import HarnessError
-
-KINDS = ("flat", "hnsw", "ivfpq")
+from harness.registry import Registry
 
 
 @dataclass(frozen=True)
 class IndexConfig:
-    kind: str = "hnsw"
+    kind: str = "hnsw"  # the name of its IndexKind in INDEX_KINDS
     hnsw_m: int = 32
     ef_construction: int = 80
     ef_search: int = 128
@@ -36,8 +36,95 @@ class IndexConfig:
     nprobe: int = 32
     train_size: int = 200_000
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def index_kind(self) -> IndexKind:
+        """The kind that builds and searches this index."""
+        if self.kind not in INDEX_KINDS:
+            raise HarnessError(f"unknown index kind {self.kind!r}; known: {', '.join(INDEX_KINDS.names())}")
+        return INDEX_KINDS.get(self.kind)
+
+
+class IndexKind:
+    """One kind of FAISS index: how it is made (and trained) over the store's shards, and how it is set for a
+    search. Subclasses set ``name`` (and ``approximate``) and override what differs."""
+
+    name: ClassVar[str] = ""
+    #: whether its hits may differ from exact search (then it is a value of ``--index``)
+    approximate: ClassVar[bool] = True
+
+    def make(self, faiss: Any, dim: int, n: int, config: IndexConfig,
+             shards: list[tuple[list[str], np.ndarray]]) -> Any:
+        """An empty index, trained where it needs training, for ``n`` vectors of ``dim``."""
+        raise NotImplementedError
+
+    def prepare(self, faiss: Any, index: Any, config: IndexConfig, k: int) -> None:
+        """Set the index's search breadth for a top-``k`` search."""
+
+    def breadth(self, config: IndexConfig, k: int) -> dict[str, int]:
+        """The search breadth actually used, for the record (none where it has no such setting)."""
+        return {}
+
+
+class FlatIndex(IndexKind):
+    """Exact inner product, all vectors in memory (``IndexFlatIP``)."""
+
+    name = "flat"
+    approximate = False
+
+    def make(self, faiss: Any, dim: int, n: int, config: IndexConfig,
+             shards: list[tuple[list[str], np.ndarray]]) -> Any:
+        return faiss.IndexFlatIP(dim)
+
+
+class HnswIndex(IndexKind):
+    """Graph search (``IndexHNSWFlat``): M links per node, ``efSearch`` candidates, widened to k."""
+
+    name = "hnsw"
+
+    def make(self, faiss: Any, dim: int, n: int, config: IndexConfig,
+             shards: list[tuple[list[str], np.ndarray]]) -> Any:
+        index = faiss.IndexHNSWFlat(dim, config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = config.ef_construction
+        return index
+
+    def prepare(self, faiss: Any, index: Any, config: IndexConfig, k: int) -> None:
+        index.hnsw.efSearch = max(config.ef_search, k)
+
+    def breadth(self, config: IndexConfig, k: int) -> dict[str, int]:
+        return {"ef_search_used": max(config.ef_search, k)}
+
+
+class IvfPqIndex(IndexKind):
+    """Inverted lists over ``nlist`` k-means cells, vectors product-quantised to ``pq_m`` bytes (8-bit codes);
+    ``nprobe`` cells visited per query."""
+
+    name = "ivfpq"
+
+    def make(self, faiss: Any, dim: int, n: int, config: IndexConfig,
+             shards: list[tuple[list[str], np.ndarray]]) -> Any:
+        if dim % config.pq_m:
+            raise HarnessError(f"ivfpq: pq_m={config.pq_m} must divide the dimension {dim}")
+        if n < 256:  # 8-bit product quantisation trains 256 centroids per sub-vector
+            raise HarnessError(f"ivfpq: {n} vectors are too few to train its 256-entry codebooks (at least 256); "
+                               "use --index hnsw or exact")
+        nlist = config.nlist or max(1, int(round(4 * n ** 0.5)))
+        quantizer = faiss.IndexFlatIP(dim)
+        index = faiss.IndexIVFPQ(quantizer, dim, nlist, config.pq_m, 8, faiss.METRIC_INNER_PRODUCT)
+        index.train(_sample(shards, n, max(config.train_size, 39 * nlist, 39 * 256)))  # k-means: 39 per centroid
+        return index
+
+    def prepare(self, faiss: Any, index: Any, config: IndexConfig, k: int) -> None:
+        faiss.extract_index_ivf(index).nprobe = config.nprobe
+
+
+INDEX_KINDS: Registry[IndexKind] = Registry("index kind")
+for _kind in (FlatIndex(), HnswIndex(), IvfPqIndex()):
+    INDEX_KINDS.register(_kind.name, _kind)
+#: the index kinds, by name
+KINDS = tuple(INDEX_KINDS.names())
 
 
 def _faiss() -> Any:
@@ -51,26 +138,10 @@ def build(shards: Iterable[tuple[list[str], np.ndarray]], dim: int, n: int, conf
     """(index, ids in corpus order, seconds) from the store's shards (read one at a time)."""
     faiss = _faiss()
     start = time.perf_counter()
-    shards = list(shards)  # (ids, memory-mapped vectors): cheap
-    if config.kind == "flat":
-        index = faiss.IndexFlatIP(dim)
-    elif config.kind == "hnsw":
-        index = faiss.IndexHNSWFlat(dim, config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = config.ef_construction
-    elif config.kind == "ivfpq":
-        if dim % config.pq_m:
-            raise HarnessError(f"ivfpq: pq_m={config.pq_m} must divide the dimension {dim}")
-        if n < 256:  # 8-bit product quantisation trains 256 centroids per sub-vector
-            raise HarnessError(f"ivfpq: {n} vectors are too few to train its 256-entry codebooks (at least 256); "
-                               "use --index hnsw or exact")
-        nlist = config.nlist or max(1, int(round(4 * n ** 0.5)))
-        quantizer = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFPQ(quantizer, dim, nlist, config.pq_m, 8, faiss.METRIC_INNER_PRODUCT)
-        index.train(_sample(shards, n, max(config.train_size, 39 * nlist, 39 * 256)))  # k-means: 39 points per centroid
-    else:
-        raise HarnessError(f"unknown index kind {config.kind!r}; known: {', '.join(KINDS)}")
+    listed = list(shards)  # (ids, memory-mapped vectors): cheap
+    index = config.index_kind.make(faiss, dim, n, config, listed)
     ids: list[str] = []
-    for shard_ids, vectors in shards:
+    for shard_ids, vectors in listed:
         index.add(np.ascontiguousarray(vectors, dtype=np.float32))
         ids.extend(shard_ids)
     return index, ids, time.perf_counter() - start
@@ -85,11 +156,7 @@ def _sample(shards: list[tuple[list[str], np.ndarray]], n: int, size: int) -> np
 
 def search(index: Any, ids: list[str], queries: np.ndarray, k: int, config: IndexConfig
            ) -> tuple[np.ndarray, list[list[str]]]:
-    faiss = _faiss()
-    if config.kind == "hnsw":
-        index.hnsw.efSearch = max(config.ef_search, k)
-    elif config.kind == "ivfpq":
-        faiss.extract_index_ivf(index).nprobe = config.nprobe
+    config.index_kind.prepare(_faiss(), index, config, k)
     scores, rows = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
     return scores, [[ids[j] for j in row if j >= 0] for row in rows]
 

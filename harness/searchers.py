@@ -25,15 +25,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from harness.ann import KINDS as INDEX_KINDS
-from harness.ann import IndexConfig, build, recall_vs_exact
+from harness.ann import INDEX_KINDS, IndexConfig, build, recall_vs_exact
 from harness.ann import search as ann_search
 from harness.embeddings import EmbeddingStore
 from harness.errors import HarnessError
 from harness.search import topk_exact, topk_exact_torch
 
+EXACT = "exact"  # the reference searcher's ``--index`` value
 #: the values of ``--index``: exact search, or an approximate FAISS index
-INDEXES = ("exact", *(k for k in INDEX_KINDS if k != "flat"))
+INDEXES = (EXACT, *(name for name, kind in INDEX_KINDS.items() if kind.approximate))
 ANN_VERSION = 1  # bump when the way an index is built or searched changes
 RECALL_AT = 100  # the cut-off of the reported recall against exact search
 
@@ -169,7 +169,7 @@ class IndexSearcher:
 
     def _effective(self, k: int) -> dict[str, int]:
         """The search breadth actually used (``harness.ann.search`` widens HNSW's to k)."""
-        return {"ef_search_used": max(self.config.ef_search, k)} if self.config.kind == "hnsw" else {}
+        return self.config.index_kind.breadth(self.config, k)
 
     def describe(self) -> dict[str, Any]:
         return self.last_report or {"approximate": True, "index": self.config.to_dict()}
@@ -177,8 +177,6 @@ class IndexSearcher:
 
 def searcher_for(index: str, device: str = "cpu") -> Searcher:
     """The searcher of an ``--index`` value (exact search runs where the encoder runs)."""
-    if index == "exact":
-        return ExactSearcher(device)
     if index not in INDEXES:
         raise HarnessError(f"--index must be one of {', '.join(INDEXES)}, not {index!r}")
-    return IndexSearcher(IndexConfig(kind=index))
+    return ExactSearcher(device) if index == EXACT else IndexSearcher(IndexConfig(kind=index))
