@@ -69,15 +69,17 @@ def evaluate_model(model: Any, datasets: Sequence[DatasetRef] | DatasetRef, *, n
     its identity, checked by a probe of what it computes (the row is ``name@revision#<probe digest>``): the
     harness cannot read the object's weights, so the record says it was declared by the user; a changed model
     under the same revision is a new row, and a new revision is a new computation."""
-    from harness.retrievers.declared import declare
+    from harness.retrievers.declared import DeclaredModels
 
-    spec = declare(model, name, revision, batch_size=batch_size)
+    declared = DeclaredModels()  # this call's own: the model is found by its name here, and nowhere else
+    spec = declared.declare(model, name, revision, batch_size=batch_size)
     _say_if_changed(spec.name, f"{name}@{revision}#", Path(output_dir))
     from harness import runner
     from harness.settings import DEFAULT_EXECUTION, REFERENCE
 
     return runner.run([spec.name], _names(datasets), metrics, Path(output_dir), settings=settings or REFERENCE,
-                      execution=execution or DEFAULT_EXECUTION, force=force, depth=depth, split=split)
+                      execution=execution or DEFAULT_EXECUTION, force=force, depth=depth, split=split,
+                      declared=declared)
 
 
 def evaluate(qrels: Any, run: Any = None, metrics: Sequence[str] | None = None, **model_options: Any) -> Any:

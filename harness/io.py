@@ -3,8 +3,9 @@
 A checksum is remembered in the cache under the file's full identity as the kernel reports it: resolved
 path, device, inode, size, modification time and change time, all in nanoseconds. The change time cannot
 be set back from user space (``touch -d`` or ``os.utime`` restoring the mtime still moves it), so an edit
-that keeps the size and restores the mtime is still seen. :func:`rehash_all` (``--force``) makes this
-process ignore the memo and hash every file again, once.
+that keeps the size and restores the mtime is still seen. Whether the memo is trusted is a value passed to
+where files are hashed: a :class:`Checksums` that trusts none (``--force``) hashes each file again once and
+mends the memo; nothing switches it for the rest of the process.
 """
 
 from __future__ import annotations
@@ -128,15 +129,7 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-_REHASH = False
-_HASHED: dict[str, str] = {}  # identity -> sha256, for files hashed by this process
-
-
-def rehash_all(enabled: bool = True) -> None:
-    """From now on, hash every file again (once per process) instead of trusting the on-disk memo."""
-    global _REHASH
-    _REHASH = enabled
-    _HASHED.clear()
+_HASHED: dict[str, str] = {}  # file identity -> sha256, for files hashed in this process (a cache of content)
 
 
 def file_identity(path: Path) -> str:
@@ -146,29 +139,48 @@ def file_identity(path: Path) -> str:
     return f"{path}|{st.st_dev}|{st.st_ino}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}"
 
 
-def cached_sha256(path: Path) -> str:
-    """sha256 of a file, remembered under its identity (path, inode, size, mtime and ctime)."""
-    from harness.paths import cache_root
+class Checksums:
+    """sha256 of files, remembered under each file's identity in this process and in the cache's memo.
 
-    identity = file_identity(path)
-    if identity in _HASHED:
-        return _HASHED[identity]
-    key = hashlib.sha256(identity.encode()).hexdigest()[:32]
-    memo = cache_root() / "checksums" / f"{key}.sha256"
-    value = ""
-    if not _REHASH:
-        try:
-            value = memo.read_text().strip()
-        except OSError:
-            pass
-    if len(value) != 64:
-        value = sha256_file(path)
-        try:
-            atomic_write(memo, value + "\n")
-        except OSError:
-            pass  # a read-only cache only costs the re-hash next time
-    _HASHED[identity] = value
-    return value
+    ``trust_memo=False`` (``--force``) trusts nothing remembered before it: each file is hashed again once by
+    this object, and the memo mended (later readers then see the true value). The caller that holds it
+    passes it to where files are hashed (``Runner(force=True)``); :data:`TRUSTED` is everyone else's."""
+
+    def __init__(self, *, trust_memo: bool = True) -> None:
+        self.trust_memo = trust_memo
+        self._hashed: set[str] = set()  # identities this object hashed itself
+
+    def sha256(self, path: Path) -> str:
+        from harness.paths import cache_root
+
+        identity = file_identity(path)
+        if (self.trust_memo or identity in self._hashed) and identity in _HASHED:
+            return _HASHED[identity]
+        memo = cache_root() / "checksums" / f"{hashlib.sha256(identity.encode()).hexdigest()[:32]}.sha256"
+        value = ""
+        if self.trust_memo:
+            try:
+                value = memo.read_text().strip()
+            except OSError:
+                pass
+        if len(value) != 64:
+            value = sha256_file(path)
+            try:
+                atomic_write(memo, value + "\n")
+            except OSError:
+                pass  # a read-only cache only costs the re-hash next time
+        _HASHED[identity] = value
+        self._hashed.add(identity)
+        return value
+
+
+#: the checksums of every caller that has not asked for files to be hashed again
+TRUSTED = Checksums()
+
+
+def cached_sha256(path: Path, checksums: Checksums = TRUSTED) -> str:
+    """sha256 of a file, remembered under its identity (path, inode, size, mtime and ctime)."""
+    return checksums.sha256(path)
 
 
 def inside(root: Path, path: Path, what: str) -> Path:

@@ -4,7 +4,13 @@ Each (retriever, settings, dataset) triple is independent: its run file and reco
 as soon as it finishes, so an interrupted suite keeps every finished one, and a rerun skips them. Reuse is
 keyed by a fingerprint of everything that determines the run: the retriever's own content identity
 (``retriever.fingerprint()``: model files, recipe, compute settings; BM25 parameters and Lucene build), the
-dataset files' checksums, the protocol and the depth. ``force=True`` recomputes, hashing every file again.
+dataset files' checksums, the protocol and the depth. ``force=True`` recomputes, hashing every file again
+(the runner's :class:`~harness.io.Checksums`, passed to where files are hashed: for this runner only).
+
+The runner and a retriever exchange typed values (``harness.retrievers.base``): it loads the retriever under
+its ``LoadOptions``, reads what ``index()`` did (an ``IndexReport``) and what ``search()`` returned
+(``Searched``), and tells the search what it is for (a ``SearchContext``, with every call). A composition is
+handed its stages' results as ``StageRun`` values.
 
 Before any work, every retriever is loaded (models found, settings and device checked), every dataset is
 resolved (all missing ones are listed at once) and every metric is checked against every dataset. A record
@@ -24,21 +30,22 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from harness.data.registry import EvalProtocol
 from harness.datasets import dataset_ids, resolve_all
 from harness.distributed import world
 from harness.errors import HarnessError
-from harness.io import atomic_write_json, cached_sha256, rehash_all, sha256_file
+from harness.io import TRUSTED, Checksums, atomic_write_json, sha256_file
 from harness.metrics import mean
 from harness.paths import cache_root
 from harness.provenance import environment
 from harness.results.leaderboard import rebuild
 from harness.results.records import ResultRecord, read_record, record_paths, row_of_label, write_record
-from harness.retrievers.base import Composition, Retriever, settings_taken
+from harness.retrievers.base import Composition, Retriever, SearchContext, StageRun, settings_taken
 from harness.retrievers.names import look_in
 from harness.retrievers.registry import RetrieverSpec, resolve_retriever
+from harness.retrievers.spec import LoadOptions, ModelObjects
 from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution
 from harness.trec import in_score_order, quantize, read_run, write_run
 from harness.version import __version__
@@ -57,12 +64,25 @@ def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def dataset_fingerprint(ds: Dataset) -> dict:
+class DatasetFingerprint(TypedDict):
+    id: str
+    split: str
+    path: str
+    sha256: dict[str, str]  # file name -> content checksum
+
+
+class CorpusStats(TypedDict):
+    documents: int
+    empty_documents: int
+    judged_documents_not_in_corpus: int
+
+
+def dataset_fingerprint(ds: Dataset, checksums: Checksums = TRUSTED) -> DatasetFingerprint:
     return {"id": ds.id, "split": ds.split, "path": str(ds.root),
-            "sha256": {p.name: cached_sha256(p) for p in ds.files()}}
+            "sha256": {p.name: checksums.sha256(p) for p in ds.files()}}
 
 
-def corpus_stats(ds: Dataset) -> dict:
+def corpus_stats(ds: Dataset) -> CorpusStats:
     """Validate the whole corpus with the harness reader: counts for the record. Remembered under the
     corpus checksum and the digest of the judged document ids (the missing-judged count depends on both)."""
     digest = ds.corpus_digest
@@ -70,10 +90,12 @@ def corpus_stats(ds: Dataset) -> dict:
     judged_digest = hashlib.sha256(json.dumps(sorted(judged)).encode()).hexdigest()[:16]
     memo = cache_root() / "corpus-stats" / f"{digest[:32]}-{judged_digest}.json"
     try:
-        return json.loads(memo.read_text())
+        remembered: CorpusStats = json.loads(memo.read_text())
+        return remembered
     except (OSError, json.JSONDecodeError):
         pass
-    found, docs, empty = set(), 0, 0
+    found: set[str] = set()
+    docs = empty = 0
     for doc in ds.corpus():
         docs += 1
         empty += not (doc.title.strip() or doc.text.strip())
@@ -81,7 +103,8 @@ def corpus_stats(ds: Dataset) -> dict:
             found.add(doc.doc_id)
     if docs == 0:
         raise HarnessError(f"{ds.corpus_path}: the corpus is empty")
-    stats = {"documents": docs, "empty_documents": empty, "judged_documents_not_in_corpus": len(judged - found)}
+    stats: CorpusStats = {"documents": docs, "empty_documents": empty,
+                          "judged_documents_not_in_corpus": len(judged - found)}
     try:
         atomic_write_json(memo, stats)
     except OSError:
@@ -90,11 +113,13 @@ def corpus_stats(ds: Dataset) -> dict:
 
 
 class Runner:
-    """Holds loaded retrievers across datasets so a model is loaded once per run."""
+    """Holds loaded retrievers across datasets so a model is loaded once per run. ``declared``: the model objects
+    the caller declared (``harness.retrievers.declared.DeclaredModels``), loaded by their names."""
 
     def __init__(self, metrics: Sequence[str] | None = None, output_dir: Path = Path("results"), *,
                  settings: EncodeSettings = REFERENCE, execution: Execution = DEFAULT_EXECUTION, force: bool = False,
-                 depth: int | None = None, drop_self_hits: bool = False, log: Log = _stderr):
+                 depth: int | None = None, drop_self_hits: bool = False, log: Log = _stderr,
+                 declared: ModelObjects | None = None):
         self.requested = list(metrics) if metrics else None  # None: each dataset's defaults
         if depth is not None and depth < 1:
             raise HarnessError(f"--depth must be at least 1, not {depth}")
@@ -105,17 +130,17 @@ class Runner:
         self.force = force
         self.drop_self_hits = drop_self_hits  # --drop-self-hits: BEIR's identical-id rule where no protocol has it
         self.log = log
+        self.checksums = Checksums(trust_memo=not force)  # --force trusts no remembered checksum
+        self.options = LoadOptions(settings, execution, self.checksums, declared)
         self._loaded: dict[str, Retriever] = {}
         self._announced: set[str] = set()
-        if force:
-            rehash_all()  # --force trusts no remembered checksum
 
     def retriever(self, spec: RetrieverSpec) -> Retriever:
         """The retriever object of ``spec`` under this runner's settings (models are found, settings and
         device checked; weights load only when something is encoded)."""
         if spec.name not in self._loaded:
             stages = [self.retriever(s) for s in spec.stages] if spec.stages else None
-            self._loaded[spec.name] = spec.load(self.settings, self.execution, stages)
+            self._loaded[spec.name] = spec.load_under(self.options, stages)
         return self._loaded[spec.name]
 
     def metrics_for(self, ds: Dataset) -> tuple[list[str], int]:
@@ -143,14 +168,15 @@ class Runner:
                      "removed (Pyserini's --remove-query); each record counts what it removed (removed_by_protocol)")
 
     def fingerprint(self, retriever: Retriever, ds: Dataset, depth: int) -> str:
-        src = {"retriever": retriever.fingerprint(), "dataset": dataset_fingerprint(ds)["sha256"],
+        src = {"retriever": retriever.fingerprint(), "dataset": dataset_fingerprint(ds, self.checksums)["sha256"],
                "protocol": self.protocol(ds).to_dict(), "depth": depth, "run_format": RUN_FORMAT}
         return hashlib.sha256(json.dumps(src, sort_keys=True).encode()).hexdigest()
 
     def standard_depth(self, ds: Dataset) -> int:
         return self.depth or max(ds.protocol.depth, self.metrics_for(ds)[1])
 
-    def paths(self, spec: RetrieverSpec, ds: Dataset, depth: int | None = None) -> tuple[dict, Path, Path]:
+    def paths(self, spec: RetrieverSpec, ds: Dataset, depth: int | None = None
+              ) -> tuple[dict[str, Any], Path, Path]:
         """(non-reference settings, record path, run path) of ``spec`` on ``ds``; a run deeper or shallower
         than the dataset's standard depth (a fusion stage's ``hits``) is a setting of its own."""
         changed = self.retriever(spec).changed_settings()
@@ -191,19 +217,19 @@ class Runner:
         queries = ds.queries()
         stats = corpus_stats(ds)
         t0 = time.perf_counter()
-        index_info = retriever.index(ds)
+        indexed = retriever.index(ds)
         t1 = time.perf_counter()
-        self.log(f"{label}: " + ", ".join(f"{k} {v}" for k, v in index_info.items()
-                                          if k in {"index", "embeddings", "path"}))
-        _same_count(ds, "indexed", index_info.get("documents"), stats["documents"])
+        self.log(f"{label}: {indexed.summary()}")
+        _same_count(ds, "indexed", indexed.documents, stats["documents"])
         if world()[0] != 0:  # under torchrun the other ranks only help encoding; rank 0 searches and writes
             return None
         # as Pyserini's --remove-query: retrieve `depth` hits, then drop the query's own id
-        run = retriever.search(queries, depth)
-        if not getattr(retriever, "computed_elsewhere", False):  # a run file: its record says it was not searched here
-            _same_count(ds, "searched", retriever.searched_documents, stats["documents"])
+        context = SearchContext(ds)
+        searched = retriever.search(queries, depth, context)
+        if not searched.computed_elsewhere:  # a run file: its record says it was not searched here
+            _same_count(ds, "searched", searched.documents, stats["documents"])
         protocol = self.protocol(ds)
-        run, removed = _protocol_cut(run, depth, protocol.drop_self_hits)
+        run, removed = _protocol_cut(searched.run, depth, protocol.drop_self_hits)
         run = quantize(run, retriever.score_format)
         if not any(run.values()):
             raise HarnessError(f"{ds.id} | {spec.name}: no document retrieved for any of the {len(queries)} queries; "
@@ -213,12 +239,12 @@ class Runner:
         record = ResultRecord(
             retriever=spec.name, dataset=ds.id, split=ds.split, metrics={}, per_query={}, fingerprint=fingerprint,
             run_file=run_path.name, run_sha256=sha256_file(run_path), settings=changed,
-            documents_searched=retriever.searched_documents,
-            retriever_spec=spec.to_dict(), retriever_fingerprint=retriever.fingerprint(),
-            protocol=protocol.to_dict(), removed_by_protocol=removed, dataset_provenance=dataset_fingerprint(ds),
-            environment=environment(),
-            device=retriever.provenance().get("device") or self.execution.device, harness_version=__version__,
-            index=index_info, corpus=stats, retriever_provenance=retriever.provenance(),
+            documents_searched=searched.documents,
+            retriever_spec=spec.to_dict(), retriever_fingerprint=dict(retriever.fingerprint()),
+            protocol=protocol.to_dict(), removed_by_protocol=removed,
+            dataset_provenance=dict(dataset_fingerprint(ds, self.checksums)), environment=environment(),
+            device=searched.device or self.execution.device, harness_version=__version__,
+            index=indexed.to_json(), corpus=dict(stats), retriever_provenance=dict(retriever.provenance(context)),
             timings={"index_s": round(t1 - t0, 3), "search_s": round(t2 - t1, 3)})
         return self._evaluate_and_write(ds, run, rec_path, record, names)
 
@@ -226,7 +252,7 @@ class Runner:
         """Run or reuse the stages a composition reads, and hand it their records and runs (as written);
         False on a helper rank under torchrun."""
         stage_depth = retriever.stage_depth(depth)
-        records, runs = [], []
+        stages = []
         for stage in spec.run_stages:
             record = self.run_one(stage, ds, stage_depth)
             if record is None:
@@ -234,9 +260,8 @@ class Runner:
             _, _, run_path = self.paths(stage, ds, stage_depth)
             if not _run_matches(record, run_path):
                 raise HarnessError(f"{run_path}: the run file changed while it was being read; rerun")
-            records.append(record)
-            runs.append(read_run(run_path))
-        retriever.use_stages(records, runs)
+            stages.append(_stage_run(record, read_run(run_path)))
+        retriever.use_stages(stages)
         return True
 
     def _evaluate_and_write(self, ds: Dataset, run: Run, rec_path: Path, record: ResultRecord,
@@ -254,6 +279,12 @@ class Runner:
         said = f"  ({removed} hits removed by the protocol)" if removed else ""
         self.log(f"{ds.id} | {record.label}: {shown}{said}")
         return record
+
+
+def _stage_run(record: ResultRecord, run: Run) -> StageRun:
+    """A stage's result as a composition reads it, from its record (as written) and its run file."""
+    return StageRun(record.retriever, record.fingerprint, record.run_file, record.metrics, record.documents_searched,
+                    record.index.get("documents"), bool(record.retriever_provenance.get("computed_elsewhere")), run)
 
 
 def _run_matches(record: ResultRecord, run_path: Path) -> bool:
@@ -309,22 +340,24 @@ def check_writable(folder: Path, what: str) -> None:
 def run(retrievers: Sequence[str], datasets: Sequence[str], metrics: Sequence[str] | None = None,
         output_dir: Path = Path("results"), *, suites: Sequence[str] = (), settings: EncodeSettings = REFERENCE,
         execution: Execution = DEFAULT_EXECUTION, force: bool = False, depth: int | None = None,
-        split: str | None = None, drop_self_hits: bool = False, log: Log = _stderr) -> list[ResultRecord]:
+        split: str | None = None, drop_self_hits: bool = False, log: Log = _stderr,
+        declared: ModelObjects | None = None) -> list[ResultRecord]:
     """Evaluate every retriever on every dataset; returns the result records (also written to disk).
 
     ``metrics`` None uses each dataset's defaults (BEIR: ndcg@10 recall@100 recall@1000; ODQA:
     accuracy@1,5,20,100). ``settings`` apply to every dense retriever (BM25 has none). ``split`` None: each
     dataset's evaluation split. ``drop_self_hits`` applies BEIR's identical-id rule where a dataset's protocol
-    does not (a folder, an ir_datasets id), as a setting of its own.
+    does not (a folder, an ir_datasets id), as a setting of its own. ``declared`` holds the model objects the
+    caller declared (``harness.retrievers.declared.DeclaredModels``): their names resolve and load through it.
     """
     look_in(Path(output_dir))  # a name a table printed (content-named files and folders) is found again
     names, settings, depth, drop_self_hits = _rows(retrievers, Path(output_dir), settings, depth, drop_self_hits)
-    specs = [resolve_retriever(r) for r in names]
+    specs = [resolve_retriever(r, declared) for r in names]
     ids = dataset_ids(datasets, suites)
     if not specs or not ids:
         raise HarnessError("name at least one retriever and one dataset (or --suite)")
     runner = Runner(metrics, output_dir, settings=settings, execution=execution, force=force, depth=depth,
-                    drop_self_hits=drop_self_hits, log=log)
+                    drop_self_hits=drop_self_hits, log=log, declared=declared)
     check_writable(Path(output_dir), "output folder")
     check_writable(cache_root(), "cache")
     resolved = resolve_all(ids, split=split, output_dir=Path(output_dir))

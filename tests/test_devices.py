@@ -70,7 +70,8 @@ def test_every_fp32_path_on_cuda_turns_tensorfloat32_off():
                 callers.add(path.relative_to(REPO).as_posix())
             if isinstance(node, ast.Attribute) and node.attr == "allow_tf32" and path.name != "devices.py":
                 raise AssertionError(f"{path}: sets allow_tf32 itself; call harness.devices.exact_float32")
-    assert callers == {"harness/retrievers/encoder.py", "harness/retrievers/rerank.py", "harness/retrievers/sparse.py",
+    assert callers == {"harness/retrievers/encoder.py", "harness/retrievers/cross_encoder.py",
+                       "harness/retrievers/sparse.py",
                        "harness/retrievers/st_backend.py", "harness/train/trainer.py", "harness/train/finetune.py"}, \
         callers
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from harness.cli import build_parser, main
 from harness.datasets import resolve_dataset
 from harness.errors import HarnessError
-from harness.io import cached_sha256, rehash_all
+from harness.io import Checksums, cached_sha256
 from harness.results.leaderboard import rebuild, table
 from harness.results.records import load_records
 from harness.retrievers.dense import DenseRetriever
@@ -122,12 +123,33 @@ def test_force_rehashes_instead_of_trusting_the_memo(tiny_beir, tmp_path):
     memo.write_text("0" * 64 + "\n")  # a stale or tampered memo
     io._HASHED.clear()
     assert cached_sha256(corpus) == "0" * 64  # trusted without --force
-    rehash_all()
-    try:
-        assert cached_sha256(corpus) == true
-        assert memo.read_text().strip() == true  # and mended
-    finally:
-        rehash_all(False)
+    forced = Checksums(trust_memo=False)  # what Runner(force=True) holds and passes to where files are hashed
+    assert cached_sha256(corpus, forced) == true
+    assert memo.read_text().strip() == true  # and mended
+    assert cached_sha256(corpus) == true  # so that what is hashed after it reads the true value
+
+
+def test_force_is_a_value_of_its_runner_not_a_switch_of_the_process(tiny_beir, tmp_path, monkeypatch):
+    """Once, Runner(force=True) turned re-hashing on for the rest of the process: every later run, forced or
+    not, hashed every file again. Now a runner's checksums are its own: it hashes each file again once."""
+    from harness import io
+    from harness.runner import Runner
+
+    forced = Runner(output_dir=tmp_path / "a", force=True, log=lambda m: None)
+    assert forced.checksums.trust_memo is False and forced.options.checksums is forced.checksums
+    corpus = tiny_beir / "corpus.jsonl"
+    hashed: list[Path] = []
+    real = io.sha256_file
+    monkeypatch.setattr(io, "sha256_file", lambda path, chunk=1 << 20: hashed.append(path) or real(path, chunk))
+    io.cached_sha256(corpus)
+    forced.checksums.sha256(corpus)
+    forced.checksums.sha256(corpus)
+    assert hashed == [corpus, corpus]  # once to fill the memo, once again for the forced runner, not twice
+    later = Runner(output_dir=tmp_path / "b", log=lambda m: None)
+    assert later.checksums.trust_memo is True
+    later.checksums.sha256(corpus)
+    io.cached_sha256(corpus)
+    assert hashed == [corpus, corpus]  # a runner made after the forced one trusts the (mended) memo
 
 
 def test_a_resumed_run_with_another_shard_size_searches_the_whole_corpus(tiny_bert_dir, tmp_path, monkeypatch):
@@ -137,7 +159,7 @@ def test_a_resumed_run_with_another_shard_size_searches_the_whole_corpus(tiny_be
     spec, ds = resolve_retriever(f"hf:{tiny_bert_dir}"), resolve_dataset(str(data))
     killed = DenseRetriever(spec, execution=Execution(device="cpu", shard_size=10, progress=False))
     killed.index(ds)
-    store = killed.store
+    store = killed.corpus_store(ds)
     store.manifest_path.unlink()  # as if killed after shards 0 and 1 of 4
     for i in (2, 3):
         for p in store.dir.glob(f"shard-{i:05d}*"):
@@ -161,7 +183,7 @@ def test_a_store_whose_shards_do_not_tile_the_corpus_is_refused(tiny_beir, tiny_
     spec, ds = resolve_retriever(f"hf:{tiny_bert_dir}"), resolve_dataset(str(tiny_beir))
     retriever = DenseRetriever(spec, execution=Execution(device="cpu", shard_size=10, progress=False))
     retriever.index(ds)
-    store = retriever.store
+    store = retriever.corpus_store(ds)
     seal = store.dir / "shard-00002.json"
     meta = json.loads(seal.read_text())
     seal.write_text(json.dumps({**meta, "start": 25}))  # a seal from another layout
@@ -178,13 +200,15 @@ def test_the_search_count_must_equal_the_corpus(tiny_beir, tiny_bert_dir, tmp_pa
     assert not list((tmp_path / "r").rglob("*.json")) and not list((tmp_path / "r").rglob("*.trec"))
 
 
-def _search_one_shard_less(self, queries, k):
+def _search_one_shard_less(self, queries, k, context):
+    from harness.retrievers.base import Searched
     from harness.search import topk_exact
 
-    vectors = self.encoder.encode(list(queries.values()), "query")
-    shards = list(self.store.shards())[:-1]
-    scores, docs, self.searched_documents = topk_exact(vectors, shards, k)
-    return {q: dict(zip(docs[i], map(float, scores[i]), strict=False)) for i, q in enumerate(queries)}
+    vectors = self.encoders.encode_queries(list(queries.values()), context)
+    shards = list(self.corpus_store(context.dataset).shards())[:-1]
+    scores, docs, searched = topk_exact(vectors, shards, k)
+    return Searched({q: dict(zip(docs[i], map(float, scores[i]), strict=False)) for i, q in enumerate(queries)},
+                    searched)
 
 
 def test_corpus_statistics_depend_on_the_qrels_not_only_the_queries(tmp_path):

@@ -141,9 +141,9 @@ def test_precision_is_in_the_cache_key_and_the_forward_in_the_seal(tiny_bert_dir
     # every requested computation has its own store, the reference included
     assert len({fp32.corpus_store(ds).dir, plain.corpus_store(ds).dir, bf16.corpus_store(ds).dir}) == 3
     info = fp32.index(ds)
-    assert info["computed_with"] == [{**fp32.compute.to_dict(), "harness": info["computed_with"][0]["harness"]}]
+    assert info.computed_with == [{**fp32.compute.to_dict(), "harness": info.computed_with[0]["harness"]}]
     assert fp32.compute.forward.startswith("fused-bert")
-    assert plain.index(ds)["embeddings"] == "encoded" and fp32.index(ds)["embeddings"] == "reused"
+    assert plain.index(ds).embeddings == "encoded" and fp32.index(ds).embeddings == "reused"
     assert fp32.changed_settings() == {} and plain.changed_settings() == {"forward": "transformers"}
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import ast
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +15,13 @@ import numpy as np
 import pytest
 import torch
 
+from harness.data.dataset import Dataset
 from harness.datasets import SOURCES
 from harness.errors import HarnessError
 from harness.params import Param
+from harness.retrievers.base import Indexed, JsonObject, Retriever, SearchContext, Searched
 from harness.retrievers.registry import RETRIEVER_KINDS, RetrieverKind, RetrieverSpec, register_kind
+from harness.retrievers.spec import LoadOptions
 from harness.runner import run
 from harness.settings import EncodeSettings, Execution
 from harness.train.objectives import OBJECTIVES, QueueObjective, register_objective
@@ -36,40 +39,39 @@ class OverlapRetriever:
 
     score_format = FLOAT32_SCORE_FORMAT
 
-    def __init__(self, spec: RetrieverSpec, settings: EncodeSettings, execution: Execution):
-        self.spec = spec
+    def __init__(self, spec: RetrieverSpec):
         self.weight = float(spec.params["weight"])
-        self.docs: list[tuple[str, set[str]]] = []
-        self.searched_documents: int | None = None
+        self.docs: dict[str, list[tuple[str, set[str]]]] = {}  # each dataset's index, by dataset id
 
-    def fingerprint(self) -> dict:
+    def fingerprint(self) -> JsonObject:
         return {"kind": "overlap", "weight": self.weight}
 
-    def changed_settings(self) -> dict:
+    def changed_settings(self) -> dict[str, Any]:
         return {}
 
-    def index(self, dataset: Any) -> dict:
-        self.docs = [(d.doc_id, set(f"{d.title} {d.text}".split())) for d in dataset.corpus()]
-        return {"index": "in memory", "documents": len(self.docs)}
+    def index(self, dataset: Dataset) -> Indexed:
+        self.docs[dataset.id] = [(d.doc_id, set(f"{d.title} {d.text}".split())) for d in dataset.corpus()]
+        return Indexed("in memory", len(self.docs[dataset.id]))
 
-    def search(self, queries: Mapping[str, str], k: int) -> dict[str, dict[str, float]]:
-        self.searched_documents = len(self.docs)
+    def search(self, queries: Mapping[str, str], k: int, context: SearchContext) -> Searched:
+        docs = self.docs[context.dataset_id]  # the call says which dataset: nothing is left from index()
         out = {}
         for qid, text in queries.items():
             words = set(text.split())
-            scored = sorted(((self.weight * len(words & w), -i, d) for i, (d, w) in enumerate(self.docs)),
-                            reverse=True)[:k]
+            scored = sorted(((self.weight * len(words & w), -i, d) for i, (d, w) in enumerate(docs)), reverse=True)[:k]
             out[qid] = {d: float(s) for s, _, d in scored}
-        return out
+        return Searched(out, documents=len(docs))
 
-    def provenance(self) -> dict:
+    def provenance(self, context: SearchContext) -> JsonObject:
         return {"weight": self.weight}
 
 
 class OverlapKind(RetrieverKind):
     name = "overlap"
-    target = "tests.test_house:OverlapRetriever"
     prefix = "overlap:"
+
+    def load(self, spec: RetrieverSpec, options: LoadOptions, stages: Sequence[Retriever]) -> Retriever:
+        return OverlapRetriever(spec)
 
     def parse(self, name: str, resolve: Any) -> RetrieverSpec:
         weight = name[len("overlap:"):]
@@ -309,3 +311,52 @@ def test_an_index_is_tied_to_the_vectors_it_was_built_from(tmp_path):
     assert search["built"] is True and "built from other vectors" in search["rebuilt"]
     assert Path(search["index_file"]) != index_file and not index_file.exists()
     assert search["recall@100_vs_exact"] == 1.0  # the new index answers for the vectors the store holds now
+
+
+# --- kinds are classes: retriever kinds load their own retriever, index kinds make their own index ------------------
+
+def test_a_retriever_kind_is_registered_by_class_and_imports_its_retriever_in_load():
+    class NoLoad(RetrieverKind):
+        name = "no-load"
+
+    with pytest.raises(ValueError, match="needs a name and a load"):
+        register_kind(NoLoad())
+    tree = ast.parse((REPO / "harness/retrievers/kinds.py").read_text(encoding="utf-8"))
+    kinds = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name.endswith("Kind")]
+    assert len(kinds) == 7
+    for cls in kinds:  # the retriever's module is imported inside load(): the import graph shows it, lazily
+        load = next(f for f in cls.body if isinstance(f, ast.FunctionDef) and f.name == "load")
+        assert any(isinstance(n, ast.ImportFrom) and (n.module or "").startswith("harness.retrievers.")
+                   for n in ast.walk(load)), cls.name
+    for module in ("spec.py", "kinds.py", "registry.py"):
+        assert "importlib" not in (REPO / "harness/retrievers" / module).read_text(encoding="utf-8")
+
+
+def test_an_index_kind_added_from_a_test_module_builds_and_searches_its_own_index():
+    from harness.ann import INDEX_KINDS, IndexConfig, IndexKind, build
+    from harness.ann import search as ann_search
+
+    class FlatL2(IndexKind):
+        """Exact search by Euclidean distance (a ranking of its own: nearest first)."""
+
+        name = "flat-l2"
+        approximate = False
+
+        def make(self, faiss: Any, dim: int, n: int, config: IndexConfig, shards: Any) -> Any:
+            return faiss.IndexFlatL2(dim)
+
+    INDEX_KINDS.register(FlatL2.name, FlatL2())
+    try:
+        rng = np.random.default_rng(0)
+        shards = [([f"d{i}" for i in range(j, j + 10)], rng.normal(size=(10, 4)).astype(np.float32)) for j in (0, 10)]
+        queries = rng.normal(size=(3, 4)).astype(np.float32)
+        config = IndexConfig(kind="flat-l2")
+        index, ids, _ = build(shards, 4, 20, config)
+        _, docs = ann_search(index, ids, queries, 5, config)
+        vectors = np.concatenate([v for _, v in shards])
+        nearest = [[f"d{j}" for j in np.argsort(((vectors - q) ** 2).sum(axis=1), kind="stable")[:5]] for q in queries]
+        assert docs == nearest
+    finally:
+        INDEX_KINDS.remove(FlatL2.name)
+    with pytest.raises(HarnessError, match="unknown index kind 'flat-l2'"):
+        build([], 4, 0, IndexConfig(kind="flat-l2"))

@@ -317,7 +317,7 @@ def test_dpr_stand_in_equals_transformers_dpr_classes(tmp_path):
     retriever = spec.load(execution=CPU)
     tok = word_tokenizer(q_dir / "vocab.txt")
     docs = [("Super Bowl", "the broncos won the game"), ("Cell", "protein of the cell " * 10)]
-    got = retriever.encoder.encode(docs, "doc")
+    got = retriever.encoders.encoder.encode(docs, "doc")
     ctx = DPRContextEncoder.from_pretrained(ctx_dir).eval()
     inputs = tok([t for t, _ in docs], [x for _, x in docs], truncation=True, max_length=256, padding=True,
                  return_tensors="pt")
@@ -328,7 +328,8 @@ def test_dpr_stand_in_equals_transformers_dpr_classes(tmp_path):
     question = DPRQuestionEncoder.from_pretrained(q_dir).eval()
     with torch.no_grad():
         want_q = question(**tok(["who won the game"], return_tensors="pt")).pooler_output.numpy()
-    np.testing.assert_allclose(retriever.query_encoder.encode(["who won the game"], "query"), want_q, atol=1e-5)
+    got_q = retriever.encoders.query_encoder.encode(["who won the game"], "query")
+    np.testing.assert_allclose(got_q, want_q, atol=1e-5)
     fp = retriever.fingerprint()
     assert fp["query_model_files"] and fp["query_model_files"] != fp["model_files"]
     assert fp["text_rule"] == "(title, text) as a pair"

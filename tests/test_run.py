@@ -81,7 +81,7 @@ def test_embeddings_are_reused_across_output_dirs(tiny_beir, tiny_bert_dir, tmp_
 
     retriever = DenseRetriever(resolve_retriever(_hf(tiny_bert_dir)), execution=CPU)
     info = retriever.index(resolve_dataset(str(tiny_beir)))
-    assert info["embeddings"] == "reused"
+    assert info.embeddings == "reused"
 
 
 def test_embeddings_are_shared_by_relative_and_absolute_paths(tiny_beir, tiny_bert_dir, tmp_path, monkeypatch):
@@ -95,7 +95,7 @@ def test_embeddings_are_shared_by_relative_and_absolute_paths(tiny_beir, tiny_be
     monkeypatch.chdir(tmp_path)
     relative = "hf:" + os.path.relpath(tiny_bert_dir, tmp_path)
     retriever = DenseRetriever(resolve_retriever(relative), execution=CPU)
-    assert retriever.index(resolve_dataset(str(tiny_beir)))["embeddings"] == "reused"
+    assert retriever.index(resolve_dataset(str(tiny_beir))).embeddings == "reused"
 
 
 def test_self_hits_are_dropped(tmp_path, tiny_bert_dir):

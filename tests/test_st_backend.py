@@ -28,8 +28,8 @@ def test_both_backends_give_the_same_vectors_and_numbers(st_folder, tiny_beir, t
     ours, theirs = spec.load(EncodeSettings(), CPU), spec.load(ST, CPU)
     texts = ["a short query", "a much longer document about retrieval, vectors and their exact computation"] * 3
     for kind in ("query", "doc"):
-        np.testing.assert_allclose(theirs.encoder.encode(texts, kind), ours.encoder.encode(texts, kind),
-                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(theirs.encoders.encoder.encode(texts, kind),
+                                   ours.encoders.encoder.encode(texts, kind), rtol=1e-5, atol=1e-6)
     (a,) = run([f"hf:{st_folder}"], [str(tiny_beir)], ["ndcg@10"], tmp_path, execution=CPU, log=lambda m: None)
     (b,) = run([f"hf:{st_folder}"], [str(tiny_beir)], ["ndcg@10"], tmp_path, execution=CPU, settings=ST,
                log=lambda m: None)

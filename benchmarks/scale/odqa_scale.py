@@ -112,7 +112,7 @@ def stage_merge(args):
 
 def _queries(retriever, ds):
     qs = ds.questions()
-    return qs, retriever.encoder.encode([q.text for q in qs], "query")
+    return qs, retriever.encoders.encoder.encode([q.text for q in qs], "query")
 
 
 def stage_exact(args):
@@ -124,7 +124,7 @@ def stage_exact(args):
     retriever.index(ds)
     qs, vectors = _queries(retriever, ds)
     t0 = time.perf_counter()
-    _, docs, _ = topk_exact(vectors, retriever._store.shards(), args["k"])
+    _, docs, _ = topk_exact(vectors, retriever.corpus_store(ds).shards(), args["k"])
     search_s = time.perf_counter() - t0
     np.save(Path(args["out"]) / "exact.npy", np.array([[int(d) for d in row] for row in docs]))
     # answer matching on the exact run: streams the passage file once for the retrieved texts
@@ -144,11 +144,11 @@ def stage_ann(args, kind: str):
 
     retriever, ds = _setup(args)
     retriever.index(ds)
-    m = retriever._store.manifest()
+    m = retriever.corpus_store(ds).manifest()
     config = IndexConfig(kind=kind, hnsw_m=args["hnsw_m"], ef_construction=args["ef_construction"],
                          ef_search=args["ef_search"], nlist=args["nlist"], pq_m=args["pq_m"], nprobe=args["nprobe"],
                          train_size=args["train_size"])
-    index, ids, build_s = build(retriever._store.shards(), m["dim"], m["count"], config)
+    index, ids, build_s = build(retriever.corpus_store(ds).shards(), m["dim"], m["count"], config)
     _, vectors = _queries(retriever, ds)
     t0 = time.perf_counter()
     _, docs = search(index, ids, vectors, args["k"], config)

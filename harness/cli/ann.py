@@ -39,7 +39,7 @@ def cmd_ann(args: argparse.Namespace) -> int:
 
     retriever, dataset = _load(args)
     retriever.index(dataset)  # reuses the cached embeddings (encodes them when missing)
-    store = retriever.store
+    store = retriever.corpus_store(dataset)
     manifest = store.manifest()
     if manifest is None:
         raise HarnessError("the embeddings are incomplete; run `harness merge` first")
@@ -50,7 +50,7 @@ def cmd_ann(args: argparse.Namespace) -> int:
     save(index, path)
     queries = dataset.queries()
     qids = list(queries)
-    vectors = retriever.encoder.encode([queries[q] for q in qids], "query", desc="encode queries")
+    vectors = retriever.encoders.encoder.encode([queries[q] for q in qids], "query", desc="encode queries")
     t0 = time.perf_counter()
     _, exact, _ = topk_exact(vectors, store.shards(), args.k)
     t1 = time.perf_counter()

@@ -25,6 +25,7 @@ import torch
 
 from harness.devices import exact_float32, is_out_of_memory, pick_device, release_cached_memory
 from harness.errors import HarnessError
+from harness.retrievers.base import Text
 from harness.retrievers.compute.plan import (
     Compute,
     default_batch_tokens,
@@ -53,7 +54,8 @@ def _last_space(text: str, end: int) -> int:
 
 
 class HFEncoder:
-    """A ``TextEncoder`` (retrievers.base): ``encode(texts, kind)`` -> float32 array of shape (len(texts), dim)."""
+    """A :class:`~harness.retrievers.base.TextEncoder`: ``encode(texts, kind)`` -> float32 array of shape
+    (len(texts), dim)."""
 
     def __init__(self, model_dir: str, config: EncoderConfig, *, device: str = "auto",
                  batch_tokens: int | None = None, max_batch: int = 256, precision: str = "fp32",
@@ -62,8 +64,8 @@ class HFEncoder:
         from transformers import AutoTokenizer
         from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()
-        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call, unused-ignore]
+        hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call, unused-ignore]
 
         self.config = config
         # a caller that already planned (DenseRetriever, for its cache key) passes its plan
@@ -113,7 +115,8 @@ class HFEncoder:
             return self._fused(input_ids, mask)
         dtype = AUTOCAST.get(self.compute.precision)
         with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            return self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+            hidden: torch.Tensor = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        return hidden
 
     def tokenize(self, texts: Sequence[Text]) -> list[list[int]]:
         """Token ids, truncated to the max length; a (title, text) pair is tokenized as a pair, truncated
@@ -134,7 +137,7 @@ class HFEncoder:
         else:
             enc = self.tokenizer([self._prefix(t) for t in texts if isinstance(t, str)], truncation=True,
                                  max_length=max_length, add_special_tokens=True, return_attention_mask=False)
-        ids = enc["input_ids"]
+        ids: list[list[int]] = enc["input_ids"]
         if eos is not None:  # the first max_length - 1 tokens and EOS, whether the tokenizer adds it or not
             ids = [x if x and x[-1] == eos else [*x[:max_length - 1], eos] for x in ids]
         return ids
@@ -176,11 +179,13 @@ class HFEncoder:
 
     @torch.inference_mode()
     def encode(self, texts: Sequence[Text], kind: str = "doc", desc: str | None = None, *,
-               prefix: str | None = None) -> np.ndarray:
+               query_prefix: str | None = None) -> np.ndarray:
         """float32 vectors, one row per text (a string, or a (title, text) pair), in the input order;
-        ``prefix`` replaces the recipe's prefix of ``kind`` (a per-dataset query instruction)."""
-        if prefix is None:
-            prefix = self.config.query_prefix if kind == "query" else self.config.doc_prefix
+        ``query_prefix`` replaces the recipe's query prefix (a dataset's own)."""
+        if kind == "query":
+            prefix = self.config.query_prefix if query_prefix is None else query_prefix
+        else:
+            prefix = self.config.doc_prefix
         texts = [_prepend(prefix, t, self.config.lowercase) for t in texts]
         skip = self.prompt_tokens(prefix) if prefix and not self.config.include_prompt else 0
         ids = self.tokenize(texts)
@@ -215,7 +220,8 @@ class HFEncoder:
         vec = self.head(pool(self.config.pooling, self.forward(input_ids, mask).float(), mask, skip))
         if self.config.normalize:
             vec = torch.nn.functional.normalize(vec, p=2, dim=-1)
-        return vec.cpu().numpy()
+        out: np.ndarray = vec.cpu().numpy()
+        return out
 
     def _back_off(self, idx: np.ndarray, width: int) -> list[np.ndarray]:
         """Out of device memory: halve the token budget (from now on) and split the batch in two. A single
@@ -228,9 +234,6 @@ class HFEncoder:
         self.backoffs.append({"batch_tokens": self.batch_tokens, "batch_rows": len(idx)})
         half = len(idx) // 2
         return [idx[half:], idx[:half]]  # the first half next
-
-
-Text = str | tuple[str, str]
 
 
 def _prepend(prefix: str, text: Text, lowercase: bool) -> Text:
@@ -316,7 +319,7 @@ def _load_head(folder: Path, config: EncoderConfig) -> torch.nn.Module:
     return DenseHead(layers).eval()
 
 
-def _module_weights(folder: Path) -> dict:
+def _module_weights(folder: Path) -> dict[str, torch.Tensor]:
     safetensors = folder / "model.safetensors"
     if safetensors.is_file():
         from safetensors.torch import load_file
@@ -325,7 +328,8 @@ def _module_weights(folder: Path) -> dict:
     bin_file = folder / "pytorch_model.bin"
     if bin_file.is_file():
         try:
-            return torch.load(bin_file, map_location="cpu", weights_only=True)
+            state: dict[str, torch.Tensor] = torch.load(bin_file, map_location="cpu", weights_only=True)
+            return state
         except pickle.UnpicklingError:
             raise HarnessError(f"refusing {bin_file}: it holds Python objects besides tensors") from None
     raise HarnessError(f"{folder}: no model.safetensors or pytorch_model.bin for this Dense module")

@@ -10,31 +10,51 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from harness.data.dataset import Dataset
 from harness.errors import HarnessError
+from harness.retrievers.base import Indexed, SearchContext, Searched
 from harness.retrievers.spec import RetrieverSpec
-from harness.settings import EncodeSettings, Execution
 from harness.trec import FLOAT64_SCORE_FORMAT, Run, read_run
+
+
+class RunFileFingerprint(TypedDict):
+    kind: str
+    sha256: str
+
+
+class Served(TypedDict):
+    """How the file's run was served at the depth asked."""
+
+    depth: int
+    queries_in_file: int
+    queries_without_hits: int
+    queries_cut_to_depth: int
+    queries_in_file_not_in_topics: int
+
+
+class RunFileProvenance(TypedDict):
+    computed_elsewhere: bool
+    run_file: str
+    sha256: str
+    served: Served | dict[str, Any]  # {} until it served a search
+    device: None
 
 
 class ExternalRun:
     """The run in ``spec.model`` (a TREC run file), served per query at the depth asked."""
 
     score_format = FLOAT64_SCORE_FORMAT  # the scores as read, written back without rounding
-    computed_elsewhere = True
 
-    def __init__(self, spec: RetrieverSpec, settings: EncodeSettings | None = None,
-                 execution: Execution | None = None):
+    def __init__(self, spec: RetrieverSpec):
         if spec.model is None:
             raise HarnessError(f"{spec.name}: no run file")
         self.spec = spec
         self.path = Path(spec.model)
         self.sha256 = str(spec.params["sha256"])
         self._run: Run | None = None
-        self.searched_documents: int | None = None
-        self.served: dict[str, Any] = {}
+        self.served: Served | dict[str, Any] = {}
 
     def _read(self) -> Run:
         if self._run is None:
@@ -48,13 +68,13 @@ class ExternalRun:
             self._run = read_run(self.path)  # an empty file: DataError naming it
         return self._run
 
-    def fingerprint(self) -> dict[str, Any]:
+    def fingerprint(self) -> RunFileFingerprint:
         return {"kind": "run", "sha256": self.sha256}
 
     def changed_settings(self) -> dict[str, Any]:
         return {}
 
-    def index(self, dataset: Dataset) -> dict[str, Any]:
+    def index(self, dataset: Dataset) -> Indexed:
         """Check the run against the corpus: every document it retrieves must be one of the corpus's."""
         start = time.perf_counter()
         run = self._read()
@@ -67,10 +87,10 @@ class ExternalRun:
             first = sorted(retrieved)[0]
             raise HarnessError(f"{self.path}: {len(retrieved)} retrieved documents are not in the corpus of "
                                f"{dataset.id} (first: {first!r}); is it a run on another collection?")
-        return {"index": "none (a run computed elsewhere, checked against the corpus)", "documents": count,
-                "seconds": round(time.perf_counter() - start, 3)}
+        return Indexed("none (a run computed elsewhere, checked against the corpus)", count,
+                       round(time.perf_counter() - start, 3))
 
-    def search(self, queries: Mapping[str, str], k: int) -> Run:
+    def search(self, queries: Mapping[str, str], k: int, context: SearchContext) -> Searched:
         """Each query's first ``k`` hits as the file reads (by score); queries the file lacks get none."""
         run = self._read()
         out = {q: dict(list(run.get(q, {}).items())[:k]) for q in queries}
@@ -78,8 +98,8 @@ class ExternalRun:
                        "queries_without_hits": sum(1 for q in queries if not run.get(q)),
                        "queries_cut_to_depth": sum(1 for q in queries if len(run.get(q, {})) > k),
                        "queries_in_file_not_in_topics": len(set(run) - set(queries))}
-        return out
+        return Searched(out, None, computed_elsewhere=True)  # nothing was searched here
 
-    def provenance(self) -> dict[str, Any]:
+    def provenance(self, context: SearchContext) -> RunFileProvenance:
         return {"computed_elsewhere": True, "run_file": str(self.path.resolve()), "sha256": self.sha256,
                 "served": self.served, "device": None}

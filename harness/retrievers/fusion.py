@@ -25,11 +25,12 @@ and cut to the requested depth. Scores are written with 17 significant digits (t
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 from harness.errors import HarnessError
+from harness.retrievers.base import JsonObject, Retriever, SearchContext, Searched, StageRef, StageRun
 from harness.retrievers.spec import RetrieverSpec
-from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution
 from harness.trec import FLOAT64_SCORE_FORMAT, Run
 
 if TYPE_CHECKING:
@@ -100,12 +101,58 @@ def wsum(runs: Sequence[Hits], weights: Sequence[float], norm: str = "none",
     return _sorted(fused, depth)
 
 
-def stages_changed_settings(stages: Sequence) -> dict:
+def stages_changed_settings(stages: Sequence[Retriever]) -> dict[str, Any]:
     """A composition's non-reference settings: those of its stages (a bf16 stage makes a bf16 fusion)."""
-    merged: dict = {}
+    merged: dict[str, Any] = {}
     for stage in stages:
         merged.update(stage.changed_settings())
     return merged
+
+
+def elsewhere(stages: Sequence[StageRun]) -> bool:
+    """Whether a stage's run was computed elsewhere (a run file, or a composition over one)."""
+    return any(s.computed_elsewhere for s in stages)
+
+
+@dataclass(frozen=True)
+class StagesIndexed:
+    """What a composition's ``index()`` did: nothing of its own; the documents and the stages it reads."""
+
+    index: str
+    documents: int | None
+    stages: list[StageRef]
+
+    def summary(self) -> str:
+        return f"index {self.index}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"index": self.index, "documents": self.documents, "stages": self.stages}
+
+
+class FusionFingerprint(TypedDict):
+    kind: str
+    method: str
+    params: dict[str, Any]
+    fusion_format: int
+    stages: list[JsonObject]
+
+
+class StageResult(StageRef):
+    metrics: dict[str, float]
+
+
+class ElsewhereNote(TypedDict, total=False):
+    """What a composition's provenance says when a stage was computed elsewhere (a run file)."""
+
+    computed_elsewhere: str
+
+
+class FusionProvenance(TypedDict):
+    fusion: str
+    params: dict[str, Any]
+    device: str
+    computed_elsewhere: NotRequired[str]
+    stages: list[StageResult]
 
 
 class FusionRetriever:
@@ -113,55 +160,51 @@ class FusionRetriever:
 
     score_format = FLOAT64_SCORE_FORMAT
 
-    def __init__(self, spec: RetrieverSpec, settings: EncodeSettings = REFERENCE,
-                 execution: Execution = DEFAULT_EXECUTION, stages: list | None = None):
+    def __init__(self, spec: RetrieverSpec, stages: Sequence[Retriever]):
         self.spec = spec
-        self.method = spec.params["method"]
+        self.method = str(spec.params["method"])
         self.params = {k: v for k, v in spec.params.items() if k != "method"}
-        self.stages = stages or [s.load(settings, execution) for s in spec.stages]
-        self.stage_runs: list[Run] = []
-        self.stage_records: list = []
-        self.searched_documents: int | None = None
-        self.computed_elsewhere = False  # a stage is a run file (set by index)
+        self.stages = list(stages)
+        self.stage_runs: list[StageRun] = []
 
     def stage_depth(self, depth: int) -> int:
         """How deep each stage is run: ``hits`` when given (Pyserini's hybrid takes 1000 from each), else
         the fused run's own depth."""
         return int(self.params.get("hits") or depth)
 
-    def changed_settings(self) -> dict:
+    def changed_settings(self) -> dict[str, Any]:
         return stages_changed_settings(self.stages)
 
-    def fingerprint(self) -> dict:
+    def fingerprint(self) -> FusionFingerprint:
         return {"kind": "fuse", "method": self.method, "params": self.params, "fusion_format": 1,
                 "stages": [s.fingerprint() for s in self.stages]}
 
-    def use_stages(self, records: list, runs: list[Run]) -> None:
-        """The stages' records and runs (as their run files hold them), from the runner."""
-        self.stage_records, self.stage_runs = records, runs
+    def use_stages(self, stages: Sequence[StageRun]) -> None:
+        """The stages' results (their runs as their run files hold them), from the runner."""
+        self.stage_runs = list(stages)
 
-    def index(self, dataset: Dataset) -> dict:
+    def _searched(self) -> int | None:
+        """The documents every stage searched here (a run computed elsewhere searched nothing here: its record
+        says so, and so does this one); None when no stage searched."""
         if len(self.stage_runs) != len(self.stages):
-            raise RuntimeError("use_stages() must run before index()")
-        # a run computed elsewhere (run:FILE) searched nothing here: its record says so, and so does this one
-        elsewhere = [bool(r.retriever_provenance.get("computed_elsewhere")) for r in self.stage_records]
-        self.computed_elsewhere = any(elsewhere)
-        searched = [r.documents_searched for r, e in zip(self.stage_records, elsewhere, strict=True) if not e]
+            raise RuntimeError("use_stages() must run before index() and search()")
+        searched = [s.documents_searched for s in self.stage_runs if not s.computed_elsewhere]
         if any(n is None for n in searched) or len(set(searched)) > 1:
             raise HarnessError(f"{self.spec.name}: its stages searched {searched} documents; every stage must "
                                "have searched the whole corpus (rerun them with --force)")
-        self.searched_documents = searched[0] if searched else None
-        documents = searched[0] if searched else self.stage_records[0].index.get("documents")
-        return {"index": "none (fusion of the stages' runs)", "documents": documents,
-                "stages": [{"retriever": r.retriever, "fingerprint": r.fingerprint, "run_file": r.run_file}
-                           for r in self.stage_records]}
+        return searched[0] if searched else None
 
-    def search(self, queries: Mapping[str, str], k: int) -> Run:
+    def index(self, dataset: Dataset) -> StagesIndexed:
+        searched = self._searched()
+        documents = searched if searched is not None else self.stage_runs[0].documents_indexed
+        return StagesIndexed("none (fusion of the stages' runs)", documents, [s.ref() for s in self.stage_runs])
+
+    def search(self, queries: Mapping[str, str], k: int, context: SearchContext) -> Searched:
         out: Run = {}
         for q in queries:
-            lists = [run.get(q, {}) for run in self.stage_runs]
+            lists = [stage.run.get(q, {}) for stage in self.stage_runs]
             out[q] = self.fuse(lists, k)
-        return out
+        return Searched(out, self._searched(), "cpu", elsewhere(self.stage_runs))
 
     def fuse(self, lists: list[dict[str, float]], k: int) -> dict[str, float]:
         p = self.params
@@ -174,8 +217,8 @@ class FusionRetriever:
             return wsum(lists, p["weights"], str(p["norm"]), k)
         raise HarnessError(f"unknown fusion method {self.method!r}")
 
-    def provenance(self) -> dict:
-        return {"fusion": self.method, "params": self.params, "device": "cpu",
-                **({"computed_elsewhere": "in part (a stage is a run file)"} if self.computed_elsewhere else {}),
-                "stages": [{"retriever": r.retriever, "fingerprint": r.fingerprint, "run_file": r.run_file,
-                            "metrics": r.metrics} for r in self.stage_records]}
+    def provenance(self, context: SearchContext) -> FusionProvenance:
+        note: ElsewhereNote = {"computed_elsewhere": "in part (a stage is a run file)"} \
+            if elsewhere(self.stage_runs) else {}
+        return {"fusion": self.method, "params": self.params, "device": "cpu", **note,
+                "stages": [{**s.ref(), "metrics": s.metrics} for s in self.stage_runs]}

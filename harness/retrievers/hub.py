@@ -10,10 +10,10 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from harness.errors import HarnessError
-from harness.io import cached_sha256
+from harness.io import TRUSTED, Checksums
 from harness.paths import offline
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -30,8 +30,17 @@ class ModelFiles:
     model_id: str
     revision: str  # hub commit, or "sha256:<weights>" for a local folder
 
-    def provenance(self) -> dict:
+    def provenance(self) -> ModelProvenance:
         return {"model": self.model_id, "source": self.source, "revision": self.revision, "path": str(self.path)}
+
+
+class ModelProvenance(TypedDict):
+    """Where a model's files came from, as a record's provenance says."""
+
+    model: str
+    source: str
+    revision: str
+    path: str
 
 
 #: files of a model folder that cannot change its vectors (training state, logs, pictures, docs)
@@ -64,7 +73,7 @@ def model_files(folder: Path) -> list[Path]:
     return sorted(found)
 
 
-def model_digest(folder: Path) -> str:
+def model_digest(folder: Path, checksums: Checksums = TRUSTED) -> str:
     """sha256 over (relative path, content sha256) of :func:`model_files`: the model's content identity.
     Two copies of one model share it, whatever their paths; an edited config or tokenizer changes it."""
     import hashlib
@@ -72,7 +81,7 @@ def model_digest(folder: Path) -> str:
     folder = Path(folder)
     h = hashlib.sha256()
     for p in model_files(folder):
-        h.update(p.relative_to(folder).as_posix().encode() + b"\0" + cached_sha256(p).encode() + b"\n")
+        h.update(p.relative_to(folder).as_posix().encode() + b"\0" + checksums.sha256(p).encode() + b"\n")
     return h.hexdigest()
 
 
@@ -130,8 +139,9 @@ def load_checked(cls: Any, folder: Path | str, *, trust_remote_code: bool = Fals
     return model
 
 
-def resolve_model(name: str, revision: str | None = None) -> ModelFiles:
-    """A local folder (returned as is) or a hub id fetched into the Hugging Face cache."""
+def resolve_model(name: str, revision: str | None = None, checksums: Checksums = TRUSTED) -> ModelFiles:
+    """A local folder (returned as is, its revision the checksum of its weights) or a hub id fetched into the
+    Hugging Face cache."""
     local = Path(name).expanduser()
     if local.is_dir():
         if not (local / "config.json").is_file():
@@ -139,7 +149,7 @@ def resolve_model(name: str, revision: str | None = None) -> ModelFiles:
         weights = weights_file(local)
         if weights is None:
             raise HarnessError(f"{local} has no model weights ({' or '.join(WEIGHT_FILES)})")
-        return ModelFiles(local.resolve(), "local", name, f"sha256:{cached_sha256(weights)}")
+        return ModelFiles(local.resolve(), "local", name, f"sha256:{checksums.sha256(weights)}")
     if name.startswith((".", "/", "~")) or os.sep + os.sep in name:
         raise HarnessError(f"model folder {name} does not exist")
     return _from_hub(name, revision)

@@ -1,18 +1,20 @@
 """The built-in retriever kinds: BM25 (Lucene), dense (any Hugging Face encoder), SPLADE (``sparse:``), and the
 compositions fusion (``fuse:``) and reranking (``rerank:``). Each class owns its name syntax, its loading and
 its ``harness list`` line (see :class:`harness.retrievers.spec.RetrieverKind`); importing this module
-registers them. No torch here: retriever classes are imported only when a spec is loaded."""
+registers them. No torch here: each kind's ``load()`` imports its retriever's module when a spec is loaded."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
 from harness.params import JAVA_INT_MAX, Param, parse_params
 from harness.retrievers.names import CONTENT_NAME, find, remember
 from harness.retrievers.spec import (
     RETRIEVERS,
+    LoadOptions,
     Resolve,
     RetrieverKind,
     RetrieverSpec,
@@ -20,7 +22,10 @@ from harness.retrievers.spec import (
     kind_of,
     register_kind,
 )
-from harness.settings import EncodeSettings, Execution
+from harness.settings import REFERENCE
+
+if TYPE_CHECKING:
+    from harness.retrievers.base import Retriever
 
 #: SPLADE++ EnsembleDistil as Pyserini's 2CR BEIR runs (splade-pp-ed): documents 512 tokens, queries 256,
 #: weights quantised round(w / 5 * 256), a Lucene impact index
@@ -31,14 +36,14 @@ class BM25Kind(RetrieverKind):
     """Lucene BM25 through pyserini; registered names only (``bm25``, ``bm25-multifield``)."""
 
     name = "bm25"
-    target = "harness.retrievers.lucene:BM25Retriever"
 
-    def load(self, spec: RetrieverSpec, settings: EncodeSettings, execution: Execution,
-             stages: list[Any] | None) -> Any:
-        if settings.index != "exact":
-            raise HarnessError(f"{spec.name} searches its Lucene index; --index {settings.index} applies to dense "
-                               "retrievers (run it without, or in a separate harness run)")
-        return self.retriever_class()(spec, execution)  # BM25 computes the same under the dense settings
+    def load(self, spec: RetrieverSpec, options: LoadOptions, stages: Sequence[Retriever]) -> Retriever:
+        from harness.retrievers.lucene import BM25Retriever
+
+        if options.settings.index != REFERENCE.index:
+            raise HarnessError(f"{spec.name} searches its Lucene index; --index {options.settings.index} applies to "
+                               "dense retrievers (run it without, or in a separate harness run)")
+        return BM25Retriever(spec, options.execution)  # BM25 computes the same under the dense settings
 
     def recipe(self, spec: RetrieverSpec) -> str:
         return f"k1={spec.params['k1']} b={spec.params['b']}, {spec.params['collection']}"
@@ -48,9 +53,13 @@ class DenseKind(RetrieverKind):
     """A bi-encoder: ``hf:<model id or folder>[@revision]``, a checkpoint folder, or a registered recipe."""
 
     name = "dense"
-    target = "harness.retrievers.dense:DenseRetriever"
     prefix = "hf:"
     encodes_corpus = True
+
+    def load(self, spec: RetrieverSpec, options: LoadOptions, stages: Sequence[Retriever]) -> Retriever:
+        from harness.retrievers.dense import DenseRetriever  # torch, when a dense model runs
+
+        return DenseRetriever(spec, options.settings, options.execution, checksums=options.checksums)
 
     def parse(self, name: str, resolve: Resolve) -> RetrieverSpec:
         target, _, revision = name[len("hf:"):].partition("@")
@@ -85,8 +94,12 @@ class SparseKind(RetrieverKind):
     """Learned sparse retrieval (SPLADE) in a Lucene impact index: ``sparse:<model id or folder>``."""
 
     name = "sparse"
-    target = "harness.retrievers.sparse:SparseRetriever"
     prefix = "sparse:"
+
+    def load(self, spec: RetrieverSpec, options: LoadOptions, stages: Sequence[Retriever]) -> Retriever:
+        from harness.retrievers.sparse import SparseRetriever
+
+        return SparseRetriever(spec, options.settings, options.execution, checksums=options.checksums)
 
     def parse(self, name: str, resolve: Resolve) -> RetrieverSpec:
         target = name[len(self.prefix or ""):]
@@ -115,8 +128,16 @@ class DeclaredKind(RetrieverKind):
     that can be typed: it lives in the Python process that declared it."""
 
     name = "declared"
-    target = "harness.retrievers.declared:DeclaredModelRetriever"
     encodes_corpus = True
+
+    def load(self, spec: RetrieverSpec, options: LoadOptions, stages: Sequence[Retriever]) -> Retriever:
+        from harness.retrievers.declared import DeclaredModelRetriever
+
+        model = options.declared.model(spec.name) if options.declared is not None else None
+        if model is None:
+            raise HarnessError(f"{spec.name}: no model object of that name was declared to this run; declare it "
+                               "with harness.api.evaluate(model, datasets, name=..., revision=...)")
+        return DeclaredModelRetriever(spec, model, options.settings, options.execution)
 
     def recipe(self, spec: RetrieverSpec) -> str:
         return f"declared by the user: {spec.description} (not content-checked; revision {spec.revision})"
@@ -126,8 +147,12 @@ class RunKind(RetrieverKind):
     """A TREC run file computed elsewhere: ``run:<file>``, named by the file's name and its content digest."""
 
     name = "run"
-    target = "harness.retrievers.external:ExternalRun"
     prefix = "run:"
+
+    def load(self, spec: RetrieverSpec, options: LoadOptions, stages: Sequence[Retriever]) -> Retriever:
+        from harness.retrievers.external import ExternalRun
+
+        return ExternalRun(spec)  # a file: no setting changes what it holds
 
     def parse(self, name: str, resolve: Resolve) -> RetrieverSpec:
         from harness.io import sha256_file
@@ -144,10 +169,6 @@ class RunKind(RetrieverKind):
         remember(shown, path)
         return RetrieverSpec(shown, self.name, f"run file {path.resolve()}", model=str(path.resolve()),
                              params={"sha256": digest})
-
-    def load(self, spec: RetrieverSpec, settings: EncodeSettings, execution: Execution,
-             stages: list[Any] | None) -> Any:
-        return self.retriever_class()(spec, settings, execution)  # a file: no setting changes what it holds
 
     def recipe(self, spec: RetrieverSpec) -> str:
         return "a TREC run computed elsewhere (its content is its identity)"
@@ -223,7 +244,7 @@ def _show(value: object) -> str:
     return str(value)
 
 
-def _param_text(params: dict) -> str:
+def _param_text(params: dict[str, Any]) -> str:
     return "".join(f";{k}={_show(v)}" for k, v in params.items() if v is not None)
 
 
@@ -241,9 +262,13 @@ class FuseKind(RetrieverKind):
     """``fuse:METHOD(A,B,...;key=value...)``: fuses the runs of retrievers A, B, ... (compositions included)."""
 
     name = "fuse"
-    target = "harness.retrievers.fusion:FusionRetriever"
     prefix = "fuse:"
     composes = True
+
+    def load(self, spec: RetrieverSpec, options: LoadOptions, stages: Sequence[Retriever]) -> Retriever:
+        from harness.retrievers.fusion import FusionRetriever
+
+        return FusionRetriever(spec, stages)
 
     def parse(self, name: str, resolve: Resolve) -> RetrieverSpec:
         """The spec's name is canonical: stage names resolved (folders by content), every parameter written
@@ -289,9 +314,13 @@ class RerankKind(RetrieverKind):
     folder) or by a dense retriever of ours (a registered name or ``hf:...``)."""
 
     name = "rerank"
-    target = "harness.retrievers.rerank:RerankRetriever"
     prefix = "rerank:"
     composes = True
+
+    def load(self, spec: RetrieverSpec, options: LoadOptions, stages: Sequence[Retriever]) -> Retriever:
+        from harness.retrievers.rerank import RerankRetriever  # torch, when a cross-encoder runs
+
+        return RerankRetriever(spec, options.settings, options.execution, stages, checksums=options.checksums)
 
     def parse(self, name: str, resolve: Resolve) -> RetrieverSpec:
         head, parts = _split_call(name, "rerank:", "rerank:MODEL(bm25;top=100)")

@@ -15,6 +15,7 @@ from harness.retrievers.spec import (
     CANONICAL,
     RETRIEVER_KINDS,
     RETRIEVERS,
+    ModelObjects,
     RetrieverKind,
     RetrieverSpec,
     composition_prefixes,
@@ -80,15 +81,19 @@ RETRIEVERS.register("splade-pp-ed", RetrieverSpec(
     model="naver/splade-cocondenser-ensembledistil", params=SPLADE))
 
 
-def resolve_retriever(name: str) -> RetrieverSpec:
-    """A registered name, a name in a kind's syntax (``hf:<model id or folder>``, ``sparse:...``, a
-    composition ``fuse:...``/``rerank:...``), or a model/checkpoint folder path. A folder is named
-    canonically (:func:`folder_name`), not by the path as typed."""
+def resolve_retriever(name: str, declared: ModelObjects | None = None) -> RetrieverSpec:
+    """A model object the caller declared (``declared``: its row name), a registered name, a name in a kind's
+    syntax (``hf:<model id or folder>``, ``sparse:...``, a composition ``fuse:...``/``rerank:...``, whose stages
+    resolve the same way), or a model/checkpoint folder path. A folder is named canonically
+    (:func:`folder_name`), not by the path as typed."""
+    found = declared.spec(name) if declared is not None else None
+    if found is not None:
+        return found
     if name in RETRIEVERS:
         return RETRIEVERS.get(name)
     for _, kind in RETRIEVER_KINDS.items():
         if kind.prefix and name.startswith(kind.prefix):
-            return kind.parse(name, resolve_retriever)
+            return kind.parse(name, lambda stage: resolve_retriever(stage, declared))
     if Path(name).expanduser().is_dir():
         dense = RETRIEVER_KINDS.get(DenseKind.name)
         assert isinstance(dense, DenseKind)

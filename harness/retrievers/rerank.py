@@ -7,13 +7,8 @@ rescores them, as BEIR's ``Rerank`` does: the run holds those ``top`` documents 
 documents alone.
 
 - A cross-encoder (a Hugging Face sequence-classification model with one output, e.g.
-  ``cross-encoder/ms-marco-MiniLM-L-6-v2``) reads (query, title + " " + text) pairs, truncated together
-  to ``max_length`` tokens (longest first; default 512 as BEIR's reranker, or the model's positions when
-  fewer; the length used is in the fingerprint), in fp32; the score is its logit (the sigmoid that
-  sentence-transformers applies by default does not change the order, and would tie saturated scores).
-  Pairs are batched by length under a token budget, and every score is cached by content (model files,
-  max length, query text, document text) in an SQLite file, so a second first stage over the same
-  documents, or a rerun after an interruption, scores only the pairs it has not seen.
+  ``cross-encoder/ms-marco-MiniLM-L-6-v2``) reads (query, document) pairs and scores each
+  (``harness.retrievers.cross_encoder``: its truncation, precision and score cache).
 - A dense retriever of ours (a registered name or ``hf:...``) rescores the candidates with its own vectors:
   the corpus embeddings come from its embedding cache (computed once, as for a dense run), the score is the
   float32 inner product of the query and document vectors.
@@ -21,231 +16,94 @@ documents alone.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
-import sqlite3
-import time
-from collections.abc import Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NotRequired, Protocol, TypedDict
 
 import numpy as np
 
-from harness.data.corpus import doc_text
-from harness.embeddings import refuse_nonfinite
 from harness.errors import HarnessError
-from harness.paths import cache_root
-from harness.retrievers.fusion import stages_changed_settings
+from harness.io import TRUSTED, Checksums
+from harness.retrievers.cross_encoder import CrossEncoderScorer, ScoreCache
+from harness.retrievers.base import (
+    IndexReport,
+    JsonObject,
+    Retriever,
+    SearchContext,
+    Searched,
+    StageRef,
+    StageRun,
+)
+from harness.retrievers.fusion import ElsewhereNote, stages_changed_settings
 from harness.retrievers.spec import RetrieverSpec
+from harness.retrievers.vectors import CorpusEncoding, VectorRetriever
 from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution
 from harness.trec import FLOAT32_SCORE_FORMAT, Run
 
 if TYPE_CHECKING:
     from harness.data.dataset import Dataset
 
+__all__ = ["CandidateScorer", "CrossEncoderScorer", "DenseRescorer", "RerankRetriever", "ScoreCache"]
+
 RERANK_FORMAT = 1  # bump when the pairs, their truncation or the score change
-TEXT_RULE = "query, title + ' ' + text (stripped); truncation longest_first"
 
 
 class CandidateScorer(Protocol):
     """Scores each query's candidate documents (the pair-scoring layer beside the dense one: a cross-encoder
     reads query and document together; a bi-encoder compares stored vectors)."""
 
-    def fingerprint(self) -> dict[str, Any]: ...
+    def fingerprint(self) -> JsonObject: ...
 
     def changed_settings(self) -> dict[str, Any]: ...
 
-    def prepare(self, dataset: Dataset) -> dict[str, Any]:
+    def prepare(self, dataset: Dataset) -> IndexReport | None:
         """Whatever must exist before scoring (a dense scorer's corpus embeddings); what was done."""
+        ...
 
     def scores(self, queries: Mapping[str, str], candidates: dict[str, list[str]],
-               dataset: Dataset) -> dict[str, np.ndarray]:
+               context: SearchContext) -> dict[str, np.ndarray]:
         """Each query's candidates' scores, in the candidates' order."""
+        ...
 
-    def provenance(self) -> dict[str, Any]: ...
+    def provenance(self, context: SearchContext) -> JsonObject: ...
 
     @property
     def device(self) -> str | None: ...
-
-
-class CrossEncoderScorer:
-    """A Hugging Face sequence-classification model with one output, on (query, title + " " + text) pairs,
-    in fp32, scores cached by content (``ScoreCache``)."""
-
-    def __init__(self, spec: RetrieverSpec, execution: Execution):
-        from harness.retrievers.config import model_max_positions
-        from harness.retrievers.hub import check_custom_code, resolve_model
-
-        if spec.model is None:
-            raise HarnessError(f"{spec.name}: no cross-encoder model")
-        self.execution = execution
-        self.batch_tokens = spec.params.get("batch_tokens")
-        self.files = resolve_model(spec.model)
-        check_custom_code(self.files.path, execution.trust_remote_code)
-        self._check_cross_encoder(self.files.path)
-        limit = model_max_positions(self.files.path)
-        asked = spec.params.get("max_length")
-        if asked is not None and limit is not None and int(asked) > limit:
-            raise HarnessError(f"{spec.name}: max_length={asked} is more than the model takes ({limit} "
-                               f"positions); use at most {limit}")
-        # BEIR's cross-encoder length, 512; a model with fewer positions: its own
-        self.max_length = int(asked) if asked is not None else min(512, limit or 512)
-        self._digest: str | None = None
-        self._model: tuple[Any, Any, Any] | None = None
-        self.scored = {"pairs": 0, "from_cache": 0}
-
-    @staticmethod
-    def _check_cross_encoder(folder: Path) -> None:
-        try:
-            config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise HarnessError(f"{folder / 'config.json'}: unreadable ({e})") from None
-        archs = config.get("architectures") or []
-        if not any(a.endswith("ForSequenceClassification") for a in archs):
-            raise HarnessError(f"{folder}: not a cross-encoder (architectures {archs}; expected a "
-                               "...ForSequenceClassification model); to rescore with a dense encoder write "
-                               f"rerank:hf:{folder}(...)")
-        labels = max(len(config.get("id2label") or {}), int(config.get("num_labels") or 1))
-        if labels != 1:
-            raise HarnessError(f"{folder}: a cross-encoder with {labels} outputs; rerank scores one relevance "
-                               "logit (num_labels 1)")
-
-    @property
-    def model_digest(self) -> str:
-        if self._digest is None:
-            from harness.retrievers.hub import model_digest
-
-            self._digest = model_digest(self.files.path)
-        return self._digest
-
-    @property
-    def device(self) -> str | None:
-        return self.execution.device
-
-    def fingerprint(self) -> dict[str, Any]:
-        return {"cross_encoder": self.model_digest, "max_length": self.max_length, "precision": "fp32",
-                "batch_tokens": self.batch_tokens, "text": TEXT_RULE}
-
-    def changed_settings(self) -> dict[str, Any]:
-        return {}
-
-    def prepare(self, dataset: Dataset) -> dict[str, Any]:
-        return {}
-
-    def provenance(self) -> dict[str, Any]:
-        return {"cross_encoder": {**self.files.provenance(), "model_files_sha256": self.model_digest},
-                "max_length": self.max_length, "pairs": self.scored}
-
-    def scores(self, queries: Mapping[str, str], candidates: dict[str, list[str]],
-               dataset: Dataset) -> dict[str, np.ndarray]:
-        texts = _texts(dataset, {d for docs in candidates.values() for d in docs})
-        pairs = [(queries[q], texts[d]) for q, docs in candidates.items() for d in docs]
-        keys = [_pair_key(a, b) for a, b in pairs]
-        # keyed like the fingerprint: model files, length and batch policy (the device is rounding only)
-        policy = f"-bt{self.batch_tokens}" if self.batch_tokens else ""
-        cache = ScoreCache(cache_root() / "rerank" / f"{self.model_digest[:24]}-{self.max_length}{policy}-v2.sqlite")
-        try:
-            known = cache.get(keys)
-            todo = [i for i, key in enumerate(keys) if key not in known]
-            self.scored = {"pairs": len(pairs), "from_cache": len(pairs) - len(todo)}
-            if todo:
-                self._score_pairs([pairs[i] for i in todo], [keys[i] for i in todo], cache, known)
-        finally:
-            cache.close()
-        out, i = {}, 0
-        for q, docs in candidates.items():
-            out[q] = np.array([known[keys[i + j]] for j in range(len(docs))], dtype=np.float32)
-            i += len(docs)
-        return out
-
-    def _load(self) -> tuple[Any, Any, Any]:
-        if self._model is None:
-            import torch
-            from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-            from harness.devices import exact_float32, pick_device
-            from harness.retrievers.hub import load_checked
-
-            device = pick_device(self.execution.device)
-            exact_float32(device)  # these models run in fp32 (their fingerprints say so)
-            tokenizer = AutoTokenizer.from_pretrained(str(self.files.path))
-            model = load_checked(AutoModelForSequenceClassification, self.files.path,
-                                 dtype=torch.float32).to(device).eval()
-            self._model = (tokenizer, model, device)
-        return self._model
-
-    def _score_pairs(self, pairs: list[tuple[str, str]], keys: list[str], cache: ScoreCache,
-                     known: dict[str, float]) -> None:
-        import torch
-
-        from harness.progress import progress_bar
-
-        tokenizer, model, device = self._load()
-        if self.execution.threads:
-            torch.set_num_threads(self.execution.threads)
-        encoded = tokenizer([a for a, _ in pairs], [b for _, b in pairs], truncation="longest_first",
-                            max_length=self.max_length)
-        lengths = np.array([len(x) for x in encoded["input_ids"]])
-        budget = int(self.batch_tokens or (16384 if device.type != "cpu" else 4096))
-        order = np.argsort(-lengths, kind="stable")
-        bar = progress_bar(len(pairs), "rerank pairs", "pair") if self.execution.progress else None
-        start = 0
-        with torch.inference_mode():
-            while start < len(order):
-                size = max(1, min(256, budget // max(1, int(lengths[order[start]]))))
-                batch = order[start:start + size]
-                features = tokenizer.pad({name: [encoded[name][i] for i in batch] for name in encoded},
-                                         return_tensors="pt")
-                logits = model(**{n: t.to(device) for n, t in features.items()}).logits
-                if logits.shape[-1] != 1:
-                    raise HarnessError(f"{self.files.path}: the model gives {logits.shape[-1]} logits per pair; "
-                                       "rerank scores one relevance logit (num_labels 1)")
-                values = logits[:, 0].float().cpu().numpy()
-                refuse_nonfinite(values, [pairs[i][1][:60] for i in batch], "(query, document) pair of document")
-                rows = {keys[i]: float(v) for i, v in zip(batch, values, strict=True)}
-                cache.put(rows)  # committed per batch: an interrupted rerank resumes
-                known.update(rows)
-                start += size
-                if bar is not None:
-                    bar.update(len(batch))
-        if bar is not None:
-            bar.close()
 
 
 class DenseRescorer:
     """A dense retriever of ours rescoring the candidates: the corpus vectors from its embedding cache
     (computed once, as for a dense run), the float32 inner product with the query vectors."""
 
-    def __init__(self, dense: Any):
+    def __init__(self, dense: VectorRetriever[CorpusEncoding]):
         self.dense = dense
 
     @property
     def device(self) -> str | None:
-        return self.dense.provenance().get("device")
+        return self.dense.encoders.device_used
 
-    def fingerprint(self) -> dict[str, Any]:
+    def fingerprint(self) -> JsonObject:
         return self.dense.fingerprint()
 
     def changed_settings(self) -> dict[str, Any]:
         return self.dense.changed_settings()
 
-    def prepare(self, dataset: Dataset) -> dict[str, Any]:
-        return {"scorer_embeddings": self.dense.index(dataset)}
+    def prepare(self, dataset: Dataset) -> IndexReport:
+        return self.dense.index(dataset)
 
-    def provenance(self) -> dict[str, Any]:
-        return {"dense": self.dense.provenance()}
+    def provenance(self, context: SearchContext) -> JsonObject:
+        return {"dense": self.dense.provenance(context)}
 
     def scores(self, queries: Mapping[str, str], candidates: dict[str, list[str]],
-               dataset: Dataset) -> dict[str, np.ndarray]:
+               context: SearchContext) -> dict[str, np.ndarray]:
         wanted = {d for docs in candidates.values() for d in docs}
         vectors: dict[str, np.ndarray] = {}
-        for ids, shard in self.dense.store.shards():
+        for ids, shard in self.dense.corpus_store(context.dataset).shards():
             for row, doc in enumerate(ids):
                 if doc in wanted:
                     vectors[doc] = np.asarray(shard[row], dtype=np.float32)
         qids = list(candidates)
-        qvec = self.dense.encode_queries([queries[q] for q in qids])
+        qvec = self.dense.encoders.encode_queries([queries[q] for q in qids], context)
         out = {}
         for row, q in enumerate(qids):
             docs = candidates[q]
@@ -256,29 +114,67 @@ class DenseRescorer:
         return out
 
 
+@dataclass(frozen=True)
+class RerankIndexed:
+    """What a reranker's ``index()`` did: nothing of its own, the first stage it reads, and what its scorer
+    prepared (a dense scorer's corpus embeddings)."""
+
+    index: str
+    documents: int | None
+    first_stage: StageRef
+    scorer: IndexReport | None = None
+
+    def summary(self) -> str:
+        return f"index {self.index}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"index": self.index, "documents": self.documents, "first_stage": self.first_stage,
+                **({"scorer_embeddings": self.scorer.to_json()} if self.scorer is not None else {})}
+
+
+class RerankFingerprint(TypedDict):
+    kind: str
+    top: int
+    format: int
+    scorer: JsonObject
+    stages: list[JsonObject]
+
+
+class RerankProvenance(TypedDict):
+    rerank: JsonObject
+    top: int
+    device: str | None
+    first_stage: str | None
+    computed_elsewhere: NotRequired[str]
+
+
 class RerankRetriever:
     """The top hits of the first stage, rescored by a :class:`CandidateScorer`."""
 
     score_format = FLOAT32_SCORE_FORMAT
 
     def __init__(self, spec: RetrieverSpec, settings: EncodeSettings = REFERENCE,
-                 execution: Execution = DEFAULT_EXECUTION, stages: list[Any] | None = None):
+                 execution: Execution = DEFAULT_EXECUTION, stages: Sequence[Retriever] = (), *,
+                 checksums: Checksums = TRUSTED):
         self.spec = spec
         self.top = int(spec.params["top"])
-        self.stages = stages or [s.load(settings, execution) for s in spec.stages]
-        self.scorer: CandidateScorer = DenseRescorer(self.stages[1]) if len(self.stages) > 1 \
-            else CrossEncoderScorer(spec, execution)
+        self.stages = list(stages)
+        self.scorer: CandidateScorer
+        if len(self.stages) > 1:
+            rescorer = self.stages[1]
+            if not isinstance(rescorer, VectorRetriever):
+                raise HarnessError(f"{spec.name}: {spec.stages[1].name} does not compare stored vectors; rerank "
+                                   "with a cross-encoder or a dense retriever")
+            self.scorer = DenseRescorer(rescorer)
+        else:
+            self.scorer = CrossEncoderScorer(spec, execution, checksums)
         unused = {k for k in ("max_length", "batch_tokens") if k in settings.changed()} \
             - set(stages_changed_settings(self.stages))
         if unused:  # a dense setting no stage reads would be ignored, and the default record reused
             flags = ", ".join("--" + k.replace("_", "-") for k in sorted(unused))
             raise HarnessError(f"{spec.name}: {flags} would change nothing here (no dense stage reads it); the "
                                "cross-encoder's own are parameters: rerank:MODEL(FIRST;max_length=N;batch_tokens=N)")
-        self.dataset: Dataset | None = None
-        self.first_run: Run = {}
-        self.first_record: Any = None
-        self.searched_documents: int | None = None
-        self.computed_elsewhere = False  # the first stage is a run file (set by index)
+        self.first: StageRun | None = None
 
     def stage_depth(self, depth: int) -> int:
         return depth  # the first stage is its own standard run; the top hits are taken from it
@@ -286,123 +182,37 @@ class RerankRetriever:
     def changed_settings(self) -> dict[str, Any]:
         return stages_changed_settings(self.stages)
 
-    def fingerprint(self) -> dict[str, Any]:
+    def fingerprint(self) -> RerankFingerprint:
         return {"kind": "rerank", "top": self.top, "format": RERANK_FORMAT, "scorer": self.scorer.fingerprint(),
                 "stages": [self.stages[0].fingerprint()]}
 
-    def use_stages(self, records: list[Any], runs: list[Run]) -> None:
-        (self.first_record,), (self.first_run,) = records, runs
+    def use_stages(self, stages: Sequence[StageRun]) -> None:
+        (self.first,) = stages
 
-    def index(self, dataset: Dataset) -> dict[str, Any]:
-        if self.first_record is None:
-            raise RuntimeError("use_stages() must run before index()")
-        self.dataset = dataset
-        self.searched_documents = self.first_record.documents_searched
+    def _first(self) -> StageRun:
+        if self.first is None:
+            raise RuntimeError("use_stages() must run before index() and search()")
+        return self.first
+
+    def index(self, dataset: Dataset) -> RerankIndexed:
         # a first stage computed elsewhere (run:FILE) searched nothing here: this record says so too
-        self.computed_elsewhere = bool(self.first_record.retriever_provenance.get("computed_elsewhere"))
-        return {"index": f"none (reranks the top {self.top} of {self.first_record.retriever})",
-                "documents": self.first_record.index.get("documents") if self.computed_elsewhere
-                else self.searched_documents, "first_stage": {
-                    "retriever": self.first_record.retriever, "fingerprint": self.first_record.fingerprint,
-                    "run_file": self.first_record.run_file}, **self.scorer.prepare(dataset)}
+        first = self._first()
+        documents = first.documents_indexed if first.computed_elsewhere else first.documents_searched
+        return RerankIndexed(f"none (reranks the top {self.top} of {first.retriever})", documents, first.ref(),
+                             self.scorer.prepare(dataset))
 
-    def search(self, queries: Mapping[str, str], k: int) -> Run:
-        if self.dataset is None:
-            raise RuntimeError("index() must run before search()")
-        candidates = {q: list(self.first_run.get(q, {}))[:self.top] for q in queries}
-        scores = self.scorer.scores(queries, candidates, self.dataset)
+    def search(self, queries: Mapping[str, str], k: int, context: SearchContext) -> Searched:
+        first = self._first()
+        candidates = {q: list(first.run.get(q, {}))[:self.top] for q in queries}
+        scores = self.scorer.scores(queries, candidates, context)
         out: Run = {}
         for q, docs in candidates.items():
             order = sorted(range(len(docs)), key=lambda i: -scores[q][i])  # stable: ties keep the first order
             out[q] = {docs[i]: float(scores[q][i]) for i in order[:k]}
-        return out
+        return Searched(out, first.documents_searched, self.scorer.device, first.computed_elsewhere)
 
-    def provenance(self) -> dict[str, Any]:
-        return {"rerank": self.scorer.provenance(), "top": self.top, "device": self.scorer.device,
-                "first_stage": self.first_record.retriever if self.first_record else None,
-                **({"computed_elsewhere": "in part (the first stage is a run file)"} if self.computed_elsewhere
-                   else {})}
-
-
-def _texts(dataset: Dataset, wanted: set[str]) -> dict[str, str]:
-    texts = {}
-    for doc in dataset.corpus():
-        if doc.doc_id in wanted:
-            texts[doc.doc_id] = doc_text(doc)
-    missing = wanted - set(texts)
-    if missing:
-        raise HarnessError(f"{dataset.corpus_path}: the first stage ranked {len(missing)} documents that "
-                           f"are not in the corpus (e.g. {sorted(missing)[0]!r}); rerun it with --force")
-    return texts
-
-
-def _pair_key(query: str, doc: str) -> str:
-    return hashlib.sha256(json.dumps([query, doc], ensure_ascii=False).encode()).hexdigest()[:32]
-
-
-SCORE_TABLE = "CREATE TABLE scores (key TEXT PRIMARY KEY, score REAL NOT NULL, seal TEXT NOT NULL)"
-
-
-def _seal(key: str, score: float) -> str:
-    """Ties a score to its pair: a score edited in the file no longer matches its seal."""
-    return hashlib.sha256(f"{key}:{float(score).hex()}".encode()).hexdigest()[:16]
-
-
-class ScoreCache:
-    """(query, document) pair scores of one model under one max length, by content, in SQLite. Every read
-    is checked: the table is the one this version writes, every score a finite number sealed with its pair.
-    A cache that fails is refused with one line (delete it: it is rebuilt from the model); a write that
-    fails (read-only, disk full) stops at once, naming the file."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(str(path), timeout=60)
-            found = self.db.execute("SELECT sql FROM sqlite_master WHERE type='table' AND name='scores'").fetchone()
-            if found is None:
-                self.db.execute(SCORE_TABLE)
-                self.db.commit()
-            elif " ".join(found[0].split()) != SCORE_TABLE:
-                raise self._refused(f"its table is not this version's ({found[0]!r})")
-        except sqlite3.DatabaseError as e:
-            raise self._refused(str(e)) from None
-        except OSError as e:
-            raise HarnessError(f"{path}: the rerank score cache cannot be opened ({e.strerror or e})") from None
-
-    def _refused(self, why: str) -> HarnessError:
-        return HarnessError(f"{self.path}: the rerank score cache fails its check ({why}); delete it and rerun "
-                            "(its scores are computed again from the model)")
-
-    def get(self, keys: list[str]) -> dict[str, float]:
-        found: dict[str, float] = {}
-        unique = list(dict.fromkeys(keys))
-        try:
-            for i in range(0, len(unique), 500):
-                chunk = unique[i:i + 500]
-                marks = ",".join("?" * len(chunk))
-                for key, score, seal in self.db.execute(
-                        f"SELECT key, score, seal FROM scores WHERE key IN ({marks})", chunk).fetchall():
-                    if not isinstance(score, float) or not math.isfinite(score) or seal != _seal(key, score):
-                        raise self._refused(f"pair {key} has score {score!r} that is not the one it was sealed with")
-                    found[key] = score
-        except sqlite3.DatabaseError as e:
-            raise self._refused(str(e)) from None
-        return found
-
-    def put(self, rows: dict[str, float]) -> None:
-        started = time.monotonic()
-        while True:
-            try:
-                self.db.executemany("INSERT OR REPLACE INTO scores VALUES (?, ?, ?)",
-                                    [(k, v, _seal(k, v)) for k, v in rows.items()])
-                self.db.commit()
-                return
-            except sqlite3.OperationalError as e:
-                locked = "locked" in str(e) or "busy" in str(e)
-                if not locked or time.monotonic() - started > 300:  # read-only, disk full, I/O: at once
-                    raise HarnessError(f"{self.path}: the rerank score cache cannot be written ({e}); free the "
-                                       "disk or point HARNESS_CACHE at a writable one") from None
-
-    def close(self) -> None:
-        self.db.close()
+    def provenance(self, context: SearchContext) -> RerankProvenance:
+        elsewhere = self.first is not None and self.first.computed_elsewhere
+        note: ElsewhereNote = {"computed_elsewhere": "in part (the first stage is a run file)"} if elsewhere else {}
+        return {"rerank": self.scorer.provenance(context), "top": self.top, "device": self.scorer.device,
+                "first_stage": self.first.retriever if self.first else None, **note}

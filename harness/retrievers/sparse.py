@@ -25,33 +25,28 @@ import hashlib
 import itertools
 import json
 import os
-import shutil
-import tempfile
-import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from harness.data.corpus import doc_text
 from harness.embeddings import refuse_nonfinite
 from harness.errors import HarnessError
-from harness.io import atomic_write_json
+from harness.io import TRUSTED, Checksums
 from harness.paths import cache_root
-from harness.retrievers.lucene import (
-    INDEX_MARK,
-    STAGING_SUFFIX,
+from harness.retrievers.base import SearchContext, Searched
+from harness.retrievers.lucene_index import (
+    Collection,
+    LuceneIndexed,
     anserini_jar_name,
-    build_once,
-    checked_search_count,
-    jvm_heap_bytes,
+    build_index,
+    ensure_index,
     package_version,
-    read_mark,
-    run_worker,
-    worker_search,
+    search_index,
 )
 from harness.retrievers.spec import RetrieverSpec
 from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution
-from harness.trec import PYSERINI_SCORE_FORMAT, Run
+from harness.trec import PYSERINI_SCORE_FORMAT
 
 if TYPE_CHECKING:
     from harness.data.dataset import Dataset
@@ -74,7 +69,7 @@ class SparseRetriever:
     score_format = PYSERINI_SCORE_FORMAT
 
     def __init__(self, spec: RetrieverSpec, settings: EncodeSettings = REFERENCE,
-                 execution: Execution = DEFAULT_EXECUTION):
+                 execution: Execution = DEFAULT_EXECUTION, *, checksums: Checksums = TRUSTED):
         from harness.retrievers.hub import check_custom_code, resolve_model
 
         if spec.model is None:
@@ -87,7 +82,8 @@ class SparseRetriever:
                                "(run it without, or in a separate harness run)")
         self.spec = spec
         self.execution = execution
-        self.files = resolve_model(spec.model, spec.revision)
+        self.checksums = checksums
+        self.files = resolve_model(spec.model, spec.revision, checksums)
         check_custom_code(self.files.path, execution.trust_remote_code)
         config = _read_config(self.files.path)
         if not any(a.endswith("ForMaskedLM") for a in config.get("architectures") or []):
@@ -100,29 +96,26 @@ class SparseRetriever:
         self.quant_range = int(p.get("quant_range", 256))
         self.threads = execution.threads or max(1, os.cpu_count() or 1)
         self._digest: str | None = None
-        self._model: tuple | None = None
-        self.index_dir: Path | None = None
-        self.index_counts = (0, 0)
-        self.searched_documents: int | None = None
-        self.jvm_info: dict = {}
+        self._model: tuple[Any, Any, Any, list[str]] | None = None
+        self.jvm_info: dict[str, Any] = {}  # what the search worker reported
 
     @property
     def model_digest(self) -> str:
         if self._digest is None:
             from harness.retrievers.hub import model_digest
 
-            self._digest = model_digest(self.files.path)
+            self._digest = model_digest(self.files.path, self.checksums)
         return self._digest
 
-    def changed_settings(self) -> dict:
+    def changed_settings(self) -> dict[str, Any]:
         return {}
 
-    def recipe(self) -> dict:
+    def recipe(self) -> SparseRecipe:
         return {"doc_max_length": self.doc_max_length, "query_max_length": self.query_max_length,
                 "weight_range": self.weight_range, "quant_range": self.quant_range, "text": TEXT_RULE,
                 "pooling": "max log(1 + relu(logits)), masked", "precision": "fp32"}
 
-    def fingerprint(self) -> dict:
+    def fingerprint(self) -> SparseFingerprint:
         return {"kind": "sparse", "model": self.model_digest, **self.recipe(), "format": SPARSE_FORMAT,
                 "pyserini": package_version("pyserini"), "anserini": anserini_jar_name()}
 
@@ -141,7 +134,8 @@ class SparseRetriever:
             model = load_checked(AutoModelForMaskedLM, self.files.path, dtype=torch.float32).to(device).eval()
             if self.execution.threads:
                 torch.set_num_threads(self.execution.threads)
-            self._model = (tokenizer, model, device, tokenizer.convert_ids_to_tokens(list(range(len(tokenizer)))))
+            vocab: list[str] = list(tokenizer.convert_ids_to_tokens(list(range(len(tokenizer)))))
+            self._model = (tokenizer, model, device, vocab)
         return self._model
 
     def encode(self, texts: list[str], max_length: int, *, batched: bool = True) -> list[dict[str, int]]:
@@ -174,87 +168,87 @@ class SparseRetriever:
         return out
 
     # --- index and search -------------------------------------------------------------------------------
-    def index(self, dataset: Dataset) -> dict:
-        start = time.perf_counter()
-        digest = dataset.corpus_digest
-        key = json.dumps({"corpus": digest, "retriever": self.fingerprint()}, sort_keys=True)
-        target = cache_root() / "indexes" / "impact" / f"splade-{hashlib.sha256(key.encode()).hexdigest()[:20]}"
-        self.index_dir = target
-        what = build_once(target, lambda t: self._build(dataset, t, digest))
-        indexed, empty = self.index_counts = read_mark(target, "impact index")
-        return {"index": what, "path": str(target), "documents": indexed + empty, "indexed": indexed,
-                "empty_not_indexed": empty, "seconds": time.perf_counter() - start}
+    def index_dir(self, dataset: Dataset) -> Path:
+        """Where the impact index of ``dataset``'s corpus is (by the corpus's content and this retriever's)."""
+        key = json.dumps({"corpus": dataset.corpus_digest, "retriever": self.fingerprint()}, sort_keys=True)
+        return cache_root() / "indexes" / "impact" / f"splade-{hashlib.sha256(key.encode()).hexdigest()[:20]}"
 
-    def _build(self, dataset: Dataset, target: Path, digest: str) -> None:
+    def index(self, dataset: Dataset) -> LuceneIndexed:
+        return ensure_index(self.index_dir(dataset), "impact index", lambda target: self._build(dataset, target))
+
+    def _build(self, dataset: Dataset, target: Path) -> None:
+        collection = Collection("JsonVectorCollection", ("-impact", "-pretokenized"), "weights ({empty:,} without)",
+                                request={"vectors": True},
+                                mark={"format": SPARSE_FORMAT, "model": self.model_digest, "recipe": self.recipe()})
+        build_index(target, dataset, collection, lambda path: self._write_vectors(dataset, path), "impact index")
+
+    def _write_vectors(self, dataset: Dataset, path: Path) -> tuple[int, int]:
+        """The corpus's quantised weights as Anserini's JsonVectorCollection: (documents written, documents
+        without a weight, which Anserini does not index)."""
         from harness.progress import progress_bar
 
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=STAGING_SUFFIX,
-                                        dir=target.parent))
-        try:
-            source = staging / "input"
-            source.mkdir()
-            written = empty = 0
-            bar = progress_bar(None, "SPLADE encode corpus", "doc") if self.execution.progress else None
-            docs = dataset.corpus()
-            with open(source / "corpus.jsonl", "w", encoding="utf-8") as out:
-                while chunk := list(itertools.islice(docs, 1024)):  # one chunk of text in memory at a time
-                    vectors = self.encode([doc_text(d) for d in chunk], self.doc_max_length)
-                    for d, vector in zip(chunk, vectors, strict=True):
-                        out.write(json.dumps({"id": d.doc_id, "contents": "", "vector": vector},
-                                             ensure_ascii=False) + "\n")
-                        written += 1
-                        empty += not vector
-                    if bar is not None:
-                        bar.update(len(chunk))
-            if bar is not None:
-                bar.close()
-            if written == 0:
-                raise HarnessError(f"{dataset.corpus_path}: the corpus is empty")
-            args = ["-collection", "JsonVectorCollection", "-input", str(source), "-index", str(staging / "index"),
-                    "-generator", "DefaultLuceneDocumentGenerator", "-threads", "1", "-impact", "-pretokenized"]
-            info = run_worker({"op": "index", "args": args, "index": str(staging / "index"), "vectors": True,
-                            "expected": written - empty}, staging, jvm_heap_bytes(source / "corpus.jsonl"),
-                           f"impact index ({written:,} documents)")
-            indexed = int(info.pop("documents"))
-            if indexed != written - empty:
-                missing = info.pop("missing_ids", [])
-                raise HarnessError(f"{dataset.corpus_path}: Lucene indexed {indexed:,} of the {written - empty:,} "
-                                   f"documents with weights ({empty:,} without)"
-                                   + (f" (first missing ids: {', '.join(map(repr, missing[:5]))})" if missing else "")
-                                   + "; nothing was kept")
-            atomic_write_json(staging / "index" / INDEX_MARK, {"collection": "JsonVectorCollection",
-                                                               "corpus_sha256": digest, "indexed": indexed,
-                                                               "empty_not_indexed": empty, "format": SPARSE_FORMAT,
-                                                               "model": self.model_digest, "recipe": self.recipe()})
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(staging / "index", target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        written = empty = 0
+        bar = progress_bar(None, "SPLADE encode corpus", "doc") if self.execution.progress else None
+        docs = dataset.corpus()
+        with open(path, "w", encoding="utf-8") as out:
+            while chunk := list(itertools.islice(docs, 1024)):  # one chunk of text in memory at a time
+                vectors = self.encode([doc_text(d) for d in chunk], self.doc_max_length)
+                for d, vector in zip(chunk, vectors, strict=True):
+                    out.write(json.dumps({"id": d.doc_id, "contents": "", "vector": vector}, ensure_ascii=False)
+                              + "\n")
+                    written += 1
+                    empty += not vector
+                if bar is not None:
+                    bar.update(len(chunk))
+        if bar is not None:
+            bar.close()
+        if written == 0:
+            raise HarnessError(f"{dataset.corpus_path}: the corpus is empty")
+        return written, empty
 
-    def search(self, queries: Mapping[str, str], k: int) -> Run:
-        """Top-``k`` per query in Lucene's order; integer impact scores; sets :attr:`searched_documents`."""
-        if self.index_dir is None:
-            raise RuntimeError("index() must run before search()")
+    def search(self, queries: Mapping[str, str], k: int, context: SearchContext) -> Searched:
+        """Top-``k`` per query in Lucene's order; integer impact scores."""
         qids = list(queries)
         vectors = self.encode([queries[q] for q in qids], self.query_max_length, batched=False)
         rows = ({"id": q, "vector": v} for q, v in zip(qids, vectors, strict=True))
-        run, info = worker_search({"op": "impact_search", "index": str(self.index_dir), "k": k,
-                                   "threads": self.threads}, rows, qids, f"impact search ({len(qids):,} queries)")
-        self.searched_documents = checked_search_count(info, self.index_counts, self.index_dir, "impact index")
-        self.jvm_info = info
-        return run
+        run, searched, self.jvm_info = search_index(
+            self.index_dir(context.dataset), "impact index", {"op": "impact_search", "k": k, "threads": self.threads},
+            rows, qids, f"impact search ({len(qids):,} queries)")
+        return Searched(run, searched, self.device)
 
-    def provenance(self) -> dict:
+    @property
+    def device(self) -> str:
+        """Where SPLADE encodes (the execution's device until the model is loaded)."""
+        return str(self._model[2]) if self._model else self.execution.device
+
+    def provenance(self, context: SearchContext) -> dict[str, Any]:
         return {**self.files.provenance(), "model_files_sha256": self.model_digest, "recipe": self.recipe(),
-                "engine": "Lucene impact index (Anserini) via pyserini", "index": str(self.index_dir),
-                **self.jvm_info, "device": str(self._model[2]) if self._model else self.execution.device,
-                "threads": self.threads}
+                "engine": "Lucene impact index (Anserini) via pyserini", "index": str(self.index_dir(context.dataset)),
+                **self.jvm_info, "device": self.device, "threads": self.threads}
 
 
-def _read_config(folder: Path) -> dict:
+class SparseRecipe(TypedDict):
+    doc_max_length: int
+    query_max_length: int
+    weight_range: float
+    quant_range: int
+    text: str
+    pooling: str
+    precision: str
+
+
+class SparseFingerprint(SparseRecipe):
+    kind: str
+    model: str
+    format: int
+    pyserini: str | None
+    anserini: str | None
+
+
+def _read_config(folder: Path) -> dict[str, Any]:
     try:
-        return json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        config: dict[str, Any] = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        return config
     except (OSError, ValueError) as e:
         raise HarnessError(f"{folder / 'config.json'}: unreadable ({e})") from None
 

@@ -2,10 +2,10 @@
 
 A :class:`RetrieverSpec` is frozen data (name, kind, model, recipe, parameters, stages). Its ``kind`` names a
 :class:`RetrieverKind` in :data:`RETRIEVER_KINDS`; the kind owns everything that differs between kinds: the
-name syntax it parses (``sparse:...``, ``fuse:...``), how a spec becomes a retriever object (a lazy
-``"module:Class"`` target, so listing imports neither torch nor a JVM), which stages it runs, its line in
-``harness list``, and what it can do (``encodes_corpus``). Nothing outside a kind's class compares kind
-strings: code asks the kind (:func:`kind_of`).
+name syntax it parses (``sparse:...``, ``fuse:...``), how a spec becomes a retriever object (its ``load()``,
+which imports the retriever's module only when called, so listing imports neither torch nor a JVM), which
+stages it runs, its line in ``harness list``, and what it can do (``encodes_corpus``). Nothing outside a
+kind's class compares kind strings: code asks the kind (:func:`kind_of`).
 
 A new kind is one class and one call, :func:`register_kind` (docs/ARCHITECTURE.md, "Add a retriever kind").
 """
@@ -13,13 +13,13 @@ A new kind is one class and one call, :func:`register_kind` (docs/ARCHITECTURE.m
 from __future__ import annotations
 
 import hashlib
-import importlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from harness.io import TRUSTED, Checksums
 from harness.registry import Registry
 from harness.retrievers.config import EncoderConfig
 from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution
@@ -61,20 +61,46 @@ class RetrieverSpec:
         return slug_of(self.name)
 
     def load(self, settings: EncodeSettings = REFERENCE, execution: Execution = DEFAULT_EXECUTION,
-             stages: list[Retriever] | None = None) -> Retriever:
-        """The retriever object (imports torch only now; the JVM starts in a worker when Lucene runs). A
-        composition is given its stages' retriever objects (``stages``, loaded by the caller so that each is
-        loaded once)."""
-        return kind_of(self).load(self, settings, execution, stages)
+             stages: Sequence[Retriever] | None = None) -> Retriever:
+        """The retriever object (imports torch only now; the JVM starts in a worker when Lucene runs)."""
+        return self.load_under(LoadOptions(settings, execution), stages)
+
+    def load_under(self, options: LoadOptions, stages: Sequence[Retriever] | None = None) -> Retriever:
+        """The retriever object under ``options``. A composition is given its stages' retriever objects
+        (``stages``, loaded by the caller so that each is loaded once), or loads them."""
+        if stages is None:
+            stages = [s.load_under(options) for s in self.stages]
+        return kind_of(self).load(self, options, stages)
+
+
+class ModelObjects(Protocol):
+    """The model objects a caller declared, with their specs, by retriever name: a
+    :class:`harness.retrievers.declared.DeclaredModels` the caller holds and passes in."""
+
+    def spec(self, name: str) -> RetrieverSpec | None: ...
+
+    def model(self, name: str) -> Any:
+        """The object declared under ``name`` (None when there is none)."""
+        ...
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """What a retriever is loaded under, passed to its kind's ``load()``: the settings (what it computes), the
+    execution (how), the checksums it may trust (``--force``: none remembered before) and the model objects
+    the caller declared (``harness.api.evaluate``)."""
+
+    settings: EncodeSettings = REFERENCE
+    execution: Execution = DEFAULT_EXECUTION
+    checksums: Checksums = TRUSTED
+    declared: ModelObjects | None = None
 
 
 class RetrieverKind:
-    """One kind of retriever. Subclasses set ``name`` and ``target`` and override what differs."""
+    """One kind of retriever. Subclasses set ``name``, write ``load()`` and override what differs."""
 
     #: the kind's name, stored in specs and records
     name: ClassVar[str] = ""
-    #: the retriever class, ``"module:attr"``, imported only when a spec is loaded
-    target: ClassVar[str] = ""
     #: the name syntax this kind parses (``"sparse:"``), or None when it has registered names only
     prefix: ClassVar[str | None] = None
     #: a composition of other retrievers (its names are shortened differently in file names)
@@ -82,19 +108,10 @@ class RetrieverKind:
     #: a bi-encoder whose corpus vectors go to the embedding store (``harness encode``, dense rescoring)
     encodes_corpus: ClassVar[bool] = False
 
-    def retriever_class(self) -> Any:
-        module, _, attr = self.target.partition(":")
-        return getattr(importlib.import_module(module), attr)
-
-    def load(self, spec: RetrieverSpec, settings: EncodeSettings, execution: Execution,
-             stages: list[Retriever] | None) -> Retriever:
-        """The retriever object of ``spec``; a kind with stages loads them unless given."""
-        cls = self.retriever_class()
-        if spec.stages:
-            if stages is None:
-                stages = [s.load(settings, execution) for s in spec.stages]
-            return cls(spec, settings, execution, stages)
-        return cls(spec, settings, execution)
+    def load(self, spec: RetrieverSpec, options: LoadOptions, stages: Sequence[Retriever]) -> Retriever:
+        """The retriever object of ``spec`` under ``options`` (``stages``: its stages' objects, in order).
+        Import the retriever's module here, not at the top: listing must not import torch or a JVM."""
+        raise NotImplementedError(f"retriever kind {self.name!r} has no load()")
 
     def parse(self, name: str, resolve: Resolve) -> RetrieverSpec:
         """The spec of a name written in this kind's syntax (``prefix`` + ...); ``resolve`` resolves stages."""
@@ -120,8 +137,8 @@ RETRIEVERS: Registry[RetrieverSpec] = Registry("retriever")
 
 def register_kind(kind: RetrieverKind) -> RetrieverKind:
     """Add a retriever kind (the public API: a test or a plug-in registers its own); duplicates raise."""
-    if not kind.name or not kind.target:
-        raise ValueError(f"{type(kind).__name__}: a retriever kind needs a name and a target")
+    if not kind.name or type(kind).load is RetrieverKind.load:
+        raise ValueError(f"{type(kind).__name__}: a retriever kind needs a name and a load()")
     return RETRIEVER_KINDS.register(kind.name, kind)
 
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from harness.data.corpus import Doc, doc_text
 from harness.errors import HarnessError
+from harness.retrievers.base import Text
 
 
 def check_applicable(folder: Path, *, text_pair: bool, changed: dict[str, Any], query_model: bool) -> None:
@@ -31,8 +32,9 @@ def check_applicable(folder: Path, *, text_pair: bool, changed: dict[str, Any], 
 
 
 class SentenceTransformersEncoder:
-    """A ``TextEncoder``: ``encode_query`` / ``encode_document`` of sentence-transformers, fp32, the model's
-    own prompts unless a per-dataset instruction replaces the query prompt."""
+    """A :class:`~harness.retrievers.base.TextEncoder`: ``encode_query`` / ``encode_document`` of
+    sentence-transformers, fp32, the model's own prompts unless a dataset's own query prefix replaces the query
+    prompt."""
 
     def __init__(self, folder: Path, device: str, query_prefix: str, batch_size: int = 32, progress: bool = False):
         from sentence_transformers import SentenceTransformer
@@ -51,14 +53,14 @@ class SentenceTransformersEncoder:
         dimension = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self.dim = int(dimension() or 0)
 
-    def encode(self, texts: Sequence[Any], kind: str = "doc", desc: str | None = None, *,
-               prefix: str | None = None) -> np.ndarray:
+    def encode(self, texts: Sequence[Text], kind: str = "doc", desc: str | None = None, *,
+               query_prefix: str | None = None) -> np.ndarray:
         items = [t if isinstance(t, str) else doc_text(Doc("", t[0], t[1])) for t in texts]
         options: dict[str, Any] = {"batch_size": self.batch_size, "convert_to_numpy": True,
                                    "show_progress_bar": self.progress}
         if kind == "query":
-            if prefix is not None and prefix != self.query_prefix:  # a per-dataset instruction
-                options["prompt"] = prefix
+            if query_prefix is not None and query_prefix != self.query_prefix:  # a dataset's own
+                options["prompt"] = query_prefix
             out = self.model.encode_query(items, **options)
         else:
             out = self.model.encode_document(items, **options)

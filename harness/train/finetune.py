@@ -31,11 +31,12 @@ def labelled_pairs(ds: Dataset, qrels: Qrels, shots: int, seed: int) -> list[tup
 
 def _mine_hard_negatives(ds: Dataset, qrels: Qrels, queries: dict[str, str], pairs: list[tuple[str, str]],
                          per_pair: int, depth: int) -> dict[str, list[str]]:
+    from harness.retrievers.base import SearchContext
     from harness.retrievers.registry import RETRIEVERS
 
     bm25 = RETRIEVERS.get("bm25").load()
     bm25.index(ds)
-    run = bm25.search({q: queries[q] for q, _ in pairs}, depth)
+    run = bm25.search({q: queries[q] for q, _ in pairs}, depth, SearchContext(ds)).run
     positives: dict[str, set[str]] = {}
     for q, docs in qrels.items():
         positives[q] = {d for d, r in docs.items() if r > 0}

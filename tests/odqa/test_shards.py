@@ -56,7 +56,7 @@ def test_encode_refuses_before_encoding(tiny_odqa, tiny_bert_dir, monkeypatch):
     retriever = resolve_retriever(str(tiny_bert_dir)).load(execution=CPU)
     with pytest.raises(HarnessError, match="not enough disk"):
         encode_shard(retriever, from_folder(tiny_odqa, "t"), 0, 1, log=lambda m: None)
-    assert retriever._encoder is None                             # the model was never loaded
+    assert retriever.encoders.device_used is None                             # the model was never loaded
 
 
 def test_sharded_encode_merge_equals_one_pass(tmp_path, tiny_bert_dir):
@@ -78,7 +78,7 @@ def test_sharded_encode_merge_equals_one_pass(tmp_path, tiny_bert_dir):
     (rec,) = run([str(tiny_bert_dir)], [str(folder)], output_dir=tmp_path / "r", execution=CPU5)
     assert rec.index["embeddings"] == "reused"
     vectors = np.concatenate([v for _, v in _store_for(jobs, ds).shards()])
-    direct = jobs.encoder.encode([f"{d.title} {d.text}" for d in ds.corpus()], "doc")
+    direct = jobs.encoders.encoder.encode([f"{d.title} {d.text}" for d in ds.corpus()], "doc")
     np.testing.assert_allclose(vectors, direct, rtol=1e-5, atol=1e-6)
 
 
@@ -127,12 +127,13 @@ def test_sharded_store_equals_the_run_store_byte_for_byte(tmp_path, tiny_bert_di
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache-run"))
     ran = spec.load(execution=CPU5)
     ran.index(ds)
+    a = ran.corpus_store(ds).dir  # under this cache
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache-jobs"))
     jobs = spec.load(execution=CPU5)
     for i in (1, 0):
         encode_shard(jobs, ds, i, 2, check=False, log=lambda m: None)
     merge(jobs, ds, 2, log=lambda m: None)
-    a, b = ran.store.dir, _store_for(jobs, ds).dir
+    b = _store_for(jobs, ds).dir
     assert a.name == b.name and a != b  # one key, two caches
     written = sorted(p.name for p in a.glob("shard-*"))
     assert len([n for n in written if n.endswith(".npy")]) == 3

@@ -88,7 +88,7 @@ def test_corrupt_or_torn_shards_are_encoded_again(tiny_beir, tiny_bert_dir, tmp_
     spec, ds = resolve_retriever(f"hf:{tiny_bert_dir}"), resolve_dataset(str(tiny_beir))
     first = DenseRetriever(spec, execution=Execution(device="cpu", shard_size=10, progress=False))
     first.index(ds)
-    store: EmbeddingStore = first._store
+    store: EmbeddingStore = first.corpus_store(ds)
     good = [np.load(store.dir / f"shard-{i:05d}.npy") for i in range(4)]
     # as after a crash: no manifest, one shard flipped in place (same size), one cut short, one unsealed
     store.manifest_path.unlink()
@@ -101,7 +101,7 @@ def test_corrupt_or_torn_shards_are_encoded_again(tiny_beir, tiny_bert_dir, tmp_
     (store.dir / "shard-00003.json").unlink()
     again = DenseRetriever(spec, execution=Execution(device="cpu", shard_size=10, progress=False))
     info = again.index(ds)
-    assert info["embeddings"] == "encoded 3 shards, reused 1 (resumed)"
+    assert info.embeddings == "encoded 3 shards, reused 1 (resumed)"
     for i in range(4):
         assert np.array_equal(np.load(store.dir / f"shard-{i:05d}.npy"), good[i])
 

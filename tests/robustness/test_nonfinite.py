@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save_file
 from harness.cli import main
 from harness.errors import DataError, HarnessError
 from harness.results.records import ResultRecord, write_record
+from harness.retrievers.base import SearchContext
 from harness.runner import run
 from harness.settings import Execution
 from harness.trec import read_run, write_run
@@ -86,7 +87,7 @@ def test_nan_query_vectors_are_named(tmp_path):
     ds = resolve_dataset(str(make_tiny_beir(tmp_path / "tiny")))
     retriever.index(ds)
     with pytest.raises(HarnessError, match="for 8 query"):
-        retriever.search(ds.queries(), 10)
+        retriever.search(ds.queries(), 10, SearchContext(ds))
 
 
 def test_nan_splade_weights_are_refused(tmp_path):
@@ -101,8 +102,8 @@ def test_nan_splade_weights_are_refused(tmp_path):
 
 
 def test_nan_cross_encoder_logits_are_refused(tmp_path):
+    from harness.retrievers.cross_encoder import CrossEncoderScorer
     from harness.retrievers.registry import resolve_retriever
-    from harness.retrievers.rerank import CrossEncoderScorer
 
     ce = poisoned(_head_model(tmp_path / "ce", "BertForSequenceClassification", num_labels=1), tmp_path / "nan",
                   "classifier")
@@ -112,7 +113,7 @@ def test_nan_cross_encoder_logits_are_refused(tmp_path):
 
     ds = resolve_dataset(str(make_tiny_beir(tmp_path / "tiny")))
     with pytest.raises(HarnessError, match="non-finite"):
-        scorer.scores({"q0": "protein cell"}, {"q0": ["d0", "d1"]}, ds)
+        scorer.scores({"q0": "protein cell"}, {"q0": ["d0", "d1"]}, SearchContext(ds))
 
 
 def test_no_run_file_with_a_non_finite_score_is_written_or_read(tmp_path):

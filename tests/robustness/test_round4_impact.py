@@ -40,7 +40,7 @@ def test_an_engine_failure_names_the_stage_and_the_cause(tiny_mlm, tiny_beir, tm
 
     def index_then_break(self, dataset):
         info = index(self, dataset)
-        for f in self.index_dir.glob("segments*"):  # the index's commit point, gone before the search
+        for f in self.index_dir(dataset).glob("segments*"):  # the index's commit point, gone before the search
             f.unlink()
         return info
 

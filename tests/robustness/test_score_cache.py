@@ -10,7 +10,7 @@ import time
 import pytest
 
 from harness.errors import HarnessError
-from harness.retrievers.rerank import SCORE_TABLE, ScoreCache, _seal
+from harness.retrievers.cross_encoder import SCORE_TABLE, ScoreCache, _seal
 
 
 def _cache(tmp_path, rows=None):

@@ -303,7 +303,7 @@ def test_a_suite_lists_every_missing_dataset_with_one_fetch_command(tmp_path, ca
 # ---- the JVM: bounded, and never outlives its parent --------------------------------------------------------
 
 def test_jvm_heap_is_bounded_and_overridable(tmp_path, monkeypatch):
-    from harness.retrievers.lucene import jvm_heap_bytes
+    from harness.retrievers.lucene_index import jvm_heap_bytes
 
     corpus = tmp_path / "c.jsonl"
     corpus.write_text("x" * 1000 + "\n")
