@@ -19,6 +19,7 @@ import json
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 from filelock import FileLock
@@ -29,7 +30,31 @@ from harness.io import atomic_write, atomic_write_json, remove_stale_temporaries
 FORMAT = "harness-embeddings/2"
 
 
-def key_hash(key: dict) -> str:
+class Seal(TypedDict):
+    """A shard's seal (``shard-NNNNN.json``): its rows, the digest of its ids, both files' sizes and checksums,
+    and how its vectors were computed."""
+
+    start: int
+    n: int
+    ids_digest: str
+    npy_bytes: int
+    ids_bytes: int
+    npy_sha256: str
+    ids_sha256: str
+    computed_with: NotRequired[dict[str, Any]]
+
+
+class Manifest(TypedDict):
+    """A finished store's manifest, written once the seals tile the corpus."""
+
+    format: str
+    key: dict[str, Any]
+    shards: int
+    count: int
+    dim: int
+
+
+def key_hash(key: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps({"format": FORMAT, **key}, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -53,7 +78,7 @@ def refuse_nonfinite(vectors: np.ndarray, ids: Sequence[str], what: str) -> None
 
 
 class EmbeddingStore:
-    def __init__(self, root: Path, key: dict):
+    def __init__(self, root: Path, key: dict[str, Any]):
         self.key = json.loads(json.dumps(key))  # as the manifest stores it (tuples become lists)
         self.dir = Path(root) / key_hash(key)
 
@@ -65,10 +90,10 @@ class EmbeddingStore:
     def manifest_path(self) -> Path:
         return self.dir / "manifest.json"
 
-    def manifest(self) -> dict | None:
+    def manifest(self) -> Manifest | None:
         try:
             with open(self.manifest_path, encoding="utf-8") as f:
-                m = json.load(f)
+                m: Manifest = json.load(f)
         except (OSError, json.JSONDecodeError):
             return None
         return m if isinstance(m, dict) and m.get("format") == FORMAT and m.get("key") == self.key else None
@@ -80,14 +105,15 @@ class EmbeddingStore:
         if m is None:
             return False
         seals = [self.seal(i, verify=False) for i in range(m["shards"])]
-        return all(seals) and _tiling_error(seals, m["count"]) is None  # type: ignore[arg-type]
+        sealed = [s for s in seals if s is not None]
+        return len(sealed) == len(seals) and _tiling_error(sealed, m["count"]) is None
 
-    def seal(self, i: int, *, verify: bool = True) -> dict | None:
+    def seal(self, i: int, *, verify: bool = True) -> Seal | None:
         """Shard ``i``'s seal when its files match it (sizes; with ``verify`` also checksums), else None."""
         npy, ids, seal = self._paths(i)
         try:
             with open(seal, encoding="utf-8") as f:
-                meta = json.load(f)
+                meta: Seal = json.load(f)
             if not (npy.stat().st_size == meta["npy_bytes"] and ids.stat().st_size == meta["ids_bytes"]):
                 return None
             if verify and not (sha256_file(npy) == meta["npy_sha256"] and sha256_file(ids) == meta["ids_sha256"]):
@@ -115,7 +141,7 @@ class EmbeddingStore:
         return FileLock(str(self.dir / ".write.lock"))
 
     def write_shard(self, i: int, start: int, ids: Sequence[str], vectors: np.ndarray,
-                    computed_with: dict | None = None) -> None:
+                    computed_with: dict[str, Any] | None = None) -> None:
         """Write shard ``i`` (rows ``start`` .. ``start + len(ids)``); ``computed_with`` goes in its seal.
         A shard that another process sealed for the same rows meanwhile is kept as it is."""
         if vectors.shape[0] != len(ids):
@@ -127,7 +153,7 @@ class EmbeddingStore:
             self._write_shard(i, start, ids, vectors, computed_with)
 
     def _write_shard(self, i: int, start: int, ids: Sequence[str], vectors: np.ndarray,
-                     computed_with: dict | None) -> None:
+                     computed_with: dict[str, Any] | None) -> None:
         npy, ids_path, seal = self._paths(i)
         seal.unlink(missing_ok=True)  # a torn write must never pass for the old seal's shard
         tmp = npy.with_name(f".{npy.name}.{os.getpid()}.tmp")  # named by process: a killed one's is found
@@ -160,10 +186,10 @@ class EmbeddingStore:
             h.update(f"{meta['npy_sha256']} {meta['ids_sha256']}\n".encode())
         return h.hexdigest()
 
-    def computed_with(self) -> list[dict]:
+    def computed_with(self) -> list[dict[str, Any]]:
         """The distinct ``computed_with`` entries of the sealed shards (a resumed store may hold several)."""
         m = self.manifest()
-        found: list[dict] = []
+        found: list[dict[str, Any]] = []
         for i in range(m["shards"] if m else 0):
             try:
                 with open(self._paths(i)[2], encoding="utf-8") as f:
@@ -186,7 +212,7 @@ class EmbeddingStore:
         if missing:
             raise HarnessError(f"embedding store {self.dir}: shard {missing[0]} is missing or corrupt "
                                f"({len(missing)} of {shards}); rerun to encode it again")
-        problem = _tiling_error(seals, count)  # type: ignore[arg-type]
+        problem = _tiling_error([s for s in seals if s is not None], count)
         if problem:
             raise HarnessError(f"embedding store {self.dir}: {problem}; rerun with --force to encode it again")
         remove_stale_temporaries(self.dir)
@@ -240,7 +266,7 @@ def _check_written(path: Path, vectors: np.ndarray) -> None:
         raise OSError(errno.ENOSPC, f"wrote {size} bytes of {max(expected, vectors.nbytes)} (disk full?)")
 
 
-def _tiling_error(seals: list[dict], count: int) -> str | None:
+def _tiling_error(seals: list[Seal], count: int) -> str | None:
     """Why the seals do not cover rows 0..count exactly, in order; None when they do."""
     row = 0
     for i, meta in enumerate(seals):

@@ -77,10 +77,10 @@ class EncoderConfig:
     query_prefix_by_dataset: tuple[tuple[str, str], ...] = ()
     source: str = "contriever defaults"
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def recipe(self) -> dict:
+    def recipe(self) -> dict[str, Any]:
         """What decides the vectors (everything but where the config was read from)."""
         d = asdict(self)
         d.pop("source")
@@ -229,7 +229,7 @@ def sentence_transformers_config(model_dir: Path) -> EncoderConfig:
                          query_prefix=query_prefix, doc_prefix=doc_prefix, source="sentence-transformers files")
 
 
-def _pooling(path: Path) -> dict:
+def _pooling(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise _refuse(path, "the Pooling module's config.json is missing")
     cfg = _read_json(path)
@@ -293,6 +293,6 @@ def _prompts_and_similarity(path: Path) -> tuple[str, str, str]:
     default = prompts.get(cfg.get("default_prompt_name") or "", "")
 
     def pick(names: tuple[str, ...]) -> str:
-        return next((prompts[n] for n in names if prompts.get(n)), default)
+        return str(next((prompts[n] for n in names if prompts.get(n)), default))
 
     return SIMILARITIES[name], pick(QUERY_PROMPTS), pick(DOC_PROMPTS)

@@ -73,7 +73,7 @@ def anserini_jar() -> Path:
 
 
 @functools.cache
-def start_jvm() -> dict:
+def start_jvm() -> dict[str, Any]:
     """Configure and start the JVM (once per process); returns what was chosen, for provenance."""
     import jnius_config
 

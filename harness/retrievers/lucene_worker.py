@@ -27,6 +27,7 @@ import os
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 JACKSON_MAX_STRING = 2**31 - 1  # the harness's own reader bounds a line (HARNESS_MAX_LINE_BYTES)
 #: Lucene's limit on a query's clauses (1024 by default); an impact query has one per term the model gives
@@ -58,7 +59,7 @@ def _die_with_parent() -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _start(heap: int) -> dict:
+def _start(heap: int) -> dict[str, Any]:
     import jnius_config
 
     from harness.retrievers import jvm
@@ -91,7 +92,7 @@ def _num_docs_and_ids(index: str, want_ids: bool) -> tuple[int, list[str]]:
         reader.close()
 
 
-def _index(req: dict, heap: int) -> dict:
+def _index(req: dict[str, Any], heap: int) -> dict[str, Any]:
     from harness.retrievers import jvm
 
     info = _start(heap)
@@ -119,7 +120,7 @@ def _index(req: dict, heap: int) -> dict:
     return {**info, "documents": n}
 
 
-def _search(req: dict, heap: int) -> dict:
+def _search(req: dict[str, Any], heap: int) -> dict[str, Any]:
     from harness.retrievers import jvm
 
     info = _start(heap)
@@ -145,7 +146,7 @@ def _search(req: dict, heap: int) -> dict:
     return {**info, "documents": int(searcher.num_docs)}
 
 
-def _impact_search(req: dict, heap: int) -> dict:
+def _impact_search(req: dict[str, Any], heap: int) -> dict[str, Any]:
     """Impact (learned sparse) search: each query a map of term -> integer weight, scored by Lucene as the
     sum of query weight x document impact, as pyserini's LuceneImpactSearcher does."""
     from harness.retrievers import jvm
@@ -184,7 +185,7 @@ def _impact_search(req: dict, heap: int) -> dict:
     return {**info, "documents": int(searcher.get_total_num_docs())}
 
 
-def _first_failing(searcher: object, jmap: object, jint: object, chunk: list[dict], k: int) -> str | None:
+def _first_failing(searcher: object, jmap: object, jint: object, chunk: list[dict[str, Any]], k: int) -> str | None:
     """The first query of ``chunk`` whose search fails alone, and Lucene's reason (None when none does)."""
     for q in chunk:
         m = jmap()  # type: ignore[operator]

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"gelu": F.gelu, "relu": F.relu}
 
 
-def unsupported_reason(config: dict) -> str | None:
+def unsupported_reason(config: dict[str, Any]) -> str | None:
     """``None`` when a model with this ``config.json`` loads (through AutoModel) as a plain BERT encoder
     that this forward reproduces; otherwise the reason it does not apply."""
     if config.get("model_type") != "bert":
@@ -102,16 +102,17 @@ class _Linear:
                  out: torch.Tensor | None = None) -> torch.Tensor:
         if self.backend == "amx":
             if act == "none":
-                return w(x, b, out=out)
+                fused: torch.Tensor = w(x, b, out=out)
+                return fused
             y = ACTIVATIONS[act](w(x, b))
             return out.copy_(y) if out is not None else y
         if self.backend == "onednn":
-            y = torch.ops.mkldnn._linear_pointwise(x, w, b, act, [None] if act == "gelu" else [],
-                                                   "none" if act == "gelu" else "")
+            z: torch.Tensor = torch.ops.mkldnn._linear_pointwise(x, w, b, act, [None] if act == "gelu" else [],
+                                                                 "none" if act == "gelu" else "")
             if out is not None:
-                out.copy_(y)
+                out.copy_(z)
                 return out
-            return y
+            return z
         y = torch.addmm(b, x, w.t(), out=out) if out is not None else torch.addmm(b, x, w.t())
         return ACTIVATIONS[act](y) if act != "none" else y
 
@@ -120,7 +121,8 @@ class _Linear:
 def onednn_works() -> bool:
     """Whether this torch build runs oneDNN's fused linear, on a reordered weight, on this CPU, and it
     agrees with addmm."""
-    if getattr(torch.ops, "mkldnn", None) is None or not torch.backends.mkldnn.is_available():
+    if getattr(torch.ops, "mkldnn", None) is None \
+            or not torch.backends.mkldnn.is_available():  # type: ignore[no-untyped-call, unused-ignore]
         return False
     try:
         gen = torch.Generator().manual_seed(0)

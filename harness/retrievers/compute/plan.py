@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -41,7 +42,7 @@ def default_batch_tokens(device: torch.device, precision: str, hidden_size: int)
 GPU_MEMORY_SHARE = 0.8
 
 
-def activation_bytes(batch_tokens: int, config: dict, max_length: int) -> int:
+def activation_bytes(batch_tokens: int, config: dict[str, Any], max_length: int) -> int:
     """An upper bound of one forward pass's peak activation memory for a batch of ``batch_tokens`` padded
     tokens, from ``config.json``: a layer's hidden states, query/key/value and output projections
     (6 x hidden), its feed-forward intermediate, and the attention scores with their softmax (2 x heads x
@@ -53,7 +54,8 @@ def activation_bytes(batch_tokens: int, config: dict, max_length: int) -> int:
     return 4 * batch_tokens * (6 * hidden + inter + 2 * heads * max_length)
 
 
-def fit_gpu_budget(batch_tokens: int, config: dict, max_length: int, free_bytes: int) -> tuple[int, dict | None]:
+def fit_gpu_budget(batch_tokens: int, config: dict[str, Any], max_length: int, free_bytes: int
+                   ) -> tuple[int, dict[str, int] | None]:
     """The token budget checked against the device's free memory: halved until :func:`activation_bytes`
     fits in :data:`GPU_MEMORY_SHARE` of ``free_bytes`` (never below one text of ``max_length`` tokens; a
     text that still does not fit is refused by the encoder's out-of-memory back-off). Returns the budget
@@ -87,7 +89,7 @@ class Compute:
     precision: str
     forward: str
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, str]:
         return asdict(self)
 
 
@@ -129,7 +131,7 @@ def plan_compute(model_dir: Path | str, device: str = "auto", precision: str = "
                    forward="fused-bert+onednn" if onednn_works() else "fused-bert+addmm")
 
 
-def bf16x3_unavailable(config: dict | None, forward: str = "auto") -> str | None:
+def bf16x3_unavailable(config: dict[str, Any] | None, forward: str = "auto") -> str | None:
     """``None`` when a model with this ``config.json`` (None: the fused forward does not apply) can run
     in bf16x3 here; otherwise why not."""
     if forward != "auto":
