@@ -163,3 +163,28 @@ def test_mteb_encoder_protocols_are_told_their_task(tmp_path, monkeypatch):
     assert ("SciFact", "query") in seen and ("SciFact", "document") in seen
     assert v1.metrics["ndcg@10"] == pytest.approx(ref.metrics["ndcg@10"], abs=1e-6)
     assert mteb is not None
+
+
+def test_a_declared_model_belongs_to_the_call_that_declared_it(tiny_beir, tiny_bert_dir, tmp_path):
+    """Once, the declared models were a table of the process: a name declared by one call resolved anywhere
+    after it. Now the DeclaredModels object the call holds is the only place its name resolves."""
+    from harness.retrievers.declared import DeclaredModels
+    from harness.retrievers.registry import resolve_retriever
+    from harness.retrievers.spec import LoadOptions
+
+    (rec,) = harness.evaluate(TinyEncoder(tiny_bert_dir), [str(tiny_beir)], name="tiny-held", revision="1",
+                              output_dir=tmp_path, metrics=["ndcg@10"])
+    with pytest.raises(HarnessError, match="declared in a Python process"):
+        resolve_retriever(rec.retriever)  # not left behind by the call
+    held = DeclaredModels()
+    spec = held.declare(TinyEncoder(tiny_bert_dir), "tiny-held", "1")
+    assert spec.name == rec.retriever and resolve_retriever(spec.name, held) is spec
+    assert resolve_retriever(f"fuse:rrf(bm25,{spec.name})", held).stages[1] is spec  # stages resolve through it
+    with pytest.raises(HarnessError, match="declared in a Python process"):
+        run([spec.name], [str(tiny_beir)], ["ndcg@10"], tmp_path / "b", execution=CPU, log=lambda m: None,
+            declared=DeclaredModels())  # another caller's models: not this one
+    with pytest.raises(HarnessError, match="no model object of that name was declared"):
+        spec.load_under(LoadOptions(execution=CPU, declared=DeclaredModels()))
+    (again,) = run([spec.name], [str(tiny_beir)], ["ndcg@10"], tmp_path / "c", execution=CPU, log=lambda m: None,
+                   declared=held)
+    assert again.metrics == rec.metrics

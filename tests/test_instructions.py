@@ -47,3 +47,27 @@ def test_recipes_without_per_dataset_instructions_keep_their_fingerprints():
 
     assert "query_prefix_by_dataset" not in CONTRIEVER.recipe()
     assert "query_prefix_by_dataset" in RETRIEVERS.get("bge-base-en-v1.5").encoder.recipe()
+
+
+def test_search_is_told_its_dataset_and_does_not_read_what_index_left(tiny_bert_dir, tmp_path):
+    """Once, index() stored the dataset's query instruction and search() read it, so a search was right only
+    after the right index call. Now the context of each call says which dataset it is for."""
+    from harness.datasets import resolve_dataset
+    from harness.retrievers.base import SearchContext
+    from tests.conftest import make_tiny_beir
+
+    recipe = EncoderConfig(query_prefix="find: ", query_prefix_by_dataset=(("local/tiny", ""),))
+    spec = RetrieverSpec("tiny-instructed", "dense", "toy", model=str(tiny_bert_dir), encoder=recipe)
+    bare = resolve_dataset(str(make_tiny_beir(tmp_path / "tiny")))  # local/tiny: no instruction
+    instructed = resolve_dataset(str(make_tiny_beir(tmp_path / "other")))  # the recipe's own "find: "
+    assert (bare.id, instructed.id) == ("local/tiny", "local/other")
+    retriever = spec.load(execution=CPU)
+    retriever.index(bare)
+    right_after = retriever.search(bare.queries(), 10, SearchContext(bare))
+    retriever.index(instructed)  # the last index call is another dataset's
+    later = retriever.search(bare.queries(), 10, SearchContext(bare))
+    assert later.run == right_after.run and later.documents == 40
+    assert retriever.provenance(SearchContext(bare))["query_instruction"] == ""
+    assert retriever.provenance(SearchContext(instructed))["query_instruction"] == "find: "
+    other = retriever.search(bare.queries(), 10, SearchContext(instructed))  # same corpus, its own instruction
+    assert other.run != right_after.run
