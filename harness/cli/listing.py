@@ -52,8 +52,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     elif args.what == "measures":
         from harness.metrics.measures import measure_rows
 
-        rows = [tuple(r) for r in measure_rows()]
-        print(tabulate(rows, headers=["measure", "syntax", "trec_eval", "parameters", "judged by", "what"],
+        print(tabulate([tuple(r) for r in measure_rows()],
+                       headers=["measure", "syntax", "trec_eval", "parameters", "judged by", "what"],
                        maxcolwidths=[None, 24, 14, 30, 10, 40]))
     else:
         from harness.data.registry import SUITES
