@@ -300,3 +300,69 @@ def test_a_name_another_family_has_is_refused_at_registration():
         register_measure(Family("recall2", "R", None, "a clash"))
     with pytest.raises(ValueError, match="not a name the parser reads"):
         register_measure(Family("2fast", "Fast", None, "a bad name"))
+
+
+# --- measures over arrays (issue 38): the vectorised path equals the per-query functions bit for bit ----------
+ARRAY_MEASURES = ["nDCG@1", "nDCG@3", "nDCG@10", "nDCG@100", "nDCG(dcg=exp-log2)@5", "nDCG(judged_only=true)@3",
+                  "R@1", "R@5", "R(rel=2)@10", "R(judged_only=true)@3", "P@1", "P@5", "P(rel=2)@3",
+                  "P(rel=2,judged_only=true)@5", "AP", "AP@3", "AP(rel=2)", "AP(judged_only=true)", "RR", "RR@3",
+                  "RR(rel=3)", "RR(judged_only=true)@2", "Success@1", "Success(rel=2)@5", "Judged@1", "Judged@10"]
+
+
+def _query_by_query(qrels, run, names):
+    """What ``evaluate`` computed before issue 38: each measure's per-query function on trec_eval's ranking."""
+    measures = [parse_measure(n) for n in names]
+    out = {str(m): {} for m in measures}
+    for qid, rels in qrels.items():
+        ranking = [d for d, _ in ranked(run.get(qid, {}))]
+        for m in measures:
+            out[str(m)][qid] = m(rels, ranking)
+    return out
+
+
+def _tied_case(rng: random.Random):
+    """Graded qrels and a run with many ties, ids of one to three words (8 bytes each), judged queries the run
+    misses, run queries nobody judged, a query judged with nothing."""
+    docs = ["".join(rng.choice("ab9_é") for _ in range(rng.randint(1, 20))) for _ in range(rng.randint(3, 40))]
+    docs = list(dict.fromkeys(docs))
+    qrels, run = {}, {}
+    for q in range(rng.randint(1, 10)):
+        qid = f"q{q}"
+        qrels[qid] = {d: rng.choice([0, 0, 1, 2, 3]) for d in rng.sample(docs, rng.randint(0, len(docs)))}
+        if rng.random() < 0.15:
+            continue
+        scale = rng.choice([1, 2, 1000])
+        run[qid] = {d: float(rng.randint(-2, 5)) / scale for d in rng.sample(docs, rng.randint(0, len(docs)))}
+    run["unjudged"] = {d: 1.0 for d in docs[:3]}
+    return qrels, run
+
+
+@pytest.mark.parametrize("seed", range(150))
+def test_measures_over_arrays_equal_the_per_query_functions_exactly(tmp_path, seed):
+    """Every built-in measure, over a run read as arrays and over the dict, equals the per-query function exactly
+    (==, not approximately) on random runs with ties."""
+    from harness.trec import RunArrays, read_run_arrays, write_run
+
+    qrels, run = _tied_case(random.Random(seed))
+    expected = _query_by_query(qrels, run, ARRAY_MEASURES)
+    path = tmp_path / "r.trec"
+    write_run(path, {q: d for q, d in run.items() if d}, "t", score_format="%r")
+    from_file = read_run_arrays(path)
+    assert from_file.source is None  # read by the vectorised reader
+    for given in (run, from_file, RunArrays.from_dict(run)):
+        assert evaluate(qrels, given, ARRAY_MEASURES) == expected
+
+
+def test_measures_over_arrays_on_a_run_of_thousands_of_hits_equal_the_per_query_functions():
+    """Deep rankings (1,000 hits a query, ties at six decimals), where sums run long."""
+    from harness.trec import RunArrays
+
+    rng = random.Random(7)
+    qrels, run = {}, {}
+    for q in range(30):
+        docs = [f"doc{rng.randrange(10**6)}" for _ in range(1200)]
+        run[f"q{q}"] = {d: round(rng.gauss(10, 3), 3) for d in docs[:1000]}
+        qrels[f"q{q}"] = {d: rng.choice([0, 1, 2, 3]) for d in rng.sample(docs, 100)}
+    names = ["nDCG@10", "nDCG@1000", "R@1000", "AP", "AP@100", "RR", "P@100", "nDCG(dcg=exp-log2)@1000"]
+    assert evaluate(qrels, RunArrays.from_dict(run), names) == _query_by_query(qrels, run, names)
+    assert evaluate(qrels, run, names) == _query_by_query(qrels, run, names)

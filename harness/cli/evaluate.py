@@ -21,10 +21,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from harness.metrics import check_scorable, evaluate, mean
-    from harness.trec import read_qrels, read_run
+    from harness.trec import read_qrels, read_run_arrays
 
     metrics = args.metrics or ["ndcg@10", "recall@100"]
-    qrels, run = read_qrels(args.qrels), read_run(args.run)
+    qrels, run = read_qrels(args.qrels), read_run_arrays(args.run)
     check_scorable(qrels, run, qrels_source=str(args.qrels), run_source=str(args.run))
     per_query = evaluate(qrels, run, metrics)
     summary = {m: mean(v) for m, v in per_query.items()}

@@ -40,12 +40,14 @@ def ndcg(rels: Rels, ranking: Ranking, k: int | None, *, dcg: str = "log2", judg
     def gain(grade: int) -> float:
         return float(grade) if dcg == "log2" else 2.0 ** grade - 1.0
 
-    cut = _cut(rels, ranking, k, judged_only)
-    found = sum(gain(rels.get(d, 0)) / math.log2(i + 2) for i, d in enumerate(cut) if rels.get(d, 0) > 0)
+    found = 0.0  # sums added term by term in rank order (as harness.metrics.vectorised adds them)
+    for i, d in enumerate(_cut(rels, ranking, k, judged_only)):
+        if rels.get(d, 0) > 0:
+            found += gain(rels[d]) / math.log2(i + 2)
     ideal_grades = sorted((g for g in rels.values() if g > 0), reverse=True)
-    if k is not None:
-        ideal_grades = ideal_grades[:k]
-    ideal = sum(gain(g) / math.log2(i + 2) for i, g in enumerate(ideal_grades))
+    ideal = 0.0
+    for i, g in enumerate(ideal_grades if k is None else ideal_grades[:k]):
+        ideal += gain(g) / math.log2(i + 2)
     return found / ideal if ideal > 0 else 0.0
 
 
