@@ -187,3 +187,51 @@ def test_hash_collisions_change_no_reading_and_no_number(tmp_path, monkeypatch):
     path.write_text("q1 Q0 a 1 3 x\nq1 Q0 b 2 2 x\nq1 Q0 a 3 1 x\n")
     with pytest.raises(DataError, match="r.trec:3: document 'a' appears twice"):
         read_run_arrays(path)
+
+
+# qrels decoded at once: the line reader's reading, or its error
+
+
+def _qrels_file(rng: random.Random) -> bytes:
+    lines = []
+    beir = rng.random() < 0.4
+    if beir and rng.random() < 0.7:
+        lines.append(["query-id", "corpus-id", rng.choice(["score", "Relevance"])])
+    for _ in range(rng.randint(0, 30)):
+        q = "".join(rng.choice(ID_CHARS) for _ in range(rng.randint(1, 6)))
+        d = "".join(rng.choice(ID_CHARS) for _ in range(rng.randint(1, 10)))
+        g = rng.choice(["0", "1", "2", "3", "-1", "+2", "1_0", " 1", "x", "1.5", "١"])
+        lines.append([q, d, g] if beir else [q, "0", d, g])
+    if lines and rng.random() < 0.3:
+        lines.append(list(rng.choice(lines)))  # a judgement repeated
+    if lines and rng.random() < 0.3:
+        bad = list(rng.choice(lines))
+        bad[-1] = rng.choice(["0", "3"])  # ... maybe with another grade
+        lines.append(bad)
+    if lines and rng.random() < 0.2:
+        rng.choice(lines)[0] += rng.choice(["\u200b", "\x07", " x", "\u2003"])
+    sep = "\t" if beir and rng.random() < 0.8 else rng.choice([" ", "\t", "  "])
+    end = rng.choice(["\n", "\r\n"])
+    text = "".join(sep.join(parts) + end + ("  " + end if rng.random() < 0.05 else "") for parts in lines)
+    raw = text.encode("utf-8")
+    return (b"\xef\xbb\xbf" + raw) if rng.random() < 0.1 else raw
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**32 - 1), columns=st.sampled_from([None, 3, 4]))
+def test_qrels_read_at_once_as_the_line_reader_reads_them(tmp_path, seed, columns):
+    from harness.trec import _read_qrels_lines, read_qrels
+
+    path = tmp_path / "q.txt"
+    path.write_bytes(_qrels_file(random.Random(seed)))
+    try:
+        expected, error = _read_qrels_lines(path, columns), None
+    except DataError as e:
+        expected, error = None, str(e)
+    if error is not None:
+        with pytest.raises(DataError) as e:
+            read_qrels(path, columns)
+        assert str(e.value) == error
+        return
+    got = read_qrels(path, columns)
+    assert got == expected and list(got) == list(expected) and all(list(got[q]) == list(expected[q]) for q in got)
