@@ -119,9 +119,8 @@ class DenseEncoders:
         return "(title, text) as a pair" if self.config.text_pair else "title + ' ' + text"
 
     def compute_key(self) -> dict[str, Any]:
-        backend = {"backend": self.settings.backend} if self.settings.backend != REFERENCE.backend else {}
         return {"precision": self.compute.precision, "forward": self.settings.forward,
-                "batch_tokens": self.settings.batch_tokens, **backend}
+                "batch_tokens": self.settings.batch_tokens, **self._backend()}
 
     def store_key(self, dataset: Dataset) -> dict[str, Any]:
         # everything that decides the corpus vectors; the query prefix does not, so it is left out. The device
@@ -134,8 +133,11 @@ class DenseEncoders:
                 "text_rule": self.text_rule, "checksum": dataset.corpus_digest}
 
     def computed_with(self) -> dict[str, Any]:
-        backend = {"backend": self.settings.backend} if self.settings.backend != REFERENCE.backend else {}
-        return {**self.compute.to_dict(), **backend, "harness": __version__}
+        return {**self.compute.to_dict(), **self._backend(), "harness": __version__}
+
+    def _backend(self) -> dict[str, str]:
+        """Who encodes, when it is not the harness's own recipe reader (sentence-transformers itself)."""
+        return {"backend": self.settings.backend} if self.settings.backend != REFERENCE.backend else {}
 
     def doc_input(self, doc: Doc) -> Text:
         """What the document encoder reads of a document: title + " " + text, or the (title, text) pair."""

@@ -24,7 +24,6 @@ import numpy as np
 
 from harness.errors import HarnessError
 from harness.io import TRUSTED, Checksums
-from harness.retrievers.cross_encoder import CrossEncoderScorer, ScoreCache
 from harness.retrievers.base import (
     IndexReport,
     JsonObject,
@@ -34,6 +33,7 @@ from harness.retrievers.base import (
     StageRef,
     StageRun,
 )
+from harness.retrievers.cross_encoder import CrossEncoderScorer, ScoreCache
 from harness.retrievers.fusion import ElsewhereNote, stages_changed_settings
 from harness.retrievers.spec import RetrieverSpec
 from harness.retrievers.vectors import CorpusEncoding, VectorRetriever
