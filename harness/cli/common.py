@@ -22,12 +22,30 @@ def add_output_dir(p: argparse.ArgumentParser) -> None:
                    help="where run files, result records and leaderboard.csv go (default: results/)")
 
 
+class _Measures(argparse.Action):
+    """``--metric`` / ``-m``, repeatable: a name that stands for several measures (a set such as ``beir``,
+    trec_eval's ``P.5,10``) is given to the command as its members' names
+    (:func:`harness.metrics.measures.expand_measures`), each of which the rest of the harness reads on its own."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        from harness.errors import HarnessError
+        from harness.metrics.measures import expand_measures
+
+        text = str(values)
+        try:
+            names = [key for key, _ in expand_measures([text])]
+        except HarnessError:
+            names = [text]  # the command says what is wrong with it, as it always has
+        setattr(namespace, self.dest, [*(getattr(namespace, self.dest, None) or []), *names])
+
+
 def add_metrics(p: argparse.ArgumentParser, default: list[str] | None, *, help_extra: str = "") -> None:
-    """``--metric``: its help lists the registered measures and their parameters (``harness.metrics``), read
-    when the parser is made, so a measure registered before then is offered."""
+    """``--metric`` (``-m``, trec_eval's flag): its help lists the registered measures and their parameters
+    (``harness.metrics``), read when the parser is made, so a measure registered before then is offered."""
     from harness.metrics.measures import measure_help
 
-    p.add_argument("--metric", dest="metrics", action="append", default=None, metavar="METRIC",
+    p.add_argument("-m", "--metric", dest="metrics", action=_Measures, default=None, metavar="METRIC",
                    help=measure_help() + (f" (default: {' '.join(default)})" if default else "") + help_extra)
 
 

@@ -79,8 +79,9 @@ class GradedJudgements:
         return str(measure), measure.k or 0
 
     def evaluate(self, run: Mapping[str, Mapping[str, float]], metrics: Sequence[str]) -> Evaluation:
-        """Per-query values of ``metrics`` (ranking by score, then id, as trec_eval) and no extras."""
-        return evaluate(self.qrels(), run, metrics), {}
+        """Per-query values of ``metrics`` (ranking by score, then id, as trec_eval), keyed by their canonical
+        names (as records keep them, however they were written), and no extras."""
+        return evaluate(self.qrels(), run, [parse_measure(m) for m in metrics]), {}
 
     def judged_documents(self) -> set[str]:
         return {d for rels in self.qrels().values() for d in rels}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from harness.errors import HarnessError
-from harness.metrics.measures import Measure, parse_measure
+from harness.metrics.measures import Measure, expand_measures
 from harness.trec import RunArrays, ranked
 
 PerQuery = dict[str, float]
@@ -13,9 +13,12 @@ PerQuery = dict[str, float]
 AnyRun = Mapping[str, Mapping[str, float]] | RunArrays
 
 
-def evaluate(qrels: Mapping[str, Mapping[str, int]], run: AnyRun,
-             measures: Iterable[str | Measure]) -> dict[str, PerQuery]:
-    """Per-query values, ``{measure: {qid: value}}``, for every query in ``qrels``.
+def evaluate(qrels: Mapping[str, Mapping[str, int]], run: AnyRun, measures: Iterable[str | Measure], *,
+             rel: int | None = None) -> dict[str, PerQuery]:
+    """Per-query values, ``{name: {qid: value}}``, for every query in ``qrels``, keyed by the names as given
+    (``P@1``, ``P.1`` and ``p@1`` are one measure, each returned under its own name; a set such as ``beir`` or
+    trec_eval's ``P.5,10`` under its members' names, :func:`~harness.metrics.measures.expand_measures`). ``rel``
+    is trec_eval's ``-l``: the relevance level of every measure that takes one and does not give its own.
 
     A judged query that the run does not answer scores 0 (trec_eval ``-c``). Queries the run answers
     but the qrels do not judge are ignored, as trec_eval ignores them. Inputs are not modified.
@@ -24,23 +27,27 @@ def evaluate(qrels: Mapping[str, Mapping[str, int]], run: AnyRun,
     (``harness.metrics.vectorised``: the rank of each judged document, found once), equal bit for bit to their
     per-query functions; a measure registered without a vectorised form is computed query by query.
     """
-    parsed = [m if isinstance(m, Measure) else parse_measure(m) for m in measures]
-    out: dict[str, PerQuery] = {str(m): {} for m in parsed}
+    named = expand_measures(measures, rel)
+    parsed = list(dict.fromkeys(m for _, m in named))
     by_query = [m for m in parsed if not _vectorised(m)]
+    values: dict[Measure, PerQuery] = {m: {} for m in parsed}
     if len(by_query) < len(parsed):
         from harness.metrics.vectorised import VECTORISED, judged
 
         ranks = judged(qrels, run)
         for m in parsed:
             if m not in by_query and m.family.fn is not None:
-                values = VECTORISED[m.family.fn](ranks, m.k, **m.arguments)
-                out[str(m)] = dict(zip(ranks.qids, values.tolist(), strict=True))
+                values[m] = dict(zip(ranks.qids, VECTORISED[m.family.fn](ranks, m.k, **m.arguments).tolist(),
+                                     strict=True))
     if by_query:
         hits = run.to_dict() if isinstance(run, RunArrays) else run
         for qid, rels in qrels.items():
             ranking = [d for d, _ in ranked(hits.get(qid, {}))]
             for m in by_query:
-                out[str(m)][qid] = m(rels, ranking)
+                values[m][qid] = m(rels, ranking)
+    out: dict[str, PerQuery] = {}
+    for key, m in named:  # a measure asked for under two names: one dict each
+        out[key] = values[m] if not any(values[m] is v for v in out.values()) else dict(values[m])
     return out
 
 

@@ -3,10 +3,17 @@ parser that reads their names, compatible with ir_measures' names.
 
 Written as ir_measures writes them (``nDCG@10``, ``R@100``, ``R(rel=2)@1000``, ``AP(rel=2)``, ``RR@10``,
 ``P@10``, ``Success@5``, ``Judged@10``, ``Accuracy@20``, ``nDCG(judged_only=True)@10``,
-``nDCG(dcg='exp-log2')@10``) or as the harness always has (``ndcg@10``, ``recall@100``, ``map@100``,
+``nDCG(dcg='exp-log2')@10``), as trec_eval writes them (``ndcg_cut.10`` as its ``-m`` takes it, ``ndcg_cut_10``
+as it prints it, ``P.10``, ``recall.1000``, ``map``, ``map_cut.100``, ``recip_rank``, ``success.5``; a family's
+``trec_eval`` name with a cut-off) or as the harness always has (``ndcg@10``, ``recall@100``, ``map@100``,
 ``mrr@10``, ``p@10``, ``accuracy@20``, ``top-20 accuracy``); case does not matter. Records, tables and
 baselines spell a measure one way, :meth:`Measure.__str__` (``ndcg@10``, ``recall(rel=2)@1000``,
-``ndcg(dcg=exp-log2)@10``), so a name written either way finds the same numbers.
+``ndcg(dcg=exp-log2)@10``), so a name written any of these ways finds the same numbers.
+
+A name may also stand for several measures (:func:`expand_measures`): a measure set (``beir``: BEIR's NDCG, MAP,
+Recall and P at 1, 3, 5, 10, 100 and 1000, named as BEIR names them) or trec_eval's list of cut-offs
+(``P.5,10,20``, named as trec_eval prints them: ``P_5``, ``P_10``, ``P_20``). trec_eval's ``-l N`` is a default
+relevance level (``rel``) for the measures that take one and do not write their own.
 
 A :class:`Family` is one kind of measure: its names, its per-query function (``harness.metrics.functions``,
 where the definitions are), the parameters it takes (``harness.params.Param``: name, type, default, range or
@@ -19,7 +26,7 @@ offered everywhere. A parameter left at its default is not written in the measur
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import NamedTuple
@@ -39,8 +46,9 @@ from harness.metrics.functions import (
 from harness.params import Param
 from harness.registry import Registry
 
-__all__ = ["ANSWERS", "FAMILIES", "JUDGED_ONLY", "QRELS", "REL", "Family", "Measure", "MeasureRow", "ParamValue",
-           "Ranking", "Rels", "measure_help", "measure_rows", "parse_measure", "register_measure"]
+__all__ = ["ANSWERS", "FAMILIES", "JUDGED_ONLY", "MEASURE_SETS", "QRELS", "REL", "Family", "Measure", "MeasureRow",
+           "ParamValue", "Ranking", "Rels", "expand_measures", "measure_help", "measure_rows", "parse_measure",
+           "register_measure", "register_measure_set"]
 
 #: what a measure parameter holds (``Param.kind``: int, float, bool or str)
 ParamValue = int | float | bool | str
@@ -180,10 +188,14 @@ def measure_help() -> str:
     if params:
         text += f", with parameters {params}, e.g. R(rel=2)@1000, nDCG(judged_only=true)@10"
     text += "".join(f"; {f.syntax()} (judged by {f.judgement})" for f in others)
-    return text + "; the harness's ndcg@10, recall@100 ... too; repeatable"
+    sets = ", ".join(f"{name} ({summary})" for name, (summary, _) in MEASURE_SETS.items())
+    return (text + "; the harness's ndcg@10, recall@100 ... and trec_eval's ndcg_cut.10, P.5,10, recall.1000, map, "
+            f"recip_rank ... too; a set: {sets}; repeatable")
 
 
 _PATTERN = re.compile(r"^(?P<name>[a-z_][a-z0-9_ -]*?)\s*(?:\((?P<params>[^)]*)\))?\s*(?:@\s*(?P<k>[0-9]+))?$")
+#: trec_eval's cut-offs: ``ndcg_cut.10`` (its -m), ``ndcg_cut_10`` (its output), ``P.5,10`` (its lists, -m only)
+_TREC_EVAL = re.compile(r"^(?P<name>[a-z_]+?)(?P<sep>[._])(?P<ks>[0-9]+(?:,[0-9]+)*)$")
 _GLUED_ACCURACY = re.compile(r"^(?:top-?(\d+)\s+(?:accuracy|acc)|(?:accuracy|acc|top)-?(\d+))$")
 
 
@@ -245,30 +257,73 @@ def _harness_value(value: ParamValue) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def parse_measure(text: str) -> Measure:
-    """The measure ``text`` names, in either spelling (see the module docstring); one line naming the
-    problem otherwise."""
+def parse_measure(text: str, rel: int | None = None) -> Measure:
+    """The measure ``text`` names, in any spelling (see the module docstring); one line naming the problem
+    otherwise. ``rel`` is a relevance level (trec_eval's ``-l``) for a measure that takes one and whose name does
+    not give its own; the others ignore it, as trec_eval's nDCG does."""
     clean = " ".join(str(text).strip().lower().split())
     glued = _GLUED_ACCURACY.match(clean)
     if glued:
         clean = f"accuracy@{glued.group(1) or glued.group(2)}"
     m = _PATTERN.match(clean)
     family = _owner(m.group("name").strip()) if m else None
+    trec = _TREC_EVAL.match(clean) if family is None else None
+    if trec is not None and _trec_eval_owner(trec.group("name")) is not None:
+        return _trec_eval_measure(text, trec, rel)
     if not m or family is None:
-        known = ", ".join(f"{f.ir_name}@k" for _, f in FAMILIES.items())
-        raise HarnessError(f"unknown metric {text!r}; known: {known}, with (rel=N) where it applies "
-                           "(e.g. nDCG@10, R@100, R(rel=2)@1000, AP(rel=2)); the names ndcg@10, recall@100, "
-                           "map, mrr@10, p@10, accuracy@20 work too")
+        raise HarnessError(_unknown(text, clean))
     k = int(m.group("k")) if m.group("k") else None
     if k is not None and k < 1:
         raise HarnessError(f"metric {text!r}: the cut-off must be at least 1")
     if family.needs_k and k is None:
         raise HarnessError(f"metric {text!r} needs a cut-off, e.g. {family.ir_name}@10")
-    values = _parameters(text, family, m.group("params") or "", k)
-    rel = values.pop("rel", 1)
-    assert isinstance(rel, int)
+    return _measure(text, family, m.group("params") or "", k, rel)
+
+
+def _measure(text: str, family: Family, written: str, k: int | None, rel: int | None) -> Measure:
+    values = _parameters(text, family, written, k)
+    level = values.pop("rel", rel if rel is not None and family.takes_rel and "rel" not in _written(written) else 1)
+    if level != 1:
+        checked = REL.parse(str(level), f"metric {text!r}")
+        assert isinstance(checked, int)
+        level = checked
+    assert isinstance(level, int)
     options = tuple((p.name, values[p.name]) for p in family.params if p.name in values)
-    return Measure(family.name, k, rel, options)
+    return Measure(family.name, k, level, options)
+
+
+def _written(params: str) -> set[str]:
+    """The parameter names a name writes (``rel=1`` too, which is the default and so not kept)."""
+    return {item.partition("=")[0].strip() for item in params.split(",") if item.strip()}
+
+
+def _trec_eval_owner(name: str) -> Family | None:
+    """The family whose trec_eval name is ``name`` (``ndcg_cut``, ``p``, ``recall``, ``map_cut``, ``success``)."""
+    return next((f for _, f in FAMILIES.items() if f.trec_eval and f.trec_eval.lower() == name), None)
+
+
+def _trec_eval_measure(text: str, trec: re.Match[str], rel: int | None) -> Measure:
+    family = _trec_eval_owner(trec.group("name"))
+    assert family is not None
+    if "," in trec.group("ks"):
+        name = str(text).strip()[:len(trec.group("name"))]
+        raise HarnessError(f"metric {text!r} names {len(trec.group('ks').split(','))} measures (trec_eval's list of "
+                           "cut-offs): give it to --metric or harness.evaluate, which take lists, or one cut-off "
+                           f"each, e.g. {name}.{trec.group('ks').split(',')[0]}")
+    k = int(trec.group("ks"))
+    if k < 1:
+        raise HarnessError(f"metric {text!r}: the cut-off must be at least 1")
+    return _measure(text, family, "", k, rel)
+
+
+def _unknown(text: str, clean: str) -> str:
+    if clean in MEASURE_SETS:
+        return (f"metric {text!r} is a set of measures ({MEASURE_SETS[clean][0]}): give it to --metric or "
+                "harness.evaluate, or expand it with harness.metrics.expand_measures")
+    known = ", ".join(f"{f.ir_name}@k" for _, f in FAMILIES.items())
+    return (f"unknown metric {text!r}; known: {known}, with (rel=N) where it applies (e.g. nDCG@10, R@100, "
+            "R(rel=2)@1000, AP(rel=2)); the names ndcg@10, recall@100, map, mrr@10, p@10, accuracy@20 and trec_eval's "
+            "ndcg_cut.10, P.10, recall.1000, map_cut.100, recip_rank, success.5 work too")
 
 
 def _parameters(text: str, family: Family, written: str, k: int | None) -> dict[str, ParamValue]:
@@ -299,3 +354,45 @@ def _parameters(text: str, family: Family, written: str, k: int | None) -> dict[
 def _unquoted(value: str) -> str:
     """A value as ir_measures writes strings (``'exp-log2'``) or bare."""
     return value[1:-1] if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"" else value
+
+
+#: named sets of measures (:func:`expand_measures`): name -> (what it is, its members as they are keyed)
+MEASURE_SETS: dict[str, tuple[str, tuple[str, ...]]] = {}
+
+
+def register_measure_set(name: str, summary: str, members: tuple[str, ...]) -> None:
+    """Add a named set of measures: ``--metric NAME`` and ``harness.evaluate(..., [NAME])`` compute each member,
+    keyed as written here. Every member must parse; a name a set or a measure has already is refused."""
+    key = name.lower()
+    if key in MEASURE_SETS or _owner(key) is not None:
+        raise ValueError(f"measure set {name!r}: the name is taken")
+    for member in members:
+        parse_measure(member)
+    MEASURE_SETS[key] = (summary, members)
+
+
+register_measure_set("beir", "BEIR's nDCG, MAP, Recall and P at 1, 3, 5, 10, 100, 1000",
+                     tuple(f"{n}@{k}" for n in ("NDCG", "MAP", "Recall", "P") for k in (1, 3, 5, 10, 100, 1000)))
+
+
+def expand_measures(names: Iterable[str | Measure], rel: int | None = None) -> list[tuple[str, Measure]]:
+    """Each name with the measure it is, a name that stands for several expanded: a measure set to its members
+    (keyed as the set names them: ``beir`` -> ``NDCG@10``, ``MAP@10``, ...) and trec_eval's list of cut-offs to
+    one measure each (keyed as trec_eval prints them: ``P.5,10`` -> ``P_5``, ``P_10``). Every other name is keyed
+    as given (surrounding space aside); ``rel`` is trec_eval's ``-l`` (:func:`parse_measure`)."""
+    out: list[tuple[str, Measure]] = []
+    for name in names:
+        if isinstance(name, Measure):
+            out.append((str(name), name))
+            continue
+        text = str(name).strip()
+        clean = " ".join(text.lower().split())
+        trec = _TREC_EVAL.match(clean)
+        if clean in MEASURE_SETS:
+            out += [(member, parse_measure(member, rel)) for member in MEASURE_SETS[clean][1]]
+        elif trec is not None and "," in trec.group("ks") and _trec_eval_owner(trec.group("name")) is not None:
+            base = text[:len(trec.group("name"))]
+            out += [(f"{base}_{k}", parse_measure(f"{base}_{k}", rel)) for k in trec.group("ks").split(",")]
+        else:
+            out.append((text, parse_measure(text, rel)))
+    return out
