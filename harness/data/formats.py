@@ -28,7 +28,7 @@ from harness.lines import check_id
 from harness.trec import NO_TOPICS, NO_TOPICS_FIX, read_tagged_topics, read_tsv_topics
 
 if TYPE_CHECKING:
-    from harness.data.parts import CorpusReader
+    from harness.data.readers import CorpusReader
 
 __all__ = ["BeirQrels", "DprCorpus", "JsonlCorpus", "JsonlTopics", "QrelsFile", "TaggedTopics", "TrecQrels",
            "TsvCorpus", "TsvTopics", "iter_corpus", "read_queries", "topics_file"]

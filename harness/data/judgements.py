@@ -16,7 +16,7 @@ from harness.metrics.measures import QRELS
 from harness.trec import Qrels, read_qrels
 
 if TYPE_CHECKING:
-    from harness.data.parts import TopicsReader
+    from harness.data.readers import TopicsReader
 
 #: per-query values of each measure: {measure: {qid: value}}
 PerQuery = dict[str, dict[str, float]]

@@ -18,6 +18,7 @@ from typing import Protocol
 
 from harness.data.corpus import Doc
 from harness.data.judgements import Judgements
+from harness.data.readers import CorpusReader, TopicsReader
 from harness.data.registry import EvalProtocol
 from harness.errors import HarnessError
 
@@ -25,32 +26,6 @@ __all__ = ["BEIR_METRICS", "CorpusReader", "JudgementsReader", "PartsDataset", "
 
 #: the measures a dataset judged by qrels reports unless told otherwise (BEIR's)
 BEIR_METRICS = ("ndcg@10", "recall@100", "recall@1000")
-
-
-class CorpusReader(Protocol):
-    """The documents of a dataset: streamed, never held; ``path`` is the file they come from (named in
-    messages, sized for resources) and ``digest`` their content digest, computed once."""
-
-    @property
-    def path(self) -> Path: ...
-
-    @property
-    def digest(self) -> str: ...
-
-    def docs(self) -> Iterator[Doc]: ...
-
-    def files(self) -> list[Path]: ...
-
-
-class TopicsReader(Protocol):
-    """The topics (queries) of a dataset: every one its file holds, id -> text."""
-
-    @property
-    def path(self) -> Path: ...
-
-    def topics(self) -> dict[str, str]: ...
-
-    def files(self) -> list[Path]: ...
 
 
 class JudgementsReader(Protocol):

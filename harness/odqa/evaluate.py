@@ -24,7 +24,7 @@ from harness.odqa.match import _answer_tokens, _contains, has_answer, tokens
 
 if TYPE_CHECKING:
     from harness.data.corpus import Doc
-    from harness.data.parts import TopicsReader
+    from harness.data.readers import TopicsReader
 
 
 class AnsweredDataset(Protocol):

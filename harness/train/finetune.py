@@ -56,9 +56,10 @@ def finetune(cfg: FinetuneConfig) -> TrainResult:
     from harness.train.checkpoint import checkpoint_metadata, claim_output, save_checkpoint
     from harness.train.config import LOG_FILE
     from harness.train.encoder import init_encoder_config
-    from harness.train.loop import RunState, fold_stats, objective_step, optimise
+    from harness.train.loop import fold_stats, objective_step, optimise
     from harness.train.objectives import SupervisedPairs
     from harness.train.setup import optimiser, seed_everything, start_model
+    from harness.train.state import RunState
     from harness.train.trainer import TrainResult
 
     cfg.validate()  # every option against its declaration (--batch-size >= 2: in-batch negatives)

@@ -10,42 +10,17 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from harness.errors import HarnessError
-from harness.retrievers.config import EncoderConfig
-from harness.train.encoder import TrainEncoder
-from harness.train.moco import KeyQueue
+from harness.train.state import RunState
 
 if TYPE_CHECKING:
     from harness.train.objectives import Batch, Embeddings, LossOutput, Objective, TrainConfig
-
-
-@dataclass
-class RunState:
-    """Everything a training run holds between steps."""
-
-    device: torch.device
-    output: Path
-    tokenizer: Any  # a transformers tokenizer (untyped by transformers)
-    encoder: TrainEncoder  # the model with the recipe's pooling
-    enc_cfg: EncoderConfig
-    checksum: str  # of the training data
-    key_encoder: TrainEncoder | None  # the momentum encoder (queue objectives)
-    queue: KeyQueue | None
-    opt: torch.optim.Optimizer
-    sched: torch.optim.lr_scheduler.LRScheduler
-    scaler: torch.amp.GradScaler | None
-    amp: torch.dtype | None
-    start: int
-    end: int
-    batches: Iterator[dict[str, torch.Tensor]] | None
-    init_digest: str | None = None  # the init model's content digest (encoder.init_identity)
 
 
 def linear_schedule(warmup: int, total: int) -> Callable[[int], float]:

@@ -23,7 +23,7 @@ from harness.train.guards import WEIGHT_GUARDS
 if TYPE_CHECKING:
     import torch
 
-    from harness.train.loop import RunState
+    from harness.train.state import RunState
 
 Batch = dict[str, "torch.Tensor"]
 #: what an objective's loss is computed from: named tensors of one micro-batch (or of the whole step, joined)

@@ -50,10 +50,11 @@ from harness.train.config import LOG_FILE, TrainConfig
 from harness.train.crops import ContrastiveBatches, SpecialIds
 from harness.train.data import build_token_stream, make_windows, resolve_source
 from harness.train.encoder import init_encoder_config, init_identity
-from harness.train.loop import RunState, fold_stats, objective_step, optimise
+from harness.train.loop import fold_stats, objective_step, optimise
 from harness.train.moco import KeyQueue, average_gradients, momentum_update
 from harness.train.objectives import get_objective
 from harness.train.setup import optimiser, start_model
+from harness.train.state import RunState
 
 
 @dataclass

@@ -12,9 +12,10 @@ import torch
 
 from harness.train.config import TrainConfig
 from harness.train.encoder import TrainEncoder
-from harness.train.loop import RunState, objective_step
+from harness.train.loop import objective_step
 from harness.train.moco import KeyQueue
 from harness.train.objectives import OBJECTIVES, Objective
+from harness.train.state import RunState
 
 
 def _run(tiny_bert, objective: Objective, amp: torch.dtype | None) -> RunState:
