@@ -287,10 +287,13 @@ def test_an_unreadable_index_file_is_built_again_and_a_readonly_one_is_one_line(
         run([f"hf:{model}"], [str(folder)], None, tmp_path / "c", settings=hnsw, execution=CPU, log=lambda m: None)
 
 
-def test_an_index_is_tied_to_the_vectors_it_was_built_from(tmp_path):
+def test_an_index_is_tied_to_the_vectors_it_was_built_from(tmp_path, monkeypatch):
     """A store encoded again with other vectors of the same count (here: each shard's rows reversed, seals
-    rewritten to match) gets an index of its own: once, the older index was used because its count fitted."""
+    rewritten to match) gets an index of its own: once, the older index was used because its count fitted.
+    The forged store lives in a cache of this test's own (the session's cache is shared by later tests)."""
     import hashlib
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
 
     model = make_tiny_bert(tmp_path / "bert", hidden=16)
     folder = make_tiny_beir(tmp_path / "tiny")
