@@ -7,6 +7,7 @@ The Python API (for notebooks), the same computations as the command line::
     records[0].metrics                    # {"ndcg@10": ..., "recall@100": ..., "recall@1000": ...}
     harness.evaluate(qrels, run, ["ndcg@10"])        # trec_eval measures of in-memory dicts or TREC files
     harness.leaderboard("results", "ndcg@10")          # the retriever x dataset table (pandas)
+    harness.experiment(["bm25", "hf:..."], ["beir/scifact"], ["ndcg@10"], baseline="bm25")  # + paired tests
 
 Nothing heavy is imported until a function is called.
 """
@@ -17,8 +18,8 @@ from typing import Any
 
 from harness.version import __version__
 
-__all__ = ["__version__", "evaluate", "leaderboard", "run"]
-_API = ("dataset", "evaluate", "leaderboard", "run")
+__all__ = ["__version__", "evaluate", "experiment", "leaderboard", "run"]
+_API = ("dataset", "evaluate", "experiment", "leaderboard", "run")
 
 
 def __getattr__(name: str) -> Any:

@@ -1,5 +1,5 @@
-"""The Python API (``harness.run``, ``harness.evaluate``, ``harness.leaderboard``, and :func:`dataset` for a
-dataset made of Python objects): the same computations as the command line, for notebooks.
+"""The Python API (``harness.run``, ``harness.evaluate``, ``harness.leaderboard``, ``harness.experiment``, and
+:func:`dataset` for a dataset made of Python objects): the same computations as the command line, for notebooks.
 ``harness/__init__.py`` hands these out lazily."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from harness.results.records import ResultRecord
     from harness.settings import EncodeSettings, Execution
 
-__all__ = ["dataset", "evaluate", "evaluate_model", "leaderboard", "run"]
+__all__ = ["dataset", "evaluate", "evaluate_model", "experiment", "leaderboard", "run"]
 
 #: what names a dataset to the Python API: an id, a folder, or a dataset made by :func:`dataset`
 DatasetRef = str | Path | MemoryDataset
@@ -145,3 +145,124 @@ def leaderboard(output_dir: str | Path = "results", metric: str = "ndcg@10") -> 
 
     df, _ = rebuild(Path(output_dir))
     return table(df, normalize_metric(metric))[0]
+
+
+def experiment(systems: Sequence[str], datasets: Sequence[DatasetRef] | DatasetRef,
+               measures: Sequence[str] | None = None, baseline: str | int | None = None, *,
+               correction: str | None = "holm", test: str = "t", alpha: float = 0.05,
+               output_dir: str | Path | None = None, **run_options: Any) -> pd.DataFrame:
+    """Every system on every dataset as one table, tested against a baseline (PyTerrier's ``pt.Experiment``).
+
+    Runs (or reuses, as :func:`run` does: the same records under ``output_dir``, default ``results``) each of
+    ``systems`` (retriever names, as ``harness run`` takes them) on each of ``datasets``; ``run_options`` go to
+    :func:`run` (``settings``, ``execution``, ``force``, ``depth``, ``split``, ``suites``, ``drop_self_hits``).
+    ``measures`` None: each dataset's default measures; a set (``beir``) or trec_eval's list (``P.5,10``)
+    stands for its members. Unknown systems, datasets or measures are refused in the one line :func:`run` gives.
+
+    The DataFrame has one row per (dataset, system), datasets in the order run, systems in the order given,
+    and the columns:
+
+    - ``dataset``: the dataset's id; ``system``: the row as tables print it (the record's label);
+    - ``<m>`` per measure (named as given; the records' canonical names when ``measures`` is None): the
+      system's mean over the judged queries (the record's metric);
+
+    and, when ``baseline`` is given (a system as named in ``systems``, its row's label, or its index in
+    ``systems``), per measure ``<m>``:
+
+    - ``<m> delta``: the system's mean minus the baseline's on that dataset;
+    - ``<m> p``: the two-sided p-value of the paired ``test`` (``"t"``, ``"wilcoxon"`` or
+      ``"randomization"``) over the queries of both records, aligned on query id: the functions
+      ``harness compare`` uses (``harness.results.stats``; randomization at its default seed and resamples);
+    - ``<m> p corrected``: Holm's adjustment (``correction="holm"``) of the ``<m> p`` of every non-baseline
+      row across systems and datasets, as ``harness compare`` corrects across its comparisons; with
+      ``correction=None`` it is ``<m> p``;
+    - ``<m> sig`` (nullable boolean): ``<m> p corrected <= alpha`` and a non-zero delta, as ``harness
+      compare``'s ``sig`` column;
+    - ``<m> detectable``: the smallest mean difference the paired t-test detects with 80% power at 0.05 over
+      these queries (``harness.results.power``; a smaller true difference is likely missed);
+
+    and ``queries`` (nullable integer): how many queries were paired. The baseline's own rows hold NaN
+    (``<NA>``) in every one of these columns.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from harness.errors import HarnessError
+    from harness.metrics.measures import expand_measures
+    from harness.results.power import paired_power
+    from harness.results.stats import PairedComparison, holm, paired_pvalue, paired_scores
+
+    systems = [systems] if isinstance(systems, str) else list(systems)
+    if test not in PairedComparison.TESTS:
+        raise HarnessError(f"unknown test {test!r}; known: {', '.join(PairedComparison.TESTS)}")
+    if correction not in ("holm", None):
+        raise HarnessError(f"unknown correction {correction!r}; known: 'holm', None (no correction)")
+    if not 0 < alpha < 1:
+        raise HarnessError(f"alpha must lie in (0, 1), got {alpha}")
+    if not systems:
+        raise HarnessError("name at least one system")
+    base = _baseline_index(baseline, systems)
+    named: dict[str, str] = {}  # canonical measure -> its column (the first name given for it)
+    for key, measure in expand_measures(measures or ()):
+        named.setdefault(str(measure), key)
+    records = run(systems, _names(datasets), list(named.values()) or None,
+                  "results" if output_dir is None else output_dir, **run_options)
+    if not named:  # each dataset's defaults, in the order the records keep them
+        named = {m: m for r in records for m in r.metrics}
+    n = len(systems)
+    groups = [records[i:i + n] for i in range(0, len(records), n)]  # the runner's order: per dataset, each system
+    if base is None and baseline is not None and groups:
+        base = next((i for i, r in enumerate(groups[0]) if baseline in (r.label, r.retriever)), None)
+        if base is None:
+            raise HarnessError(f"baseline {baseline!r} is none of the systems ({', '.join(systems)}) nor their rows "
+                               f"({', '.join(r.label for r in groups[0])})")
+    rows: list[dict[str, Any]] = []
+    tested: dict[str, list[tuple[int, float]]] = {m: [] for m in named}  # measure -> (row, p) of every test
+    for group in groups:
+        for i, rec in enumerate(group):
+            row: dict[str, Any] = {"dataset": rec.dataset, "system": rec.label}
+            row.update({col: rec.metrics.get(m, np.nan) for m, col in named.items()})
+            if base is not None:
+                row["queries"] = pd.NA
+                for m, col in named.items():
+                    row.update({f"{col} delta": np.nan, f"{col} p": np.nan, f"{col} p corrected": np.nan,
+                                f"{col} sig": pd.NA, f"{col} detectable": np.nan})
+                    if i == base or m not in rec.per_query:
+                        continue
+                    _, a, b = paired_scores(group[base], rec, m)
+                    d = np.asarray(b, dtype=np.float64) - np.asarray(a, dtype=np.float64)
+                    p = paired_pvalue(test, a, b)
+                    row.update({f"{col} delta": float(d.mean()), f"{col} p": p,
+                                f"{col} detectable": paired_power(d).detectable})
+                    row["queries"] = len(d)
+                    tested[m].append((len(rows), p))
+            rows.append(row)
+    if base is not None:
+        for m, col in named.items():
+            pairs = tested[m]
+            adjusted = holm([p for _, p in pairs]) if correction == "holm" else [p for _, p in pairs]
+            for (r, _), q in zip(pairs, adjusted, strict=True):
+                rows[r][f"{col} p corrected"] = q
+                rows[r][f"{col} sig"] = bool(q <= alpha and rows[r][f"{col} delta"] != 0)
+    columns = ["dataset", "system", *named.values()]
+    if base is not None:
+        columns += [f"{col} {what}" for col in named.values()
+                    for what in ("delta", "p", "p corrected", "sig", "detectable")] + ["queries"]
+    df = pd.DataFrame(rows, columns=columns)
+    if base is not None:
+        df = df.astype({"queries": "Int64", **{f"{col} sig": "boolean" for col in named.values()}})
+    return df
+
+
+def _baseline_index(baseline: str | int | None, systems: Sequence[str]) -> int | None:
+    """The index in ``systems`` of the baseline given as an index or as named there; None when it is not
+    given, or is a name to look for among the rows' labels once they are run."""
+    from harness.errors import HarnessError
+
+    if baseline is None or isinstance(baseline, str):
+        return systems.index(baseline) if baseline in systems else None
+    if isinstance(baseline, bool) or not isinstance(baseline, int):
+        raise TypeError(f"baseline is a system's name or its index in systems, not a {type(baseline).__name__}")
+    if not -len(systems) <= baseline < len(systems):
+        raise HarnessError(f"baseline {baseline} is not an index of the {len(systems)} system(s)")
+    return baseline % len(systems)
