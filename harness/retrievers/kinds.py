@@ -6,6 +6,7 @@ registers them. No torch here: each kind's ``load()`` imports its retriever's mo
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,10 +33,49 @@ if TYPE_CHECKING:
 SPLADE: dict[str, Any] = {"doc_max_length": 512, "query_max_length": 256, "weight_range": 5, "quant_range": 256}
 
 
+#: BM25's parameters, declared once; a registered BM25 name takes them as ``bm25(k1=1.2;b=0.75)``. The defaults
+#: are Pyserini's (its BEIR runs: k1=0.9, b=0.4). Lucene refuses a k1 below 0 or not finite as a float32 and a
+#: b outside [0, 1]; k1 stops at 1e6, far past where BM25 still saturates term frequency.
+BM25_PARAMS: tuple[Param, ...] = (
+    Param("k1", float, 0.9, "term-frequency saturation", low=0, high=1e6),
+    Param("b", float, 0.4, "document-length normalisation", low=0, high=1))
+BM25_EXAMPLE = "bm25(k1=1.2;b=0.75)"
+
+
 class BM25Kind(RetrieverKind):
-    """Lucene BM25 through pyserini; registered names only (``bm25``, ``bm25-multifield``)."""
+    """Lucene BM25 through pyserini: the registered names (``bm25``, ``bm25-multifield``), with their
+    parameters when they differ from Pyserini's (``bm25(k1=1.2;b=0.75)``)."""
 
     name = "bm25"
+
+    def with_params(self, spec: RetrieverSpec, name: str) -> RetrieverSpec:
+        """``spec`` with k1 and b as ``name`` writes them (either may be left out: the registered spec's value).
+        The name is canonical: the registered name when the values are its own (so a published reproduction
+        keeps its row), else both values written out, ``bm25(k1=1.2;b=0.75)``."""
+        fix = f"write {spec.name}(k1=X;b=Y), e.g. {BM25_EXAMPLE.replace('bm25', spec.name, 1)}"
+        body = name[len(spec.name) + 1:]
+        if not body.endswith(")") or not body[:-1].strip():
+            raise HarnessError(f"{name!r}: expected {spec.name}(key=value;...) with "
+                               f"{', '.join(p.name for p in BM25_PARAMS)}; {fix}")
+        given: dict[str, str] = {}
+        for part in split_top(body[:-1]):
+            key, eq, value = part.partition("=")
+            key = key.strip()
+            if not eq or not key:
+                raise HarnessError(f"{name!r}: {part!r} is not key=value; {fix}")
+            if key in given:
+                raise HarnessError(f"{name!r}: {key} is given twice; {fix}")
+            given[key] = value
+        declared = tuple(replace(p, default=spec.params[p.name]) for p in BM25_PARAMS)
+        try:
+            params = {k: v + 0.0 for k, v in parse_params(declared, given, name).items()}  # -0.0 is 0.0
+        except HarnessError as e:
+            raise HarnessError(f"{e}; {fix}") from None
+        if all(params[k] == spec.params[k] for k in params):
+            return spec
+        canonical = f"{spec.name}({_param_text(params)[1:]})"
+        what = f"{spec.description.partition(',')[0]}, as {spec.name} but k1={params['k1']} b={params['b']}"
+        return RetrieverSpec(canonical, self.name, what, params={**spec.params, **params})
 
     def load(self, spec: RetrieverSpec, options: LoadOptions, stages: Sequence[Retriever]) -> Retriever:
         from harness.retrievers.lucene import BM25Retriever
@@ -47,6 +87,12 @@ class BM25Kind(RetrieverKind):
 
     def recipe(self, spec: RetrieverSpec) -> str:
         return f"k1={spec.params['k1']} b={spec.params['b']}, {spec.params['collection']}"
+
+    def syntax(self) -> list[tuple[str, str]]:
+        ranges = "; ".join(f"{p.name}, {p.help}: {p.expects()}" for p in BM25_PARAMS)
+        defaults = " ".join(f"{p.name}={p.default}" for p in BM25_PARAMS)
+        return [(BM25_EXAMPLE, f"bm25 or bm25-multifield with other parameters ({ranges}; either may be left "
+                               f"out); at Pyserini's {defaults} the name is bm25 (bm25-multifield)")]
 
 
 class DenseKind(RetrieverKind):

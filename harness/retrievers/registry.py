@@ -10,7 +10,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.retrievers.config import CONTRIEVER, EncoderConfig
-from harness.retrievers.kinds import FUSE_PARAMS, RERANK_PARAMS, SPLADE, DenseKind, split_top
+from harness.retrievers.kinds import BM25_PARAMS, FUSE_PARAMS, RERANK_PARAMS, SPLADE, DenseKind, split_top
 from harness.retrievers.spec import (
     CANONICAL,
     RETRIEVER_KINDS,
@@ -26,9 +26,9 @@ from harness.retrievers.spec import (
     slug_of,
 )
 
-__all__ = ["CANONICAL", "FUSE_PARAMS", "RERANK_PARAMS", "RETRIEVERS", "RETRIEVER_KINDS", "SPLADE", "RetrieverKind",
-           "RetrieverSpec", "compose", "composition_prefixes", "composition_syntax", "folder_name", "kind_of",
-           "name_prefixes", "register_kind", "resolve_retriever", "slug_of", "split_top"]
+__all__ = ["BM25_PARAMS", "CANONICAL", "FUSE_PARAMS", "RERANK_PARAMS", "RETRIEVERS", "RETRIEVER_KINDS", "SPLADE",
+           "RetrieverKind", "RetrieverSpec", "compose", "composition_prefixes", "composition_syntax", "folder_name",
+           "kind_of", "name_prefixes", "register_kind", "resolve_retriever", "slug_of", "split_top"]
 
 RETRIEVERS.register("bm25", RetrieverSpec(
     "bm25", "bm25", "Lucene BM25 via pyserini, title + text in one field, k1=0.9 b=0.4 (Pyserini bm25-flat)",
@@ -82,15 +82,20 @@ RETRIEVERS.register("splade-pp-ed", RetrieverSpec(
 
 
 def resolve_retriever(name: str, declared: ModelObjects | None = None) -> RetrieverSpec:
-    """A model object the caller declared (``declared``: its row name), a registered name, a name in a kind's
-    syntax (``hf:<model id or folder>``, ``sparse:...``, a composition ``fuse:...``/``rerank:...``, whose stages
-    resolve the same way), or a model/checkpoint folder path. A folder is named canonically
+    """A model object the caller declared (``declared``: its row name), a registered name (with parameters when
+    its kind takes them: ``bm25(k1=1.2;b=0.75)``), a name in a kind's syntax (``hf:<model id or folder>``,
+    ``sparse:...``, a composition ``fuse:...``/``rerank:...``, whose stages resolve the same way), or a
+    model/checkpoint folder path. A folder is named canonically
     (:func:`folder_name`), not by the path as typed."""
     found = declared.spec(name) if declared is not None else None
     if found is not None:
         return found
     if name in RETRIEVERS:
         return RETRIEVERS.get(name)
+    head, paren, _ = name.partition("(")
+    if paren and head in RETRIEVERS:  # a registered name with parameters: bm25(k1=1.2;b=0.75)
+        base = RETRIEVERS.get(head)
+        return kind_of(base).with_params(base, name)
     for _, kind in RETRIEVER_KINDS.items():
         if kind.prefix and name.startswith(kind.prefix):
             return kind.parse(name, lambda stage: resolve_retriever(stage, declared))

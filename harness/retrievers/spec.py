@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from harness.errors import HarnessError
 from harness.io import TRUSTED, Checksums
 from harness.registry import Registry
 from harness.retrievers.config import EncoderConfig
@@ -116,6 +117,12 @@ class RetrieverKind:
     def parse(self, name: str, resolve: Resolve) -> RetrieverSpec:
         """The spec of a name written in this kind's syntax (``prefix`` + ...); ``resolve`` resolves stages."""
         raise NotImplementedError(f"retriever kind {self.name!r} has no name syntax")
+
+    def with_params(self, spec: RetrieverSpec, name: str) -> RetrieverSpec:
+        """``spec`` (a registered name) with the parameters ``name`` writes after it, ``NAME(key=value;...)``
+        (``bm25(k1=1.2;b=0.75)``); a kind whose registered names take none refuses."""
+        raise HarnessError(f"{name!r}: {spec.name} takes no parameters in its name; run it as {spec.name} "
+                           f"(`harness list retrievers` shows which names take them)")
 
     def run_stages(self, spec: RetrieverSpec) -> tuple[RetrieverSpec, ...]:
         """The stages whose runs this kind reads (none unless it composes)."""
