@@ -16,7 +16,9 @@ import json
 import os
 import stat
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 
 @functools.cache
@@ -48,12 +50,24 @@ def shareable(path: Path | str, *, like: Path | str | None = None) -> None:
 
 def atomic_write(path: Path, data: str | bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never a partial one."""
+    _atomic(path, lambda f: f.write(data.encode("utf-8") if isinstance(data, str) else data))
+
+
+def atomic_copy(source: Path, path: Path) -> None:
+    """Copy ``source`` to ``path`` (streamed, any size) so that readers see the old file or the new one."""
+    import shutil
+
+    with open(source, "rb") as src:
+        _atomic(path, lambda f: shutil.copyfileobj(src, f, 1 << 20))
+
+
+def _atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         shareable(tmp, like=path)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.cli.common import (
     add_execution,
@@ -14,6 +16,9 @@ from harness.cli.common import (
     execution_from_args,
     settings_from_args,
 )
+
+if TYPE_CHECKING:
+    from harness.results.records import ResultRecord
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -44,19 +49,24 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                         "Pyserini's --remove-query) to datasets whose protocol does not have it (a folder, an "
                         "irds: id); the registered BEIR datasets have it already. Counted in the record "
                         "(removed_by_protocol) and stored as a setting of its own")
+    p.add_argument("--run-file", type=Path, default=None, metavar="PATH",
+                   help="also write the run (TREC format) to PATH; one retriever on one dataset only. Without it "
+                        "each run is at OUTPUT/<dataset>/<split>/<retriever>.trec (a run whose settings are not "
+                        "the reference one: <retriever>+<settings digest>.trec), printed at the end")
     add_settings(p)
     add_execution(p)
     p.set_defaults(func=cmd_run)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from harness.errors import HarnessError
     from harness.results.leaderboard import rebuild, render, table
     from harness.runner import run
 
     if not args.datasets and not args.suites:
-        from harness.errors import HarnessError
-
         raise HarnessError("name a dataset (--dataset beir/scifact or a folder) or a suite (--suite beir)")
+    if args.run_file is not None:
+        check_run_file(args.run_file, args.retrievers, args.datasets, args.suites)
     records = run(args.retrievers, args.datasets, args.metrics, args.output_dir, suites=args.suites,
                   settings=settings_from_args(args), execution=execution_from_args(args), force=args.force,
                   depth=args.depth, split=args.split, drop_self_hits=args.drop_self_hits)
@@ -77,5 +87,41 @@ def cmd_run(args: argparse.Namespace) -> int:
         pivot, averaged, notes = table(shown, metric, datasets=datasets, split=splits.pop() if len(splits) == 1
                                        else None)
         print(render(pivot, metric, averaged, notes))
-    print(f"\nrecords and run files: {args.output_dir}/  leaderboard: {args.output_dir / 'leaderboard.csv'}")
+    print()
+    for r in records:  # on stdout, like the tables: where each run is, by the naming rule above
+        print(f"run file: {run_file_of(args.output_dir, r)}")
+    if args.run_file is not None:
+        (record,) = records
+        copy_run(run_file_of(args.output_dir, record), args.run_file)
+        print(f"run file: {args.run_file}")
+    print(f"records: {args.output_dir}/  leaderboard: {args.output_dir / 'leaderboard.csv'}")
     return 0
+
+
+def check_run_file(path: Path, retrievers: list[str], datasets: list[str], suites: list[str]) -> None:
+    """--run-file names one file: refused before anything runs where it would be ambiguous or unwritable."""
+    from harness.errors import HarnessError
+
+    if len(retrievers) != 1 or len(datasets) != 1 or suites:
+        raise HarnessError("--run-file PATH names one run: give one --retriever and one --dataset (no --suite), "
+                           "or leave it out and take each run from OUTPUT/<dataset>/<split>/<retriever>.trec")
+    if path.is_dir():
+        raise HarnessError(f"--run-file {path} is a folder; name a file, e.g. {path / 'run.trec'}")
+    if not path.parent.is_dir():
+        raise HarnessError(f"--run-file {path}: its folder {path.parent} does not exist; create it first")
+
+
+def run_file_of(output_dir: Path, record: ResultRecord) -> Path:
+    """The run file a record was computed from: beside the record, under the name the record gives."""
+    from harness.results.records import record_paths
+
+    return record_paths(output_dir, record.dataset, record.split, "_")[1].with_name(record.run_file)
+
+
+def copy_run(source: Path, target: Path) -> None:
+    """Copy a run file whole or not at all (streamed beside the target, then moved over it)."""
+    from harness.io import atomic_copy
+
+    if target.exists() and source.resolve() == target.resolve():
+        return
+    atomic_copy(source, target)
