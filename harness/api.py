@@ -94,15 +94,10 @@ def evaluate(qrels: Any, run: Any = None, metrics: Sequence[str] | None = None, 
         raise TypeError(f"evaluate() got options {sorted(model_options)} that only apply to a model object")
     if not isinstance(qrels, Mapping | str | Path) and hasattr(qrels, "judgements"):
         return _evaluate_on(qrels, run, metrics)
-    from harness.metrics import check_scorable, mean
-    from harness.metrics import evaluate as per_query
-    from harness.trec import read_qrels, read_run
+    from harness.metrics import mean
+    from harness.metrics.evaluate import evaluate_inputs
 
-    q = read_qrels(Path(qrels)) if isinstance(qrels, str | Path) else qrels
-    r = read_run(Path(run)) if isinstance(run, str | Path) else run
-    check_scorable(q, r, qrels_source=str(qrels) if isinstance(qrels, str | Path) else "qrels",
-                   run_source=str(run) if isinstance(run, str | Path) else "run")
-    return {m: mean(v) for m, v in per_query(q, r, metrics or ("ndcg@10", "recall@100")).items()}
+    return {m: mean(v) for m, v in evaluate_inputs(qrels, run, metrics or ("ndcg@10", "recall@100")).items()}
 
 
 def _evaluate_on(ds: Dataset, run: Any, metrics: Sequence[str] | None) -> dict[str, float]:

@@ -28,19 +28,18 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from harness.metrics import check_scorable, evaluate, mean
+    from harness.metrics import mean
+    from harness.metrics.evaluate import evaluate_inputs
     from harness.metrics.measures import REL
-    from harness.trec import read_qrels, read_run_arrays
 
     metrics = args.metrics or ["ndcg@10", "recall@100"]
     if args.rel is not None:
         REL.parse(str(args.rel), "-l")  # at least 1, said in one line
-    qrels, run = read_qrels(args.qrels), read_run_arrays(args.run)
-    check_scorable(qrels, run, qrels_source=str(args.qrels), run_source=str(args.run))
-    per_query = evaluate(qrels, run, metrics, rel=args.rel)
+    per_query = evaluate_inputs(args.qrels, args.run, metrics, rel=args.rel)
     summary = {m: mean(v) for m, v in per_query.items()}
+    queries = len(next(iter(per_query.values()), {}))  # every judged query (an unanswered one scores 0)
     if args.json:
-        print(json.dumps({"metrics": summary, "num_queries": len(qrels),
+        print(json.dumps({"metrics": summary, "num_queries": queries,
                           **({"per_query": per_query} if args.per_query else {})}, indent=2))
         return 0
     if args.per_query:
@@ -49,5 +48,5 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 print(f"{m}\t{q}\t{v:.4f}")
     for m, v in summary.items():
         print(f"{m}\tall\t{v:.4f}")
-    print(f"queries\tall\t{len(qrels)}")
+    print(f"queries\tall\t{queries}")
     return 0

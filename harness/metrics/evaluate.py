@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.metrics.measures import Measure, expand_measures
-from harness.trec import RunArrays, ranked
+from harness.trec import RunArrays, ranked, read_qrels, read_run_arrays
 
 PerQuery = dict[str, float]
 #: a run: today's dict (``harness.trec.Run``), or the same run as arrays (``harness.trec.read_run_arrays``)
@@ -49,6 +50,19 @@ def evaluate(qrels: Mapping[str, Mapping[str, int]], run: AnyRun, measures: Iter
     for key, m in named:  # a measure asked for under two names: one dict each
         out[key] = values[m] if not any(values[m] is v for v in out.values()) else dict(values[m])
     return out
+
+
+def evaluate_inputs(qrels: Mapping[str, Mapping[str, int]] | str | Path, run: AnyRun | str | Path,
+                    measures: Iterable[str | Measure], *, rel: int | None = None) -> dict[str, PerQuery]:
+    """:func:`evaluate` of qrels and a run given as objects or as files (``harness evaluate``'s and
+    ``harness.evaluate``'s one reading): a qrels file read by :func:`~harness.trec.read_qrels`, a run file as
+    arrays (:func:`~harness.trec.read_run_arrays`), refused as trec_eval refuses them (:func:`check_scorable`,
+    naming the files)."""
+    q = read_qrels(Path(qrels)) if isinstance(qrels, str | Path) else qrels
+    r = read_run_arrays(Path(run)) if isinstance(run, str | Path) else run
+    check_scorable(q, r, qrels_source=str(qrels) if isinstance(qrels, str | Path) else "qrels",
+                   run_source=str(run) if isinstance(run, str | Path) else "run")
+    return evaluate(q, r, measures, rel=rel)
 
 
 def _vectorised(m: Measure) -> bool:
