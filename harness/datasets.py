@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
+from harness.data import files as named_files
 from harness.data import irds as irds_export
 from harness.data import load as beir_load
 from harness.data import memory
@@ -224,6 +225,17 @@ class MemorySource(DatasetSource[DatasetSpec]):
         return self.open_folder(found[0], split, None)
 
 
+class FilesSource(DatasetSource[DatasetSpec]):
+    """Three files named one by one (``files:corpus=C;topics=T;qrels=Q``; ``harness run --corpus C --topics T
+    --qrels Q``), each read by its format's reader (``harness.data.files``)."""
+
+    name = "files"
+    prefix = named_files.PREFIX
+
+    def open_name(self, name: str, split: str | None) -> Dataset:
+        return _checked(named_files.files_dataset(name, split))
+
+
 def _checked(ds: Dataset) -> Dataset:
     ds.check_layout()
     return ds
@@ -243,7 +255,7 @@ def register_source(source: DatasetSource[Any]) -> DatasetSource[Any]:
     return source
 
 
-for _source in (BeirSource(), OdqaSource(), IrdsSource(), MemorySource()):
+for _source in (BeirSource(), OdqaSource(), IrdsSource(), MemorySource(), FilesSource()):
     register_source(_source)
 
 
@@ -306,9 +318,9 @@ def resolve_all(ids: Sequence[str], *, split: str | None = None, allow_fetch: bo
 def resolve_dataset(name: str, *, split: str | None = None, allow_fetch: bool = True,
                     output_dir: Path | None = None) -> Dataset:
     """A registered id (``beir/scifact``, ``odqa/nq``, ``msmarco-passage/dev/small``), an id under a source's
-    prefix (``irds:<ir_datasets id>``, ``memory:<name>``), a BEIR-format folder, or an ODQA folder
-    (``passages.tsv`` + a question file, see ``harness.odqa.dataset``). A folder's id is ``local/<folder name>``
-    (:func:`local_dataset_id`; unique within ``output_dir``)."""
+    prefix (``irds:<ir_datasets id>``, ``memory:<name>``, ``files:corpus=C;topics=T;qrels=Q``), a BEIR-format
+    folder, or an ODQA folder (``passages.tsv`` + a question file, see ``harness.odqa.dataset``). A folder's id
+    is ``local/<folder name>`` (:func:`local_dataset_id`; unique within ``output_dir``)."""
     if split is not None:
         check_split(split)
     by_prefix = source_for_name(name)

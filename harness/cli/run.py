@@ -33,6 +33,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--dataset", "-d", dest="datasets", action="append", default=[], metavar="ID|PATH",
                    help="registered id (beir/scifact, odqa/nq), a BEIR-format folder, or an open-domain QA folder "
                         "(passages.tsv + questions.qa.csv); repeatable")
+    p.add_argument("--corpus", type=Path, default=None, metavar="FILE",
+                   help="with --topics and --qrels: a dataset of three files (corpus.jsonl, a DPR-style TSV with "
+                        "an id/text/title header or a headerless id<TAB>text TSV; topics as queries.jsonl, "
+                        "qid<TAB>text or TREC's <top> file; qrels TREC's or BEIR's), as the id "
+                        "files:corpus=C;topics=T;qrels=Q")
+    p.add_argument("--topics", type=Path, default=None, metavar="FILE", help="the queries (with --corpus)")
+    p.add_argument("--qrels", type=Path, default=None, metavar="FILE", help="the judgements (with --corpus)")
     p.add_argument("--suite", dest="suites", action="append", default=[], metavar="NAME",
                    help="a named list of datasets: beir, odqa")
     add_metrics(p, None, help_extra=", accuracy@k on open-domain QA (default: ndcg@10 recall@100 recall@1000 "
@@ -63,6 +70,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.results.leaderboard import rebuild, render, table
     from harness.runner import run
 
+    named = {"--corpus": args.corpus, "--topics": args.topics, "--qrels": args.qrels}
+    if any(v is not None for v in named.values()):
+        missing = [k for k, v in named.items() if v is None]
+        if missing:
+            raise HarnessError(f"{' and '.join(missing)} missing: a dataset of files needs --corpus, --topics and "
+                               "--qrels together")
+        from harness.data.files import files_name
+
+        args.datasets = [*args.datasets, files_name(args.corpus, args.topics, args.qrels)]
     if not args.datasets and not args.suites:
         raise HarnessError("name a dataset (--dataset beir/scifact or a folder) or a suite (--suite beir)")
     if args.run_file is not None:
