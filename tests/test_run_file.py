@@ -70,3 +70,28 @@ def test_run_file_that_is_a_folder_or_in_no_folder_is_refused_in_one_line(tiny_b
     assert _run(tiny_beir, tiny_bert_dir, out, "--run-file", str(tmp_path / "nowhere" / "r.trec")) == 2
     err = capsys.readouterr().err.strip()
     assert "does not exist; create it first" in err and len(err.splitlines()) == 1 and not out.exists()
+
+
+def test_a_run_ends_with_one_table_of_every_measure_it_computed(tiny_bert_dir, tmp_path, capsys):
+    from tests.conftest import make_tiny_beir
+
+    a, b = make_tiny_beir(tmp_path / "a"), make_tiny_beir(tmp_path / "b", seed=1)
+    out = tmp_path / "out"
+    capsys.readouterr()
+    assert main(["run", "-r", f"hf:{tiny_bert_dir}", "-d", str(a), "-d", str(b), "--output-dir", str(out),
+                 "--device", "cpu", "-m", "ndcg@10", "-m", "RR@10", "-m", "recall@5"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = lines[0].split()
+    assert header == ["dataset", "retriever", "ndcg@10", "mrr@10", "recall@5"]
+    records = {r.dataset: r for r in _records(out)}
+    body = [line.split() for line in lines[2:] if line.startswith(("local/", "avg (")) and "= mean over" not in line]
+    assert "avg (2) = mean over local/a, local/b; — where a dataset lacks the measure" in lines
+    assert [row[0] for row in body] == ["local/a", "local/b", "avg"]  # one retriever: one mean row
+    for row in body[:2]:
+        rec = records[row[0]]
+        assert row[2:] == [f"{rec.metrics[m]:.4f}" for m in ("ndcg@10", "mrr@10", "recall@5")]
+    avg = body[2]
+    assert avg[:2] == ["avg", "(2)"] and avg[3:] == [
+        f"{(records['local/a'].metrics[m] + records['local/b'].metrics[m]) / 2:.4f}"
+        for m in ("ndcg@10", "mrr@10", "recall@5")]
+    assert sum(line.startswith("dataset ") for line in lines) == 1  # one table

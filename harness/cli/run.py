@@ -67,7 +67,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.errors import HarnessError
-    from harness.results.leaderboard import rebuild, render, table
+    from harness.results.leaderboard import rebuild, run_table
     from harness.runner import run
 
     named = {"--corpus": args.corpus, "--topics": args.topics, "--qrels": args.qrels}
@@ -91,18 +91,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     df, problems = rebuild(args.output_dir)
     for problem in problems:
         print(f"harness: warning: skipped {problem}", file=sys.stderr)
-    keys = {(r.retriever, r.settings_label) for r in records}
-    shown = df[[(r, s if isinstance(s, str) else "") in keys for r, s in zip(df["retriever"], df["settings"],
-                                                                              strict=True)]]
-    # one table per headline metric: the first of each record's metrics; every accuracy@k for open-domain QA
-    headlines = list(dict.fromkeys(m for r in records for i, m in enumerate(r.metrics)
-                                   if i == 0 or m.startswith("accuracy@")))
-    splits = {r.split for r in records}
-    for metric in headlines:
-        datasets = sorted({r.dataset for r in records if metric in r.metrics} or {r.dataset for r in records})
-        pivot, averaged, notes = table(shown, metric, datasets=datasets, split=splits.pop() if len(splits) == 1
-                                       else None)
-        print(render(pivot, metric, averaged, notes))
+    keys = {(r.retriever, r.settings_label, r.dataset, r.split) for r in records}
+    shown = df[[(r, s if isinstance(s, str) else "", d, sp) in keys
+                for r, s, d, sp in zip(df["retriever"], df["settings"], df["dataset"], df["split"], strict=True)]]
+    # one table: a row per (dataset, retriever), a column per measure computed (every one of each record)
+    print(run_table(shown, [m for r in records for m in r.metrics]))
     print()
     for r in records:  # on stdout, like the tables: where each run is, by the naming rule above
         print(f"run file: {run_file_of(args.output_dir, r)}")

@@ -85,11 +85,7 @@ def table(df: pd.DataFrame, metric: str, *, split: str | None = None,
     if df.empty or metric not in df.columns:
         return pd.DataFrame(), [], [f"no results with metric {metric}"]
     sub = df if split is None else df[df["split"] == split]
-    sub = sub[sub[metric].notna()]
-    # parts of a collection are shown through the collection's row when it exists
-    shown = set(sub["dataset"])
-    hidden = {p for n, s in DATASETS.items() if n in shown for p in s.subsets}
-    sub = sub[~sub["dataset"].isin(hidden)]
+    sub = _collections_whole(sub[sub[metric].notna()])
     if datasets:
         sub = sub[sub["dataset"].isin(datasets)]
     sub = sub.assign(row=[row_label(r, st) for r, st in zip(sub["retriever"], sub["settings"].fillna(""), strict=True)])
@@ -110,6 +106,43 @@ def table(df: pd.DataFrame, metric: str, *, split: str | None = None,
     pivot[label] = pd.Series(averages)
     pivot = pivot.sort_values(label, ascending=False, na_position="last")
     return pivot, cols, notes
+
+
+def _collections_whole(sub: pd.DataFrame) -> pd.DataFrame:
+    """Rows without the parts of a collection whose own row is there (CQADupStack shown as its mean)."""
+    shown = set(sub["dataset"])
+    hidden = {p for n, s in DATASETS.items() if n in shown for p in s.subsets}
+    return sub[~sub["dataset"].isin(hidden)]
+
+
+def run_table(df: pd.DataFrame, metrics: Sequence[str], *, split: str | None = None) -> str:
+    """The one table that ends a run: a row per (dataset, retriever), a column per measure the run computed
+    (in the order asked; "—" where a row has none), and, over several datasets, each retriever's mean over the
+    datasets that have the measure, where every one of them has it."""
+    from tabulate import tabulate
+
+    sub = _collections_whole(df if split is None else df[df["split"] == split])
+    columns = [m for m in dict.fromkeys(metrics) if m in sub.columns]
+    if sub.empty or not columns:
+        return "no results"
+    sub = sub.assign(row=[row_label(r, st) for r, st in zip(sub["retriever"], sub["settings"].fillna(""),
+                                                              strict=True)]).sort_values(["dataset", "row"])
+
+    def cell(v: object) -> str:
+        return "—" if v is None or (isinstance(v, float) and v != v) else f"{float(v):.4f}"  # type: ignore[arg-type]
+
+    rows = [[d, r, *(cell(v) for v in values)] for d, r, *values in
+            sub[["dataset", "row", *columns]].itertuples(index=False, name=None)]
+    datasets = sorted(set(sub["dataset"]))
+    notes = []
+    if len(datasets) > 1:
+        for label, group in sub.groupby("row", sort=True):
+            means = [cell(group[m].mean()) if group[m].notna().sum() == len(datasets) else "—" for m in columns]
+            rows.append([f"avg ({len(datasets)})", label, *means])
+        notes.append(f"avg ({len(datasets)}) = mean over {', '.join(datasets)}; — where a dataset lacks the measure")
+    body = tabulate(rows, headers=["dataset", "retriever", *columns], tablefmt="simple", disable_numparse=True,
+                    colalign=["left", "left"] + ["right"] * len(columns))
+    return "\n".join([body, *notes])
 
 
 def with_judged(df: pd.DataFrame, pivot: pd.DataFrame, k: int, *,
