@@ -9,12 +9,23 @@ kind is a class (:class:`IndexKind`, registered in :data:`INDEX_KINDS`) that mak
   of flat's memory.
 The recall cost of an approximate index is measured as the overlap of its top-k with exact top-k
 (``recall_vs_exact``), and for ODQA datasets as the change in accuracy@k.
+
+An index is built on every thread the process may use (its CPU affinity: :func:`build_threads`), unless its
+config's ``build_threads`` says how many. Whether a build on several threads gives the same index every time
+depends on FAISS: its lock-based parallel HNSW insertion (FAISS before its deterministic build) makes the
+graph depend on thread scheduling, so two builds over the same vectors may differ (in which neighbours a
+node keeps), and so may their hits; its deterministic, lock-free build (ParlayANN-style batches: the only
+one ``add`` uses in faiss-cpu 1.15.1, an option before, which the harness turns on) does not. What a build
+was is in :func:`build_provenance` (threads, and ``deterministic``: false where another build may differ),
+recorded beside the recall against exact search that vouches for the index; ``build_threads=1`` builds
+the same graph every time with any FAISS.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -35,6 +46,14 @@ class IndexConfig:
     pq_m: int = 16  # bytes per vector; must divide dim
     nprobe: int = 32
     train_size: int = 200_000
+    #: threads of the build: 0, every thread the process may use (its CPU affinity); 1, one thread: the same
+    #: index on every build (several threads make an HNSW graph depend on thread scheduling)
+    build_threads: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.build_threads, int) or isinstance(self.build_threads, bool) or self.build_threads < 0:
+            raise HarnessError(f"build_threads must be 0 (every thread this process may use) or a positive "
+                               f"number of threads, not {self.build_threads!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,6 +73,11 @@ class IndexKind:
     name: ClassVar[str] = ""
     #: whether its hits may differ from exact search (then it is a value of ``--index``)
     approximate: ClassVar[bool] = True
+    def deterministic_on_threads(self, faiss: Any) -> bool:
+        """Whether a build on several threads is vouched to give the same index every time (nothing vouches
+        for IVF-PQ's k-means and BLAS calls on several threads): its record otherwise says
+        ``deterministic: false``."""
+        return False
 
     def make(self, faiss: Any, dim: int, n: int, config: IndexConfig,
              shards: list[tuple[list[str], np.ndarray]]) -> Any:
@@ -74,15 +98,24 @@ class FlatIndex(IndexKind):
     name = "flat"
     approximate = False
 
+    def deterministic_on_threads(self, faiss: Any) -> bool:
+        return True  # the vectors, copied in order
+
     def make(self, faiss: Any, dim: int, n: int, config: IndexConfig,
              shards: list[tuple[list[str], np.ndarray]]) -> Any:
         return faiss.IndexFlatIP(dim)
 
 
 class HnswIndex(IndexKind):
-    """Graph search (``IndexHNSWFlat``): M links per node, ``efSearch`` candidates, widened to k."""
+    """Graph search (``IndexHNSWFlat``): M links per node, ``efSearch`` candidates, widened to k. On several
+    threads FAISS inserts nodes in parallel: with its lock-based insertion which neighbours a node keeps
+    depends on the order the threads run in, so the graph may differ from build to build; with its
+    deterministic build (:func:`deterministic_hnsw`) it does not."""
 
     name = "hnsw"
+
+    def deterministic_on_threads(self, faiss: Any) -> bool:
+        return deterministic_hnsw(faiss)
 
     def make(self, faiss: Any, dim: int, n: int, config: IndexConfig,
              shards: list[tuple[list[str], np.ndarray]]) -> Any:
@@ -133,17 +166,74 @@ def _faiss() -> Any:
     return faiss
 
 
+def build_threads(config: IndexConfig) -> int:
+    """The threads a build of ``config`` runs on: its ``build_threads``, or (0) every thread this process may
+    use (its CPU affinity, shared among the ranks torchrun started on this node: ``harness.distributed``)."""
+    if config.build_threads:
+        return config.build_threads
+    from harness.distributed import cpu_threads
+
+    return cpu_threads()
+
+
+def deterministic_hnsw(faiss: Any) -> bool:
+    """Whether this FAISS builds HNSW graphs with its deterministic, lock-free build (phase A: each batch's
+    forward links against a frozen snapshot; phase B: reverse links merged by destination, in a fixed order):
+    the only build faiss-cpu 1.15.1 has, an option (``cvar.hnsw_deterministic_build``) in the versions before,
+    which :func:`build` turns on. Older FAISS inserts under locks, in an order that depends on scheduling."""
+    if hasattr(faiss, "hnsw_add_vertices_deterministic"):
+        return True
+    try:
+        faiss.cvar.hnsw_deterministic_build  # noqa: B018 (an option: build() turns it on)
+    except AttributeError:
+        return False
+    return True
+
+
+def build_provenance(config: IndexConfig) -> dict[str, Any]:
+    """What a build of ``config`` here is, for the record: its threads, whether another build over the same
+    vectors on as many threads is vouched to give the same index (``deterministic``: false for HNSW on more
+    than one thread with a FAISS without its deterministic build), and the FAISS version that built it."""
+    faiss = _faiss()
+    threads = build_threads(config)
+    return {"build_threads": threads,
+            "deterministic": threads == 1 or config.index_kind.deterministic_on_threads(faiss),
+            "faiss": str(getattr(faiss, "__version__", "unknown"))}
+
+
+@contextmanager
+def omp_threads(faiss: Any, threads: int) -> Iterator[None]:
+    """FAISS's OpenMP threads set to ``threads`` inside the block (and its deterministic HNSW build turned on
+    where it is an option: :func:`deterministic_hnsw`), both restored afterwards."""
+    before = faiss.omp_get_max_threads()
+    try:
+        option = faiss.cvar.hnsw_deterministic_build
+    except AttributeError:  # no such option: the only build there is (faiss-cpu 1.15.1), or none (older)
+        option = None
+    faiss.omp_set_num_threads(threads)
+    if option is not None:
+        faiss.cvar.hnsw_deterministic_build = True
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
+        if option is not None:
+            faiss.cvar.hnsw_deterministic_build = option
+
+
 def build(shards: Iterable[tuple[list[str], np.ndarray]], dim: int, n: int, config: IndexConfig
           ) -> tuple[Any, list[str], float]:
-    """(index, ids in corpus order, seconds) from the store's shards (read one at a time)."""
+    """(index, ids in corpus order, seconds) from the store's shards (read one at a time), built on
+    :func:`build_threads` threads."""
     faiss = _faiss()
     start = time.perf_counter()
     listed = list(shards)  # (ids, memory-mapped vectors): cheap
-    index = config.index_kind.make(faiss, dim, n, config, listed)
-    ids: list[str] = []
-    for shard_ids, vectors in listed:
-        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-        ids.extend(shard_ids)
+    with omp_threads(faiss, build_threads(config)):
+        index = config.index_kind.make(faiss, dim, n, config, listed)
+        ids: list[str] = []
+        for shard_ids, vectors in listed:
+            index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+            ids.extend(shard_ids)
     return index, ids, time.perf_counter() - start
 
 

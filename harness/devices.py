@@ -12,6 +12,8 @@ number beyond float rounding), it is recorded in provenance, not in fingerprints
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
@@ -108,6 +110,24 @@ def exact_float32(device: torch.device) -> None:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
+
+
+@contextmanager
+def tensor_float32() -> Iterator[None]:
+    """TensorFloat-32 allowed for CUDA matmuls and cuDNN inside the block (``--precision tf32``: float32
+    weights and activations, matmul inputs rounded to TF32's 10-bit mantissa on Ampere and later tensor
+    cores), the flags as they were restored afterwards, so nothing outside the block (a reference fp32
+    encoder of the same process, a reranker) runs in TF32. Only the encode forward of a tf32 run enters it."""
+    import torch
+
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = matmul
+        torch.backends.cudnn.allow_tf32 = cudnn
 
 
 #: how CUDA libraries word an allocation that failed where torch does not raise its OutOfMemoryError

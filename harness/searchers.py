@@ -8,10 +8,14 @@ A searcher takes query vectors and a finished embedding store and returns each q
   (``harness.ann``), an approximate computation. It is a setting of its own (its record is stored beside the
   exact one, never over it, and labelled ``index=hnsw``), and it measures what it costs: the exact top-k
   of the same query vectors is computed too, and its report gives the recall@100 (and @k) of the index
-  against exact search. The index is built with one thread (the same graph on every build) and kept in
-  the store's folder, keyed by its configuration and by the digest of the vectors it was built from, so
-  a rerun over the same vectors reuses it and a store encoded again (other vectors, even of the same
-  count) gets an index of its own.
+  against exact search. The index is built on every thread the process may use (``IndexConfig.build_threads``
+  1: one thread, the same graph on every build with any FAISS). An HNSW graph built on several threads by a
+  FAISS without its deterministic build depends on thread scheduling: the report names the build's threads
+  and FAISS version and says whether the build is ``deterministic``, beside the recall that vouches for the
+  index (:func:`harness.ann.build_provenance`; a build record beside the index file keeps it for the runs
+  that reuse the index). The index is kept in the store's folder, keyed by its configuration and by
+  the digest of the vectors it was built from, so a rerun over the same vectors reuses it and a store
+  encoded again (other vectors, even of the same count) gets an index of its own.
 """
 
 from __future__ import annotations
@@ -21,11 +25,12 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from harness.ann import INDEX_KINDS, IndexConfig, build, recall_vs_exact
+from harness.ann import INDEX_KINDS, IndexConfig, build, build_provenance, recall_vs_exact
 from harness.ann import search as ann_search
 from harness.embeddings import EmbeddingStore
 from harness.errors import HarnessError
@@ -34,7 +39,7 @@ from harness.search import topk_exact, topk_exact_torch
 EXACT = "exact"  # the reference searcher's ``--index`` value
 #: the values of ``--index``: exact search, or an approximate FAISS index
 INDEXES = (EXACT, *(name for name, kind in INDEX_KINDS.items() if kind.approximate))
-ANN_VERSION = 1  # bump when the way an index is built or searched changes
+ANN_VERSION = 2  # bump when the way an index is built or searched changes (2: built on several threads)
 RECALL_AT = 100  # the cut-off of the reported recall against exact search
 
 
@@ -106,7 +111,7 @@ class IndexSearcher:
         self.last_report: dict[str, Any] = {}
 
     def fingerprint(self) -> dict[str, Any]:
-        return {"index": self.config.to_dict(), "ann_version": ANN_VERSION, "build_threads": 1}
+        return {"index": self.config.to_dict(), "ann_version": ANN_VERSION}
 
     def _index(self, store: EmbeddingStore) -> tuple[Any, list[str], dict[str, Any]]:
         import faiss
@@ -117,38 +122,47 @@ class IndexSearcher:
         digest = hashlib.sha256(json.dumps(self.fingerprint(), sort_keys=True).encode()).hexdigest()[:16]
         vectors = store.content_digest()[:16]
         path = store.dir / f"index-{self.config.kind}-{digest}-{vectors}.faiss"
+        record = path.with_name(path.name + ".json")  # how it was built: threads, deterministic, seconds
         rebuilt = {}
         if path.is_file():
             try:
                 index = faiss.read_index(str(path))
             except RuntimeError:  # truncated or foreign: the file is derived data, so it is built again
                 index, rebuilt = None, {"rebuilt": f"{path.name} was unreadable"}
-            if index is not None and index.ntotal == manifest["count"]:
+            how = _read_build_record(record)
+            if index is not None and index.ntotal == manifest["count"] and how is not None:
                 ids = [i for shard_ids, _ in store.shards() for i in shard_ids]
-                return index, ids, {"index_file": str(path), "built": False}
-            rebuilt = rebuilt or {"rebuilt": f"{path.name} held {index.ntotal if index else '?'} vectors"}
+                return index, ids, {"index_file": str(path), "built": False, **how}
+            if not rebuilt and index is not None and index.ntotal != manifest["count"]:
+                rebuilt = {"rebuilt": f"{path.name} held {index.ntotal} vectors"}
+            elif not rebuilt:
+                rebuilt = {"rebuilt": f"{record.name}, its build record, was missing or unreadable"}
         else:
             older = sorted(p.name for p in store.dir.glob(f"index-{self.config.kind}-{digest}-*.faiss"))
             if older:
                 rebuilt = {"rebuilt": f"{older[0]} was built from other vectors (the store was encoded again)"}
-        threads = faiss.omp_get_max_threads()
-        faiss.omp_set_num_threads(1)  # one thread: the same graph on every build
-        try:
-            index, ids, seconds = build(store.shards(), manifest["dim"], manifest["count"], self.config)
-        finally:
-            faiss.omp_set_num_threads(threads)
+        how = build_provenance(self.config)  # the threads it is built on; deterministic or not
+        index, ids, seconds = build(store.shards(), manifest["dim"], manifest["count"], self.config)
+        how["build_s"] = round(seconds, 3)
         tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        try:  # a second process building the same index at once replaces it with the same graph
+        record_tmp = record.with_name(record.name + f".{os.getpid()}.tmp")
+        # a second process building the same index at once replaces it with its own build (the same graph where
+        # the build is deterministic; otherwise another graph of the same recipe, whose own recall its runs record)
+        try:
             faiss.write_index(index, str(tmp))
+            record_tmp.write_text(json.dumps(how) + "\n", encoding="utf-8")
+            os.replace(record_tmp, record)
             os.replace(tmp, path)
             for stale in store.dir.glob(f"index-{self.config.kind}-{digest}-*.faiss"):  # built from other vectors
                 if stale != path:
                     stale.unlink(missing_ok=True)
+                    stale.with_name(stale.name + ".json").unlink(missing_ok=True)
         except (RuntimeError, OSError) as e:
             tmp.unlink(missing_ok=True)
+            record_tmp.unlink(missing_ok=True)
             raise HarnessError(f"{path}: the index cannot be written ({str(e).splitlines()[-1][:120]}); free the "
                                "disk or point HARNESS_CACHE at a writable one") from None
-        return index, ids, {"index_file": str(path), "built": True, "build_s": round(seconds, 3), **rebuilt}
+        return index, ids, {"index_file": str(path), "built": True, **how, **rebuilt}
 
     def search(self, queries: np.ndarray, store: EmbeddingStore, k: int) -> Hits:
         index, ids, built = self._index(store)
@@ -173,6 +187,18 @@ class IndexSearcher:
 
     def describe(self) -> dict[str, Any]:
         return self.last_report or {"approximate": True, "index": self.config.to_dict()}
+
+
+def _read_build_record(path: Path) -> dict[str, Any] | None:
+    """The build record beside an index file (threads, deterministic, seconds), or None where it is missing or
+    unreadable (the index is then built again: the record is what its runs' provenance says of it)."""
+    try:
+        how = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(how, dict) or not {"build_threads", "deterministic"} <= set(how):
+        return None
+    return how
 
 
 def searcher_for(index: str, device: str = "cpu") -> Searcher:

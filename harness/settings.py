@@ -25,7 +25,9 @@ from typing import Any
 
 from harness.errors import HarnessError
 
-PRECISIONS = ("fp32", "bf16x3", "bf16", "fp16")
+#: fp32 is the reference (TF32 off on CUDA); the others are speed modes: bf16x3 (CPUs with AMX), tf32 (fp32 weights
+#: and activations with TensorFloat-32 matmuls on CUDA, Ampere and later), bf16 and fp16 autocast
+PRECISIONS = ("fp32", "bf16x3", "tf32", "bf16", "fp16")
 FORWARDS = ("auto", "transformers")
 POOLINGS = ("mean", "cls", "max", "mean_sqrt_len_tokens", "weightedmean", "lasttoken")
 EMBED_DTYPES = ("float32", "float16")

@@ -14,7 +14,8 @@ part does: :func:`estimate`). The device time lent is 15 minutes in all, machine
     one GPU, each objective at half the batch per rank: the CUDA-to-collective moves run, and the losses
     equal the whole-batch run of (i). Multi-rank NCCL needs two GPUs and is said so in the JSON.
 (2) run: ``harness run`` on SciFact with a seeded random encoder of BERT-base width on CUDA in fp32 and on
-    the same machine's CPU in fp32: nDCG@10 and Recall@100 identical; the bf16 run's deltas reported.
+    the same machine's CPU in fp32: nDCG@10 and Recall@100 identical; the bf16 and tf32 runs' deltas against
+    the device's fp32 reported, with each run's encode time (the record's ``timings.index_s``).
 (3) encode: docs/s of a BERT-base-shaped encoder, the harness in fp32 and bf16 against beir 2.2.0's
     pipeline, beside the fp32 (TF32 off) and bf16 matmul peaks measured in the same run.
 (4) rerank and SPLADE: cross-encoder scores and SPLADE term weights of a SciFact subset, CUDA against CPU.
@@ -201,8 +202,8 @@ def estimate(s: Sizes) -> dict[str, dict[str, float]]:
     parts = {
         "1_train": {"processes": 1 + 2 + 3 * 2, "gpu_s": train_gpu + evals + steps, "cpu_s": train_cpu / CPU_FP32,
                     "start_s": PROCESS_S + 2 * TORCHRUN_S + 3 * TORCHRUN_S},
-        "2_run": {"processes": 3, "gpu_s": 2 * run_cpu / GPU_FP32, "cpu_s": run_cpu / CPU_FP32,
-                  "start_s": 3 * PROCESS_S},
+        "2_run": {"processes": 4, "gpu_s": 3 * run_cpu / GPU_FP32, "cpu_s": run_cpu / CPU_FP32,
+                  "start_s": 4 * PROCESS_S},  # device fp32, bf16 and tf32 (at most fp32's time), the CPU's fp32
         "3_encode": {"processes": 0, "gpu_s": 2 * enc / GPU_FP32 + 3 * enc / GPU_BF16 + 20, "cpu_s": 10,
                      "start_s": PROCESS_S},
         "4_rerank_sparse": {"processes": 0, "gpu_s": rr_cpu / GPU_FP32, "cpu_s": rr_cpu / CPU_FP32,
@@ -341,8 +342,8 @@ def part_run(ctx: Context) -> dict[str, Any]:
     folder = ctx.model("encoder-run", ctx.sizes.run_layers)
     dataset = ctx.subset() if ctx.smoke else ctx.scifact
     runs = [("device fp32", ctx.device, "fp32"), ("cpu fp32", "cpu", "fp32")]
-    if cuda(ctx):
-        runs.append(("device bf16", ctx.device, "bf16"))
+    if cuda(ctx):  # the speed modes, each against the device's fp32
+        runs += [("device bf16", ctx.device, "bf16"), ("device tf32", ctx.device, "tf32")]
     out: dict[str, Any] = {"dataset": str(dataset), "layers": ctx.sizes.run_layers, "runs": {}}
     for name, device, precision in runs:
         where = ctx.work / "run" / name.replace(" ", "-")
@@ -354,14 +355,18 @@ def part_run(ctx: Context) -> dict[str, Any]:
         data = json.loads(record.read_text())
         prov = data.get("retriever_provenance", {})
         out["runs"][name] = {"metrics": data["metrics"], "seconds": time.perf_counter() - t,
+                             "encode_s": data.get("timings", {}).get("index_s"), "settings": data.get("settings"),
                              "compute": prov.get("compute"), "device": prov.get("device"),
                              "search": prov.get("search"), "per_query": data["per_query"]}
     a, b = out["runs"]["device fp32"], out["runs"]["cpu fp32"]
     out["device_equals_cpu"] = a["metrics"] == b["metrics"]
     out["queries_that_differ"] = sorted(q for q in a["per_query"] if a["per_query"][q] != b["per_query"].get(q))
-    if "device bf16" in out["runs"]:
-        c = out["runs"]["device bf16"]["metrics"]
-        out["bf16_delta"] = {m: c[m] - a["metrics"][m] for m in a["metrics"]}
+    for mode in ("bf16", "tf32"):
+        if f"device {mode}" in out["runs"]:
+            c = out["runs"][f"device {mode}"]
+            out[f"{mode}_delta"] = {m: c["metrics"][m] - a["metrics"][m] for m in a["metrics"]}
+            if a["encode_s"] and c["encode_s"]:
+                out[f"{mode}_encode_speedup"] = a["encode_s"] / c["encode_s"]
     for row in out["runs"].values():
         del row["per_query"]
     return out
@@ -612,7 +617,7 @@ def main() -> int:
 def summary(result: dict[str, Any]) -> str:
     if "error" in result:
         return f"ERROR {result['error'][:300]}"
-    keys = ("ok", "device_equals_cpu", "targets", "bf16_delta")
+    keys = ("ok", "device_equals_cpu", "targets", "bf16_delta", "tf32_delta", "tf32_encode_speedup")
     shown = {k: result[k] for k in keys if k in result}
     if "backoffs" in result:
         shown["backoffs"] = len(result["backoffs"])

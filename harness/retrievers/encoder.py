@@ -9,11 +9,13 @@ device, the requested precision and the model's ``config.json``, so it can be pa
 cache key. The default is the reference computation, fp32 (TF32 off on CUDA): on CPU, BERT encoders run
 the fused forward of :mod:`harness.retrievers.compute.fused_bert` (equal to transformers' to float32 rounding),
 other encoders transformers' own forward. Speed modes are opt-in: bf16x3 (:mod:`harness.retrievers.compute.amx`,
-CPUs with AMX), bf16 and fp16 autocast.
+CPUs with AMX), tf32 (float32 with TensorFloat-32 matmuls during the forward pass only, CUDA on Ampere and later:
+:func:`harness.devices.tensor_float32`), bf16 and fp16 autocast.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 from collections.abc import Sequence
@@ -23,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.devices import exact_float32, is_out_of_memory, pick_device, release_cached_memory
+from harness.devices import exact_float32, is_out_of_memory, pick_device, release_cached_memory, tensor_float32
 from harness.errors import HarnessError
 from harness.retrievers.base import Text
 from harness.retrievers.compute.plan import (
@@ -114,7 +116,9 @@ class HFEncoder:
         if self._fused is not None:
             return self._fused(input_ids, mask)
         dtype = AUTOCAST.get(self.compute.precision)
-        with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        # tf32: TensorFloat-32 matmuls in this forward only, the flags restored after it
+        tf32 = tensor_float32() if self.compute.precision == "tf32" else contextlib.nullcontext()
+        with tf32, torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             hidden: torch.Tensor = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
         return hidden
 

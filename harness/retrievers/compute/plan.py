@@ -82,8 +82,8 @@ def device_free_bytes(device: torch.device) -> int | None:
 @dataclass(frozen=True)
 class Compute:
     """Where and how the forward pass runs: device type, precision (fp32; bf16x3, float32 matmuls as three
-    bf16 products on AMX; or bf16/fp16 autocast) and forward implementation ("fused-bert+amx",
-    "fused-bert+onednn", "fused-bert+addmm" or "transformers")."""
+    bf16 products on AMX; tf32, float32 with TensorFloat-32 matmuls on CUDA; or bf16/fp16 autocast) and
+    forward implementation ("fused-bert+amx", "fused-bert+onednn", "fused-bert+addmm" or "transformers")."""
 
     device: str
     precision: str
@@ -99,7 +99,9 @@ def plan_compute(model_dir: Path | str, device: str = "auto", precision: str = "
 
     ``precision`` is what runs, never a guess: fp32 (the reference; TF32 off on CUDA) unless a speed mode
     is asked for. bf16x3 needs the fused BERT forward (a plain BERT with sizes that are multiples of 32)
-    on a CPU with AMX and a C compiler, and says why not otherwise; fp16 needs CUDA. ``forward`` auto: the
+    on a CPU with AMX and a C compiler, and says why not otherwise; fp16 needs CUDA; tf32 (float32 weights
+    and activations, TensorFloat-32 matmuls during the forward only) a CUDA device of compute capability
+    8.0 or later, refused here, before any model loads, elsewhere. ``forward`` auto: the
     fused BERT forward for a BERT encoder in fp32 or bf16x3 on CPU, transformers' own forward otherwise;
     "transformers" forces the latter.
     """
@@ -112,6 +114,8 @@ def plan_compute(model_dir: Path | str, device: str = "auto", precision: str = "
     dev = pick_device(device)
     if precision == "fp16" and dev.type != "cuda":
         raise HarnessError(f"--precision fp16 needs a CUDA device (this run uses {dev.type}); use bf16 or fp32")
+    if precision == "tf32":
+        check_tf32(dev)
     config_path = Path(model_dir) / "config.json"
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
@@ -129,6 +133,19 @@ def plan_compute(model_dir: Path | str, device: str = "auto", precision: str = "
         return Compute(device=dev.type, precision=precision, forward="transformers")
     return Compute(device=dev.type, precision=precision,
                    forward="fused-bert+onednn" if onednn_works() else "fused-bert+addmm")
+
+
+def check_tf32(dev: torch.device) -> None:
+    """Refuse ``--precision tf32`` in one line where it would not be what runs: off CUDA (TF32 is a mode of
+    NVIDIA's tensor cores), and on a GPU older than Ampere (compute capability 8.0), where the flag is ignored
+    and the run would be fp32 labelled tf32."""
+    if dev.type != "cuda":
+        raise HarnessError("--precision tf32 needs a CUDA device (TF32 is an Ampere+ tensor-core mode); on this "
+                           "machine use fp32 or bf16x3")
+    major, minor = torch.cuda.get_device_capability(dev)
+    if major < 8:
+        raise HarnessError(f"--precision tf32 needs an Ampere or later GPU (compute capability 8.0+); "
+                           f"{torch.cuda.get_device_name(dev)} is {major}.{minor}: use fp32, bf16 or fp16")
 
 
 def bf16x3_unavailable(config: dict[str, Any] | None, forward: str = "auto") -> str | None:
