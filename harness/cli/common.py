@@ -72,8 +72,9 @@ def add_compute(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=list(PRECISIONS), default="fp32",
                    help="dense encoders: fp32, the reference computation (TF32 off on CUDA; the default). Speed "
                         "modes, stored and labelled apart: bf16x3 (BERT encoders on a CPU with AMX: float32 "
-                        "matmuls as three bf16 products, ~2^-16 relative error, 1.7-1.9x faster), bf16 or fp16 "
-                        "autocast (bf16 moves SciFact nDCG@10 by 0.0025)")
+                        "matmuls as three bf16 products, ~2^-16 relative error, 1.7-1.9x faster), tf32 (CUDA, "
+                        "compute capability 8.0+: float32 with TensorFloat-32 matmuls in the encoder's forward), "
+                        "bf16 or fp16 autocast (bf16 moves SciFact nDCG@10 by 0.0025)")
     p.add_argument("--forward", choices=list(FORWARDS), default="auto",
                    help="dense encoders: auto uses the harness's fused BERT forward for BERT models on CPU (in fp32 "
                         "equal to transformers' to float32 rounding, faster; or in bf16x3), transformers always "
