@@ -4,16 +4,19 @@ so that it can be part of the embedding cache key."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from harness.devices import pick_device
 from harness.errors import HarnessError
 from harness.settings import FORWARDS, PRECISIONS
+
+if TYPE_CHECKING:
+    import torch
 
 # glibc's malloc serves an allocation this large from a mapping of its own, unmapped again when freed
 MMAP_THRESHOLD_MAX = 32 * 2**20
@@ -75,6 +78,8 @@ def device_free_bytes(device: torch.device) -> int | None:
     """Free memory on a CUDA device (None elsewhere: host memory is not planned per batch)."""
     if device.type != "cuda":
         return None
+    import torch
+
     free, _total = torch.cuda.mem_get_info(device)
     return int(free)
 
@@ -104,13 +109,82 @@ def plan_compute(model_dir: Path | str, device: str = "auto", precision: str = "
     8.0 or later, refused here, before any model loads, elsewhere. ``forward`` auto: the
     fused BERT forward for a BERT encoder in fp32 or bf16x3 on CPU, transformers' own forward otherwise;
     "transformers" forces the latter.
-    """
-    from harness.retrievers.compute.fused_bert import onednn_works, unsupported_reason
 
+    The plan is remembered (:func:`plan_memo_key`): a run whose records are all reusable decides so without
+    importing torch. Anything the plan depends on that is read without torch is in the memo's key; what
+    torch itself would say (a CUDA device, oneDNN) is fixed by the rest of it (the machine since its boot,
+    the torch build, the visible devices, this code). ``HARNESS_PLAN_MEMO=0`` plans every time (the tests do,
+    where they stand in for devices and kernels).
+    """
     if precision not in PRECISIONS:
         raise HarnessError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     if forward not in FORWARDS:
         raise HarnessError(f"--forward must be one of {', '.join(FORWARDS)}, not {forward!r}")
+    if os.environ.get("HARNESS_PLAN_MEMO", "1").strip() == "0":
+        return _plan_now(model_dir, device, precision, forward)
+    memo = _memo_file(plan_memo_key(model_dir, device, precision, forward))
+    try:
+        remembered = json.loads(memo.read_text(encoding="utf-8"))
+        return Compute(**{k: str(remembered[k]) for k in ("device", "precision", "forward")})
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # not planned here yet (or an unreadable memo): planned again, with torch
+    compute = _plan_now(model_dir, device, precision, forward)
+    try:
+        from harness.io import atomic_write_json
+
+        atomic_write_json(memo, compute.to_dict())
+    except OSError:
+        pass  # a read-only cache plans again next time
+    return compute
+
+
+#: the files whose code decides a plan: a change to any of them plans again
+_PLAN_CODE = ("plan.py", "fused_bert.py", "amx.py", "amx_bf16x3.c", "../../devices.py", "../../settings.py")
+
+
+def plan_memo_key(model_dir: Path | str, device: str, precision: str, forward: str) -> str:
+    """What a plan depends on, read without torch: the request, the model's config.json, the torch build,
+    the machine (host, boot, CPU flags, NVIDIA driver and GPUs, visible devices, the C compiler asked for)
+    and the planner's own code."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def read(path: Path | str) -> bytes:
+        try:
+            return Path(path).read_bytes()
+        except OSError:
+            return b"-"
+
+    try:
+        torch_version = version("torch")
+    except PackageNotFoundError:
+        torch_version = "-"
+    here = Path(__file__).resolve().parent
+    cpu_flags = next((line for line in read("/proc/cpuinfo").decode(errors="replace").splitlines()
+                      if line.startswith(("flags", "Features"))), "")
+    nvidia = Path("/proc/driver/nvidia/gpus")
+    gpus = sorted(p.name for p in nvidia.iterdir()) if nvidia.is_dir() else []
+    parts: list[bytes | str] = [
+        "plan-1", device, precision, forward, read(Path(model_dir) / "config.json"), torch_version,
+        os.uname().nodename, os.uname().machine, read("/proc/sys/kernel/random/boot_id"), cpu_flags,
+        read("/proc/driver/nvidia/version"), ",".join(gpus), *(os.environ.get(v, "-") for v in (
+            "CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "PYTORCH_ENABLE_MPS_FALLBACK", "CC")),
+        *(read(here / name) for name in _PLAN_CODE)]
+    h = hashlib.sha256()
+    for part in parts:
+        data = part.encode() if isinstance(part, str) else part
+        h.update(len(data).to_bytes(8, "little") + data)
+    return h.hexdigest()
+
+
+def _memo_file(key: str) -> Path:
+    from harness.paths import cache_root
+
+    return cache_root() / "compute-plans" / f"{key[:32]}.json"
+
+
+def _plan_now(model_dir: Path | str, device: str, precision: str, forward: str) -> Compute:
+    from harness.retrievers.compute.fused_bert import onednn_works, unsupported_reason
+
     dev = pick_device(device)
     if precision == "fp16" and dev.type != "cuda":
         raise HarnessError(f"--precision fp16 needs a CUDA device (this run uses {dev.type}); use bf16 or fp32")
@@ -142,6 +216,8 @@ def check_tf32(dev: torch.device) -> None:
     if dev.type != "cuda":
         raise HarnessError("--precision tf32 needs a CUDA device (TF32 is an Ampere+ tensor-core mode); on this "
                            "machine use fp32 or bf16x3")
+    import torch
+
     major, minor = torch.cuda.get_device_capability(dev)
     if major < 8:
         raise HarnessError(f"--precision tf32 needs an Ampere or later GPU (compute capability 8.0+); "
