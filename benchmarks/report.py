@@ -50,6 +50,8 @@ QUESTIONS = [
      "scale/evaluate_vs_pytrec", "python -m benchmarks.scale.evaluate_vs_pytrec"),
     ("HNSW build on one thread against every thread: the same graph?", "scale/hnsw_threads",
      "python -m benchmarks.scale.hnsw_threads"),
+    ("A rerun with nothing to do: dense and BM25, time, memory, torch imported?", "scale/noop_rerun",
+     "python -m benchmarks.scale.noop_rerun --no-memo"),
     ("Training throughput: tokens/s and share of the matmul peak", "training/train_throughput",
      "python -m benchmarks.training.train_throughput"),
     ("Does relevance-aware weighting help, everything else equal?", "training/trainer_experiment",

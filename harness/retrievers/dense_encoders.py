@@ -177,6 +177,28 @@ class DenseEncoders:
                               model_bytes, n_queries=10_000, depth=1000)
         on_disk = sum(p.stat().st_size for p in store.dir.glob("shard-*.npy")) if store.dir.exists() else 0
         check_plan(plan, cache_root(), already_on_disk=on_disk)
+        hint = self.faster_mode_hint()
+        if hint:
+            import sys
+
+            from harness.distributed import world
+
+            if world()[0] == 0:
+                print(f"harness: note: {hint}", file=sys.stderr)
+
+    def faster_mode_hint(self) -> str | None:
+        """Said once before a corpus is encoded in fp32 on a CPU where bf16x3 would run this model (AMX, the
+        fused BERT forward): the speed mode the user may ask for, never chosen for them."""
+        if self.compute.device != "cpu" or self.compute.precision != "fp32" \
+                or not self.compute.forward.startswith("fused-bert"):
+            return None
+        from harness.retrievers.compute import bf16x3_unavailable
+
+        config = json.loads((self.files.path / self.config.transformer_path / "config.json").read_text())
+        if bf16x3_unavailable(config, self.settings.forward) is not None:
+            return None
+        return ("this CPU has AMX: --precision bf16x3 encodes this model 1.7-1.9x faster (float32 matmuls as "
+                "three bf16 products, vectors within about 1e-4 relative; a speed mode, stored and labelled apart)")
 
 
 def _hidden_size(folder: Path) -> int:

@@ -1,0 +1,38 @@
+"""Hints that tell the truth: the bf16x3 speed mode is offered (never chosen) before an fp32 encoding on a
+CPU where it would run, and only there."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.cli import main
+from harness.retrievers.compute import amx
+from tests.conftest import make_tiny_bert
+
+
+@pytest.fixture()
+def bert32(tmp_path):
+    return make_tiny_bert(tmp_path / "bert32", hidden=32)
+
+
+def _run(model, data, out, *extra):
+    return main(["run", "-r", f"hf:{model}", "-d", str(data), "--output-dir", str(out), "--device", "cpu",
+                 "--metric", "ndcg@10", *extra])
+
+
+def test_bf16x3_is_offered_before_an_fp32_encoding_where_it_would_run(bert32, tiny_beir, tmp_path, capsys,
+                                                                     monkeypatch):
+    monkeypatch.setattr(amx, "unavailable_reason", lambda: None)  # as on a CPU with AMX
+    assert _run(bert32, tiny_beir, tmp_path / "out") == 0
+    err = capsys.readouterr().err
+    assert err.count("harness: note: this CPU has AMX: --precision bf16x3 encodes this model") == 1
+    assert _run(bert32, tiny_beir, tmp_path / "out") == 0  # reused: nothing is encoded, nothing to offer
+    assert "--precision bf16x3" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("why", ["lacks", "transformers"])
+def test_no_hint_where_bf16x3_would_not_run(bert32, tiny_beir, tmp_path, capsys, monkeypatch, why):
+    monkeypatch.setattr(amx, "unavailable_reason", lambda: None if why != "lacks" else "this CPU lacks amx_tile")
+    extra = ["--forward", "transformers"] if why == "transformers" else []
+    assert _run(bert32, tiny_beir, tmp_path / "out", *extra) == 0
+    assert "--precision bf16x3" not in capsys.readouterr().err
