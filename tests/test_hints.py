@@ -36,3 +36,22 @@ def test_no_hint_where_bf16x3_would_not_run(bert32, tiny_beir, tmp_path, capsys,
     extra = ["--forward", "transformers"] if why == "transformers" else []
     assert _run(bert32, tiny_beir, tmp_path / "out", *extra) == 0
     assert "--precision bf16x3" not in capsys.readouterr().err
+
+
+def test_faiss_k_means_warnings_become_one_line_of_ours(capfd):
+    """FAISS prints its k-means warning from C++ once per sub-quantiser (16 lines for pq_m=16): one note."""
+    import faiss
+    import numpy as np
+
+    from harness.ann import IndexConfig, IvfPqIndex
+
+    vectors = np.random.default_rng(0).standard_normal((1000, 32)).astype("float32")
+    capfd.readouterr()
+    index = IvfPqIndex().make(faiss, 32, 1000, IndexConfig(kind="ivfpq", pq_m=16), [([str(i) for i in range(1000)],
+                                                                                     vectors)])
+    assert index.is_trained
+    err = capfd.readouterr().err
+    assert "WARNING clustering" not in err
+    notes = [line for line in err.splitlines() if line.startswith("harness: note: ivfpq: FAISS trained")]
+    assert notes and len(set(notes)) == len(notes) <= 2  # one per kind of k-means (coarse cells, codebooks)
+    assert any("256 centroids on 1,000 vectors (it advises at least 9,984" in n for n in notes)
