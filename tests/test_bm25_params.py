@@ -132,3 +132,12 @@ def test_bm25_with_other_parameters_runs_as_its_own_row(tmp_path):
     (again,) = run(["bm25(k1=1.2;b=0.75)"], [str(tiny)], ["ndcg@10"], out, log=lambda m: None)
     assert again.retriever == other.retriever and again.metrics == other.metrics
     assert read_run(out / again.dataset / "test" / again.run_file) == runs[1]
+
+
+def test_a_baseline_row_may_spell_the_parameters_in_any_order():
+    """Baseline files and --baseline name a row as the user writes it: matched through the canonical name."""
+    from harness.results.baselines import canonical_name
+
+    assert canonical_name("bm25(b=0.75;k1=1.2)") == "bm25(k1=1.2;b=0.75)"
+    assert canonical_name("bm25(k1=0.9;b=0.4)") == "bm25"
+    assert canonical_name("bm25(k1=-1)") is None  # not a name: the row is reported as unmatched, not guessed

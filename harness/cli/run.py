@@ -26,7 +26,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                        description="Run retrievers on datasets; reuses finished (retriever, settings, dataset) "
                                    "results whose inputs are unchanged.")
     p.add_argument("--retriever", "-r", dest="retrievers", action="append", required=True, metavar="NAME",
-                   help="registered name (harness list retrievers), hf:<model id or folder>, a checkpoint folder, "
+                   help="registered name (harness list retrievers), with parameters where it takes them "
+                        "('bm25(k1=1.2;b=0.75)'), hf:<model id or folder>, a checkpoint folder, "
                         "sparse:<SPLADE model>, or a composition: 'fuse:rrf(A,B)', "
                         "'fuse:hybrid(DENSE,SPARSE;alpha=1.2)', 'fuse:wsum(A,B;weights=1:0.5)', "
                         "'rerank:MODEL(FIRST;top=100)' (quote them in a shell); repeatable")

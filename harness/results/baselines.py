@@ -222,8 +222,8 @@ def canonical_name(name: str) -> str | None:
     from harness.retrievers.kinds import DenseKind
     from harness.retrievers.registry import folder_name, name_prefixes, resolve_retriever
 
-    if name.startswith(tuple(p for p in name_prefixes() if p != DenseKind.prefix)):
-        try:
+    if name.startswith(tuple(p for p in name_prefixes() if p != DenseKind.prefix)) or name.endswith(")"):
+        try:  # a composition, sparse:, run:, or a registered name with parameters (bm25(b=0.75;k1=1.2))
             return resolve_retriever(name).name
         except (HarnessError, OSError):
             return None
