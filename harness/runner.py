@@ -40,6 +40,7 @@ from harness.io import TRUSTED, Checksums, atomic_write_json, sha256_file
 from harness.metrics import mean
 from harness.paths import cache_root
 from harness.provenance import environment
+from harness.results.efficiency import measure, reset_peaks
 from harness.results.leaderboard import rebuild
 from harness.results.records import ResultRecord, read_record, record_paths, row_of_label, write_record
 from harness.retrievers.base import Composition, Retriever, SearchContext, StageRun, settings_taken
@@ -216,6 +217,7 @@ class Runner:
         label = f"{ds.id} | {spec.name}" + (f" [{shown}]" if changed else "")
         queries = ds.queries()
         stats = corpus_stats(ds)
+        reset_peaks()
         t0 = time.perf_counter()
         indexed = retriever.index(ds)
         t1 = time.perf_counter()
@@ -236,6 +238,8 @@ class Runner:
                                "nothing was written (an empty run scores nothing: check the corpus and the queries)")
         t2 = time.perf_counter()
         write_run(run_path, run, tag=spec.slug, score_format=retriever.score_format)
+        provenance = dict(retriever.provenance(context))
+        device = searched.device or self.execution.device
         record = ResultRecord(
             retriever=spec.name, dataset=ds.id, split=ds.split, metrics={}, per_query={}, fingerprint=fingerprint,
             run_file=run_path.name, run_sha256=sha256_file(run_path), settings=changed,
@@ -243,9 +247,10 @@ class Runner:
             retriever_spec=spec.to_dict(), retriever_fingerprint=dict(retriever.fingerprint()),
             protocol=protocol.to_dict(), removed_by_protocol=removed,
             dataset_provenance=dict(dataset_fingerprint(ds, self.checksums)), environment=environment(),
-            device=searched.device or self.execution.device, harness_version=__version__,
-            index=indexed.to_json(), corpus=dict(stats), retriever_provenance=dict(retriever.provenance(context)),
-            timings={"index_s": round(t1 - t0, 3), "search_s": round(t2 - t1, 3)})
+            device=device, harness_version=__version__,
+            index=indexed.to_json(), corpus=dict(stats), retriever_provenance=provenance,
+            timings={"index_s": round(t1 - t0, 3), "search_s": round(t2 - t1, 3),
+                     **measure(indexed, len(queries), t1 - t0, t2 - t1, device, provenance)})
         return self._evaluate_and_write(ds, run, rec_path, record, names)
 
     def _run_stages(self, spec: RetrieverSpec, retriever: Composition, ds: Dataset, depth: int) -> bool:

@@ -39,7 +39,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    help="put each score beside the published one: 'published' (baselines/published/) or a "
                         "reference CSV (source,system,dataset,split,metric,value)")
     g.add_argument("--plot", type=Path, metavar="FILE.png", default=None,
-                   help="also draw the table as a grouped bar chart")
+                   help="also draw the table as a grouped bar chart (with --efficiency: the metric against "
+                        "query time and index size, the Pareto front marked)")
+    p.add_argument("--efficiency", action="store_true",
+                   help="the metric beside what each record cost: device, docs/s, ms/query, index size, peak "
+                        "memory, parameters, embedding dimension")
     p.set_defaults(func=cmd_leaderboard)
 
 
@@ -80,6 +84,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     for problem in problems:
         print(f"harness: warning: skipped {problem}", file=sys.stderr)
     df = _score_what_is_missing(args, df, [metric] + ([f"judged@{args.judged}"] if args.judged else []))
+    if args.efficiency:
+        return _efficiency(args, metric)
     pivot, averaged, notes = table(df, metric, split=args.split, datasets=args.datasets)
     if args.judged is not None:
         if args.judged < 1:
@@ -113,4 +119,19 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         shown = pivot if len(averaged) > 1 else pivot.drop(columns=averages)
         title = f"{metric}" + (f" (▲/▼ vs {base}, {args.test} test, Holm)" if base else "")
         print(f"plot: {leaderboard_chart(shown, metric, args.plot, title=title, marks=marks)}")
+    return 0
+
+
+def _efficiency(args: argparse.Namespace, metric: str) -> int:
+    from harness.results.efficiency import efficiency_frame, render_efficiency
+    from harness.results.records import folded_records
+
+    records = [r for r in folded_records(args.output_dir)[0]
+               if (args.split is None or r.split == args.split) and (not args.datasets or r.dataset in args.datasets)]
+    frame = efficiency_frame(records, metric)
+    print(render_efficiency(frame, metric, args.format))
+    if args.plot and not frame.empty:
+        from harness.results.plots import efficiency_chart
+
+        print(f"plot: {efficiency_chart(frame, metric, args.plot)}")
     return 0

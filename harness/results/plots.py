@@ -1,7 +1,8 @@
 """Charts for people who would rather look than read (matplotlib, Agg backend: no display needed).
 
 - ``leaderboard_chart``: grouped bars of one metric, datasets along x, one bar per retriever;
-- ``difference_chart``: per-query differences B - A of a ``harness compare``, sorted, one panel per dataset.
+- ``difference_chart``: per-query differences B - A of a ``harness compare``, sorted, one panel per dataset;
+- ``efficiency_chart``: the metric against query time and against index size, the Pareto front marked.
 """
 
 from __future__ import annotations
@@ -113,3 +114,38 @@ def difference_chart(comparisons: Sequence[PairedComparison], path: Path, *, tes
     path = _save(fig, path)
     plt.close(fig)
     return path
+
+
+def efficiency_chart(frame: pd.DataFrame, metric: str, path: Path, *, title: str | None = None) -> Path:
+    """Two panels: ``metric`` against ms/query and against index size (log x), a point per record labelled by
+    its retriever, one marker colour per dataset, each dataset's Pareto front (cheaper and better) drawn."""
+    from harness.results.efficiency import pareto_front
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, (key, label, scale) in zip(axes, (("search_ms_per_query", "search ms/query (batch mean)", 1.0),
+                                               ("index_bytes", "index size (MB)", 2.0**20)), strict=True):
+        for dataset, group in frame.groupby("dataset", sort=True):
+            rows = group[group[key].notna()]
+            if rows.empty:
+                continue
+            cost = [float(v) / scale for v in rows[key]]
+            score = [float(v) for v in rows[metric]]
+            points = ax.scatter(cost, score, label=str(dataset))
+            for x, y, name in zip(cost, score, rows["retriever"], strict=True):
+                ax.annotate(str(name), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            front = pareto_front(cost, score)
+            ax.step([cost[i] for i in front], [score[i] for i in front], where="post",
+                    color=points.get_facecolor()[0], alpha=0.6)
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel(metric)
+        devices = sorted({str(d) for d in frame["device"] if d is not None})
+        ax.set_title(f"{metric} against {label.split(' (')[0]} ({', '.join(devices) or 'device unknown'})",
+                     fontsize=9)
+    axes[0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    out = _save(fig, path)
+    plt.close(fig)
+    return out

@@ -47,6 +47,16 @@ class IndexReport(Protocol):
     @property
     def documents(self) -> int | None: ...
 
+    @property
+    def computed(self) -> bool:
+        """Whether this run built it (False: reused from the cache, or nothing of its own to build)."""
+        ...
+
+    @property
+    def store(self) -> str | None:
+        """Where what it built lies on disk (its size is the record's index size); None for nothing."""
+        ...
+
     def summary(self) -> str: ...
 
     def to_json(self) -> dict[str, Any]: ...
@@ -60,6 +70,8 @@ class Indexed:
     index: str
     documents: int | None
     seconds: float | None = None
+    computed: bool = False
+    store: str | None = None
 
     def summary(self) -> str:
         return f"index {self.index}"

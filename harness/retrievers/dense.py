@@ -61,6 +61,8 @@ class DenseProvenance(ModelProvenance):
     oom_backoffs: list[dict[str, int]]
     gpu_budget_fit: dict[str, int] | None
     device: str | None
+    parameters: int | None  # the models' parameters (safetensors headers; None for another weight format)
+    dim: int  # the embedding dimension
     harness: str
 
 
@@ -107,4 +109,5 @@ class DenseRetriever(VectorRetriever[DenseEncoders]):
                 "query_instruction": enc.query_prefix(context), "settings": self.settings.to_dict(),
                 "search": self.searcher.describe(), "embed_dtype": self.settings.embed_dtype,
                 "shard_size": self.vectors.shard_size, "embed_version": EMBED_VERSION,
-                "compute": enc.compute.to_dict(), **enc.encoding_report(), "harness": __version__}
+                "compute": enc.compute.to_dict(), **enc.encoding_report(), "parameters": enc.parameters(),
+                "dim": enc.dim, "harness": __version__}

@@ -19,7 +19,7 @@ from harness.paths import cache_root
 from harness.resources import check_plan, count_lines, embedding_plan
 from harness.retrievers.base import SearchContext, Text, TextEncoder
 from harness.retrievers.config import fit_max_length, model_max_positions, read_encoder_config
-from harness.retrievers.hub import ModelFiles, check_custom_code, model_digest, resolve_model
+from harness.retrievers.hub import ModelFiles, check_custom_code, model_digest, resolve_model, weights_file
 from harness.retrievers.spec import RetrieverSpec
 from harness.retrievers.vectors import DTYPES, EMBED_VERSION
 from harness.settings import REFERENCE, EncodeSettings, Execution
@@ -166,13 +166,9 @@ class DenseEncoders:
                 "gpu_budget_fit": encoder.budget_fit if encoder is not None else None, "device": self.device_used}
 
     def check_resources(self, dataset: Dataset, store: EmbeddingStore) -> None:
-        from harness.retrievers.hub import weights_file
-
         weights = weights_file(self.files.path)
         model_bytes = weights.stat().st_size if weights else 0
-        dim = (self.config.dense[-1].out_features if self.config.dense
-               else _hidden_size(self.files.path / self.config.transformer_path))
-        plan = embedding_plan(count_lines(dataset.corpus_path), dim,
+        plan = embedding_plan(count_lines(dataset.corpus_path), self.dim,
                               np.dtype(DTYPES[self.settings.embed_dtype]).itemsize, self.execution.shard_size,
                               model_bytes, n_queries=10_000, depth=1000)
         on_disk = sum(p.stat().st_size for p in store.dir.glob("shard-*.npy")) if store.dir.exists() else 0
@@ -185,6 +181,32 @@ class DenseEncoders:
 
             if world()[0] == 0:
                 print(f"harness: note: {hint}", file=sys.stderr)
+
+    @property
+    def dim(self) -> int:
+        """The embedding dimension: the last Dense module's, or the transformer's hidden size."""
+        return (self.config.dense[-1].out_features if self.config.dense
+                else _hidden_size(self.files.path / self.config.transformer_path))
+
+    def parameters(self) -> int | None:
+        """The parameters of every model this retriever runs (the transformer, each Dense module, a query
+        model), counted from the safetensors headers (nothing loaded); None where a weight file is another
+        format."""
+        from harness.retrievers.hub import safetensors_parameters
+
+        folders = [self.files.path / self.config.transformer_path,
+                   *(self.files.path / d.path for d in self.config.dense)]
+        if self.query_files is not None:
+            folders.append(self.query_files.path / self.config.transformer_path)
+        total = 0
+        for folder in folders:
+            weights = weights_file(folder)
+            count = safetensors_parameters(weights) if weights is not None and weights.suffix == ".safetensors" \
+                else None
+            if count is None:
+                return None
+            total += count
+        return total
 
     def faster_mode_hint(self) -> str | None:
         """Said once before a corpus is encoded in fp32 on a CPU where bf16x3 would run this model (AMX, the

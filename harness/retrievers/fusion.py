@@ -121,6 +121,8 @@ class StagesIndexed:
     index: str
     documents: int | None
     stages: list[StageRef]
+    computed: bool = False  # the stages' records say what they built
+    store: str | None = None
 
     def summary(self) -> str:
         return f"index {self.index}"

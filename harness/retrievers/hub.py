@@ -92,6 +92,26 @@ def weights_file(folder: Path) -> Path | None:
     return None
 
 
+def safetensors_parameters(path: Path) -> int | None:
+    """The number of parameters a ``.safetensors`` file holds, from its header alone (no tensor is read, no
+    torch imported); None for another format or an unreadable header."""
+    import math
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            (size,) = struct.unpack("<Q", f.read(8))
+            if size > 100 * 2**20:
+                return None
+            header = json.loads(f.read(size))
+    except (OSError, ValueError, struct.error):
+        return None
+    if not isinstance(header, dict):
+        return None
+    return sum(math.prod(int(n) for n in v.get("shape", [])) for k, v in header.items()
+               if k != "__metadata__" and isinstance(v, dict))
+
+
 def check_custom_code(folder: Path, trust_remote_code: bool) -> None:
     """Refuse a model whose config.json names its own code (``auto_map``) unless --trust-remote-code: without
     it, transformers would quietly run the stock class of its model type instead of the model's own code."""

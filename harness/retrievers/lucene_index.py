@@ -52,6 +52,14 @@ class LuceneIndexed:
     empty_not_indexed: int
     seconds: float
 
+    @property
+    def computed(self) -> bool:
+        return self.index == "built"
+
+    @property
+    def store(self) -> str | None:
+        return self.path
+
     def summary(self) -> str:
         return f"index {self.index}, path {self.path}"
 

@@ -124,6 +124,14 @@ class RerankIndexed:
     first_stage: StageRef
     scorer: IndexReport | None = None
 
+    @property
+    def computed(self) -> bool:
+        return self.scorer is not None and self.scorer.computed
+
+    @property
+    def store(self) -> str | None:
+        return self.scorer.store if self.scorer is not None else None
+
     def summary(self) -> str:
         return f"index {self.index}"
 

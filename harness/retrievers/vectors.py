@@ -94,6 +94,14 @@ class EmbeddingsIndexed:
     dtype: str | None = None
     seconds: float = 0.0
 
+    @property
+    def computed(self) -> bool:
+        return self.embeddings != "reused"
+
+    @property
+    def store(self) -> str | None:
+        return self.path
+
     def summary(self) -> str:
         return f"embeddings {self.embeddings}, path {self.path}"
 

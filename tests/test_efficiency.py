@@ -1,0 +1,83 @@
+"""Efficiency beside effectiveness: what each record's run cost, measured where it ran, and `harness
+leaderboard --efficiency` (with its plot) over the records."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness.cli import main
+from harness.results.efficiency import pareto_front
+from harness.results.records import ResultRecord, load_records
+
+
+def _records(out: Path) -> list[tuple[Path, ResultRecord]]:
+    found, problems = load_records(out)
+    assert not problems
+    return found
+
+
+def _run(model: Path, data: Path, out: Path) -> int:
+    return main(["run", "-r", f"hf:{model}", "-d", str(data), "--output-dir", str(out), "--device", "cpu",
+                 "--metric", "ndcg@10"])
+
+
+def test_a_record_says_what_its_run_cost(tiny_beir, tiny_bert_dir, tmp_path):
+    from transformers import AutoModel
+
+    assert _run(tiny_bert_dir, tiny_beir, tmp_path / "a") == 0
+    ((_, rec),) = _records(tmp_path / "a")
+    t = rec.timings
+    assert t["device"] == "cpu" and t["queries"] == rec.num_queries and t["index_computed"] is True
+    assert t["docs_per_s"] > 0 and t["search_ms_per_query"] > 0 and t["peak_rss_mb"] > 0
+    store = Path(rec.index["path"])
+    assert t["index_bytes"] == sum(f.stat().st_size for f in store.rglob("*") if f.is_file())
+    model = AutoModel.from_pretrained(tiny_bert_dir)
+    assert t["parameters"] == sum(p.numel() for p in model.state_dict().values())  # from the header alone
+    assert t["dim"] == model.config.hidden_size
+    assert _run(tiny_bert_dir, tiny_beir, tmp_path / "b") == 0  # the vectors are in the cache: reused
+    ((_, again),) = _records(tmp_path / "b")
+    assert again.timings["index_computed"] is False and "docs_per_s" not in again.timings
+
+
+def test_leaderboard_efficiency_prints_and_draws_what_the_records_measured(tiny_beir, tiny_bert_dir, tmp_path,
+                                                                           capsys):
+    out = tmp_path / "out"
+    assert _run(tiny_bert_dir, tiny_beir, out) == 0
+    capsys.readouterr()
+    assert main(["leaderboard", "--output-dir", str(out), "--efficiency", "--plot", str(tmp_path / "e.png")]) == 0
+    text = capsys.readouterr().out.splitlines()
+    assert text[0].split()[:5] == ["dataset", "retriever", "ndcg@10", "device", "docs/s"]
+    ((path, rec),) = _records(out)
+    row = text[2].split()
+    assert row[0] == "local/tiny" and row[2] == f"{rec.metrics['ndcg@10']:.4f}" and row[3] == "cpu"
+    assert row[-1] == str(rec.timings["dim"])
+    assert not any("devices" in line for line in text)
+    assert (tmp_path / "e.png").stat().st_size > 0 and text[-1] == f"plot: {tmp_path / 'e.png'}"
+    # a record from another device: the table says so
+    other = json.loads(path.read_text())
+    other["retriever"], other["timings"]["device"] = "gpu-copy", "cuda"
+    path.with_name("gpu-copy.json").write_text(json.dumps(other))
+    assert main(["leaderboard", "--output-dir", str(out), "--efficiency"]) == 0
+    assert "measured on 2 devices (cpu, cuda): compare times only between rows of one device" in \
+        capsys.readouterr().out
+
+
+def test_an_older_record_shows_dashes_not_guesses(tiny_beir, tiny_bert_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert _run(tiny_bert_dir, tiny_beir, out) == 0
+    ((path, _),) = _records(out)
+    obj = json.loads(path.read_text())
+    obj["timings"] = {"index_s": 1.0, "search_s": 0.1}  # as records were before efficiency was measured
+    path.write_text(json.dumps(obj))
+    capsys.readouterr()
+    assert main(["leaderboard", "--output-dir", str(out), "--efficiency"]) == 0
+    row = capsys.readouterr().out.splitlines()[2].split()
+    assert row[3] == "cpu" and row[4:] == ["—"] * 7
+
+
+def test_the_pareto_front_is_what_nothing_beats():
+    cost = [1.0, 2.0, 3.0, 2.5, 0.5]
+    score = [0.5, 0.7, 0.72, 0.6, 0.2]
+    assert pareto_front(cost, score) == [4, 0, 1, 2]
+    assert pareto_front([1.0, 1.0], [0.3, 0.5]) == [1]  # same cost: the better one only
