@@ -115,7 +115,8 @@ def render_efficiency(frame: pd.DataFrame, metric: str, fmt: str = "text") -> st
                 cells.append("reused" if key == "docs_per_s" and row["index_computed"] is False else "—")
             else:
                 scale = 2**20 if key == "index_bytes" else 1e6 if key == "parameters" else 1
-                cells.append(form.format(value / scale if scale != 1 else value))
+                value = value / scale if scale != 1 else int(value) if key == "dim" else value
+                cells.append(form.format(value))
         rows.append(cells)
     body = tabulate(rows, headers=["dataset", "retriever", metric, *(h for _, h, _ in COLUMNS)],
                     tablefmt={"text": "simple", "markdown": "github"}[fmt], disable_numparse=True,
@@ -123,7 +124,7 @@ def render_efficiency(frame: pd.DataFrame, metric: str, fmt: str = "text") -> st
     notes = ["docs/s: documents indexed a second where the run built its index (reused: built before); ms/query: "
              "the search step over its queries, searched together (a batch mean, not one query's latency); "
              "peak RSS: the process's or a worker's (the JVM's) peak up to the record"]
-    devices = sorted({str(d) for d in frame["device"] if d is not None})
+    devices = sorted({str(d).split(" (")[0] for d in frame["device"] if d is not None})  # "cpu (JVM)": cpu
     if len(devices) > 1:
         notes.append(f"measured on {len(devices)} devices ({', '.join(devices)}): compare times only between rows "
                      "of one device")
