@@ -154,8 +154,10 @@ def plan_memo_key(model_dir: Path | str, device: str, precision: str, forward: s
         except OSError:
             return b"-"
 
-    try:
-        torch_version = version("torch")
+    try:  # the version and the installed files' hashes: a CPU and a CUDA build of one version differ
+        from importlib.metadata import distribution
+
+        torch_version = version("torch") + (distribution("torch").read_text("RECORD") or "")
     except PackageNotFoundError:
         torch_version = "-"
     here = Path(__file__).resolve().parent
