@@ -44,16 +44,32 @@ def _names(datasets: Sequence[DatasetRef] | DatasetRef) -> list[str]:
 def run(retrievers: Sequence[str], datasets: Sequence[DatasetRef] = (), metrics: Sequence[str] | None = None,
         output_dir: str | Path = "results", *, suites: Sequence[str] = (), settings: EncodeSettings | None = None,
         execution: Execution | None = None, force: bool = False, depth: int | None = None,
-        split: str | None = None, drop_self_hits: bool = False) -> list[ResultRecord]:
-    """Evaluate every retriever on every dataset (``harness run``); returns the result records, which are
-    also written under ``output_dir`` with their run files and the leaderboard. A dataset is an id, a folder,
-    or one made of Python objects (:func:`dataset`)."""
+        split: str | None = None, drop_self_hits: bool = False, corpus: str | Path | None = None,
+        topics: str | Path | None = None, qrels: str | Path | None = None,
+        run_file: str | Path | None = None) -> list[ResultRecord]:
+    """Evaluate every retriever on every dataset (``harness run``, with its options); returns the result
+    records, which are also written under ``output_dir`` with their run files and the leaderboard. A dataset
+    is an id, a folder, or one made of Python objects (:func:`dataset`); ``corpus``, ``topics`` and ``qrels``
+    together are a dataset of three files (``--corpus --topics --qrels``); ``run_file`` also writes the one
+    run there (``--run-file``)."""
     from harness import runner
     from harness.settings import DEFAULT_EXECUTION, REFERENCE
 
-    return runner.run(retrievers, _names(datasets), metrics, Path(output_dir), suites=suites,
+    names = _names(datasets)
+    given = {"corpus": corpus, "topics": topics, "qrels": qrels}
+    if any(v is not None for v in given.values()):
+        missing = [k for k, v in given.items() if v is None]
+        if missing:
+            from harness.errors import HarnessError
+
+            raise HarnessError(f"{' and '.join(missing)} missing: a dataset of files needs corpus, topics and qrels")
+        from harness.data.files import files_name
+
+        names.append(files_name(Path(str(corpus)), Path(str(topics)), Path(str(qrels))))
+    return runner.run(retrievers, names, metrics, Path(output_dir), suites=suites,
                       settings=settings or REFERENCE, execution=execution or DEFAULT_EXECUTION, force=force,
-                      depth=depth, split=split, drop_self_hits=drop_self_hits)
+                      depth=depth, split=split, drop_self_hits=drop_self_hits,
+                      run_file=Path(run_file) if run_file is not None else None)
 
 
 def evaluate_model(model: Any, datasets: Sequence[DatasetRef] | DatasetRef, *, name: str, revision: str,

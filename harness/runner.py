@@ -36,13 +36,13 @@ from harness.data.registry import EvalProtocol
 from harness.datasets import dataset_ids, resolve_all
 from harness.distributed import world
 from harness.errors import HarnessError
-from harness.io import TRUSTED, Checksums, atomic_write_json, sha256_file
+from harness.io import TRUSTED, Checksums, atomic_copy, atomic_write_json, sha256_file
 from harness.metrics import mean
 from harness.paths import cache_root
 from harness.provenance import environment
 from harness.results.efficiency import measure, reset_peaks
 from harness.results.leaderboard import rebuild
-from harness.results.records import ResultRecord, read_record, record_paths, row_of_label, write_record
+from harness.results.records import ResultRecord, read_record, record_paths, row_of_label, run_file_of, write_record
 from harness.retrievers.base import Composition, Retriever, SearchContext, StageRun, settings_taken
 from harness.retrievers.names import look_in
 from harness.retrievers.registry import RetrieverSpec, resolve_retriever
@@ -346,7 +346,7 @@ def run(retrievers: Sequence[str], datasets: Sequence[str], metrics: Sequence[st
         output_dir: Path = Path("results"), *, suites: Sequence[str] = (), settings: EncodeSettings = REFERENCE,
         execution: Execution = DEFAULT_EXECUTION, force: bool = False, depth: int | None = None,
         split: str | None = None, drop_self_hits: bool = False, log: Log = _stderr,
-        declared: ModelObjects | None = None) -> list[ResultRecord]:
+        declared: ModelObjects | None = None, run_file: Path | None = None) -> list[ResultRecord]:
     """Evaluate every retriever on every dataset; returns the result records (also written to disk).
 
     ``metrics`` None uses each dataset's defaults (BEIR: ndcg@10 recall@100 recall@1000; ODQA:
@@ -354,7 +354,10 @@ def run(retrievers: Sequence[str], datasets: Sequence[str], metrics: Sequence[st
     dataset's evaluation split. ``drop_self_hits`` applies BEIR's identical-id rule where a dataset's protocol
     does not (a folder, an ir_datasets id), as a setting of its own. ``declared`` holds the model objects the
     caller declared (``harness.retrievers.declared.DeclaredModels``): their names resolve and load through it.
+    ``run_file``: a copy of the one run (one retriever on one dataset) written there too, checked first.
     """
+    if run_file is not None:
+        _check_run_file(Path(run_file), retrievers, datasets, suites)
     look_in(Path(output_dir))  # a name a table printed (content-named files and folders) is found again
     names, settings, depth, drop_self_hits = _rows(retrievers, Path(output_dir), settings, depth, drop_self_hits)
     specs = [resolve_retriever(r, declared) for r in names]
@@ -387,7 +390,23 @@ def run(retrievers: Sequence[str], datasets: Sequence[str], metrics: Sequence[st
         raise
     if world()[0] == 0:
         rebuild(output_dir)
+        if run_file is not None and records:
+            (record,) = records
+            source = run_file_of(Path(output_dir), record)
+            if not (Path(run_file).exists() and source.resolve() == Path(run_file).resolve()):
+                atomic_copy(source, Path(run_file))
     return records
+
+
+def _check_run_file(path: Path, retrievers: Sequence[str], datasets: Sequence[str], suites: Sequence[str]) -> None:
+    """One file for one run: refused before anything runs where it would be ambiguous or unwritable."""
+    if len(retrievers) != 1 or len(datasets) != 1 or suites:
+        raise HarnessError("--run-file PATH names one run: give one --retriever and one --dataset (no --suite), "
+                           "or leave it out and take each run from OUTPUT/<dataset>/<split>/<retriever>.trec")
+    if path.is_dir():
+        raise HarnessError(f"--run-file {path} is a folder; name a file, e.g. {path / 'run.trec'}")
+    if not path.parent.is_dir():
+        raise HarnessError(f"--run-file {path}: its folder {path.parent} does not exist; create it first")
 
 
 def _rows(labels: Sequence[str], output_dir: Path, settings: EncodeSettings, depth: int | None,

@@ -92,3 +92,21 @@ def test_bad_file_datasets_are_one_line_and_nothing_runs(tiny_beir, tiny_bert_di
     assert _run(tiny_bert_dir, out, *(a.format(**fill) for a in args)) == 2
     err = capsys.readouterr().err.strip()
     assert says in err and len(err.splitlines()) == 1 and not (out.exists() and any(out.rglob("*")))
+
+
+def test_the_python_api_takes_what_harness_run_takes(tiny_beir, tiny_bert_dir, tmp_path):
+    """harness.run(corpus=, topics=, qrels=, run_file=) as `harness run --corpus --topics --qrels --run-file`."""
+    import harness
+    from harness.errors import HarnessError
+
+    execution = harness.settings.Execution(device="cpu", progress=False)
+    (record,) = harness.run([f"hf:{tiny_bert_dir}"], [], ["ndcg@10"], tmp_path / "out", execution=execution,
+                            corpus=tiny_beir / "corpus.jsonl", topics=tiny_beir / "queries.jsonl",
+                            qrels=tiny_beir / "qrels" / "test.tsv", run_file=tmp_path / "mine.trec")
+    assert record.dataset.startswith("files/corpus-")
+    assert (tmp_path / "mine.trec").read_bytes() == \
+        (tmp_path / "out" / record.dataset / record.split / record.run_file).read_bytes()
+    with pytest.raises(HarnessError, match="qrels missing"):
+        harness.run([f"hf:{tiny_bert_dir}"], [], corpus=tiny_beir / "corpus.jsonl", topics=tiny_beir / "q.jsonl")
+    with pytest.raises(HarnessError, match="names one run"):
+        harness.run([f"hf:{tiny_bert_dir}", "bm25"], [str(tiny_beir)], run_file=tmp_path / "two.trec")

@@ -18,7 +18,7 @@ from harness.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from harness.results.records import ResultRecord
+    pass
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -69,6 +69,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.errors import HarnessError
     from harness.results.leaderboard import rebuild, run_table
+    from harness.results.records import run_file_of
     from harness.runner import run
 
     named = {"--corpus": args.corpus, "--topics": args.topics, "--qrels": args.qrels}
@@ -82,11 +83,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.datasets = [*args.datasets, files_name(args.corpus, args.topics, args.qrels)]
     if not args.datasets and not args.suites:
         raise HarnessError("name a dataset (--dataset beir/scifact or a folder) or a suite (--suite beir)")
-    if args.run_file is not None:
-        check_run_file(args.run_file, args.retrievers, args.datasets, args.suites)
     records = run(args.retrievers, args.datasets, args.metrics, args.output_dir, suites=args.suites,
                   settings=settings_from_args(args), execution=execution_from_args(args), force=args.force,
-                  depth=args.depth, split=args.split, drop_self_hits=args.drop_self_hits)
+                  depth=args.depth, split=args.split, drop_self_hits=args.drop_self_hits, run_file=args.run_file)
     if not records:  # a helper rank under torchrun: rank 0 reports
         return 0
     df, problems = rebuild(args.output_dir)
@@ -101,37 +100,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     for r in records:  # on stdout, like the tables: where each run is, by the naming rule above
         print(f"run file: {run_file_of(args.output_dir, r)}")
     if args.run_file is not None:
-        (record,) = records
-        copy_run(run_file_of(args.output_dir, record), args.run_file)
         print(f"run file: {args.run_file}")
     print(f"records: {args.output_dir}/  leaderboard: {args.output_dir / 'leaderboard.csv'}")
     return 0
-
-
-def check_run_file(path: Path, retrievers: list[str], datasets: list[str], suites: list[str]) -> None:
-    """--run-file names one file: refused before anything runs where it would be ambiguous or unwritable."""
-    from harness.errors import HarnessError
-
-    if len(retrievers) != 1 or len(datasets) != 1 or suites:
-        raise HarnessError("--run-file PATH names one run: give one --retriever and one --dataset (no --suite), "
-                           "or leave it out and take each run from OUTPUT/<dataset>/<split>/<retriever>.trec")
-    if path.is_dir():
-        raise HarnessError(f"--run-file {path} is a folder; name a file, e.g. {path / 'run.trec'}")
-    if not path.parent.is_dir():
-        raise HarnessError(f"--run-file {path}: its folder {path.parent} does not exist; create it first")
-
-
-def run_file_of(output_dir: Path, record: ResultRecord) -> Path:
-    """The run file a record was computed from: beside the record, under the name the record gives."""
-    from harness.results.records import record_paths
-
-    return record_paths(output_dir, record.dataset, record.split, "_")[1].with_name(record.run_file)
-
-
-def copy_run(source: Path, target: Path) -> None:
-    """Copy a run file whole or not at all (streamed beside the target, then moved over it)."""
-    from harness.io import atomic_copy
-
-    if target.exists() and source.resolve() == target.resolve():
-        return
-    atomic_copy(source, target)

@@ -151,6 +151,11 @@ def record_paths(output_dir: Path, dataset_id: str, split: str, slug: str,
     return folder / f"{stem}.json", folder / f"{stem}.trec"
 
 
+def run_file_of(output_dir: Path, record: ResultRecord) -> Path:
+    """The run file a record was computed from: beside the record, under the name the record gives."""
+    return record_paths(output_dir, record.dataset, record.split, "_")[1].with_name(record.run_file)
+
+
 def read_record(path: Path) -> ResultRecord:
     obj = read_json(path, problem="not valid JSON",
                     fix="delete it and rerun; records are rewritten atomically, so this file was edited")
