@@ -55,6 +55,8 @@ def run(retrievers: Sequence[str], datasets: Sequence[DatasetRef] = (), metrics:
     from harness import runner
     from harness.settings import DEFAULT_EXECUTION, REFERENCE
 
+    if isinstance(retrievers, str):  # one name, not its characters
+        retrievers = [retrievers]
     names = _names(datasets)
     given = {"corpus": corpus, "topics": topics, "qrels": qrels}
     if any(v is not None for v in given.values()):

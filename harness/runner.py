@@ -250,7 +250,7 @@ class Runner:
             device=device, harness_version=__version__,
             index=indexed.to_json(), corpus=dict(stats), retriever_provenance=provenance,
             timings={"index_s": round(t1 - t0, 3), "search_s": round(t2 - t1, 3),
-                     **measure(indexed, len(queries), t1 - t0, t2 - t1, device, provenance)})
+                     **measure(indexed, len(queries), t1 - t0, searched.seconds, device, provenance)})
         return self._evaluate_and_write(ds, run, rec_path, record, names)
 
     def _run_stages(self, spec: RetrieverSpec, retriever: Composition, ds: Dataset, depth: int) -> bool:
@@ -405,8 +405,17 @@ def _check_run_file(path: Path, retrievers: Sequence[str], datasets: Sequence[st
                            "or leave it out and take each run from OUTPUT/<dataset>/<split>/<retriever>.trec")
     if path.is_dir():
         raise HarnessError(f"--run-file {path} is a folder; name a file, e.g. {path / 'run.trec'}")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise HarnessError(f"--run-file {path}: {path.parent} is a file, not a folder; name a file in a folder")
     if not path.parent.is_dir():
         raise HarnessError(f"--run-file {path}: its folder {path.parent} does not exist; create it first")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".harness-probe-", dir=path.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise HarnessError(f"--run-file {path}: its folder {path.parent} is not writable ({e.strerror or e}); "
+                           "name a file in a folder you can write") from None
 
 
 def _rows(labels: Sequence[str], output_dir: Path, settings: EncodeSettings, depth: int | None,

@@ -81,3 +81,46 @@ def test_the_pareto_front_is_what_nothing_beats():
     score = [0.5, 0.7, 0.72, 0.6, 0.2]
     assert pareto_front(cost, score) == [4, 0, 1, 2]
     assert pareto_front([1.0, 1.0], [0.3, 0.5]) == [1]  # same cost: the better one only
+
+
+def test_figures_that_are_not_measurements_are_shown_as_such(tiny_beir, tiny_bert_dir, tmp_path, capsys):
+    """An edited record's timings (a string, a negative or infinite number, a bool, no device) are shown as "?"
+    with a line naming each, never printed as numbers or ended in a traceback; the plot is still drawn."""
+    out = tmp_path / "out"
+    assert _run(tiny_bert_dir, tiny_beir, out) == 0
+    ((path, _),) = _records(out)
+    obj = json.loads(path.read_text())
+    obj["timings"].update(search_ms_per_query="fast", index_bytes=-1e9, peak_rss_mb=float("inf"), parameters=True)
+    del obj["timings"]["device"]
+    obj["device"] = None
+    path.write_text(json.dumps(obj))
+    capsys.readouterr()
+    assert main(["leaderboard", "--output-dir", str(out), "--efficiency", "--plot", str(tmp_path / "e.png")]) == 0
+    text = capsys.readouterr().out
+    row = text.splitlines()[2].split()
+    assert row[3] == "—" and row[5:8] == ["?", "?", "?"] and row[9] == "?"
+    for field in ("search_ms_per_query = 'fast'", "index_bytes = -1000000000.0", "peak_rss_mb = inf",
+                  "parameters = True"):
+        assert f"timings.{field} is not a measurement" in text
+    assert "nan" not in text and (tmp_path / "e.png").is_file()
+
+
+def test_search_time_leaves_out_loading_the_query_model(tiny_beir, tiny_bert_dir, tmp_path, monkeypatch):
+    """With the corpus vectors reused, the model loads in the search step: its loading is not search time."""
+    import time
+
+    from harness.retrievers.dense_encoders import DenseEncoders
+
+    assert _run(tiny_bert_dir, tiny_beir, tmp_path / "a") == 0  # the vectors cached
+    real = DenseEncoders._load
+
+    def slow(self, folder, *, documents):
+        time.sleep(2.0)
+        return real(self, folder, documents=documents)
+
+    monkeypatch.setattr(DenseEncoders, "_load", slow)
+    assert _run(tiny_bert_dir, tiny_beir, tmp_path / "b") == 0
+    ((_, rec),) = _records(tmp_path / "b")
+    t = rec.timings
+    assert t["index_computed"] is False and t["search_s"] >= 2.0
+    assert t["search_ms_per_query"] * t["queries"] < 1000 * (t["search_s"] - 1.9)

@@ -110,3 +110,27 @@ def test_the_python_api_takes_what_harness_run_takes(tiny_beir, tiny_bert_dir, t
         harness.run([f"hf:{tiny_bert_dir}"], [], corpus=tiny_beir / "corpus.jsonl", topics=tiny_beir / "q.jsonl")
     with pytest.raises(HarnessError, match="names one run"):
         harness.run([f"hf:{tiny_bert_dir}", "bm25"], [str(tiny_beir)], run_file=tmp_path / "two.trec")
+
+
+@pytest.mark.parametrize("part", ["corpus", "topics", "qrels"])
+def test_a_gzipped_file_that_is_not_read_is_refused_with_the_fix(tiny_beir, tiny_bert_dir, tmp_path, capsys, part):
+    import gzip
+    import shutil
+
+    files = {"corpus": tiny_beir / "corpus.jsonl", "topics": tiny_beir / "queries.jsonl",
+             "qrels": tiny_beir / "qrels" / "test.tsv"}
+    with open(files[part], "rb") as src, gzip.open(tmp_path / (files[part].name + ".gz"), "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    files[part] = tmp_path / (files[part].name + ".gz")
+    args = [a for k, v in files.items() for a in (f"--{k}", str(v))]
+    assert _run(tiny_bert_dir, tmp_path / "out", *args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "gunzip it first" in err and len(err.splitlines()) == 1
+
+
+def test_one_retriever_name_as_a_string_is_one_name(tiny_beir, tiny_bert_dir, tmp_path):
+    import harness
+
+    (record,) = harness.run(f"hf:{tiny_bert_dir}", [str(tiny_beir)], ["ndcg@10"], tmp_path / "out",
+                            execution=harness.settings.Execution(device="cpu", progress=False))
+    assert record.dataset == "local/tiny"

@@ -95,3 +95,13 @@ def test_a_run_ends_with_one_table_of_every_measure_it_computed(tiny_bert_dir, t
         f"{(records['local/a'].metrics[m] + records['local/b'].metrics[m]) / 2:.4f}"
         for m in ("ndcg@10", "mrr@10", "recall@5")]
     assert sum(line.startswith("dataset ") for line in lines) == 1  # one table
+
+
+def test_run_file_in_a_file_and_repeated_datasets(tiny_beir, tiny_bert_dir, tmp_path, capsys):
+    (tmp_path / "plain").write_text("x")
+    out = tmp_path / "out"
+    assert _run(tiny_beir, tiny_bert_dir, out, "--run-file", str(tmp_path / "plain" / "r.trec")) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert _run(tiny_beir, tiny_bert_dir, out, "-d", str(tiny_beir)) == 0  # the same dataset twice
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("run file: ")]
+    assert len(printed) == 1

@@ -128,8 +128,8 @@ def _efficiency(args: argparse.Namespace, metric: str) -> int:
 
     records = [r for r in folded_records(args.output_dir)[0]
                if (args.split is None or r.split == args.split) and (not args.datasets or r.dataset in args.datasets)]
-    frame = efficiency_frame(records, metric)
-    print(render_efficiency(frame, metric, args.format))
+    frame, problems = efficiency_frame(records, metric)
+    print(render_efficiency(frame, metric, args.format, problems))
     if args.plot and not frame.empty:
         from harness.results.plots import efficiency_chart
 

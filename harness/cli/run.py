@@ -97,8 +97,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     # one table: a row per (dataset, retriever), a column per measure computed (every one of each record)
     print(run_table(shown, [m for r in records for m in r.metrics]))
     print()
-    for r in records:  # on stdout, like the tables: where each run is, by the naming rule above
-        print(f"run file: {run_file_of(args.output_dir, r)}")
+    shown_runs = dict.fromkeys(run_file_of(args.output_dir, r) for r in sorted(records, key=lambda r: (r.dataset,
+                                                                                                         r.label)))
+    for path in shown_runs:  # on stdout, like the table and in its order: where each run is
+        print(f"run file: {path}")
     if args.run_file is not None:
         print(f"run file: {args.run_file}")
     print(f"records: {args.output_dir}/  leaderboard: {args.output_dir / 'leaderboard.csv'}")

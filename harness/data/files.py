@@ -50,6 +50,10 @@ def _parse(name: str) -> dict[str, Path]:
         if key in given:
             raise HarnessError(f"{name}: {key} is given twice; {fix}")
         given[key] = Path(value.strip()).expanduser()
+    for key in ("topics", "qrels"):
+        if key in given and given[key].name.endswith(".gz"):
+            raise HarnessError(f"--{key} {given[key]}: a gzipped {key} file is not read here; gunzip it first "
+                               f"(gunzip -k {given[key]})")
     missing = [p for p in PARTS if p not in given]
     if missing:
         raise HarnessError(f"{name}: no {' and no '.join(missing)} file; {fix}")
@@ -64,6 +68,9 @@ def _corpus_reader(path: Path) -> JsonlCorpus | DprCorpus | TsvCorpus:
     """BEIR's jsonl by its suffix; a TSV whose first line is a header naming ``id`` first is DPR's, else a
     headerless ``id<TAB>text`` TSV."""
     name = path.name.removesuffix(".gz")
+    if name.endswith(".jsonl") and name != path.name:
+        raise HarnessError(f"--corpus {path}: a gzipped corpus.jsonl is not read here; gunzip it first "
+                           f"(gunzip -k {path}); a gzipped TSV with an id/text/title header is")
     if name.endswith(".jsonl"):
         return JsonlCorpus(path)
     if path.name.endswith(".gz"):
@@ -79,6 +86,9 @@ def _corpus_reader(path: Path) -> JsonlCorpus | DprCorpus | TsvCorpus:
         return DprCorpus(path)
     if not name.endswith((".tsv", ".txt")):
         raise HarnessError(f"--corpus {path}: not a format the harness reads by its name ({FORMATS})")
+    if name != path.name:
+        raise HarnessError(f"--corpus {path}: a gzipped headerless TSV is not read here; gunzip it first "
+                           f"(gunzip -k {path}), or give it DPR's id/text/title header")
     return TsvCorpus(path)
 
 

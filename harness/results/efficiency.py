@@ -2,8 +2,9 @@
 ``timings`` (``measure``), and the table ``harness leaderboard --efficiency`` prints of it.
 
 Each figure says what it is. ``docs_per_s``: documents indexed (encoded or built) a second, only where this
-run built the index (a reused one cost nothing here). ``search_ms_per_query``: the search step's time over
-its queries, all searched together (a batch mean, not a single query's latency). ``index_bytes``: what the
+run built the index (a reused one cost nothing here). ``search_ms_per_query``: the search's time over its
+queries, all searched together (a batch mean, not a single query's latency), without loading the query model
+or starting the JVM; only where the retriever times its search apart from that. ``index_bytes``: what the
 index or vector store holds on disk. ``peak_rss_mb``: the peak resident memory up to this record of the
 process or of a worker it ran (BM25's JVM), earlier datasets of the same process included;
 ``peak_gpu_mb``: the CUDA allocator's peak during this record. ``device``: where it ran. Figures from
@@ -46,7 +47,7 @@ def _size(path: str | None) -> int | None:
     return p.stat().st_size if p.is_file() else sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
 
 
-def measure(indexed: IndexReport, queries: int, index_s: float, search_s: float, device: str | None,
+def measure(indexed: IndexReport, queries: int, index_s: float, search_s: float | None, device: str | None,
             provenance: dict[str, Any]) -> dict[str, Any]:
     """What this record's run cost (see the module docstring), for its ``timings``."""
     import resource
@@ -54,7 +55,7 @@ def measure(indexed: IndexReport, queries: int, index_s: float, search_s: float,
     out: dict[str, Any] = {"device": device, "queries": queries, "index_computed": bool(indexed.computed)}
     if indexed.computed and indexed.documents and index_s > 0:
         out["docs_per_s"] = round(indexed.documents / index_s, 1)
-    if queries:
+    if queries and search_s is not None:  # only where the retriever timed its search without its loading
         out["search_ms_per_query"] = round(1000 * search_s / queries, 3)
     size = _size(indexed.store)
     if size is not None:
@@ -70,22 +71,47 @@ def measure(indexed: IndexReport, queries: int, index_s: float, search_s: float,
     return out
 
 
-def efficiency_frame(records: list[ResultRecord], metric: str) -> pd.DataFrame:
+def _valid(key: str, value: object) -> bool:
+    """A figure as ``measure`` writes it: a device name, or a finite number >= 0 (> 0 for a count of
+    parameters or dimensions), never a bool."""
+    if key == "device":
+        return isinstance(value, str) and bool(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value or value in (INF, -INF):
+        return False
+    return value > 0 if key in ("parameters", "dim") else value >= 0
+
+
+INF = float("inf")
+
+
+def efficiency_frame(records: list[ResultRecord], metric: str) -> tuple[pd.DataFrame, list[str]]:
     """A row per record holding ``metric``: dataset, retriever (with its settings), the metric, and each of
     :data:`COLUMNS` as measured (None where the record has none: an older record, a reused index, weights
-    that are not safetensors), plus ``index_computed``."""
+    that are not safetensors), plus ``index_computed``; and a line for each figure a record holds that is not
+    one (an edited record): shown as "?", never as a number."""
     import pandas as pd
 
-    rows = []
+    rows, problems = [], []
     for r in sorted(records, key=lambda r: (r.dataset, r.label)):
         if metric in r.metrics:
             t = r.timings
-            rows.append({"dataset": r.dataset, "retriever": r.label, metric: r.metrics[metric],
-                         **{key: t.get(key) for key, _, _ in COLUMNS}, "index_computed": t.get("index_computed")})
-            if rows[-1]["device"] is None:
-                rows[-1]["device"] = r.device
-    return pd.DataFrame(rows, columns=["dataset", "retriever", metric, *(k for k, _, _ in COLUMNS),
-                                       "index_computed"])
+            row: dict[str, Any] = {"dataset": r.dataset, "retriever": r.label, metric: r.metrics[metric],
+                                   "index_computed": t.get("index_computed")}
+            for key, _, _ in COLUMNS:
+                value = t.get(key) if key in t else (r.device if key == "device" else None)
+                if value is not None and not _valid(key, value):
+                    problems.append(f"{r.dataset} | {r.label}: timings.{key} = {value!r} is not a measurement; "
+                                    "shown as ? (the record was edited: run it again with --force)")
+                    value = BAD
+                row[key] = value
+            rows.append(row)
+    frame = pd.DataFrame(rows, columns=["dataset", "retriever", metric, *(k for k, _, _ in COLUMNS),
+                                        "index_computed"]).astype(object)
+    return frame.where(frame.notna(), None), problems
+
+
+#: a figure a record holds that is not a measurement
+BAD = "?"
 
 
 def pareto_front(cost: list[float], score: list[float]) -> list[int]:
@@ -100,7 +126,7 @@ def pareto_front(cost: list[float], score: list[float]) -> list[int]:
     return front
 
 
-def render_efficiency(frame: pd.DataFrame, metric: str, fmt: str = "text") -> str:
+def render_efficiency(frame: pd.DataFrame, metric: str, fmt: str = "text", problems: list[str] | None = None) -> str:
     """The table as text, with what each figure is and, where rows ran on several devices, that saying."""
     from tabulate import tabulate
 
@@ -111,7 +137,9 @@ def render_efficiency(frame: pd.DataFrame, metric: str, fmt: str = "text") -> st
         cells = [row["dataset"], row["retriever"], f"{row[metric]:.4f}"]
         for key, _, form in COLUMNS:
             value = row[key]
-            if value is None or (isinstance(value, float) and value != value):
+            if value == BAD:
+                cells.append(BAD)
+            elif value is None or (isinstance(value, float) and value != value):
                 cells.append("reused" if key == "docs_per_s" and row["index_computed"] is False else "—")
             else:
                 scale = 2**20 if key == "index_bytes" else 1e6 if key == "parameters" else 1
@@ -124,8 +152,8 @@ def render_efficiency(frame: pd.DataFrame, metric: str, fmt: str = "text") -> st
     notes = ["docs/s: documents indexed a second where the run built its index (reused: built before); ms/query: "
              "the search step over its queries, searched together (a batch mean, not one query's latency); "
              "peak RSS: the process's or a worker's (the JVM's) peak up to the record"]
-    devices = sorted({str(d).split(" (")[0] for d in frame["device"] if d is not None})  # "cpu (JVM)": cpu
+    devices = sorted({d.split(" (")[0] for d in frame["device"] if isinstance(d, str) and d != BAD})  # cpu (JVM)
     if len(devices) > 1:
         notes.append(f"measured on {len(devices)} devices ({', '.join(devices)}): compare times only between rows "
                      "of one device")
-    return "\n".join([body, *notes])
+    return "\n".join([body, *notes, *(problems or [])])

@@ -126,7 +126,7 @@ def efficiency_chart(frame: pd.DataFrame, metric: str, path: Path, *, title: str
     for ax, (key, label, scale) in zip(axes, (("search_ms_per_query", "search ms/query (batch mean)", 1.0),
                                                ("index_bytes", "index size (MB)", 2.0**20)), strict=True):
         for dataset, group in frame.groupby("dataset", sort=True):
-            rows = group[group[key].notna()]
+            rows = group[[isinstance(v, int | float) and not isinstance(v, bool) for v in group[key]]]
             if rows.empty:
                 continue
             cost = [float(v) / scale for v in rows[key]]
@@ -140,10 +140,11 @@ def efficiency_chart(frame: pd.DataFrame, metric: str, path: Path, *, title: str
         ax.set_xscale("log")
         ax.set_xlabel(label)
         ax.set_ylabel(metric)
-        devices = sorted({str(d) for d in frame["device"] if d is not None})
+        devices = sorted({d for d in frame["device"] if isinstance(d, str) and d != "?"})
         ax.set_title(f"{metric} against {label.split(' (')[0]} ({', '.join(devices) or 'device unknown'})",
                      fontsize=9)
-    axes[0].legend(fontsize=7)
+    if axes[0].get_legend_handles_labels()[0]:
+        axes[0].legend(fontsize=7)
     if title:
         fig.suptitle(title)
     out = _save(fig, path)

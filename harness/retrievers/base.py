@@ -86,12 +86,15 @@ class Searched:
     """What ``search()`` returned: the run (each query's top k in rank order), how many documents were scored
     (the runner refuses a record unless it is the corpus; None when nothing was searched here), where it
     computed (None: the run's device setting), and whether the run, or a stage's, was computed elsewhere (a
-    run file: then the count is not checked, and the record says so)."""
+    run file: then the count is not checked, and the record says so). ``seconds``: the search itself, without
+    loading a model or starting a JVM, where the retriever can tell them apart (None: the runner's wall time of
+    the whole step, loading included)."""
 
     run: Run
     documents: int | None
     device: str | None = None
     computed_elsewhere: bool = False
+    seconds: float | None = None
 
 
 class StageRef(TypedDict):

@@ -133,6 +133,9 @@ class DeclaredEncoders:
     def encode_documents(self, texts: list[Text], context: SearchContext, desc: str) -> np.ndarray:
         return self.calls.encode(texts, "doc", context)
 
+    def prepare_queries(self) -> None:
+        """Nothing to load: the model object is the caller's, in memory."""
+
     def encode_queries(self, texts: list[str], context: SearchContext) -> np.ndarray:
         return self.calls.encode(texts, QUERY, context)
 

@@ -150,6 +150,9 @@ class DenseEncoders:
         """The recipe's query prefix on ``context``'s dataset (its own where the recipe gives one)."""
         return self.config.query_prefix_for(context.dataset_id)
 
+    def prepare_queries(self) -> None:
+        self.query_encoder  # noqa: B018 (loads it)
+
     def encode_queries(self, texts: list[str], context: SearchContext) -> np.ndarray:
         return self.query_encoder.encode(list(texts), "query", desc="encode queries",
                                          query_prefix=self.query_prefix(context))

@@ -113,7 +113,8 @@ class BM25Retriever:
             self.index_dir(context.dataset), "BM25 index", {"op": "search", "k1": self.k1, "b": self.b,
                                                             "fields": self.fields, "k": k, "threads": self.threads},
             rows, list(queries), f"BM25 search ({len(queries):,} queries)")
-        return Searched(run, searched, DEVICE)
+        seconds = self.jvm_info.pop("search_seconds", None)  # the search in the JVM, its start left out
+        return Searched(run, searched, DEVICE, seconds=float(seconds) if seconds is not None else None)
 
     def provenance(self, context: SearchContext) -> dict[str, Any]:
         return {"engine": "Lucene (Anserini) via pyserini", "k1": self.k1, "b": self.b,
