@@ -6,9 +6,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from harness.cli import main
 from harness.results.efficiency import pareto_front
 from harness.results.records import ResultRecord, load_records
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(monkeypatch, tmp_path):
+    """A cache of each test's own: whether a run built its index is what these tests look at (the session's
+    cache may hold the tiny corpus's vectors from another test)."""
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
 
 
 def _records(out: Path) -> list[tuple[Path, ResultRecord]]:

@@ -10,6 +10,13 @@ from harness.retrievers.compute import amx
 from tests.conftest import make_tiny_bert
 
 
+@pytest.fixture(autouse=True)
+def _own_cache(monkeypatch, tmp_path):
+    """A cache of each test's own: the hint is said only when a corpus is encoded, so no other test's cached
+    vectors of the same tiny model may be found."""
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+
+
 @pytest.fixture()
 def bert32(tmp_path):
     return make_tiny_bert(tmp_path / "bert32", hidden=32)
