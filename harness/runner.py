@@ -333,9 +333,7 @@ def check_writable(folder: Path, what: str) -> None:
     """Refuse before any work when ``folder`` cannot be written (read-only disk, permissions)."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".harness-probe-", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
+        _write_probe(folder)
     except OSError as e:
         raise HarnessError(f"{folder}: the {what} is not writable ({e.strerror or e}); "
                            f"choose another with {'--output-dir' if what == 'output folder' else 'HARNESS_CACHE'}"
@@ -398,6 +396,13 @@ def run(retrievers: Sequence[str], datasets: Sequence[str], metrics: Sequence[st
     return records
 
 
+def _write_probe(folder: Path) -> None:
+    """Create and remove a file in ``folder``: OSError where it cannot be written."""
+    fd, probe = tempfile.mkstemp(prefix=".harness-probe-", dir=folder)
+    os.close(fd)
+    os.unlink(probe)
+
+
 def _check_run_file(path: Path, retrievers: Sequence[str], datasets: Sequence[str], suites: Sequence[str]) -> None:
     """One file for one run: refused before anything runs where it would be ambiguous or unwritable."""
     if len(retrievers) != 1 or len(datasets) != 1 or suites:
@@ -410,9 +415,7 @@ def _check_run_file(path: Path, retrievers: Sequence[str], datasets: Sequence[st
     if not path.parent.is_dir():
         raise HarnessError(f"--run-file {path}: its folder {path.parent} does not exist; create it first")
     try:
-        fd, probe = tempfile.mkstemp(prefix=".harness-probe-", dir=path.parent)
-        os.close(fd)
-        os.unlink(probe)
+        _write_probe(path.parent)
     except OSError as e:
         raise HarnessError(f"--run-file {path}: its folder {path.parent} is not writable ({e.strerror or e}); "
                            "name a file in a folder you can write") from None

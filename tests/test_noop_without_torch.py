@@ -74,7 +74,9 @@ def test_the_plan_is_remembered_under_what_it_depends_on(tiny_bert_dir, tmp_path
 def test_an_unreadable_memo_is_planned_again(tiny_bert_dir, monkeypatch):
     first = plan.plan_compute(tiny_bert_dir, "cpu", "fp32", "auto")
     memo = plan._memo_file(plan.plan_memo_key(tiny_bert_dir, "cpu", "fp32", "auto"))
-    for broken in ("{", '{"device": "cpu"}', "[]"):
+    for broken in ("{", '{"device": "cpu"}', "[]", '{"device": "cpu", "precision": "bf16", "forward": "transformers"}',
+                   '{"device": "tpu", "precision": "fp32", "forward": "transformers"}',
+                   '{"device": "cpu", "precision": "fp32", "forward": "made-up"}'):
         memo.write_text(broken)
         assert plan.plan_compute(tiny_bert_dir, "cpu", "fp32", "auto") == first
         assert json.loads(memo.read_text()) == first.to_dict()

@@ -125,9 +125,12 @@ def plan_compute(model_dir: Path | str, device: str = "auto", precision: str = "
     memo = _memo_file(plan_memo_key(model_dir, device, precision, forward))
     try:
         remembered = json.loads(memo.read_text(encoding="utf-8"))
-        return Compute(**{k: str(remembered[k]) for k in ("device", "precision", "forward")})
+        compute = Compute(**{k: str(remembered[k]) for k in ("device", "precision", "forward")})
+        if compute.precision == precision and compute.device in DEVICE_TYPES and compute.forward in IMPLEMENTATIONS:
+            return compute
     except (OSError, ValueError, KeyError, TypeError):
         pass  # not planned here yet (or an unreadable memo): planned again, with torch
+    # a memo that is not a plan of this request (edited, truncated): planned again and written over
     compute = _plan_now(model_dir, device, precision, forward)
     try:
         from harness.io import atomic_write_json
@@ -137,6 +140,10 @@ def plan_compute(model_dir: Path | str, device: str = "auto", precision: str = "
         pass  # a read-only cache plans again next time
     return compute
 
+
+#: what a plan may say: device types and forward implementations
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+IMPLEMENTATIONS = ("fused-bert+amx", "fused-bert+onednn", "fused-bert+addmm", "transformers")
 
 #: the files whose code decides a plan: a change to any of them plans again
 _PLAN_CODE = ("plan.py", "fused_bert.py", "amx.py", "amx_bf16x3.c", "../../devices.py", "../../settings.py")
