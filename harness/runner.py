@@ -204,6 +204,9 @@ class Runner:
                      "(its content changed, or the record predates run digests); computing it again")
             reusable = False
         if old and reusable:
+            if self.execution.latency:
+                self.log(f"{ds.id} | {spec.name}: --latency measures nothing on a reused record (--force runs it "
+                         "again, timing it)")
             if all(m in old.metrics for m in names):
                 self.log(f"{ds.id} | {spec.name}: reused record and run file {run_path} (--force recomputes)")
                 return old
@@ -250,7 +253,11 @@ class Runner:
             device=device, harness_version=__version__,
             index=indexed.to_json(), corpus=dict(stats), retriever_provenance=provenance,
             timings={"index_s": round(t1 - t0, 3), "search_s": round(t2 - t1, 3),
-                     **measure(indexed, len(queries), t1 - t0, searched.seconds, device, provenance)})
+                     **measure(indexed, len(queries), t1 - t0, searched.seconds, device, provenance,
+                               searched.query_seconds, searched.query_timing)})
+        if self.execution.latency and searched.query_seconds is None:
+            self.log(f"{label}: --latency: this retriever times only its batch (no per-query times: the record "
+                     "has no p50/p95)")
         return self._evaluate_and_write(ds, run, rec_path, record, names)
 
     def _run_stages(self, spec: RetrieverSpec, retriever: Composition, ds: Dataset, depth: int) -> bool:

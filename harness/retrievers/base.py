@@ -88,13 +88,18 @@ class Searched:
     computed (None: the run's device setting), and whether the run, or a stage's, was computed elsewhere (a
     run file: then the count is not checked, and the record says so). ``seconds``: the search itself, without
     loading a model or starting a JVM, where the retriever can tell them apart (None: the runner's wall time of
-    the whole step, loading included)."""
+    the whole step, loading included). ``query_seconds``: one query's search time each, for as many queries
+    as were timed one by one (the record's latency p50 and p95); None where the retriever searched them
+    together and can only tell their batch mean. ``query_timing``: how those were timed, in a few words for
+    the record (None: each query of this search timed as it was searched)."""
 
     run: Run
     documents: int | None
     device: str | None = None
     computed_elsewhere: bool = False
     seconds: float | None = None
+    query_seconds: tuple[float, ...] | None = None
+    query_timing: str | None = None
 
 
 class StageRef(TypedDict):
