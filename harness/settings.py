@@ -91,8 +91,14 @@ class Execution:
     threads: int | None = None
     trust_remote_code: bool = False
     progress: bool = True
+    #: time this many queries one at a time after the batch search (a dense retriever: encode + search each),
+    #: for the record's latency p50 and p95; None: the batch only (the run's results are the same either way)
+    latency: int | None = None
 
     def __post_init__(self) -> None:
+        if self.latency is not None and (not isinstance(self.latency, int) or isinstance(self.latency, bool)
+                                         or self.latency < 1):
+            raise HarnessError(f"--latency must be a positive number of queries, not {self.latency!r}")
         if not isinstance(self.shard_size, int) or self.shard_size < 1:
             raise HarnessError(f"--shard-size must be at least 1, not {self.shard_size!r}")
         if self.threads is not None and self.threads < 1:

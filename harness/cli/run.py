@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -63,6 +64,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                         "the reference one: <retriever>+<settings digest>.trec), printed at the end")
     add_settings(p)
     add_execution(p)
+    p.add_argument("--latency", type=int, default=None, metavar="N",
+                   help="after a dense retriever's batch search, time its first N queries one at a time (each "
+                        "encoded and searched alone) for the record's latency p50 and p95 (harness leaderboard "
+                        "--efficiency); the run is the same. Default: the batch mean only")
     p.set_defaults(func=cmd_run)
 
 
@@ -84,8 +89,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.datasets and not args.suites:
         raise HarnessError("name a dataset (--dataset beir/scifact or a folder) or a suite (--suite beir)")
     records = run(args.retrievers, args.datasets, args.metrics, args.output_dir, suites=args.suites,
-                  settings=settings_from_args(args), execution=execution_from_args(args), force=args.force,
-                  depth=args.depth, split=args.split, drop_self_hits=args.drop_self_hits, run_file=args.run_file)
+                  settings=settings_from_args(args), execution=replace(execution_from_args(args), latency=args.latency),
+                  force=args.force, depth=args.depth, split=args.split, drop_self_hits=args.drop_self_hits,
+                  run_file=args.run_file)
     if not records:  # a helper rank under torchrun: rank 0 reports
         return 0
     df, problems = rebuild(args.output_dir)

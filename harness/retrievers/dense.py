@@ -9,11 +9,14 @@ its settings, its fingerprint and its provenance.
 
 from __future__ import annotations
 
-from dataclasses import fields
+import time
+from collections.abc import Mapping
+from dataclasses import fields, replace
 from typing import Any, NotRequired, TypedDict
 
+from harness.errors import HarnessError
 from harness.io import TRUSTED, Checksums
-from harness.retrievers.base import SearchContext
+from harness.retrievers.base import SearchContext, Searched
 from harness.retrievers.dense_encoders import DenseEncoders
 from harness.retrievers.hub import ModelProvenance
 from harness.retrievers.spec import RetrieverSpec
@@ -71,6 +74,10 @@ class DenseRetriever(VectorRetriever[DenseEncoders]):
 
     def __init__(self, spec: RetrieverSpec, settings: EncodeSettings = REFERENCE,
                  execution: Execution = DEFAULT_EXECUTION, *, checksums: Checksums = TRUSTED):
+        if execution.latency and settings.index != REFERENCE.index:
+            raise HarnessError(f"{spec.name}: --latency times exact search one query at a time; an approximate "
+                               f"index (--index {settings.index}) also searches exactly for its recall on every "
+                               "call, which its latency would include: drop --latency or --index")
         encoders = DenseEncoders(spec, settings, execution, checksums)
         super().__init__(encoders, CorpusVectors(encoders, execution.shard_size, settings.embed_dtype),
                          searcher_for(settings.index, encoders.device))
@@ -111,3 +118,36 @@ class DenseRetriever(VectorRetriever[DenseEncoders]):
                 "shard_size": self.vectors.shard_size, "embed_version": EMBED_VERSION,
                 "compute": enc.compute.to_dict(), **enc.encoding_report(), "parameters": enc.parameters(),
                 "dim": enc.dim, "harness": __version__}
+
+    def search(self, queries: Mapping[str, str], k: int, context: SearchContext) -> Searched:
+        """The batch search (``VectorRetriever.search``: its run and its seconds), and, under ``--latency N``,
+        the first N queries (in the topics' order) timed again one at a time, each encoded and searched alone
+        (:meth:`time_queries`); the run is the batch's either way."""
+        searched = super().search(queries, k, context)
+        n = self.execution.latency
+        if not n or not queries:
+            return searched
+        timed = self.time_queries(list(queries.values())[:n], k, context)
+        return replace(searched, query_seconds=timed, query_timing=f"{len(timed)} queries one at a time after the "
+                       "batch run (each encoded and searched alone)")
+
+    def time_queries(self, texts: list[str], k: int, context: SearchContext) -> tuple[float, ...]:
+        """Each query's wall time, encoded and searched alone (the model loaded and warmed by the batch before;
+        the vectors and the top k come back to the host, so a GPU's work is finished inside each time); their
+        hits are not kept. The encoder's progress bar is off meanwhile (a bar a query is not what is timed)."""
+        encoder = self.encoders.query_encoder
+        shown = getattr(encoder, "progress", None)
+        if shown is not None:
+            encoder.progress = False  # type: ignore[attr-defined]
+        store = self.corpus_store(context.dataset)
+        seconds = []
+        try:
+            for text in texts:
+                start = time.perf_counter()
+                vector = self.encoders.encode_queries([text], context)
+                self.searcher.search(vector, store, k)
+                seconds.append(time.perf_counter() - start)
+        finally:
+            if shown is not None:
+                encoder.progress = shown  # type: ignore[attr-defined]
+        return tuple(seconds)
