@@ -2,7 +2,10 @@
 
 ``--baseline NAME`` marks cells significantly better or worse than NAME (paired test over queries, Holm
 corrected); ``--against published`` lists each score beside the published one; ``--plot FILE.png`` draws
-the table as a grouped bar chart.
+the table as a grouped bar chart. ``--efficiency`` prints what each record cost beside its score (device,
+docs/s, ms/query as a batch mean, latency p50 and p95 where the run timed its queries one by one, index size,
+peak memory, parameters, dimension; ``harness.results.efficiency``), its ``--plot`` the metric against query
+time and index size with the Pareto front.
 """
 
 from __future__ import annotations
@@ -42,8 +45,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    help="also draw the table as a grouped bar chart (with --efficiency: the metric against "
                         "query time and index size, the Pareto front marked)")
     p.add_argument("--efficiency", action="store_true",
-                   help="the metric beside what each record cost: device, docs/s, ms/query, index size, peak "
-                        "memory, parameters, embedding dimension")
+                   help="the metric beside what each record cost: device, docs/s, ms/query (batch mean), query "
+                        "latency p50 and p95 (where the run timed queries one by one: harness run --latency N), "
+                        "index size, peak memory, parameters, embedding dimension")
     p.set_defaults(func=cmd_leaderboard)
 
 

@@ -1,5 +1,5 @@
-"""harness report: one static HTML page of a results folder (leaderboard, provenance, reproduction status,
-per-query comparison, training curves)."""
+"""harness report: one static HTML page of a results folder (leaderboard, provenance, efficiency table and plot,
+reproduction status, per-query comparison, training curves)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ from harness.cli.common import add_output_dir
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("report", help="write one self-contained HTML page of the results (no server needed)",
                        description="Write one static HTML page of every result record under --output-dir: the "
-                                   "leaderboard (a tab per metric, sortable, provenance on click), each score "
-                                   "beside its published one, bar charts, the per-query comparison of two "
-                                   "retrievers and the training curves of checkpoints.")
+                                   "leaderboard (a tab per metric, sortable, provenance on click), what each "
+                                   "record cost (the table of leaderboard --efficiency, device named, and nDCG@10 "
+                                   "against query time and index size with the Pareto front), each score beside "
+                                   "its published one, bar charts, the per-query comparison of two retrievers and "
+                                   "the training curves of checkpoints.")
     add_output_dir(p)
     p.add_argument("-o", "--out", type=Path, default=None, metavar="FILE.html",
                    help="where to write the page (default: <output-dir>/report.html)")

@@ -2,7 +2,8 @@
 
 - ``leaderboard_chart``: grouped bars of one metric, datasets along x, one bar per retriever;
 - ``difference_chart``: per-query differences B - A of a ``harness compare``, sorted, one panel per dataset;
-- ``efficiency_chart``: the metric against query time and against index size, the Pareto front marked.
+- ``efficiency_chart``: the metric against query time (batch mean, latency p50) and against index size, each
+  dataset's and device's Pareto front marked (``harness leaderboard --efficiency --plot`` and ``harness report``).
 """
 
 from __future__ import annotations
@@ -27,13 +28,13 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save(fig: Any, path: Path) -> Path:
+def _save(fig: Any, path: Path, dpi: int = 150) -> Path:
     path = Path(path)
     if path.suffix.lower() not in {".png", ".pdf", ".svg"}:
         raise HarnessError(f"{path}: plots are written as .png, .pdf or .svg")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=150, bbox_inches="tight")
+    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     tmp.replace(path)
     return path
 
@@ -116,37 +117,53 @@ def difference_chart(comparisons: Sequence[PairedComparison], path: Path, *, tes
     return path
 
 
-def efficiency_chart(frame: pd.DataFrame, metric: str, path: Path, *, title: str | None = None) -> Path:
-    """Two panels: ``metric`` against ms/query and against index size (log x), a point per record labelled by
-    its retriever, one marker colour per dataset, each dataset's Pareto front (cheaper and better) drawn."""
-    from harness.results.efficiency import pareto_front
+def efficiency_chart(frame: pd.DataFrame, metric: str, path: Path, *, title: str | None = None,
+                     dpi: int = 150) -> Path:
+    """``metric`` against each cost a record measured (log x), a panel each: search ms/query (the batch mean),
+    query latency p50 where some record timed its queries one by one, and index size. A point per record
+    labelled by its retriever, a colour per dataset, a marker per device; each (dataset, device)'s Pareto
+    front (cheaper and better) drawn: times from different devices are never on one front, and the titles name
+    the devices. The figure for ``harness leaderboard --efficiency --plot`` and for ``harness report``."""
+    from harness.results.efficiency import base_device, pareto_front
 
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for ax, (key, label, scale) in zip(axes, (("search_ms_per_query", "search ms/query (batch mean)", 1.0),
-                                               ("index_bytes", "index size (MB)", 2.0**20)), strict=True):
-        for dataset, group in frame.groupby("dataset", sort=True):
-            rows = group[[isinstance(v, int | float) and not isinstance(v, bool) for v in group[key]]]
+    measured = [isinstance(v, int | float) and not isinstance(v, bool) for v in frame["search_ms_p50"]]
+    panels = [("search_ms_per_query", "search ms/query (batch mean)", 1.0)]
+    if any(measured):
+        panels.append(("search_ms_p50", "query latency p50 (ms, queries timed one by one)", 1.0))
+    panels.append(("index_bytes", "index size (MB)", 2.0**20))
+    device = [base_device(d) or "device unknown" for d in frame["device"]]
+    frame = frame.assign(_device=device)
+    devices = sorted(set(device))
+    datasets = sorted({str(d) for d in frame["dataset"]})
+    colors = plt.get_cmap("tab10" if len(datasets) <= 10 else "tab20")
+    marker = {d: "os^Dv<>ph*"[i % 10] for i, d in enumerate(devices)}
+    where = devices[0] if len(devices) == 1 else (f"{', '.join(devices)}: a marker and a front per device, "
+                                                  "times compared within one device only")
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
+    for ax, (key, label, scale) in zip(axes[0], panels, strict=True):
+        for (dataset, on), group in frame.groupby(["dataset", "_device"], sort=True):
+            rows = group[[isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in group[key]]]
             if rows.empty:
                 continue
             cost = [float(v) / scale for v in rows[key]]
             score = [float(v) for v in rows[metric]]
-            points = ax.scatter(cost, score, label=str(dataset))
+            color = colors(datasets.index(str(dataset)) % colors.N)
+            ax.scatter(cost, score, color=color, marker=marker[str(on)],
+                       label=str(dataset) if len(devices) == 1 else f"{dataset} · {on}")
             for x, y, name in zip(cost, score, rows["retriever"], strict=True):
                 ax.annotate(str(name), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
             front = pareto_front(cost, score)
-            ax.step([cost[i] for i in front], [score[i] for i in front], where="post",
-                    color=points.get_facecolor()[0], alpha=0.6)
+            ax.step([cost[i] for i in front], [score[i] for i in front], where="post", color=color, alpha=0.6)
         ax.set_xscale("log")
         ax.set_xlabel(label)
         ax.set_ylabel(metric)
-        devices = sorted({d for d in frame["device"] if isinstance(d, str) and d != "?"})
-        ax.set_title(f"{metric} against {label.split(' (')[0]} ({', '.join(devices) or 'device unknown'})",
+        ax.set_title(f"{metric} against {label.split(' (')[0]} ({devices[0] if len(devices) == 1 else 'by device'})",
                      fontsize=9)
-    if axes[0].get_legend_handles_labels()[0]:
-        axes[0].legend(fontsize=7)
-    if title:
-        fig.suptitle(title)
-    out = _save(fig, path)
+        ax.grid(alpha=0.3)
+    if axes[0][0].get_legend_handles_labels()[0]:
+        axes[0][0].legend(fontsize=7)
+    fig.suptitle(title or f"{metric} against cost, Pareto front marked; measured on {where}", fontsize=10)
+    out = _save(fig, path, dpi)
     plt.close(fig)
     return out

@@ -4,8 +4,10 @@ styles, the scripts and the charts are inline).
 It shows the leaderboard (one tab per metric; columns sortable; the average says what it averages over;
 significance marks against a chosen baseline), each cell's provenance on click (settings, fingerprint, model
 and dataset checksums, commit, versions), every score beside the published one (the reproduction status),
-a bar chart per dataset, the per-query comparison of two retrievers, and the training curves of the
-checkpoints found in the records. It reads well in light and dark mode and on a laptop screen. Everything is
+a bar chart per dataset, what each record cost beside its score (the table of ``harness leaderboard
+--efficiency``, device named, and its plot: nDCG@10 against query time and index size, the Pareto front
+marked), the per-query comparison of two retrievers, and the training curves of the checkpoints found in the
+records. It reads well in light and dark mode and on a laptop screen. Everything is
 rendered here in Python; the page's script only switches tabs, sorts and shows provenance, so a reader
 without scripts still sees every number.
 """
@@ -51,6 +53,8 @@ td.cell { cursor: pointer; } td.cell:hover { background: var(--panel); }
 svg text { fill: var(--fg); font-size: 11px; } svg .bar { fill: var(--bar); } svg .axis { stroke: var(--line); }
 svg .line { fill: none; stroke: var(--accent); stroke-width: 2; } svg .dot { fill: var(--accent); }
 .charts { display: flex; flex-wrap: wrap; gap: 18px; }
+figure { margin: 8px 0 14px; } figure img { max-width: 100%; height: auto; background: #ffffff; border-radius: 6px; }
+figcaption { color: var(--muted); font-size: 13px; }
 """
 
 SCRIPT = """
@@ -179,6 +183,62 @@ def _charts(pivot: Any, metric: str) -> str:
 def _short_label(name: str, most: int = 36) -> str:
     """A bar's label: the name, or its start and end around an ellipsis (the whole name is the bar's title)."""
     return name if len(name) <= most else name[: most // 2 - 1] + "…" + name[-(most // 2):]
+
+
+def efficiency_section(records: Sequence[ResultRecord], metric: str = "ndcg@10") -> str:
+    """What each record cost beside its score (``metric``, else the first metric the records hold): the table
+    of ``harness leaderboard --efficiency`` with its notes (what each figure is, how latency was measured, the
+    devices), and the same plot as its ``--plot`` (``plots.efficiency_chart``), inline as a PNG."""
+    import base64
+    import tempfile
+
+    from harness.results.efficiency import COLUMNS, devices_of, efficiency_frame, efficiency_notes, format_cell
+    from harness.results.plots import efficiency_chart
+
+    held = [m for r in records for m in r.metrics]
+    if metric not in held:
+        if not held:
+            return ""
+        metric = held[0]
+    frame, problems = efficiency_frame(list(records), metric)
+    costs = [k for k, _, _ in COLUMNS if k != "device"]
+    if not any(isinstance(v, int | float) and not isinstance(v, bool) for k in costs for v in frame[k]):
+        return ""  # records from before efficiency was measured: nothing to show but dashes
+    head = "".join(f'<th{cls}>{_e(h)}</th>' for h, cls in [("retriever", ""), ("dataset", ' class="t"'),
+                                                            (metric, ""), ("device", ' class="t"'),
+                                                            *((h, "") for k, h, _ in COLUMNS if k != "device")])
+    rows = []
+    for row in frame.to_dict("records"):
+        cells = [f"<td>{_e(row['retriever'])}</td>", f'<td class="t">{_e(row["dataset"])}</td>',
+                 f'<td data-sort="{row[metric]:.6f}">{row[metric]:.4f}</td>',
+                 f'<td class="t">{_e(format_cell(row, "device"))}</td>']
+        for key, _, _ in COLUMNS:
+            if key != "device":
+                value = row[key]
+                number = isinstance(value, int | float) and not isinstance(value, bool)
+                sort = f' data-sort="{float(value):.6f}"' if number else ""
+                cells.append(f"<td{sort}>{_e(format_cell(row, key))}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    notes = "".join(f'<div class="muted">{_e(n)}</div>' for n in [*efficiency_notes(frame), *problems])
+    devices = devices_of(frame)
+    where = (f"measured on {devices[0]}" if len(devices) == 1 else "device unknown" if not devices else
+             f"measured on {len(devices)} devices ({', '.join(devices)}): a marker and a Pareto front per device; "
+             "compare times only within one device")
+    plotted = any(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for key in
+                  ("search_ms_per_query", "search_ms_p50", "index_bytes") for v in frame[key])
+    figure = '<p class="muted">no plot: no record here measured its query time or index size</p>'
+    if plotted:
+        with tempfile.TemporaryDirectory() as tmp:
+            png = efficiency_chart(frame, metric, Path(tmp) / "efficiency.png", dpi=100).read_bytes()
+        alt = f"{metric} against query time and index size, Pareto front marked; {where}"
+        figure = (f'<figure class="efficiency"><img alt="{_e(alt)}" title="{_e(alt)}" '
+                  f'src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
+                  f"<figcaption>{_e(metric)} against search ms/query (batch mean), query latency p50 where "
+                  f"measured, and index size (log scales); the line is the Pareto front of each dataset on each "
+                  f"device (nothing cheaper scores higher); {_e(where)}</figcaption></figure>")
+    return (f"<h2>Efficiency: {_e(metric)} beside what it cost</h2>"
+            f'<div class="scroll"><table class="efficiency" data-metric="{_e(metric)}"><thead><tr>{head}</tr>'
+            f'</thead><tbody>{"".join(rows)}</tbody></table></div>{notes}{figure}')
 
 
 def published_section(records: Sequence[ResultRecord]) -> str:
@@ -318,7 +378,7 @@ def report(output_dir: Path, *, baseline: str | None = None, pair: Sequence[str]
             f"{'; ' + '; '.join(_e(c) for c in conflicts) if conflicts else ''}. "
             "Click a score for its provenance; click a column to sort.</div>"]
     if records:
-        body += [leaderboard_section(records, baseline), published_section(records),
+        body += [leaderboard_section(records, baseline), efficiency_section(records), published_section(records),
                  pair_section(records, pair, baseline), training_section(records)]
     else:
         body.append("<p>no results yet: <code>harness run</code> writes them</p>")
