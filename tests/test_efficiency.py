@@ -82,7 +82,7 @@ def test_an_older_record_shows_dashes_not_guesses(tiny_beir, tiny_bert_dir, tmp_
     capsys.readouterr()
     assert main(["leaderboard", "--output-dir", str(out), "--efficiency"]) == 0
     row = capsys.readouterr().out.splitlines()[2].split()
-    assert row[3] == "cpu" and row[4:] == ["—"] * 7
+    assert row[3] == "cpu" and row[4:] == ["—"] * 9
 
 
 def test_the_pareto_front_is_what_nothing_beats():
@@ -107,7 +107,7 @@ def test_figures_that_are_not_measurements_are_shown_as_such(tiny_beir, tiny_ber
     assert main(["leaderboard", "--output-dir", str(out), "--efficiency", "--plot", str(tmp_path / "e.png")]) == 0
     text = capsys.readouterr().out
     row = text.splitlines()[2].split()
-    assert row[3] == "—" and row[5:8] == ["?", "?", "?"] and row[9] == "?"
+    assert row[3] == "—" and row[5] == "?" and row[8:10] == ["?", "?"] and row[11] == "?"
     for field in ("search_ms_per_query = 'fast'", "index_bytes = -1000000000.0", "peak_rss_mb = inf",
                   "parameters = True"):
         assert f"timings.{field} is not a measurement" in text
@@ -133,3 +133,59 @@ def test_search_time_leaves_out_loading_the_query_model(tiny_beir, tiny_bert_dir
     t = rec.timings
     assert t["index_computed"] is False and t["search_s"] >= 2.0
     assert t["search_ms_per_query"] * t["queries"] < 1000 * (t["search_s"] - 1.9)
+
+
+def test_latency_times_queries_one_at_a_time_and_leaves_the_run_as_it_was(tiny_beir, tiny_bert_dir, tmp_path,
+                                                                          monkeypatch, capsys):
+    """`harness run --latency N`: after the batch search, N queries encoded and searched alone, their p50 and p95
+    in the record with how they were measured; the run file and the scores are the batch's, and without the flag
+    the queries are encoded once, as before."""
+    from harness.retrievers.dense_encoders import DenseEncoders
+
+    calls: list[int] = []
+    real = DenseEncoders.encode_queries
+
+    def counted(self, texts, context):
+        calls.append(len(texts))
+        return real(self, texts, context)
+
+    monkeypatch.setattr(DenseEncoders, "encode_queries", counted)
+    assert _run(tiny_bert_dir, tiny_beir, tmp_path / "a") == 0
+    ((_, plain),) = _records(tmp_path / "a")
+    assert calls == [plain.num_queries]  # the default: one batch, nothing more
+    assert "search_ms_p50" not in plain.timings and plain.timings["latency_method"] == "batch mean only"
+    calls.clear()
+    assert main(["run", "-r", f"hf:{tiny_bert_dir}", "-d", str(tiny_beir), "--output-dir", str(tmp_path / "b"),
+                 "--device", "cpu", "--metric", "ndcg@10", "--latency", "3"]) == 0
+    ((_, timed),) = _records(tmp_path / "b")
+    assert calls == [timed.num_queries, 1, 1, 1]
+    t = timed.timings
+    assert t["latency_queries"] == 3 and 0 < t["search_ms_p50"] <= t["search_ms_p95"]
+    assert t["latency_method"] == "3 queries one at a time after the batch run (each encoded and searched alone)"
+    assert (tmp_path / "b" / timed.dataset / timed.split / timed.run_file).read_bytes() == \
+        (tmp_path / "a" / plain.dataset / plain.split / plain.run_file).read_bytes()
+    assert timed.per_query == plain.per_query and timed.fingerprint == plain.fingerprint
+    capsys.readouterr()
+    assert main(["leaderboard", "--output-dir", str(tmp_path / "b"), "--efficiency"]) == 0
+    text = capsys.readouterr().out
+    row = text.splitlines()[2].split()
+    assert row[6:8] == [f"{t['search_ms_p50']:.2f}", f"{t['search_ms_p95']:.2f}"]
+    assert "(3 queries)" in text and "batch mean only" not in text
+    # more queries asked than there are: each one timed once
+    assert main(["run", "-r", f"hf:{tiny_bert_dir}", "-d", str(tiny_beir), "--output-dir", str(tmp_path / "c"),
+                 "--device", "cpu", "--metric", "ndcg@10", "--latency", "1000"]) == 0
+    ((_, every),) = _records(tmp_path / "c")
+    assert every.timings["latency_queries"] == every.num_queries
+
+
+def test_latency_is_refused_where_it_would_not_be_one_query_search(tiny_beir, tiny_bert_dir, tmp_path, capsys):
+    from harness.errors import HarnessError
+    from harness.settings import Execution
+
+    for bad in (0, -1, True, 2.5):
+        with pytest.raises(HarnessError, match="--latency must be a positive number of queries"):
+            Execution(latency=bad)
+    assert main(["run", "-r", f"hf:{tiny_bert_dir}", "-d", str(tiny_beir), "--output-dir", str(tmp_path / "o"),
+                 "--device", "cpu", "--index", "hnsw", "--latency", "5"]) == 2
+    assert "--latency times exact search one query at a time" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists() or not list((tmp_path / "o").rglob("*.json"))
