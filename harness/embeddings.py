@@ -276,3 +276,94 @@ def _tiling_error(seals: list[Seal], count: int) -> str | None:
     if row != count:
         return f"the shards hold {row} rows, the corpus has {count}"
     return None
+
+
+class TokenSeal(Seal):
+    """A token store's seal: a shard's seal and its offsets file's size and checksum."""
+
+    offsets_bytes: int
+    offsets_sha256: str
+
+
+class TokenStore(EmbeddingStore):
+    """The token vectors of a late-interaction (ColBERT) model in the embedding store's shards: shard ``i``'s
+    vector file holds its documents' token vectors one after another (a flat tokens x dim matrix), and
+    ``shard-NNNNN.offsets.npy`` the int64 row where each document starts (``n + 1`` values, the last the token
+    count), sealed with the shard. A shard is written from a padded (documents x width x dim) array whose
+    all-zero rows are padding (an L2-normalised token vector is never zero). Resuming, tiling and checking are
+    the embedding store's; the manifest's ``dim`` is the token vectors' width."""
+
+    def __init__(self, root: Path, key: dict[str, Any], dim: int):
+        super().__init__(root, key)
+        self.dim = dim
+
+    def _offsets_path(self, i: int) -> Path:
+        return self.dir / f"shard-{i:05d}.offsets.npy"
+
+    def seal(self, i: int, *, verify: bool = True) -> Seal | None:
+        meta = super().seal(i, verify=verify)
+        path = self._offsets_path(i)
+        try:
+            if meta is None or path.stat().st_size != meta.get("offsets_bytes"):
+                return None
+            if verify and sha256_file(path) != meta.get("offsets_sha256"):
+                return None
+        except OSError:
+            return None
+        return meta
+
+    def _write_shard(self, i: int, start: int, ids: Sequence[str], vectors: np.ndarray,
+                     computed_with: dict[str, Any] | None) -> None:
+        if vectors.ndim != 3 or vectors.shape[2] != self.dim:
+            raise HarnessError(f"shard {i}: token vectors of shape {vectors.shape}, expected (documents, width, "
+                               f"{self.dim}) (an encoder bug)")
+        kept = np.abs(vectors).max(axis=2) > 0 if vectors.size else np.zeros(vectors.shape[:2], dtype=bool)
+        counts = kept.sum(axis=1)
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        path = self._offsets_path(i)
+        self._paths(i)[2].unlink(missing_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                np.save(f, offsets, allow_pickle=False)
+            tmp.replace(path)
+        except OSError as e:
+            raise with_filename(e, path) from None
+        finally:
+            tmp.unlink(missing_ok=True)
+        super()._write_shard(i, start, ids, vectors[kept], computed_with)
+        seal = self._paths(i)[2]
+        meta = json.loads(seal.read_text(encoding="utf-8"))
+        atomic_write_json(seal, {**meta, "offsets_bytes": path.stat().st_size, "offsets_sha256": sha256_file(path)})
+
+    def finish(self, shards: int, count: int, dim: int, *, verify: bool = False) -> None:
+        super().finish(shards, count, self.dim, verify=verify)  # the token width, not the padded one
+
+    def shards(self) -> Iterator[tuple[list[str], np.ndarray]]:
+        raise HarnessError(f"embedding store {self.dir} holds token vectors (ColBERT); read it with token_shards()")
+
+    def token_shards(self) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
+        """(ids, token vectors as a read-only memory map, offsets) per shard, in corpus order, each checked
+        against its seal and the offsets against the token rows."""
+        m = self.manifest()
+        if m is None:
+            raise HarnessError(f"embedding store {self.dir} is incomplete; rerun to finish encoding")
+        rows = 0
+        for i in range(m["shards"]):
+            npy, ids_path, _ = self._paths(i)
+            meta = self.seal(i, verify=False)
+            try:
+                ids = json.loads(ids_path.read_text(encoding="utf-8"))
+                tokens = np.load(npy, mmap_mode="r", allow_pickle=False)
+                offsets = np.load(self._offsets_path(i), allow_pickle=False)
+            except (OSError, ValueError) as e:
+                raise HarnessError(f"embedding store {self.dir}: shard {i} is unreadable ({e}); "
+                                   "rerun with --force") from None
+            if meta is None or meta["start"] != rows or len(ids) != meta["n"] or offsets.shape != (len(ids) + 1,) \
+                    or offsets[0] != 0 or offsets[-1] != tokens.shape[0] or bool((np.diff(offsets) < 0).any()):
+                raise HarnessError(f"embedding store {self.dir}: shard {i} does not hold the rows its seal states; "
+                                   "rerun with --force")
+            rows += len(ids)
+            yield ids, tokens, offsets
+        if rows != m["count"]:
+            raise HarnessError(f"embedding store {self.dir}: its shards hold {rows} rows, the manifest {m['count']}")

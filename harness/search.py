@@ -110,11 +110,13 @@ class _TorchTopK:
         b = torch.as_tensor(np.ascontiguousarray(block, dtype=np.float32), device=self.device)
         top = min(self.k, b.shape[0])
         parts = [block_topk(self.q[r:r + self.rows] @ b.T, top) for r in range(0, self.q.shape[0], self.rows)]
-        s = torch.cat([p[0] for p in parts])
-        i = torch.cat([p[1] for p in parts]) + offset
-        s, order = torch.sort(torch.cat([self.best_s, s], dim=1), dim=1, descending=True, stable=True)
+        self.keep(torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]) + offset)
+
+    def keep(self, s: torch.Tensor, i: torch.Tensor) -> None:
+        """Merge a block's top scores ``s`` at corpus positions ``i`` (all after the running best's) into it."""
+        s, order = self.torch.sort(self.torch.cat([self.best_s, s], dim=1), dim=1, descending=True, stable=True)
         self.best_s = s[:, :self.k]
-        self.best_i = torch.cat([self.best_i, i], dim=1).gather(1, order[:, :self.k])
+        self.best_i = self.torch.cat([self.best_i, i], dim=1).gather(1, order[:, :self.k])
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         return self.best_s.cpu().numpy(), self.best_i.cpu().numpy()
@@ -148,3 +150,60 @@ def topk_exact_torch(queries: np.ndarray, shards: Shards, k: int, device: str,
     from harness.devices import pick_device
 
     return _stream_topk(shards, _TorchTopK(queries, k, pick_device(device), chunk), chunk)
+
+
+#: token vectors per MaxSim block: the documents of a shard are scored this many tokens at a time (at most)
+MAXSIM_TOKENS = 16_384
+
+
+def maxsim_block(queries: torch.Tensor, tokens: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """Late-interaction scores (Khattab and Zaharia 2020): for each query (``queries``: nq x Lq x dim; all-zero
+    rows add nothing) and document (its token vectors ``tokens[offsets[j]:offsets[j + 1]]``), the sum over
+    query tokens of the largest dot product with a document token; nq x documents, float32."""
+    import torch
+
+    nq, lq, dim = queries.shape
+    counts = offsets[1:] - offsets[:-1]
+    width = int(counts.max()) if counts.numel() else 0
+    sim = queries.reshape(nq * lq, dim) @ tokens.float().T
+    sim = torch.cat([sim, torch.full((nq * lq, 1), float("-inf"), device=sim.device)], dim=1)
+    # each document's tokens as a row of ``width`` columns of sim; past its end the -inf column
+    pos = offsets[:-1, None] + torch.arange(width, device=offsets.device)[None, :]
+    pos = torch.where(pos < offsets[1:, None], pos, torch.full_like(pos, tokens.shape[0]))
+    best = sim[:, pos.reshape(-1)].view(nq * lq, len(counts), width).amax(dim=2)
+    return best.view(nq, lq, len(counts)).sum(dim=1)
+
+
+def topk_maxsim(queries: np.ndarray, shards: Iterable[tuple[list[str], np.ndarray, np.ndarray]], k: int,
+                device: str = "cpu", block_tokens: int = MAXSIM_TOKENS) -> tuple[np.ndarray, list[list[str]], int]:
+    """The exact late-interaction top ``k`` (:func:`maxsim_block`) over token shards (ids, flat token vectors,
+    per-document offsets), with torch on ``device``: documents in blocks of at most ``block_tokens`` tokens
+    (one document more when it is longer) and queries in row blocks, so the similarity and gather held at
+    once stay under :data:`SCORE_BYTES`; each block's top ``k`` merged into the running best on the device
+    (score descending, then corpus position, as exact dense search). Scores, doc ids, documents scored."""
+    import torch
+
+    from harness.devices import pick_device
+
+    dev = pick_device(device)
+    q = torch.as_tensor(np.ascontiguousarray(queries, dtype=np.float32), device=dev)
+    running = _TorchTopK(np.zeros((q.shape[0], 1), dtype=np.float32), k, dev, 1)
+    all_ids: list[str] = []
+    for ids, tokens, offsets in shards:
+        start = 0
+        while start < len(ids):
+            fits = int(np.searchsorted(offsets[start + 1:], offsets[start] + block_tokens, "right"))
+            end = min(start + max(1, fits), len(ids))
+            first, last = int(offsets[start]), int(offsets[end])
+            block = torch.as_tensor(np.array(tokens[first:last], dtype=np.float32), device=dev)  # a copy, not the mmap
+            local = torch.as_tensor(offsets[start:end + 1] - first, dtype=torch.long, device=dev)
+            width = int((local[1:] - local[:-1]).max())
+            per_query = 4 * q.shape[1] * (block.shape[0] + 1 + (end - start) * (width + 1))
+            rows = max(1, SCORE_BYTES // max(1, per_query))
+            scores = torch.cat([maxsim_block(q[r:r + rows], block, local) for r in range(0, q.shape[0], rows)])
+            s, i = block_topk(scores, min(k, end - start))
+            running.keep(s, i + len(all_ids) + start)
+            start = end
+        all_ids.extend(ids)
+    best_s, best_i = running.result()
+    return best_s, [[all_ids[j] for j in row if j >= 0] for row in best_i], len(all_ids)

@@ -168,6 +168,43 @@ class SparseKind(RetrieverKind):
                 f"tokens; weights round(w / {p['weight_range']} x {p['quant_range']}); impact index")
 
 
+class ColbertKind(RetrieverKind):
+    """Late interaction: ``colbert:<model id or folder>`` (a PyLate or Stanford ColBERT checkpoint), token vectors
+    in the embedding store, searched exactly by MaxSim; or a registered recipe."""
+
+    name = "colbert"
+    prefix = "colbert:"
+    encodes_corpus = True
+
+    def load(self, spec: RetrieverSpec, options: LoadOptions, stages: Sequence[Retriever]) -> Retriever:
+        from harness.retrievers.colbert import ColbertRetriever  # torch, when a ColBERT model runs
+
+        return ColbertRetriever(spec, options.settings, options.execution, checksums=options.checksums)
+
+    def parse(self, name: str, resolve: Resolve) -> RetrieverSpec:
+        target, _, revision = name[len(self.prefix):].partition("@")
+        if not target:
+            raise HarnessError("colbert: needs a ColBERT model id or folder, e.g. colbert:colbert-ir/colbertv2.0")
+        path = Path(target).expanduser()
+        if not path.is_dir() and CONTENT_NAME.match(name):  # a printed name: the folder with that content
+            path = find(name, lambda p: f"colbert:{folder_name(p)}" if p.is_dir() else None)
+        if not path.is_dir():
+            return RetrieverSpec(name, self.name, f"ColBERT model {target}", model=target, revision=revision or None)
+        if revision:
+            raise HarnessError(f"{name}: a local model folder has no revision (its content is its identity); "
+                               f"drop @{revision}")
+        shown = f"colbert:{folder_name(path)}"
+        remember(shown, path)
+        return RetrieverSpec(shown, self.name, f"ColBERT model {path.resolve()}", model=str(path.resolve()))
+
+    def recipe(self, spec: RetrieverSpec) -> str:
+        own = ", ".join(f"{k}={v}" for k, v in spec.params.items() if k != "source")
+        return f"MaxSim over token vectors; {own or 'markers, lengths and skiplist as the model files say'}"
+
+    def syntax(self) -> list[tuple[str, str]]:
+        return [("colbert:<model id or folder>", "late interaction (ColBERT): token vectors, exact MaxSim; a PyLate "
+                                                 "or Stanford ColBERT checkpoint under its own settings")]
+
 
 class DeclaredKind(RetrieverKind):
     """A model object of the user's, declared by name and revision (``harness.api.evaluate``); not a name
@@ -376,7 +413,7 @@ class RerankKind(RetrieverKind):
         first = resolve(names[0])
         stages: tuple[RetrieverSpec, ...]
         model: str | None
-        if head in RETRIEVERS or head.startswith("hf:"):  # a dense retriever of ours rescoring the candidates
+        if head in RETRIEVERS or head.startswith(("hf:", ColbertKind.prefix)):  # a retriever of ours rescoring
             scorer = resolve(head)
             if not kind_of(scorer).encodes_corpus:
                 raise HarnessError(f"{name!r}: {scorer.name} is not a dense retriever; rerank with a cross-encoder "
@@ -409,5 +446,6 @@ class RerankKind(RetrieverKind):
                                                 "hf:...)")]
 
 
-for _kind in (BM25Kind(), DenseKind(), SparseKind(), DeclaredKind(), RunKind(), FuseKind(), RerankKind()):
+for _kind in (BM25Kind(), DenseKind(), SparseKind(), ColbertKind(), DeclaredKind(), RunKind(), FuseKind(),
+              RerankKind()):
     register_kind(_kind)

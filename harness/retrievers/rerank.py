@@ -12,6 +12,8 @@ documents alone.
 - A dense retriever of ours (a registered name or ``hf:...``) rescores the candidates with its own vectors:
   the corpus embeddings come from its embedding cache (computed once, as for a dense run), the score is the
   float32 inner product of the query and document vectors.
+- A ColBERT model of ours (``colbert:...``) rescores them by MaxSim over its stored token vectors: a retriever
+  that has a ``rescorer()`` gives its own :class:`CandidateScorer` (``harness.retrievers.colbert``).
 """
 
 from __future__ import annotations
@@ -170,10 +172,14 @@ class RerankRetriever:
         self.scorer: CandidateScorer
         if len(self.stages) > 1:
             rescorer = self.stages[1]
-            if not isinstance(rescorer, VectorRetriever):
+            own = getattr(rescorer, "rescorer", None)  # a retriever with a scorer of its own (ColBERT's MaxSim)
+            if callable(own):
+                self.scorer = own()
+            elif isinstance(rescorer, VectorRetriever):
+                self.scorer = DenseRescorer(rescorer)
+            else:
                 raise HarnessError(f"{spec.name}: {spec.stages[1].name} does not compare stored vectors; rerank "
                                    "with a cross-encoder or a dense retriever")
-            self.scorer = DenseRescorer(rescorer)
         else:
             self.scorer = CrossEncoderScorer(spec, execution, checksums)
         unused = {k for k in ("max_length", "batch_tokens") if k in settings.changed()} \

@@ -1,0 +1,256 @@
+"""The late-interaction (ColBERT) kind on tiny random models in both folder layouts (tests/pylate/models.py):
+settings read from each layout, token ids (markers, [MASK] augmentation, skiplist, truncation), token vectors
+against a direct computation, MaxSim against a hand computation, a run and a rerank end to end, the
+fingerprint, and one-line refusals of folders that are not ColBERT models."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from harness.errors import HarnessError
+from harness.retrievers.colbert_config import read_colbert_config
+from harness.retrievers.registry import resolve_retriever
+from harness.settings import EncodeSettings, Execution
+from tests.pylate.models import DIM, make_pylate_colbert, make_stanford_colbert
+
+CPU = Execution(device="cpu", progress=False)
+
+
+@pytest.fixture(scope="module")
+def stanford(tmp_path_factory):
+    return make_stanford_colbert(tmp_path_factory.mktemp("colbert") / "stanford")
+
+
+@pytest.fixture(scope="module")
+def pylate(tmp_path_factory):
+    return make_pylate_colbert(tmp_path_factory.mktemp("colbert") / "pylate")
+
+
+def _encoder(folder, **kw):
+    from harness.retrievers.colbert import ColbertRetriever
+
+    return ColbertRetriever(resolve_retriever(f"colbert:{folder}"), **kw, execution=CPU).encoders
+
+
+def test_both_layouts_are_read_with_their_own_settings(stanford, pylate):
+    s, p = read_colbert_config(stanford), read_colbert_config(pylate)
+    assert (s.layout, s.query_marker, s.doc_marker, s.query_length, s.doc_length) == \
+        ("stanford", "[unused0]", "[unused1]", 12, 20)
+    assert (p.layout, p.query_marker, p.doc_marker, p.query_length, p.doc_length) == ("pylate", "[Q] ", "[D] ", 12, 20)
+    assert s.dim == p.dim == DIM and s.projection[0].file == "model.safetensors"
+    assert p.projection[0].file == "1_Dense/model.safetensors" and not s.attend_to_masks and not p.attend_to_masks
+    for folder in (stanford, pylate):
+        vectors = _encoder(folder).encoder.encode_queries(["protein cell"])
+        assert vectors.shape == (1, 12, DIM)
+        np.testing.assert_allclose(np.linalg.norm(vectors, axis=2), 1.0, rtol=1e-6)
+
+
+def test_markers_augmentation_and_skiplist_on_token_ids(stanford, pylate, tmp_path):
+    enc = _encoder(stanford).encoder
+    vocab = {t: i for i, t in enumerate((stanford / "vocab.txt").read_text().split("\n"))}
+    ids, attention = enc.query_ids(["protein cell"])
+    head = [vocab["[CLS]"], vocab["[unused0]"], vocab["protein"], vocab["cell"], vocab["[SEP]"]]
+    assert ids == [head + [vocab["[MASK]"]] * 7] and attention == [[1] * 5 + [0] * 7]
+    long_query = " ".join(["gene"] * 30)
+    assert len(enc.query_ids([long_query])[0][0]) == 12  # truncated to the query length, marker counted
+    docs = enc.doc_ids(["the protein, cell!", " ".join(["tumor"] * 50)])
+    assert docs[0] == [vocab["[CLS]"], vocab["[unused1]"], vocab["the"], vocab["protein"], vocab[","], vocab["cell"],
+                       vocab["!"], vocab["[SEP]"]]
+    assert len(docs[1]) == 20 and docs[1][-1] == vocab["[SEP]"]  # the document length, marker counted
+    vectors = enc.encode_documents(["the protein, cell!"])
+    assert vectors.shape == (1, 6, DIM)  # "," and "!" skipped
+    # masks attended when the checkpoint says so
+    attend = make_stanford_colbert(tmp_path / "attend", attend_to_mask_tokens=True)
+    assert _encoder(attend).encoder.query_ids(["protein cell"])[1] == [[1] * 12]
+    # PyLate's markers are its added prefix tokens
+    penc = _encoder(pylate).encoder
+    q_id = penc.tokenizer.convert_tokens_to_ids("[Q] ")
+    d_id = penc.tokenizer.convert_tokens_to_ids("[D] ")
+    assert q_id == len(vocab) - 1 and d_id == q_id + 1  # appended after the vocab (its last line is empty)
+    assert penc.query_ids(["cell"])[0][0][:2] == [vocab["[CLS]"], q_id]
+    assert penc.doc_ids(["cell"])[0][:2] == [vocab["[CLS]"], d_id]
+
+
+def _direct(folder, ids, attention, keep):
+    """The token vectors computed directly: transformers' BERT, the projection, per-token L2 norm."""
+    from safetensors.torch import load_file
+    from transformers import BertModel
+
+    model = BertModel.from_pretrained(folder).eval()
+    state = load_file(str(folder / "1_Dense" / "model.safetensors")) if (folder / "1_Dense").is_dir() \
+        else load_file(str(folder / "model.safetensors"))
+    with torch.no_grad():
+        hidden = model(input_ids=torch.tensor([ids]), attention_mask=torch.tensor([attention])).last_hidden_state[0]
+        out = torch.nn.functional.normalize(hidden @ state["linear.weight"].T, dim=-1).numpy()
+    return out[np.asarray(keep)]
+
+
+@pytest.mark.parametrize("layout", ["stanford", "pylate"])
+def test_token_vectors_equal_a_direct_computation(layout, stanford, pylate):
+    folder = stanford if layout == "stanford" else pylate
+    enc = _encoder(folder).encoder
+    ids, attention = enc.query_ids(["gene expression of the tumor"])
+    got = enc.encode_queries(["gene expression of the tumor"])[0]
+    np.testing.assert_allclose(got, _direct(folder, ids[0], attention[0], [True] * 12), atol=1e-5)
+    text = "a study, of cancer; patients."
+    (doc,) = enc.doc_ids([text])
+    keep = [t not in enc.ids.skiplist for t in doc]
+    got_doc = enc.encode_documents([text, "short"])[0]
+    np.testing.assert_allclose(got_doc[:sum(keep)], _direct(folder, doc, [1] * len(doc), keep), atol=1e-5)
+    assert not got_doc[sum(keep):].any()
+
+
+def _maxsim(q, d):
+    return float(sum((q[i] @ d.T).max() for i in range(len(q))))
+
+
+def test_maxsim_equals_a_hand_computation_across_shards_and_blocks():
+    from harness.search import topk_maxsim
+
+    rng = np.random.default_rng(0)
+    docs = [rng.standard_normal((int(rng.integers(1, 9)), 4)).astype(np.float32) for _ in range(23)]
+    queries = rng.standard_normal((5, 3, 4)).astype(np.float32)
+    queries[1, 2] = 0  # a padding row adds nothing
+    expected = np.array([[_maxsim(q, d) for d in docs] for q in queries])
+    shards = []
+    for lo, hi in ((0, 10), (10, 23)):
+        flat = np.concatenate(docs[lo:hi])
+        offsets = np.concatenate([[0], np.cumsum([len(d) for d in docs[lo:hi]])]).astype(np.int64)
+        shards.append(([f"d{i}" for i in range(lo, hi)], flat, offsets))
+    for block in (1, 7, 10_000):
+        scores, ids, searched = topk_maxsim(queries, shards, 6, "cpu", block_tokens=block)
+        assert searched == 23
+        for row in range(5):
+            order = sorted(range(23), key=lambda j: (-expected[row, j], j))[:6]
+            assert ids[row] == [f"d{j}" for j in order]
+            np.testing.assert_allclose(scores[row], expected[row, order], rtol=1e-5)
+
+
+def test_colbert_run_end_to_end_and_rerank(stanford, tiny_beir, tmp_path, monkeypatch):
+    from harness.data.corpus import doc_text
+    from harness.datasets import resolve_dataset
+    from harness.runner import run
+    from harness.trec import read_run
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    name = f"colbert:{stanford}"
+    (rec,) = run([name], [str(tiny_beir)], ["ndcg@10"], tmp_path / "r", execution=CPU, depth=100,
+                 log=lambda m: None)
+    assert rec.retriever.startswith("colbert:stanford#") and 0 <= rec.metrics["ndcg@10"] <= 1
+    assert rec.index["embeddings"] == "encoded"
+    ours = read_run(tmp_path / "r" / rec.dataset / "test" / rec.run_file)
+    # the run's scores are MaxSim of the token vectors, computed here by hand
+    enc = _encoder(stanford).encoder
+    corpus = {d.doc_id: doc_text(d) for d in resolve_dataset(str(tiny_beir)).corpus()}
+    queries = {json.loads(line)["_id"]: json.loads(line)["text"]
+               for line in (tiny_beir / "queries.jsonl").read_text().splitlines()}
+    ids = list(corpus)
+    dvec = enc.encode_documents([corpus[d] for d in ids])
+    for qid in ("q0", "q3"):
+        q = enc.encode_queries([queries[qid]])[0]
+        hand = {d: _maxsim(q, dvec[j][np.abs(dvec[j]).max(axis=1) > 0]) for j, d in enumerate(ids)}
+        assert set(ours[qid]) == set(hand)
+        for d, s in ours[qid].items():
+            assert s == pytest.approx(hand[d], rel=1e-5)
+    # a second run reuses the token store
+    (again,) = run([name], [str(tiny_beir)], ["ndcg@10"], tmp_path / "r2", execution=CPU, depth=100,
+                   log=lambda m: None)
+    assert again.index["embeddings"] == "reused" and again.metrics == rec.metrics
+    # reranking a first stage (a run file) by the same MaxSim
+    first = tmp_path / "first.trec"
+    first.write_text("".join(f"{q} Q0 {d} {r + 1} {10 - r} x\n" for q in queries for r, d in enumerate(ids[:8])))
+    (rr,) = run([f"rerank:{name}(run:{first};top=8)"], [str(tiny_beir)], ["ndcg@10"], tmp_path / "r3",
+                execution=CPU, log=lambda m: None)
+    reranked = read_run(tmp_path / "r3" / rr.dataset / "test" / rr.run_file)
+    for q in queries:
+        assert set(reranked[q]) == set(ids[:8])
+        for d, s in reranked[q].items():
+            assert s == pytest.approx(ours[q][d], rel=1e-5)
+
+
+def test_the_cli_runs_a_colbert_folder_offline(pylate, tiny_beir, tmp_path, monkeypatch, capsys):
+    from harness.cli import main
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    assert main(["run", "-r", f"colbert:{pylate}", "-d", str(tiny_beir), "--device", "cpu", "--metric", "ndcg@10",
+                 "--output-dir", str(tmp_path / "r")]) == 0
+    assert "colbert:pylate#" in capsys.readouterr().out
+
+
+def test_every_setting_that_changes_a_result_changes_the_fingerprint(stanford, tmp_path):
+    from harness.retrievers.colbert import ColbertRetriever
+    from harness.retrievers.spec import RetrieverSpec
+
+    spec = resolve_retriever(f"colbert:{stanford}")
+    base = ColbertRetriever(spec, execution=CPU).fingerprint()
+    assert base == ColbertRetriever(spec, execution=CPU).fingerprint()
+    for params in ({"doc_length": 16}, {"query_length": 8}, {"query_marker": "[unused1]"}, {"skiplist": ["."]},
+                   {"attend_to_masks": True}):
+        other = RetrieverSpec(spec.name, spec.kind, model=spec.model, params=params)
+        assert ColbertRetriever(other, execution=CPU).fingerprint() != base, params
+    assert ColbertRetriever(spec, EncodeSettings(embed_dtype="float16"), CPU).fingerprint() != base
+    assert ColbertRetriever(spec, EncodeSettings(precision="bf16"), CPU).fingerprint() != base
+    edited = shutil.copytree(stanford, tmp_path / "edited")
+    meta = json.loads((edited / "artifact.metadata").read_text())
+    (edited / "artifact.metadata").write_text(json.dumps({**meta, "doc_maxlen": 18}))
+    changed = ColbertRetriever(resolve_retriever(f"colbert:{edited}"), execution=CPU)
+    assert changed.encoders.config.doc_length == 18 and changed.fingerprint() != base
+    # the store key: document settings only (a query setting keeps the corpus's token vectors)
+    from harness.datasets import resolve_dataset
+
+    query_only = RetrieverSpec(spec.name, spec.kind, model=spec.model, params={"query_length": 8})
+    doc_only = RetrieverSpec(spec.name, spec.kind, model=spec.model, params={"doc_length": 16})
+    key = ColbertRetriever(spec, execution=CPU).encoders.store_key
+
+    def store_key(s):
+        return ColbertRetriever(s, execution=CPU).encoders.store_key
+
+    dataset = resolve_dataset(str(make_beir_for_key(tmp_path)))
+    assert store_key(query_only)(dataset) == key(dataset) != store_key(doc_only)(dataset)
+
+
+def make_beir_for_key(tmp_path):
+    from tests.conftest import make_tiny_beir
+
+    return make_tiny_beir(tmp_path / "beir", n_docs=3, n_queries=1)
+
+
+def test_folders_that_are_not_colbert_models_are_one_line(stanford, pylate, tiny_bert_dir, tmp_path):
+    def refused(folder) -> str:
+        with pytest.raises(HarnessError) as e:
+            _encoder(folder).encoder  # noqa: B018
+        assert "\n" not in str(e.value)
+        return str(e.value)
+
+    assert "neither a PyLate ColBERT folder" in refused(tiny_bert_dir)
+    no_dense = shutil.copytree(pylate, tmp_path / "no-dense")
+    (no_dense / "modules.json").write_text(json.dumps([{"idx": 0, "name": "0", "path": "",
+                                                        "type": "sentence_transformers.models.Transformer"}]))
+    assert "no Dense module" in refused(no_dense) and "modules.json" in refused(no_dense)
+    no_linear = make_stanford_colbert(tmp_path / "no-linear")
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(no_linear / "model.safetensors"))
+    del state["linear.weight"]
+    save_file(state, str(no_linear / "model.safetensors"))
+    message = refused(no_linear)
+    assert "model.safetensors" in message and "no linear.weight" in message
+    no_marker = shutil.copytree(stanford, tmp_path / "no-marker")
+    meta = json.loads((no_marker / "artifact.metadata").read_text())
+    (no_marker / "artifact.metadata").write_text(json.dumps({**meta, "query_token_id": "[Q] "}))
+    assert "no token '[Q] '" in refused(no_marker)
+
+
+def test_names_and_listing(stanford):
+    spec = resolve_retriever(f"colbert:{stanford}")
+    assert spec.kind == "colbert" and spec.name.startswith("colbert:stanford#")
+    assert resolve_retriever(spec.name) == spec  # the printed name finds the folder
+    rr = resolve_retriever(f"rerank:colbert:{stanford}(bm25;top=50)")
+    assert rr.stages[1] == spec and rr.params["top"] == 50
+    with pytest.raises(HarnessError, match="needs a ColBERT model"):
+        resolve_retriever("colbert:")
