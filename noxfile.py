@@ -91,3 +91,22 @@ def benchmarks(session: nox.Session) -> None:
     for script in scripts:
         session.run("python", "-m", "benchmarks." + script.removesuffix(".py").replace("/", "."), env=env)
     session.run("python", "-m", "benchmarks.report", "--write")  # the README's results section, from the JSON
+
+
+#: the PyLate the comparison was checked against: the newest whose dependencies take torch 2.13 (PyLate 1.3 and later
+#: pin other torch and sentence-transformers versions through fast-plaid)
+PYLATE = "pylate==1.2.0"
+
+
+@nox.session(python=None)
+def pylate(session: nox.Session) -> None:
+    """The ColBERT kind against PyLate (tests/pylate): token vectors and MaxSim scores equal to 1e-5 on tiny random
+    models in both folder layouts. PyLate pins transformers and sentence-transformers versions that conflict with
+    ours, so it gets a virtual environment of its own with the harness installed without its dependencies (the
+    ColBERT path needs only these few)."""
+    session.install(TORCH, PYLATE, "pytest", silent=False)
+    session.install("platformdirs", "tqdm", "pyyaml", "regex", "requests", "filelock", "safetensors")
+    session.install("--no-deps", "-e", ".")
+    env = {"HARNESS_TEST_CACHE": str(CACHE / "pylate"), "HARNESS_CACHE": str(CACHE / "pylate")}
+    session.run("python", "-c", "import pylate; print('PyLate', pylate.__version__)")
+    session.run("python", "-m", "pytest", *(session.posargs or ["-q", "tests/pylate"]), env=env)

@@ -254,3 +254,27 @@ def test_names_and_listing(stanford):
     assert rr.stages[1] == spec and rr.params["top"] == 50
     with pytest.raises(HarnessError, match="needs a ColBERT model"):
         resolve_retriever("colbert:")
+
+
+def test_recipes_carry_their_own_settings(tmp_path):
+    from dataclasses import replace
+
+    from harness.retrievers.colbert import ColbertRetriever
+
+    spec = resolve_retriever("colbertv2")
+    assert (spec.kind, spec.model, spec.params["doc_length"], spec.params["query_length"]) == \
+        ("colbert", "colbert-ir/colbertv2.0", 180, 32)
+    assert resolve_retriever("answerai-colbert-small-v1").params["doc_length"] == 300
+    assert resolve_retriever("rerank:colbertv2(bm25;top=100)").stages[1] == spec
+    # a checkpoint without artifact.metadata: PyLate's defaults; a recipe's settings over them
+    bare = make_stanford_colbert(tmp_path / "bare", metadata=False)
+    own = read_colbert_config(bare)
+    assert (own.query_marker, own.doc_marker, own.query_length, own.doc_length) == ("[unused0]", "[unused1]", 32, 180)
+    standin = replace(spec, model=str(bare), params={**spec.params, "doc_length": 24, "query_length": 16})
+    config = ColbertRetriever(standin, execution=CPU).encoders.config
+    assert (config.doc_length, config.query_length) == (24, 16) and "set by the recipe" in config.source
+    # a Stanford checkpoint with sentence-transformers files but no Dense module is read as Stanford's (as PyLate)
+    with_st = make_stanford_colbert(tmp_path / "with-st")
+    (with_st / "modules.json").write_text(json.dumps([{"idx": 0, "name": "0", "path": "",
+                                                       "type": "sentence_transformers.models.Transformer"}]))
+    assert read_colbert_config(with_st).layout == "stanford"

@@ -106,13 +106,23 @@ def _int(value: Any, path: Path, key: str) -> int:
 def read_colbert_config(folder: Path) -> ColbertConfig:
     """The ColBERT settings of a model folder in either layout; anything else is one line naming the file."""
     folder = Path(folder)
-    if (folder / "modules.json").is_file():
-        return _pylate(folder)
     config = _json(folder / "config.json") if (folder / "config.json").is_file() else {}
-    if (folder / "artifact.metadata").is_file() or "HF_ColBERT" in (config.get("architectures") or []):
+    stanford = (folder / "artifact.metadata").is_file() or "HF_ColBERT" in (config.get("architectures") or [])
+    if (folder / "modules.json").is_file() and not (stanford and not _has_dense(folder)):
+        return _pylate(folder)  # (a Stanford checkpoint with sentence-transformers files but no Dense: Stanford's)
+    if stanford:
         return _stanford(folder, config)
     raise HarnessError(f"{folder}: neither a PyLate ColBERT folder (no modules.json) nor a Stanford ColBERT "
                        f"checkpoint (no artifact.metadata, config.json architectures not HF_ColBERT); {FIX}")
+
+
+def _has_dense(folder: Path) -> bool:
+    try:
+        modules = json.loads((folder / "modules.json").read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError):
+        return True  # _pylate says what is wrong with it
+    return not isinstance(modules, list) or any(isinstance(m, dict) and str(m.get("type", "")).endswith("Dense")
+                                                for m in modules)
 
 
 def _pylate(folder: Path) -> ColbertConfig:
