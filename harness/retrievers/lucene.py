@@ -10,8 +10,9 @@ equal those of Pyserini's ``wikipedia-dpr`` index (``title`` + newline + ``text`
 index must hold every document that was read, less those whose indexed text is empty (Anserini skips them,
 as in Pyserini's own indexes: they have no term to match), or the build stops with the first missing ids.
 
-Search is ``LuceneSearcher`` with BM25(k1, b); hits keep Lucene's order and its float32 scores, and run
-files write them as Pyserini does (six decimals). The JVM runs in a worker process
+Search gives the hits of pyserini's ``LuceneSearcher`` with BM25(k1, b), bit for bit: Lucene's order and its
+float32 scores after Anserini's tie adjustment (``lucene_worker._Hits``, one query at a time, so each query's
+time is measured), and run files write them as Pyserini does (six decimals). The JVM runs in a worker process
 (``harness.retrievers.lucene_worker``) with a bounded heap, never beside torch, and dies with its parent.
 """
 
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -68,7 +68,7 @@ class BM25Retriever:
         self.b = float(spec.params["b"])
         self.collection = str(spec.params["collection"])
         self.fields: dict[str, float] | None = spec.params.get("fields")
-        self.threads = execution.threads or max(1, os.cpu_count() or 1)
+        self.query_seconds: tuple[float, ...] = ()  # each query's search, when the last search measured them
         self.jvm_info: dict[str, Any] = {}  # what the search worker reported (Java, jar, heap, peak memory)
         self.index_info: dict[str, Any] = {}  # what the indexing worker reported, when this process built the index
 
@@ -111,16 +111,17 @@ class BM25Retriever:
         rows = ({"id": qid, "text": text} for qid, text in queries.items())
         run, searched, self.jvm_info = search_index(
             self.index_dir(context.dataset), "BM25 index", {"op": "search", "k1": self.k1, "b": self.b,
-                                                            "fields": self.fields, "k": k, "threads": self.threads},
+                                                            "fields": self.fields, "k": k},
             rows, list(queries), f"BM25 search ({len(queries):,} queries)")
         seconds = self.jvm_info.pop("search_seconds", None)  # the search in the JVM, its start left out
+        self.query_seconds = tuple(float(x) for x in self.jvm_info.pop("query_seconds", ()))  # one at a time
         return Searched(run, searched, DEVICE, seconds=float(seconds) if seconds is not None else None)
 
     def provenance(self, context: SearchContext) -> dict[str, Any]:
         return {"engine": "Lucene (Anserini) via pyserini", "k1": self.k1, "b": self.b,
                 "collection": self.collection, "fields": self.fields, "index": str(self.index_dir(context.dataset)),
                 **self.jvm_info, "indexing_worker": self.index_info, "pyserini": package_version("pyserini"),
-                "device": DEVICE, "threads": self.threads}
+                "device": DEVICE, "threads": 1}
 
 
 #: what Java's String.trim() removes: every character up to U+0020

@@ -196,8 +196,8 @@ def worker_search(request: dict[str, Any], rows: Iterable[Any], qids: list[str],
         run: Run = {q: {} for q in qids}
         with open(out, encoding="utf-8") as f:
             for line in f:
-                qid, doc, score = json.loads(line)
-                run[qid][doc] = float(score)
+                qid, docs, scores = json.loads(line)
+                run[qid] = dict(zip(docs, scores, strict=True))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return run, info

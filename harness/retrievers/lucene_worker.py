@@ -10,9 +10,11 @@ from the parent, and exits when it closes. The JVM heap is bounded by ``HEAP`` b
 Requests:
 - ``{"op": "index", "args": [...], "index", "expected"}``: ``IndexCollection`` with those arguments, then
   the number of documents in the index (and, when it is not ``expected``, the first ids it lacks);
-- ``{"op": "search", "index", "k1", "b", "fields", "k", "threads", "queries", "output"}``: BM25 search of
-  a JSONL file of ``{"id", "text"}`` queries into JSONL ``[qid, docid, score]`` lines in Lucene's rank
-  order (float32 scores written so they read back exactly), and the number of documents searched.
+- ``{"op": "search", "index", "k1", "b", "fields", "k", "queries", "output"}``: BM25 search of a JSONL
+  file of ``{"id", "text"}`` queries into one JSONL ``[qid, [docid, ...], [score, ...]]`` line per query in
+  Lucene's rank order (float32 scores written so they read back exactly): the hits pyserini's
+  ``LuceneSearcher`` gives, bit for bit (:class:`_Hits`); the number of documents searched, the search's
+  seconds and each query's.
 - ``{"op": "impact_search", "index", "k", "threads", "queries", "output"}``: the same for a JSONL file of
   ``{"id", "vector": {term: integer weight}}`` queries over an impact index (learned sparse retrieval).
 Progress (queries done) is written to the request's ``progress`` file.
@@ -29,6 +31,9 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
 
 JACKSON_MAX_STRING = 2**31 - 1  # the harness's own reader bounds a line (HARNESS_MAX_LINE_BYTES)
 #: Lucene's limit on a query's clauses (1024 by default); an impact query has one per term the model gives
@@ -121,31 +126,107 @@ def _index(req: dict[str, Any], heap: int) -> dict[str, Any]:
     return {**info, "documents": n}
 
 
-def _search(req: dict[str, Any], heap: int) -> dict[str, Any]:
-    from harness.retrievers import jvm
+#: Anserini's ScoreTiesAdjusterReranker, which pyserini's search applies to every result list: scores rounded
+#: to four decimals, and each score within ``TIE_GAP`` of the one before it lowered by ``TIE_STEP`` times its
+#: place in that run of near-ties, so that trec_eval's order (score, then docid descending) keeps Lucene's
+TIE_GAP = np.float32(1e-4)
+TIE_STEP = np.float32(1e-6)
 
+
+def adjust_ties(scores: NDArray[np.float32]) -> NDArray[np.float32]:
+    """What Anserini's ScoreTiesAdjusterReranker makes of one query's ``scores`` (Lucene's rank order), bit for
+    bit: Java rounds ``score * 10000`` in double precision half up (``Math.round``), divides by 10000 and casts
+    to float; a score whose gap to the previous (already adjusted) one is at most 1e-4f is the next of a run of
+    ties, and loses ``1e-6f * run`` in float arithmetic. Only runs of near-ties are walked one by one."""
+    rounded = (np.floor(scores.astype(np.float64) * 10000.0 + 0.5) / 10000.0).astype(np.float32)
+    out = rounded.copy()
+    if len(out) < 2:
+        return out
+    # a run can only start where the rounded gap is small (a score before it that was not lowered is its own
+    # rounded value); inside a run each step depends on the lowered score before it
+    starts = np.flatnonzero(rounded[:-1] - rounded[1:] <= TIE_GAP) + 1
+    done = 0
+    for first in starts.tolist():
+        if first < done:
+            continue
+        run, i = 0, first
+        while i < len(out) and (i == first or np.float32(out[i - 1] - rounded[i]) <= TIE_GAP):
+            run += 1
+            out[i] = np.float32(rounded[i] - np.float32(TIE_STEP * np.float32(run)))
+            i += 1
+        done = i
+    return out
+
+
+class _Hits:
+    """Lucene search as Anserini's SimpleSearcher does it, without its per-hit cost: the same query (its
+    BagOfWordsQueryGenerator, analyzer and BM25 similarity), the same sort (score, then the collection id), the
+    same tie adjustment (:func:`adjust_ties`); the collection id read once per distinct document (SimpleSearcher
+    loads every hit's whole stored document, which is most of pyserini's search time)."""
+
+    def __init__(self, index: str, k1: float, b: float, fields: dict[str, float] | None) -> None:
+        from jnius import cast
+
+        from harness.retrievers import jvm
+
+        a = jvm.autoclass
+        anserini = a("io.anserini.search.SimpleSearcher")(index)
+        anserini.set_bm25(k1, b)
+        self.analyzer = anserini.get_analyzer()
+        self.documents = int(anserini.get_total_num_docs())
+        anserini.close()
+        reader = a("org.apache.lucene.index.DirectoryReader").open(
+            a("org.apache.lucene.store.FSDirectory").open(a("java.io.File")(index).toPath()))
+        self.searcher = a("org.apache.lucene.search.IndexSearcher")(cast("org.apache.lucene.index.IndexReader",
+                                                                         reader))
+        self.searcher.setSimilarity(a("org.apache.lucene.search.similarities.BM25Similarity")(k1, b))
+        sort_field = a("org.apache.lucene.search.SortField")
+        self.sort = a("org.apache.lucene.search.Sort")(
+            sort_field.FIELD_SCORE, sort_field("id", a("org.apache.lucene.search.SortField$Type").STRING_VAL))
+        self.generator = a("io.anserini.search.query.BagOfWordsQueryGenerator")()
+        self.fields: Any = None
+        if fields:
+            jfields, jfloat = a("java.util.HashMap")(), a("java.lang.Float")
+            for name, boost in fields.items():
+                jfields.put(name, jfloat(float(boost)))
+            self.fields = cast("java.util.Map", jfields)
+        self.stored = self.searcher.storedFields()
+        only_id = a("java.util.HashSet")()
+        only_id.add("id")
+        self.only_id = cast("java.util.Set", only_id)
+        self.ids: dict[int, str] = {}
+
+    def search(self, text: str, k: int) -> tuple[list[str], list[float]]:
+        """One query's top ``k``: (collection ids, scores) in rank order."""
+        query = (self.generator.buildQuery(self.fields, self.analyzer, text) if self.fields is not None
+                 else self.generator.buildQuery("contents", self.analyzer, text))
+        hits = self.searcher.search(query, k, self.sort, True).scoreDocs
+        docs = [h.doc for h in hits]
+        scores = adjust_ties(np.array([h.score for h in hits], dtype=np.float32))
+        ids = self.ids
+        for d in docs:
+            if d not in ids:
+                ids[d] = self.stored.document(d, self.only_id).get("id")
+        return [ids[d] for d in docs], scores.tolist()
+
+
+def _search(req: dict[str, Any], heap: int) -> dict[str, Any]:
     info = _start(heap)
-    searcher = jvm.lucene_searcher_class()(req["index"])
-    searcher.set_bm25(float(req["k1"]), float(req["b"]))
-    qids, texts = [], []
-    with open(req["queries"], encoding="utf-8") as f:
-        for line in f:
-            q = json.loads(line)
-            qids.append(q["id"])
-            texts.append(q["text"])
-    kwargs = {"fields": req["fields"]} if req.get("fields") else {}
-    out, progress = Path(req["output"]), Path(req["progress"])
-    batch = max(64, 16 * int(req["threads"]))  # small batches: bounded memory, steady progress
+    searcher = _Hits(req["index"], float(req["k1"]), float(req["b"]), req.get("fields"))
+    out, progress, k = Path(req["output"]), Path(req["progress"]), int(req["k"])
     started = time.perf_counter()  # the search itself: the JVM is up and the index open
-    with open(out, "w", encoding="utf-8") as f:
-        for start in range(0, len(qids), batch):
-            batch_ids, batch_texts = qids[start:start + batch], texts[start:start + batch]
-            hits = searcher.batch_search(batch_texts, batch_ids, k=int(req["k"]), threads=int(req["threads"]), **kwargs)
-            for qid in batch_ids:
-                for h in hits.get(qid, []):
-                    f.write(json.dumps([qid, h.docid, float(h.score)], ensure_ascii=False) + "\n")
-            progress.write_text(str(start + len(batch_ids)))
-    return {**info, "documents": int(searcher.num_docs), "search_seconds": time.perf_counter() - started}
+    seconds: list[float] = []
+    with open(req["queries"], encoding="utf-8") as queries, open(out, "w", encoding="utf-8") as f:
+        for n, line in enumerate(queries, 1):
+            q = json.loads(line)
+            t0 = time.perf_counter()
+            ids, scores = searcher.search(q["text"], k)
+            seconds.append(time.perf_counter() - t0)
+            f.write(json.dumps([q["id"], ids, scores], ensure_ascii=False) + "\n")
+            if n % 64 == 0:
+                progress.write_text(str(n))
+    return {**info, "documents": searcher.documents, "search_seconds": time.perf_counter() - started,
+            "query_seconds": seconds}
 
 
 def _impact_search(req: dict[str, Any], heap: int) -> dict[str, Any]:
@@ -181,8 +262,9 @@ def _impact_search(req: dict[str, Any], heap: int) -> dict[str, Any]:
                 raise RuntimeError(_first_failing(searcher, jmap, jint, chunk, int(req["k"])) or str(e)) from None
             hits = {r.getKey(): r.getValue() for r in results.entrySet().toArray()}
             for q in chunk:
-                for h in hits.get(q["id"], []):
-                    f.write(json.dumps([q["id"], h.docid, float(h.score)], ensure_ascii=False) + "\n")
+                found = hits.get(q["id"], [])
+                f.write(json.dumps([q["id"], [h.docid for h in found], [float(h.score) for h in found]],
+                                   ensure_ascii=False) + "\n")
             progress.write_text(str(start + len(chunk)))
     return {**info, "documents": int(searcher.get_total_num_docs())}
 
