@@ -206,21 +206,6 @@ class ColbertKind(RetrieverKind):
                                                  "or Stanford ColBERT checkpoint under its own settings")]
 
 
-#: published ColBERT checkpoints under their own settings, as their artifact.metadata states them (the hub download
-#: of a model keeps the weights, config and tokenizer: the settings travel with the recipe)
-COLBERT_RECIPES: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
-    ("colbertv2", "colbert-ir/colbertv2.0", "ColBERTv2 (Santhanam et al. 2022), late interaction, exact MaxSim",
-     {"query_marker": "[unused0]", "doc_marker": "[unused1]", "query_length": 32, "doc_length": 180,
-      "attend_to_masks": False}),
-    ("answerai-colbert-small-v1", "answerdotai/answerai-colbert-small-v1",
-     "answerai-colbert-small-v1 (Clavié 2024), a 33M-parameter ColBERT, exact MaxSim",
-     {"query_marker": "[unused0]", "doc_marker": "[unused1]", "query_length": 32, "doc_length": 300,
-      "attend_to_masks": False}),
-)
-for _name, _model, _what, _settings in COLBERT_RECIPES:
-    RETRIEVERS.register(_name, RetrieverSpec(_name, ColbertKind.name, _what, model=_model, params=_settings))
-
-
 class DeclaredKind(RetrieverKind):
     """A model object of the user's, declared by name and revision (``harness.api.evaluate``); not a name
     that can be typed: it lives in the Python process that declared it."""

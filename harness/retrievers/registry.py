@@ -80,6 +80,17 @@ RETRIEVERS.register("splade-pp-ed", RetrieverSpec(
     "splade-pp-ed", "sparse", "SPLADE++ EnsembleDistil (Formal et al. 2022), Lucene impact index via pyserini",
     model="naver/splade-cocondenser-ensembledistil", params=SPLADE))
 
+# ColBERT checkpoints under their own settings, as their artifact.metadata states them (a hub download keeps the
+# weights, config and tokenizer, not artifact.metadata: the settings travel with the recipe)
+COLBERTV2 = {"query_marker": "[unused0]", "doc_marker": "[unused1]", "query_length": 32, "doc_length": 180,
+             "attend_to_masks": False}
+RETRIEVERS.register("colbertv2", RetrieverSpec(
+    "colbertv2", "colbert", "ColBERTv2 (Santhanam et al. 2022), late interaction, exact MaxSim",
+    model="colbert-ir/colbertv2.0", params=COLBERTV2))
+RETRIEVERS.register("answerai-colbert-small-v1", RetrieverSpec(
+    "answerai-colbert-small-v1", "colbert", "answerai-colbert-small-v1 (Clavié 2024), a small ColBERT, exact MaxSim",
+    model="answerdotai/answerai-colbert-small-v1", params={**COLBERTV2, "doc_length": 300}))
+
 
 def resolve_retriever(name: str, declared: ModelObjects | None = None) -> RetrieverSpec:
     """A model object the caller declared (``declared``: its row name), a registered name (with parameters when
