@@ -68,7 +68,7 @@ class BM25Retriever:
         self.b = float(spec.params["b"])
         self.collection = str(spec.params["collection"])
         self.fields: dict[str, float] | None = spec.params.get("fields")
-        self.query_seconds: tuple[float, ...] = ()  # each query's search, when the last search measured them
+        self.progress = execution.progress
         self.jvm_info: dict[str, Any] = {}  # what the search worker reported (Java, jar, heap, peak memory)
         self.index_info: dict[str, Any] = {}  # what the indexing worker reported, when this process built the index
 
@@ -103,7 +103,7 @@ class BM25Retriever:
                                 mark={"format": INDEX_FORMAT, "args": ["-collection", self.collection, *BUILD_ARGS,
                                                                        *extra]})
         self.index_info = build_index(target, dataset, collection, lambda path: write_collection(
-            dataset, path, multifield=bool(self.fields)), "BM25 index")
+            dataset, path, multifield=bool(self.fields), progress=self.progress), "BM25 index")
 
     def search(self, queries: Mapping[str, str], k: int, context: SearchContext) -> Searched:
         """Top-``k`` per query in Lucene's order (score descending, ties by id as Anserini breaks them),
@@ -114,8 +114,10 @@ class BM25Retriever:
                                                             "fields": self.fields, "k": k},
             rows, list(queries), f"BM25 search ({len(queries):,} queries)")
         seconds = self.jvm_info.pop("search_seconds", None)  # the search in the JVM, its start left out
-        self.query_seconds = tuple(float(x) for x in self.jvm_info.pop("query_seconds", ()))  # one at a time
-        return Searched(run, searched, DEVICE, seconds=float(seconds) if seconds is not None else None)
+        each = tuple(float(x) for x in self.jvm_info.pop("query_seconds", ()))  # the worker searches one at a time
+        return Searched(run, searched, DEVICE, seconds=float(seconds) if seconds is not None else None,
+                        query_seconds=each if len(each) == len(queries) else None,
+                        query_timing="each query searched alone in the Lucene worker (analysis, search, ids)")
 
     def provenance(self, context: SearchContext) -> dict[str, Any]:
         return {"engine": "Lucene (Anserini) via pyserini", "k1": self.k1, "b": self.b,
@@ -128,18 +130,26 @@ class BM25Retriever:
 JAVA_TRIM = "".join(map(chr, range(0x21)))
 
 
-def write_collection(dataset: Dataset, path: Path, *, multifield: bool = False) -> tuple[int, int]:
+def write_collection(dataset: Dataset, path: Path, *, multifield: bool = False, progress: bool = True
+                     ) -> tuple[int, int]:
     """Stream the documents exactly as the harness reader parsed them into a BEIR-style JSONL file
     (``{"_id", "title", "text"}`` per line, plain JSON, no byte-order mark, no metadata) for Anserini's
     Beir collections. A BOM, CRLF, blank lines, key order, ``NaN`` in metadata or a ``null`` title thus
     reach Lucene exactly as they reach a dense encoder. Returns (documents written, documents whose
     indexed text is empty): Anserini skips those, their contents (``title + " " + text``; ``text`` alone
     for the multifield collection) being empty once Java's ``trim()`` is applied."""
+    from harness.progress import progress_bar
+
     n = empty = 0
+    bar = progress_bar(None, "BM25 index: corpus read", "doc", enabled=progress)
     with open(path, "w", encoding="utf-8") as out:
         for doc in dataset.corpus():
             out.write(json.dumps({"_id": doc.doc_id, "title": doc.title, "text": doc.text}, ensure_ascii=False) + "\n")
             n += 1
             contents = doc.text if multifield else f"{doc.title} {doc.text}"
             empty += not contents.strip(JAVA_TRIM)
+            if n % 1000 == 0:
+                bar.update(1000)
+    bar.update(n % 1000)
+    bar.close()
     return n, empty

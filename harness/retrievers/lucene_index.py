@@ -232,7 +232,8 @@ def run_worker(request: dict[str, Any], workdir: Path, heap: int, desc: str, tot
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "harness.retrievers.lucene_worker", str(req), str(heap)],
                                 stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT)
-        bar = progress_bar(total, desc, "query" if total else "s")
+        # a search counts queries; indexing shows its time (Lucene says nothing until it is done)
+        bar = progress_bar(total, desc, "query") if total else progress_bar(None, desc, bar_format="{desc}: {elapsed}")
         try:
             shown = 0
             while proc.poll() is None:
