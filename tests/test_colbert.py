@@ -278,3 +278,36 @@ def test_recipes_carry_their_own_settings(tmp_path):
     (with_st / "modules.json").write_text(json.dumps([{"idx": 0, "name": "0", "path": "",
                                                        "type": "sentence_transformers.models.Transformer"}]))
     assert read_colbert_config(with_st).layout == "stanford"
+
+
+def test_token_store_is_sharded_resumable_and_checked(stanford, tiny_beir, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from harness.runner import run
+    from harness.trec import read_run
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    small = replace(CPU, shard_size=16)  # 40 documents: 3 shards
+    name = f"colbert:{stanford}"
+    (rec,) = run([name], [str(tiny_beir)], ["ndcg@10"], tmp_path / "a", execution=small, depth=100,
+                 log=lambda m: None)
+    store = tmp_path / "cache" / "embeddings"
+    (folder,) = [p for p in store.iterdir() if p.is_dir()]
+    assert json.loads((folder / "manifest.json").read_text())["dim"] == DIM
+    offsets = sorted(p.name for p in folder.glob("shard-*.offsets.npy"))
+    assert offsets == [f"shard-0000{i}.offsets.npy" for i in range(3)]
+    # a shard whose offsets were lost (a killed run) is encoded again, the others reused
+    (folder / "manifest.json").unlink()
+    (folder / "shard-00001.offsets.npy").unlink()
+    (again,) = run([name], [str(tiny_beir)], ["ndcg@10"], tmp_path / "b", execution=small, depth=100,
+                   log=lambda m: None)
+    assert again.index["embeddings"] == "encoded 1 shards, reused 2 (resumed)" and again.metrics == rec.metrics
+    # float16 storage: another store, scores to float16 rounding
+    (half,) = run([name], [str(tiny_beir)], ["ndcg@10"], tmp_path / "c", execution=small, depth=100,
+                  settings=EncodeSettings(embed_dtype="float16"), log=lambda m: None)
+    assert half.index["embeddings"] == "encoded" and half.retriever_fingerprint != rec.retriever_fingerprint
+    full = read_run(tmp_path / "a" / rec.dataset / "test" / rec.run_file)
+    rounded = read_run(tmp_path / "c" / half.dataset / "test" / half.run_file)
+    for q in full:
+        for d, s in rounded[q].items():
+            assert s == pytest.approx(full[q][d], abs=2e-2)
