@@ -9,6 +9,10 @@ corpus position), so they rank alike, ties included.
   device and is merged there. Only the final (queries x k) result crosses to the host.
 
 Memory stays at one shard plus the running best, whatever the corpus size.
+
+Late interaction (ColBERT, :func:`topk_maxsim`) scores token vectors: each shard's documents in blocks of at most
+:data:`MAXSIM_TOKENS` tokens, the queries in row blocks under the same :data:`SCORE_BYTES`, MaxSim computed with
+torch on the encoder's device (CPU or GPU) and merged into the same running top k.
 """
 
 from __future__ import annotations
