@@ -311,3 +311,27 @@ def test_token_store_is_sharded_resumable_and_checked(stanford, tiny_beir, tmp_p
     for q in full:
         for d, s in rounded[q].items():
             assert s == pytest.approx(full[q][d], abs=2e-2)
+
+
+def test_a_hub_checkpoint_gets_its_artifact_metadata(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    from harness.retrievers.colbert import fetch_metadata
+    from harness.retrievers.hub import ModelFiles
+
+    folder = make_stanford_colbert(tmp_path / "snapshot", metadata=False, doc_maxlen=300)
+    asked = []
+
+    def download(repo_id, filename, revision=None, **kw):
+        asked.append((repo_id, filename, revision))
+        (folder / filename).write_text(json.dumps({"doc_maxlen": 300, "query_maxlen": 32}))
+        return str(folder / filename)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    files = ModelFiles(folder, "hub", "org/colbert", "0" * 40)
+    fetch_metadata(files)
+    assert asked == [] and not (folder / "artifact.metadata").exists()  # offline: nothing asked
+    monkeypatch.delenv("HARNESS_OFFLINE")
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    fetch_metadata(files)
+    assert asked == [("org/colbert", "artifact.metadata", "0" * 40)] and read_colbert_config(folder).doc_length == 300

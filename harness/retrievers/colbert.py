@@ -23,11 +23,18 @@ from harness.devices import device_name
 from harness.embeddings import EmbeddingStore, TokenStore
 from harness.errors import HarnessError
 from harness.io import TRUSTED, Checksums
-from harness.paths import cache_root
+from harness.paths import cache_root, offline
 from harness.resources import check_plan, count_lines, embedding_plan
 from harness.retrievers.base import IndexReport, SearchContext, Text
 from harness.retrievers.colbert_config import COLBERT_FORMAT, ColbertConfig, read_colbert_config
-from harness.retrievers.hub import ModelProvenance, check_custom_code, model_digest, resolve_model, weights_file
+from harness.retrievers.hub import (
+    ModelFiles,
+    ModelProvenance,
+    check_custom_code,
+    model_digest,
+    resolve_model,
+    weights_file,
+)
 from harness.retrievers.spec import RetrieverSpec
 from harness.retrievers.vectors import DTYPES, CorpusVectors, VectorRetriever
 from harness.searchers import Hits
@@ -58,6 +65,7 @@ class ColbertEncoders:
         self.settings, self.execution, self.checksums = settings, execution, checksums
         self.files = resolve_model(spec.model, spec.revision, checksums)
         check_custom_code(self.files.path, execution.trust_remote_code)
+        fetch_metadata(self.files)
         self.model_config = read_colbert_config(self.files.path)
         self.config: ColbertConfig = self.model_config.with_overrides(dict(spec.params))
         self.device = device_name(execution.device)
@@ -123,6 +131,19 @@ class ColbertEncoders:
     @property
     def device_used(self) -> str | None:
         return str(self._encoder.device) if self._encoder is not None else None
+
+
+def fetch_metadata(files: ModelFiles) -> None:
+    """A Stanford checkpoint's ``artifact.metadata`` (its markers and lengths) beside the hub download of its
+    other files, at the same commit, where the hub has one (the download keeps weights, config and tokenizer)."""
+    if files.source != "hub" or (files.path / "artifact.metadata").exists() or offline():
+        return
+    try:
+        from huggingface_hub import hf_hub_download
+
+        hf_hub_download(files.model_id, "artifact.metadata", revision=files.revision, etag_timeout=10)
+    except (OSError, ValueError):  # none published (a PyLate repository), or not reachable: its own files decide
+        return
 
 
 class TokenVectors(CorpusVectors):
