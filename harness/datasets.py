@@ -25,7 +25,17 @@ from harness.data.beir import BeirDataset, default_split
 from harness.data.corpus import Doc
 from harness.data.dataset import Dataset
 from harness.data.local import LOCAL_SOURCE, local_dataset_id, local_folder
-from harness.data.registry import DATASETS, SUITES, BeirSpec, DatasetSpec, EvalProtocol, IrdsSpec, OdqaSpec, expand
+from harness.data.registry import (
+    DATASETS,
+    SUITES,
+    BeirSpec,
+    DatasetSpec,
+    EvalProtocol,
+    IrdsSpec,
+    OdqaSpec,
+    check_split,
+    expand,
+)
 from harness.errors import HarnessError
 from harness.odqa import dataset as odqa
 from harness.paths import data_roots, offline
@@ -347,14 +357,17 @@ def resolve_dataset(name: str, *, split: str | None = None, allow_fetch: bool = 
     raise HarnessError(f"{resolved}: no dataset source reads this folder")  # BEIR claims every folder
 
 
-def check_split(split: str) -> None:
-    """A split names a qrels file and a folder of the results: letters, digits, ``.``, ``_``, ``-`` (not
-    ``.`` or ``..``), so that it can never reach outside either."""
-    import re
-
-    if not isinstance(split, str) or not re.fullmatch(r"[A-Za-z0-9._-]+", split) or split.strip(".") == "":
-        raise HarnessError(f"--split {split!r}: a split is a name of letters, digits, '.', '_' and '-' "
-                           "(e.g. test, dev, train)")
+def at_split(ds: Dataset, split: str, output_dir: Path | None = None) -> Dataset:
+    """``ds`` with the topics and judgements of another ``split``: the same corpus, resolved as ``ds`` was (its
+    registered id or prefixed name, else its folder)."""
+    if split == ds.split:
+        return ds
+    by_id = ds.id in DATASETS or source_for_name(ds.id) is not None
+    other = resolve_dataset(ds.id if by_id else str(ds.root), split=split, allow_fetch=False, output_dir=output_dir)
+    if other.id != ds.id or other.corpus_path != ds.corpus_path:
+        raise HarnessError(f"{ds.id}: its split {split!r} resolves to another dataset ({other.id}, "
+                           f"{other.corpus_path}); name a split of this one")
+    return other
 
 
 def _did_you_mean(name: str) -> str:

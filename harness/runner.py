@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from harness.data.registry import EvalProtocol
-from harness.datasets import dataset_ids, resolve_all
+from harness.datasets import at_split, dataset_ids, resolve_all
 from harness.distributed import world
 from harness.errors import HarnessError
 from harness.io import TRUSTED, Checksums, atomic_copy, atomic_write_json, sha256_file
@@ -43,7 +43,7 @@ from harness.provenance import environment
 from harness.results.efficiency import measure, reset_peaks
 from harness.results.leaderboard import rebuild
 from harness.results.records import ResultRecord, read_record, record_paths, row_of_label, run_file_of, write_record
-from harness.retrievers.base import Composition, Retriever, SearchContext, StageRun, settings_taken
+from harness.retrievers.base import Composition, Retriever, SearchContext, StageRun, Tuned, settings_taken
 from harness.retrievers.names import look_in
 from harness.retrievers.registry import RetrieverSpec, resolve_retriever
 from harness.retrievers.spec import LoadOptions, ModelObjects
@@ -171,7 +171,21 @@ class Runner:
     def fingerprint(self, retriever: Retriever, ds: Dataset, depth: int) -> str:
         src = {"retriever": retriever.fingerprint(), "dataset": dataset_fingerprint(ds, self.checksums)["sha256"],
                "protocol": self.protocol(ds).to_dict(), "depth": depth, "run_format": RUN_FORMAT}
+        tuning = self.tuning_dataset(retriever, ds)
+        if tuning is not None:  # what it chose on another split depends on that split's topics and judgements
+            src["tuning"] = {"split": tuning.split, "sha256": dataset_fingerprint(tuning, self.checksums)["sha256"]}
         return hashlib.sha256(json.dumps(src, sort_keys=True).encode()).hexdigest()
+
+    def tuning_dataset(self, retriever: Retriever, ds: Dataset) -> Dataset | None:
+        """The split of ``ds`` a composition tunes on (``optimise=``), None when it tunes on none. Tuning on
+        the split it is evaluated on is refused: its numbers would be chosen on the queries they report."""
+        split = retriever.tuning_split() if isinstance(retriever, Tuned) else None
+        if split is None:
+            return None
+        if split == ds.split:
+            raise HarnessError(f"{ds.id} ({ds.split}): optimise={split} would choose the weights on the very queries "
+                               "they are evaluated on; name another split (e.g. optimise=dev or optimise=train)")
+        return at_split(ds, split, self.output_dir)
 
     def standard_depth(self, ds: Dataset) -> int:
         return self.depth or max(ds.protocol.depth, self.metrics_for(ds)[1])
@@ -274,6 +288,16 @@ class Runner:
                 raise HarnessError(f"{run_path}: the run file changed while it was being read; rerun")
             stages.append(_stage_run(record, read_run(run_path)))
         retriever.use_stages(stages)
+        tuning = self.tuning_dataset(retriever, ds)
+        if tuning is not None and isinstance(retriever, Tuned):
+            on_split = []
+            for stage in spec.run_stages:
+                record = self.run_one(stage, tuning, stage_depth)
+                if record is None:
+                    return False
+                _, _, run_path = self.paths(stage, tuning, stage_depth)
+                on_split.append(_stage_run(record, read_run(run_path)))
+            retriever.use_tuning(on_split, tuning.judgements())
         return True
 
     def _evaluate_and_write(self, ds: Dataset, run: Run, rec_path: Path, record: ResultRecord,

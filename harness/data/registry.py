@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from harness.errors import HarnessError
 from harness.registry import Registry
 
 BEIR_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/{name}.zip"
@@ -217,3 +218,13 @@ def expand(ids: list[str]) -> list[str]:
             if part not in out:
                 out.append(part)
     return out
+
+
+def check_split(split: str, what: str = "--split") -> None:
+    """A split names a qrels file and a folder of the results: letters, digits, ``.``, ``_``, ``-`` (not
+    ``.`` or ``..``), so that it can never reach outside either. ``what``: how the user gave it."""
+    import re
+
+    if not isinstance(split, str) or not re.fullmatch(r"[A-Za-z0-9._-]+", split) or split.strip(".") == "":
+        raise HarnessError(f"{what} {split!r}: a split is a name of letters, digits, '.', '_' and '-' "
+                           "(e.g. test, dev, train)")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypedDict
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict, runtime_checkable
 
 import numpy as np
 
@@ -16,6 +16,7 @@ from harness.trec import Run
 
 if TYPE_CHECKING:
     from harness.data.dataset import Dataset
+    from harness.data.judgements import Judgements
 
 #: what an encoder reads of one text: a string, or a document's (title, text) pair
 Text = str | tuple[str, str]
@@ -168,6 +169,21 @@ class Composition(Retriever, Protocol):
 
     def use_stages(self, stages: Sequence[StageRun]) -> None:
         """The stages' results, in the order of ``spec.run_stages``."""
+        ...
+
+
+@runtime_checkable
+class Tuned(Protocol):
+    """A composition that chooses a setting on another split of the dataset (``fuse:wsum(...;optimise=dev)``):
+    the runner runs its stages on that split too and hands it their runs and the split's judgements; the
+    split's data is part of its records' fingerprint."""
+
+    def tuning_split(self) -> str | None:
+        """The split it tunes on, or None when it needs none."""
+        ...
+
+    def use_tuning(self, stages: Sequence[StageRun], judgements: Judgements) -> None:
+        """The stages' results on the tuning split, in the order of ``spec.run_stages``, and its judgements."""
         ...
 
 

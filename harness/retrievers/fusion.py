@@ -20,12 +20,23 @@ The methods, each as its reference implementation computes it (and tested agains
 
 The fused list is sorted by score descending, ties by document id ascending (Pyserini's ``TrecRun.merge``),
 and cut to the requested depth. Scores are written with 17 significant digits (they read back exactly).
+
+``wsum`` can choose its weights on another split of the dataset (``optimise=dev``), as ranx's
+``optimize_fusion`` does: every tuple of multiples of ``step`` in [0, 1] summing to 1 is tried on that split's
+stage runs (ranx's order; ranx compares float sums with 1.0 and so skips a few tuples of three or more runs,
+e.g. 0.1 + 0.2 + 0.7, which are tried here), the mean of ``metric`` over the split's queries decides (the
+harness's measures: trec_eval's order among equal fused scores, where ranx's measures order them their own
+way), a tie goes to the later tuple (ranx's ``>=``), and the evaluated split is then fused with the chosen
+weights. The
+record holds the weights, every tuple's score and the split's stage records; the split's data is part of the
+fingerprint.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import product
 from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 from harness.errors import HarnessError
@@ -35,6 +46,7 @@ from harness.trec import FLOAT64_SCORE_FORMAT, Run
 
 if TYPE_CHECKING:
     from harness.data.dataset import Dataset
+    from harness.data.judgements import Judgements
 
 Hits = Mapping[str, float]
 
@@ -101,6 +113,60 @@ def wsum(runs: Sequence[Hits], weights: Sequence[float], norm: str = "none",
     return _sorted(fused, depth)
 
 
+def weight_grid(runs: int, step: float) -> list[tuple[float, ...]]:
+    """The weight tuples ranx's ``optimize_weights`` tries, in its order: every ``runs``-tuple of multiples of
+    ``step`` in [0, 1] (rounded to ``step``'s decimals, as ranx rounds them) whose multiples add up to 1,
+    decided in integers (see the module docstring)."""
+    steps = round(1 / step)
+    if steps < 1 or abs(steps * step - 1) > 1e-9:
+        raise HarnessError(f"step={step!r}: 1 must be a whole number of steps (e.g. 0.1, 0.05, 0.25)")
+    digits = str(step)[::-1].find(".")
+    values = [round(i * step, digits) if digits >= 0 else float(i * step) for i in range(steps + 1)]
+    return [tuple(values[i] for i in seq) for seq in product(range(steps + 1), repeat=runs) if sum(seq) == steps]
+
+
+@dataclass(frozen=True)
+class Optimised:
+    """What an optimisation chose: the weights, their score and every tried tuple's score, in order."""
+
+    weights: tuple[float, ...]
+    score: float
+    trials: list[tuple[tuple[float, ...], float]]
+
+
+def optimise_wsum(runs: Sequence[Mapping[str, Hits]], judgements: Judgements, metric: str, norm: str, step: float,
+                  depth: int) -> Optimised:
+    """The ``wsum`` weights whose fused runs (each query cut to ``depth``) score the highest mean ``metric`` under
+    ``judgements``, over :func:`weight_grid`; a tie goes to the later tuple (ranx's rule). Each query's fused
+    scores are those :func:`wsum` computes (the same products, added in the same order)."""
+    import numpy as np
+
+    queries = list(dict.fromkeys(q for run in runs for q in run))
+    prepared = []  # per query: documents in id order, and each run's normalised scores over them (0: missing)
+    for q in queries:
+        normed = [normalise(run.get(q, {}), norm) for run in runs]
+        docs = sorted({d for hits in normed for d in hits})
+        prepared.append((docs, [np.array([h.get(d, 0.0) for d in docs], dtype=np.float64) for h in normed]))
+    best: tuple[tuple[float, ...], float] | None = None
+    trials = []
+    for weights in weight_grid(len(runs), step):
+        fused_run: dict[str, dict[str, float]] = {}
+        for q, (docs, columns) in zip(queries, prepared, strict=True):
+            fused = np.zeros(len(docs))
+            for w, column in zip(weights, columns, strict=True):
+                fused = fused + w * column  # sum() of the same products, left to right
+            order = np.lexsort((np.arange(len(docs)), -fused))[:depth]  # score descending, then id ascending
+            fused_run[q] = {docs[i]: float(fused[i]) for i in order}
+        per_query, _ = judgements.evaluate(fused_run, [metric])
+        values = list(per_query[metric].values())
+        score = float(sum(values) / len(values)) if values else 0.0
+        trials.append((weights, score))
+        if best is None or score >= best[1]:
+            best = (weights, score)
+    assert best is not None  # the grid always holds (1, 0, ...)
+    return Optimised(best[0], best[1], trials)
+
+
 def stages_changed_settings(stages: Sequence[Retriever]) -> dict[str, Any]:
     """A composition's non-reference settings: those of its stages (a bf16 stage makes a bf16 fusion)."""
     merged: dict[str, Any] = {}
@@ -149,12 +215,25 @@ class ElsewhereNote(TypedDict, total=False):
     computed_elsewhere: str
 
 
+class OptimisedProvenance(TypedDict):
+    """How ``optimise=`` chose a fusion's weights: on which split and measure, the choice and every trial."""
+
+    split: str
+    metric: str
+    step: float
+    weights: list[float]
+    score: float
+    trials: list[dict[str, Any]]
+    stages: list[StageResult]
+
+
 class FusionProvenance(TypedDict):
     fusion: str
     params: dict[str, Any]
     device: str
     computed_elsewhere: NotRequired[str]
     stages: list[StageResult]
+    optimised: NotRequired[OptimisedProvenance]
 
 
 class FusionRetriever:
@@ -168,6 +247,9 @@ class FusionRetriever:
         self.params = {k: v for k, v in spec.params.items() if k != "method"}
         self.stages = list(stages)
         self.stage_runs: list[StageRun] = []
+        self.tuning_runs: list[StageRun] = []  # the stages on the split the weights are chosen on
+        self.tuning_judgements: Judgements | None = None
+        self.optimised: Optimised | None = None
 
     def stage_depth(self, depth: int) -> int:
         """How deep each stage is run: ``hits`` when given (Pyserini's hybrid takes 1000 from each), else
@@ -184,6 +266,16 @@ class FusionRetriever:
     def use_stages(self, stages: Sequence[StageRun]) -> None:
         """The stages' results (their runs as their run files hold them), from the runner."""
         self.stage_runs = list(stages)
+
+    def tuning_split(self) -> str | None:
+        """The split whose judgements choose this fusion's weights (``optimise=``), None when they are given."""
+        split = self.params.get("optimise")
+        return str(split) if split else None
+
+    def use_tuning(self, stages: Sequence[StageRun], judgements: Judgements) -> None:
+        """The stages' runs on the tuning split and its judgements, from the runner (before ``search``)."""
+        self.tuning_runs, self.tuning_judgements = list(stages), judgements
+        self.optimised = None
 
     def _searched(self) -> int | None:
         """The documents every stage searched here (a run computed elsewhere searched nothing here: its record
@@ -216,11 +308,32 @@ class FusionRetriever:
             return hybrid(lists[0], lists[1], float(p["alpha"]), bool(p["normalization"]),
                           bool(p["weight_on_dense"]), k)
         if self.method == "wsum":
-            return wsum(lists, p["weights"], str(p["norm"]), k)
+            return wsum(lists, self.weights(k), str(p["norm"]), k)
         raise HarnessError(f"unknown fusion method {self.method!r}")
 
+    def weights(self, depth: int) -> list[float]:
+        """``wsum``'s weights: as given, or chosen on the tuning split (once, at this run's depth)."""
+        split = self.tuning_split()
+        if split is None:
+            return list(self.params["weights"])
+        if self.optimised is None:
+            if self.tuning_judgements is None or len(self.tuning_runs) != len(self.stages):
+                raise RuntimeError("use_tuning() must run before search() when weights are optimised")
+            self.optimised = optimise_wsum([s.run for s in self.tuning_runs], self.tuning_judgements,
+                                           str(self.params["metric"]), str(self.params["norm"]),
+                                           float(self.params["step"]), depth)
+        return list(self.optimised.weights)
+
     def provenance(self, context: SearchContext) -> FusionProvenance:
-        note: ElsewhereNote = {"computed_elsewhere": "in part (a stage is a run file)"} \
-            if elsewhere(self.stage_runs) else {}
-        return {"fusion": self.method, "params": self.params, "device": "cpu", **note,
-                "stages": [{**s.ref(), "metrics": s.metrics} for s in self.stage_runs]}
+        out: FusionProvenance = {"fusion": self.method, "params": self.params, "device": "cpu",
+                                 "stages": [{**s.ref(), "metrics": s.metrics} for s in self.stage_runs]}
+        if elsewhere(self.stage_runs):
+            out["computed_elsewhere"] = "in part (a stage is a run file)"
+        if self.optimised is not None:
+            out["optimised"] = {
+                "split": str(self.params["optimise"]), "metric": str(self.params["metric"]),
+                "step": float(self.params["step"]), "weights": list(self.optimised.weights),
+                "score": self.optimised.score,
+                "trials": [{"weights": list(w), "score": v} for w, v in self.optimised.trials],
+                "stages": [{**s.ref(), "metrics": s.metrics} for s in self.tuning_runs]}
+        return out

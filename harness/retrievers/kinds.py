@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.data.registry import check_split
 from harness.errors import HarnessError
 from harness.params import JAVA_INT_MAX, Param, parse_params
 from harness.retrievers.names import CONTENT_NAME, find, remember
@@ -271,8 +272,13 @@ FUSE_PARAMS: dict[str, tuple[Param, ...]] = {
     "hybrid": (Param("alpha", float, 0.1, "weight of the sparse run", low=-1e6, high=1e6),
                Param("normalization", bool, False), Param("weight_on_dense", bool, False), _HITS),
     "wsum": (Param("weights", float, None, "one weight per run", low=-1e6, high=1e6, many=True),
-             Param("norm", str, "none", choices=("none", "min-max", "max", "sum")), _HITS),
+             Param("norm", str, "none", choices=("none", "min-max", "max", "sum")), _HITS,
+             Param("optimise", str, None, "choose the weights on this split (as ranx's optimize_fusion)"),
+             Param("metric", str, None, "what optimise= maximises (default ndcg@10)"),
+             Param("step", float, None, "optimise='s weight grid (default 0.1)", low=0, low_open=True, high=1)),
 }
+#: what ``optimise=`` uses when ``metric=`` and ``step=`` are left out (ranx's grid step; the BEIR measure)
+OPTIMISE_DEFAULTS = {"metric": "ndcg@10", "step": 0.1}
 RERANK_PARAMS: tuple[Param, ...] = (
     Param("top", int, 100, "hits of the first stage rescored", low=1, high=JAVA_INT_MAX),
     Param("max_length", int, None, "cross-encoder tokens (None: 512 or the model's fewer)", low=1),
@@ -364,7 +370,21 @@ class FuseKind(RetrieverKind):
             raise HarnessError(f"{name!r}: fusion needs at least two retrievers")
         if head == "hybrid" and len(names) != 2:
             raise HarnessError(f"{name!r}: hybrid fuses exactly two runs (dense, sparse)")
-        if head == "wsum":
+        if head == "wsum" and params["optimise"] is not None:
+            if params["weights"] is not None:
+                raise HarnessError(f"{name!r}: weights= and optimise= both given; optimise= chooses the weights "
+                                   "on its split: drop one")
+            check_split(params["optimise"], f"{name!r}: optimise=")
+            for key, default in OPTIMISE_DEFAULTS.items():
+                params[key] = default if params[key] is None else params[key]
+            from harness.retrievers.fusion import weight_grid
+
+            weight_grid(len(names), float(params["step"]))  # a step that does not divide 1 is refused here
+        elif head == "wsum":
+            given = [key for key in OPTIMISE_DEFAULTS if params[key] is not None]
+            if given:
+                raise HarnessError(f"{name!r}: {' and '.join(k + '=' for k in given)} apply to optimised weights; "
+                                   "add optimise=SPLIT (e.g. optimise=dev) or drop them")
             weights = params["weights"] or [1.0] * len(names)
             if not isinstance(weights, list) or len(weights) != len(names):
                 raise HarnessError(f"{name!r}: {len(weights)} weights for {len(names)} retrievers")
@@ -389,6 +409,8 @@ class FuseKind(RetrieverKind):
                                                     "lowest score)"),
             ("fuse:wsum(A,B;weights=1:0.5;norm=min-max)", "weighted sum of per-run normalised scores (as ranx's "
                                                           "wsum)"),
+            ("fuse:wsum(A,B;norm=min-max;optimise=dev)", "wsum with the weights chosen on another split (ranx's "
+                                                         "optimize_fusion grid; metric=ndcg@10, step=0.1)"),
         ]
 
 
