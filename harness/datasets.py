@@ -362,11 +362,17 @@ def at_split(ds: Dataset, split: str, output_dir: Path | None = None) -> Dataset
     registered id or prefixed name, else its folder)."""
     if split == ds.split:
         return ds
+    opened_as = getattr(ds, "opened_as", None)
     by_id = ds.id in DATASETS or source_for_name(ds.id) is not None
-    other = resolve_dataset(ds.id if by_id else str(ds.root), split=split, allow_fetch=False, output_dir=output_dir)
+    name = str(opened_as) if opened_as else ds.id if by_id else str(ds.root)
+    other = resolve_dataset(name, split=split, allow_fetch=False, output_dir=output_dir)
     if other.id != ds.id or other.corpus_path != ds.corpus_path:
         raise HarnessError(f"{ds.id}: its split {split!r} resolves to another dataset ({other.id}, "
                            f"{other.corpus_path}); name a split of this one")
+    if set(other.files()) == set(ds.files()):  # a files: dataset: one qrels file, whatever the split is called
+        raise HarnessError(f"{ds.id}: split {split!r} reads the same topics and judgements as {ds.split!r} "
+                           "(a dataset of named files has one split); give the other split's files as a dataset "
+                           "of their own")
     return other
 
 

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict, cast
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, cast
 
 from harness.data.registry import EvalProtocol
 from harness.datasets import at_split, dataset_ids, resolve_all
@@ -70,6 +70,7 @@ class DatasetFingerprint(TypedDict):
     split: str
     path: str
     sha256: dict[str, str]  # file name -> content checksum
+    opened_as: NotRequired[str]  # the name that opens the dataset again, where its id does not (files:)
 
 
 class CorpusStats(TypedDict):
@@ -79,8 +80,12 @@ class CorpusStats(TypedDict):
 
 
 def dataset_fingerprint(ds: Dataset, checksums: Checksums = TRUSTED) -> DatasetFingerprint:
-    return {"id": ds.id, "split": ds.split, "path": str(ds.root),
-            "sha256": {p.name: checksums.sha256(p) for p in ds.files()}}
+    out: DatasetFingerprint = {"id": ds.id, "split": ds.split, "path": str(ds.root),
+                               "sha256": {p.name: checksums.sha256(p) for p in ds.files()}}
+    opened_as = getattr(ds, "opened_as", None)
+    if opened_as:
+        out["opened_as"] = str(opened_as)
+    return out
 
 
 def corpus_stats(ds: Dataset) -> CorpusStats:

@@ -134,3 +134,31 @@ def test_one_retriever_name_as_a_string_is_one_name(tiny_beir, tiny_bert_dir, tm
     (record,) = harness.run(f"hf:{tiny_bert_dir}", [str(tiny_beir)], ["ndcg@10"], tmp_path / "out",
                             execution=harness.settings.Execution(device="cpu", progress=False))
     assert record.dataset == "local/tiny"
+
+
+def test_the_leaderboard_scores_a_missing_measure_of_a_files_dataset(tiny_beir, tiny_bert_dir, tmp_path, capsys):
+    """`harness leaderboard --metric map` scores a files: record from its run file, the dataset opened again by
+    the name its record keeps; changed qrels are named and the record left as it is."""
+    out = tmp_path / "out"
+    qrels = tmp_path / "qrels.txt"
+    qrels.write_text((tiny_beir / "qrels" / "test.tsv").read_text())
+    named = ["--corpus", str(tiny_beir / "corpus.jsonl"), "--topics", str(tiny_beir / "queries.jsonl"),
+             "--qrels", str(qrels)]
+    assert _run(tiny_bert_dir, out, *named) == 0
+    (record,) = _records(out)
+    assert record.dataset_provenance["opened_as"].startswith("files:corpus=") and "map" not in record.metrics
+    capsys.readouterr()
+    assert main(["leaderboard", "--output-dir", str(out), "--metric", "map"]) == 0
+    shown = capsys.readouterr()
+    (scored,) = _records(out)
+    assert "map" in scored.metrics and record.dataset in shown.out and "left out" not in shown.err
+    from harness.metrics import evaluate, mean
+    from harness.trec import read_run
+
+    run = read_run(out / scored.dataset / scored.split / scored.run_file)
+    assert scored.metrics["map"] == pytest.approx(mean(evaluate(read_qrels(qrels), run, ["map"])["map"]), abs=1e-12)
+    qrels.write_text(qrels.read_text() + "q0\td5\t1\n")  # the judgements changed: not scored against new ones
+    capsys.readouterr()
+    main(["leaderboard", "--output-dir", str(out), "--metric", "recip_rank"])
+    assert "changed since the record was computed" in capsys.readouterr().err
+    assert "recip_rank" not in _records(out)[0].metrics

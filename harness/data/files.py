@@ -100,4 +100,4 @@ def files_dataset(name: str, split: str | None) -> PartsDataset:
     protocol = EvalProtocol(split=split or "test")
     return PartsDataset(f"files/{stem}-{digest}", protocol, _corpus_reader(paths["corpus"]),
                         topics_file(paths["topics"]), QrelsFile(paths["qrels"]), paths["corpus"].parent,
-                        layout=FORMATS)
+                        layout=FORMATS, opened_as=files_name(paths["corpus"], paths["topics"], paths["qrels"]))

@@ -41,7 +41,7 @@ class JudgementsReader(Protocol):
 class PartsDataset:
     """A ``Dataset`` made of a corpus reader, a topics reader and a judgements reader under ``protocol``.
     ``root`` is the folder records name as its place; ``layout`` says what a complete one holds (said when a
-    file is missing)."""
+    file is missing); ``opened_as`` the name that opens it again where its id does not (records keep it)."""
 
     id: str
     protocol: EvalProtocol
@@ -51,6 +51,7 @@ class PartsDataset:
     root: Path
     default_metrics: tuple[str, ...] = BEIR_METRICS
     layout: str = ""
+    opened_as: str | None = None  # the name that opens it again, where its id does not (a files: dataset)
     _judgements: Judgements | None = field(default=None, init=False, repr=False, compare=False)
 
     @property

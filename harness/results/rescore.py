@@ -46,8 +46,8 @@ def score_missing(output_dir: Path, measures: Sequence[str], *, split: str | Non
         key = (record.dataset, record.split)
         try:
             if key not in opened:
-                opened[key] = resolve_dataset(record.dataset, split=record.split, allow_fetch=False,
-                                              output_dir=Path(output_dir))
+                name = str(record.dataset_provenance.get("opened_as") or record.dataset)  # files: by its files
+                opened[key] = resolve_dataset(name, split=record.split, allow_fetch=False, output_dir=Path(output_dir))
             ds = opened[key]
             digests = {p.name: cached_sha256(p) for p in ds.files()}
             before = record.dataset_provenance.get("sha256")
