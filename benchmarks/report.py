@@ -108,6 +108,11 @@ def _bm25_vs_pyserini(fig: dict) -> list[str]:
                                    res.get("search_worker_peak_rss_mb")) if x is not None)
             out.append(f"| {label}: index {_f(res['index_s'])} s, search {_f(res['search_s'])} s inside | "
                        f"{_f(r['wall_s'])} | {_f(peak, 0)} | {_f(res['ndcg@10'], 4)} |")
+    if "identical_queries" in fig:
+        out += ["", f"Identical ranked lists (docids and six-decimal scores): {fig['identical_queries']} of "
+                    f"{fig['queries']} queries; search inside the harness against pyserini's search process: "
+                    f"{h['result']['search_s'] / p['search']['wall_s']:.2f}; load average (1 min) before: "
+                    f"{fig['load_average_1m_before']:.2f}."]
     return out
 
 
