@@ -155,7 +155,12 @@ def efficiency_chart(frame: pd.DataFrame, metric: str, path: Path, *, title: str
                 ax.annotate(str(name), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
             front = pareto_front(cost, score)
             ax.step([cost[i] for i in front], [score[i] for i in front], where="post", color=color, alpha=0.6)
+            ax.scatter([cost[i] for i in front], [score[i] for i in front], s=140, facecolors="none",
+                       edgecolors=color, linewidths=1.2, marker=marker[str(on)])  # a front of one is marked too
         ax.set_xscale("log")
+        ax.margins(x=0.25, y=0.12)  # room for the labels
+        _plain_log_ticks(ax)
+        _labels_inside(ax)
         ax.set_xlabel(label)
         ax.set_ylabel(metric)
         ax.set_title(f"{metric} against {label.split(' (')[0]} ({devices[0] if len(devices) == 1 else 'by device'})",
@@ -167,3 +172,30 @@ def efficiency_chart(frame: pd.DataFrame, metric: str, path: Path, *, title: str
     out = _save(fig, path, dpi)
     plt.close(fig)
     return out
+
+
+def _plain_log_ticks(ax: Any) -> None:
+    """A log axis's ticks as plain numbers (20, 50, 100, not 2x10^1); the minor ones labelled only where the
+    axis spans less than about a decade and a half (else they crowd)."""
+    from matplotlib import ticker
+
+    plain = ticker.FuncFormatter(lambda v, _: f"{v:g}")
+    low, high = ax.get_xlim()
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(plain if low > 0 and high / low < 30 else ticker.NullFormatter())
+
+
+def _labels_inside(ax: Any) -> None:
+    """Point labels in the right half of a log axis written leftwards of their point, so none runs out of its
+    panel into the next."""
+    import math
+
+    low, high = ax.get_xlim()
+    if low <= 0:
+        return
+    middle = (math.log(low) + math.log(high)) / 2
+    for text in ax.texts:
+        x = text.xy[0]
+        if x > 0 and math.log(x) > middle:
+            text.set_horizontalalignment("right")
+            text.set_position((-3, 3))

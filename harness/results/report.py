@@ -234,8 +234,9 @@ def efficiency_section(records: Sequence[ResultRecord], metric: str = "ndcg@10")
         figure = (f'<figure class="efficiency"><img alt="{_e(alt)}" title="{_e(alt)}" '
                   f'src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
                   f"<figcaption>{_e(metric)} against search ms/query (batch mean), query latency p50 where "
-                  f"measured, and index size (log scales); the line is the Pareto front of each dataset on each "
-                  f"device (nothing cheaper scores higher); {_e(where)}</figcaption></figure>")
+                  "measured, and index size (log scales); the ringed points and their line are the Pareto front "
+                  f"of each dataset on each device (nothing cheaper scores higher); {_e(where)}</figcaption>"
+                  "</figure>")
     return (f"<h2>Efficiency: {_e(metric)} beside what it cost</h2>"
             f'<div class="scroll"><table class="efficiency" data-metric="{_e(metric)}"><thead><tr>{head}</tr>'
             f'</thead><tbody>{"".join(rows)}</tbody></table></div>{notes}{figure}')

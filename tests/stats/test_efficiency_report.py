@@ -128,6 +128,7 @@ def test_the_plot_names_its_devices_and_draws_a_front_per_device(efficiency_resu
     assert not problems
     assert plots.efficiency_chart(frame, "ndcg@10", tmp_path / "e.png").read_bytes().startswith(PNG)
     (fig,) = drawn
+    bm25, gpu = (float(frame.loc[frame["retriever"] == name, "ndcg@10"].iloc[0]) for name in ("bm25", "minilm-gpu"))
     batch, p50, size = fig.axes
     assert [ax.get_xlabel() for ax in fig.axes] == ["search ms/query (batch mean)",
                                                    "query latency p50 (ms, queries timed one by one)",
@@ -136,8 +137,11 @@ def test_the_plot_names_its_devices_and_draws_a_front_per_device(efficiency_resu
     assert "measured on cpu, cuda:0: a marker and a front per device" in fig._suptitle.get_text()
     assert batch.get_legend_handles_labels()[1] == ["beir/scifact · cpu", "beir/scifact · cuda:0"]
     assert len(batch.lines) == 2 and len(size.lines) == 2  # a front per device, not one over both
-    assert len(p50.lines) == 2 and len(p50.collections) == 2  # bm25 (cpu) and minilm-gpu: no p50 for minilm
-    assert sorted(len(c.get_offsets()) for c in p50.collections) == [1, 1]
+    # bm25 (cpu) and minilm-gpu, each the front of its device (ringed): no p50 for minilm, its mean not drawn
+    assert len(p50.lines) == 2 and len(p50.collections) == 4
+    assert sorted(len(c.get_offsets()) for c in p50.collections) == [1, 1, 1, 1]
+    assert sorted(tuple(c.get_offsets()[0]) for c in p50.collections) == [(1.8, bm25), (1.8, bm25), (3.2, gpu),
+                                                                        (3.2, gpu)]
     # one device: its name in every title, two panels where no record timed its queries one by one
     cpu = frame[frame["retriever"] == "minilm"]
     drawn.clear()
