@@ -105,3 +105,43 @@ def test_report_in_a_browser(browser, page, tmp_path):
                             {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
     assert browser.execute_script(background) == "rgb(20, 23, 29)"
     assert (tmp_path / "light.png").stat().st_size > 10_000
+
+
+def test_the_efficiency_section_in_a_browser(browser, tmp_path):
+    """The efficiency table's figures as the records hold them (a dash for a p50 a retriever did not measure,
+    sorted last), its plot drawn and no wider than the screen, the devices named under it."""
+    from selenium.webdriver.common.by import By
+
+    recs = []
+    for name, device, seed, timings in [
+            ("bm25", "cpu (JVM)", 1, {"search_ms_per_query": 2.1, "search_ms_p50": 1.8, "search_ms_p95": 4.4,
+                                      "latency_queries": 60, "latency_method": "each query timed"}),
+            ("dense", "cpu", 2, {"search_ms_per_query": 6.5, "latency_method": "batch mean only"}),
+            ("dense-gpu", "cuda:0", 3, {"search_ms_per_query": 0.4, "search_ms_p50": 3.2, "search_ms_p95": 3.9,
+                                        "latency_queries": 60, "latency_method": "60 queries one at a time"})]:
+        rec = fake_record(name, "beir/scifact", {"ndcg@10": scores(seed)})
+        rec.device, rec.timings = device, {"device": device, "index_bytes": 2**23, "peak_rss_mb": 900.0, **timings}
+        recs.append(rec)
+    path = write_report(write_records(tmp_path / "results", recs), tmp_path / "report.html")
+    browser.get(path.as_uri())
+    table = browser.find_element(By.CSS_SELECTOR, "table.efficiency")
+    heads = [th.text.strip() for th in table.find_elements(By.CSS_SELECTOR, "thead th")]
+
+    def rows():
+        return [[td.text.strip() for td in tr.find_elements(By.TAG_NAME, "td")]
+                for tr in table.find_elements(By.CSS_SELECTOR, "tbody tr")]
+
+    p50 = heads.index("p50 ms")
+    assert {r[0]: (r[3], r[p50]) for r in rows()} == {"bm25": ("cpu (JVM)", "1.80"), "dense": ("cpu", "—"),
+                                                       "dense-gpu": ("cuda:0", "3.20")}
+    header = table.find_element(By.XPATH, './/th[text()="p50 ms"]')
+    header.click()
+    header.click()  # ascending: the fastest first, the unmeasured last
+    assert [r[0] for r in rows()] == ["bm25", "dense-gpu", "dense"]
+    image = browser.find_element(By.CSS_SELECTOR, "figure.efficiency img")
+    assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", image)
+    assert "measured on 2 devices (cpu, cuda:0)" in image.get_attribute("alt")
+    assert "measured on 2 devices (cpu, cuda:0)" in browser.find_element(By.CSS_SELECTOR,
+                                                                          "figure.efficiency figcaption").text
+    assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+    assert image.size["width"] <= browser.execute_script("return window.innerWidth")
