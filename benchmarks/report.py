@@ -48,6 +48,8 @@ QUESTIONS = [
      "python -m benchmarks.scale.leaderboard_tables"),
     ("harness evaluate against pytrec_eval: 5,000 and 6,980 queries x 1,000 hits, the same values?",
      "scale/evaluate_vs_pytrec", "python -m benchmarks.scale.evaluate_vs_pytrec"),
+    ("300,000 hits from search to metrics: where the time goes", "scale/hits_pipeline",
+     "python -m benchmarks.scale.hits_pipeline"),
     ("HNSW build on one thread against every thread: the same graph?", "scale/hnsw_threads",
      "python -m benchmarks.scale.hnsw_threads"),
     ("A rerun with nothing to do: dense and BM25, time, memory, torch imported?", "scale/noop_rerun",

@@ -48,7 +48,7 @@ from harness.retrievers.names import look_in
 from harness.retrievers.registry import RetrieverSpec, resolve_retriever
 from harness.retrievers.spec import LoadOptions, ModelObjects
 from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution
-from harness.trec import in_score_order, quantize, read_run, write_run
+from harness.trec import in_score_order, read_run, write_run
 from harness.version import __version__
 
 if TYPE_CHECKING:
@@ -254,12 +254,11 @@ class Runner:
             _same_count(ds, "searched", searched.documents, stats["documents"])
         protocol = self.protocol(ds)
         run, removed = _protocol_cut(searched.run, depth, protocol.drop_self_hits)
-        run = quantize(run, retriever.score_format)
         if not any(run.values()):
             raise HarnessError(f"{ds.id} | {spec.name}: no document retrieved for any of the {len(queries)} queries; "
                                "nothing was written (an empty run scores nothing: check the corpus and the queries)")
         t2 = time.perf_counter()
-        write_run(run_path, run, tag=spec.slug, score_format=retriever.score_format)
+        run = write_run(run_path, run, tag=spec.slug, score_format=retriever.score_format)  # as the file reads back
         provenance = dict(retriever.provenance(context))
         device = searched.device or self.execution.device
         record = ResultRecord(

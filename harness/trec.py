@@ -17,7 +17,7 @@ scores it, so what is scored is what the file reads back as.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from pathlib import Path
@@ -112,21 +112,27 @@ def quantize(run: Run, score_format: str) -> Run:
     return {q: {d: float(score_format % s) for d, s in docs.items()} for q, docs in run.items()}
 
 
-def write_run(path: Path, run: Run, tag: str, score_format: str = FLOAT32_SCORE_FORMAT) -> None:
+def write_run(path: Path, run: Run, tag: str, score_format: str = FLOAT32_SCORE_FORMAT) -> Run:
     """Write a TREC run file atomically: queries in sorted order, each query's documents in the order
-    :func:`read_run` reads them back in (:func:`in_score_order`; ranks from 1). Ids must be free of whitespace
-    (the readers check them), or the file would not read back."""
-    for qid, docs in run.items():
-        for doc, score in docs.items():
-            if not math.isfinite(score):
-                raise HarnessError(f"{path}: query {qid!r}, document {doc!r} has score {score!r}; a run with "
-                                   "non-finite scores is not written (the scores it was computed from are broken)")
-
-    def lines() -> Iterable[str]:
-        for qid in sorted(run):
-            for rank, (doc, score) in enumerate(in_score_order(run[qid]).items(), start=1):
-                yield f"{qid} Q0 {doc} {rank} {score_format % score} {tag}\n"
-    atomic_write(path, "".join(lines()))
+    :func:`read_run` reads them back in (:func:`in_score_order` of the written scores: equal ones keep the
+    order given; ranks from 1). Ids must be free of whitespace (the readers check them), or the file would not
+    read back. Returns the run as the file reads back (:func:`quantize`'s values, in that order), each score
+    formatted once."""
+    written: Run = {}
+    parts: list[str] = []
+    for qid in sorted(run):
+        docs = list(run[qid])
+        texts = [score_format % score for score in run[qid].values()]
+        values = [float(text) for text in texts]
+        if not all(map(math.isfinite, values)):
+            doc, score = next((d, v) for d, v in run[qid].items() if not math.isfinite(v))
+            raise HarnessError(f"{path}: query {qid!r}, document {doc!r} has score {score!r}; a run with "
+                               "non-finite scores is not written (the scores it was computed from are broken)")
+        order = sorted(range(len(values)), key=values.__getitem__, reverse=True)  # stable: in_score_order's rule
+        written[qid] = {docs[i]: values[i] for i in order}
+        parts.append("".join([f"{qid} Q0 {docs[i]} {rank} {texts[i]} {tag}\n" for rank, i in enumerate(order, 1)]))
+    atomic_write(path, "".join(parts))
+    return {q: written[q] for q in run}
 
 
 def in_score_order(docs: Mapping[str, float]) -> dict[str, float]:
