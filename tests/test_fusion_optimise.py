@@ -30,6 +30,8 @@ def test_the_weight_grid_is_ranxs_in_its_order(runs):
     assert fusion.weight_grid(2, 0.25) == [(0.0, 1.0), (0.25, 0.75), (0.5, 0.5), (0.75, 0.25), (1.0, 0.0)]
     with pytest.raises(HarnessError, match="whole number of steps"):
         fusion.weight_grid(2, 0.3)
+    with pytest.raises(HarnessError, match="1,000,000,001 weight tuples"):  # refused before anything is tried
+        resolve_retriever("fuse:wsum(bm25,bm25-multifield;optimise=dev;step=1e-9)")
 
 
 @pytest.mark.parametrize("seed", range(3))

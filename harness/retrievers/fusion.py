@@ -36,7 +36,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from itertools import product
 from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 from harness.errors import HarnessError
@@ -113,16 +112,31 @@ def wsum(runs: Sequence[Hits], weights: Sequence[float], norm: str = "none",
     return _sorted(fused, depth)
 
 
+#: the most weight tuples ``optimise=`` tries (a finer step or more runs is refused, not left to run for days)
+MAX_TRIALS = 100_000
+
+
 def weight_grid(runs: int, step: float) -> list[tuple[float, ...]]:
     """The weight tuples ranx's ``optimize_weights`` tries, in its order: every ``runs``-tuple of multiples of
     ``step`` in [0, 1] (rounded to ``step``'s decimals, as ranx rounds them) whose multiples add up to 1,
-    decided in integers (see the module docstring)."""
+    decided in integers (see the module docstring); at most :data:`MAX_TRIALS` of them."""
+    import math
+
     steps = round(1 / step)
     if steps < 1 or abs(steps * step - 1) > 1e-9:
         raise HarnessError(f"step={step!r}: 1 must be a whole number of steps (e.g. 0.1, 0.05, 0.25)")
+    trials = math.comb(steps + runs - 1, runs - 1)
+    if trials > MAX_TRIALS:
+        raise HarnessError(f"step={step!r} over {runs} runs is {trials:,} weight tuples to try (at most "
+                           f"{MAX_TRIALS:,}); take a coarser step, e.g. step=0.1")
     digits = str(step)[::-1].find(".")
     values = [round(i * step, digits) if digits >= 0 else float(i * step) for i in range(steps + 1)]
-    return [tuple(values[i] for i in seq) for seq in product(range(steps + 1), repeat=runs) if sum(seq) == steps]
+
+    def tuples(left: int, places: int) -> list[tuple[int, ...]]:  # lexicographic: itertools.product's order
+        if places == 1:
+            return [(left,)]
+        return [(first, *rest) for first in range(left + 1) for rest in tuples(left - first, places - 1)]
+    return [tuple(values[i] for i in seq) for seq in tuples(steps, runs)]
 
 
 @dataclass(frozen=True)
