@@ -181,6 +181,17 @@ class Runner:
             src["tuning"] = {"split": tuning.split, "sha256": dataset_fingerprint(tuning, self.checksums)["sha256"]}
         return hashlib.sha256(json.dumps(src, sort_keys=True).encode()).hexdigest()
 
+    def check_tuning(self, retriever: Retriever, ds: Dataset) -> None:
+        """Refuse, before any work, a tuning split that ``ds`` lacks or a measure its judgements do not read, in
+        ``retriever`` or any composition among its stages."""
+        tuning = self.tuning_dataset(retriever, ds)
+        if tuning is not None:
+            metric = getattr(retriever, "params", {}).get("metric")
+            if metric:
+                tuning.judgements().measure(str(metric))
+        for stage in getattr(retriever, "stages", None) or []:
+            self.check_tuning(stage, ds)
+
     def tuning_dataset(self, retriever: Retriever, ds: Dataset) -> Dataset | None:
         """The split of ``ds`` a composition tunes on (``optimise=``), None when it tunes on none. Tuning on
         the split it is evaluated on is refused: its numbers would be chosen on the queries they report."""
@@ -406,6 +417,8 @@ def run(retrievers: Sequence[str], datasets: Sequence[str], metrics: Sequence[st
         runner.metrics_for(ds)
     for spec in specs:
         runner.retriever(spec)
+        for ds in resolved:  # and so does a composition's tuning split or measure (optimise=)
+            runner.check_tuning(runner.retriever(spec), ds)
     _refuse_unused(settings, [runner.retriever(s) for s in specs], [s.name for s in specs])
     if drop_self_hits and all(ds.protocol.drop_self_hits for ds in resolved):
         raise HarnessError(f"--drop-self-hits changes nothing here: {', '.join(ds.id for ds in resolved)} "

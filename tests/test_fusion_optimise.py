@@ -135,3 +135,16 @@ def test_optimising_on_the_evaluated_split_or_a_missing_one_is_refused(models, t
     with pytest.raises(HarnessError, match="train"):
         run([f"fuse:wsum(hf:{a},hf:{b};optimise=train)"], [str(folder)], ["ndcg@10"], tmp_path / "r",
             log=lambda m: None)
+
+
+def test_a_bad_tuning_measure_or_split_is_refused_before_any_stage_runs(models, tmp_path, monkeypatch):  # noqa: F811
+    from tests.conftest import make_tiny_beir
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    a, b, _ = models
+    folder = _with_dev(make_tiny_beir(tmp_path / "tiny", n_queries=16, seed=3))
+    for name, said in [(f"fuse:wsum(hf:{a},hf:{b};optimise=dev;metric=ndcg@ten)", "ndcg@ten"),
+                       (f"fuse:rrf(bm25,fuse:wsum(hf:{a},hf:{b};optimise=nosuch))", "nosuch")]:
+        with pytest.raises(HarnessError, match=said):
+            run([name], [str(folder)], ["ndcg@10"], tmp_path / "r", log=lambda m: None)
+        assert not list((tmp_path / "r").rglob("*.trec"))  # nothing ran
