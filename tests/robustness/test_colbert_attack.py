@@ -179,6 +179,25 @@ def test_a_dense_bias_the_config_does_not_declare_is_refused(pylate, tmp_path):
         _retriever(folder).encoders.encoder  # noqa: B018
 
 
+@pytest.mark.xfail(strict=True, reason="colbert_model.ColbertEncoder checks only the first Dense layer against the "
+                   "transformer: chained Dense modules whose shapes do not meet fail in the forward (RuntimeError)")
+def test_chained_dense_modules_that_do_not_meet_are_one_line(pylate, tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    folder = shutil.copytree(pylate, tmp_path / "two")
+    modules = json.loads((folder / "modules.json").read_text())
+    modules.append({"idx": 2, "name": "2", "path": "2_Dense", "type": "pylate.models.Dense.Dense"})
+    (folder / "modules.json").write_text(json.dumps(modules))
+    (folder / "2_Dense").mkdir()
+    (folder / "2_Dense" / "config.json").write_text(json.dumps({
+        "in_features": 4, "out_features": 3, "bias": False,
+        "activation_function": "torch.nn.modules.linear.Identity"}))  # the first Dense gives DIM (8), not 4
+    save_file({"linear.weight": torch.randn(3, 4)}, str(folder / "2_Dense" / "model.safetensors"))
+    with pytest.raises(HarnessError):
+        _retriever(folder).encoders.encoder.encode_queries(["cell"])
+
+
 # ---- what held ---------------------------------------------------------------------------------------------
 
 
