@@ -225,7 +225,6 @@ def test_almost_colbert_folders_are_one_line(stanford, pylate, tmp_path):
 
 
 def test_model_file_edits_and_settings_change_the_fingerprint(pylate, tmp_path):
-    import torch
     from safetensors.torch import load_file, save_file
 
     base = _retriever(pylate).fingerprint()
