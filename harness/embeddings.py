@@ -301,12 +301,16 @@ class TokenStore(EmbeddingStore):
         return self.dir / f"shard-{i:05d}.offsets.npy"
 
     def seal(self, i: int, *, verify: bool = True) -> Seal | None:
+        """The shard's seal when its files match it; the offsets file's checksum is checked always, ``verify``
+        or not (``n + 1`` int64 values: cheap, and an offsets file edited in place, same size and still
+        increasing, would move every document boundary). A mismatch is a damaged shard: not complete, so it
+        is encoded again, and refused where it is read."""
         meta = super().seal(i, verify=verify)
         path = self._offsets_path(i)
         try:
             if meta is None or path.stat().st_size != meta.get("offsets_bytes"):
                 return None
-            if verify and sha256_file(path) != meta.get("offsets_sha256"):
+            if sha256_file(path) != meta.get("offsets_sha256"):
                 return None
         except OSError:
             return None
@@ -319,6 +323,10 @@ class TokenStore(EmbeddingStore):
                                f"{self.dim}) (an encoder bug)")
         kept = np.abs(vectors).max(axis=2) > 0 if vectors.size else np.zeros(vectors.shape[:2], dtype=bool)
         counts = kept.sum(axis=1)
+        if counts.size and int(counts.min()) == 0:
+            raise HarnessError(f"shard {i}: document {ids[int(np.argmin(counts))]!r} has no token vector (every "
+                               "token skipped by the model's skiplist, or projected to zero); nothing of the shard "
+                               "was stored")
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         path = self._offsets_path(i)
         self._paths(i)[2].unlink(missing_ok=True)
@@ -360,7 +368,7 @@ class TokenStore(EmbeddingStore):
                 raise HarnessError(f"embedding store {self.dir}: shard {i} is unreadable ({e}); "
                                    "rerun with --force") from None
             if meta is None or meta["start"] != rows or len(ids) != meta["n"] or offsets.shape != (len(ids) + 1,) \
-                    or offsets[0] != 0 or offsets[-1] != tokens.shape[0] or bool((np.diff(offsets) < 0).any()):
+                    or offsets[0] != 0 or offsets[-1] != tokens.shape[0] or bool((np.diff(offsets) <= 0).any()):
                 raise HarnessError(f"embedding store {self.dir}: shard {i} does not hold the rows its seal states; "
                                    "rerun with --force")
             rows += len(ids)

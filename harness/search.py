@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from harness.errors import HarnessError
+
 if TYPE_CHECKING:
     import torch
 
@@ -168,6 +170,9 @@ def maxsim_block(queries: torch.Tensor, tokens: torch.Tensor, offsets: torch.Ten
 
     nq, lq, dim = queries.shape
     counts = offsets[1:] - offsets[:-1]
+    if counts.numel() and int(counts.min()) < 1:
+        raise HarnessError("MaxSim over a document without token vectors (an offsets file not as the token store "
+                           "writes it); rerun with --force to encode the corpus again")
     width = int(counts.max()) if counts.numel() else 0
     sim = queries.reshape(nq * lq, dim) @ tokens.float().T
     sim = torch.cat([sim, torch.full((nq * lq, 1), float("-inf"), device=sim.device)], dim=1)
