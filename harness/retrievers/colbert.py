@@ -26,7 +26,7 @@ from harness.io import TRUSTED, Checksums
 from harness.paths import cache_root, offline
 from harness.resources import check_plan, count_lines, embedding_plan
 from harness.retrievers.base import IndexReport, SearchContext, Text
-from harness.retrievers.colbert_config import COLBERT_FORMAT, ColbertConfig, read_colbert_config
+from harness.retrievers.colbert_config import COLBERT_FORMAT, ColbertConfig, check_positions, read_colbert_config
 from harness.retrievers.hub import (
     ModelFiles,
     ModelProvenance,
@@ -36,7 +36,7 @@ from harness.retrievers.hub import (
     weights_file,
 )
 from harness.retrievers.spec import RetrieverSpec
-from harness.retrievers.vectors import DTYPES, CorpusVectors, VectorRetriever
+from harness.retrievers.vectors import DTYPES, CorpusVectors, Encoded, VectorRetriever
 from harness.searchers import Hits
 from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution
 from harness.version import __version__
@@ -67,7 +67,8 @@ class ColbertEncoders:
         check_custom_code(self.files.path, execution.trust_remote_code)
         fetch_metadata(self.files)
         self.model_config = read_colbert_config(self.files.path)
-        self.config: ColbertConfig = self.model_config.with_overrides(dict(spec.params))
+        self.config: ColbertConfig = self.model_config.with_overrides(dict(spec.params), spec.name)
+        check_positions(self.config, self.files.path)
         self.device = device_name(execution.device)
         self.compute = plan_compute(self.files.path / self.config.transformer_path, self.device, settings.precision,
                                     settings.forward)
@@ -110,7 +111,7 @@ class ColbertEncoders:
         return doc_text(doc)
 
     def encode_documents(self, texts: list[Text], context: SearchContext, desc: str) -> np.ndarray:
-        return self.encoder.encode_documents([t if isinstance(t, str) else " ".join(t) for t in texts], desc)
+        return self.encoder.encode_documents([_joined(t) for t in texts], desc)
 
     def encode_queries(self, texts: list[str], context: SearchContext) -> np.ndarray:
         return self.encoder.encode_queries(texts)
@@ -155,6 +156,23 @@ class TokenVectors(CorpusVectors):
 
     def store(self, dataset: Dataset) -> TokenStore:
         return TokenStore(cache_root() / "embeddings", self.encoding.store_key(dataset), self.dim)
+
+    def encode(self, dataset: Dataset, store: EmbeddingStore, part: int = 0, parts: int = 1, *,
+               verify: bool = True) -> Encoded:
+        """CorpusVectors' loop; a document left without a token vector stops it, named by its id (the encoder
+        sees texts: the first document with that text, which gives the same tokens, is named)."""
+        from harness.retrievers.colbert_model import NoTokenVectors
+
+        try:
+            return super().encode(dataset, store, part, parts, verify=verify)
+        except NoTokenVectors as e:
+            doc = next((d.doc_id for d in dataset.corpus() if _joined(self.encoding.doc_input(d)) == e.text), "?")
+            raise HarnessError(f"{dataset.corpus_path}: document {doc!r} has no token vector: {e.cause}; its shard "
+                               "was not stored") from None
+
+
+def _joined(text: Text) -> str:
+    return text if isinstance(text, str) else " ".join(text)
 
 
 class MaxSimSearcher:

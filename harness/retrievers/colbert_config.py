@@ -35,6 +35,8 @@ PYLATE_DEFAULTS: dict[str, Any] = {"query_marker": "[Q] ", "doc_marker": "[D] ",
 #: the settings a recipe or a name may set (the rest is the model's files)
 OVERRIDABLE = ("query_marker", "doc_marker", "query_length", "doc_length", "attend_to_masks", "query_expansion",
                "skiplist")
+#: model types whose position ids start after the padding index (pad_token_id + 1 positions are never read)
+OFFSET_POSITIONS = {"roberta", "xlm-roberta", "camembert", "longformer", "mpnet", "xlm-roberta-xl"}
 FIX = ("give a PyLate/sentence-transformers ColBERT folder (modules.json with a Dense module, "
        "config_sentence_transformers.json) or a Stanford ColBERT checkpoint (config.json, artifact.metadata, "
        "weights with linear.weight)")
@@ -65,6 +67,8 @@ class ColbertConfig:
     projection: tuple[Projection, ...]
     transformer_path: str = ""
     source: str = ""
+    #: (setting, "file: key") for each setting the model's files state (a recipe may fill only the others)
+    stated: tuple[tuple[str, str], ...] = ()
 
     @property
     def dim(self) -> int:
@@ -77,14 +81,79 @@ class ColbertConfig:
         """What decides the token vectors (everything but where the settings were read from)."""
         d = asdict(self)
         d.pop("source")
+        d.pop("stated")
         return d
 
-    def with_overrides(self, params: dict[str, Any]) -> ColbertConfig:
-        given: dict[str, Any] = {k: (tuple(v) if k == "skiplist" else v) for k, v in params.items()
-                 if k in OVERRIDABLE and v is not None}
-        if not given:
+    def with_overrides(self, params: dict[str, Any], recipe: str = "the recipe") -> ColbertConfig:
+        """The settings a recipe (``recipe``: its name) gives, filled in where the model's files leave them
+        unstated; a recipe value that disagrees with what a file states is refused (the checkpoint's own files
+        decide), one equal to it changes nothing."""
+        unknown = sorted(k for k in params if k not in OVERRIDABLE)
+        if unknown:
+            raise HarnessError(f"{recipe}: unknown ColBERT setting(s) {unknown}; a recipe may set "
+                               f"{', '.join(OVERRIDABLE)}")
+        stated = dict(self.stated)
+        fill: dict[str, Any] = {}
+        for key, value in params.items():
+            if value is None:
+                continue
+            value = _recipe_value(key, value, recipe)
+            if value == getattr(self, key):
+                continue
+            if key in stated:
+                raise HarnessError(f"{stated[key]} is {getattr(self, key)!r}, the recipe {recipe} says {value!r}; "
+                                   f"the checkpoint's own file decides: run it as colbert:<model> without the "
+                                   "recipe, or correct that file")
+            fill[key] = value
+        if not fill:
             return self
-        return replace(self, **given, source=f"{self.source}; set by the recipe: {', '.join(sorted(given))}")
+        out = replace(self, **fill, source=f"{self.source}; set by the recipe {recipe} where the files are silent: "
+                                           f"{', '.join(sorted(fill))}")
+        return replace(out, attend_to_masks=out.attend_to_masks and out.query_expansion)
+
+
+def _recipe_value(key: str, value: Any, recipe: str) -> Any:
+    """A recipe's value for ``key``, of the type the setting takes (one line otherwise)."""
+    where = f"{recipe}: {key}"
+    if key in ("query_length", "doc_length"):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 3:
+            raise HarnessError(f"{where} is {value!r}, not a length of at least 3 tokens; correct the recipe")
+        return value
+    if key in ("attend_to_masks", "query_expansion"):
+        if not isinstance(value, bool):
+            raise HarnessError(f"{where} is {value!r}, not true or false; correct the recipe")
+        return value
+    if key == "skiplist":
+        if not isinstance(value, (list, tuple)) or not all(isinstance(w, str) for w in value):
+            raise HarnessError(f"{where} is {value!r}, not a list of strings; correct the recipe")
+        return tuple(value)
+    if not isinstance(value, str) or not value:
+        raise HarnessError(f"{where} is {value!r}, not a token; correct the recipe")
+    return value
+
+
+def check_positions(config: ColbertConfig, folder: Path) -> None:
+    """Refuse a query or document length beyond the transformer's positions (``max_position_embeddings`` of its
+    config.json; RoBERTa-style models spend ``pad_token_id + 1`` of them): a long text would fail in the
+    forward. The lengths count every token the model reads ([CLS], the marker, [SEP])."""
+    path = Path(folder) / config.transformer_path / "config.json"
+    hf = _json(path) if path.is_file() else {}
+    positions = hf.get("max_position_embeddings")
+    if positions is None:
+        return
+    if not isinstance(positions, int) or isinstance(positions, bool) or positions < 1:
+        raise HarnessError(f"{path}: max_position_embeddings is {positions!r}, not a number of positions; "
+                           "correct it in that file")
+    limit = positions
+    if str(hf.get("model_type", "")) in OFFSET_POSITIONS:
+        pad = hf.get("pad_token_id", 1)
+        limit -= (pad if isinstance(pad, int) and not isinstance(pad, bool) else 1) + 1
+    stated = dict(config.stated)
+    for key, length in (("query_length", config.query_length), ("doc_length", config.doc_length)):
+        if length > limit:
+            raise HarnessError(f"{stated.get(key, f'{key} (the default)')} is {length} tokens, more than the model "
+                               f"reads ({path}: max_position_embeddings {positions}, so at most {limit} tokens); "
+                               f"lower it to {limit} or less")
 
 
 def _json(path: Path) -> dict[str, Any]:
@@ -98,8 +167,37 @@ def _json(path: Path) -> dict[str, Any]:
 
 
 def _int(value: Any, path: Path, key: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 2:
-        raise HarnessError(f"{path}: {key} is {value!r}, not a length of at least 2; correct it in that file")
+    """A query or document length: at least 3 tokens ([CLS], the marker and [SEP] are counted in it)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 3:
+        raise HarnessError(f"{path}: {key} is {value!r}, not a length of at least 3 tokens ([CLS], the marker and "
+                           "[SEP] count); correct it in that file")
+    return value
+
+
+def _bool(data: dict[str, Any], key: str, path: Path, default: bool) -> bool:
+    """A JSON true/false (absent or null: ``default``); a string such as "false" is refused, not read as true."""
+    value = data.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise HarnessError(f"{path}: {key} is {value!r}, not true or false (a JSON boolean); correct it in that "
+                           "file")
+    return value
+
+
+def _str(value: Any, path: Path, key: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise HarnessError(f"{path}: {key} is {value!r}, not a token (a non-empty string); correct it in that file")
+    return value
+
+
+def _count(data: dict[str, Any], key: str, path: Path, default: int) -> int:
+    """A positive whole number (a width); absent or null: ``default``. A JSON boolean is not a number."""
+    value = data.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise HarnessError(f"{path}: {key} is {value!r}, not a positive whole number; correct it in that file")
     return value
 
 
@@ -145,24 +243,39 @@ def _pylate(folder: Path) -> ColbertConfig:
         raise HarnessError(f"{folder / 'modules.json'}: modules {others} after the Transformer are not a "
                            "ColBERT's (a Transformer, then Dense projections)")
     projection = tuple(_pylate_dense(folder, str(m.get("path", ""))) for m in dense)
+    for (a, m), b in zip(zip(projection, dense, strict=True), projection[1:], strict=False):
+        if a.out_features != b.in_features:
+            raise HarnessError(f"{folder / str(m.get('path', '')) / 'config.json'}: this Dense module gives "
+                               f"{a.out_features} features, the next ({b.file}) takes {b.in_features}; the "
+                               "projections do not chain: copy the model's Dense module folders whole")
     st_path = folder / "config_sentence_transformers.json"
     st = _json(st_path) if st_path.is_file() else {}
-    own = {**PYLATE_DEFAULTS, **{k: st[s] for k, s in (("query_marker", "query_prefix"),
-                                                      ("doc_marker", "document_prefix"),
-                                                      ("query_length", "query_length"),
-                                                      ("doc_length", "document_length"),
-                                                      ("attend_to_masks", "attend_to_expansion_tokens"))
-                                 if st.get(s) is not None}}
-    expansion = bool(st.get("do_query_expansion", True))
+    keys = (("query_marker", "query_prefix"), ("doc_marker", "document_prefix"), ("query_length", "query_length"),
+            ("doc_length", "document_length"), ("attend_to_masks", "attend_to_expansion_tokens"),
+            ("query_expansion", "do_query_expansion"), ("skiplist", "skiplist_words"))
+    stated = tuple((k, f"{st_path}: {s}") for k, s in keys if st.get(s) is not None)
+    expansion = _bool(st, "do_query_expansion", st_path, True)
+    attend = _bool(st, "attend_to_expansion_tokens", st_path, PYLATE_DEFAULTS["attend_to_masks"])
     words = st.get("skiplist_words")
-    skiplist = tuple(str(w) for w in words) if isinstance(words, list) else tuple(string.punctuation)
-    return ColbertConfig("pylate", str(own["query_marker"]), str(own["doc_marker"]),
-                         _int(own["query_length"], st_path, "query_length"),
-                         _int(own["doc_length"], st_path, "document_length"),
-                         bool(own["attend_to_masks"]) and expansion, expansion, skiplist, "token", projection,
+    if words is None:
+        skiplist = tuple(string.punctuation)
+    elif isinstance(words, list) and all(isinstance(w, str) for w in words):
+        skiplist = tuple(words)
+    else:
+        raise HarnessError(f"{st_path}: skiplist_words is {words!r}, not a list of strings; correct it in that "
+                           "file")
+
+    def own(key: str, setting: str) -> Any:
+        return st[key] if st.get(key) is not None else PYLATE_DEFAULTS[setting]
+
+    return ColbertConfig("pylate", _str(own("query_prefix", "query_marker"), st_path, "query_prefix"),
+                         _str(own("document_prefix", "doc_marker"), st_path, "document_prefix"),
+                         _int(own("query_length", "query_length"), st_path, "query_length"),
+                         _int(own("document_length", "doc_length"), st_path, "document_length"),
+                         attend and expansion, expansion, skiplist, "token", projection,
                          str(transformer.get("path", "")),
                          f"PyLate folder {folder.name} (config_sentence_transformers.json"
-                         f"{'' if st else ' absent: PyLate defaults'})")
+                         f"{'' if st else ' absent: PyLate defaults'})", stated)
 
 
 def _pylate_dense(folder: Path, path: str) -> Projection:
@@ -179,12 +292,15 @@ def _pylate_dense(folder: Path, path: str) -> Projection:
     if weights is None:
         raise HarnessError(f"{where}: no model.safetensors or pytorch_model.bin, so no ColBERT projection "
                            "weights; copy the Dense module folder whole")
-    try:
-        return Projection(str(Path(path) / weights), "linear.weight", int(config["in_features"]),
-                          int(config["out_features"]), bool(config.get("bias", False)))
-    except (KeyError, TypeError, ValueError):
-        raise HarnessError(f"{where / 'config.json'}: no in_features/out_features; copy the Dense module "
-                           "folder whole") from None
+    features = []
+    for key in ("in_features", "out_features"):
+        value = config.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise HarnessError(f"{where / 'config.json'}: {key} is {value!r}, not a positive whole number; copy the "
+                               "Dense module folder whole")
+        features.append(value)
+    return Projection(str(Path(path) / weights), "linear.weight", features[0], features[1],
+                      _bool(config, "bias", where / "config.json", False))
 
 
 def _stanford(folder: Path, config: dict[str, Any]) -> ColbertConfig:
@@ -194,18 +310,28 @@ def _stanford(folder: Path, config: dict[str, Any]) -> ColbertConfig:
     if weights is None:
         raise HarnessError(f"{folder}: a Stanford ColBERT checkpoint without weights (model.safetensors or "
                            "pytorch_model.bin); copy the checkpoint folder whole")
-    hidden = int(config.get("hidden_size") or 0)
-    dim = int(meta.get("dim") or 128)
-    own = {**STANFORD_DEFAULTS, **{k: meta[s] for k, s in (("query_marker", "query_token_id"),
-                                                          ("doc_marker", "doc_token_id"),
-                                                          ("query_length", "query_maxlen"),
-                                                          ("doc_length", "doc_maxlen"),
-                                                          ("attend_to_masks", "attend_to_mask_tokens"))
-                                   if meta.get(s) is not None}}
-    skiplist = tuple(string.punctuation) if meta.get("mask_punctuation", True) else ()
-    return ColbertConfig("stanford", str(own["query_marker"]), str(own["doc_marker"]),
-                         _int(own["query_length"], meta_path, "query_maxlen"),
-                         _int(own["doc_length"], meta_path, "doc_maxlen"), bool(own["attend_to_masks"]), True,
+    config_path = folder / "config.json"
+    hidden = _count(config, "hidden_size", config_path, 0)
+    dim = _count(meta, "dim", meta_path, 128)
+    similarity = meta.get("similarity")
+    if similarity is not None and similarity != "cosine":
+        raise HarnessError(f"{meta_path}: similarity is {similarity!r}; the harness scores ColBERT by cosine MaxSim "
+                           "only (the token vectors L2-normalised), so this checkpoint's scores would be other "
+                           "numbers: use a checkpoint trained with similarity \"cosine\"")
+    keys = (("query_marker", "query_token_id"), ("doc_marker", "doc_token_id"), ("query_length", "query_maxlen"),
+            ("doc_length", "doc_maxlen"), ("attend_to_masks", "attend_to_mask_tokens"),
+            ("skiplist", "mask_punctuation"))
+    stated = tuple((k, f"{meta_path}: {s}") for k, s in keys if meta.get(s) is not None)
+
+    def own(key: str, setting: str) -> Any:
+        return meta[key] if meta.get(key) is not None else STANFORD_DEFAULTS[setting]
+
+    attend = _bool(meta, "attend_to_mask_tokens", meta_path, STANFORD_DEFAULTS["attend_to_masks"])
+    skiplist = tuple(string.punctuation) if _bool(meta, "mask_punctuation", meta_path, True) else ()
+    return ColbertConfig("stanford", _str(own("query_token_id", "query_marker"), meta_path, "query_token_id"),
+                         _str(own("doc_token_id", "doc_marker"), meta_path, "doc_token_id"),
+                         _int(own("query_maxlen", "query_length"), meta_path, "query_maxlen"),
+                         _int(own("doc_maxlen", "doc_length"), meta_path, "doc_maxlen"), attend, True,
                          skiplist, "first-piece", (Projection(weights, "linear.weight", hidden, dim),), "",
                          f"Stanford ColBERT checkpoint {folder.name} (artifact.metadata"
-                         f"{'' if meta else ' absent: PyLate defaults'})")
+                         f"{'' if meta else ' absent: PyLate defaults'})", stated)

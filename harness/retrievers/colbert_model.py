@@ -21,6 +21,15 @@ from harness.retrievers.compute.plan import Compute
 from harness.retrievers.config import EncoderConfig
 
 
+class NoTokenVectors(HarnessError):
+    """A document that would be stored without a token vector (or with a zero one, which the store would take for
+    padding): ``text`` is the document's text, ``cause`` why (the skiplist, the projection)."""
+
+    def __init__(self, text: str, cause: str):
+        super().__init__(f"a document has no token vector: {cause}")
+        self.text, self.cause = text, cause
+
+
 @dataclass(frozen=True)
 class TokenIds:
     """The token ids a ColBERT model reads besides the text's: its markers, [MASK], padding, the skiplist."""
@@ -32,41 +41,60 @@ class TokenIds:
     skiplist: frozenset[int]
 
 
-def _weights(folder: Path, projection: Projection) -> torch.Tensor:
+def _weights(folder: Path, projection: Projection) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A projection's weight and bias (None when its configuration declares none), as its file holds them; a
+    weights file holding a tensor the configuration does not declare (a bias, or anything else in a Dense
+    module's own file) is refused: running without it would compute other vectors than the checkpoint's."""
     path = folder / projection.file
+    bias_name = projection.tensor[:-len("weight")] + "bias" if projection.tensor.endswith("weight") else ""
+    config = (folder / projection.file).parent / "config.json"
+    own_file = Path(projection.file).parent != Path(".")  # a Dense module's folder: nothing but its layer
     try:
         if path.suffix == ".safetensors":
             from safetensors import safe_open
 
             with safe_open(str(path), framework="pt") as f:
-                if projection.tensor not in f.keys():  # noqa: SIM118 (safe_open has no __contains__)
-                    raise HarnessError(f"{path}: no {projection.tensor} (the ColBERT projection); this is not a "
-                                       "ColBERT checkpoint, or its projection was not saved (save it with its "
-                                       "linear layer)")
-                weight: torch.Tensor = f.get_tensor(projection.tensor)
+                names = set(f.keys())
+                wanted = [n for n in (projection.tensor, bias_name) if n in names]
+                tensors: dict[str, torch.Tensor] = {n: f.get_tensor(n) for n in wanted}
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
-            if projection.tensor not in state:
-                raise HarnessError(f"{path}: no {projection.tensor} (the ColBERT projection); this is not a "
-                                   "ColBERT checkpoint, or its projection was not saved (save it with its linear "
-                                   "layer)")
-            weight = state[projection.tensor]
+            names = set(state)
+            tensors = {n: state[n] for n in (projection.tensor, bias_name) if n in names}
     except pickle.UnpicklingError:
         raise HarnessError(f"refusing {path}: it holds Python objects besides tensors; use a model.safetensors "
                            "copy") from None
     except OSError as e:
         raise HarnessError(f"{path}: unreadable ({e})") from None
+    if projection.tensor not in tensors:
+        raise HarnessError(f"{path}: no {projection.tensor} (the ColBERT projection); this is not a ColBERT "
+                           "checkpoint, or its projection was not saved (save it with its linear layer)")
+    if projection.bias and bias_name not in tensors:
+        raise HarnessError(f"{path}: no {bias_name}, which {config} declares (bias true); the weights do not "
+                           "belong to this configuration: copy the Dense module folder whole")
+    if not projection.bias and bias_name in tensors:
+        raise HarnessError(f"{path}: holds {bias_name}, which {config} does not declare (bias false or absent); "
+                           "the weights file holds tensors the configuration does not declare: copy the Dense "
+                           "module folder whole, or set bias true if the projection has one")
+    extra = sorted(names - {projection.tensor, bias_name}) if own_file else []
+    if extra:
+        raise HarnessError(f"{path}: holds tensors {extra[:5]} that {config} does not declare (a Dense module's "
+                           f"weights are {projection.tensor}{' and ' + bias_name if projection.bias else ''}); "
+                           "copy the Dense module folder whole")
+    weight = tensors[projection.tensor]
     expected = (projection.out_features, projection.in_features)
     if projection.in_features and tuple(weight.shape) != expected:
         raise HarnessError(f"{path}: {projection.tensor} has shape {tuple(weight.shape)}, the configuration says "
                            f"{expected}; the weights do not belong to this configuration")
-    return weight.float()
-
-
-def _bias(folder: Path, projection: Projection) -> torch.Tensor | None:
-    if not projection.bias:
-        return None
-    return _weights(folder, Projection(projection.file, projection.tensor.replace("weight", "bias"), 0, 0))
+    if projection.in_features == 0 and (weight.ndim != 2 or weight.shape[0] != projection.out_features):
+        raise HarnessError(f"{path}: {projection.tensor} has shape {tuple(weight.shape)}, the configuration says "
+                           f"{projection.out_features} output features; the weights do not belong to this "
+                           "configuration")
+    bias = tensors.get(bias_name) if projection.bias else None
+    if bias is not None and tuple(bias.shape) != (projection.out_features,):
+        raise HarnessError(f"{path}: {bias_name} has shape {tuple(bias.shape)}, the configuration says "
+                           f"({projection.out_features},); the weights do not belong to this configuration")
+    return weight.float(), None if bias is None else bias.float()
 
 
 class ColbertEncoder:
@@ -85,10 +113,12 @@ class ColbertEncoder:
         self.device = self.hf.device
         self.tokenizer = self.hf.tokenizer
         self.ids = token_ids(self.tokenizer, config, self.folder)
-        layers = []
+        layers: list[torch.nn.Linear] = []
         for p in config.projection:
-            weight = _weights(self.folder, p)
-            bias = _bias(self.folder, p)
+            weight, bias = _weights(self.folder, p)
+            if layers and layers[-1].out_features != weight.shape[1]:
+                raise HarnessError(f"{self.folder / p.file}: this projection takes {weight.shape[1]} features, the "
+                                   f"one before it gives {layers[-1].out_features}; the projections do not chain")
             lin = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
             lin.weight.data.copy_(weight)
             if bias is not None and lin.bias is not None:
@@ -132,7 +162,22 @@ class ColbertEncoder:
     def encode_documents(self, texts: Sequence[str], desc: str = "encode documents") -> np.ndarray:
         """documents x width x dim: each document's kept tokens (not in the skiplist), zero rows after them."""
         ids = self.doc_ids(texts)
-        return self._encode(ids, [[1] * len(x) for x in ids], documents=True, desc=desc)
+        out = self._encode(ids, [[1] * len(x) for x in ids], documents=True, desc=desc)
+        keep = [[t not in self.ids.skiplist for t in x] for x in ids]
+        nonzero = np.abs(out).max(axis=2) > 0 if out.size else np.zeros(out.shape[:2], dtype=bool)
+        for i, k in enumerate(keep):
+            n = sum(k)
+            if n == 0:
+                raise NoTokenVectors(texts[i], f"every one of its {len(k)} tokens is in the model's skiplist "
+                                               f"({self.config.source}); drop the document or use a model whose "
+                                               "skiplist leaves it a token")
+            zero = n - int(nonzero[i, :n].sum())
+            if zero:
+                files = ", ".join(p.file for p in self.config.projection)
+                raise NoTokenVectors(texts[i], f"the projection ({files}) maps {zero} of its {n} tokens to the zero "
+                                               "vector, which has no direction to compare (and would be stored as "
+                                               "padding); check the projection weights")
+        return out
 
     @torch.inference_mode()
     def _encode(self, ids: list[list[int]], attention: list[list[int]], *, documents: bool,

@@ -80,8 +80,9 @@ RETRIEVERS.register("splade-pp-ed", RetrieverSpec(
     "splade-pp-ed", "sparse", "SPLADE++ EnsembleDistil (Formal et al. 2022), Lucene impact index via pyserini",
     model="naver/splade-cocondenser-ensembledistil", params=SPLADE))
 
-# ColBERT checkpoints under their own settings, as their artifact.metadata states them (a hub download keeps the
-# weights, config and tokenizer, not artifact.metadata: the settings travel with the recipe)
+# ColBERT checkpoints under their own settings, as their artifact.metadata states them. A recipe only fills what the
+# checkpoint's files leave unstated (a download without artifact.metadata); where a file states another value the
+# run is refused, naming the file and both values (ColbertConfig.with_overrides): the checkpoint's files decide.
 COLBERTV2 = {"query_marker": "[unused0]", "doc_marker": "[unused1]", "query_length": 32, "doc_length": 180,
              "attend_to_masks": False}
 RETRIEVERS.register("colbertv2", RetrieverSpec(
