@@ -189,10 +189,17 @@ def test_every_setting_that_changes_a_result_changes_the_fingerprint(stanford, t
     spec = resolve_retriever(f"colbert:{stanford}")
     base = ColbertRetriever(spec, execution=CPU).fingerprint()
     assert base == ColbertRetriever(spec, execution=CPU).fingerprint()
+    # a recipe's settings (on a checkpoint whose files leave them unstated: a recipe fills only those)
+    bare = make_stanford_colbert(tmp_path / "bare", metadata=False)
+    lengths = {"doc_length": 20, "query_length": 12}  # within the fixture BERT's 64 positions
+
+    def recipe(params):
+        return RetrieverSpec("recipe", "colbert", model=str(bare), params={**lengths, **params})
+
+    filled = ColbertRetriever(recipe({}), execution=CPU).fingerprint()
     for params in ({"doc_length": 16}, {"query_length": 8}, {"query_marker": "[unused1]"}, {"skiplist": ["."]},
                    {"attend_to_masks": True}):
-        other = RetrieverSpec(spec.name, spec.kind, model=spec.model, params=params)
-        assert ColbertRetriever(other, execution=CPU).fingerprint() != base, params
+        assert ColbertRetriever(recipe(params), execution=CPU).fingerprint() != filled, params
     assert ColbertRetriever(spec, EncodeSettings(embed_dtype="float16"), CPU).fingerprint() != base
     assert ColbertRetriever(spec, EncodeSettings(precision="bf16"), CPU).fingerprint() != base
     edited = shutil.copytree(stanford, tmp_path / "edited")
@@ -203,9 +210,8 @@ def test_every_setting_that_changes_a_result_changes_the_fingerprint(stanford, t
     # the store key: document settings only (a query setting keeps the corpus's token vectors)
     from harness.datasets import resolve_dataset
 
-    query_only = RetrieverSpec(spec.name, spec.kind, model=spec.model, params={"query_length": 8})
-    doc_only = RetrieverSpec(spec.name, spec.kind, model=spec.model, params={"doc_length": 16})
-    key = ColbertRetriever(spec, execution=CPU).encoders.store_key
+    query_only, doc_only = recipe({"query_length": 8}), recipe({"doc_length": 16})
+    key = ColbertRetriever(recipe({}), execution=CPU).encoders.store_key
 
     def store_key(s):
         return ColbertRetriever(s, execution=CPU).encoders.store_key
@@ -272,7 +278,13 @@ def test_recipes_carry_their_own_settings(tmp_path):
     assert (own.query_marker, own.doc_marker, own.query_length, own.doc_length) == ("[unused0]", "[unused1]", 32, 180)
     standin = replace(spec, model=str(bare), params={**spec.params, "doc_length": 24, "query_length": 16})
     config = ColbertRetriever(standin, execution=CPU).encoders.config
-    assert (config.doc_length, config.query_length) == (24, 16) and "set by the recipe" in config.source
+    assert (config.doc_length, config.query_length) == (24, 16) and "set by the recipe colbertv2" in config.source
+    # the checkpoint's own artifact.metadata decides: a recipe that disagrees with it is refused
+    stated = make_stanford_colbert(tmp_path / "stated", doc_maxlen=24, query_maxlen=16)
+    with pytest.raises(HarnessError, match="query_maxlen is 16, the recipe colbertv2 says 32"):
+        ColbertRetriever(replace(spec, model=str(stated)), execution=CPU)
+    agreeing = replace(spec, model=str(stated), params={**spec.params, "doc_length": 24, "query_length": 16})
+    assert ColbertRetriever(agreeing, execution=CPU).encoders.config == read_colbert_config(stated)
     # a Stanford checkpoint with sentence-transformers files but no Dense module is read as Stanford's (as PyLate)
     with_st = make_stanford_colbert(tmp_path / "with-st")
     (with_st / "modules.json").write_text(json.dumps([{"idx": 0, "name": "0", "path": "",
