@@ -67,7 +67,8 @@ class ColbertConfig:
     projection: tuple[Projection, ...]
     transformer_path: str = ""
     source: str = ""
-    #: (setting, "file: key") for each setting the model's files state (a recipe may fill only the others)
+    #: (setting, "file: key") for each setting the model's files state (a recipe may fill only the others), and
+    #: ("setting", "the recipe NAME: setting") for each one a recipe filled
     stated: tuple[tuple[str, str], ...] = ()
 
     @property
@@ -98,8 +99,8 @@ class ColbertConfig:
             if value is None:
                 continue
             value = _recipe_value(key, value, recipe)
-            if value == getattr(self, key):
-                continue
+            if key in stated and value == getattr(self, key):
+                continue  # the recipe agrees with the file
             if key in stated:
                 raise HarnessError(f"{stated[key]} is {getattr(self, key)!r}, the recipe {recipe} says {value!r}; "
                                    f"the checkpoint's own file decides: run it as colbert:<model> without the "
@@ -108,7 +109,8 @@ class ColbertConfig:
         if not fill:
             return self
         out = replace(self, **fill, source=f"{self.source}; set by the recipe {recipe} where the files are silent: "
-                                           f"{', '.join(sorted(fill))}")
+                                           f"{', '.join(sorted(fill))}",
+                      stated=(*self.stated, *((k, f"the recipe {recipe}: {k}") for k in sorted(fill))))
         return replace(out, attend_to_masks=out.attend_to_masks and out.query_expansion)
 
 
@@ -151,7 +153,8 @@ def check_positions(config: ColbertConfig, folder: Path) -> None:
     stated = dict(config.stated)
     for key, length in (("query_length", config.query_length), ("doc_length", config.doc_length)):
         if length > limit:
-            raise HarnessError(f"{stated.get(key, f'{key} (the default)')} is {length} tokens, more than the model "
+            raise HarnessError(f"{stated.get(key, f'the default {key} (no file states it)')} is {length} tokens, "
+                               "more than the model "
                                f"reads ({path}: max_position_embeddings {positions}, so at most {limit} tokens); "
                                f"lower it to {limit} or less")
 

@@ -188,7 +188,7 @@ def test_a_document_length_beyond_the_models_positions_is_one_line(tmp_path, mon
 
     bare = make_stanford_colbert(tmp_path / "bare", metadata=False)  # PyLate's default 180 > 64
     _one_line(lambda: ColbertRetriever(replace(resolve_retriever("colbertv2"), model=str(bare)), execution=CPU),
-              "max_position_embeddings 64")
+              "the recipe colbertv2: doc_length is 180", "max_position_embeddings 64")
 
 
 def test_documents_without_token_vectors_are_one_line(pylate, stanford, tmp_path, monkeypatch):
