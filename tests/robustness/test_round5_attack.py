@@ -206,13 +206,14 @@ EDGE_QUERIES = {"plain": "apple", "stop": "the of and a", "punct": "!!! ??? ..."
 
 def _edge_folder(folder: Path, queries: dict[str, str]) -> Path:
     (folder / "qrels").mkdir(parents=True)
-    docs = [{"_id": f"d{i}", "title": WORDS[i % 3], "text": " ".join(WORDS[(i + j) % len(WORDS)] for j in range(1 + i % 4))}
-            for i in range(30)]
+    docs = [{"_id": f"d{i}", "title": WORDS[i % 3],
+             "text": " ".join(WORDS[(i + j) % len(WORDS)] for j in range(1 + i % 4))} for i in range(30)]
     docs += [{"_id": "empty", "title": "", "text": ""}, {"_id": "stops", "title": "the", "text": "of and"}]
     (folder / "corpus.jsonl").write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), "utf-8")
     (folder / "queries.jsonl").write_text("".join(json.dumps({"_id": q, "text": t}, ensure_ascii=False) + "\n"
                                                   for q, t in queries.items()), "utf-8")
-    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"{q}\td1\t1\n" for q in queries))
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n"
+                                               + "".join(f"{q}\td1\t1\n" for q in queries))
     return folder
 
 
@@ -261,8 +262,9 @@ def test_latency_bad_values_exit_2(tmp_path):
 
 
 def test_latency_larger_than_the_queries_leaves_the_run_unchanged(two_models, tmp_path, monkeypatch):
-    from harness.settings import DEFAULT_EXECUTION
     from dataclasses import replace
+
+    from harness.settings import DEFAULT_EXECUTION
 
     monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
     a, _ = two_models
