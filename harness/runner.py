@@ -188,7 +188,11 @@ class Runner:
         if tuning is not None:
             metric = getattr(retriever, "params", {}).get("metric")
             if metric:
-                tuning.judgements().measure(str(metric))
+                _, cutoff = tuning.judgements().measure(str(metric))
+                depth = self.standard_depth(ds)
+                if cutoff > depth:
+                    raise HarnessError(f"optimise's metric={metric} needs {cutoff} hits a query; the fused runs are "
+                                       f"{depth} deep (--depth): choose a measure within them or a deeper --depth")
         for stage in getattr(retriever, "stages", None) or []:
             self.check_tuning(stage, ds)
 
@@ -199,8 +203,9 @@ class Runner:
         if split is None:
             return None
         if split == ds.split:
+            other = "train" if split == "dev" else "dev"
             raise HarnessError(f"{ds.id} ({ds.split}): optimise={split} would choose the weights on the very queries "
-                               "they are evaluated on; name another split (e.g. optimise=dev or optimise=train)")
+                               f"they are evaluated on; name another split (e.g. optimise={other})")
         return at_split(ds, split, self.output_dir)
 
     def standard_depth(self, ds: Dataset) -> int:
@@ -271,6 +276,10 @@ class Runner:
         t2 = time.perf_counter()
         run = write_run(run_path, run, tag=spec.slug, score_format=retriever.score_format)  # as the file reads back
         provenance = dict(retriever.provenance(context))
+        chosen = provenance.get("optimised")
+        if isinstance(chosen, dict) and len({t["score"] for t in chosen["trials"]}) == 1:
+            self.log(f"{label}: every weight tuple scores {chosen['score']:.4f} on {chosen['split']}: that split "
+                     f"decides nothing; the weights are the last tuple tried, {chosen['weights']} (ranx's rule)")
         device = searched.device or self.execution.device
         record = ResultRecord(
             retriever=spec.name, dataset=ds.id, split=ds.split, metrics={}, per_query={}, fingerprint=fingerprint,
@@ -293,27 +302,28 @@ class Runner:
         """Run or reuse the stages a composition reads, and hand it their records and runs (as written);
         False on a helper rank under torchrun."""
         stage_depth = retriever.stage_depth(depth)
-        stages = []
-        for stage in spec.run_stages:
-            record = self.run_one(stage, ds, stage_depth)
-            if record is None:
-                return False
-            _, _, run_path = self.paths(stage, ds, stage_depth)
-            if not _run_matches(record, run_path):
-                raise HarnessError(f"{run_path}: the run file changed while it was being read; rerun")
-            stages.append(_stage_run(record, read_run(run_path)))
-        retriever.use_stages(stages)
         tuning = self.tuning_dataset(retriever, ds)
-        if tuning is not None and isinstance(retriever, Tuned):
-            on_split = []
+        helper = False  # under torchrun a helper rank takes part in every stage's encoding, then leaves
+        for on in (ds, tuning):
+            if on is None:
+                continue
+            stages = []
             for stage in spec.run_stages:
-                record = self.run_one(stage, tuning, stage_depth)
+                record = self.run_one(stage, on, stage_depth)
                 if record is None:
-                    return False
-                _, _, run_path = self.paths(stage, tuning, stage_depth)
-                on_split.append(_stage_run(record, read_run(run_path)))
-            retriever.use_tuning(on_split, tuning.judgements())
-        return True
+                    helper = True
+                    continue
+                _, _, run_path = self.paths(stage, on, stage_depth)
+                if not _run_matches(record, run_path):
+                    raise HarnessError(f"{run_path}: the run file changed while it was being read; rerun")
+                stages.append(_stage_run(record, read_run(run_path)))
+            if helper:
+                continue
+            if on is ds:
+                retriever.use_stages(stages)
+            elif isinstance(retriever, Tuned):
+                retriever.use_tuning(stages, on.judgements())
+        return not helper
 
     def _evaluate_and_write(self, ds: Dataset, run: Run, rec_path: Path, record: ResultRecord,
                             names: list[str]) -> ResultRecord:

@@ -54,7 +54,8 @@ ref.set_bm25(0.9, 0.4)
 ours = _Hits(index, 0.9, 0.4, fields)
 out = []
 for k in (3, 7, 1000):
-    got = ref.batch_search(list(queries.values()), list(queries), k=k, threads=2, **({"fields": fields} if fields else {}))
+    extra = {"fields": fields} if fields else {}
+    got = ref.batch_search(list(queries.values()), list(queries), k=k, threads=2, **extra)
     for qid, text in queries.items():
         theirs = [(h.docid, float(h.score)) for h in got.get(qid, [])]
         mine = list(zip(*ours.search(text, k)))

@@ -161,6 +161,7 @@ def optimise_wsum(runs: Sequence[Mapping[str, Hits]], judgements: Judgements, me
         normed = [normalise(run.get(q, {}), norm) for run in runs]
         docs = sorted({d for hits in normed for d in hits})
         prepared.append((docs, [np.array([h.get(d, 0.0) for d in docs], dtype=np.float64) for h in normed]))
+    name, _ = judgements.measure(metric)  # the name its values are keyed by
     best: tuple[tuple[float, ...], float] | None = None
     trials = []
     for weights in weight_grid(len(runs), step):
@@ -171,8 +172,8 @@ def optimise_wsum(runs: Sequence[Mapping[str, Hits]], judgements: Judgements, me
                 fused = fused + w * column  # sum() of the same products, left to right
             order = np.lexsort((np.arange(len(docs)), -fused))[:depth]  # score descending, then id ascending
             fused_run[q] = {docs[i]: float(fused[i]) for i in order}
-        per_query, _ = judgements.evaluate(fused_run, [metric])
-        values = list(per_query[metric].values())
+        per_query, _ = judgements.evaluate(fused_run, [name])
+        values = list(per_query[name].values())
         score = float(sum(values) / len(values)) if values else 0.0
         trials.append((weights, score))
         if best is None or score >= best[1]:

@@ -377,6 +377,9 @@ class FuseKind(RetrieverKind):
             check_split(params["optimise"], f"{name!r}: optimise=")
             for key, default in OPTIMISE_DEFAULTS.items():
                 params[key] = default if params[key] is None else params[key]
+            from harness.metrics.measures import parse_measure
+
+            params["metric"] = str(parse_measure(str(params["metric"])))  # one spelling: one row
             from harness.retrievers.fusion import weight_grid
 
             weight_grid(len(names), float(params["step"]))  # a step that does not divide 1 is refused here
