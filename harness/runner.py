@@ -271,7 +271,8 @@ class Runner:
         protocol = self.protocol(ds)
         run, removed = _protocol_cut(searched.run, depth, protocol.drop_self_hits)
         if not any(run.values()):
-            raise HarnessError(f"{ds.id} | {spec.name}: no document retrieved for any of the {len(queries)} queries; "
+            raise HarnessError(f"{ds.id} ({ds.split}) | {spec.name}: no document retrieved for any of the "
+                               f"{len(queries)} queries of split {ds.split}; "
                                "nothing was written (an empty run scores nothing: check the corpus and the queries)")
         t2 = time.perf_counter()
         run = write_run(run_path, run, tag=spec.slug, score_format=retriever.score_format)  # as the file reads back

@@ -117,7 +117,8 @@ class BM25Retriever:
         each = tuple(float(x) for x in self.jvm_info.pop("query_seconds", ()))  # the worker searches one at a time
         return Searched(run, searched, DEVICE, seconds=float(seconds) if seconds is not None else None,
                         query_seconds=each if len(each) == len(queries) else None,
-                        query_timing="each query searched alone in the Lucene worker (analysis, search, ids)")
+                        query_timing="each query searched alone in the Lucene worker (analysis, search, ids; "
+                                     "the JVM's first, cold queries included)")
 
     def provenance(self, context: SearchContext) -> dict[str, Any]:
         return {"engine": "Lucene (Anserini) via pyserini", "k1": self.k1, "b": self.b,
