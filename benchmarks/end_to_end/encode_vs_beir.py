@@ -29,6 +29,7 @@ import os
 import signal
 import statistics
 import tempfile
+from pathlib import Path
 
 from benchmarks._common import FIGURES, MINILM, SCIFACT, machine, measure, require, stamp
 
@@ -51,6 +52,24 @@ def _load() -> float:
     return round(os.getloadavg()[0], 2)
 
 
+def _first_documents(n: int) -> Path:
+    """A BEIR folder of SciFact's first ``n`` documents, its queries, and the test judgements on those documents
+    (made once in the temporary folder; both pipelines read the same one)."""
+    import json
+    import tempfile
+
+    folder = Path(tempfile.gettempdir()) / f"encode_vs_beir-scifact-{n}"
+    (folder / "qrels").mkdir(parents=True, exist_ok=True)
+    lines = (SCIFACT / "corpus.jsonl").read_text(encoding="utf-8").splitlines()[:n]
+    (folder / "corpus.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    kept = {json.loads(line)["_id"] for line in lines}
+    qrels = (SCIFACT / "qrels" / "test.tsv").read_text(encoding="utf-8").splitlines()
+    (folder / "qrels" / "test.tsv").write_text(
+        "\n".join([qrels[0], *[r for r in qrels[1:] if r.split("\t")[1] in kept]]) + "\n", encoding="utf-8")
+    (folder / "queries.jsonl").write_text((SCIFACT / "queries.jsonl").read_text(encoding="utf-8"), encoding="utf-8")
+    return folder
+
+
 def main() -> int:
     require(SCIFACT, "SciFact")
     require(MINILM, "all-MiniLM-L6-v2")
@@ -66,6 +85,8 @@ def main() -> int:
     parser.add_argument("--harness-transformers", action="store_true",
                         help="also run harness fp32 with --forward transformers (not the fused forward)")
     parser.add_argument("--label", default=None, help="idle or loaded: how the host was (the load is recorded)")
+    parser.add_argument("--docs", type=int, default=None,
+                        help="SciFact's first N documents only (with the test judgements on them), for a quick run")
     args = parser.parse_args()
     import torch
 
@@ -78,8 +99,10 @@ def main() -> int:
           f"{os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}" + (f", labelled {args.label}" if args.label else ""))
     FIGURES.update({"label": args.label, "rounds": args.rounds, "torch_threads": torch.get_num_threads(),
                     "omp_num_threads": threads, "load_average_start": list(os.getloadavg())})
-    step = {"model": str(MINILM), "dataset": str(SCIFACT)}
-    beir_args = {"scifact": str(SCIFACT), "model": str(MINILM)}
+    data = _first_documents(args.docs) if args.docs else SCIFACT
+    FIGURES["documents_limit"] = args.docs
+    step = {"model": str(MINILM), "dataset": str(data)}
+    beir_args = {"scifact": str(data), "model": str(MINILM)}
 
     # 1. beir's fastest batch size on this machine
     if args.beir_batch:
