@@ -226,6 +226,15 @@ class EmbeddingStore:
     def shards(self) -> Iterator[tuple[list[str], np.ndarray]]:
         """(ids, vectors as a read-only memory map) per shard, in corpus order; every shard is checked
         against its seal's row count, and together they must give the manifest's count."""
+        for i, meta, ids, vectors, rows in self._opened_shards():
+            if meta is None or meta["start"] != rows or not (len(ids) == meta["n"] == vectors.shape[0]):
+                raise self._unsealed(i)
+            yield ids, vectors
+
+    def _opened_shards(self) -> Iterator[tuple[int, Seal | None, list[str], np.ndarray, int]]:
+        """(shard number, its seal, its ids, its array as a read-only memory map, the rows before it) per shard,
+        in corpus order: what every reader of the store starts from. After the last shard, the rows must be
+        the manifest's count."""
         m = self.manifest()
         if m is None:
             raise HarnessError(f"embedding store {self.dir} is incomplete; rerun to finish encoding")
@@ -235,17 +244,20 @@ class EmbeddingStore:
             meta = self.seal(i, verify=False)
             try:
                 ids = json.loads(ids_path.read_text(encoding="utf-8"))
-                vectors = np.load(npy, mmap_mode="r", allow_pickle=False)
+                array = np.load(npy, mmap_mode="r", allow_pickle=False)
             except (OSError, ValueError) as e:
-                raise HarnessError(f"embedding store {self.dir}: shard {i} is unreadable ({e}); "
-                                   "rerun with --force") from None
-            if meta is None or meta["start"] != rows or not (len(ids) == meta["n"] == vectors.shape[0]):
-                raise HarnessError(f"embedding store {self.dir}: shard {i} does not hold the rows its seal states; "
-                                   "rerun with --force")
+                raise self._unreadable(i, e) from None
+            yield i, meta, ids, array, rows
             rows += len(ids)
-            yield ids, vectors
         if rows != m["count"]:
             raise HarnessError(f"embedding store {self.dir}: its shards hold {rows} rows, the manifest {m['count']}")
+
+    def _unreadable(self, i: int, e: Exception) -> HarnessError:
+        return HarnessError(f"embedding store {self.dir}: shard {i} is unreadable ({e}); rerun with --force")
+
+    def _unsealed(self, i: int) -> HarnessError:
+        return HarnessError(f"embedding store {self.dir}: shard {i} does not hold the rows its seal states; "
+                            "rerun with --force")
 
 
 def _check_written(path: Path, vectors: np.ndarray) -> None:
@@ -353,25 +365,12 @@ class TokenStore(EmbeddingStore):
     def token_shards(self) -> Iterator[tuple[list[str], np.ndarray, np.ndarray]]:
         """(ids, token vectors as a read-only memory map, offsets) per shard, in corpus order, each checked
         against its seal and the offsets against the token rows."""
-        m = self.manifest()
-        if m is None:
-            raise HarnessError(f"embedding store {self.dir} is incomplete; rerun to finish encoding")
-        rows = 0
-        for i in range(m["shards"]):
-            npy, ids_path, _ = self._paths(i)
-            meta = self.seal(i, verify=False)
+        for i, meta, ids, tokens, rows in self._opened_shards():
             try:
-                ids = json.loads(ids_path.read_text(encoding="utf-8"))
-                tokens = np.load(npy, mmap_mode="r", allow_pickle=False)
                 offsets = np.load(self._offsets_path(i), allow_pickle=False)
             except (OSError, ValueError) as e:
-                raise HarnessError(f"embedding store {self.dir}: shard {i} is unreadable ({e}); "
-                                   "rerun with --force") from None
+                raise self._unreadable(i, e) from None
             if meta is None or meta["start"] != rows or len(ids) != meta["n"] or offsets.shape != (len(ids) + 1,) \
                     or offsets[0] != 0 or offsets[-1] != tokens.shape[0] or bool((np.diff(offsets) <= 0).any()):
-                raise HarnessError(f"embedding store {self.dir}: shard {i} does not hold the rows its seal states; "
-                                   "rerun with --force")
-            rows += len(ids)
+                raise self._unsealed(i)
             yield ids, tokens, offsets
-        if rows != m["count"]:
-            raise HarnessError(f"embedding store {self.dir}: its shards hold {rows} rows, the manifest {m['count']}")

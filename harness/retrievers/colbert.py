@@ -25,18 +25,17 @@ from harness.errors import HarnessError
 from harness.io import TRUSTED, Checksums
 from harness.paths import cache_root, offline
 from harness.resources import check_plan, count_lines, embedding_plan
-from harness.retrievers.base import IndexReport, SearchContext, Text
+from harness.retrievers.base import SearchContext, Text
 from harness.retrievers.colbert_config import COLBERT_FORMAT, ColbertConfig, check_positions, read_colbert_config
 from harness.retrievers.hub import (
     ModelFiles,
     ModelProvenance,
-    check_custom_code,
     model_digest,
-    resolve_model,
+    spec_model_files,
     weights_file,
 )
 from harness.retrievers.spec import RetrieverSpec
-from harness.retrievers.vectors import DTYPES, CorpusVectors, Encoded, VectorRetriever
+from harness.retrievers.vectors import DTYPES, CorpusVectors, Encoded, StoreRescorer, VectorRetriever
 from harness.searchers import Hits
 from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution
 from harness.version import __version__
@@ -60,11 +59,8 @@ class ColbertEncoders:
                  checksums: Checksums = TRUSTED):
         from harness.retrievers.compute import plan_compute
 
-        if spec.model is None:
-            raise HarnessError(f"retriever {spec.name} names no model")
         self.settings, self.execution, self.checksums = settings, execution, checksums
-        self.files = resolve_model(spec.model, spec.revision, checksums)
-        check_custom_code(self.files.path, execution.trust_remote_code)
+        self.files = spec_model_files(spec.name, spec.model, spec.revision, execution.trust_remote_code, checksums)
         fetch_metadata(self.files)
         self.model_config = read_colbert_config(self.files.path)
         self.config: ColbertConfig = self.model_config.with_overrides(dict(spec.params), spec.name)
@@ -265,28 +261,11 @@ class ColbertRetriever(VectorRetriever[ColbertEncoders]):
         return ColbertRescorer(self)
 
 
-class ColbertRescorer:
+class ColbertRescorer(StoreRescorer[ColbertEncoders]):
     """A ColBERT model rescoring a first stage's candidates (``rerank:colbert:...``): the candidates' token
     vectors from its corpus store (encoded once, as for a ColBERT run), the same MaxSim."""
 
-    def __init__(self, colbert: ColbertRetriever):
-        self.colbert = colbert
-
-    @property
-    def device(self) -> str | None:
-        return self.colbert.encoders.device_used
-
-    def fingerprint(self) -> ColbertFingerprint:
-        return self.colbert.fingerprint()
-
-    def changed_settings(self) -> dict[str, Any]:
-        return self.colbert.changed_settings()
-
-    def prepare(self, dataset: Dataset) -> IndexReport:
-        return self.colbert.index(dataset)
-
-    def provenance(self, context: SearchContext) -> dict[str, Any]:
-        return {"colbert": self.colbert.provenance(context)}
+    key = "colbert"
 
     def scores(self, queries: Mapping[str, str], candidates: dict[str, list[str]],
                context: SearchContext) -> dict[str, np.ndarray]:
@@ -296,7 +275,7 @@ class ColbertRescorer:
 
         wanted = {d for docs in candidates.values() for d in docs}
         tokens: dict[str, np.ndarray] = {}
-        store = self.colbert.corpus_store(context.dataset)
+        store = self.retriever.corpus_store(context.dataset)
         if not isinstance(store, TokenStore):
             raise HarnessError(f"embedding store {store.dir} holds one vector per document, not token vectors")
         for ids, flat, offsets in store.token_shards():
@@ -304,7 +283,7 @@ class ColbertRescorer:
                 if doc in wanted:
                     tokens[doc] = np.asarray(flat[offsets[row]:offsets[row + 1]], dtype=np.float32)
         qids = list(candidates)
-        qvec = torch.as_tensor(self.colbert.encoders.encode_queries([queries[q] for q in qids], context))
+        qvec = torch.as_tensor(self.retriever.encoders.encode_queries([queries[q] for q in qids], context))
         out = {}
         for row, q in enumerate(qids):
             docs = candidates[q]

@@ -19,7 +19,7 @@ from harness.paths import cache_root
 from harness.resources import check_plan, count_lines, embedding_plan
 from harness.retrievers.base import SearchContext, Text, TextEncoder
 from harness.retrievers.config import fit_max_length, model_max_positions, read_encoder_config
-from harness.retrievers.hub import ModelFiles, check_custom_code, model_digest, resolve_model, weights_file
+from harness.retrievers.hub import ModelFiles, model_digest, spec_model_files, weights_file
 from harness.retrievers.spec import RetrieverSpec
 from harness.retrievers.vectors import DTYPES, EMBED_VERSION
 from harness.settings import REFERENCE, EncodeSettings, Execution
@@ -45,11 +45,8 @@ class DenseEncoders:
                  checksums: Checksums = TRUSTED):
         from harness.retrievers.compute import plan_compute
 
-        if spec.model is None:
-            raise HarnessError(f"retriever {spec.name} names no model")
         self.settings, self.execution, self.checksums = settings, execution, checksums
-        self.files = resolve_model(spec.model, spec.revision, checksums)
-        check_custom_code(self.files.path, execution.trust_remote_code)
+        self.files = spec_model_files(spec.name, spec.model, spec.revision, execution.trust_remote_code, checksums)
         # the model's own recipe, and what runs
         self.model_config = fit_max_length(spec.encoder or read_encoder_config(self.files.path), self.files.path)
         self.config = self.model_config.with_settings(settings)
@@ -64,8 +61,8 @@ class DenseEncoders:
         # an asymmetric retriever (DPR) encodes queries with a model of their own, under the same recipe
         self.query_files: ModelFiles | None = None
         if spec.query_model:
-            self.query_files = resolve_model(spec.query_model, spec.query_revision, checksums)
-            check_custom_code(self.query_files.path, execution.trust_remote_code)
+            self.query_files = spec_model_files(spec.name, spec.query_model, spec.query_revision,
+                                                execution.trust_remote_code, checksums)
         if settings.backend != REFERENCE.backend:
             from harness.retrievers.st_backend import check_applicable
 

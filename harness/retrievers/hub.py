@@ -112,6 +112,17 @@ def safetensors_parameters(path: Path) -> int | None:
                if k != "__metadata__" and isinstance(v, dict))
 
 
+def spec_model_files(name: str, model: str | None, revision: str | None, trust_remote_code: bool,
+                     checksums: Checksums = TRUSTED) -> ModelFiles:
+    """The files of the model retriever ``name`` runs (refused in one line when it names none), checked for a
+    model's own code (:func:`check_custom_code`): how every model-running kind starts."""
+    if model is None:
+        raise HarnessError(f"retriever {name} names no model")
+    files = resolve_model(model, revision, checksums)
+    check_custom_code(files.path, trust_remote_code)
+    return files
+
+
 def check_custom_code(folder: Path, trust_remote_code: bool) -> None:
     """Refuse a model whose config.json names its own code (``auto_map``) unless --trust-remote-code: without
     it, transformers would quietly run the stock class of its model type instead of the model's own code."""

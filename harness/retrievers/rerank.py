@@ -38,7 +38,7 @@ from harness.retrievers.base import (
 from harness.retrievers.cross_encoder import CrossEncoderScorer, ScoreCache
 from harness.retrievers.fusion import ElsewhereNote, stages_changed_settings
 from harness.retrievers.spec import RetrieverSpec
-from harness.retrievers.vectors import CorpusEncoding, VectorRetriever
+from harness.retrievers.vectors import CorpusEncoding, StoreRescorer, VectorRetriever
 from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution
 from harness.trec import FLOAT32_SCORE_FORMAT, Run
 
@@ -73,39 +73,22 @@ class CandidateScorer(Protocol):
     def device(self) -> str | None: ...
 
 
-class DenseRescorer:
+class DenseRescorer(StoreRescorer[CorpusEncoding]):
     """A dense retriever of ours rescoring the candidates: the corpus vectors from its embedding cache
     (computed once, as for a dense run), the float32 inner product with the query vectors."""
 
-    def __init__(self, dense: VectorRetriever[CorpusEncoding]):
-        self.dense = dense
-
-    @property
-    def device(self) -> str | None:
-        return self.dense.encoders.device_used
-
-    def fingerprint(self) -> JsonObject:
-        return self.dense.fingerprint()
-
-    def changed_settings(self) -> dict[str, Any]:
-        return self.dense.changed_settings()
-
-    def prepare(self, dataset: Dataset) -> IndexReport:
-        return self.dense.index(dataset)
-
-    def provenance(self, context: SearchContext) -> JsonObject:
-        return {"dense": self.dense.provenance(context)}
+    key = "dense"
 
     def scores(self, queries: Mapping[str, str], candidates: dict[str, list[str]],
                context: SearchContext) -> dict[str, np.ndarray]:
         wanted = {d for docs in candidates.values() for d in docs}
         vectors: dict[str, np.ndarray] = {}
-        for ids, shard in self.dense.corpus_store(context.dataset).shards():
+        for ids, shard in self.retriever.corpus_store(context.dataset).shards():
             for row, doc in enumerate(ids):
                 if doc in wanted:
                     vectors[doc] = np.asarray(shard[row], dtype=np.float32)
         qids = list(candidates)
-        qvec = self.dense.encoders.encode_queries([queries[q] for q in qids], context)
+        qvec = self.retriever.encoders.encode_queries([queries[q] for q in qids], context)
         out = {}
         for row, q in enumerate(qids):
             docs = candidates[q]

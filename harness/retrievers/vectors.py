@@ -232,6 +232,33 @@ class VectorRetriever(Generic[E]):
         return Searched(run, hits.searched, self.encoders.device_used, seconds=time.perf_counter() - start)
 
 
+class StoreRescorer(Generic[E]):
+    """A retriever of ours rescoring a first stage's candidates (``rerank:``) from its own corpus store, encoded
+    once as for its own run: what a rescorer is besides its ``scores()`` (its device, identity, settings, the
+    store it prepares, its provenance under ``key``), taken from the retriever."""
+
+    key = "model"
+
+    def __init__(self, retriever: VectorRetriever[E]):
+        self.retriever = retriever
+
+    @property
+    def device(self) -> str | None:
+        return self.retriever.encoders.device_used
+
+    def fingerprint(self) -> JsonObject:
+        return self.retriever.fingerprint()
+
+    def changed_settings(self) -> dict[str, Any]:
+        return self.retriever.changed_settings()
+
+    def prepare(self, dataset: Dataset) -> EmbeddingsIndexed:
+        return self.retriever.index(dataset)
+
+    def provenance(self, context: SearchContext) -> JsonObject:
+        return {self.key: self.retriever.provenance(context)}
+
+
 def _chunks(docs: Iterator[Doc], size: int) -> Iterator[list[Doc]]:
     while chunk := list(itertools.islice(docs, size)):
         yield chunk

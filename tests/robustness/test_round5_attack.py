@@ -20,6 +20,7 @@ from harness.retrievers import fusion
 from harness.retrievers.registry import resolve_retriever
 from harness.runner import run
 from tests.conftest import make_tiny_beir, make_tiny_bert
+from tests.test_fusion_optimise import _with_dev  # the dev split both files use
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,16 +29,6 @@ ROOT = Path(__file__).resolve().parents[2]
 def two_models(tmp_path_factory):
     root = tmp_path_factory.mktemp("r5-models")
     return make_tiny_bert(root / "a", seed=11), make_tiny_bert(root / "b", seed=12)
-
-
-def _with_dev(folder: Path) -> Path:
-    """16 queries: q0-q7 judged in test, q8-q15 in dev (as tests/test_fusion_optimise.py)."""
-    lines = (folder / "qrels" / "test.tsv").read_text().splitlines()
-    head, rows = lines[0], lines[1:]
-    for split, keep in (("test", lambda n: n < 8), ("dev", lambda n: n >= 8)):
-        chosen = [r for r in rows if keep(int(r.split()[0][1:]))]
-        (folder / "qrels" / f"{split}.tsv").write_text("\n".join([head, *chosen]) + "\n")
-    return folder
 
 
 @pytest.fixture()
