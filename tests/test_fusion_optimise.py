@@ -71,7 +71,9 @@ def test_optimise_names_are_canonical_and_bad_ones_are_one_line():
                        ("fuse:wsum(bm25,bm25-multifield;metric=map)", "add optimise=SPLIT"),
                        ("fuse:wsum(bm25,bm25-multifield;optimise=dev;step=0.3)", "whole number of steps"),
                        ("fuse:wsum(bm25,bm25-multifield;optimise=../x)", "a split is a name"),
-                       ("fuse:wsum(bm25,bm25-multifield;optimise=dev;step=0)", "step")]:
+                       ("fuse:wsum(bm25,bm25-multifield;optimise=dev;step=0)", "step"),
+                       ("fuse:wsum(bm25,bm25-multifield;optimise=dev;optimise=train)", "given twice"),
+                       ("fuse:rrf(bm25,bm25-multifield;k=10;k=20)", "given twice")]:
         with pytest.raises(HarnessError, match=said):
             resolve_retriever(name)
 

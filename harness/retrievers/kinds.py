@@ -315,6 +315,8 @@ def _params(parts: list[str], declared: tuple[Param, ...], where: str) -> tuple[
     for part in parts:
         key, eq, value = part.partition("=")
         if eq and "(" not in key and ":" not in key and "/" not in key:
+            if key.strip() in given:
+                raise HarnessError(f"{where}: {key.strip()}= is given twice; give it once")
             given[key.strip()] = value
         elif part:
             stages.append(part)
