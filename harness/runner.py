@@ -48,7 +48,7 @@ from harness.retrievers.names import look_in
 from harness.retrievers.registry import RetrieverSpec, resolve_retriever
 from harness.retrievers.spec import LoadOptions, ModelObjects
 from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution
-from harness.trec import in_score_order, read_run, write_run
+from harness.trec import AnyRun, answered, cut_run, read_run, read_run_arrays, write_run
 from harness.version import __version__
 
 if TYPE_CHECKING:
@@ -248,7 +248,7 @@ class Runner:
             self.log(f"{ds.id} | {spec.name}: reused run file {run_path}; evaluating new metrics")
             every = list(dict.fromkeys([*old.metrics, *names]))  # a record keeps every metric it had
             old.reused_run = True
-            return self._evaluate_and_write(ds, read_run(run_path), rec_path, old, every)
+            return self._evaluate_and_write(ds, read_run_arrays(run_path), rec_path, old, every)
         if spec.stages and not self._run_stages(spec, cast(Composition, retriever), ds, depth):
             return None
         shown = ", ".join(f"{k}={v}" for k, v in changed.items())
@@ -270,7 +270,7 @@ class Runner:
             _same_count(ds, "searched", searched.documents, stats["documents"])
         protocol = self.protocol(ds)
         run, removed = _protocol_cut(searched.run, depth, protocol.drop_self_hits)
-        if not any(run.values()):
+        if not answered(run):
             raise HarnessError(f"{ds.id} ({ds.split}) | {spec.name}: no document retrieved for any of the "
                                f"{len(queries)} queries of split {ds.split}; "
                                "nothing was written (an empty run scores nothing: check the corpus and the queries)")
@@ -326,7 +326,7 @@ class Runner:
                 retriever.use_tuning(stages, on.judgements())
         return not helper
 
-    def _evaluate_and_write(self, ds: Dataset, run: Run, rec_path: Path, record: ResultRecord,
+    def _evaluate_and_write(self, ds: Dataset, run: AnyRun, rec_path: Path, record: ResultRecord,
                             names: list[str]) -> ResultRecord:
         per_query, extra = ds.judgements().evaluate(run, names)
         record.per_query = per_query
@@ -334,7 +334,8 @@ class Runner:
         record.first_hit_rank = extra.get("first_hit_rank")
         judged = per_query[names[0]]
         record.num_queries = len(judged)
-        record.queries_answered = sum(1 for q in judged if run.get(q))
+        retrieved = answered(run)
+        record.queries_answered = sum(1 for q in judged if q in retrieved)
         write_record(rec_path, record)
         shown = "  ".join(f"{m}={v:.4f}" for m, v in record.metrics.items())
         removed = sum(n for per_query in record.removed_by_protocol.values() for n in per_query.values())
@@ -363,17 +364,12 @@ def _same_count(ds: Dataset, what: str, got: int | None, expected: int) -> None:
                            "(rerun with --force to rebuild the index or embeddings)")
 
 
-def _protocol_cut(run: Run, depth: int, drop_self_hits: bool) -> tuple[Run, dict[str, dict[str, int]]]:
+def _protocol_cut(run: AnyRun, depth: int, drop_self_hits: bool) -> tuple[AnyRun, dict[str, dict[str, int]]]:
     """The first ``depth`` hits of each query in the order its run file will read back in
     (``harness.trec.in_score_order``), without the query's own id where the protocol says so; and what each
-    rule removed, per query (``{"drop_self_hits": {qid: n}}``; no key for a rule that does not apply)."""
-    out: Run = {}
-    dropped: dict[str, int] = {}
-    for qid, docs in run.items():
-        kept = [(d, s) for d, s in in_score_order(docs).items() if not (drop_self_hits and d == qid)]
-        if len(kept) < len(docs):
-            dropped[qid] = len(docs) - len(kept)
-        out[qid] = dict(kept[:depth])
+    rule removed, per query (``{"drop_self_hits": {qid: n}}``; no key for a rule that does not apply). A run
+    as arrays is cut as arrays (:func:`harness.trec.cut_run`: the same hits)."""
+    out, dropped = cut_run(run, depth, drop_self_hits)
     return out, ({"drop_self_hits": dropped} if drop_self_hits else {})
 
 

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, NamedTuple
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple, NoReturn, overload
 
 from harness.errors import DataError, HarnessError
 from harness.io import atomic_write
@@ -112,12 +112,23 @@ def quantize(run: Run, score_format: str) -> Run:
     return {q: {d: float(score_format % s) for d, s in docs.items()} for q, docs in run.items()}
 
 
-def write_run(path: Path, run: Run, tag: str, score_format: str = FLOAT32_SCORE_FORMAT) -> Run:
+@overload
+def write_run(path: Path, run: Mapping[str, Mapping[str, float]], tag: str,
+              score_format: str = FLOAT32_SCORE_FORMAT) -> Run: ...
+
+
+@overload
+def write_run(path: Path, run: RunArrays, tag: str, score_format: str = FLOAT32_SCORE_FORMAT) -> RunArrays: ...
+
+
+def write_run(path: Path, run: AnyRun, tag: str, score_format: str = FLOAT32_SCORE_FORMAT) -> AnyRun:
     """Write a TREC run file atomically: queries in sorted order, each query's documents in the order
     :func:`read_run` reads them back in (:func:`in_score_order` of the written scores: equal ones keep the
     order given; ranks from 1). Ids must be free of whitespace (the readers check them), or the file would not
     read back. Returns the run as the file reads back (:func:`quantize`'s values, in that order), each score
-    formatted once."""
+    formatted once, in the form it was given (a dict, or :class:`RunArrays`: the same file)."""
+    if isinstance(run, RunArrays):
+        return _write_arrays(path, run, tag, score_format)
     written: Run = {}
     parts: list[str] = []
     for qid in sorted(run):
@@ -126,13 +137,56 @@ def write_run(path: Path, run: Run, tag: str, score_format: str = FLOAT32_SCORE_
         values = [float(text) for text in texts]
         if not all(map(math.isfinite, values)):
             doc, score = next((d, v) for d, v in run[qid].items() if not math.isfinite(v))
-            raise HarnessError(f"{path}: query {qid!r}, document {doc!r} has score {score!r}; a run with "
-                               "non-finite scores is not written (the scores it was computed from are broken)")
+            _refuse_nonfinite(path, qid, doc, score)
         order = sorted(range(len(values)), key=values.__getitem__, reverse=True)  # stable: in_score_order's rule
         written[qid] = {docs[i]: values[i] for i in order}
         parts.append("".join([f"{qid} Q0 {docs[i]} {rank} {texts[i]} {tag}\n" for rank, i in enumerate(order, 1)]))
     atomic_write(path, "".join(parts))
     return {q: written[q] for q in run}
+
+
+def _refuse_nonfinite(path: Path, qid: str, doc: str, score: float) -> NoReturn:
+    raise HarnessError(f"{path}: query {qid!r}, document {doc!r} has score {score!r}; a run with "
+                       "non-finite scores is not written (the scores it was computed from are broken)")
+
+
+def _write_arrays(path: Path, run: RunArrays, tag: str, score_format: str) -> RunArrays:
+    """:func:`write_run` of a run as arrays: the same file, each score formatted once and the values read back
+    from the text in one pass, each query put in the written scores' order by one stable sort."""
+    import numpy as np
+
+    if run.source is not None:  # an id the keys cannot hold: the dict's writing
+        return RunArrays.from_dict(write_run(path, run.to_dict(), tag, score_format))
+    texts = _formatted(run.scores, score_format)
+    values = np.array(texts, dtype=np.float64) if texts else np.zeros(0, dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(values))
+    if len(bad):
+        row = int(bad[0])
+        query = int(np.searchsorted(run.bounds, row, side="right")) - 1
+        _refuse_nonfinite(path, run.qids[query], run.doc_ids()[row], float(run.scores[row]))
+    order = _score_order(run.bounds, values)
+    if order is not None:
+        run = RunArrays(run.qids, run.bounds, run.scores, run.keys[order])
+        texts = [texts[i] for i in order.tolist()]
+        values = values[order]
+    docs, b, tail = run.doc_ids(), run.bounds.tolist(), f" {tag.replace('%', '%%')}\n"
+    parts: list[str] = []
+    for i in sorted(range(len(run.qids)), key=run.qids.__getitem__):  # each query's lines by one format call
+        lo, hi = b[i], b[i + 1]
+        fields: list[object] = [None] * (3 * (hi - lo))
+        fields[0::3], fields[1::3], fields[2::3] = docs[lo:hi], range(1, hi - lo + 1), texts[lo:hi]
+        parts.append((f"{run.qids[i].replace('%', '%%')} Q0 %s %d %s{tail}" * (hi - lo)) % tuple(fields))
+    atomic_write(path, "".join(parts))
+    return RunArrays(run.qids, run.bounds, values, run.keys)
+
+
+def _formatted(scores: NDArray[np.float64], score_format: str) -> list[str]:
+    """Each score as ``score_format`` writes it (one format call for all: the same text as one call each)."""
+    if not len(scores):
+        return []
+    texts = ((score_format + "\n") * len(scores) % tuple(scores.tolist())).split("\n")
+    texts.pop()  # after the last line end
+    return texts
 
 
 def in_score_order(docs: Mapping[str, float]) -> dict[str, float]:
@@ -242,6 +296,80 @@ class RunArrays:
         return {q: dict(zip(docs[b[i]:b[i + 1]], scores[b[i]:b[i + 1]], strict=True)) for i, q in enumerate(self.qids)}
 
     @classmethod
+    def from_hits(cls, qids: Sequence[str], docs: Sequence[Sequence[str]], scores: NDArray[np.floating]
+                  ) -> RunArrays:
+        """A searcher's top-k as arrays, without a dict per hit: query ``qids[i]`` retrieved ``docs[i]`` with
+        the scores ``scores[i, :len(docs[i])]`` (the rest of a row is padding); see :meth:`from_lists`."""
+        import numpy as np
+
+        counts = np.fromiter(map(len, docs), dtype=np.int64, count=len(docs))
+        taken = np.arange(scores.shape[1] if scores.ndim == 2 else 0)[None, :] < counts[:, None]
+        values = np.asarray(scores, dtype=np.float64)[taken] if counts.sum() else np.zeros(0, dtype=np.float64)
+        return cls._from_rows(qids, docs, counts, values)
+
+    @classmethod
+    def from_lists(cls, qids: Sequence[str], docs: Sequence[Sequence[str]], scores: Sequence[Sequence[float]]
+                   ) -> RunArrays:
+        """A retriever's hits as arrays, without a dict per hit: query ``qids[i]`` retrieved ``docs[i]`` with
+        the scores ``scores[i]``, put in the one order (score descending, equal scores in the order given:
+        :func:`in_score_order`'s rule). The ids of a query are a corpus's (unique); an id with a NUL makes the
+        run from its dict (:meth:`from_dict`)."""
+        import numpy as np
+
+        counts = np.fromiter(map(len, docs), dtype=np.int64, count=len(docs))
+        if [len(row) for row in scores] != counts.tolist():
+            raise ValueError("each query needs as many scores as documents")
+        values = np.fromiter((s for row in scores for s in row), dtype=np.float64, count=int(counts.sum()))
+        return cls._from_rows(qids, docs, counts, values)
+
+    @classmethod
+    def _from_rows(cls, qids: Sequence[str], docs: Sequence[Sequence[str]], counts: NDArray[np.int64],
+                   values: NDArray[np.float64]) -> RunArrays:
+        import numpy as np
+
+        flat = [d for row in docs for d in row]
+        keys, fits = pack_ids(flat)
+        bounds = np.zeros(len(counts) + 1, dtype=np.int64)
+        np.cumsum(counts, out=bounds[1:])
+        if not fits.all():
+            b = bounds.tolist()
+            return cls.from_dict({q: dict(zip(flat[b[i]:b[i + 1]], values[b[i]:b[i + 1]].tolist(), strict=True))
+                                  for i, q in enumerate(qids)})
+        order = _score_order(bounds, values)
+        return cls(tuple(qids), bounds, values, keys) if order is None else cls(tuple(qids), bounds, values[order],
+                                                                                keys[order])
+
+    def query_rows(self) -> NDArray[np.int64]:
+        """Each hit's query, as an index into :attr:`qids`."""
+        import numpy as np
+
+        return np.repeat(np.arange(len(self.qids), dtype=np.int64), np.diff(self.bounds))
+
+    def cut(self, depth: int, drop_self_hits: bool) -> tuple[RunArrays, dict[str, int]]:
+        """The first ``depth`` hits of each query (rows are in the run's one order already), without the query's
+        own id where ``drop_self_hits``; and how many hits that removed, per query that lost any. A run made
+        from a dict with a NUL in an id (:attr:`source`) is cut as that dict."""
+        import numpy as np
+
+        if self.source is not None:
+            as_cut, lost_by = cut_dict(self.to_dict(), depth, drop_self_hits)
+            return RunArrays.from_dict(as_cut), lost_by
+        rows = self.query_rows()
+        keep = np.ones(len(self), dtype=bool)
+        dropped: dict[str, int] = {}
+        if drop_self_hits and len(self):
+            qkeys, qfits = pack_ids(list(self.qids), words=self.keys.shape[1])  # a longer query id matches nothing
+            keep = ~((self.keys == qkeys[rows]).all(axis=1) & qfits[rows])
+            lost = np.bincount(rows[~keep], minlength=len(self.qids))
+            dropped = {self.qids[i]: int(lost[i]) for i in np.flatnonzero(lost).tolist()}
+        kept = np.flatnonzero(keep)
+        bounds = np.zeros_like(self.bounds)
+        np.cumsum(np.bincount(rows[kept], minlength=len(self.qids)), out=bounds[1:])
+        kept = kept[np.arange(len(kept)) - bounds[rows[kept]] < depth]
+        np.cumsum(np.bincount(rows[kept], minlength=len(self.qids)), out=bounds[1:])
+        return RunArrays(self.qids, bounds, self.scores[kept], self.keys[kept]), dropped
+
+    @classmethod
     def from_dict(cls, run: Mapping[str, Mapping[str, float]]) -> RunArrays:
         """The arrays of a run held as a dict, each query's hits put in the one order (:func:`in_score_order`)."""
         import numpy as np
@@ -253,6 +381,57 @@ class RunArrays:
         scores = np.array([s for hits in ordered.values() for s in hits.values()], dtype=np.float64)
         nul = any("\x00" in d for d in docs)
         return cls(tuple(ordered), bounds, scores, keys, source=run if nul else None)
+
+
+#: a run either way: the dict (:data:`Run`), or the same run as arrays (:class:`RunArrays`)
+AnyRun = Mapping[str, Mapping[str, float]] | RunArrays
+
+
+def _score_order(bounds: NDArray[np.int64], scores: NDArray[np.float64]) -> NDArray[np.int64] | None:
+    """The rows in the one order of runs: by query (rows ``bounds[i]:bounds[i + 1]``), each query's by score
+    descending, equal scores in the order given (a stable sort, as :func:`in_score_order`); None when they are
+    in it already (a searcher's top-k usually is)."""
+    import numpy as np
+
+    rows = np.repeat(np.arange(len(bounds) - 1, dtype=np.int64), np.diff(bounds))
+    if not (scores[1:] > scores[:-1])[rows[1:] == rows[:-1]].any():
+        return None
+    return np.lexsort((np.arange(len(scores)), -scores, rows)).astype(np.int64)
+
+
+def cut_dict(run: Mapping[str, Mapping[str, float]], depth: int, drop_self_hits: bool
+             ) -> tuple[Run, dict[str, int]]:
+    """:meth:`RunArrays.cut` of a run held as a dict: each query's hits in the one order (:func:`in_score_order`),
+    without its own id where ``drop_self_hits``, the first ``depth`` kept; and what the rule removed per query."""
+    out: Run = {}
+    dropped: dict[str, int] = {}
+    for qid, docs in run.items():
+        kept = [(d, s) for d, s in in_score_order(docs).items() if not (drop_self_hits and d == qid)]
+        if len(kept) < len(docs):
+            dropped[qid] = len(docs) - len(kept)
+        out[qid] = dict(kept[:depth])
+    return out, dropped
+
+
+def cut_run(run: AnyRun, depth: int, drop_self_hits: bool) -> tuple[AnyRun, dict[str, int]]:
+    """A run's first ``depth`` hits per query, its own id dropped where ``drop_self_hits`` (:meth:`RunArrays.cut`
+    for arrays, :func:`cut_dict` for a dict: the same hits)."""
+    if isinstance(run, RunArrays):
+        return run.cut(depth, drop_self_hits)
+    return cut_dict(run, depth, drop_self_hits)
+
+
+def answered(run: AnyRun) -> dict[str, None]:
+    """The queries ``run`` retrieves a document for, in its order."""
+    if isinstance(run, RunArrays):
+        hits = run.bounds[1:] - run.bounds[:-1]
+        return dict.fromkeys(q for q, n in zip(run.qids, hits.tolist(), strict=True) if n)
+    return dict.fromkeys(q for q, docs in run.items() if docs)
+
+
+def as_dict(run: AnyRun) -> Mapping[str, Mapping[str, float]]:
+    """The run as a dict (:meth:`RunArrays.to_dict` for arrays), for what reads it query by query."""
+    return run.to_dict() if isinstance(run, RunArrays) else run
 
 
 def pack_ids(ids: Sequence[str], words: int | None = None) -> tuple[NDArray[np.uint64], NDArray[np.bool_]]:

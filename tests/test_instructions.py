@@ -11,6 +11,7 @@ from harness.retrievers.config import EncoderConfig
 from harness.retrievers.registry import RETRIEVERS, RetrieverSpec
 from harness.runner import run
 from harness.settings import EncodeSettings, Execution
+from harness.trec import as_dict
 
 CPU = Execution(device="cpu", progress=False)
 INSTRUCTION = "Represent this sentence for searching relevant passages: "
@@ -66,8 +67,8 @@ def test_search_is_told_its_dataset_and_does_not_read_what_index_left(tiny_bert_
     right_after = retriever.search(bare.queries(), 10, SearchContext(bare))
     retriever.index(instructed)  # the last index call is another dataset's
     later = retriever.search(bare.queries(), 10, SearchContext(bare))
-    assert later.run == right_after.run and later.documents == 40
+    assert as_dict(later.run) == as_dict(right_after.run) and later.documents == 40
     assert retriever.provenance(SearchContext(bare))["query_instruction"] == ""
     assert retriever.provenance(SearchContext(instructed))["query_instruction"] == "find: "
     other = retriever.search(bare.queries(), 10, SearchContext(instructed))  # same corpus, its own instruction
-    assert other.run != right_after.run
+    assert as_dict(other.run) != as_dict(right_after.run)

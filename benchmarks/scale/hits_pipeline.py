@@ -1,13 +1,15 @@
 """From search to metrics on 300,000 hits (300 queries x 1,000, SciFact's test shape): each step a run passes
 through after the model, timed alone, on the harness's own functions. The issue's target is under 2 s for the
-whole path on this machine; this says where the time is while runs are Python dicts between the steps.
+whole path on this machine.
 
 Steps, in the runner's order: exact search of 300 query vectors over 5,183 x 384 vectors (faiss, top 1,000;
 the corpus and queries random, the query encoding left out: it is the model's time, not the hits'), the hits
-made a run (a dict per query), the protocol's cut (``runner._protocol_cut``: order, identical-id rule, depth),
-the run file written (each score formatted once; the run as it reads back returned), read back (``read_run``: as arrays
-then dicts) and evaluated (nDCG@10 and Recall@100 against qrels of SciFact's shape: 339 judgements). Each
-round runs every step once; min and median over the rounds, with the load average.
+made a run, the protocol's cut (``runner._protocol_cut``: order, identical-id rule, depth), the run file
+written (each score formatted once; the run as it reads back returned), read back and evaluated (nDCG@10 and
+Recall@100 against qrels of SciFact's shape: 339 judgements). Two paths: the runner's, with the run as arrays
+(``RunArrays.from_hits``, cut and written as arrays, read back by ``read_run_arrays``), and the one before
+it, with a dict per query (a Python object per hit), for comparison. Both write the same file (checked).
+Each round runs every step of both paths once; min and median over the rounds, with the load average.
 
     python -m benchmarks.scale.hits_pipeline [--rounds 3]
 """
@@ -20,6 +22,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +36,7 @@ def main() -> None:
     from harness.metrics import evaluate
     from harness.runner import _protocol_cut
     from harness.search import topk_exact
-    from harness.trec import FLOAT32_SCORE_FORMAT, read_run, write_run
+    from harness.trec import FLOAT32_SCORE_FORMAT, RunArrays, read_run, read_run_arrays, write_run
 
     print(f"# hits_pipeline  {stamp()}  {machine()}")
     rng = np.random.default_rng(0)
@@ -46,42 +49,51 @@ def main() -> None:
     qrels = {q: {ids[int(j)]: 1 for j in rng.choice(docs, size=1 + (i % 3), replace=False)}
              for i, q in enumerate(qids)}
     shards = [(ids, corpus)]
-    steps: dict[str, list[float]] = {}
+    steps: dict[str, dict[str, list[float]]] = {}
     loads = []
+    names = ["exact search (faiss)", "hits to a run", "protocol cut", "write the run file (quantised)",
+             "read the run file", "evaluate (2 measures)"]
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "run.trec"
         for _ in range(args.rounds):
             loads.append(os.getloadavg()[0])
-            t = [time.perf_counter()]
-            scores, hit_ids, _ = topk_exact(vectors, shards, depth)
-            t.append(time.perf_counter())
-            run = {q: {d: float(s) for d, s in zip(hit_ids[row], scores[row], strict=False)}
-                   for row, q in enumerate(qids)}
-            t.append(time.perf_counter())
-            run, _ = _protocol_cut(run, depth, drop_self_hits=True)
-            t.append(time.perf_counter())
-            run = write_run(path, run, tag="bench", score_format=FLOAT32_SCORE_FORMAT)  # quantised as written
-            t.append(time.perf_counter())
-            back = read_run(path)
-            t.append(time.perf_counter())
-            per_query = evaluate(qrels, back, ["ndcg@10", "recall@100"])
-            t.append(time.perf_counter())
-            assert sum(len(v) for v in back.values()) == queries * depth and len(per_query["ndcg@10"]) == queries
-            names = ["exact search (faiss)", "hits to a run (dicts)", "protocol cut",
-                     "write the run file (quantised)", "read the run file", "evaluate (2 measures)"]
-            for name, a, b in zip(names, t, t[1:], strict=False):
-                steps.setdefault(name, []).append(b - a)
-    total = [sum(r) for r in zip(*steps.values(), strict=True)]
-    rows = {name: {"min_s": min(v), "median_s": statistics.median(v)} for name, v in steps.items()}
-    FIGURES.update(hits=queries * depth, rounds=args.rounds, load_average_1m=loads, steps=rows,
-                   total={"min_s": min(total), "median_s": statistics.median(total)}, target_s=2.0)
-    print(f"{'step':26} {'min s':>7} {'median s':>9}")
-    for name, r in rows.items():
-        print(f"{name:26} {r['min_s']:7.3f} {r['median_s']:9.3f}")
-    print(f"{'total':26} {min(total):7.3f} {statistics.median(total):9.3f}   (target: under 2 s)")
-    print(f"load average (1 min) at each round: {', '.join(f'{x:.2f}' for x in loads)}")
-    python = sum(rows[n]["min_s"] for n in ("hits to a run (dicts)", "protocol cut", "write the run file (quantised)"))
-    print(f"per-hit Python between search and file (dicts, cut, quantised write): {python:.3f} s of {min(total):.3f}")
+            for path_name in ("arrays", "dicts"):
+                path = Path(tmp) / f"{path_name}.trec"
+                t = [time.perf_counter()]
+                scores, hit_ids, _ = topk_exact(vectors, shards, depth)
+                t.append(time.perf_counter())
+                if path_name == "arrays":
+                    run: Any = RunArrays.from_hits(qids, hit_ids, scores)
+                else:
+                    run = {q: {d: float(s) for d, s in zip(hit_ids[row], scores[row], strict=False)}
+                           for row, q in enumerate(qids)}
+                t.append(time.perf_counter())
+                run, _ = _protocol_cut(run, depth, drop_self_hits=True)
+                t.append(time.perf_counter())
+                run = write_run(path, run, tag="bench", score_format=FLOAT32_SCORE_FORMAT)  # quantised as written
+                t.append(time.perf_counter())
+                back = read_run_arrays(path) if path_name == "arrays" else read_run(path)
+                t.append(time.perf_counter())
+                per_query = evaluate(qrels, back, ["ndcg@10", "recall@100"])
+                t.append(time.perf_counter())
+                found = len(back) if isinstance(back, RunArrays) else sum(map(len, back.values()))
+                assert found == queries * depth and len(per_query["ndcg@10"]) == queries
+                for name, a, b in zip(names, t, t[1:], strict=False):
+                    steps.setdefault(path_name, {}).setdefault(name, []).append(b - a)
+            assert (Path(tmp) / "arrays.trec").read_bytes() == (Path(tmp) / "dicts.trec").read_bytes()
+    figures: dict[str, Any] = {}
+    for path_name, timed in steps.items():
+        total = [sum(r) for r in zip(*timed.values(), strict=True)]
+        rows = {name: {"min_s": min(v), "median_s": statistics.median(v)} for name, v in timed.items()}
+        figures[path_name] = {"steps": rows, "total": {"min_s": min(total), "median_s": statistics.median(total)}}
+        print(f"\nrun as {path_name}{' (the runner)' if path_name == 'arrays' else ' (before)'}")
+        print(f"{'step':32} {'min s':>7} {'median s':>9}")
+        for name, r in rows.items():
+            print(f"{name:32} {r['min_s']:7.3f} {r['median_s']:9.3f}")
+        print(f"{'total':32} {min(total):7.3f} {statistics.median(total):9.3f}   (target: under 2 s)")
+    FIGURES.update(hits=queries * depth, rounds=args.rounds, load_average_1m=loads, target_s=2.0,
+                   steps=figures["arrays"]["steps"], total=figures["arrays"]["total"], dict_path=figures["dicts"])
+    print(f"\nload average (1 min) at each round: {', '.join(f'{x:.2f}' for x in loads)}")
+    print("identical run files from both paths: yes")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypedDict
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol, TypedDict
 from harness.errors import DataError, HarnessError
 from harness.metrics import evaluate, parse_measure
 from harness.metrics.measures import QRELS
-from harness.trec import Qrels, read_qrels
+from harness.trec import AnyRun, Qrels, read_qrels
 
 if TYPE_CHECKING:
     from harness.data.readers import TopicsReader
@@ -40,7 +40,7 @@ class Judgements(Protocol):
 
     def measure(self, name: str) -> tuple[str, int]: ...
 
-    def evaluate(self, run: Mapping[str, Mapping[str, float]], metrics: Sequence[str]) -> Evaluation: ...
+    def evaluate(self, run: AnyRun, metrics: Sequence[str]) -> Evaluation: ...
 
     def judged_documents(self) -> set[str]: ...
 
@@ -78,7 +78,7 @@ class GradedJudgements:
                                f"has relevance judgements: use e.g. R@{measure.k} or nDCG@10")
         return str(measure), measure.k or 0
 
-    def evaluate(self, run: Mapping[str, Mapping[str, float]], metrics: Sequence[str]) -> Evaluation:
+    def evaluate(self, run: AnyRun, metrics: Sequence[str]) -> Evaluation:
         """Per-query values of ``metrics`` (ranking by score, then id, as trec_eval), keyed by their canonical
         names (as records keep them, however they were written), and no extras."""
         return evaluate(self.qrels(), run, [parse_measure(m) for m in metrics]), {}

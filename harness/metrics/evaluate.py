@@ -7,11 +7,9 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.metrics.measures import Measure, expand_measures
-from harness.trec import RunArrays, ranked, read_qrels, read_run_arrays
+from harness.trec import AnyRun, answered, as_dict, ranked, read_qrels, read_run_arrays
 
 PerQuery = dict[str, float]
-#: a run: today's dict (``harness.trec.Run``), or the same run as arrays (``harness.trec.read_run_arrays``)
-AnyRun = Mapping[str, Mapping[str, float]] | RunArrays
 
 
 def evaluate(qrels: Mapping[str, Mapping[str, int]], run: AnyRun, measures: Iterable[str | Measure], *,
@@ -41,7 +39,7 @@ def evaluate(qrels: Mapping[str, Mapping[str, int]], run: AnyRun, measures: Iter
                 values[m] = dict(zip(ranks.qids, VECTORISED[m.family.fn](ranks, m.k, **m.arguments).tolist(),
                                      strict=True))
     if by_query:
-        hits = run.to_dict() if isinstance(run, RunArrays) else run
+        hits = as_dict(run)
         for qid, rels in qrels.items():
             ranking = [d for d, _ in ranked(hits.get(qid, {}))]
             for m in by_query:
@@ -89,19 +87,11 @@ def check_scorable(qrels: Mapping[str, Mapping[str, int]], run: AnyRun, *, qrels
     answers none of the judged queries (a run of another collection or split). The sources name the files."""
     if not any(qrels.values()):
         raise HarnessError(f"{qrels_source}: no relevance judgements (a mean over no queries is not a number)")
-    answered = _answered(run)
-    if not answered:
+    hits = answered(run)
+    if not hits:
         raise HarnessError(f"{run_source}: the run is empty (no retrieved document for any query)")
-    if not any(q in answered for q in qrels):
-        first = next(iter(answered))
+    if not any(q in hits for q in qrels):
+        first = next(iter(hits))
         raise HarnessError(f"{run_source}: the run answers none of the {len(qrels)} judged queries of "
                            f"{qrels_source} (first judged: {next(iter(qrels))!r}, first in the run: {first!r}); "
                            "give the run and qrels of the same topics")
-
-
-def _answered(run: AnyRun) -> dict[str, None]:
-    """The queries ``run`` retrieves a document for, in its order."""
-    if isinstance(run, RunArrays):
-        hits = run.bounds[1:] - run.bounds[:-1]
-        return dict.fromkeys(q for q, n in zip(run.qids, hits.tolist(), strict=True) if n)
-    return dict.fromkeys(q for q, docs in run.items() if docs)

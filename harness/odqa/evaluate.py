@@ -21,6 +21,7 @@ from harness.data.registry import EvalProtocol, OdqaProtocol
 from harness.errors import HarnessError
 from harness.metrics.measures import ANSWERS, parse_measure
 from harness.odqa.match import _answer_tokens, _contains, has_answer, tokens
+from harness.trec import AnyRun, as_dict
 
 if TYPE_CHECKING:
     from harness.data.corpus import Doc
@@ -148,8 +149,8 @@ class AnswerJudgements:
         texts = passage_texts(self.passages(), wanted)
         return evaluate_answers(self.answers, run, texts, metrics, self.match)
 
-    def evaluate(self, run: Mapping[str, Mapping[str, float]], metrics: Sequence[str]) -> Evaluation:
-        per_query, first_hit = self.score(run, metrics)
+    def evaluate(self, run: AnyRun, metrics: Sequence[str]) -> Evaluation:
+        per_query, first_hit = self.score(as_dict(run), metrics)
         return per_query, {"first_hit_rank": first_hit}
 
     def judged_documents(self) -> set[str]:

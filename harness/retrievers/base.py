@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypedDict, runtime_checkable
 
 import numpy as np
 
-from harness.trec import Run
+from harness.trec import AnyRun, Run
 
 if TYPE_CHECKING:
     from harness.data.dataset import Dataset
@@ -94,7 +94,7 @@ class Searched:
     together and can only tell their batch mean. ``query_timing``: how those were timed, in a few words for
     the record (None: each query of this search timed as it was searched)."""
 
-    run: Run
+    run: AnyRun
     documents: int | None
     device: str | None = None
     computed_elsewhere: bool = False

@@ -29,7 +29,7 @@ from filelock import FileLock
 from harness.errors import HarnessError
 from harness.io import atomic_write_json, remove_stale_temporaries
 from harness.paths import cache_root
-from harness.trec import Run
+from harness.trec import RunArrays
 
 if TYPE_CHECKING:
     from harness.data.dataset import Dataset
@@ -124,7 +124,7 @@ def build_index(target: Path, dataset: Dataset, collection: Collection, write: C
 
 
 def search_index(target: Path, what: str, request: dict[str, Any], rows: Iterable[dict[str, Any]], qids: list[str],
-                 desc: str) -> tuple[Run, int, dict[str, Any]]:
+                 desc: str) -> tuple[RunArrays, int, dict[str, Any]]:
     """Search the index at ``target`` in a Lucene worker: (the run over ``qids``, the documents it covered,
     what the worker reported)."""
     counts = read_mark(target, what)
@@ -179,7 +179,7 @@ def read_mark(target: Path, what: str) -> tuple[int, int]:
 
 
 def worker_search(request: dict[str, Any], rows: Iterable[Any], qids: list[str], desc: str
-                  ) -> tuple[Run, dict[str, Any]]:
+                  ) -> tuple[RunArrays, dict[str, Any]]:
     """Write the query ``rows`` as JSONL, run a search ``request`` in a Lucene worker, read its hits back
     (Lucene's order, float32 scores); returns (run over ``qids``, what the worker reported)."""
     root = cache_root() / "tmp"
@@ -193,14 +193,15 @@ def worker_search(request: dict[str, Any], rows: Iterable[Any], qids: list[str],
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
         info = run_worker({**request, "queries": str(qfile), "output": str(out)}, tmp, jvm_heap_bytes(None), desc,
                        total=len(qids))
-        run: Run = {q: {} for q in qids}
+        hits: dict[str, tuple[list[str], list[float]]] = {q: ([], []) for q in qids}
         with open(out, encoding="utf-8") as f:
             for line in f:
                 qid, docs, scores = json.loads(line)
-                run[qid] = dict(zip(docs, scores, strict=True))
+                hits[qid] = docs, scores
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return run, info
+    rows = list(hits.values())
+    return RunArrays.from_lists(list(hits), [d for d, _ in rows], [s for _, s in rows]), info
 
 
 def checked_search_count(info: dict[str, Any], index_counts: tuple[int, int], index_dir: Path | None, what: str) -> int:

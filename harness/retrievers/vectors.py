@@ -28,7 +28,7 @@ from harness.errors import HarnessError
 from harness.paths import cache_root
 from harness.retrievers.base import JsonObject, SearchContext, Searched, Text
 from harness.searchers import Searcher
-from harness.trec import FLOAT32_SCORE_FORMAT
+from harness.trec import FLOAT32_SCORE_FORMAT, RunArrays
 
 if TYPE_CHECKING:
     from harness.data.dataset import Dataset
@@ -227,8 +227,7 @@ class VectorRetriever(Generic[E]):
         vectors = self.encoders.encode_queries([queries[q] for q in qids], context)
         refuse_nonfinite(vectors, qids, "query")
         hits = self.searcher.search(vectors, self.corpus_store(context.dataset), k)
-        run = {q: {d: float(s) for d, s in zip(hits.docs[row], hits.scores[row], strict=False)}
-               for row, q in enumerate(qids)}
+        run = RunArrays.from_hits(qids, hits.docs, hits.scores)
         return Searched(run, hits.searched, self.encoders.device_used, seconds=time.perf_counter() - start)
 
 

@@ -13,6 +13,7 @@ import torch
 
 from harness.errors import HarnessError
 from harness.train.config import FinetuneConfig
+from harness.trec import as_dict
 
 if TYPE_CHECKING:
     from harness.data.dataset import Dataset
@@ -36,7 +37,7 @@ def _mine_hard_negatives(ds: Dataset, qrels: Qrels, queries: dict[str, str], pai
 
     bm25 = RETRIEVERS.get("bm25").load()
     bm25.index(ds)
-    run = bm25.search({q: queries[q] for q, _ in pairs}, depth, SearchContext(ds)).run
+    run = as_dict(bm25.search({q: queries[q] for q, _ in pairs}, depth, SearchContext(ds)).run)
     positives: dict[str, set[str]] = {}
     for q, docs in qrels.items():
         positives[q] = {d for d, r in docs.items() if r > 0}
