@@ -34,6 +34,8 @@ QUESTIONS = [
      "python -m benchmarks.compute.forward_variants"),
     ("The fused forward against an earlier revision", "compute/forward_against_rev",
      "python -m benchmarks.compute.forward_against_rev --rev 87277f6"),
+    ("How much of an encoding pass is padding (what unpadded attention could save)?", "compute/padding_share",
+     "python -m benchmarks.compute.padding_share"),
     ("BERT-base docs/s on a GPU against beir", "compute/gpu_encode",
      "bash benchmarks/gpu/device.sh run benchmarks.compute.gpu_encode"),
     ("The prepared GPU check: encoding, harness run, torchrun training, rerank and SPLADE, OOM back-off",
@@ -84,16 +86,26 @@ def _f(x, digits: int = 1) -> str:
 
 def _encode_vs_beir(fig: dict) -> list[str]:
     rows = fig["pipelines"]
-    beir = next((v["wall_s"] for k, v in rows.items() if k.startswith("beir")), None)
-    out = ["| pipeline | wall s | ratio to beir | peak RSS MB | nDCG@10 | Recall@100 | compute |",
-           "|---|---|---|---|---|---|---|"]
+    beir = next((v for k, v in rows.items() if k.startswith("beir")), None)
+    out = ["| pipeline | wall s (min / median) | ratio to beir (min / median) | peak RSS MB | nDCG@10 | Recall@100 "
+           "| compute |", "|---|---|---|---|---|---|---|"]
     for name, r in rows.items():
         res = r.get("result") or {}
         c = res.get("compute")
         compute = f"{c['precision']}, {c['forward']}" if c else "fp32, transformers" if name.startswith("beir") else ""
-        ratio = f"{r['wall_s'] / beir:.2f}" if beir and not name.startswith("beir") else ""
-        out.append(f"| {name} | {_f(r['wall_s'])} | {ratio} | {_f(r['peak_rss_mb'], 0)} | {_f(res.get('ndcg@10'), 4)} "
+        median = r.get("median_wall_s")
+        ratio = f"{r['wall_s'] / beir['wall_s']:.2f}" if beir and not name.startswith("beir") else ""
+        if ratio and median and beir.get("median_wall_s"):
+            ratio += f" / {median / beir['median_wall_s']:.2f}"
+        wall = _f(r["wall_s"]) + (f" / {_f(median)}" if median else "")
+        out.append(f"| {name} | {wall} | {ratio} | {_f(r['peak_rss_mb'], 0)} | {_f(res.get('ndcg@10'), 4)} "
                    f"| {_f(res.get('recall@100'), 4)} | {compute} |")
+    load = fig.get("load_1min_before_runs")
+    if load:
+        out += ["", f"Load average (1 min) before the runs: min {load['min']:.2f}, median {load['median']:.2f}, max "
+                    f"{load['max']:.2f}; co-runners (busy loops beside every run): {fig.get('co_runners', 0)}; "
+                    f"rounds: {fig.get('rounds')}; beir's batch searched: "
+                    f"{'no (given)' if fig.get('batch_search') is None else 'yes'}."]
     return out
 
 

@@ -431,3 +431,27 @@ def test_a_dense_rescorers_cross_encoder_parameters_are_refused(models):
     a, _, _ = models
     with pytest.raises(HarnessError, match="max_length is a cross-encoder parameter"):
         resolve_retriever(f"rerank:hf:{a}(bm25;top=5;max_length=64)")
+
+
+def test_a_cross_encoder_revision_in_the_name_is_the_one_fetched(monkeypatch, tmp_path):
+    """rerank:ID@REV(...) pins the cross-encoder's hub revision (it was passed on as part of the id before); a
+    local folder has none."""
+    import harness.retrievers.hub as hub
+    from harness.retrievers.cross_encoder import CrossEncoderScorer
+    from harness.settings import Execution
+
+    spec = resolve_retriever("rerank:cross-encoder/ms-marco-MiniLM-L-6-v2@0a1b2c3(bm25;top=10)")
+    assert (spec.model, spec.revision) == ("cross-encoder/ms-marco-MiniLM-L-6-v2", "0a1b2c3")
+    assert spec.slug != resolve_retriever("rerank:cross-encoder/ms-marco-MiniLM-L-6-v2(bm25;top=10)").slug
+    asked = []
+
+    def offline(name, revision=None, checksums=None):
+        asked.append((name, revision))
+        raise HarnessError("offline")
+
+    monkeypatch.setattr(hub, "resolve_model", offline)
+    with pytest.raises(HarnessError, match="offline"):
+        CrossEncoderScorer(spec, Execution(device="cpu"))
+    assert asked == [("cross-encoder/ms-marco-MiniLM-L-6-v2", "0a1b2c3")]
+    with pytest.raises(HarnessError, match="no revision"):
+        resolve_retriever(f"rerank:{tmp_path}@abc(bm25;top=10)")

@@ -28,6 +28,8 @@ import argparse
 import os
 import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -85,12 +87,12 @@ def main() -> int:
     parser.add_argument("--harness-transformers", action="store_true",
                         help="also run harness fp32 with --forward transformers (not the fused forward)")
     parser.add_argument("--label", default=None, help="idle or loaded: how the host was (the load is recorded)")
+    parser.add_argument("--co-runners", type=int, default=0,
+                        help="a known load: this many single-threaded busy loops run beside every step")
     parser.add_argument("--docs", type=int, default=None,
                         help="SciFact's first N documents only (with the test judgements on them), for a quick run")
     args = parser.parse_args()
     import torch
-
-    from harness.retrievers.compute import kernel_available, kernel_unavailable_reason
 
     threads = os.environ.get("OMP_NUM_THREADS")
     print(f"# encode_vs_beir  {stamp()}  {machine()}")
@@ -100,6 +102,21 @@ def main() -> int:
     FIGURES.update({"label": args.label, "rounds": args.rounds, "torch_threads": torch.get_num_threads(),
                     "omp_num_threads": threads, "load_average_start": list(os.getloadavg())})
     data = _first_documents(args.docs) if args.docs else SCIFACT
+    FIGURES["co_runners"] = args.co_runners
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.co_runners)]
+    if spinners:
+        print(f"{len(spinners)} co-runner(s): single-threaded busy loops beside every step (a known load)")
+    try:
+        return _steps(args, data)
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+
+
+def _steps(args: argparse.Namespace, data: Path) -> int:
+    from harness.retrievers.compute import kernel_available, kernel_unavailable_reason
+
     FIGURES["documents_limit"] = args.docs
     step = {"model": str(MINILM), "dataset": str(data)}
     beir_args = {"scifact": str(data), "model": str(MINILM)}

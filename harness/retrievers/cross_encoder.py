@@ -60,15 +60,13 @@ class CrossEncoderScorer:
 
     def __init__(self, spec: RetrieverSpec, execution: Execution, checksums: Checksums = TRUSTED):
         from harness.retrievers.config import model_max_positions
-        from harness.retrievers.hub import check_custom_code, resolve_model
+        from harness.retrievers.hub import spec_model_files
 
-        if spec.model is None:
-            raise HarnessError(f"{spec.name}: no cross-encoder model")
         self.execution = execution
         self.batch_tokens = spec.params.get("batch_tokens")
         self.checksums = checksums
-        self.files = resolve_model(spec.model, checksums=checksums)
-        check_custom_code(self.files.path, execution.trust_remote_code)
+        # the revision pinned in the name (rerank:ID@REV(...)) is the one fetched and recorded
+        self.files = spec_model_files(spec.name, spec.model, spec.revision, execution.trust_remote_code, checksums)
         self._check_cross_encoder(self.files.path)
         limit = model_max_positions(self.files.path)
         asked = spec.params.get("max_length")

@@ -420,8 +420,8 @@ class FuseKind(RetrieverKind):
 
 
 class RerankKind(RetrieverKind):
-    """``rerank:MODEL(FIRST;top=N)``: FIRST's top N hits rescored by a cross-encoder (a Hugging Face id or
-    folder) or by a dense retriever of ours (a registered name or ``hf:...``)."""
+    """``rerank:MODEL(FIRST;top=N)``: FIRST's top N hits rescored by a cross-encoder (a Hugging Face id, pinned
+    with ``ID@REVISION``, or a folder) or by a dense retriever of ours (a registered name or ``hf:...``)."""
 
     name = "rerank"
     prefix = "rerank:"
@@ -453,13 +453,18 @@ class RerankKind(RetrieverKind):
                                    f"runs its own recipe (set it with {flags})")
             params = {"top": params["top"]}  # the dense retriever's own recipe decides the rest
         else:
-            path = Path(head).expanduser()
+            target, _, revision = head.partition("@")
+            path = Path(target).expanduser()
             local = path.is_dir()
+            if local and revision:
+                raise HarnessError(f"{name}: a local model folder has no revision (its content is its identity); "
+                                   f"drop @{revision}")
             shown = folder_name(path) if local else head
-            stages, how, model = (first,), "cross-encoder", str(path.resolve()) if local else head
+            stages, how, model = (first,), "cross-encoder", str(path.resolve()) if local else target
         canonical = f"rerank:{shown}({first.name}{_param_text(params)})"
         return RetrieverSpec(canonical, self.name, f"{first.name} reranked by {how} {shown}", model=model,
-                             params={"scorer": how, **params}, stages=stages)
+                             params={"scorer": how, **params}, stages=stages,
+                             revision=(revision or None) if how == "cross-encoder" else None)
 
     def run_stages(self, spec: RetrieverSpec) -> tuple[RetrieverSpec, ...]:
         return spec.stages[:1]  # a dense rescorer (the second stage) is loaded, not run
@@ -469,7 +474,7 @@ class RerankKind(RetrieverKind):
 
     def syntax(self) -> list[tuple[str, str]]:
         return [("rerank:MODEL(FIRST;top=100)", "the top hits of FIRST rescored by MODEL: a cross-encoder (Hugging "
-                                                "Face id or folder), or a dense retriever of ours (a name or "
+                                                "Face id[@revision] or folder), or a dense retriever of ours (a name or "
                                                 "hf:...)")]
 
 
