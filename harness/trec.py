@@ -136,8 +136,8 @@ def write_run(path: Path, run: AnyRun, tag: str, score_format: str = FLOAT32_SCO
         texts = [score_format % score for score in run[qid].values()]
         values = [float(text) for text in texts]
         if not all(map(math.isfinite, values)):
-            doc, score = next((d, v) for d, v in run[qid].items() if not math.isfinite(v))
-            _refuse_nonfinite(path, qid, doc, score)
+            i = next(i for i, v in enumerate(values) if not math.isfinite(v))
+            _refuse_nonfinite(path, qid, docs[i], values[i])
         order = sorted(range(len(values)), key=values.__getitem__, reverse=True)  # stable: in_score_order's rule
         written[qid] = {docs[i]: values[i] for i in order}
         parts.append("".join([f"{qid} Q0 {docs[i]} {rank} {texts[i]} {tag}\n" for rank, i in enumerate(order, 1)]))
@@ -160,10 +160,11 @@ def _write_arrays(path: Path, run: RunArrays, tag: str, score_format: str) -> Ru
     texts = _formatted(run.scores, score_format)
     values = np.array(texts, dtype=np.float64) if texts else np.zeros(0, dtype=np.float64)
     bad = np.flatnonzero(~np.isfinite(values))
-    if len(bad):
-        row = int(bad[0])
-        query = int(np.searchsorted(run.bounds, row, side="right")) - 1
-        _refuse_nonfinite(path, run.qids[query], run.doc_ids()[row], float(run.scores[row]))
+    if len(bad):  # the first in the file's order (queries sorted), as the dict's writer finds it
+        query_of = (np.searchsorted(run.bounds, bad, side="right") - 1).tolist()
+        first = min(range(len(bad)), key=lambda i: (run.qids[query_of[i]], int(bad[i])))
+        row = int(bad[first])
+        _refuse_nonfinite(path, run.qids[query_of[first]], run.doc_ids()[row], float(values[row]))
     order = _score_order(run.bounds, values)
     if order is not None:
         run = RunArrays(run.qids, run.bounds, run.scores, run.keys[order])
@@ -303,7 +304,10 @@ class RunArrays:
         import numpy as np
 
         counts = np.fromiter(map(len, docs), dtype=np.int64, count=len(docs))
-        taken = np.arange(scores.shape[1] if scores.ndim == 2 else 0)[None, :] < counts[:, None]
+        width = scores.shape[1] if scores.ndim == 2 else 0
+        if (scores.shape[0] if scores.ndim == 2 else 0) != len(counts) or counts.max(initial=0) > width:
+            raise ValueError("each query needs a row of scores, at least as long as its documents")
+        taken = np.arange(width)[None, :] < counts[:, None]
         values = np.asarray(scores, dtype=np.float64)[taken] if counts.sum() else np.zeros(0, dtype=np.float64)
         return cls._from_rows(qids, docs, counts, values)
 
@@ -327,7 +331,15 @@ class RunArrays:
                    values: NDArray[np.float64]) -> RunArrays:
         import numpy as np
 
+        if len(set(qids)) != len(qids):
+            raise ValueError("a query id is given twice")
         flat = [d for row in docs for d in row]
+        bad = np.flatnonzero(np.isnan(values))
+        if len(bad):  # no order holds a NaN (a sort would put it anywhere): refused, as the run file refuses it
+            row = int(bad[0])
+            query = int(np.searchsorted(np.cumsum(counts), row, side="right"))
+            raise HarnessError(f"query {qids[query]!r}, document {flat[row]!r} has score nan; a run with non-finite "
+                               "scores is not written (the scores it was computed from are broken)")
         keys, fits = pack_ids(flat)
         bounds = np.zeros(len(counts) + 1, dtype=np.int64)
         np.cumsum(counts, out=bounds[1:])
@@ -379,8 +391,8 @@ class RunArrays:
         keys, _ = pack_ids(docs)
         bounds = np.cumsum([0, *map(len, ordered.values())], dtype=np.int64)
         scores = np.array([s for hits in ordered.values() for s in hits.values()], dtype=np.float64)
-        nul = any("\x00" in d for d in docs)
-        return cls(tuple(ordered), bounds, scores, keys, source=run if nul else None)
+        odd = any("\x00" in d or "\n" in d for d in docs)
+        return cls(tuple(ordered), bounds, scores, keys, source=run if odd else None)
 
 
 #: a run either way: the dict (:data:`Run`), or the same run as arrays (:class:`RunArrays`)
@@ -416,6 +428,8 @@ def cut_dict(run: Mapping[str, Mapping[str, float]], depth: int, drop_self_hits:
 def cut_run(run: AnyRun, depth: int, drop_self_hits: bool) -> tuple[AnyRun, dict[str, int]]:
     """A run's first ``depth`` hits per query, its own id dropped where ``drop_self_hits`` (:meth:`RunArrays.cut`
     for arrays, :func:`cut_dict` for a dict: the same hits)."""
+    if depth < 0:
+        raise ValueError(f"depth {depth} is negative")
     if isinstance(run, RunArrays):
         return run.cut(depth, drop_self_hits)
     return cut_dict(run, depth, drop_self_hits)
@@ -447,12 +461,12 @@ def pack_ids(ids: Sequence[str], words: int | None = None) -> tuple[NDArray[np.u
         width = 8 * (words if words is not None else max(1, (int(lengths.max()) + 7) // 8))
         keys = np.array(ids, dtype=f"S{width}").view(">u8").astype(np.uint64).reshape(len(ids), width // 8)
         fits = lengths <= width
-        if "\x00" in text:
-            fits &= np.array(["\x00" not in i for i in ids], dtype=bool)
+        if "\x00" in text or "\n" in text:
+            fits &= np.array(["\x00" not in i and "\n" not in i for i in ids], dtype=bool)
         return keys, fits
     encoded = [i.encode("utf-8") for i in ids]
     width = 8 * (words if words is not None else max(1, *((len(e) + 7) // 8 for e in encoded)))
-    fits = np.array([len(e) <= width and b"\x00" not in e for e in encoded], dtype=bool)
+    fits = np.array([len(e) <= width and b"\x00" not in e and b"\n" not in e for e in encoded], dtype=bool)
     raw = b"".join(e[:width].ljust(width, b"\x00") for e in encoded)
     return np.frombuffer(raw, dtype=">u8").astype(np.uint64).reshape(len(encoded), width // 8), fits
 

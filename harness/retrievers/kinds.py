@@ -474,8 +474,8 @@ class RerankKind(RetrieverKind):
 
     def syntax(self) -> list[tuple[str, str]]:
         return [("rerank:MODEL(FIRST;top=100)", "the top hits of FIRST rescored by MODEL: a cross-encoder (Hugging "
-                                                "Face id[@revision] or folder), or a dense retriever of ours (a name or "
-                                                "hf:...)")]
+                                                "Face id[@revision] or folder), or a dense retriever of ours (a name "
+                                                "or hf:...)")]
 
 
 for _kind in (BM25Kind(), DenseKind(), SparseKind(), ColbertKind(), DeclaredKind(), RunKind(), FuseKind(),
