@@ -34,6 +34,8 @@ QUESTIONS = [
      "python -m benchmarks.compute.forward_variants"),
     ("The fused forward against an earlier revision", "compute/forward_against_rev",
      "python -m benchmarks.compute.forward_against_rev --rev 87277f6"),
+    ("Where a dense run spends its time, idle and beside a busy co-runner", "compute/forward_under_load",
+     "python -m benchmarks.compute.forward_under_load"),
     ("How much of an encoding pass is padding (what unpadded attention could save)?", "compute/padding_share",
      "python -m benchmarks.compute.padding_share"),
     ("BERT-base docs/s on a GPU against beir", "compute/gpu_encode",
