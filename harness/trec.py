@@ -145,8 +145,10 @@ def write_run(path: Path, run: AnyRun, tag: str, score_format: str = FLOAT32_SCO
     return {q: written[q] for q in run}
 
 
-def _refuse_nonfinite(path: Path, qid: str, doc: str, score: float) -> NoReturn:
-    raise HarnessError(f"{path}: query {qid!r}, document {doc!r} has score {score!r}; a run with "
+def _refuse_nonfinite(path: Path | None, qid: str, doc: str, score: float) -> NoReturn:
+    """The one refusal of a run holding a non-finite score (``path``: the run file it would have been)."""
+    where = f"{path}: " if path is not None else ""
+    raise HarnessError(f"{where}query {qid!r}, document {doc!r} has score {score!r}; a run with "
                        "non-finite scores is not written (the scores it was computed from are broken)")
 
 
@@ -338,8 +340,7 @@ class RunArrays:
         if len(bad):  # no order holds a NaN (a sort would put it anywhere): refused, as the run file refuses it
             row = int(bad[0])
             query = int(np.searchsorted(np.cumsum(counts), row, side="right"))
-            raise HarnessError(f"query {qids[query]!r}, document {flat[row]!r} has score nan; a run with non-finite "
-                               "scores is not written (the scores it was computed from are broken)")
+            _refuse_nonfinite(None, qids[query], flat[row], float("nan"))
         keys, fits = pack_ids(flat)
         bounds = np.zeros(len(counts) + 1, dtype=np.int64)
         np.cumsum(counts, out=bounds[1:])
