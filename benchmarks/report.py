@@ -54,6 +54,8 @@ QUESTIONS = [
      "scale/evaluate_vs_pytrec", "python -m benchmarks.scale.evaluate_vs_pytrec"),
     ("300,000 hits from search to metrics: where the time goes", "scale/hits_pipeline",
      "python -m benchmarks.scale.hits_pipeline"),
+    ("Fusing two runs of 300,000 hits: runs as arrays against per-query dicts, the same fused runs?",
+     "scale/fusion_runs", "python -m benchmarks.scale.fusion_runs"),
     ("HNSW build on one thread against every thread: the same graph?", "scale/hnsw_threads",
      "python -m benchmarks.scale.hnsw_threads"),
     ("A rerun with nothing to do: dense and BM25, time, memory, torch imported?", "scale/noop_rerun",

@@ -48,12 +48,11 @@ from harness.retrievers.names import look_in
 from harness.retrievers.registry import RetrieverSpec, resolve_retriever
 from harness.retrievers.spec import LoadOptions, ModelObjects
 from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution
-from harness.trec import AnyRun, answered, cut_run, read_run, read_run_arrays, write_run
+from harness.trec import AnyRun, RunArrays, answered, cut_run, read_run_arrays, write_run
 from harness.version import __version__
 
 if TYPE_CHECKING:
     from harness.data.dataset import Dataset
-    from harness.trec import Run
 
 RUN_FORMAT = 3  # bump when the way runs are cut, ordered or written changes
 Log = Callable[[str], None]
@@ -317,7 +316,7 @@ class Runner:
                 _, _, run_path = self.paths(stage, on, stage_depth)
                 if not _run_matches(record, run_path):
                     raise HarnessError(f"{run_path}: the run file changed while it was being read; rerun")
-                stages.append(_stage_run(record, read_run(run_path)))
+                stages.append(_stage_run(record, read_run_arrays(run_path)))
             if helper:
                 continue
             if on is ds:
@@ -344,7 +343,7 @@ class Runner:
         return record
 
 
-def _stage_run(record: ResultRecord, run: Run) -> StageRun:
+def _stage_run(record: ResultRecord, run: RunArrays) -> StageRun:
     """A stage's result as a composition reads it, from its record (as written) and its run file."""
     return StageRun(record.retriever, record.fingerprint, record.run_file, record.metrics, record.documents_searched,
                     record.index.get("documents"), bool(record.retriever_provenance.get("computed_elsewhere")), run)

@@ -16,6 +16,7 @@ from harness.retrievers.registry import resolve_retriever
 from harness.runner import run
 from harness.settings import EncodeSettings, Execution
 from harness.trec import read_run
+from tests.fusion_reference import hybrid_ref, rrf_ref
 
 
 def random_runs(seed: int, n_runs: int = 2, queries: int = 6, ties: bool = True) -> list[dict]:
@@ -231,7 +232,7 @@ def test_fusion_of_two_reused_records_computes_nothing_but_the_fusion(models, ti
     runs = [read_run(out / r.dataset / r.split / r.run_file) for r in first]
     written = read_run(out / fused.dataset / fused.split / fused.run_file)
     for q, docs in written.items():
-        assert docs == fusion.rrf([r[q] for r in runs], 60, 1000)
+        assert docs == rrf_ref([r[q] for r in runs], 60, 1000)  # the per-query dict fusion, bit for bit
     assert fused.documents_searched == first[0].documents_searched == 40
     # the leaderboard has the fused row beside its stages
     board = (out / "leaderboard.csv").read_text()
@@ -319,7 +320,7 @@ def test_bm25_dense_hybrid_end_to_end(models, tmp_path):
     dense = read_run(out / rec.dataset / rec.split / f"{resolve_retriever(f'hf:{a}').slug}.trec")
     got = read_run(out / rec.dataset / rec.split / rec.run_file)
     for q in got:
-        assert got[q] == fusion.hybrid(dense[q], bm25.get(q, {}), 1.3, depth=1000)
+        assert got[q] == hybrid_ref(dense[q], bm25.get(q, {}), 1.3, depth=1000)
     assert np.isfinite(rec.metrics["ndcg@10"])
 
 

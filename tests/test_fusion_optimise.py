@@ -13,6 +13,7 @@ from harness.retrievers import fusion
 from harness.retrievers.registry import resolve_retriever
 from harness.runner import run
 from harness.trec import read_qrels, read_run
+from tests.fusion_reference import wsum_ref
 from tests.test_compose import models  # noqa: F401  (the fixture)
 
 
@@ -114,7 +115,7 @@ def test_weights_optimised_on_dev_end_to_end(models, tmp_path, monkeypatch):  # 
     written = read_run(out / fused.dataset / "test" / fused.run_file)
     assert set(written) == {f"q{i}" for i in range(8)}
     for q, docs in written.items():
-        assert docs == fusion.wsum([r[q] for r in test_runs], chosen["weights"], "min-max", 1000)
+        assert docs == wsum_ref([r[q] for r in test_runs], chosen["weights"], "min-max", 1000)
     # reused as it is; another dev judgement is another fingerprint, computed again
     (again,) = run([name], [str(folder)], ["ndcg@10"], out, log=lines.append)
     assert again.fingerprint == fused.fingerprint

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypedDict, runtime_checkable
 
 import numpy as np
 
-from harness.trec import AnyRun, Run
+from harness.trec import AnyRun, RunArrays
 
 if TYPE_CHECKING:
     from harness.data.dataset import Dataset
@@ -123,7 +123,7 @@ class StageRun:
     documents_searched: int | None
     documents_indexed: int | None
     computed_elsewhere: bool
-    run: Run
+    run: RunArrays
 
     def ref(self) -> StageRef:
         return {"retriever": self.retriever, "fingerprint": self.fingerprint, "run_file": self.run_file}

@@ -21,6 +21,12 @@ The methods, each as its reference implementation computes it (and tested agains
 The fused list is sorted by score descending, ties by document id ascending (Pyserini's ``TrecRun.merge``),
 and cut to the requested depth. Scores are written with 17 significant digits (they read back exactly).
 
+The stage runs are fused as arrays (:class:`~harness.trec.RunArrays`), all queries at once: :func:`line_up`
+puts every (query, document) any stage retrieved on one line, with each stage's score, rank and per-query
+statistics; each method computes every line's fused score with the same float64 operations, in the same order
+of addition, as the per-query reference (a stage lacking a document adds an exact 0); :func:`ranked` orders and
+cuts. tests/test_fusion_arrays.py checks the scores bit for bit against the per-query fusion this replaced.
+
 ``wsum`` can choose its weights on another split of the dataset (``optimise=dev``), as ranx's
 ``optimize_fusion`` does: every tuple of multiples of ``step`` in [0, 1] summing to 1 is tried on that split's
 stage runs (ranx's order; ranx compares float sums with 1.0 and so skips a few tuples of three or more runs,
@@ -36,80 +42,282 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
+from typing import TYPE_CHECKING, Any, NamedTuple, NotRequired, TypedDict
 
 from harness.errors import HarnessError
 from harness.retrievers.base import JsonObject, Retriever, SearchContext, Searched, StageRef, StageRun
 from harness.retrievers.spec import RetrieverSpec
-from harness.trec import FLOAT64_SCORE_FORMAT, Run
+from harness.trec import FLOAT64_SCORE_FORMAT, AnyRun, RunArrays
 
 if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
     from harness.data.dataset import Dataset
     from harness.data.judgements import Judgements
 
 Hits = Mapping[str, float]
 
 
-def _sorted(scores: dict[str, float], k: int | None) -> dict[str, float]:
-    order = sorted(scores.items(), key=lambda item: (-item[1], item[0]))
-    return dict(order[:k] if k is not None else order)
+class Lined(NamedTuple):
+    """The stages' runs lined up: one line per (query, document) that any stage retrieved, lines by query (in
+    ``qids``' order), each query's by document id ascending; and what each stage says of each line and query.
+
+    ``keys`` are :class:`RunArrays` keys (a common width), or where a stage's ids hold a NUL (which keys cannot
+    tell from padding) each id's position in ``names`` (the ids in order). A stage's ``scores`` are NaN and its
+    ``ranks`` 0 on a line it did not retrieve. Per stage and query: ``counts`` (hits), ``lo`` and ``hi``
+    (lowest and highest score, NaN without hits) and ``totals`` (the scores added left to right in the stage's
+    order, from 0, as Python's ``sum``)."""
+
+    qids: tuple[str, ...]
+    rows: NDArray[np.int64]
+    keys: NDArray[np.uint64]
+    names: list[str] | None
+    scores: NDArray[np.float64]
+    ranks: NDArray[np.int64]
+    counts: NDArray[np.int64]
+    lo: NDArray[np.float64]
+    hi: NDArray[np.float64]
+    totals: NDArray[np.float64]
+
+    def present(self, stage: int) -> NDArray[np.bool_]:
+        """Which lines the stage retrieved."""
+        held: NDArray[np.bool_] = self.ranks[stage] > 0
+        return held
+
+    def per_line(self, values: NDArray[np.float64]) -> NDArray[np.float64]:
+        """A per-query value on each line of its query."""
+        return values[self.rows]
+
+
+def line_up(runs: Sequence[RunArrays], qids: Sequence[str]) -> Lined:
+    """Line up the runs' hits for ``qids`` (a query a run lacks has no hits there; queries not in ``qids`` are
+    left out), without a Python object per hit."""
+    import numpy as np
+
+    position = {q: i for i, q in enumerate(qids)}
+    if len(position) != len(qids):
+        raise ValueError("a query id is given twice")
+    stages, queries = len(runs), len(qids)
+    names: list[str] | None = None
+    if any(r.source is not None for r in runs):  # an id with a NUL: number the ids in their order instead
+        ids = [r.doc_ids() for r in runs]
+        names = sorted({d for row in ids for d in row})
+        number = {d: i for i, d in enumerate(names)}
+        keys = [np.fromiter(map(number.__getitem__, row), dtype=np.uint64, count=len(row)).reshape(-1, 1)
+                for row in ids]
+    else:
+        words = max((r.keys.shape[1] for r in runs), default=1)
+        keys = [np.pad(r.keys, ((0, 0), (0, words - r.keys.shape[1]))) for r in runs]
+    counts = np.zeros((stages, queries), dtype=np.int64)
+    lo = np.full((stages, queries), np.nan)
+    hi = np.full((stages, queries), np.nan)
+    totals = np.zeros((stages, queries))
+    taken_q: list[NDArray[np.int64]] = []
+    taken_k: list[NDArray[np.uint64]] = []
+    taken_s: list[NDArray[np.float64]] = []
+    taken_rank: list[NDArray[np.int64]] = []
+    taken_stage: list[NDArray[np.int64]] = []
+    for s, r in enumerate(runs):
+        home = np.array([position.get(q, -1) for q in r.qids], dtype=np.int64)
+        sizes = np.diff(r.bounds)
+        held = np.flatnonzero((home >= 0) & (sizes > 0))  # the run's queries asked for, with hits
+        if not len(held):
+            continue
+        starts, ends = r.bounds[held], r.bounds[held + 1]
+        at = home[held]
+        counts[s, at] = sizes[held]
+        edges = np.stack([starts, ends], axis=1).ravel()  # each held query's rows; what lies between is skipped
+        padded = np.append(r.scores, 0.0)  # an end may be the last row's successor
+        lo[s, at] = np.minimum.reduceat(padded, edges)[::2]
+        hi[s, at] = np.maximum.reduceat(padded, edges)[::2]
+        segment = np.repeat(np.arange(len(held)), sizes[held])
+        first = np.cumsum(sizes[held]) - sizes[held]  # each held query's first place among the rows taken
+        rank = np.arange(len(segment)) - first[segment] + 1
+        rows = starts[segment] + rank - 1
+        table = np.zeros((len(held), int(sizes[held].max()) + 1))  # a leading 0: Python's sum starts there
+        table[segment, rank] = r.scores[rows]
+        totals[s, at] = np.cumsum(table, axis=1)[:, -1]  # cumsum adds left to right, one term at a time
+        taken_q.append(np.repeat(at, sizes[held]))
+        taken_k.append(keys[s][rows])
+        taken_s.append(r.scores[rows])
+        taken_rank.append(rank)
+        taken_stage.append(np.full(len(rows), s, dtype=np.int64))
+    if not taken_q:
+        width = keys[0].shape[1] if keys else 1
+        return Lined(tuple(qids), np.zeros(0, dtype=np.int64), np.zeros((0, width), dtype=np.uint64), names,
+                     np.zeros((stages, 0)), np.zeros((stages, 0), dtype=np.int64), counts, lo, hi, totals)
+    q_all = np.concatenate(taken_q)
+    distinct, code = _numbered(np.concatenate(taken_k))
+    order = _stable_order(q_all * len(distinct) + code, queries * len(distinct))  # by query, then id
+    pair = q_all[order] * len(distinct) + code[order]
+    new = np.ones(len(order), dtype=bool)
+    new[1:] = pair[1:] != pair[:-1]
+    line = np.empty(len(order), dtype=np.int64)
+    line[order] = np.cumsum(new) - 1
+    lines = int(new.sum())
+    stage = np.concatenate(taken_stage)
+    in_order = stage[order]  # a stable sort of the stages one after another: a line's hits by stage ascending
+    if ((in_order[1:] == in_order[:-1]) & ~new[1:]).any():
+        raise ValueError("a stage's run holds a document twice for one query")
+    scores = np.full((stages, lines), np.nan)
+    ranks = np.zeros((stages, lines), dtype=np.int64)
+    scores[stage, line] = np.concatenate(taken_s)
+    ranks[stage, line] = np.concatenate(taken_rank)
+    return Lined(tuple(qids), q_all[order][new], distinct[code[order][new]], names, scores, ranks, counts, lo, hi,
+                 totals)
+
+
+def _numbered(keys: NDArray[np.uint64]) -> tuple[NDArray[np.uint64], NDArray[np.int64]]:
+    """The distinct keys in id order, and each row's number among them."""
+    import numpy as np
+
+    if keys.shape[1] == 1:  # one word: numpy's unique (a sort of the values)
+        values, code = np.unique(keys[:, 0], return_inverse=True)
+        return values[:, None], code.astype(np.int64).ravel()
+    order = np.lexsort(tuple(keys[:, j] for j in reversed(range(keys.shape[1]))))
+    in_order = keys[order]
+    new = np.ones(len(order), dtype=bool)
+    new[1:] = (in_order[1:] != in_order[:-1]).any(axis=1)
+    code = np.empty(len(order), dtype=np.int64)
+    code[order] = np.cumsum(new) - 1
+    return in_order[new], code
+
+
+def _stable_order(values: NDArray[np.int64], bound: int) -> NDArray[np.int64]:
+    """A stable argsort of non-negative ``values`` below ``bound``: where the values and the row numbers fit in
+    64 bits together, one sort of values (each with its row number in the low bits), else numpy's stable
+    argsort."""
+    import numpy as np
+
+    row_bits = max(1, len(values).bit_length())
+    if max(1, bound).bit_length() + row_bits > 64:
+        return np.argsort(values, kind="stable").astype(np.int64)
+    packed = values.astype(np.uint64) << np.uint64(row_bits)
+    packed |= np.arange(len(values), dtype=np.uint64)
+    packed.sort()
+    return (packed & np.uint64((1 << row_bits) - 1)).astype(np.int64)
+
+
+def ranked(lined: Lined, fused: NDArray[np.float64], depth: int | None) -> RunArrays:
+    """The lines by fused score descending, equal scores by document id ascending (Pyserini's ``TrecRun.merge``),
+    each query cut to ``depth``."""
+    import numpy as np
+
+    if not np.isfinite(fused).all():
+        raise HarnessError("a fused score is not a finite number (the stages' scores overflow): fuse runs whose "
+                           "scores are finite and in range")
+    order = np.lexsort((-fused, lined.rows))  # stable: equal scores keep the lines' order, ids ascending
+    rows = lined.rows[order]
+    bounds = np.zeros(len(lined.qids) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=len(lined.qids)), out=bounds[1:])
+    if depth is not None:
+        order = order[np.arange(len(order)) - bounds[rows] < depth]
+        np.cumsum(np.bincount(lined.rows[order], minlength=len(lined.qids)), out=bounds[1:])
+    if lined.names is None:
+        return RunArrays(lined.qids, bounds, fused[order], lined.keys[order])
+    names, b = lined.names, bounds.tolist()
+    docs = [names[i] for i in lined.keys[order, 0].tolist()]
+    values = fused[order].tolist()
+    return RunArrays.from_lists(lined.qids, [docs[b[i]:b[i + 1]] for i in range(len(lined.qids))],
+                                [values[b[i]:b[i + 1]] for i in range(len(lined.qids))])
+
+
+def rrf_scores(lined: Lined, k: int = 60) -> NDArray[np.float64]:
+    """Reciprocal rank fusion: each line's sum over the stages of 1 / (k + its rank there), added stage by
+    stage from 0 (a stage without the document adds 0, which changes no sum)."""
+    import numpy as np
+
+    fused = np.zeros(len(lined.rows))
+    for s in range(len(lined.ranks)):
+        term = np.zeros(len(lined.rows))
+        np.divide(1.0, k + lined.ranks[s], out=term, where=lined.present(s))
+        fused = fused + term
+    return fused
+
+
+def hybrid_scores(lined: Lined, alpha: float, normalization: bool = False, weight_on_dense: bool = False
+                  ) -> NDArray[np.float64]:
+    """Pyserini's dense-sparse hybrid of stage 0 (dense) and stage 1 (sparse)."""
+    import numpy as np
+
+    def side(s: int) -> NDArray[np.float64]:
+        has = lined.counts[s] > 0
+        lo, hi = np.where(has, lined.lo[s], 0.0), np.where(has, lined.hi[s], 1.0)
+        value = np.where(lined.present(s), lined.scores[s], lined.per_line(lo))
+        if not normalization:
+            return value
+        span = hi - lo  # where Pyserini divides by zero (one hit, equal scores) the run counts 0
+        out = np.zeros(len(value))
+        np.divide(value - lined.per_line((lo + hi) / 2), lined.per_line(span), out=out,
+                  where=lined.per_line(span) != 0)
+        return out
+
+    d, s = side(0), side(1)
+    with np.errstate(over="ignore"):  # an overflow is refused where the fused run is ranked
+        fused: NDArray[np.float64] = alpha * s + d if not weight_on_dense else s + alpha * d
+    return fused
+
+
+def normalised(lined: Lined, norm: str) -> list[NDArray[np.float64]]:
+    """Each stage's scores normalised per query as ranx does (``min-max`` (s - min) / (max - min), ``max``
+    s / max, ``sum`` (s - min) / (sum - n min), every denominator at least 1e-9), 0 where it lacks the
+    document."""
+    import numpy as np
+
+    out = []
+    for s in range(len(lined.scores)):
+        score, lo = lined.scores[s], lined.per_line(lined.lo[s])
+        with np.errstate(invalid="ignore"):  # NaN on the lines the stage lacks, set to 0 below
+            if norm == "none":
+                value = score
+            elif norm == "min-max":
+                value = (score - lo) / lined.per_line(np.maximum(lined.hi[s] - lined.lo[s], 1e-9))
+            elif norm == "max":
+                value = score / lined.per_line(np.maximum(lined.hi[s], 1e-9))
+            elif norm == "sum":
+                den = np.maximum(lined.totals[s] - lined.lo[s] * lined.counts[s], 1e-9)
+                value = (score - lo) / lined.per_line(den)
+            else:
+                raise HarnessError(f"unknown norm {norm!r}")
+        out.append(np.where(lined.present(s), value, 0.0))
+    return out
+
+
+def weighted(columns: Sequence[NDArray[np.float64]], weights: Sequence[float]) -> NDArray[np.float64]:
+    """ranx's ``wsum``: the weighted normalised scores added stage by stage from 0 (Python's ``sum`` order)."""
+    import numpy as np
+
+    fused = np.zeros(len(columns[0]) if columns else 0)
+    with np.errstate(over="ignore"):  # an overflow is refused where the fused run is ranked
+        for w, column in zip(weights, columns, strict=True):
+            fused = fused + w * column
+    return fused
+
+
+def _one_query(lists: Sequence[Hits]) -> Lined:
+    """One query's hit lists (each ranked by score, equal scores in the order given), lined up."""
+    return line_up([RunArrays.from_dict({"": hits}) for hits in lists], [""])
 
 
 def rrf(runs: Sequence[Hits], k: int = 60, depth: int | None = None) -> dict[str, float]:
-    """Reciprocal rank fusion of one query's hit lists (each in rank order)."""
-    fused: dict[str, float] = {}
-    for hits in runs:
-        for rank, doc in enumerate(hits, start=1):
-            fused[doc] = fused.get(doc, 0.0) + 1.0 / (k + rank)
-    return _sorted(fused, depth)
+    """Reciprocal rank fusion of one query's hit lists (:func:`rrf_scores`)."""
+    lined = _one_query(runs)
+    return dict(ranked(lined, rrf_scores(lined, k), depth).to_dict()[""])
 
 
 def hybrid(dense: Hits, sparse: Hits, alpha: float, normalization: bool = False, weight_on_dense: bool = False,
            depth: int | None = None) -> dict[str, float]:
-    """Pyserini's dense-sparse hybrid of one query's two hit lists."""
-    lo_d, hi_d = (min(dense.values()), max(dense.values())) if dense else (0.0, 1.0)
-    lo_s, hi_s = (min(sparse.values()), max(sparse.values())) if sparse else (0.0, 1.0)
-    fused: dict[str, float] = {}
-    for doc in dict.fromkeys([*dense, *sparse]):
-        d = dense.get(doc, lo_d)
-        s = sparse.get(doc, lo_s)
-        if normalization:  # where Pyserini divides by zero (one hit, equal scores) the run counts 0
-            s = (s - (lo_s + hi_s) / 2) / (hi_s - lo_s) if hi_s != lo_s else 0.0
-            d = (d - (lo_d + hi_d) / 2) / (hi_d - lo_d) if hi_d != lo_d else 0.0
-        fused[doc] = alpha * s + d if not weight_on_dense else s + alpha * d
-    return _sorted(fused, depth)
-
-
-def normalise(hits: Hits, norm: str) -> dict[str, float]:
-    """One query's scores normalised as ranx does: ``min-max`` (s - min) / (max - min), ``max`` s / max,
-    ``sum`` (s - min) / (sum - n min), every denominator at least 1e-9."""
-    if norm == "none" or not hits:
-        return dict(hits)
-    values = list(hits.values())
-    if norm == "min-max":
-        lo, hi = min(values), max(values)
-        den = max(hi - lo, 1e-9)
-        return {d: (s - lo) / den for d, s in hits.items()}
-    if norm == "max":
-        top = max(max(values), 1e-9)
-        return {d: s / top for d, s in hits.items()}
-    if norm == "sum":
-        lo = min(values)
-        den = max(sum(values) - lo * len(values), 1e-9)
-        return {d: (s - lo) / den for d, s in hits.items()}
-    raise HarnessError(f"unknown norm {norm!r}")
+    """Pyserini's dense-sparse hybrid of one query's two hit lists (:func:`hybrid_scores`)."""
+    lined = _one_query([dense, sparse])
+    return dict(ranked(lined, hybrid_scores(lined, alpha, normalization, weight_on_dense), depth).to_dict()[""])
 
 
 def wsum(runs: Sequence[Hits], weights: Sequence[float], norm: str = "none",
          depth: int | None = None) -> dict[str, float]:
     """Weighted sum of one query's normalised hit lists (missing documents count 0), as ranx's wsum."""
-    normed = [normalise(h, norm) for h in runs]
-    fused: dict[str, float] = {}
-    for hits in normed:
-        for doc in hits:
-            if doc not in fused:
-                fused[doc] = sum(w * h.get(doc, 0.0) for w, h in zip(weights, normed, strict=True))
-    return _sorted(fused, depth)
+    lined = _one_query(runs)
+    return dict(ranked(lined, weighted(normalised(lined, norm), weights), depth).to_dict()[""])
 
 
 #: the most weight tuples ``optimise=`` tries (a finer step or more runs is refused, not left to run for days)
@@ -148,31 +356,19 @@ class Optimised:
     trials: list[tuple[tuple[float, ...], float]]
 
 
-def optimise_wsum(runs: Sequence[Mapping[str, Hits]], judgements: Judgements, metric: str, norm: str, step: float,
+def optimise_wsum(runs: Sequence[AnyRun], judgements: Judgements, metric: str, norm: str, step: float,
                   depth: int) -> Optimised:
     """The ``wsum`` weights whose fused runs (each query cut to ``depth``) score the highest mean ``metric`` under
-    ``judgements``, over :func:`weight_grid`; a tie goes to the later tuple (ranx's rule). Each query's fused
-    scores are those :func:`wsum` computes (the same products, added in the same order)."""
-    import numpy as np
-
-    queries = list(dict.fromkeys(q for run in runs for q in run))
-    prepared = []  # per query: documents in id order, and each run's normalised scores over them (0: missing)
-    for q in queries:
-        normed = [normalise(run.get(q, {}), norm) for run in runs]
-        docs = sorted({d for hits in normed for d in hits})
-        prepared.append((docs, [np.array([h.get(d, 0.0) for d in docs], dtype=np.float64) for h in normed]))
+    ``judgements``, over :func:`weight_grid`; a tie goes to the later tuple (ranx's rule). The runs are lined up
+    and normalised once; each tuple's fused run is :func:`weighted`'s, as a fused retriever computes it."""
+    arrays = [r if isinstance(r, RunArrays) else RunArrays.from_dict(r) for r in runs]
+    lined = line_up(arrays, list(dict.fromkeys(q for r in arrays for q in r.qids)))
+    columns = normalised(lined, norm)
     name, _ = judgements.measure(metric)  # the name its values are keyed by
     best: tuple[tuple[float, ...], float] | None = None
     trials = []
     for weights in weight_grid(len(runs), step):
-        fused_run: dict[str, dict[str, float]] = {}
-        for q, (docs, columns) in zip(queries, prepared, strict=True):
-            fused = np.zeros(len(docs))
-            for w, column in zip(weights, columns, strict=True):
-                fused = fused + w * column  # sum() of the same products, left to right
-            order = np.lexsort((np.arange(len(docs)), -fused))[:depth]  # score descending, then id ascending
-            fused_run[q] = {docs[i]: float(fused[i]) for i in order}
-        per_query, _ = judgements.evaluate(fused_run, [name])
+        per_query, _ = judgements.evaluate(ranked(lined, weighted(columns, weights), depth), [name])
         values = list(per_query[name].values())
         score = float(sum(values) / len(values)) if values else 0.0
         trials.append((weights, score))
@@ -309,21 +505,18 @@ class FusionRetriever:
         return StagesIndexed("none (fusion of the stages' runs)", documents, [s.ref() for s in self.stage_runs])
 
     def search(self, queries: Mapping[str, str], k: int, context: SearchContext) -> Searched:
-        out: Run = {}
-        for q in queries:
-            lists = [stage.run.get(q, {}) for stage in self.stage_runs]
-            out[q] = self.fuse(lists, k)
-        return Searched(out, self._searched(), "cpu", elsewhere(self.stage_runs))
+        lined = line_up([stage.run for stage in self.stage_runs], list(queries))
+        return Searched(ranked(lined, self.fused(lined, k), k), self._searched(), "cpu", elsewhere(self.stage_runs))
 
-    def fuse(self, lists: list[dict[str, float]], k: int) -> dict[str, float]:
+    def fused(self, lined: Lined, k: int) -> NDArray[np.float64]:
+        """Each line's fused score, by this retriever's method."""
         p = self.params
         if self.method == "rrf":
-            return rrf(lists, int(p["k"]), k)
+            return rrf_scores(lined, int(p["k"]))
         if self.method == "hybrid":
-            return hybrid(lists[0], lists[1], float(p["alpha"]), bool(p["normalization"]),
-                          bool(p["weight_on_dense"]), k)
+            return hybrid_scores(lined, float(p["alpha"]), bool(p["normalization"]), bool(p["weight_on_dense"]))
         if self.method == "wsum":
-            return wsum(lists, self.weights(k), str(p["norm"]), k)
+            return weighted(normalised(lined, str(p["norm"])), self.weights(k))
         raise HarnessError(f"unknown fusion method {self.method!r}")
 
     def weights(self, depth: int) -> list[float]:

@@ -18,7 +18,7 @@ documents alone.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NotRequired, Protocol, TypedDict
 
@@ -40,7 +40,7 @@ from harness.retrievers.fusion import ElsewhereNote, stages_changed_settings
 from harness.retrievers.spec import RetrieverSpec
 from harness.retrievers.vectors import CorpusEncoding, StoreRescorer, VectorRetriever
 from harness.settings import DEFAULT_EXECUTION, REFERENCE, EncodeSettings, Execution
-from harness.trec import FLOAT32_SCORE_FORMAT, Run
+from harness.trec import FLOAT32_SCORE_FORMAT, RunArrays
 
 if TYPE_CHECKING:
     from harness.data.dataset import Dataset
@@ -97,6 +97,15 @@ class DenseRescorer(StoreRescorer[CorpusEncoding]):
                 continue
             out[q] = np.stack([vectors[d] for d in docs]) @ qvec[row].astype(np.float32)
         return out
+
+
+def _rows(scores: Iterable[np.ndarray]) -> np.ndarray:
+    """Queries' scores (each as long as its candidates) as one matrix, each row padded at its end."""
+    rows = list(scores)
+    table = np.zeros((len(rows), max((len(r) for r in rows), default=0)), dtype=np.float64)
+    for i, row in enumerate(rows):
+        table[i, :len(row)] = row
+    return table
 
 
 @dataclass(frozen=True)
@@ -200,13 +209,16 @@ class RerankRetriever:
 
     def search(self, queries: Mapping[str, str], k: int, context: SearchContext) -> Searched:
         first = self._first()
-        candidates = {q: list(first.run.get(q, {}))[:self.top] for q in queries}
+        top, _ = first.run.cut(self.top, False)
+        ids, b = top.doc_ids(), top.bounds.tolist()
+        held = {q: ids[b[i]:b[i + 1]] for i, q in enumerate(top.qids)}
+        candidates = {q: held.get(q, []) for q in queries}
         scores = self.scorer.scores(queries, candidates, context)
-        out: Run = {}
-        for q, docs in candidates.items():
-            order = sorted(range(len(docs)), key=lambda i: -scores[q][i])  # stable: ties keep the first order
-            out[q] = {docs[i]: float(scores[q][i]) for i in order[:k]}
-        return Searched(out, first.documents_searched, self.scorer.device, first.computed_elsewhere)
+        qids = list(candidates)
+        # the one order of runs: new score descending, equal scores in the first stage's order
+        out = RunArrays.from_hits(qids, [candidates[q] for q in qids], _rows(scores[q] for q in qids))
+        run, _ = out.cut(k, False)
+        return Searched(run, first.documents_searched, self.scorer.device, first.computed_elsewhere)
 
     def provenance(self, context: SearchContext) -> RerankProvenance:
         elsewhere = self.first is not None and self.first.computed_elsewhere
