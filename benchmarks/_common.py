@@ -3,12 +3,14 @@ measure its wall time and peak resident memory (ru_maxrss of that child alone)."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,6 +69,19 @@ def bf16_matmul_peak(size: int = 2048, repeat: int = 8) -> float:
 
 def describe_peak(by_library: dict[str, float]) -> str:
     return ", ".join(f"{name} {flops / 1e9:.1f}" for name, flops in by_library.items())
+
+
+@contextlib.contextmanager
+def co_runners(count: int) -> Iterator[None]:
+    """``count`` single-threaded busy loops (other processes) for as long as the block runs: a known,
+    repeatable load instead of whatever else the host runs."""
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
 
 
 def measure(step: str, env: dict | None = None, timeout: int = 3600, **kwargs) -> dict:

@@ -17,44 +17,37 @@ import argparse
 import cProfile
 import os
 import pstats
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks._common import FIGURES, MINILM, SCIFACT, machine, require, stamp
+from benchmarks._common import FIGURES, MINILM, SCIFACT, co_runners, machine, require, stamp
 
 #: cProfile's names of the ops reported on their own
 OPS = {"linear (oneDNN)": "_linear_pointwise", "attention (SDPA)": "scaled_dot_product_attention",
-       "copy_": "'copy_'", "cat": "torch.cat", "layer_norm": "layer_norm", "add_": "'add_'"}
+       "copy_": "'copy_'", "cat": "torch.cat", "layer_norm": "layer_norm", "add_": "'add_'",
+       "add (residual into the block's rows)": "built-in method add of"}
 
 
-def _profile(data: Path, co_runners: int) -> dict:
+def _profile(data: Path, count: int) -> dict:
     from harness.runner import run
 
-    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(co_runners)]
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            os.environ["HARNESS_CACHE"] = f"{tmp}/cache"
-            load = os.getloadavg()[0]
-            profile = cProfile.Profile()
-            start = time.perf_counter()
-            profile.enable()
-            run([f"hf:{MINILM}"], [str(data)], output_dir=Path(tmp) / "out", log=lambda _: None)
-            profile.disable()
-            wall = time.perf_counter() - start
-    finally:
-        for spinner in spinners:
-            spinner.kill()
-            spinner.wait()
+    with co_runners(count), tempfile.TemporaryDirectory() as tmp:
+        os.environ["HARNESS_CACHE"] = f"{tmp}/cache"
+        load = os.getloadavg()[0]
+        profile = cProfile.Profile()
+        start = time.perf_counter()
+        profile.enable()
+        run([f"hf:{MINILM}"], [str(data)], output_dir=Path(tmp) / "out", log=lambda _: None)
+        profile.disable()
+        wall = time.perf_counter() - start
     stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
     ops = {}
     for name, needle in OPS.items():
         ops[name] = sum(s[2] for key, s in stats.items() if needle in f"{key[0]}:{key[2]}")  # own time
     forward = max(s[3] for key, s in stats.items()  # FusedBertForward.__call__ (its linear's __call__ is inside)
                   if key[0].endswith("fused_bert.py") and key[2] == "__call__")
-    return {"co_runners": co_runners, "load_1min_before": load, "wall_s": wall, "forward_s": forward,
+    return {"co_runners": count, "load_1min_before": load, "wall_s": wall, "forward_s": forward,
             "ops_s": ops, "rest_of_forward_s": forward - sum(ops.values())}
 
 

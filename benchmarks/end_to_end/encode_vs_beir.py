@@ -28,12 +28,10 @@ import argparse
 import os
 import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks._common import FIGURES, MINILM, SCIFACT, machine, measure, require, stamp
+from benchmarks._common import FIGURES, MINILM, SCIFACT, co_runners, machine, measure, require, stamp
 
 ENV = {"HARNESS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
 
@@ -103,15 +101,10 @@ def main() -> int:
                     "omp_num_threads": threads, "load_average_start": list(os.getloadavg())})
     data = _first_documents(args.docs) if args.docs else SCIFACT
     FIGURES["co_runners"] = args.co_runners
-    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.co_runners)]
-    if spinners:
-        print(f"{len(spinners)} co-runner(s): single-threaded busy loops beside every step (a known load)")
-    try:
+    if args.co_runners:
+        print(f"{args.co_runners} co-runner(s): single-threaded busy loops beside every step (a known load)")
+    with co_runners(args.co_runners):
         return _steps(args, data)
-    finally:
-        for spinner in spinners:
-            spinner.kill()
-            spinner.wait()
 
 
 def _steps(args: argparse.Namespace, data: Path) -> int:
