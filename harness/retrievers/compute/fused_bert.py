@@ -13,8 +13,11 @@ laid out for a CPU's caches:
   call), where this torch build has oneDNN; otherwise through ``torch.addmm``; or, in bf16x3
   (``backend="amx"``), through the AMX kernel of :mod:`harness.retrievers.compute.amx` on weights split and
   packed once, with the bias added in the kernel;
-* residual additions are done in place, and in bf16x3 the query/key/value projection is written into one
-  buffer kept across layers and batches (see ``FusedBertForward._qkv_buffer``).
+* residual additions are done in place; with oneDNN (whose fused linear allocates its output) the
+  feed-forward's residual is added as each block's output is moved into the layer's output (one pass, where
+  a copy and a later addition took two: ``z + x`` and ``x + z`` are the same float), and in bf16x3 the
+  query/key/value projection is written into one buffer kept across layers and batches (see
+  ``FusedBertForward._qkv_buffer``).
 
 Attention is PyTorch's fused ``scaled_dot_product_attention``, as in transformers' default ``sdpa`` path.
 With ``addmm`` the result is bit for bit transformers'; oneDNN sums in another order, which moves
@@ -90,6 +93,9 @@ class _Linear:
             raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
         self.backend = backend
         self.rows_hint = rows_hint
+        #: whether ``out=`` is written by the matmul itself (else the result is copied there: oneDNN's fused
+        #: linear allocates its output)
+        self.writes_out = backend != "onednn"
 
     def prepare(self, w: torch.Tensor) -> Any:
         if self.backend == "amx":
@@ -214,6 +220,12 @@ class FusedBertForward:
             ffn = torch.empty_like(x)
             for start in range(0, batch * length, self.ffn_block):
                 rows = slice(start, start + self.ffn_block)
-                linear(linear(x[rows], p.w_in, p.b_in, self.act), p.w_out, p.b_out, out=ffn[rows])
-            x = F.layer_norm(ffn.add_(x), (d,), p.norm2_w, p.norm2_b, self.eps)
+                hidden = linear(x[rows], p.w_in, p.b_in, self.act)
+                if linear.writes_out:  # the down projection into its rows, the residual added after
+                    linear(hidden, p.w_out, p.b_out, out=ffn[rows])
+                else:  # oneDNN's output is new: the residual is added into the rows as it is moved there
+                    torch.add(linear(hidden, p.w_out, p.b_out), x[rows], out=ffn[rows])
+            if linear.writes_out:
+                ffn.add_(x)
+            x = F.layer_norm(ffn, (d,), p.norm2_w, p.norm2_b, self.eps)
         return x.view(batch, length, d)
