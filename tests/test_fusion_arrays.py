@@ -66,7 +66,7 @@ def test_fused_arrays_equal_the_per_query_reference(seed):
     stages = [random_stage(rng, queries + ["extra"], odd) for _ in range(rng.randint(2, 4))]
     asked = rng.sample(queries, len(queries)) + ["nohits"]  # the searched queries, in an order of their own
     arrays = [RunArrays.from_dict(s) for s in stages]
-    lined = fusion.line_up(arrays, asked)
+    lined = fusion.line_up(arrays, asked, sums=True)
     depth = rng.choice([None, 1, 3, 10, 1000])
     k = rng.choice([0, 1, 60])
     _check_same(fusion.ranked(lined, fusion.rrf_scores(lined, k), depth),

@@ -66,8 +66,9 @@ class Lined(NamedTuple):
     ``keys`` are :class:`RunArrays` keys (a common width), or where a stage's ids hold a NUL (which keys cannot
     tell from padding) each id's position in ``names`` (the ids in order). A stage's ``scores`` are NaN and its
     ``ranks`` 0 on a line it did not retrieve. Per stage and query: ``counts`` (hits), ``lo`` and ``hi``
-    (lowest and highest score, NaN without hits) and ``totals`` (the scores added left to right in the stage's
-    order, from 0, as Python's ``sum``)."""
+    (lowest and highest score as Python's ``min`` and ``max`` give them: the first of equal values, so 0.0 or
+    -0.0 as the stage has it first; NaN without hits) and, where :func:`line_up` was asked for them,
+    ``totals`` (the scores added left to right in the stage's order, from 0, as Python's ``sum``)."""
 
     qids: tuple[str, ...]
     rows: NDArray[np.int64]
@@ -78,7 +79,7 @@ class Lined(NamedTuple):
     counts: NDArray[np.int64]
     lo: NDArray[np.float64]
     hi: NDArray[np.float64]
-    totals: NDArray[np.float64]
+    totals: NDArray[np.float64] | None
 
     def present(self, stage: int) -> NDArray[np.bool_]:
         """Which lines the stage retrieved."""
@@ -90,9 +91,10 @@ class Lined(NamedTuple):
         return values[self.rows]
 
 
-def line_up(runs: Sequence[RunArrays], qids: Sequence[str]) -> Lined:
+def line_up(runs: Sequence[RunArrays], qids: Sequence[str], sums: bool = False) -> Lined:
     """Line up the runs' hits for ``qids`` (a query a run lacks has no hits there; queries not in ``qids`` are
-    left out), without a Python object per hit."""
+    left out), without a Python object per hit; with ``sums``, each stage's per-query totals too (``norm=sum``
+    reads them)."""
     import numpy as np
 
     position = {q: i for i, q in enumerate(qids)}
@@ -112,7 +114,7 @@ def line_up(runs: Sequence[RunArrays], qids: Sequence[str]) -> Lined:
     counts = np.zeros((stages, queries), dtype=np.int64)
     lo = np.full((stages, queries), np.nan)
     hi = np.full((stages, queries), np.nan)
-    totals = np.zeros((stages, queries))
+    totals = np.zeros((stages, queries)) if sums else None
     taken_q: list[NDArray[np.int64]] = []
     taken_k: list[NDArray[np.uint64]] = []
     taken_s: list[NDArray[np.float64]] = []
@@ -127,17 +129,13 @@ def line_up(runs: Sequence[RunArrays], qids: Sequence[str]) -> Lined:
         starts, ends = r.bounds[held], r.bounds[held + 1]
         at = home[held]
         counts[s, at] = sizes[held]
-        edges = np.stack([starts, ends], axis=1).ravel()  # each held query's rows; what lies between is skipped
-        padded = np.append(r.scores, 0.0)  # an end may be the last row's successor
-        lo[s, at] = np.minimum.reduceat(padded, edges)[::2]
-        hi[s, at] = np.maximum.reduceat(padded, edges)[::2]
+        lo[s, at], hi[s, at] = _extremes(r.scores, starts, ends)
+        if totals is not None:
+            totals[s, at] = _sums(r.scores, starts, sizes[held])
         segment = np.repeat(np.arange(len(held)), sizes[held])
         first = np.cumsum(sizes[held]) - sizes[held]  # each held query's first place among the rows taken
         rank = np.arange(len(segment)) - first[segment] + 1
         rows = starts[segment] + rank - 1
-        table = np.zeros((len(held), int(sizes[held].max()) + 1))  # a leading 0: Python's sum starts there
-        table[segment, rank] = r.scores[rows]
-        totals[s, at] = np.cumsum(table, axis=1)[:, -1]  # cumsum adds left to right, one term at a time
         taken_q.append(np.repeat(at, sizes[held]))
         taken_k.append(keys[s][rows])
         taken_s.append(r.scores[rows])
@@ -166,6 +164,40 @@ def line_up(runs: Sequence[RunArrays], qids: Sequence[str]) -> Lined:
     ranks[stage, line] = np.concatenate(taken_rank)
     return Lined(tuple(qids), q_all[order][new], distinct[code[order][new]], names, scores, ranks, counts, lo, hi,
                  totals)
+
+
+def _extremes(scores: NDArray[np.float64], starts: NDArray[np.int64], ends: NDArray[np.int64]
+              ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """The lowest and highest score of each segment ``starts[i]:ends[i]`` (none empty) as Python's ``min`` and
+    ``max`` give them: the first of equal values, where numpy's may take another (0.0 and -0.0 are equal)."""
+    import numpy as np
+
+    edges = np.stack([starts, ends], axis=1).ravel()  # each segment's rows; what lies between is skipped
+    padded = np.append(scores, 0.0)  # an end may be the last row's successor
+    lo, hi = np.minimum.reduceat(padded, edges)[::2], np.maximum.reduceat(padded, edges)[::2]
+    zeros = np.flatnonzero(scores == 0)  # the only equal values that differ: 0.0 and -0.0
+    if len(zeros):
+        first_zero = zeros[np.minimum(np.searchsorted(zeros, starts), len(zeros) - 1)]
+        for extreme in (lo, hi):
+            at = extreme == 0  # the segment holds a zero: its first one is what min() or max() returned
+            extreme[at] = scores[first_zero[at]]
+    return lo, hi
+
+
+def _sums(scores: NDArray[np.float64], starts: NDArray[np.int64], sizes: NDArray[np.int64]) -> NDArray[np.float64]:
+    """Each segment's scores added one at a time from 0 in their order (Python's ``sum``), a place at a time
+    over the segments still that long (memory: the segments, not the longest times their number)."""
+    import numpy as np
+
+    by_length = np.argsort(-sizes, kind="stable")
+    first, length = starts[by_length], sizes[by_length]
+    totals = np.zeros(len(sizes))
+    for place in range(int(length[0]) if len(length) else 0):
+        longer = int(np.searchsorted(-length, -place, side="left"))  # the segments with more than `place` hits
+        totals[:longer] += scores[first[:longer] + place]
+    out = np.empty(len(sizes))
+    out[by_length] = totals
+    return out
 
 
 def _numbered(keys: NDArray[np.uint64]) -> tuple[NDArray[np.uint64], NDArray[np.int64]]:
@@ -204,9 +236,9 @@ def ranked(lined: Lined, fused: NDArray[np.float64], depth: int | None) -> RunAr
     each query cut to ``depth``."""
     import numpy as np
 
-    if not np.isfinite(fused).all():
-        raise HarnessError("a fused score is not a finite number (the stages' scores overflow): fuse runs whose "
-                           "scores are finite and in range")
+    if np.isnan(fused).any():  # no order holds a NaN
+        raise HarnessError("a fused score is not a number (the stages' scores overflow): fuse runs whose scores "
+                           "are finite and in range")
     order = np.lexsort((-fused, lined.rows))  # stable: equal scores keep the lines' order, ids ascending
     rows = lined.rows[order]
     bounds = np.zeros(len(lined.qids) + 1, dtype=np.int64)
@@ -214,6 +246,9 @@ def ranked(lined: Lined, fused: NDArray[np.float64], depth: int | None) -> RunAr
     if depth is not None:
         order = order[np.arange(len(order)) - bounds[rows] < depth]
         np.cumsum(np.bincount(lined.rows[order], minlength=len(lined.qids)), out=bounds[1:])
+    if not np.isfinite(fused[order]).all():  # an infinite score the cut leaves in the run
+        raise HarnessError("a fused score is not a finite number (the stages' scores overflow): fuse runs whose "
+                           "scores are finite and in range")
     if lined.names is None:
         return RunArrays(lined.qids, bounds, fused[order], lined.keys[order])
     names, b = lined.names, bounds.tolist()
@@ -276,6 +311,8 @@ def normalised(lined: Lined, norm: str) -> list[NDArray[np.float64]]:
             elif norm == "max":
                 value = score / lined.per_line(np.maximum(lined.hi[s], 1e-9))
             elif norm == "sum":
+                if lined.totals is None:
+                    raise ValueError("norm='sum' reads the stages' totals: line_up(..., sums=True)")
                 den = np.maximum(lined.totals[s] - lined.lo[s] * lined.counts[s], 1e-9)
                 value = (score - lo) / lined.per_line(den)
             else:
@@ -295,13 +332,15 @@ def weighted(columns: Sequence[NDArray[np.float64]], weights: Sequence[float]) -
     return fused
 
 
-def _one_query(lists: Sequence[Hits]) -> Lined:
-    """One query's hit lists (each ranked by score, equal scores in the order given), lined up."""
-    return line_up([RunArrays.from_dict({"": hits}) for hits in lists], [""])
+def _one_query(lists: Sequence[Hits], sums: bool = False) -> Lined:
+    """One query's hit lists lined up, each in the one order of runs (score descending, equal scores in the
+    order given), as a run file holds it and a fused retriever reads it."""
+    return line_up([RunArrays.from_dict({"": hits}) for hits in lists], [""], sums)
 
 
 def rrf(runs: Sequence[Hits], k: int = 60, depth: int | None = None) -> dict[str, float]:
-    """Reciprocal rank fusion of one query's hit lists (:func:`rrf_scores`)."""
+    """Reciprocal rank fusion of one query's hit lists (:func:`rrf_scores`), each ranked by score descending,
+    equal scores in the order given (ranx's ranking; a run file's order)."""
     lined = _one_query(runs)
     return dict(ranked(lined, rrf_scores(lined, k), depth).to_dict()[""])
 
@@ -315,8 +354,9 @@ def hybrid(dense: Hits, sparse: Hits, alpha: float, normalization: bool = False,
 
 def wsum(runs: Sequence[Hits], weights: Sequence[float], norm: str = "none",
          depth: int | None = None) -> dict[str, float]:
-    """Weighted sum of one query's normalised hit lists (missing documents count 0), as ranx's wsum."""
-    lined = _one_query(runs)
+    """Weighted sum of one query's normalised hit lists (missing documents count 0), as ranx's wsum; each list
+    is taken in the one order of runs (``norm=sum`` adds its scores in that order)."""
+    lined = _one_query(runs, sums=norm == "sum")
     return dict(ranked(lined, weighted(normalised(lined, norm), weights), depth).to_dict()[""])
 
 
@@ -362,7 +402,7 @@ def optimise_wsum(runs: Sequence[AnyRun], judgements: Judgements, metric: str, n
     ``judgements``, over :func:`weight_grid`; a tie goes to the later tuple (ranx's rule). The runs are lined up
     and normalised once; each tuple's fused run is :func:`weighted`'s, as a fused retriever computes it."""
     arrays = [r if isinstance(r, RunArrays) else RunArrays.from_dict(r) for r in runs]
-    lined = line_up(arrays, list(dict.fromkeys(q for r in arrays for q in r.qids)))
+    lined = line_up(arrays, list(dict.fromkeys(q for r in arrays for q in r.qids)), sums=norm == "sum")
     columns = normalised(lined, norm)
     name, _ = judgements.measure(metric)  # the name its values are keyed by
     best: tuple[tuple[float, ...], float] | None = None
@@ -505,7 +545,8 @@ class FusionRetriever:
         return StagesIndexed("none (fusion of the stages' runs)", documents, [s.ref() for s in self.stage_runs])
 
     def search(self, queries: Mapping[str, str], k: int, context: SearchContext) -> Searched:
-        lined = line_up([stage.run for stage in self.stage_runs], list(queries))
+        sums = self.method == "wsum" and self.params.get("norm") == "sum"
+        lined = line_up([stage.run for stage in self.stage_runs], list(queries), sums)
         return Searched(ranked(lined, self.fused(lined, k), k), self._searched(), "cpu", elsewhere(self.stage_runs))
 
     def fused(self, lined: Lined, k: int) -> NDArray[np.float64]:
