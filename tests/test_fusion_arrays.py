@@ -6,6 +6,7 @@ with a NUL, and every depth (the runner's fused runs: tests/test_compose.py)."""
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -119,5 +120,14 @@ def test_line_up_refuses_what_it_cannot_line_up():
         fusion.line_up([twice, run], ["q"])
     huge = RunArrays.from_dict({"q": {"a": 1e308, "b": -1e308}})
     lined = fusion.line_up([huge, huge], ["q"])
-    with pytest.raises(HarnessError, match="not a finite number"):
+    with pytest.raises(HarnessError, match="query 'q', document 'a': the fused score is inf"):
         fusion.ranked(lined, fusion.weighted(fusion.normalised(lined, "none"), [1.5, 1.5]), None)
+    odd = RunArrays.from_dict({"q": {"x\x00": 1e308, "y": 1.0}})  # ids with a NUL: named from their numbers
+    lined = fusion.line_up([odd, odd], ["q"])
+    with pytest.raises(HarnessError, match=re.escape("document 'x\\x00': the fused score is inf")):
+        fusion.ranked(lined, fusion.weighted(fusion.normalised(lined, "none"), [1.5, 1.5]), 1)
+    nan = fusion.line_up([huge, huge], ["q"])  # inf - inf: a NaN is refused wherever it is, cut or not
+    with np.errstate(invalid="ignore"):
+        scores = fusion.hybrid_scores(nan, -1.0) * np.inf  # 0 x inf
+    with pytest.raises(HarnessError, match="document 'a': the fused score is nan"):
+        fusion.ranked(nan, scores, 0)

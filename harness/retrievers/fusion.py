@@ -42,7 +42,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple, NotRequired, TypedDict
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, NotRequired, TypedDict
 
 from harness.errors import HarnessError
 from harness.retrievers.base import JsonObject, Retriever, SearchContext, Searched, StageRef, StageRun
@@ -237,8 +237,7 @@ def ranked(lined: Lined, fused: NDArray[np.float64], depth: int | None) -> RunAr
     import numpy as np
 
     if np.isnan(fused).any():  # no order holds a NaN
-        raise HarnessError("a fused score is not a number (the stages' scores overflow): fuse runs whose scores "
-                           "are finite and in range")
+        _refuse_overflow(lined, fused, np.flatnonzero(np.isnan(fused)))
     order = np.lexsort((-fused, lined.rows))  # stable: equal scores keep the lines' order, ids ascending
     rows = lined.rows[order]
     bounds = np.zeros(len(lined.qids) + 1, dtype=np.int64)
@@ -247,8 +246,7 @@ def ranked(lined: Lined, fused: NDArray[np.float64], depth: int | None) -> RunAr
         order = order[np.arange(len(order)) - bounds[rows] < depth]
         np.cumsum(np.bincount(lined.rows[order], minlength=len(lined.qids)), out=bounds[1:])
     if not np.isfinite(fused[order]).all():  # an infinite score the cut leaves in the run
-        raise HarnessError("a fused score is not a finite number (the stages' scores overflow): fuse runs whose "
-                           "scores are finite and in range")
+        _refuse_overflow(lined, fused, order[~np.isfinite(fused[order])])
     if lined.names is None:
         return RunArrays(lined.qids, bounds, fused[order], lined.keys[order])
     names, b = lined.names, bounds.tolist()
@@ -256,6 +254,19 @@ def ranked(lined: Lined, fused: NDArray[np.float64], depth: int | None) -> RunAr
     values = fused[order].tolist()
     return RunArrays.from_lists(lined.qids, [docs[b[i]:b[i + 1]] for i in range(len(lined.qids))],
                                 [values[b[i]:b[i + 1]] for i in range(len(lined.qids))])
+
+
+def _refuse_overflow(lined: Lined, fused: NDArray[np.float64], bad: NDArray[np.int64]) -> NoReturn:
+    """Refuse a fused run holding a score that is not finite, naming the first such line's query and document."""
+    import numpy as np
+
+    line = int(bad.min())
+    if lined.names is not None:
+        doc = lined.names[int(lined.keys[line, 0])]
+    else:
+        doc = RunArrays(("",), np.array([0, 1]), fused[line:line + 1], lined.keys[line:line + 1]).doc_ids()[0]
+    raise HarnessError(f"query {lined.qids[int(lined.rows[line])]!r}, document {doc!r}: the fused score is "
+                       f"{float(fused[line])} (the stages' scores overflow it); fuse runs whose scores are in range")
 
 
 def rrf_scores(lined: Lined, k: int = 60) -> NDArray[np.float64]:
