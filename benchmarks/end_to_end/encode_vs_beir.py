@@ -11,13 +11,15 @@ machine, alternately, several rounds each, so that a lead can be told from the h
    (``--bf16x3``; skipped with a line without it). The first pipeline of each round moves on by one, so no
    pipeline always runs first. ``--harness-batch-tokens 2048,8192`` adds harness fp32 rows with those token
    budgets (the default is 4096 on CPU), ``--harness-transformers`` one with the transformers forward in
-   place of the fused one (same numbers), ``--bf16`` a row with bf16 autocast (not the same numbers).
+   place of the fused one (same numbers), ``--harness-threads 1`` harness fp32 rows on that many threads
+   (``OMP_NUM_THREADS`` for that pipeline alone; same numbers), ``--bf16`` a row with bf16 autocast (not the
+   same numbers).
 3. Per pipeline: every round's wall time, min and median, peak RSS, nDCG@10 and Recall@100 (which must be
    the same in every round), and the 1-minute load average before each run; then the ratios min/min and
    median/median against beir at its best batch and at its default, and nDCG@10 differences to beir.
 
     python -m benchmarks.end_to_end.encode_vs_beir [--rounds 3] [--bf16x3] [--batches 8,16,32,64,128]
-        [--harness-batch-tokens 2048,8192] [--label idle|loaded]
+        [--harness-batch-tokens 2048,8192] [--harness-threads 1] [--label idle|loaded]
 
 ``OMP_NUM_THREADS=1 python -m ...`` runs every pipeline on one thread (both torch and the harness obey it).
 """
@@ -82,6 +84,8 @@ def main() -> int:
     parser.add_argument("--bf16", action="store_true", help="also run the harness with bf16 autocast")
     parser.add_argument("--harness-batch-tokens", type=_ints, default=[],
                         help="also run harness fp32 with these token budgets a batch (comma-separated)")
+    parser.add_argument("--harness-threads", type=_ints, default=[],
+                        help="also run harness fp32 on these numbers of threads (comma-separated)")
     parser.add_argument("--harness-transformers", action="store_true",
                         help="also run harness fp32 with --forward transformers (not the fused forward)")
     parser.add_argument("--label", default=None, help="idle or loaded: how the host was (the load is recorded)")
@@ -146,6 +150,9 @@ def _steps(args: argparse.Namespace, data: Path) -> int:
             FIGURES["bf16x3_not_run"] = kernel_unavailable_reason()
     for bt in args.harness_batch_tokens:
         pipelines.append((f"harness fp32, {bt} tokens a batch", "harness_dense", {**step, "batch_tokens": bt}))
+    for n in args.harness_threads:
+        pipelines.append((f"harness fp32, {n} thread{'s' if n > 1 else ''}", "harness_dense",
+                          {**step, "_env": {"OMP_NUM_THREADS": str(n)}}))
     if args.harness_transformers:
         pipelines.append(("harness fp32, transformers forward", "harness_dense", {**step, "forward": "transformers"}))
     if args.bf16:
@@ -158,7 +165,8 @@ def _steps(args: argparse.Namespace, data: Path) -> int:
             for r in range(args.rounds):
                 order = pipelines[r % len(pipelines):] + pipelines[:r % len(pipelines)]
                 for i, (name, fn, kwargs) in enumerate(order):
-                    env = dict(ENV)
+                    kwargs = dict(kwargs)
+                    env = {**ENV, **kwargs.pop("_env", {})}
                     if fn == "harness_dense":  # a cache and an output of this run alone: it encodes
                         env["HARNESS_CACHE"] = f"{tmp}/cache-{r}-{i}"
                         kwargs = {**kwargs, "output": f"{tmp}/out-{r}-{i}"}

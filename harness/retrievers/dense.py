@@ -17,6 +17,7 @@ from typing import Any, NotRequired, TypedDict
 from harness.errors import HarnessError
 from harness.io import TRUSTED, Checksums
 from harness.retrievers.base import SearchContext, Searched
+from harness.retrievers.compute.threads import ThreadsUsed
 from harness.retrievers.dense_encoders import DenseEncoders
 from harness.retrievers.hub import ModelProvenance
 from harness.retrievers.spec import RetrieverSpec
@@ -64,6 +65,7 @@ class DenseProvenance(ModelProvenance):
     oom_backoffs: list[dict[str, int]]
     gpu_budget_fit: dict[str, int] | None
     device: str | None
+    cpu_threads: ThreadsUsed | None
     parameters: int | None  # the models' parameters (safetensors headers; None for another weight format)
     dim: int  # the embedding dimension
     harness: str

@@ -18,6 +18,7 @@ from harness.io import TRUSTED, Checksums
 from harness.paths import cache_root
 from harness.resources import check_plan, count_lines, embedding_plan
 from harness.retrievers.base import SearchContext, Text, TextEncoder
+from harness.retrievers.compute.threads import ThreadsUsed, ThreadTuner
 from harness.retrievers.config import fit_max_length, model_max_positions, read_encoder_config
 from harness.retrievers.hub import ModelFiles, model_digest, spec_model_files, weights_file
 from harness.retrievers.spec import RetrieverSpec
@@ -36,6 +37,7 @@ class EncodingReport(TypedDict):
     oom_backoffs: list[dict[str, int]]
     gpu_budget_fit: dict[str, int] | None
     device: str | None
+    cpu_threads: ThreadsUsed | None  # the most threads, and the batches on each count (a speed setting only)
 
 
 class DenseEncoders:
@@ -160,10 +162,12 @@ class DenseEncoders:
 
     def encoding_report(self) -> EncodingReport:
         """What the document encoder did that the record keeps: its out-of-memory back-offs, the token budget
-        fitted to the GPU, its device (nothing before it is loaded)."""
+        fitted to the GPU, its device (nothing before it is loaded), the threads it ran its batches on."""
         encoder = self._encoder
+        tuner = getattr(encoder, "threads", None)
         return {"oom_backoffs": encoder.backoffs if encoder is not None else [],
-                "gpu_budget_fit": encoder.budget_fit if encoder is not None else None, "device": self.device_used}
+                "gpu_budget_fit": encoder.budget_fit if encoder is not None else None, "device": self.device_used,
+                "cpu_threads": tuner.used() if isinstance(tuner, ThreadTuner) else None}
 
     def check_resources(self, dataset: Dataset, store: EmbeddingStore) -> None:
         weights = weights_file(self.files.path)

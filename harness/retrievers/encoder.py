@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from harness.retrievers.compute.plan import (
     fit_gpu_budget,
     plan_compute,
 )
+from harness.retrievers.compute.threads import ThreadTuner
 from harness.retrievers.config import EncoderConfig
 from harness.retrievers.pooling import pool
 
@@ -101,10 +103,13 @@ class HFEncoder:
         #: each out-of-memory back-off: the token budget halved (batch grouping only: float rounding, recorded)
         self.backoffs: list[dict[str, int]] = []
         self._skip: dict[str, int] = {}
+        #: the thread count on CPU, chosen between batches (harness.retrievers.compute.threads); None where it is
+        #: fixed (a GPU, or OMP_NUM_THREADS set)
+        self.threads: ThreadTuner | None = None
         if self.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
             from harness.distributed import cpu_threads
 
-            torch.set_num_threads(cpu_threads())
+            self.threads = ThreadTuner(cpu_threads())
         self._fused = None
         if self.compute.forward.startswith("fused-bert"):
             from harness.retrievers.compute.fused_bert import FusedBertForward
@@ -197,10 +202,18 @@ class HFEncoder:
         out = np.empty((len(ids), self.dim), dtype=np.float32)
         pending = self.batches(lengths)[::-1]  # a stack: the next batch last
         bar = _progress(len(ids), desc or f"encode {kind}s", self.progress)
+        if self.threads is not None:
+            self.threads.apply()
+        hidden = int(getattr(self.model.config, "hidden_size", 0) or self.dim)
         while pending:
             idx = pending.pop()
             try:
+                start = time.perf_counter()
                 out[idx] = self._encode_batch(ids, idx, lengths, skip)
+                if self.threads is not None:  # the work: padded tokens, attention's share growing with length
+                    width = int(lengths[idx].max())
+                    self.threads.batch_done(len(idx) * width * (1 + width / (6 * hidden)),
+                                            time.perf_counter() - start)
                 bar.update(len(idx))
                 continue
             except RuntimeError as e:  # torch.OutOfMemoryError is one; cuBLAS's allocation failures are others
