@@ -68,7 +68,8 @@ def harness_dense(model: str, dataset: str, output: str, precision: str = "fp32"
     (rec,) = run([f"hf:{model}"], [dataset], list(metrics), output, log=lambda m: None,
                  settings=EncodeSettings(precision=precision, batch_tokens=batch_tokens,
                                                        forward=forward))
-    return {**rec.metrics, "compute": rec.retriever_provenance["compute"], "timings": rec.timings}
+    return {**rec.metrics, "compute": rec.retriever_provenance["compute"], "timings": rec.timings,
+            "cpu_threads": rec.retriever_provenance.get("cpu_threads")}
 
 
 def harness_bm25(dataset: str, output: str) -> dict:

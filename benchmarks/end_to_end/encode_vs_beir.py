@@ -177,6 +177,9 @@ def _steps(args: argparse.Namespace, data: Path) -> int:
                     timings = m["result"].get("timings") or {}
                     inside = (f"  index {timings['index_s']:.1f} s, search {timings['search_s']:.1f} s"
                               if "index_s" in timings else "")
+                    used = m["result"].get("cpu_threads")
+                    if used:  # the batches the harness ran on each thread count
+                        inside += "  threads " + ", ".join(f"{n}: {b}" for n, b in used["batches"].items())
                     print(f"round {r + 1}  {name:34} {m['wall_s']:7.1f} s  load {load:5.2f}  "
                           f"{m['peak_rss_mb']:5.0f} MB  nDCG@10 {m['result']['ndcg@10']:.5f}{inside}", flush=True)
                     if name == "harness fp32" and cached is None:

@@ -29,8 +29,9 @@ from typing import TypedDict
 WINDOW = 8
 #: the share of a window's thread time spent waiting for a core above which fewer threads are tried
 CONTENDED = 0.2
-#: how much faster a trial must be to be kept
-MARGIN = 1.05
+#: how much faster a trial must be to be kept (well above the spread of adjacent windows on an idle host: a
+#: count kept wrongly stays for :data:`PROBE` windows; one co-runner on two cores made one thread 1.3x faster)
+MARGIN = 1.15
 #: windows between trials of one more thread (and after a failed trial)
 PROBE = 16
 
