@@ -91,7 +91,7 @@ class HFEncoder:
         self.head = _load_head(self.folder, config).to(self.device)
         if self.compute.precision == "fp32":
             exact_float32(self.device)  # the reference computation: true float32 matmuls, not TensorFloat-32
-        hidden = int(self.model.config.hidden_size)
+        self.hidden = hidden = int(self.model.config.hidden_size)
         self.dim = config.dense[-1].out_features if config.dense else hidden * len(config.pooling.split("+"))
         self.batch_tokens = batch_tokens or default_batch_tokens(self.device, self.compute.precision, hidden)
         #: the token budget checked against the GPU's free memory (planner): None, or what was lowered
@@ -204,7 +204,6 @@ class HFEncoder:
         bar = _progress(len(ids), desc or f"encode {kind}s", self.progress)
         if self.threads is not None:
             self.threads.apply()
-        hidden = int(getattr(self.model.config, "hidden_size", 0) or self.dim)
         while pending:
             idx = pending.pop()
             try:
@@ -212,7 +211,7 @@ class HFEncoder:
                 out[idx] = self._encode_batch(ids, idx, lengths, skip)
                 if self.threads is not None:  # the work: padded tokens, attention's share growing with length
                     width = int(lengths[idx].max())
-                    self.threads.batch_done(len(idx) * width * (1 + width / (6 * hidden)),
+                    self.threads.batch_done(len(idx) * width * (1 + width / (6 * self.hidden)),
                                             time.perf_counter() - start)
                 bar.update(len(idx))
                 continue
