@@ -7,11 +7,13 @@ import contextlib
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -69,6 +71,23 @@ def bf16_matmul_peak(size: int = 2048, repeat: int = 8) -> float:
 
 def describe_peak(by_library: dict[str, float]) -> str:
     return ", ".join(f"{name} {flops / 1e9:.1f}" for name, flops in by_library.items())
+
+
+def step_table(steps: dict[str, dict[str, list[float]]], heading: Callable[[str], str], width: int,
+               total_note: str = "") -> dict[str, Any]:
+    """Per path (e.g. arrays, dicts) and step, the min and median seconds over the rounds and their total,
+    printed as a table under ``heading(path)``; the figures by path."""
+    figures: dict[str, Any] = {}
+    for path_name, timed in steps.items():
+        total = [sum(r) for r in zip(*timed.values(), strict=True)]
+        rows = {name: {"min_s": min(v), "median_s": statistics.median(v)} for name, v in timed.items()}
+        figures[path_name] = {"steps": rows, "total": {"min_s": min(total), "median_s": statistics.median(total)}}
+        print(f"\n{heading(path_name)}")
+        print(f"{'step':{width}} {'min s':>7} {'median s':>9}")
+        for name, r in rows.items():
+            print(f"{name:{width}} {r['min_s']:7.3f} {r['median_s']:9.3f}")
+        print(f"{'total':{width}} {min(total):7.3f} {statistics.median(total):9.3f}{total_note}")
+    return figures
 
 
 @contextlib.contextmanager

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._common import FIGURES, machine, stamp
+from benchmarks._common import FIGURES, machine, stamp, step_table
 
 
 def main() -> None:
@@ -90,16 +89,7 @@ def main() -> None:
         same = same and (Path(tmp) / "arrays.trec").read_bytes() == (Path(tmp) / "dicts.trec").read_bytes()
         assert same, "the two paths fused differently"
         hits = len(fused_by["arrays"][0])
-    figures: dict[str, Any] = {}
-    for path_name, timed in steps.items():
-        total = [sum(r) for r in zip(*timed.values(), strict=True)]
-        rows = {name: {"min_s": min(v), "median_s": statistics.median(v)} for name, v in timed.items()}
-        figures[path_name] = {"steps": rows, "total": {"min_s": min(total), "median_s": statistics.median(total)}}
-        print(f"\nruns as {path_name}{' (the runner)' if path_name == 'arrays' else ' (before)'}")
-        print(f"{'step':28} {'min s':>7} {'median s':>9}")
-        for name, r in rows.items():
-            print(f"{name:28} {r['min_s']:7.3f} {r['median_s']:9.3f}")
-        print(f"{'total':28} {min(total):7.3f} {statistics.median(total):9.3f}")
+    figures = step_table(steps, lambda p: f"runs as {p}{' (the runner)' if p == 'arrays' else ' (before)'}", 28)
     ratio = figures["arrays"]["total"]["min_s"] / figures["dicts"]["total"]["min_s"]
     FIGURES.update(stage_hits=queries * depth, fused_hits=hits, rounds=args.rounds, load_average_1m=loads,
                    arrays=figures["arrays"], dicts=figures["dicts"], arrays_over_dicts_min=ratio)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._common import FIGURES, machine, stamp
+from benchmarks._common import FIGURES, machine, stamp, step_table
 
 
 def main() -> None:
@@ -80,16 +79,8 @@ def main() -> None:
                 for name, a, b in zip(names, t, t[1:], strict=False):
                     steps.setdefault(path_name, {}).setdefault(name, []).append(b - a)
             assert (Path(tmp) / "arrays.trec").read_bytes() == (Path(tmp) / "dicts.trec").read_bytes()
-    figures: dict[str, Any] = {}
-    for path_name, timed in steps.items():
-        total = [sum(r) for r in zip(*timed.values(), strict=True)]
-        rows = {name: {"min_s": min(v), "median_s": statistics.median(v)} for name, v in timed.items()}
-        figures[path_name] = {"steps": rows, "total": {"min_s": min(total), "median_s": statistics.median(total)}}
-        print(f"\nrun as {path_name}{' (the runner)' if path_name == 'arrays' else ' (before)'}")
-        print(f"{'step':32} {'min s':>7} {'median s':>9}")
-        for name, r in rows.items():
-            print(f"{name:32} {r['min_s']:7.3f} {r['median_s']:9.3f}")
-        print(f"{'total':32} {min(total):7.3f} {statistics.median(total):9.3f}   (target: under 2 s)")
+    figures = step_table(steps, lambda p: f"run as {p}{' (the runner)' if p == 'arrays' else ' (before)'}", 32,
+                         "   (target: under 2 s)")
     FIGURES.update(hits=queries * depth, rounds=args.rounds, load_average_1m=loads, target_s=2.0,
                    steps=figures["arrays"]["steps"], total=figures["arrays"]["total"], dict_path=figures["dicts"])
     print(f"\nload average (1 min) at each round: {', '.join(f'{x:.2f}' for x in loads)}")
