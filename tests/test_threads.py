@@ -146,3 +146,14 @@ def test_the_encoder_tunes_on_cpu_unless_omp_num_threads_fixes_it(tmp_path, monk
     assert sum(encoder.threads.used()["batches"].values()) >= 20  # every batch counted
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert HFEncoder(str(folder), CONTRIEVER, device="cpu", progress=False).threads is None
+
+
+def test_a_window_of_zero_seconds_or_a_thread_that_ended_decides_nothing_wrongly():
+    calls: list[int] = []
+    waits = iter([0, 5, 2])  # a thread ended between two reads: the sum went down
+    tuner = th.ThreadTuner(2, set_threads=calls.append, wait_ns=lambda: next(waits, 2))
+    for _ in range(th.WINDOW):
+        tuner.batch_done(0.0, 0.0)  # no time measured: no division by zero
+    for _ in range(th.WINDOW):
+        tuner.batch_done(1.0, 1.0)
+    assert tuner.current in (1, 2) and calls[0] == 2

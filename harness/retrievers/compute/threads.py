@@ -99,7 +99,7 @@ class ThreadTuner:
         wait = self._wait_ns()
         share = None
         if wait is not None and self._wait_start is not None and wait >= self._wait_start:
-            share = (wait - self._wait_start) / (self._seconds * 1e9 * self.current)
+            share = (wait - self._wait_start) / (max(self._seconds, 1e-9) * 1e9 * self.current)
         self._work = self._seconds = 0.0
         self._count = 0
         self._wait_start = wait
