@@ -122,7 +122,8 @@ def test_an_idle_host_or_a_silent_kernel_keeps_every_core():
                  Host(rates={1: 20.0, 2: 15.0}, waiting={1: 0.0, 2: 0.5}, schedstat=False)):
         tuner = th.ThreadTuner(2, set_threads=host.set, wait_ns=host.wait_ns)
         host.batches(tuner, th.WINDOW * 3 * th.PROBE)
-        assert host.set_calls == [2] and tuner.used() == {"most": 2, "batches": {"2": th.WINDOW * 3 * th.PROBE}}
+        assert host.set_calls == [2] and tuner.used() == {"most": 2, "batches": {"2": th.WINDOW * 3 * th.PROBE},
+                                                             "fixed": False}
 
 
 def test_one_core_is_never_tuned():
@@ -144,8 +145,45 @@ def test_the_encoder_tunes_on_cpu_unless_omp_num_threads_fixes_it(tmp_path, monk
     assert encoder.threads is not None
     encoder.encode(_texts(40))
     assert sum(encoder.threads.used()["batches"].values()) >= 20  # every batch counted
+    assert encoder.threads.used()["fixed"] is False
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    assert HFEncoder(str(folder), CONTRIEVER, device="cpu", progress=False).threads is None
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # as OMP_NUM_THREADS=1 makes it at start
+        fixed = HFEncoder(str(folder), CONTRIEVER, device="cpu", progress=False).threads
+    finally:
+        torch.set_num_threads(before)
+    assert fixed is not None and fixed.fixed and fixed.most == 1
+
+
+def test_a_given_thread_count_is_fixed_set_before_every_encode_and_recorded(tmp_path, monkeypatch):
+    """Execution(threads=N) (``--threads N``) fixes the dense encoder's count: every batch runs on N threads
+    whatever the host's contention, torch's global count is set to N before each encode (another encoder
+    may have changed it), and the record says N, fixed."""
+    from harness.retrievers.dense import DenseRetriever
+    from harness.retrievers.registry import resolve_retriever
+    from harness.settings import Execution
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    folder = make_tiny_bert(tmp_path / "bert")
+    contended = iter(range(0, 10**15, 10**11))  # every thread always waiting: a tuner would drop a thread
+    monkeypatch.setattr(th, "runqueue_wait_ns", lambda: next(contended))
+    before = torch.get_num_threads()
+    try:
+        retriever = DenseRetriever(resolve_retriever(f"hf:{folder}"),
+                                   execution=Execution(device="cpu", threads=3, progress=False))
+        encoder = retriever.encoders.encoder
+        assert isinstance(encoder, HFEncoder)
+        torch.set_num_threads(1)
+        seen: list[int] = []
+        forward = encoder.forward
+        encoder.forward = lambda ids, mask: (seen.append(torch.get_num_threads()), forward(ids, mask))[1]
+        encoder.encode(_texts(200))
+    finally:
+        torch.set_num_threads(before)
+    assert seen and set(seen) == {3}
+    used = retriever.encoders.encoding_report()["cpu_threads"]
+    assert used == {"most": 3, "batches": {"3": len(seen)}, "fixed": True}
 
 
 def test_a_window_of_zero_seconds_or_a_thread_that_ended_decides_nothing_wrongly():
@@ -157,3 +195,13 @@ def test_a_window_of_zero_seconds_or_a_thread_that_ended_decides_nothing_wrongly
     for _ in range(th.WINDOW):
         tuner.batch_done(1.0, 1.0)
     assert tuner.current in (1, 2) and calls[0] == 2
+
+
+def test_the_cli_threads_flag_reaches_execution_and_a_bad_count_is_refused(capsys):
+    from harness.cli import build_parser, main
+    from harness.cli.common import execution_from_args
+
+    args = build_parser().parse_args(["run", "-r", "bm25", "-d", "scifact", "--threads", "3"])
+    assert execution_from_args(args).threads == 3
+    assert main(["run", "-r", "bm25", "-d", "scifact", "--threads", "0"]) == 2
+    assert "--threads must be at least 1" in capsys.readouterr().err

@@ -118,6 +118,10 @@ def add_execution(p: argparse.ArgumentParser, *, shard_size: bool = True) -> Non
         p.add_argument("--shard-size", type=int, default=50_000, metavar="N",
                        help="dense encoders: documents per embedding-cache shard; a killed run resumes from the last "
                             "finished shard (default 50000)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads for encoding, reranking and SPLADE search, fixed (default: every core the "
+                        "process may use; a dense encoder runs on fewer while other work holds cores). Changes "
+                        "no number")
     p.add_argument("--trust-remote-code", action="store_true",
                    help="allow model repositories to run their own Python code (off by default)")
 
@@ -138,4 +142,5 @@ def settings_from_args(args: argparse.Namespace) -> EncodeSettings:
 
 def execution_from_args(args: argparse.Namespace, *, progress: bool = True) -> Execution:
     return Execution(device=getattr(args, "device", "auto"), shard_size=getattr(args, "shard_size", 50_000),
+                     threads=getattr(args, "threads", None),
                      trust_remote_code=getattr(args, "trust_remote_code", False), progress=progress)

@@ -79,7 +79,7 @@ class ColbertEncoders:
             self._encoder = ColbertEncoder(self.files.path, self.config, device=self.device, compute=self.compute,
                                            batch_tokens=self.settings.batch_tokens,
                                            trust_remote_code=self.execution.trust_remote_code,
-                                           progress=self.execution.progress)
+                                           progress=self.execution.progress, threads=self.execution.threads)
         return self._encoder
 
     def digest(self) -> str:

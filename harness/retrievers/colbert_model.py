@@ -101,7 +101,8 @@ class ColbertEncoder:
     """Token embeddings of queries and documents: float32, L2-normalised per token."""
 
     def __init__(self, folder: Path, config: ColbertConfig, *, device: str, compute: Compute,
-                 batch_tokens: int | None = None, trust_remote_code: bool = False, progress: bool = True):
+                 batch_tokens: int | None = None, trust_remote_code: bool = False, progress: bool = True,
+                 threads: int | None = None):
         from harness.retrievers.encoder import HFEncoder
 
         self.folder, self.config = Path(folder), config
@@ -109,7 +110,7 @@ class ColbertEncoder:
         hf_config = EncoderConfig(pooling="cls", max_length=config.doc_length - 1,
                                   transformer_path=config.transformer_path, source=config.source)
         self.hf = HFEncoder(str(folder), hf_config, device=device, batch_tokens=batch_tokens, compute=compute,
-                            trust_remote_code=trust_remote_code, progress=progress)
+                            trust_remote_code=trust_remote_code, progress=progress, threads=threads)
         self.device = self.hf.device
         self.tokenizer = self.hf.tokenizer
         self.ids = token_ids(self.tokenizer, config, self.folder)

@@ -103,7 +103,7 @@ class DenseEncoders:
                                                             "forward": self.settings.forward}
         return HFEncoder(str(folder), self.config, device=self.device, batch_tokens=self.settings.batch_tokens,
                          progress=self.execution.progress, trust_remote_code=self.execution.trust_remote_code,
-                         **plan)
+                         threads=self.execution.threads, **plan)
 
     def digest(self, files: ModelFiles | None) -> str | None:
         """Content digest of every file of a model that can change the vectors (``hub.model_files``)."""

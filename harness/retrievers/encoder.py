@@ -64,7 +64,7 @@ class HFEncoder:
     def __init__(self, model_dir: str, config: EncoderConfig, *, device: str = "auto",
                  batch_tokens: int | None = None, max_batch: int = 256, precision: str = "fp32",
                  forward: str = "auto", compute: Compute | None = None, trust_remote_code: bool = False,
-                 progress: bool = True):
+                 progress: bool = True, threads: int | None = None):
         from transformers import AutoTokenizer
         from transformers.utils import logging as hf_logging
 
@@ -103,13 +103,19 @@ class HFEncoder:
         #: each out-of-memory back-off: the token budget halved (batch grouping only: float rounding, recorded)
         self.backoffs: list[dict[str, int]] = []
         self._skip: dict[str, int] = {}
-        #: the thread count on CPU, chosen between batches (harness.retrievers.compute.threads); None where it is
-        #: fixed (a GPU, or OMP_NUM_THREADS set)
+        #: the thread count on CPU (harness.retrievers.compute.threads): ``threads`` where given
+        #: (``Execution.threads``), else OMP_NUM_THREADS's where set, both fixed; else chosen between batches.
+        #: None on a GPU
         self.threads: ThreadTuner | None = None
-        if self.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
-            from harness.distributed import cpu_threads
+        if self.device.type == "cpu":
+            if threads is not None:
+                self.threads = ThreadTuner(threads, fixed=True)
+            elif "OMP_NUM_THREADS" in os.environ:
+                self.threads = ThreadTuner(torch.get_num_threads(), fixed=True)
+            else:
+                from harness.distributed import cpu_threads
 
-            self.threads = ThreadTuner(cpu_threads())
+                self.threads = ThreadTuner(cpu_threads())
         self._fused = None
         if self.compute.forward.startswith("fused-bert"):
             from harness.retrievers.compute.fused_bert import FusedBertForward

@@ -7,6 +7,9 @@ one thread and 26.4 s on two; idle, 21.3 s on one and 11.8 s on two (benchmarks/
 vectors are the same bits on any number of threads (tests/test_threads.py checks 1, 2 and 3 on both forwards),
 so the count changes the time alone, and it is chosen by measuring:
 
+A count given by the caller (``Execution(threads=N)``, the API's ``threads``) or by ``OMP_NUM_THREADS`` is
+fixed: the tuner only counts the batches, for the record.
+
 - the signal: the time this process's threads spent runnable but waiting for a core (the kernel's
   ``/proc/self/task/*/schedstat``), as a share of a window's wall time times its threads; where the kernel
   does not say, the count stays at every core;
@@ -58,18 +61,22 @@ def set_torch_threads(n: int) -> None:
 
 
 class ThreadsUsed(TypedDict):
-    """What a record keeps: the most threads, and how many batches ran on each count."""
+    """What a record keeps: the most threads, how many batches ran on each count, and whether the count was
+    fixed (given) or tuned."""
 
     most: int
     batches: dict[str, int]
+    fixed: bool
 
 
 class ThreadTuner:
-    """Chooses the thread count of a CPU encoding between batches (see the module docstring)."""
+    """Chooses the thread count of a CPU encoding between batches (see the module docstring); ``fixed``: runs
+    every batch on ``most`` threads, counting them."""
 
-    def __init__(self, most: int, *, set_threads: Callable[[int], None] = set_torch_threads,
+    def __init__(self, most: int, *, fixed: bool = False, set_threads: Callable[[int], None] = set_torch_threads,
                  wait_ns: Callable[[], int | None] = runqueue_wait_ns):
         self.most = max(1, most)
+        self.fixed = fixed
         self.current = self.most
         self._set, self._wait_ns = set_threads, wait_ns
         self.batches: dict[int, int] = {}
@@ -93,7 +100,7 @@ class ThreadTuner:
         self._work += work
         self._seconds += seconds
         self._count += 1
-        if self._count < WINDOW:
+        if self.fixed or self._count < WINDOW:
             return
         rate = self._work / max(self._seconds, 1e-9)
         wait = self._wait_ns()
@@ -126,4 +133,5 @@ class ThreadTuner:
         self.apply()
 
     def used(self) -> ThreadsUsed:
-        return {"most": self.most, "batches": {str(k): v for k, v in sorted(self.batches.items())}}
+        return {"most": self.most, "batches": {str(k): v for k, v in sorted(self.batches.items())},
+                "fixed": self.fixed}
