@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
 def device_name(requested: str = "auto") -> str:
     """``requested`` with the rank's GPU applied: ``auto``/``cuda`` -> ``cuda:N`` (:func:`rank_gpu`) in a group
-    of ranks when CUDA is present; anything else unchanged (checked by :func:`pick_device`)."""
+    of ranks when CUDA is present; ``cuda:N`` refused for several ranks on a node that sees several GPUs (they
+    would all use GPU N); anything else unchanged (checked by :func:`pick_device`)."""
     from harness.launch import launch
 
     where = launch()
@@ -33,6 +34,13 @@ def device_name(requested: str = "auto") -> str:
 
         if torch.cuda.is_available():
             return f"cuda:{rank_gpu(where.local_rank, where.local_world_size, torch.cuda.device_count())}"
+    elif requested.startswith("cuda:") and where.local_world_size > 1:
+        import torch
+
+        if torch.cuda.device_count() > 1:  # where each rank sees one GPU (Slurm), cuda:0 is its own
+            raise HarnessError(f"--device {requested} for {where.local_world_size} ranks on this node: every rank "
+                               "would compute on that one GPU; use --device cuda (each rank its own GPU, by local "
+                               "rank) or make one GPU visible to each rank (CUDA_VISIBLE_DEVICES)")
     return requested
 
 

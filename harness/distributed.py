@@ -32,7 +32,7 @@ import contextlib
 import os
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from harness.errors import HarnessError
 from harness.launch import launch
@@ -46,7 +46,7 @@ BACKENDS = ("auto", "nccl", "gloo")
 _SOLO = [False]
 #: the group's state: the step group, the two waits and the options that set them (named in messages)
 _STATE: dict[str, Any] = {"step_group": None, "timeouts": (DEFAULT_TIMEOUT_S, DEFAULT_STEP_TIMEOUT_S),
-                          "options": ("--dist-timeout", "--step-timeout"), "broken": False}
+                          "options": ("--dist-timeout", "--step-timeout"), "broken": False, "device": None}
 #: the long wait of `harness run` and `harness encode` under torchrun or srun (they have no option for it)
 TIMEOUT_ENV = "HARNESS_DIST_TIMEOUT"
 T = TypeVar("T")
@@ -139,18 +139,33 @@ def stop() -> None:
         dist.destroy_process_group()
 
 
+def compute_on(device: str) -> None:
+    """Say what this process computes on (``--device`` as given: ``auto``, ``cpu``, ``cuda:1``, ...) before
+    :func:`world` starts the group: NCCL with this rank's GPU bound for a CUDA device (``auto`` where CUDA is
+    present), gloo for the CPU or MPS. Unsaid: CUDA where it is present. A started group keeps its backend.
+    Nothing is imported here (a run that reuses every record never imports torch)."""
+    _STATE["device"] = device
+
+
+def on_cuda(device: str) -> bool:
+    """Whether ``--device`` means CUDA: ``cuda`` or ``cuda:N``, or ``auto`` where CUDA is present."""
+    import torch
+
+    return torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
+
+
 def world() -> tuple[int, int]:
-    """(rank, world size), starting the group on first use in a group of ranks (NCCL when CUDA is there)."""
+    """(rank, world size), starting the group on first use in a group of ranks (NCCL when the process computes
+    on CUDA: :func:`compute_on`)."""
     if _SOLO[0] or not _launched():
         return 0, 1
-    import torch
     import torch.distributed as dist
 
     if not dist.is_initialized():
         wait = os.environ.get(TIMEOUT_ENV, "").strip()
         if wait and not (wait.isdigit() and int(wait) > 0):
             raise HarnessError(f"{TIMEOUT_ENV}={wait!r}: the seconds a rank waits for the others, a whole number > 0")
-        start(torch.cuda.is_available(), int(wait) if wait else DEFAULT_TIMEOUT_S,
+        start(on_cuda(_STATE["device"] or "auto"), int(wait) if wait else DEFAULT_TIMEOUT_S,
               options=(TIMEOUT_ENV, TIMEOUT_ENV))
     return dist.get_rank(), dist.get_world_size()
 
@@ -171,6 +186,39 @@ def barrier(what: str = "a barrier") -> None:
         import torch.distributed as dist
 
         _guard(f"waiting at {what}", LONG, lambda: dist.barrier())
+
+
+def together(what: str, work: Callable[[], T]) -> T:
+    """``work()`` on this rank (work one rank does alone passes a no-op on the others), then a barrier at which
+    every rank learns whether any rank's work failed: the rank that failed raises its own error, every other
+    one a :class:`CollectiveError` naming that rank and its error. So no rank waits out the long timeout
+    (``--dist-timeout``) for one that has stopped: under torchrun its agent would end the others, under srun
+    without torchrun nothing would. Outside a group: ``work()``."""
+    failure: Exception | None = None
+    result: T | None = None
+    try:
+        result = work()
+    except Exception as e:  # any error: the others must hear of it before this rank leaves
+        failure = e
+    if is_distributed():
+        note = None if failure is None else " ".join(str(failure).split())[:300] or type(failure).__name__
+        notes = _guard(f"waiting at {what}", LONG, lambda: _gathered(note))
+        if failure is None:
+            failed = [(rank, n) for rank, n in enumerate(notes) if n is not None]
+            if failed:
+                rank, n = failed[0]
+                raise CollectiveError(f"rank {rank} failed at {what} ({n}); every rank stops")
+    if failure is not None:
+        raise failure
+    return cast(T, result)  # work() returned: result is its value
+
+
+def _gathered(obj: Any) -> list[Any]:
+    import torch.distributed as dist
+
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
 
 
 @contextlib.contextmanager
@@ -228,11 +276,8 @@ def all_gather_object(obj: Any) -> list[Any]:
     """A picklable object of every rank, in rank order (object collectives only where tensors do not fit)."""
     if not is_distributed():
         return [obj]
-    import torch.distributed as dist
 
-    out: list[Any] = [None] * dist.get_world_size()
-    _guard("gathering every rank's state", LONG, lambda: dist.all_gather_object(out, obj))
-    return out
+    return _guard("gathering every rank's state", LONG, lambda: _gathered(obj))
 
 
 def rank_and_size() -> tuple[int, int]:

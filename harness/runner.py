@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, cast
 
 from harness.data.registry import EvalProtocol
 from harness.datasets import at_split, dataset_ids, resolve_all
-from harness.distributed import world
+from harness.distributed import compute_on, world
 from harness.errors import HarnessError
 from harness.io import TRUSTED, Checksums, atomic_copy, atomic_write_json, sha256_file
 from harness.metrics import mean
@@ -132,6 +132,7 @@ class Runner:
         self.output_dir = Path(output_dir)
         self.settings = settings
         self.execution = execution
+        compute_on(execution.device)  # under torchrun: the group's backend follows --device (gloo for cpu)
         self.force = force
         self.drop_self_hits = drop_self_hits  # --drop-self-hits: BEIR's identical-id rule where no protocol has it
         self.log = log
@@ -249,6 +250,7 @@ class Runner:
             old.reused_run = True
             return self._evaluate_and_write(ds, read_run_arrays(run_path), rec_path, old, every)
         if spec.stages and not self._run_stages(spec, cast(Composition, retriever), ds, depth):
+            cast(Composition, retriever).help_index(ds)  # a helper rank: its share of index()'s encoding
             return None
         shown = ", ".join(f"{k}={v}" for k, v in changed.items())
         label = f"{ds.id} | {spec.name}" + (f" [{shown}]" if changed else "")

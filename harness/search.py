@@ -102,6 +102,9 @@ class _TorchTopK:
     def __init__(self, queries: np.ndarray, k: int, device: torch.device, chunk: int):
         import torch
 
+        from harness.devices import exact_float32
+
+        exact_float32(device)  # exact search scores in float32 whatever the encoder ran in (no TF32 matmuls)
         self.torch = torch
         self.device = device
         self.q = torch.as_tensor(np.ascontiguousarray(queries, dtype=np.float32), device=device)

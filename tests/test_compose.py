@@ -287,6 +287,38 @@ def test_cross_encoder_rerank_end_to_end_and_cached(models, tiny_beir, tmp_path)
     assert deeper.retriever_provenance["rerank"]["pairs"] == {"pairs": 64, "from_cache": 40}
 
 
+def test_a_cross_encoder_backs_off_out_of_memory_as_the_dense_encoder_does(models, tiny_beir, tmp_path, monkeypatch):
+    """The batching loop is one (harness.retrievers.compute.batching): a batch of more than two pairs 'does not
+    fit' (a simulated CUDA out-of-memory error); the scores are those of an unconstrained run (grouping moves
+    float32 rounding only) and the record keeps each halving of the budget."""
+    import torch
+    from transformers import BertForSequenceClassification
+
+    a, _, ce = models
+    (plain,) = run([f"rerank:{ce}(hf:{a};top=5)"], [str(tiny_beir)], ["ndcg@10"], tmp_path / "plain",
+                   log=lambda m: None)
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))  # no cached scores: every pair scored again
+    real = BertForSequenceClassification.forward
+
+    def tight(self, *args, **kwargs):
+        if kwargs["input_ids"].shape[0] > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(BertForSequenceClassification, "forward", tight)
+    (tight_rec,) = run([f"rerank:{ce}(hf:{a};top=5)"], [str(tiny_beir)], ["ndcg@10"], tmp_path / "tight",
+                       log=lambda m: None)
+    backoffs = tight_rec.retriever_provenance["rerank"]["oom_backoffs"]
+    assert backoffs and all(b["batch_rows"] > 2 for b in backoffs)
+    assert plain.retriever_provenance["rerank"]["oom_backoffs"] == []
+    want = read_run(tmp_path / "plain" / plain.dataset / plain.split / plain.run_file)
+    got = read_run(tmp_path / "tight" / tight_rec.dataset / tight_rec.split / tight_rec.run_file)
+    assert want.keys() == got.keys()
+    for q in want:
+        assert want[q].keys() == got[q].keys()
+        assert [got[q][d] for d in want[q]] == pytest.approx(list(want[q].values()), abs=1e-5)
+
+
 def test_dense_rescoring_of_first_stage_candidates(models, tiny_beir, tmp_path):
     a, b, _ = models
     out = tmp_path / "r"

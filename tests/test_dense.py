@@ -146,10 +146,10 @@ def test_a_cublas_allocation_failure_backs_off_and_the_cache_is_freed_outside_th
     batch's tensors, so releasing inside the except frees nothing of them); other errors are not swallowed."""
     import sys
 
-    from harness.retrievers import encoder as encoder_module
+    from harness import devices
 
     handling: list = []
-    monkeypatch.setattr(encoder_module, "release_cached_memory", lambda device: handling.append(sys.exc_info()[0]))
+    monkeypatch.setattr(devices, "release_cached_memory", lambda device: handling.append(sys.exc_info()[0]))
     enc = HFEncoder(str(tiny_bert_dir), CONTRIEVER, device="cpu", batch_tokens=4096, progress=False)
     real = enc.forward
 

@@ -51,8 +51,8 @@ def test_no_other_module_picks_a_device():
 
 
 def test_every_fp32_path_on_cuda_turns_tensorfloat32_off():
-    """Encoding, reranking, SPLADE, training and fine-tuning in fp32 call devices.exact_float32 (TF32 off on
-    CUDA), which touches nothing on the CPU."""
+    """Encoding, reranking, SPLADE, training and fine-tuning in fp32, and exact search on a GPU whatever the
+    encoder ran in, call devices.exact_float32 (TF32 off on CUDA), which touches nothing on the CPU."""
     import ast
 
     import torch
@@ -71,7 +71,7 @@ def test_every_fp32_path_on_cuda_turns_tensorfloat32_off():
             if isinstance(node, ast.Attribute) and node.attr == "allow_tf32" and path.name != "devices.py":
                 raise AssertionError(f"{path}: sets allow_tf32 itself; call harness.devices.exact_float32")
     assert callers == {"harness/retrievers/encoder.py", "harness/retrievers/cross_encoder.py",
-                       "harness/retrievers/sparse.py",
+                       "harness/retrievers/sparse.py", "harness/search.py",
                        "harness/retrievers/st_backend.py", "harness/train/trainer.py", "harness/train/finetune.py"}, \
         callers
 

@@ -189,12 +189,9 @@ def _store_for(retriever: DenseRetriever, dataset: Dataset) -> EmbeddingStore:
 
 
 def model_dim(retriever: DenseRetriever) -> int:
-    """The encoder's output size read from config.json (no torch needed)."""
-    cfg = json.loads((Path(retriever.files.path) / "config.json").read_text())
-    for key in ("hidden_size", "dim", "d_model"):
-        if key in cfg:
-            return int(cfg[key])
-    raise HarnessError(f"{retriever.files.path}/config.json names no hidden size")
+    """The width of the retriever's vectors (its Dense head's, or the hidden size per pooling mode), read from
+    its files (no torch needed): what the manifest and an ANN index built on it take."""
+    return retriever.encoders.dim
 
 
 def plan_for(retriever: DenseRetriever, dataset: Dataset, jobs: int = 1) -> Plan:
@@ -203,7 +200,9 @@ def plan_for(retriever: DenseRetriever, dataset: Dataset, jobs: int = 1) -> Plan
 
 def encode_shard(retriever: DenseRetriever, dataset: Dataset, shard: int = 0, of: int = 1, *, index: str = "exact",
                  check: bool = True, log: Callable[[str], None] = print) -> JobInfo:
-    """Encode the chunks ``j % of == shard`` of ``dataset`` into ``retriever``'s embedding store."""
+    """Encode the chunks ``j % of == shard`` of ``dataset`` into ``retriever``'s embedding store. Each process
+    is one job; in a group of ranks (srun with several tasks, torchrun) every rank must have its own part."""
+    _refuse_shared_parts(shard, of)
     store = _store_for(retriever, dataset)
     if check:
         plan = plan_for(retriever, dataset, of)
@@ -218,6 +217,23 @@ def encode_shard(retriever: DenseRetriever, dataset: Dataset, shard: int = 0, of
     atomic_write_json(store.dir / f"job-{shard:05d}-of-{of:05d}.json", info)
     log(f"job {shard}/{of}: encoded {encoded} chunks, reused {reused}, of {chunks} ({count:,} passages) -> {store.dir}")
     return info
+
+
+def _refuse_shared_parts(shard: int, of: int) -> None:
+    """In a group of ranks, two ranks given the same ``--shard`` would encode the same chunks (the lock keeps one
+    copy, the other's time is lost): refused in one line (``srun ... --shard $SLURM_PROCID/$SLURM_NTASKS``
+    gives each its own)."""
+    from harness.distributed import all_gather_object, world
+
+    if world()[1] < 2:
+        return
+    parts = all_gather_object((shard, of))
+    same = [rank for rank, part in enumerate(parts) if part == (shard, of)]
+    if len(same) > 1:
+        raise HarnessError(f"ranks {', '.join(map(str, same))} were all given --shard {shard}/{of}: each would "
+                           "encode the same chunks. `harness encode` runs one job per part: give each rank its own "
+                           "(--shard $SLURM_PROCID/$SLURM_NTASKS under srun), or use `harness run` under torchrun, "
+                           "whose ranks share the encoding")
 
 
 def merge(retriever: DenseRetriever, dataset: Dataset, of: int, *, verify: bool = True,

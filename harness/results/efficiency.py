@@ -69,7 +69,8 @@ def reset_peaks() -> None:
     """Start a record's GPU peak afresh (where torch has a CUDA context already; nothing is imported)."""
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
-        torch.cuda.reset_peak_memory_stats()
+        for index in range(torch.cuda.device_count()):  # the allocator's counters: no context is created
+            torch.cuda.reset_peak_memory_stats(index)
 
 
 def _size(path: str | None) -> int | None:
@@ -102,8 +103,9 @@ def measure(indexed: IndexReport, queries: int, index_s: float, search_s: float 
     peak = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     out["peak_rss_mb"] = round(peak / 1024, 1)  # Linux: KiB; a worker's (the JVM's) counts too
     torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
-        out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    if torch is not None and device and device.startswith("cuda") and torch.cuda.is_available() \
+            and torch.cuda.is_initialized():  # the record's own GPU (cuda:1 is not the current device)
+        out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     for key in ("parameters", "dim"):
         if provenance.get(key) is not None:
             out[key] = provenance[key]

@@ -171,6 +171,12 @@ class Composition(Retriever, Protocol):
         """The stages' results, in the order of ``spec.run_stages``."""
         ...
 
+    def help_index(self, dataset: Dataset) -> None:
+        """On a helper rank under torchrun (which has no stage runs: rank 0 searches): take part in the
+        collective work of :meth:`index` (a dense rescorer's corpus encoding), so that rank 0 does not encode it
+        alone and wait at a barrier no other rank reaches; nothing where index() has none."""
+        ...
+
 
 @runtime_checkable
 class Tuned(Protocol):

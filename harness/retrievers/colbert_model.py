@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from harness.devices import is_out_of_memory
 from harness.errors import HarnessError
 from harness.retrievers.colbert_config import ColbertConfig, Projection
+from harness.retrievers.compute.batching import run_batches
 from harness.retrievers.compute.plan import Compute
 from harness.retrievers.config import EncoderConfig
 
@@ -189,20 +189,14 @@ class ColbertEncoder:
         kept = [sum(k) for k in keep]
         out = np.zeros((len(ids), max(kept, default=0), self.dim), dtype=np.float32)
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
-        pending = self.hf.batches(lengths)[::-1]
         bar = progress_bar(len(ids), desc, "text", enabled=self.hf.progress)
-        while pending:
-            idx = pending.pop()
-            try:
-                for i, vectors in zip(idx, self._batch(ids, attention, keep, idx, int(lengths[idx].max())),
-                                      strict=True):
-                    out[i, :len(vectors)] = vectors
-                bar.update(len(idx))
-                continue
-            except RuntimeError as e:
-                if not is_out_of_memory(e):
-                    raise
-            pending.extend(self.hf._back_off(idx, int(lengths[idx].max())))
+
+        def step(idx: np.ndarray) -> None:
+            for i, vectors in zip(idx, self._batch(ids, attention, keep, idx, int(lengths[idx].max())), strict=True):
+                out[i, :len(vectors)] = vectors
+            bar.update(len(idx))
+
+        run_batches(self.hf.budget, lengths, step)  # the dense encoder's budget and back-offs
         bar.close()
         return out
 

@@ -88,6 +88,11 @@ class EncoderConfig:
             d.pop("query_prefix_by_dataset")  # recipes without it keep the fingerprints they always had
         return d
 
+    def embedding_dim(self, hidden: int) -> int:
+        """The width of the vectors for a transformer ``hidden`` wide: the last Dense module's, else one hidden
+        width per pooling mode (several are concatenated)."""
+        return self.dense[-1].out_features if self.dense else hidden * len(self.pooling.split("+"))
+
     def query_prefix_for(self, dataset_id: str | None) -> str:
         """The query instruction on ``dataset_id``: its own when the recipe gives one, else ``query_prefix``."""
         return dict(self.query_prefix_by_dataset).get(dataset_id or "", self.query_prefix)

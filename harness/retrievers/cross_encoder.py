@@ -26,6 +26,7 @@ from harness.errors import HarnessError
 from harness.io import TRUSTED, Checksums
 from harness.paths import cache_root
 from harness.retrievers.base import SearchContext
+from harness.retrievers.compute.batching import TokenBudget, run_batches
 from harness.retrievers.hub import ModelProvenance
 from harness.retrievers.spec import RetrieverSpec
 from harness.settings import Execution
@@ -52,6 +53,7 @@ class CrossEncoderProvenance(TypedDict):
     cross_encoder: CrossEncoderFiles
     max_length: int
     pairs: dict[str, int]
+    oom_backoffs: list[dict[str, int]]  # each out-of-memory halving of the token budget (float rounding only)
 
 
 class CrossEncoderScorer:
@@ -64,6 +66,7 @@ class CrossEncoderScorer:
 
         self.execution = execution
         self.batch_tokens = spec.params.get("batch_tokens")
+        self.budget: TokenBudget | None = None  # made with the model (its device); out-of-memory halvings recorded
         self.checksums = checksums
         # the revision pinned in the name (rerank:ID@REV(...)) is the one fetched and recorded
         self.files = spec_model_files(spec.name, spec.model, spec.revision, execution.trust_remote_code, checksums)
@@ -119,7 +122,8 @@ class CrossEncoderScorer:
 
     def provenance(self, context: SearchContext) -> CrossEncoderProvenance:
         return {"cross_encoder": {**self.files.provenance(), "model_files_sha256": self.model_digest},
-                "max_length": self.max_length, "pairs": self.scored}
+                "max_length": self.max_length, "pairs": self.scored,
+                "oom_backoffs": self.budget.backoffs if self.budget is not None else []}
 
     def scores(self, queries: Mapping[str, str], candidates: dict[str, list[str]],
                context: SearchContext) -> dict[str, np.ndarray]:
@@ -146,7 +150,6 @@ class CrossEncoderScorer:
 
     def _load(self) -> tuple[Any, Any, Any]:
         if self._model is None:
-            import torch
             from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
             from harness.devices import exact_float32, pick_device
@@ -155,8 +158,7 @@ class CrossEncoderScorer:
             device = pick_device(self.execution.device)
             exact_float32(device)  # these models run in fp32 (their fingerprints say so)
             tokenizer = AutoTokenizer.from_pretrained(str(self.files.path))
-            model = load_checked(AutoModelForSequenceClassification, self.files.path,
-                                 dtype=torch.float32).to(device).eval()
+            model = load_checked(AutoModelForSequenceClassification, self.files.path).to(device).eval()
             self._model = (tokenizer, model, device)
         return self._model
 
@@ -172,28 +174,28 @@ class CrossEncoderScorer:
         encoded = tokenizer([a for a, _ in pairs], [b for _, b in pairs], truncation="longest_first",
                             max_length=self.max_length)
         lengths = np.array([len(x) for x in encoded["input_ids"]])
-        budget = int(self.batch_tokens or (16384 if device.type != "cpu" else 4096))
-        order = np.argsort(-lengths, kind="stable")
+        if self.budget is None:  # one budget for the scorer's life: an out-of-memory halving holds from then on
+            self.budget = TokenBudget(int(self.batch_tokens or (16384 if device.type != "cpu" else 4096)), 256,
+                                      device)
         bar = progress_bar(len(pairs), "rerank pairs", "pair") if self.execution.progress else None
-        start = 0
+
+        def step(batch: np.ndarray) -> None:
+            features = tokenizer.pad({name: [encoded[name][i] for i in batch] for name in encoded},
+                                     return_tensors="pt")
+            logits = model(**{n: t.to(device) for n, t in features.items()}).logits
+            if logits.shape[-1] != 1:
+                raise HarnessError(f"{self.files.path}: the model gives {logits.shape[-1]} logits per pair; "
+                                   "rerank scores one relevance logit (num_labels 1)")
+            values = logits[:, 0].float().cpu().numpy()
+            refuse_nonfinite(values, [pairs[i][1][:60] for i in batch], "(query, document) pair of document")
+            rows = {keys[i]: float(v) for i, v in zip(batch, values, strict=True)}
+            cache.put(rows)  # committed per batch: an interrupted rerank resumes
+            known.update(rows)
+            if bar is not None:
+                bar.update(len(batch))
+
         with torch.inference_mode():
-            while start < len(order):
-                size = max(1, min(256, budget // max(1, int(lengths[order[start]]))))
-                batch = order[start:start + size]
-                features = tokenizer.pad({name: [encoded[name][i] for i in batch] for name in encoded},
-                                         return_tensors="pt")
-                logits = model(**{n: t.to(device) for n, t in features.items()}).logits
-                if logits.shape[-1] != 1:
-                    raise HarnessError(f"{self.files.path}: the model gives {logits.shape[-1]} logits per pair; "
-                                       "rerank scores one relevance logit (num_labels 1)")
-                values = logits[:, 0].float().cpu().numpy()
-                refuse_nonfinite(values, [pairs[i][1][:60] for i in batch], "(query, document) pair of document")
-                rows = {keys[i]: float(v) for i, v in zip(batch, values, strict=True)}
-                cache.put(rows)  # committed per batch: an interrupted rerank resumes
-                known.update(rows)
-                start += size
-                if bar is not None:
-                    bar.update(len(batch))
+            run_batches(self.budget, lengths, step)
         if bar is not None:
             bar.close()
 

@@ -188,9 +188,8 @@ class DenseEncoders:
 
     @property
     def dim(self) -> int:
-        """The embedding dimension: the last Dense module's, or the transformer's hidden size."""
-        return (self.config.dense[-1].out_features if self.config.dense
-                else _hidden_size(self.files.path / self.config.transformer_path))
+        """The embedding dimension (``EncoderConfig.embedding_dim``), from config.json (nothing loaded)."""
+        return self.config.embedding_dim(_hidden_size(self.files.path / self.config.transformer_path))
 
     def parameters(self) -> int | None:
         """The parameters of every model this retriever runs (the transformer, each Dense module, a query
@@ -229,4 +228,7 @@ class DenseEncoders:
 
 def _hidden_size(folder: Path) -> int:
     cfg = json.loads((folder / "config.json").read_text())
-    return int(cfg.get("hidden_size") or cfg.get("d_model") or cfg.get("dim") or 768)
+    for key in ("hidden_size", "d_model", "dim"):
+        if cfg.get(key):
+            return int(cfg[key])
+    raise HarnessError(f"{folder / 'config.json'}: names no hidden size (hidden_size, d_model or dim)")

@@ -26,9 +26,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.devices import exact_float32, is_out_of_memory, pick_device, release_cached_memory, tensor_float32
+from harness.devices import exact_float32, pick_device, tensor_float32
 from harness.errors import HarnessError
 from harness.retrievers.base import Text
+from harness.retrievers.compute.batching import TokenBudget, run_batches
 from harness.retrievers.compute.plan import (
     Compute,
     default_batch_tokens,
@@ -75,7 +76,6 @@ class HFEncoder:
         # a caller that already planned (DenseRetriever, for its cache key) passes its plan
         self.compute = compute or plan_compute(model_dir, device, precision, forward)
         self.device = pick_device(device)
-        self.max_batch = max_batch
         self.progress = progress
         self.folder = Path(model_dir)
         hf_dir = str(self.folder / config.transformer_path)
@@ -92,16 +92,17 @@ class HFEncoder:
         if self.compute.precision == "fp32":
             exact_float32(self.device)  # the reference computation: true float32 matmuls, not TensorFloat-32
         self.hidden = hidden = int(self.model.config.hidden_size)
-        self.dim = config.dense[-1].out_features if config.dense else hidden * len(config.pooling.split("+"))
-        self.batch_tokens = batch_tokens or default_batch_tokens(self.device, self.compute.precision, hidden)
+        self.dim = config.embedding_dim(hidden)
+        tokens = batch_tokens or default_batch_tokens(self.device, self.compute.precision, hidden)
         #: the token budget checked against the GPU's free memory (planner): None, or what was lowered
         self.budget_fit: dict[str, int] | None = None
         free = device_free_bytes(self.device)
         if free is not None:
-            self.batch_tokens, self.budget_fit = fit_gpu_budget(
-                self.batch_tokens, self.model.config.to_dict(), int(config.max_length or 512), free)
-        #: each out-of-memory back-off: the token budget halved (batch grouping only: float rounding, recorded)
-        self.backoffs: list[dict[str, int]] = []
+            tokens, self.budget_fit = fit_gpu_budget(tokens, self.model.config.to_dict(),
+                                                     int(config.max_length or 512), free)
+        #: the batches' token budget, halved on each out-of-memory error (batch grouping only: float rounding;
+        #: its ``backoffs`` are recorded)
+        self.budget = TokenBudget(tokens, max_batch, self.device)
         self._skip: dict[str, int] = {}
         #: the thread count on CPU (harness.retrievers.compute.threads): ``threads`` where given
         #: (``Execution.threads``), else OMP_NUM_THREADS's where set, both fixed; else chosen between batches.
@@ -181,16 +182,23 @@ class HFEncoder:
             chars *= 4
         return text
 
+    @property
+    def batch_tokens(self) -> int:
+        """The token budget of a batch now (lowered by out-of-memory back-offs)."""
+        return self.budget.tokens
+
+    @batch_tokens.setter
+    def batch_tokens(self, tokens: int) -> None:
+        self.budget.tokens = tokens
+
+    @property
+    def backoffs(self) -> list[dict[str, int]]:
+        """Each out-of-memory back-off: the token budget halved, and the rows of the batch that did not fit."""
+        return self.budget.backoffs
+
     def batches(self, lengths: np.ndarray) -> list[np.ndarray]:
         """Index batches of similar length under the token budget (longest first)."""
-        order = np.argsort(-lengths, kind="stable")
-        out, start = [], 0
-        while start < len(order):
-            longest = int(lengths[order[start]])
-            size = max(1, min(self.max_batch, self.batch_tokens // max(1, longest)))
-            out.append(order[start:start + size])
-            start += size
-        return out
+        return self.budget.batches(lengths)
 
     @torch.inference_mode()
     def encode(self, texts: Sequence[Text], kind: str = "doc", desc: str | None = None, *,
@@ -206,26 +214,20 @@ class HFEncoder:
         ids = self.tokenize(texts)
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
         out = np.empty((len(ids), self.dim), dtype=np.float32)
-        pending = self.batches(lengths)[::-1]  # a stack: the next batch last
         bar = _progress(len(ids), desc or f"encode {kind}s", self.progress)
         if self.threads is not None:
             self.threads.apply()
-        while pending:
-            idx = pending.pop()
-            try:
-                start = time.perf_counter()
-                out[idx] = self._encode_batch(ids, idx, lengths, skip)
-                if self.threads is not None:  # the work: padded tokens, attention's share growing with length
-                    width = int(lengths[idx].max())
-                    self.threads.batch_done(len(idx) * width * (1 + width / (6 * self.hidden)),
-                                            time.perf_counter() - start)
-                bar.update(len(idx))
-                continue
-            except RuntimeError as e:  # torch.OutOfMemoryError is one; cuBLAS's allocation failures are others
-                if not is_out_of_memory(e):
-                    raise
-            # out of the except block: its traceback (and the failed batch's tensors it holds) is gone
-            pending.extend(self._back_off(idx, int(lengths[idx].max())))
+
+        def step(idx: np.ndarray) -> None:
+            start = time.perf_counter()
+            out[idx] = self._encode_batch(ids, idx, lengths, skip)
+            if self.threads is not None:  # the work: padded tokens, attention's share growing with length
+                width = int(lengths[idx].max())
+                self.threads.batch_done(len(idx) * width * (1 + width / (6 * self.hidden)),
+                                        time.perf_counter() - start)
+            bar.update(len(idx))
+
+        run_batches(self.budget, lengths, step)
         bar.close()
         return out
 
@@ -244,18 +246,6 @@ class HFEncoder:
             vec = torch.nn.functional.normalize(vec, p=2, dim=-1)
         out: np.ndarray = vec.cpu().numpy()
         return out
-
-    def _back_off(self, idx: np.ndarray, width: int) -> list[np.ndarray]:
-        """Out of device memory: halve the token budget (from now on) and split the batch in two. A single
-        text that does not fit is refused. Only the batch grouping changes: float32 rounding, recorded."""
-        release_cached_memory(self.device)
-        if len(idx) == 1:
-            raise HarnessError(f"one text of {width} tokens does not fit in {self.device}'s memory even alone; "
-                               "use a smaller --max-length or another device")
-        self.batch_tokens = max(width, self.batch_tokens // 2)
-        self.backoffs.append({"batch_tokens": self.batch_tokens, "batch_rows": len(idx)})
-        half = len(idx) // 2
-        return [idx[half:], idx[:half]]  # the first half next
 
 
 def _prepend(prefix: str, text: Text, lowercase: bool) -> Text:

@@ -550,6 +550,9 @@ class FusionRetriever:
                                "have searched the whole corpus (rerun them with --force)")
         return searched[0] if searched else None
 
+    def help_index(self, dataset: Dataset) -> None:
+        return None  # index() only reads the stages' runs
+
     def index(self, dataset: Dataset) -> StagesIndexed:
         searched = self._searched()
         documents = searched if searched is not None else self.stage_runs[0].documents_indexed

@@ -145,10 +145,26 @@ def load_weights_error(folder: Path | str, error: BaseException) -> HarnessError
                         "model as safetensors (model.safetensors)")
 
 
+def _dtype_option() -> str:
+    """The name of ``from_pretrained``'s dtype option: ``dtype`` since transformers 4.56, ``torch_dtype`` before."""
+    import transformers
+
+    major, minor = (int(part) for part in transformers.__version__.split(".")[:2])
+    return "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
+
+
 def load_checked(cls: Any, folder: Path | str, *, trust_remote_code: bool = False, **kwargs: Any) -> Any:
-    """``cls.from_pretrained(folder)`` with all of its weights: a tensor the model needs but the weights file
-    lacks would be initialised at random and change every number silently, so it is refused (the pooler,
-    which no recipe reads, excepted); weights that cannot be read are one line, not a traceback."""
+    """``cls.from_pretrained(folder)`` with all of its weights, in float32: a tensor the model needs but the
+    weights file lacks would be initialised at random and change every number silently, so it is refused (the
+    pooler, which no recipe reads, excepted); weights that cannot be read are one line, not a traceback.
+
+    float32 whatever the folder says: transformers 5 loads in the ``dtype`` of ``config.json`` (or of the
+    weights) by default, so a model saved in float16 or bfloat16 would run in half precision under a record
+    that says fp32. The weights are widened exactly; the precision modes (bf16, bf16x3, tf32) are the
+    encoder's, applied to the float32 model."""
+    import torch
+
+    kwargs[_dtype_option()] = torch.float32
     try:
         model, info = cls.from_pretrained(str(folder), trust_remote_code=trust_remote_code,
                                           output_loading_info=True, **kwargs)
@@ -167,6 +183,8 @@ def load_checked(cls: Any, folder: Path | str, *, trust_remote_code: bool = Fals
     if missing:
         raise HarnessError(f"{folder}: the weights lack {len(missing)} tensor(s) the model needs (first: "
                            f"{missing[0]}); they would be random. The weights do not belong to this config.json")
+    if any(t.is_floating_point() and t.dtype != torch.float32 for t in (*model.parameters(), *model.buffers())):
+        model = model.float()  # code of the model's own that set its dtype after loading
     return model
 
 

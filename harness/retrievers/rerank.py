@@ -195,6 +195,9 @@ class RerankRetriever:
     def use_stages(self, stages: Sequence[StageRun]) -> None:
         (self.first,) = stages
 
+    def help_index(self, dataset: Dataset) -> None:
+        self.scorer.prepare(dataset)  # a dense or ColBERT rescorer's store: encoded by every rank, as index() does
+
     def _first(self) -> StageRun:
         if self.first is None:
             raise RuntimeError("use_stages() must run before index() and search()")

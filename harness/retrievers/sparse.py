@@ -50,6 +50,7 @@ from harness.trec import PYSERINI_SCORE_FORMAT
 
 if TYPE_CHECKING:
     from harness.data.dataset import Dataset
+    from harness.retrievers.compute.batching import TokenBudget
 
 SPARSE_FORMAT = 1  # bump when the weights, their quantisation or the way they reach Lucene change
 TEXT_RULE = "title + ' ' + text (stripped); query text"
@@ -97,6 +98,7 @@ class SparseRetriever:
         self.threads = execution.threads or max(1, os.cpu_count() or 1)
         self._digest: str | None = None
         self._model: tuple[Any, Any, Any, list[str]] | None = None
+        self.budget: TokenBudget | None = None  # made with the model (its device); out-of-memory halvings recorded
         self.jvm_info: dict[str, Any] = {}  # what the search worker reported
 
     @property
@@ -131,7 +133,7 @@ class SparseRetriever:
             device = pick_device(self.execution.device)
             exact_float32(device)  # these models run in fp32 (their fingerprints say so)
             tokenizer = AutoTokenizer.from_pretrained(str(self.files.path))
-            model = load_checked(AutoModelForMaskedLM, self.files.path, dtype=torch.float32).to(device).eval()
+            model = load_checked(AutoModelForMaskedLM, self.files.path).to(device).eval()
             if self.execution.threads:
                 torch.set_num_threads(self.execution.threads)
             vocab: list[str] = list(tokenizer.convert_ids_to_tokens(list(range(len(tokenizer)))))
@@ -143,28 +145,31 @@ class SparseRetriever:
         import numpy as np
         import torch
 
+        from harness.retrievers.compute.batching import TokenBudget, run_batches
+
         tokenizer, model, device, vocab = self._load()
         ids = tokenizer(texts, truncation=True, max_length=max_length, add_special_tokens=True)["input_ids"]
         lengths = np.array([len(x) for x in ids])
-        order = np.argsort(-lengths, kind="stable")
-        budget = 16384 if device.type != "cpu" else 4096
+        if self.budget is None:  # one budget for the retriever's life: an out-of-memory halving holds from then on
+            self.budget = TokenBudget(16384 if device.type != "cpu" else 4096, 128, device)
+        # one text a batch (a query's own latency) shares the budget, and so its back-offs
+        budget = self.budget if batched else TokenBudget(self.budget.tokens, 1, device, self.budget.backoffs)
         out: list[dict[str, int]] = [{} for _ in texts]
-        start = 0
+
+        def step(batch: np.ndarray) -> None:
+            features = tokenizer.pad({"input_ids": [ids[i] for i in batch]}, return_tensors="pt")
+            mask = features["attention_mask"].to(device)
+            logits = model(input_ids=features["input_ids"].to(device), attention_mask=mask).logits
+            pooled, _ = torch.max(torch.log(1 + torch.relu(logits)) * mask.unsqueeze(-1), dim=1)
+            weights = pooled.float().cpu().numpy()
+            refuse_nonfinite(weights, [texts[i][:60] for i in batch], "text")
+            for row, i in enumerate(batch):
+                cols = np.nonzero(weights[row])[0]
+                out[i] = quantise({vocab[c]: float(weights[row, c]) for c in cols}, self.weight_range,
+                                  self.quant_range)
+
         with torch.inference_mode():
-            while start < len(order):
-                size = 1 if not batched else max(1, min(128, budget // max(1, int(lengths[order[start]]))))
-                batch = order[start:start + size]
-                features = tokenizer.pad({"input_ids": [ids[i] for i in batch]}, return_tensors="pt")
-                mask = features["attention_mask"].to(device)
-                logits = model(input_ids=features["input_ids"].to(device), attention_mask=mask).logits
-                pooled, _ = torch.max(torch.log(1 + torch.relu(logits)) * mask.unsqueeze(-1), dim=1)
-                weights = pooled.float().cpu().numpy()
-                refuse_nonfinite(weights, [texts[i][:60] for i in batch], "text")
-                for row, i in enumerate(batch):
-                    cols = np.nonzero(weights[row])[0]
-                    out[i] = quantise({vocab[c]: float(weights[row, c]) for c in cols}, self.weight_range,
-                                      self.quant_range)
-                start += size
+            run_batches(budget, lengths, step)
         return out
 
     # --- index and search -------------------------------------------------------------------------------
@@ -224,7 +229,8 @@ class SparseRetriever:
     def provenance(self, context: SearchContext) -> dict[str, Any]:
         return {**self.files.provenance(), "model_files_sha256": self.model_digest, "recipe": self.recipe(),
                 "engine": "Lucene impact index (Anserini) via pyserini", "index": str(self.index_dir(context.dataset)),
-                **self.jvm_info, "device": self.device, "threads": self.threads}
+                **self.jvm_info, "device": self.device, "threads": self.threads,
+                "oom_backoffs": self.budget.backoffs if self.budget is not None else []}
 
 
 class SparseRecipe(TypedDict):

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypedDict, TypeVar
 import numpy as np
 
 from harness.data.corpus import Doc
-from harness.distributed import barrier, world
+from harness.distributed import together, world
 from harness.embeddings import EmbeddingStore, refuse_nonfinite
 from harness.errors import HarnessError
 from harness.paths import cache_root
@@ -164,11 +164,10 @@ class CorpusVectors:
                                      manifest["count"] if manifest else None, seconds=time.perf_counter() - start)
         self.encoding.check_resources(dataset, store)
         rank, size = world()
-        done = self.encode(dataset, store, rank, size)
-        barrier()
-        if rank == 0:
-            store.finish(done.shards, done.count, done.dim or _dim_of(store))
-        barrier()
+        # a rank whose share fails (a non-finite vector, a text too long for the GPU) stops every rank
+        done = together("the corpus encoding (every rank's share)", lambda: self.encode(dataset, store, rank, size))
+        together("sealing the embedding store (rank 0)",
+                 lambda: store.finish(done.shards, done.count, done.dim or _dim_of(store)) if rank == 0 else None)
         what = "encoded" if not done.reused else f"encoded {done.encoded} shards, reused {done.reused} (resumed)"
         return EmbeddingsIndexed(what, str(store.dir), store.computed_with() if rank == 0 else [], done.count,
                                  done.shards, done.encoded, size, self.embed_dtype, time.perf_counter() - start)

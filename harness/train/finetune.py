@@ -64,6 +64,11 @@ def finetune(cfg: FinetuneConfig) -> TrainResult:
     from harness.train.trainer import TrainResult
 
     cfg.validate()  # every option against its declaration (--batch-size >= 2: in-batch negatives)
+    from harness.launch import launch
+
+    if launch().world_size > 1:  # every rank would train the same model and write the same folder
+        raise HarnessError(f"harness finetune runs in one process (a few-shot run is small); it was started as "
+                           f"{launch().world_size} ranks (torchrun or srun): start it once, without them")
     claim_output(Path(cfg.output), resume=False, overwrite=cfg.overwrite)
     seed_everything(cfg.seed)  # the sample of pairs and the mined negatives; start_model seeds again
     ds = resolve_dataset(cfg.dataset, split=cfg.split)

@@ -71,7 +71,10 @@ def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision == "auto":
         if device.type != "cuda":
             return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        # bf16 where this device's tensor cores run it (compute capability 8.0+, Ampere on); older GPUs
+        # (V100, T4) only emulate it, slowly: fp16 with loss scaling there (is_bf16_supported() says True for
+        # emulation, and of the current device, not necessarily this one)
+        return torch.bfloat16 if torch.cuda.get_device_capability(device) >= (8, 0) else torch.float16
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
@@ -156,11 +159,12 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
     finished = _finished(output, cfg) if resume else None
     if finished is not None:
         return finished
-    cuda = cfg.device != "cpu" and torch.cuda.is_available()
+    cuda = distributed.on_cuda(cfg.device)
     rank, world, created_group = distributed.start(cuda, cfg.dist_timeout, cfg.step_timeout, cfg.dist_backend)
     try:
-        claim_output(output, resume=resume, overwrite=cfg.overwrite, clear=rank == 0)  # every rank refuses alike
-        distributed.barrier("the start (rank 0 clears --output)")
+        # every rank refuses alike; rank 0 clears
+        distributed.together("the start (rank 0 clears --output)",
+                             lambda: claim_output(output, resume=resume, overwrite=cfg.overwrite, clear=rank == 0))
         return _train(cfg, resume, rank, world)
     finally:
         if created_group:
@@ -187,12 +191,14 @@ def _train(cfg: TrainConfig, resume: bool, rank: int, world: int) -> TrainResult
                                 checkpoint=lambda done: _checkpoint(cfg, run, done, rank, result),
                                 log_path=run.output / LOG_FILE if rank == 0 else None, bar=bar,
                                 log_every=cfg.log_every)
-    if rank == 0 and cfg.eval and cfg.eval_baselines and result.last_step == cfg.steps:
-        from harness.train.evaluate import evaluate_baselines
+    def baselines() -> None:
+        if rank == 0 and cfg.eval and cfg.eval_baselines and result.last_step == cfg.steps:
+            from harness.train.evaluate import evaluate_baselines
 
-        with distributed.solo():  # rank 0 alone; the others have finished (or wait at the barrier below)
-            result.evaluations += evaluate_baselines(cfg)
-    distributed.barrier("the end (rank 0 evaluates the baselines)")
+            with distributed.solo():  # rank 0 alone; the others wait for it (and hear if it fails)
+                result.evaluations += evaluate_baselines(cfg)
+
+    distributed.together("the end (rank 0 evaluates the baselines)", baselines)
     if rank == 0 and cfg.plot:
         from harness.train.plot import plot_training
 
@@ -213,11 +219,11 @@ def _setup(cfg: TrainConfig, resume: bool, rank: int, world: int) -> RunState:
     device, tokenizer, encoder = model.device, model.tokenizer, model.encoder
     source = resolve_source(cfg.corpus)
     cache = cache_root() / "train-tokens"
-    if rank == 0:
-        stream = build_token_stream(source, tokenizer, cache, progress=cfg.progress)
-    distributed.barrier("the token cache (rank 0 tokenises --corpus)")  # the long wait: --dist-timeout
-    if rank != 0:
-        stream = build_token_stream(source, tokenizer, cache)
+    # the long wait (--dist-timeout); a failure on rank 0 (a bad corpus line) reaches every rank
+    built = distributed.together("the token cache (rank 0 tokenises --corpus)",
+                                 lambda: build_token_stream(source, tokenizer, cache, progress=cfg.progress)
+                                 if rank == 0 else None)
+    stream = built if built is not None else build_token_stream(source, tokenizer, cache)
     if resume_from:
         _check_resume(resume_from, cfg, stream.checksum)
     windows = make_windows(stream.offsets, cfg.chunk_length, cfg.window_mode)
@@ -318,16 +324,23 @@ def _step_on_ranks(cfg: TrainConfig, run: RunState, step: int, world: int) -> di
 
 def _checkpoint(cfg: TrainConfig, run: RunState, done: int, rank: int, result: TrainResult) -> None:
     """Save a checkpoint (weights, recipe, training state), then evaluate it on rank 0 when asked."""
-    folder = _save(cfg, run, done, rank)
-    if rank == 0:
+    state = _training_state(cfg, run, done)  # every rank (collectives)
+
+    def write() -> None:
+        if rank != 0:
+            return
+        folder = _write(cfg, run, done, state)
         result.checkpoints.append(folder)
         if cfg.eval:
             from harness.train.evaluate import evaluate_checkpoint
 
             with distributed.solo():  # `harness run` on rank 0 alone: its barriers must not wait for the others
                 result.evaluations += evaluate_checkpoint(folder, done, cfg)
-    # the others wait here, with the long timeout (--dist-timeout), until the checkpoint and evaluation are done
-    distributed.barrier(f"the checkpoint of step {done} (rank 0 writes{' and evaluates' if cfg.eval else ''} it)")
+
+    # the others wait here, with the long timeout (--dist-timeout), until the checkpoint and evaluation are
+    # done, and stop with rank 0 if it fails (a full disk, a bad --eval dataset)
+    distributed.together(f"the checkpoint of step {done} (rank 0 writes{' and evaluates' if cfg.eval else ''} it)",
+                         write)
 
 
 def _hidden_size(model: Any) -> int:
@@ -335,8 +348,9 @@ def _hidden_size(model: Any) -> int:
     return int(model.config.hidden_size)
 
 
-def _save(cfg: TrainConfig, run: RunState, step: int, rank: int) -> Path:
-    """Write checkpoint ``step`` (rank 0 writes; every rank's random state is gathered into it)."""
+def _training_state(cfg: TrainConfig, run: RunState, step: int) -> dict[str, Any] | None:
+    """What a checkpoint keeps to resume (None without ``--save-state``), on every rank: the weights checked
+    finite first, then every rank's random state gathered (a collective)."""
     key_encoder, queue, scaler = run.key_encoder, run.queue, run.scaler
     check_finite_weights(run.encoder.model, step, run.output)  # on every rank, before any collective
     state = None
@@ -347,11 +361,13 @@ def _save(cfg: TrainConfig, run: RunState, step: int, rank: int) -> Path:
                  "key_encoder": {k: v.cpu() for k, v in key_encoder.state_dict().items()} if key_encoder else None,
                  "queue": queue.state_dict() if queue is not None else None,
                  "scaler": scaler.state_dict() if scaler is not None else None}
-    folder = run.output / f"checkpoint-{step:07d}"
-    if rank == 0:
-        meta = checkpoint_metadata(encoder=run.enc_cfg, objective=cfg.objective,
-                                   hyperparameters=cfg.hyperparameters(), data_checksum=run.checksum, step=step,
-                                   init=cfg.init, extra={"corpus": cfg.corpus, "init_digest": run.init_digest,
-                                          "world_size": distributed.rank_and_size()[1]})
-        folder = save_checkpoint(run.output, step, run.encoder.model, run.tokenizer, meta, state, cfg.keep_last)
-    return folder
+    return state
+
+
+def _write(cfg: TrainConfig, run: RunState, step: int, state: dict[str, Any] | None) -> Path:
+    """Write checkpoint ``step`` with its training state (rank 0)."""
+    meta = checkpoint_metadata(encoder=run.enc_cfg, objective=cfg.objective,
+                               hyperparameters=cfg.hyperparameters(), data_checksum=run.checksum, step=step,
+                               init=cfg.init, extra={"corpus": cfg.corpus, "init_digest": run.init_digest,
+                                                     "world_size": distributed.rank_and_size()[1]})
+    return save_checkpoint(run.output, step, run.encoder.model, run.tokenizer, meta, state, cfg.keep_last)
