@@ -24,8 +24,9 @@ if TYPE_CHECKING:
 
 def device_name(requested: str = "auto") -> str:
     """``requested`` with the rank's GPU applied: ``auto``/``cuda`` -> ``cuda:N`` (:func:`rank_gpu`) in a group
-    of ranks when CUDA is present; ``cuda:N`` refused for several ranks on a node that sees several GPUs (they
-    would all use GPU N); anything else unchanged (checked by :func:`pick_device`)."""
+    of ranks when CUDA is present; ``cuda:N`` refused for a rank whose own GPU it is not, where several ranks
+    share a node that sees several GPUs (they would share one); anything else unchanged (checked by
+    :func:`pick_device`)."""
     from harness.launch import launch
 
     where = launch()
@@ -37,10 +38,12 @@ def device_name(requested: str = "auto") -> str:
     elif requested.startswith("cuda:") and where.local_world_size > 1:
         import torch
 
-        if torch.cuda.device_count() > 1:  # where each rank sees one GPU (Slurm), cuda:0 is its own
-            raise HarnessError(f"--device {requested} for {where.local_world_size} ranks on this node: every rank "
-                               "would compute on that one GPU; use --device cuda (each rank its own GPU, by local "
-                               "rank) or make one GPU visible to each rank (CUDA_VISIBLE_DEVICES)")
+        visible = torch.cuda.device_count()
+        own = rank_gpu(where.local_rank, where.local_world_size, visible) if visible else None
+        if visible > 1 and requested != f"cuda:{own}":  # cuda:$LOCAL_RANK, or cuda:0 where a rank sees one GPU
+            raise HarnessError(f"--device {requested} on local rank {where.local_rank} of "
+                               f"{where.local_world_size}: not this rank's own GPU (cuda:{own}), so ranks would "
+                               "share one; use --device cuda (each rank its own GPU, by local rank)")
     return requested
 
 

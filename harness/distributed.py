@@ -132,6 +132,7 @@ def stop() -> None:
     communicator that waits for a lost peer can hang)."""
     import torch.distributed as dist
 
+    _STATE["device"] = None  # the next group follows the next run's --device
     if dist.is_available() and dist.is_initialized():
         if _STATE["broken"] and dist.get_backend() == "nccl":
             return
@@ -148,10 +149,11 @@ def compute_on(device: str) -> None:
 
 
 def on_cuda(device: str) -> bool:
-    """Whether ``--device`` means CUDA: ``cuda`` or ``cuda:N``, or ``auto`` where CUDA is present."""
+    """Whether ``--device`` means CUDA here: ``auto``, ``cuda`` or ``cuda:N`` where CUDA is present (a CUDA
+    device on a machine without one starts gloo, and the device check names the devices there are)."""
     import torch
 
-    return torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
+    return (device == "auto" or device.startswith("cuda")) and torch.cuda.is_available()
 
 
 def world() -> tuple[int, int]:
@@ -194,15 +196,20 @@ def together(what: str, work: Callable[[], T]) -> T:
     one a :class:`CollectiveError` naming that rank and its error. So no rank waits out the long timeout
     (``--dist-timeout``) for one that has stopped: under torchrun its agent would end the others, under srun
     without torchrun nothing would. Outside a group: ``work()``."""
-    failure: Exception | None = None
+    failure: BaseException | None = None
     result: T | None = None
     try:
         result = work()
-    except Exception as e:  # any error: the others must hear of it before this rank leaves
+    except BaseException as e:  # any error, Ctrl-C too: the others must hear of it before this rank leaves
         failure = e
     if is_distributed():
         note = None if failure is None else " ".join(str(failure).split())[:300] or type(failure).__name__
-        notes = _guard(f"waiting at {what}", LONG, lambda: _gathered(note))
+        try:
+            notes = _guard(f"waiting at {what}", LONG, lambda: _gathered(note))
+        except CollectiveError:
+            if failure is not None:  # the gather failed too (a dead peer): this rank's own error is the news
+                raise failure from None
+            raise
         if failure is None:
             failed = [(rank, n) for rank, n in enumerate(notes) if n is not None]
             if failed:

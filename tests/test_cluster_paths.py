@@ -69,6 +69,20 @@ def test_a_model_saved_in_half_precision_runs_in_float32(tmp_path, dtype):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
+def test_the_sentence_transformers_backend_runs_a_half_precision_model_in_float32(tmp_path):
+    import shutil
+
+    from harness.retrievers.st_backend import SentenceTransformersEncoder
+
+    folder = make_tiny_bert(tmp_path / "st", hidden=16, st_files=True)
+    half = tmp_path / "st-half"
+    shutil.copytree(folder, half)
+    _half_precision_copy(folder, half, torch.float16)  # the weights and config.json in float16, modules kept
+    encoder = SentenceTransformersEncoder(half, "cpu", "")
+    assert {p.dtype for p in encoder.model.parameters()} == {torch.float32}
+    assert encoder.encode(["the cell"]).dtype == np.float32
+
+
 def _group_start_recorded(monkeypatch) -> list[bool]:
     """world() in a (pretended) group of ranks, with the group's start recorded instead of made."""
     import torch.distributed as dist
@@ -97,6 +111,9 @@ def _group_start_recorded(monkeypatch) -> list[bool]:
 def test_the_groups_backend_follows_the_device_asked_for(monkeypatch):
     # a machine with GPUs: --device cpu starts gloo (no GPU bound), auto and cuda start NCCL
     assert _group_start_recorded(monkeypatch) == [False, True, True, True, False]
+    # without CUDA every device starts gloo (--device cuda is then refused by the device check, by name)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert [distributed.on_cuda(d) for d in ("auto", "cuda", "cuda:1", "cpu")] == [False] * 4
 
 
 def test_a_runner_says_its_device_before_any_group_starts(monkeypatch):
@@ -116,9 +133,10 @@ def test_one_gpu_named_for_several_ranks_on_a_node_is_refused(monkeypatch):
     monkeypatch.setenv("LOCAL_RANK", "1")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    with pytest.raises(HarnessError, match=r"--device cuda:1 for 2 ranks on this node: every rank would compute "
-                                           r"on that one GPU; use --device cuda"):
-        device_name("cuda:1")
+    assert device_name("cuda:1") == "cuda:1"  # --device cuda:$LOCAL_RANK: this rank's own GPU
+    with pytest.raises(HarnessError, match=r"--device cuda:0 on local rank 1 of 2: not this rank's own GPU "
+                                           r"\(cuda:1\), so ranks would share one; use --device cuda"):
+        device_name("cuda:0")
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # each rank sees its own GPU only: cuda:0 is its own
     assert device_name("cuda:0") == "cuda:0"
 
@@ -141,14 +159,16 @@ def test_the_peak_gpu_memory_is_read_from_the_records_device(monkeypatch):
     from harness.results.efficiency import measure
     from harness.retrievers.base import Indexed
 
-    read: list[str] = []
+    read: list[str | None] = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: (read.append(device), 3 * 2**20)[1])
     indexed = Indexed("built", 10, computed=True)
     assert measure(indexed, 5, 1.0, 0.5, "cuda:1", {})["peak_gpu_mb"] == 3.0
-    assert read == ["cuda:1"]
+    assert measure(indexed, 5, 1.0, 0.5, None, {})["peak_gpu_mb"] == 3.0  # no device said: the current GPU
+    assert read == ["cuda:1", None]
     assert "peak_gpu_mb" not in measure(indexed, 5, 1.0, 0.5, "cpu", {})
+    assert "peak_gpu_mb" not in measure(indexed, 5, 1.0, 0.5, "mps", {})
 
 
 def test_the_vectors_width_counts_a_dense_head_and_concatenated_poolings(tmp_path):
@@ -251,16 +271,17 @@ def test_two_ranks_rerank_with_a_dense_rescorer_as_one_process(tmp_path):
     assert [json.loads(m.read_text())["count"] for m in manifests] == [50, 50]
 
 
-def test_harness_encode_refuses_ranks_given_the_same_part(monkeypatch):
+def test_harness_encode_refuses_more_ranks_than_parts_without_a_group(monkeypatch):
+    import torch.distributed as dist
+
     from harness.odqa import shards
 
-    monkeypatch.setattr(distributed, "world", lambda: (1, 3))
-    monkeypatch.setattr(distributed, "all_gather_object", lambda part: [(0, 3), (1, 3), (2, 3)])
-    shards._refuse_shared_parts(1, 3)  # srun: every task its own part
-    monkeypatch.setattr(distributed, "all_gather_object", lambda part: [(0, 1), (0, 1), (0, 1)])
-    with pytest.raises(HarnessError, match=r"ranks 0, 1, 2 were all given --shard 0/1: each would encode the same "
-                                           r"chunks"):
+    monkeypatch.setattr(dist, "init_process_group", lambda *a, **k: pytest.fail("a group was started"))
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    shards._refuse_shared_parts(1, 3)  # srun -n 3 ... --shard $SLURM_PROCID/3: every task its own part
+    shards._refuse_shared_parts(5, 8)
+    with pytest.raises(HarnessError, match=r"started as 3 ranks with --shard 0/1: at least two would encode the "
+                                           r"same chunks"):
         shards._refuse_shared_parts(0, 1)
-    monkeypatch.setattr(distributed, "world", lambda: (0, 1))  # one process: nothing to gather
-    monkeypatch.setattr(distributed, "all_gather_object", lambda part: pytest.fail("gathered outside a group"))
-    shards._refuse_shared_parts(0, 1)
+    monkeypatch.delenv("WORLD_SIZE")
+    shards._refuse_shared_parts(0, 1)  # one process: one job

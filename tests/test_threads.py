@@ -166,8 +166,6 @@ def test_a_given_thread_count_is_fixed_set_before_every_encode_and_recorded(tmp_
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     folder = make_tiny_bert(tmp_path / "bert")
-    contended = iter(range(0, 10**15, 10**11))  # every thread always waiting: a tuner would drop a thread
-    monkeypatch.setattr(th, "runqueue_wait_ns", lambda: next(contended))
     before = torch.get_num_threads()
     try:
         retriever = DenseRetriever(resolve_retriever(f"hf:{folder}"),
@@ -184,6 +182,18 @@ def test_a_given_thread_count_is_fixed_set_before_every_encode_and_recorded(tmp_
     assert seen and set(seen) == {3}
     used = retriever.encoders.encoding_report()["cpu_threads"]
     assert used == {"most": 3, "batches": {"3": len(seen)}, "fixed": True}
+
+
+def test_a_fixed_count_never_changes_however_contended_the_host():
+    host = Host(rates={1: 2.0, 2: 1.0}, waiting={1: 0.5, 2: 0.9})  # one thread would be twice as fast
+    tuner = th.ThreadTuner(2, fixed=True, set_threads=host.set, wait_ns=host.wait_ns)
+    host.batches(tuner, th.WINDOW * 3 * th.PROBE)
+    assert host.set_calls == [2] and tuner.current == 2
+    assert tuner.used() == {"most": 2, "batches": {"2": th.WINDOW * 3 * th.PROBE}, "fixed": True}
+    host2 = Host(rates={1: 2.0, 2: 1.0}, waiting={1: 0.5, 2: 0.9})
+    tuned = th.ThreadTuner(2, set_threads=host2.set, wait_ns=host2.wait_ns)
+    host2.batches(tuned, th.WINDOW * 3)
+    assert tuned.current == 1  # the same host without fixed: one thread kept (the test can tell the two apart)
 
 
 def test_a_window_of_zero_seconds_or_a_thread_that_ended_decides_nothing_wrongly():

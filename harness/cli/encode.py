@@ -60,11 +60,9 @@ def _load(args: argparse.Namespace) -> tuple[DenseRetriever, Dataset]:
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
-    from harness.distributed import compute_on
     from harness.odqa.shards import encode_shard, parse_shard, plan_for
 
     i, n = parse_shard(args.shard)
-    compute_on(args.device)  # in a group of ranks: gloo unless the jobs encode on CUDA
     retriever, dataset = _load(args)
     if args.plan:
         print(plan_for(retriever, dataset, n).render())

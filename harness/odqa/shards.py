@@ -201,7 +201,7 @@ def plan_for(retriever: DenseRetriever, dataset: Dataset, jobs: int = 1) -> Plan
 def encode_shard(retriever: DenseRetriever, dataset: Dataset, shard: int = 0, of: int = 1, *, index: str = "exact",
                  check: bool = True, log: Callable[[str], None] = print) -> JobInfo:
     """Encode the chunks ``j % of == shard`` of ``dataset`` into ``retriever``'s embedding store. Each process
-    is one job; in a group of ranks (srun with several tasks, torchrun) every rank must have its own part."""
+    is one job; started as several ranks (srun with several tasks, torchrun), each must have its own part."""
     _refuse_shared_parts(shard, of)
     store = _store_for(retriever, dataset)
     if check:
@@ -220,18 +220,16 @@ def encode_shard(retriever: DenseRetriever, dataset: Dataset, shard: int = 0, of
 
 
 def _refuse_shared_parts(shard: int, of: int) -> None:
-    """In a group of ranks, two ranks given the same ``--shard`` would encode the same chunks (the lock keeps one
-    copy, the other's time is lost): refused in one line (``srun ... --shard $SLURM_PROCID/$SLURM_NTASKS``
-    gives each its own)."""
-    from harness.distributed import all_gather_object, world
+    """Started as several ranks (torchrun, srun with several tasks) with fewer parts than ranks, at least two
+    ranks have the same ``--shard`` and would encode the same chunks (the lock keeps one copy, the other's time
+    is lost): refused in one line. Decided from the launch alone: the jobs stay independent (no process group,
+    so one job that fails early leaves no other waiting)."""
+    from harness.launch import launch
 
-    if world()[1] < 2:
-        return
-    parts = all_gather_object((shard, of))
-    same = [rank for rank, part in enumerate(parts) if part == (shard, of)]
-    if len(same) > 1:
-        raise HarnessError(f"ranks {', '.join(map(str, same))} were all given --shard {shard}/{of}: each would "
-                           "encode the same chunks. `harness encode` runs one job per part: give each rank its own "
+    ranks = launch().world_size
+    if ranks > of:
+        raise HarnessError(f"harness encode was started as {ranks} ranks with --shard {shard}/{of}: at least two "
+                           "would encode the same chunks. It runs one job per part: give each rank its own "
                            "(--shard $SLURM_PROCID/$SLURM_NTASKS under srun), or use `harness run` under torchrun, "
                            "whose ranks share the encoding")
 

@@ -103,9 +103,10 @@ def measure(indexed: IndexReport, queries: int, index_s: float, search_s: float 
     peak = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     out["peak_rss_mb"] = round(peak / 1024, 1)  # Linux: KiB; a worker's (the JVM's) counts too
     torch = sys.modules.get("torch")
-    if torch is not None and device and device.startswith("cuda") and torch.cuda.is_available() \
-            and torch.cuda.is_initialized():  # the record's own GPU (cuda:1 is not the current device)
-        out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    gpu = device if device and device.startswith("cuda") else None if device not in (None, "auto") else "current"
+    if torch is not None and gpu is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        # the record's own GPU (cuda:1 is not the current device); the current one where it says none
+        out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated(None if gpu == "current" else gpu) / 2**20, 1)
     for key in ("parameters", "dim"):
         if provenance.get(key) is not None:
             out[key] = provenance[key]

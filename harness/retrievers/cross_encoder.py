@@ -123,7 +123,7 @@ class CrossEncoderScorer:
     def provenance(self, context: SearchContext) -> CrossEncoderProvenance:
         return {"cross_encoder": {**self.files.provenance(), "model_files_sha256": self.model_digest},
                 "max_length": self.max_length, "pairs": self.scored,
-                "oom_backoffs": self.budget.backoffs if self.budget is not None else []}
+                "oom_backoffs": list(self.budget.backoffs) if self.budget is not None else []}
 
     def scores(self, queries: Mapping[str, str], candidates: dict[str, list[str]],
                context: SearchContext) -> dict[str, np.ndarray]:

@@ -165,7 +165,7 @@ class DenseEncoders:
         fitted to the GPU, its device (nothing before it is loaded), the threads it ran its batches on."""
         encoder = self._encoder
         tuner = getattr(encoder, "threads", None)
-        return {"oom_backoffs": encoder.backoffs if encoder is not None else [],
+        return {"oom_backoffs": list(encoder.backoffs) if encoder is not None else [],
                 "gpu_budget_fit": encoder.budget_fit if encoder is not None else None, "device": self.device_used,
                 "cpu_threads": tuner.used() if isinstance(tuner, ThreadTuner) else None}
 

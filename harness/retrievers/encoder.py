@@ -112,7 +112,9 @@ class HFEncoder:
             if threads is not None:
                 self.threads = ThreadTuner(threads, fixed=True)
             elif "OMP_NUM_THREADS" in os.environ:
-                self.threads = ThreadTuner(torch.get_num_threads(), fixed=True)
+                omp = os.environ["OMP_NUM_THREADS"].strip()  # torch's count may have been moved since start
+                self.threads = ThreadTuner(int(omp) if omp.isdigit() and int(omp) > 0 else torch.get_num_threads(),
+                                           fixed=True)
             else:
                 from harness.distributed import cpu_threads
 

@@ -152,8 +152,8 @@ class SparseRetriever:
         lengths = np.array([len(x) for x in ids])
         if self.budget is None:  # one budget for the retriever's life: an out-of-memory halving holds from then on
             self.budget = TokenBudget(16384 if device.type != "cpu" else 4096, 128, device)
-        # one text a batch (a query's own latency) shares the budget, and so its back-offs
-        budget = self.budget if batched else TokenBudget(self.budget.tokens, 1, device, self.budget.backoffs)
+        # one text a batch (queries, as Pyserini encodes them): a text that does not fit alone is refused
+        budget = self.budget if batched else TokenBudget(self.budget.tokens, 1, device)
         out: list[dict[str, int]] = [{} for _ in texts]
 
         def step(batch: np.ndarray) -> None:
@@ -230,7 +230,7 @@ class SparseRetriever:
         return {**self.files.provenance(), "model_files_sha256": self.model_digest, "recipe": self.recipe(),
                 "engine": "Lucene impact index (Anserini) via pyserini", "index": str(self.index_dir(context.dataset)),
                 **self.jvm_info, "device": self.device, "threads": self.threads,
-                "oom_backoffs": self.budget.backoffs if self.budget is not None else []}
+                "oom_backoffs": list(self.budget.backoffs) if self.budget is not None else []}
 
 
 class SparseRecipe(TypedDict):

@@ -43,7 +43,9 @@ class SentenceTransformersEncoder:
 
         dev = pick_device(device)
         exact_float32(dev)
-        self.model = SentenceTransformer(str(folder), device=str(dev), local_files_only=True)
+        # float32 whatever the folder's config.json says (transformers 5 loads its dtype): the weights widened
+        # exactly, as hub.load_checked loads the harness's own models
+        self.model = SentenceTransformer(str(folder), device=str(dev), local_files_only=True).float()
         self.device = dev
         self.query_prefix = query_prefix
         self.batch_size = batch_size
