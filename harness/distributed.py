@@ -283,7 +283,6 @@ def all_gather_object(obj: Any) -> list[Any]:
     """A picklable object of every rank, in rank order (object collectives only where tensors do not fit)."""
     if not is_distributed():
         return [obj]
-
     return _guard("gathering every rank's state", LONG, lambda: _gathered(obj))
 
 
