@@ -19,7 +19,8 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 WINDOW_MODES = ("stream", "document")
 LOG_FILE = "train_log.jsonl"  # one JSON line per optimiser step, in the output folder
 
-_PRECISION_HELP = "auto: fp32 on CPU, bf16 (or fp16 where bf16 is missing) on GPU"
+_PRECISION_HELP = ("auto: fp32 on CPU, bf16 on a GPU of compute capability 8.0+ (fp16 with loss scaling below); "
+                   "a resumed run keeps the dtype it started in")
 
 
 def option(default: Any = MISSING, help: str = "", *, group: str = "run control", control: bool = False,

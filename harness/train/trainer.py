@@ -67,6 +67,11 @@ class TrainResult:
     queue: object = None
 
 
+#: the autocast dtype a checkpoint's training state names (--precision auto resolves by device: a resumed run
+#: keeps the one it started with, wherever it resumes)
+_AUTOCAST_NAMES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision == "auto":
         if device.type != "cuda":
@@ -268,6 +273,11 @@ def _setup(cfg: TrainConfig, resume: bool, rank: int, world: int) -> RunState:
                                "from an earlier checkpoint or start a new --output") from None
 
     amp = _autocast_dtype(cfg.precision, device)
+    if resume_from and "autocast" in state:  # a resumed run continues in the dtype it started in
+        if state["autocast"] not in _AUTOCAST_NAMES:
+            raise HarnessError(f"{resume_from}: its training state names autocast {state['autocast']!r}, not one "
+                               f"of {', '.join(_AUTOCAST_NAMES)}; resume from an earlier checkpoint")
+        amp = _AUTOCAST_NAMES[state["autocast"]]
     if amp is None:
         exact_float32(device)
     scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
@@ -360,7 +370,8 @@ def _training_state(cfg: TrainConfig, run: RunState, step: int) -> dict[str, Any
                  "scheduler": run.sched.state_dict(), "rng": rngs,
                  "key_encoder": {k: v.cpu() for k, v in key_encoder.state_dict().items()} if key_encoder else None,
                  "queue": queue.state_dict() if queue is not None else None,
-                 "scaler": scaler.state_dict() if scaler is not None else None}
+                 "scaler": scaler.state_dict() if scaler is not None else None,
+                 "autocast": next(k for k, v in _AUTOCAST_NAMES.items() if v == run.amp)}
     return state
 
 

@@ -73,6 +73,33 @@ def test_resume_continues_exactly(tiny_bert, tiny_corpus, tmp_path):
         assert torch.equal(sa["key_encoder"][k], sb["key_encoder"][k]), k
 
 
+def test_a_resumed_run_keeps_the_autocast_dtype_it_started_in(tiny_bert, tiny_corpus, tmp_path, monkeypatch):
+    """--precision auto resolves by device (bf16 on Ampere and later, fp16 before): a run resumed on another
+    GPU, or after the rule changed, continues in the dtype its checkpoint names, not the one auto picks now."""
+    from harness.train import trainer
+
+    out = tmp_path / "run"
+    train(_cfg(tiny_bert, tiny_corpus, out, steps=4, warmup_steps=1, save_every=2, stop_at_step=2))
+    path = out / "checkpoint-0000002" / STATE_FILE
+    state = torch.load(path, weights_only=True)
+    assert state["autocast"] == "fp32"  # a CPU run: no autocast
+    state["autocast"] = "bf16"  # as a run started where auto chose bf16
+    torch.save(state, path)
+    seen: list[object] = []
+    real = trainer._step_on_ranks
+    monkeypatch.setattr(trainer, "_step_on_ranks", lambda cfg, run, step, world: (seen.append(run.amp),
+                                                                                   real(cfg, run, step, world))[1])
+    train(_cfg(tiny_bert, tiny_corpus, out, steps=4, warmup_steps=1, save_every=2), resume=True)
+    assert seen == [torch.bfloat16, torch.bfloat16]
+    last = out / "checkpoint-0000004" / STATE_FILE
+    state = torch.load(last, weights_only=True)
+    assert state["autocast"] == "bf16"
+    state["autocast"] = "fp8"
+    torch.save(state, last)
+    with pytest.raises(HarnessError, match="names autocast 'fp8'"):
+        trainer._setup(_cfg(tiny_bert, tiny_corpus, out, steps=4, warmup_steps=1, save_every=2), True, 0, 1)
+
+
 def test_resume_refuses_changed_hyperparameters(tiny_bert, tiny_corpus, tmp_path):
     out = tmp_path / "run"
     train(_cfg(tiny_bert, tiny_corpus, out, steps=2, warmup_steps=1, save_every=1))
