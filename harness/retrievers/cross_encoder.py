@@ -16,7 +16,7 @@ import sqlite3
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 import numpy as np
 
@@ -27,7 +27,7 @@ from harness.io import TRUSTED, Checksums
 from harness.paths import cache_root
 from harness.retrievers.base import SearchContext
 from harness.retrievers.compute.batching import TokenBudget, run_batches
-from harness.retrievers.hub import ModelProvenance
+from harness.retrievers.hub import ModelProvenance, widened_from
 from harness.retrievers.spec import RetrieverSpec
 from harness.settings import Execution
 
@@ -38,6 +38,7 @@ TEXT_RULE = "query, title + ' ' + text (stripped); truncation longest_first"
 
 
 class CrossEncoderFingerprint(TypedDict):
+    widened_from: NotRequired[str]  # the model's saved dtype, where not float32 (loaded widened)
     cross_encoder: str
     max_length: int
     precision: str
@@ -112,7 +113,7 @@ class CrossEncoderScorer:
 
     def fingerprint(self) -> CrossEncoderFingerprint:
         return {"cross_encoder": self.model_digest, "max_length": self.max_length, "precision": "fp32",
-                "batch_tokens": self.batch_tokens, "text": TEXT_RULE}
+                "batch_tokens": self.batch_tokens, "text": TEXT_RULE, **widened_from(self.files.path)}
 
     def changed_settings(self) -> dict[str, Any]:
         return {}
@@ -131,7 +132,8 @@ class CrossEncoderScorer:
         pairs = [(queries[q], texts[d]) for q, docs in candidates.items() for d in docs]
         keys = [_pair_key(a, b) for a, b in pairs]
         # keyed like the fingerprint: model files, length and batch policy (the device is rounding only)
-        policy = f"-bt{self.batch_tokens}" if self.batch_tokens else ""
+        policy = (f"-bt{self.batch_tokens}" if self.batch_tokens else "") + \
+            "".join(f"-w{v}" for v in widened_from(self.files.path).values())  # scores of the widened model
         cache = ScoreCache(cache_root() / "rerank" / f"{self.model_digest[:24]}-{self.max_length}{policy}-v2.sqlite")
         try:
             known = cache.get(keys)

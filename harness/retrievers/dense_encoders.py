@@ -20,7 +20,7 @@ from harness.resources import check_plan, count_lines, embedding_plan
 from harness.retrievers.base import SearchContext, Text, TextEncoder
 from harness.retrievers.compute.threads import ThreadsUsed, ThreadTuner
 from harness.retrievers.config import fit_max_length, model_max_positions, read_encoder_config
-from harness.retrievers.hub import ModelFiles, model_digest, spec_model_files, weights_file
+from harness.retrievers.hub import ModelFiles, model_digest, spec_model_files, weights_file, widened_from
 from harness.retrievers.spec import RetrieverSpec
 from harness.retrievers.vectors import DTYPES, EMBED_VERSION
 from harness.settings import REFERENCE, EncodeSettings, Execution
@@ -119,7 +119,8 @@ class DenseEncoders:
 
     def compute_key(self) -> dict[str, Any]:
         return {"precision": self.compute.precision, "forward": self.settings.forward,
-                "batch_tokens": self.settings.batch_tokens, **self._backend()}
+                "batch_tokens": self.settings.batch_tokens, **self._backend(),
+                **widened_from(self.files.path / self.config.transformer_path)}
 
     def store_key(self, dataset: Dataset) -> dict[str, Any]:
         # everything that decides the corpus vectors; the query prefix does not, so it is left out. The device

@@ -145,6 +145,26 @@ def load_weights_error(folder: Path | str, error: BaseException) -> HarnessError
                         "model as safetensors (model.safetensors)")
 
 
+class Widened(TypedDict, total=False):
+    widened_from: str  # the dtype a model was saved in, where not float32 (loaded widened to float32)
+
+
+def widened_from(folder: Path | str) -> Widened:
+    """``{"widened_from": "float16"}`` where the model's ``config.json`` names a floating dtype other than
+    float32 (its weights are widened when loaded: :func:`load_checked`), else ``{}``: part of fingerprints and
+    cache keys, so vectors or scores computed before loading was float32 (transformers 5 ran such a model in
+    half precision) are never reused; float32 models keep the keys they always had."""
+    path = Path(folder) / "config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    saved = config.get("dtype", config.get("torch_dtype")) if isinstance(config, dict) else None
+    if isinstance(saved, str) and saved not in ("float32", "auto") and saved.startswith(("float", "bfloat")):
+        return {"widened_from": saved}
+    return Widened()
+
+
 def _dtype_option() -> str:
     """The name of ``from_pretrained``'s dtype option: ``dtype`` since transformers 4.56, ``torch_dtype`` before."""
     import transformers

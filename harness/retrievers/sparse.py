@@ -27,7 +27,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 from harness.data.corpus import doc_text
 from harness.embeddings import refuse_nonfinite
@@ -118,8 +118,11 @@ class SparseRetriever:
                 "pooling": "max log(1 + relu(logits)), masked", "precision": "fp32"}
 
     def fingerprint(self) -> SparseFingerprint:
+        from harness.retrievers.hub import widened_from
+
         return {"kind": "sparse", "model": self.model_digest, **self.recipe(), "format": SPARSE_FORMAT,
-                "pyserini": package_version("pyserini"), "anserini": anserini_jar_name()}
+                "pyserini": package_version("pyserini"), "anserini": anserini_jar_name(),
+                **widened_from(self.files.path)}
 
     # --- encoding ---------------------------------------------------------------------------------------
     def _load(self) -> tuple[Any, Any, Any, list[str]]:
@@ -244,6 +247,7 @@ class SparseRecipe(TypedDict):
 
 
 class SparseFingerprint(SparseRecipe):
+    widened_from: NotRequired[str]  # the model's saved dtype, where not float32 (loaded widened)
     kind: str
     model: str
     format: int
