@@ -101,8 +101,9 @@ class Execution:
             raise HarnessError(f"--latency must be a positive number of queries, not {self.latency!r}")
         if not isinstance(self.shard_size, int) or self.shard_size < 1:
             raise HarnessError(f"--shard-size must be at least 1, not {self.shard_size!r}")
-        if self.threads is not None and self.threads < 1:
-            raise HarnessError(f"--threads must be at least 1, not {self.threads!r}")
+        if self.threads is not None and (not isinstance(self.threads, int) or isinstance(self.threads, bool)
+                                         or self.threads < 1):
+            raise HarnessError(f"--threads must be a whole number at least 1, not {self.threads!r}")
 
 
 def settings_label(changed: dict[str, Any]) -> str:

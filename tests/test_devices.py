@@ -29,18 +29,33 @@ def test_a_missing_cuda_device_is_refused_with_what_there_is():
         pick_device("cuda:3")
 
 
-def test_under_torchrun_cuda_means_this_ranks_own_gpu(monkeypatch):
-    monkeypatch.setenv("WORLD_SIZE", "4")
-    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
-    monkeypatch.setenv("LOCAL_RANK", "2")
+def _ranks(monkeypatch, *, ranks: int, local_rank: int, gpus: int) -> None:
+    """This process as local rank ``local_rank`` of ``ranks`` on a node whose ranks each see ``gpus`` GPUs."""
+    monkeypatch.setenv("WORLD_SIZE", str(ranks))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(ranks))
+    monkeypatch.setenv("LOCAL_RANK", str(local_rank))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+
+
+def test_under_torchrun_cuda_means_this_ranks_own_gpu(monkeypatch):
+    _ranks(monkeypatch, ranks=4, local_rank=2, gpus=4)
     assert device_name("auto") == device_name("cuda") == "cuda:2"
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # each rank sees its own GPU only (Slurm)
     assert device_name("auto") == "cuda:0"
     assert device_name("cuda:0") == "cuda:0" and device_name("cpu") == "cpu"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert device_name("auto") == "auto"
+
+
+def test_one_gpu_named_for_several_ranks_on_a_node_is_refused_unless_it_is_the_ranks_own(monkeypatch):
+    _ranks(monkeypatch, ranks=2, local_rank=1, gpus=2)
+    assert device_name("cuda:1") == "cuda:1"  # --device cuda:$LOCAL_RANK: this rank's own GPU
+    with pytest.raises(HarnessError, match=r"--device cuda:0 on local rank 1 of 2: not this rank's own GPU "
+                                           r"\(cuda:1\), so ranks would share one; use --device cuda"):
+        device_name("cuda:0")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # each rank sees its own GPU only: cuda:0 is its own
+    assert device_name("cuda:0") == "cuda:0"
 
 
 def test_no_other_module_picks_a_device():

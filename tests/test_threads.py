@@ -214,4 +214,10 @@ def test_the_cli_threads_flag_reaches_execution_and_a_bad_count_is_refused(capsy
     args = build_parser().parse_args(["run", "-r", "bm25", "-d", "scifact", "--threads", "3"])
     assert execution_from_args(args).threads == 3
     assert main(["run", "-r", "bm25", "-d", "scifact", "--threads", "0"]) == 2
-    assert "--threads must be at least 1" in capsys.readouterr().err
+    assert "--threads must be a whole number at least 1" in capsys.readouterr().err
+    from harness.errors import HarnessError
+    from harness.settings import Execution
+
+    for bad in (-1, 2.5, "2", True, float("nan")):
+        with pytest.raises(HarnessError, match="--threads must be a whole number at least 1"):
+            Execution(threads=bad)
