@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -55,7 +56,8 @@ def test_torchrun_gloo_two_ranks_with_eval_finishes(tiny_bert, tiny_corpus, tmp_
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     # rank 0: two checkpoints, then the init model and BM25 (--eval-baselines); rank 1 evaluates nothing
-    assert sorted(proc.stdout.split("\n")[:2]) == ["rank done: 0 evaluations", "rank done: 4 evaluations"]
+    # the two ranks print into one pipe at about the same moment: their lines may interleave
+    assert sorted(re.findall(r"rank done: (\d+) evaluations", proc.stdout)) == ["0", "4"], proc.stdout
     records = sorted(p.name for p in results.rglob("*.json") if not p.name.startswith("."))
     assert len(records) >= 2 and any("checkpoint-0000002" in r for r in records)
 
