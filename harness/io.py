@@ -187,6 +187,14 @@ class Checksums:
         self._hashed.add(identity)
         return value
 
+    def digests(self, paths: list[Path]) -> dict[str, str]:
+        """sha256 of each file, keyed so that no file hides another: by its name where the names differ (a
+        BEIR folder's corpus.jsonl, queries.jsonl, test.tsv), by its whole path where two share one (a
+        corpus and topics both named data.tsv in different folders)."""
+        names = [p.name for p in paths]
+        keys = names if len(set(names)) == len(names) else [str(p) for p in paths]
+        return {key: self.sha256(p) for key, p in zip(keys, paths)}
+
 
 #: the checksums of every caller that has not asked for files to be hashed again
 TRUSTED = Checksums()

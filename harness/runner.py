@@ -80,7 +80,7 @@ class CorpusStats(TypedDict):
 
 def dataset_fingerprint(ds: Dataset, checksums: Checksums = TRUSTED) -> DatasetFingerprint:
     out: DatasetFingerprint = {"id": ds.id, "split": ds.split, "path": str(ds.root),
-                               "sha256": {p.name: checksums.sha256(p) for p in ds.files()}}
+                               "sha256": checksums.digests(ds.files())}
     opened_as = getattr(ds, "opened_as", None)
     if opened_as:
         out["opened_as"] = str(opened_as)

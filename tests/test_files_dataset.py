@@ -162,3 +162,27 @@ def test_the_leaderboard_scores_a_missing_measure_of_a_files_dataset(tiny_beir, 
     main(["leaderboard", "--output-dir", str(out), "--metric", "recip_rank"])
     assert "changed since the record was computed" in capsys.readouterr().err
     assert "recip_rank" not in _records(out)[0].metrics
+
+
+def test_a_changed_corpus_is_seen_when_two_of_the_files_share_a_name(tiny_beir, tiny_bert_dir, tmp_path, capsys):
+    """The record's file checksums are keyed so that no file hides another: with corpus and topics both named
+    data.tsv, a rewritten corpus is a new dataset fingerprint (before, the topics' checksum overwrote the
+    corpus's under the one name, and the old record was reused for a different corpus)."""
+    corpus, topics, qrels = _tsv_files(tiny_beir, tmp_path / "tsv", header=False)
+    (tmp_path / "c").mkdir()
+    (tmp_path / "t").mkdir()
+    corpus = corpus.rename(tmp_path / "c" / "data.tsv")
+    topics = topics.rename(tmp_path / "t" / "data.tsv")
+    named = ["--corpus", str(corpus), "--topics", str(topics), "--qrels", str(qrels)]
+    out = tmp_path / "out"
+    assert _run(tiny_bert_dir, out, *named) == 0
+    (before,) = _records(out)
+    assert len(before.dataset_provenance["sha256"]) == 3  # every file named, none hidden
+    lines = corpus.read_text().splitlines()
+    corpus.write_text("".join(f"{line.split(chr(9))[0]}\tthe the the the\n" for line in lines))
+    capsys.readouterr()
+    assert _run(tiny_bert_dir, out, *named) == 0
+    assert "reused record" not in capsys.readouterr().err
+    (after,) = _records(out)
+    assert after.metrics != before.metrics
+    assert after.dataset_provenance["sha256"] != before.dataset_provenance["sha256"]

@@ -27,7 +27,7 @@ def score_missing(output_dir: Path, measures: Sequence[str], *, split: str | Non
     """Add each of ``measures`` to every record of ``output_dir`` that lacks it (and that ``split`` and
     ``datasets`` select). Returns (records written, one line per record that could not be scored and why)."""
     from harness.datasets import resolve_dataset
-    from harness.io import cached_sha256, sha256_file
+    from harness.io import TRUSTED, sha256_file
     from harness.trec import read_run
 
     found, _ = load_records(Path(output_dir))
@@ -49,7 +49,7 @@ def score_missing(output_dir: Path, measures: Sequence[str], *, split: str | Non
                 name = str(record.dataset_provenance.get("opened_as") or record.dataset)  # files: by its files
                 opened[key] = resolve_dataset(name, split=record.split, allow_fetch=False, output_dir=Path(output_dir))
             ds = opened[key]
-            digests = {p.name: cached_sha256(p) for p in ds.files()}
+            digests = TRUSTED.digests(ds.files())
             before = record.dataset_provenance.get("sha256")
             if before and before != digests:
                 notes.append(f"{where}: the dataset's files changed since the record was computed; rerun it")
