@@ -45,3 +45,31 @@ def test_what_sentence_transformers_cannot_run_as_the_harness_would_is_refused(t
     assert main(["run", "-r", f"hf:{st_folder}", "-d", str(tiny_beir), "--backend", "sentence-transformers",
                  "--pooling", "mean"]) == 2
     assert "--pooling does not apply" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("prefix", ["cancer tumor gene ", ""])
+def test_a_query_prefix_reaches_sentence_transformers(st_folder, tiny_beir, tmp_path, prefix):
+    """--query-prefix (and --query-prefix "" that turns off the folder's own query prompt) is what
+    sentence-transformers encodes the queries with, as the harness's backend does: before, the backend
+    compared the prefix with itself and dropped it, under a record naming it."""
+    import json
+    import shutil
+
+    from harness.datasets import resolve_dataset
+    from harness.retrievers.base import SearchContext
+
+    folder = tmp_path / "prompted"
+    shutil.copytree(st_folder, folder)
+    (folder / "config_sentence_transformers.json").write_text(json.dumps(
+        {"prompts": {"query": "query: ", "document": ""}, "default_prompt_name": None}))
+    spec = resolve_retriever(f"hf:{folder}")
+    context = SearchContext(resolve_dataset(str(tiny_beir), split="test", allow_fetch=False))
+    texts = ["a short query about retrieval", "another question"]
+    ours = spec.load(EncodeSettings(query_prefix=prefix), CPU).encoders.encode_queries(texts, context)
+    theirs = spec.load(EncodeSettings(query_prefix=prefix, backend="sentence-transformers"), CPU)
+    np.testing.assert_allclose(theirs.encoders.encode_queries(texts, context), ours, rtol=1e-5, atol=1e-6)
+    own = spec.load(EncodeSettings(), CPU).encoders.encode_queries(texts, context)
+    assert not np.allclose(ours, own, atol=1e-4)  # the prefix changes the vectors, so the check can fail
+    # records made while the prefix was dropped are not reused: the backend's query rule is in its fingerprint
+    assert theirs.fingerprint()["query_prompt"] == 2 and "query_prompt" not in spec.load(
+        EncodeSettings(query_prefix=prefix), CPU).fingerprint()

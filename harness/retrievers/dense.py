@@ -40,6 +40,7 @@ class DenseFingerprint(TypedDict):
     embed_version: int
     text_rule: str
     search: NotRequired[dict[str, Any]]  # an approximate searcher's configuration
+    query_prompt: NotRequired[int]  # --backend sentence-transformers: its rule for the query prompt (version)
 
 
 class QueryModelProvenance(ModelProvenance):
@@ -107,7 +108,8 @@ class DenseRetriever(VectorRetriever[DenseEncoders]):
         enc = self.encoders
         return {"kind": "dense", "model_files": enc.digest(enc.files), "query_model_files": enc.digest(enc.query_files),
                 "encoder": enc.config.recipe(), "compute": enc.compute_key(), "embed_dtype": self.settings.embed_dtype,
-                "embed_version": EMBED_VERSION, "text_rule": enc.text_rule, **self.search_note()}
+                "embed_version": EMBED_VERSION, "text_rule": enc.text_rule, **self.search_note(),
+                **enc.query_rule()}
 
     def provenance(self, context: SearchContext) -> DenseProvenance:
         enc = self.encoders

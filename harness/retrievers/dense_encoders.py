@@ -33,6 +33,10 @@ if TYPE_CHECKING:
     from harness.retrievers.st_backend import SentenceTransformersEncoder
 
 
+class QueryRule(TypedDict, total=False):
+    query_prompt: int  # --backend sentence-transformers: how its query prompt is chosen (a version)
+
+
 class EncodingReport(TypedDict):
     oom_backoffs: list[dict[str, int]]
     gpu_budget_fit: dict[str, int] | None
@@ -94,7 +98,9 @@ class DenseEncoders:
         if self.settings.backend != REFERENCE.backend:
             from harness.retrievers.st_backend import SentenceTransformersEncoder
 
-            return SentenceTransformersEncoder(folder, self.device, self.config.query_prefix,
+            # the folder's own query prompt is what sentence-transformers applies unasked; any other prefix
+            # (--query-prefix, "" included, or a dataset's own) is passed to it as the prompt
+            return SentenceTransformersEncoder(folder, self.device, self.model_config.query_prefix,
                                                progress=self.execution.progress)
         from harness.retrievers.encoder import HFEncoder
 
@@ -134,6 +140,12 @@ class DenseEncoders:
 
     def computed_with(self) -> dict[str, Any]:
         return {**self.compute.to_dict(), **self._backend(), "harness": __version__}
+
+    def query_rule(self) -> QueryRule:
+        """For the record's fingerprint: the version of how sentence-transformers is given the query prompt
+        (2: any prefix but the folder's own is passed to it; before, --query-prefix was dropped, so records
+        made then are not reused). Nothing for the harness's own backend, whose keys stay as they were."""
+        return {"query_prompt": 2} if self.settings.backend != REFERENCE.backend else {}
 
     def _backend(self) -> dict[str, str]:
         """Who encodes, when it is not the harness's own recipe reader (sentence-transformers itself)."""

@@ -33,8 +33,8 @@ def check_applicable(folder: Path, *, text_pair: bool, changed: dict[str, Any], 
 
 class SentenceTransformersEncoder:
     """A :class:`~harness.retrievers.base.TextEncoder`: ``encode_query`` / ``encode_document`` of
-    sentence-transformers, fp32, the model's own prompts unless a dataset's own query prefix replaces the query
-    prompt."""
+    sentence-transformers, fp32, the folder's own prompts unless another query prefix (``--query-prefix``, ""
+    included, or a dataset's own) replaces the query prompt; ``query_prefix`` is the folder's own."""
 
     def __init__(self, folder: Path, device: str, query_prefix: str, batch_size: int = 32, progress: bool = False):
         from sentence_transformers import SentenceTransformer
@@ -61,7 +61,7 @@ class SentenceTransformersEncoder:
         options: dict[str, Any] = {"batch_size": self.batch_size, "convert_to_numpy": True,
                                    "show_progress_bar": self.progress}
         if kind == "query":
-            if query_prefix is not None and query_prefix != self.query_prefix:  # a dataset's own
+            if query_prefix is not None and query_prefix != self.query_prefix:  # not the folder's own prompt
                 options["prompt"] = query_prefix
             out = self.model.encode_query(items, **options)
         else:
