@@ -25,7 +25,7 @@ import numpy as np
 from filelock import FileLock
 
 from harness.errors import HarnessError
-from harness.io import atomic_write, atomic_write_json, remove_stale_temporaries, sha256_file, with_filename
+from harness.io import TRUSTED, Checksums, atomic_write, atomic_write_json, remove_stale_temporaries, with_filename
 
 FORMAT = "harness-embeddings/2"
 
@@ -78,9 +78,14 @@ def refuse_nonfinite(vectors: np.ndarray, ids: Sequence[str], what: str) -> None
 
 
 class EmbeddingStore:
-    def __init__(self, root: Path, key: dict[str, Any]):
+    """A corpus's vectors under one key, in sealed shards. Checksums go through ``checksums``: remembered
+    under each file's identity (path, inode, size, mtime, ctime), so a store is hashed once after it is
+    written and again only when a file of it changed; ``--force`` passes one that remembers nothing."""
+
+    def __init__(self, root: Path, key: dict[str, Any], checksums: Checksums = TRUSTED):
         self.key = json.loads(json.dumps(key))  # as the manifest stores it (tuples become lists)
         self.dir = Path(root) / key_hash(key)
+        self.checksums = checksums
 
     def _paths(self, i: int) -> tuple[Path, Path, Path]:
         stem = self.dir / f"shard-{i:05d}"
@@ -100,11 +105,11 @@ class EmbeddingStore:
 
     @property
     def complete(self) -> bool:
-        """A manifest whose shards are all sealed and tile its rows (sizes checked, not checksums)."""
+        """A manifest whose shards are all sealed, match their seals (sizes and checksums) and tile its rows."""
         m = self.manifest()
         if m is None:
             return False
-        seals = [self.seal(i, verify=False) for i in range(m["shards"])]
+        seals = [self.seal(i) for i in range(m["shards"])]
         sealed = [s for s in seals if s is not None]
         return len(sealed) == len(seals) and _tiling_error(sealed, m["count"]) is None
 
@@ -116,7 +121,8 @@ class EmbeddingStore:
                 meta: Seal = json.load(f)
             if not (npy.stat().st_size == meta["npy_bytes"] and ids.stat().st_size == meta["ids_bytes"]):
                 return None
-            if verify and not (sha256_file(npy) == meta["npy_sha256"] and sha256_file(ids) == meta["ids_sha256"]):
+            if verify and not (self.checksums.sha256(npy) == meta["npy_sha256"]
+                               and self.checksums.sha256(ids) == meta["ids_sha256"]):
                 return None
             int(meta["start"]), int(meta["n"]), str(meta["ids_digest"])
         except (OSError, KeyError, TypeError, ValueError, json.JSONDecodeError):
@@ -169,7 +175,8 @@ class EmbeddingStore:
         atomic_write(ids_path, _ids_bytes(ids))
         atomic_write_json(seal, {"start": start, "n": len(ids), "ids_digest": ids_digest(ids),
                                  "npy_bytes": npy.stat().st_size, "ids_bytes": ids_path.stat().st_size,
-                                 "npy_sha256": sha256_file(npy), "ids_sha256": sha256_file(ids_path),
+                                 "npy_sha256": self.checksums.sha256(npy),
+                                 "ids_sha256": self.checksums.sha256(ids_path),
                                  **({"computed_with": computed_with} if computed_with else {})})
 
     def content_digest(self) -> str:
@@ -305,8 +312,8 @@ class TokenStore(EmbeddingStore):
     all-zero rows are padding (an L2-normalised token vector is never zero). Resuming, tiling and checking are
     the embedding store's; the manifest's ``dim`` is the token vectors' width."""
 
-    def __init__(self, root: Path, key: dict[str, Any], dim: int):
-        super().__init__(root, key)
+    def __init__(self, root: Path, key: dict[str, Any], dim: int, checksums: Checksums = TRUSTED):
+        super().__init__(root, key, checksums)
         self.dim = dim
 
     def _offsets_path(self, i: int) -> Path:
@@ -322,7 +329,7 @@ class TokenStore(EmbeddingStore):
         try:
             if meta is None or path.stat().st_size != meta.get("offsets_bytes"):
                 return None
-            if sha256_file(path) != meta.get("offsets_sha256"):
+            if self.checksums.sha256(path) != meta.get("offsets_sha256"):
                 return None
         except OSError:
             return None
@@ -354,7 +361,7 @@ class TokenStore(EmbeddingStore):
         super()._write_shard(i, start, ids, vectors[kept], computed_with)
         seal = self._paths(i)[2]
         meta = json.loads(seal.read_text(encoding="utf-8"))
-        atomic_write_json(seal, {**meta, "offsets_bytes": path.stat().st_size, "offsets_sha256": sha256_file(path)})
+        atomic_write_json(seal, {**meta, "offsets_bytes": path.stat().st_size, "offsets_sha256": self.checksums.sha256(path)})
 
     def finish(self, shards: int, count: int, dim: int, *, verify: bool = False) -> None:
         super().finish(shards, count, self.dim, verify=verify)  # the token width, not the padded one

@@ -209,7 +209,7 @@ def encode_shard(retriever: DenseRetriever, dataset: Dataset, shard: int = 0, of
         log(plan.render())
         check_fits(plan, store.dir, index)
     start = time.perf_counter()
-    done = retriever.encode_corpus(dataset, store, shard, of, verify=False)  # the loop `harness run` runs
+    done = retriever.encode_corpus(dataset, store, shard, of)  # the loop `harness run` runs, seals checked
     encoded, reused, count, chunks = done.encoded, done.reused, done.count, done.shards
     info: JobInfo = {"job": shard, "jobs": of, "chunks": chunks, "count": count, "dim": model_dim(retriever),
             "shard_size": retriever.shard_size, "encoded": encoded, "reused": reused,

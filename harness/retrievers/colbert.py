@@ -147,11 +147,11 @@ class TokenVectors(CorpusVectors):
     """The corpus's token vectors in a :class:`TokenStore` (the corpus-encoding loop is CorpusVectors')."""
 
     def __init__(self, encoding: ColbertEncoders, shard_size: int, embed_dtype: str):
-        super().__init__(encoding, min(shard_size, MAX_SHARD_DOCS), embed_dtype)
+        super().__init__(encoding, min(shard_size, MAX_SHARD_DOCS), embed_dtype, encoding.checksums)
         self.dim = encoding.config.dim
 
     def store(self, dataset: Dataset) -> TokenStore:
-        return TokenStore(cache_root() / "embeddings", self.encoding.store_key(dataset), self.dim)
+        return TokenStore(cache_root() / "embeddings", self.encoding.store_key(dataset), self.dim, self.checksums)
 
     def encode(self, dataset: Dataset, store: EmbeddingStore, part: int = 0, parts: int = 1, *,
                verify: bool = True) -> Encoded:

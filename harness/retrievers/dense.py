@@ -82,7 +82,7 @@ class DenseRetriever(VectorRetriever[DenseEncoders]):
                                f"index (--index {settings.index}) also searches exactly for its recall on every "
                                "call, which its latency would include: drop --latency or --index")
         encoders = DenseEncoders(spec, settings, execution, checksums)
-        super().__init__(encoders, CorpusVectors(encoders, execution.shard_size, settings.embed_dtype),
+        super().__init__(encoders, CorpusVectors(encoders, execution.shard_size, settings.embed_dtype, checksums),
                          searcher_for(settings.index, encoders.device))
         self.spec, self.settings, self.execution = spec, settings, execution
         # what a shard job reads (harness.odqa.shards)

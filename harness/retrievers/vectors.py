@@ -25,6 +25,7 @@ from harness.data.corpus import Doc
 from harness.distributed import together, world
 from harness.embeddings import EmbeddingStore, refuse_nonfinite
 from harness.errors import HarnessError
+from harness.io import TRUSTED, Checksums
 from harness.paths import cache_root
 from harness.retrievers.base import JsonObject, SearchContext, Searched, Text
 from harness.searchers import Searcher
@@ -118,14 +119,16 @@ class CorpusVectors:
     """The store side: a corpus's vectors under one encoding, in the embedding store (``harness.embeddings``),
     written by one corpus-encoding loop."""
 
-    def __init__(self, encoding: CorpusEncoding, shard_size: int, embed_dtype: str):
+    def __init__(self, encoding: CorpusEncoding, shard_size: int, embed_dtype: str,
+                 checksums: Checksums = TRUSTED):
         self.encoding = encoding
         self.shard_size = shard_size
         self.embed_dtype = embed_dtype
+        self.checksums = checksums  # what the store's seals are checked with (--force: nothing remembered)
 
     def store(self, dataset: Dataset) -> EmbeddingStore:
         """The embedding store (cache folder) of ``dataset``'s corpus under this encoding."""
-        return EmbeddingStore(cache_root() / "embeddings", self.encoding.store_key(dataset))
+        return EmbeddingStore(cache_root() / "embeddings", self.encoding.store_key(dataset), self.checksums)
 
     def encode(self, dataset: Dataset, store: EmbeddingStore, part: int = 0, parts: int = 1, *,
                verify: bool = True) -> Encoded:

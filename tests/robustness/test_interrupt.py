@@ -106,6 +106,34 @@ def test_corrupt_or_torn_shards_are_encoded_again(tiny_beir, tiny_bert_dir, tmp_
         assert np.array_equal(np.load(store.dir / f"shard-{i:05d}.npy"), good[i])
 
 
+@pytest.mark.parametrize("force", [False, True])
+def test_a_finished_store_altered_in_place_is_encoded_again(tiny_beir, tiny_bert_dir, tmp_path, monkeypatch, force):
+    """A complete store (manifest written) whose shard was rewritten in place, same size, rows shuffled, is not
+    reused: its checksum is checked against its seal (remembered under the file's identity, so an untouched
+    store is not hashed again; --force remembers nothing). Before, a finished store was checked by size."""
+    from harness.datasets import resolve_dataset
+    from harness.io import Checksums
+    from harness.retrievers.dense import DenseRetriever
+    from harness.retrievers.registry import resolve_retriever
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    spec, ds = resolve_retriever(f"hf:{tiny_bert_dir}"), resolve_dataset(str(tiny_beir))
+    execution = Execution(device="cpu", shard_size=10, progress=False)
+    first = DenseRetriever(spec, execution=execution)
+    first.index(ds)
+    store = first.corpus_store(ds)
+    assert store.complete
+    npy = store.dir / "shard-00001.npy"
+    good = np.load(npy)
+    np.save(npy, good[::-1].copy())
+    assert npy.stat().st_size == (store.dir / "shard-00000.npy").stat().st_size
+    again = DenseRetriever(spec, execution=execution, checksums=Checksums(trust_memo=not force))
+    info = again.index(ds)
+    assert info.embeddings == "encoded 1 shards, reused 3 (resumed)"
+    assert np.array_equal(np.load(npy), good)
+    assert DenseRetriever(spec, execution=execution).index(ds).embeddings == "reused"
+
+
 @pytest.mark.slow
 def test_ctrl_c_exits_with_one_line(big_beir, tiny_bert_dir, tmp_path):
     cache = tmp_path / "cache"
