@@ -140,6 +140,18 @@ class EmbeddingStore:
             return False
         return ids is None or (meta["n"] == len(ids) and meta["ids_digest"] == ids_digest(ids))
 
+    def discard(self) -> None:
+        """Unseal the whole store (manifest and every shard's seal), so that each shard is encoded again: for an
+        encoder whose content the harness cannot read (a declared model object), whose store ``--force`` must
+        not trust. A run killed after it resumes from the shards sealed since."""
+        if not self.dir.is_dir():
+            return
+        with self._lock():
+            self.manifest_path.unlink(missing_ok=True)
+            for seal in self.dir.glob("shard-*.json"):
+                if ".ids" not in seal.suffixes:
+                    seal.unlink(missing_ok=True)
+
     def _lock(self) -> FileLock:
         """Writers of one store take turns (two runs may encode the same corpus at once); readers need no
         lock, since a sealed shard is never rewritten."""
@@ -361,7 +373,8 @@ class TokenStore(EmbeddingStore):
         super()._write_shard(i, start, ids, vectors[kept], computed_with)
         seal = self._paths(i)[2]
         meta = json.loads(seal.read_text(encoding="utf-8"))
-        atomic_write_json(seal, {**meta, "offsets_bytes": path.stat().st_size, "offsets_sha256": self.checksums.sha256(path)})
+        atomic_write_json(seal, {**meta, "offsets_bytes": path.stat().st_size,
+                                 "offsets_sha256": self.checksums.sha256(path)})
 
     def finish(self, shards: int, count: int, dim: int, *, verify: bool = False) -> None:
         super().finish(shards, count, self.dim, verify=verify)  # the token width, not the padded one

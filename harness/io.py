@@ -193,7 +193,7 @@ class Checksums:
         corpus and topics both named data.tsv in different folders)."""
         names = [p.name for p in paths]
         keys = names if len(set(names)) == len(names) else [str(p) for p in paths]
-        return {key: self.sha256(p) for key, p in zip(keys, paths)}
+        return {key: self.sha256(p) for key, p in zip(keys, paths, strict=True)}
 
 
 #: the checksums of every caller that has not asked for files to be hashed again

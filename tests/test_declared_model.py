@@ -33,7 +33,8 @@ class TinyEncoder:
         out = []
         with self.torch.inference_mode():
             for i in range(0, len(texts), batch_size):
-                enc = self.tokenizer(texts[i:i + batch_size], padding=True, truncation=True, max_length=512,
+                enc = self.tokenizer(texts[i:i + batch_size], padding=True, truncation=True,
+                                     max_length=min(512, self.model.config.max_position_embeddings),
                                      return_tensors="pt")
                 hidden = self.model(**enc).last_hidden_state
                 mask = enc["attention_mask"].unsqueeze(-1).float()
@@ -188,3 +189,60 @@ def test_a_declared_model_belongs_to_the_call_that_declared_it(tiny_beir, tiny_b
     (again,) = run([spec.name], [str(tiny_beir)], ["ndcg@10"], tmp_path / "c", execution=CPU, log=lambda m: None,
                    declared=held)
     assert again.metrics == rec.metrics
+
+
+class Words:
+    """A bag-of-words model object (hashed words, the first ``max_words`` of each text), with ``weights``
+    to change what it computes for chosen words."""
+
+    def __init__(self, max_words: int = 2000, weights: dict[str, float] | None = None):
+        self.max_words, self.weights = max_words, weights or {}
+
+    def _encode(self, texts):
+        import zlib
+
+        out = np.zeros((len(texts), 64), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for word in text.lower().split()[:self.max_words]:
+                out[i, zlib.crc32(word.encode()) % 64] += self.weights.get(word, 1.0)
+            out[i, 0] += 0.5  # never a zero vector (an empty text)
+        return out
+
+    def encode_queries(self, queries, batch_size=16, **kwargs):
+        return self._encode(list(queries))
+
+    def encode_corpus(self, corpus, batch_size=16, **kwargs):
+        return self._encode([f"{d['title']} {d['text']}".strip() for d in corpus])
+
+
+def test_the_probe_sees_a_changed_truncation_past_512_tokens():
+    """The probe's texts include a long document whose second half is on another subject, so a model whose
+    truncation changed (the most common change under one revision) gets another probe digest, past 512 tokens
+    as well (before, every probe text fit in 16 words)."""
+    from harness.retrievers.declared import DeclaredModels
+
+    names = {DeclaredModels().declare(Words(n), "words", "1").name for n in (2000, 600, 20)}
+    assert len(names) == 3
+
+
+def test_force_encodes_a_declared_models_corpus_again(tiny_beir, tmp_path):
+    """A change the probe cannot see (a word none of its texts holds) keeps the row's name; --force does not
+    trust the store keyed by that name, since the harness cannot read the object's content: it encodes the
+    corpus again and the record holds the changed model's numbers."""
+    from harness.data.formats import iter_corpus
+    from harness.retrievers.probe import PROBE_DOCS, PROBE_QUERIES
+
+    probed = {w for t in [*PROBE_QUERIES, *(f"{a} {b}" for a, b in PROBE_DOCS)] for w in t.lower().split()}
+    import zlib
+
+    words = {w for d in iter_corpus(tiny_beir / "corpus.jsonl") for w in d.text.lower().split()} - probed
+    out = tmp_path / "out"
+    args = {"name": "words", "revision": "1", "output_dir": out, "metrics": ["ndcg@10"], "execution": CPU}
+    (first,) = harness.evaluate(Words(), [str(tiny_beir)], **args)
+    changed = Words(weights={w: float(zlib.crc32(w.encode()) % 7) for w in words})
+    (stale,) = harness.evaluate(changed, [str(tiny_beir)], **args)
+    assert stale.retriever == first.retriever and stale.metrics == first.metrics  # the probe cannot tell
+    (forced,) = harness.evaluate(changed, [str(tiny_beir)], force=True, **args)
+    (fresh,) = harness.evaluate(changed, [str(tiny_beir)], **{**args, "output_dir": tmp_path / "fresh"})
+    assert forced.index["embeddings"] == "encoded"
+    assert forced.metrics == fresh.metrics != first.metrics

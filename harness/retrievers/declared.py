@@ -9,9 +9,10 @@ The harness cannot read such a model's weights, so its identity is what the user
 revision, checked by what the object computes: a probe (``harness.retrievers.probe``: fixed texts encoded,
 rounded to the model's precision, hashed) whose first 8 hex digits end the row's name
 (``name@revision#1a2b3c4d``). The probe keys the embedding cache and the record, so a model changed under the
-same revision is another row (said in one line), never the first one's record; a different revision is
-another computation too. Every batch the object returns is checked (``probe.checked_vectors``): numbers, one
-row per text, no zero or constant vectors.
+same revision in a way the probe's texts show is another row (said in one line), never the first one's
+record; a different revision is another computation too. A change the probe does not show keeps the key, so
+``--force`` does not trust this store: it encodes the corpus again. Every batch the object returns is
+checked (``probe.checked_vectors``): numbers, one row per text, no zero or constant vectors.
 
 The declared objects belong to a :class:`DeclaredModels` the caller holds and hands to the runner, which
 resolves and loads those names through it: nothing is left in the process for another caller to find.
@@ -26,6 +27,7 @@ import numpy as np
 
 from harness.data.corpus import Doc, doc_text
 from harness.errors import HarnessError
+from harness.io import TRUSTED, Checksums
 from harness.retrievers.base import SearchContext, Text
 from harness.retrievers.model_protocols import MODEL_PROTOCOLS, QUERY, ModelProtocol, protocol_of
 from harness.retrievers.probe import checked_vectors, low_precision, probe
@@ -185,13 +187,16 @@ class DeclaredModelRetriever(VectorRetriever[DeclaredEncoders]):
     """Exact (or ``--index``) inner-product search over a declared model's vectors."""
 
     def __init__(self, spec: RetrieverSpec, model: Any, settings: EncodeSettings = REFERENCE,
-                 execution: Execution = DEFAULT_EXECUTION):
+                 execution: Execution = DEFAULT_EXECUTION, checksums: Checksums = TRUSTED):
         other = set(settings.changed()) - APPLICABLE
         if other:
             raise HarnessError(f"{spec.name} is a model object that computes its own vectors; "
                                f"{', '.join('--' + k.replace('_', '-') for k in sorted(other))} does not apply to it")
         encoders = DeclaredEncoders(spec, model, settings)
-        super().__init__(encoders, CorpusVectors(encoders, execution.shard_size, settings.embed_dtype),
+        # keyed by the declaration and the probe, not by content: --force encodes the corpus again
+        vectors = CorpusVectors(encoders, execution.shard_size, settings.embed_dtype, checksums,
+                                keyed_by_content=False)
+        super().__init__(encoders, vectors,
                          searcher_for(settings.index, "cpu"))
         self.spec, self.settings = spec, settings
 

@@ -221,7 +221,7 @@ class DeclaredKind(RetrieverKind):
         if model is None:
             raise HarnessError(f"{spec.name}: no model object of that name was declared to this run; declare it "
                                "with harness.api.evaluate(model, datasets, name=..., revision=...)")
-        return DeclaredModelRetriever(spec, model, options.settings, options.execution)
+        return DeclaredModelRetriever(spec, model, options.settings, options.execution, options.checksums)
 
     def recipe(self, spec: RetrieverSpec) -> str:
         return f"declared by the user: {spec.description} (not content-checked; revision {spec.revision})"

@@ -4,9 +4,12 @@ the first offending row; and the probe that ties a declared name to what the obj
 The harness cannot read a model object's weights. It can read what the object returns: every batch must be
 a numeric array of one row per text (not text, not rows of different lengths), with no row of zeros or one
 value repeated (a constant vector ranks by tie-break alone) and, over different texts, not one vector for all.
-The probe encodes a few fixed texts (queries and documents), rounds the vectors to the model's precision
-(4 decimals of the largest value for 32-bit output, 2 for 16-bit) and hashes them: a changed model under the
-same name and revision has another probe digest, so another identity (:mod:`harness.retrievers.declared`).
+The probe encodes a few fixed texts (queries and documents, one of them past 512 tokens), rounds the vectors
+to the model's precision (4 decimals of the largest value for 32-bit output, 2 for 16-bit) and hashes them: a
+model changed under the same name and revision in a way these texts show (its weights, its pooling, its
+truncation) has another probe digest, so another identity (:mod:`harness.retrievers.declared`). A change they
+do not show keeps the name: that is what the declared revision is for, and ``--force`` (``force=True``)
+encodes the corpus again rather than trust the store.
 """
 
 from __future__ import annotations
@@ -24,7 +27,14 @@ PROBE_QUERIES = ("what causes cancer in cells", "dense retrieval of documents", 
 PROBE_DOCS = (("Gene expression", "The study measured protein expression in tumor cells of patients."),
               ("Retrieval", "A dense model encodes each query and document as a vector and ranks by score."),
               ("", "Training with a contrastive loss pulls each pair together in the embedding space."),
-              ("Relevance", "Assessors judge each pair of query and document on a graded scale."))
+              ("Relevance", "Assessors judge each pair of query and document on a graded scale."),
+              ("", " ".join(
+                  ["Cells of the immune system recognise antigens on infected tissue and signal to each other "
+                   "through cytokines, which regulate inflammation, repair and the growth of new vessels."] * 12
+                  + ["Telescopes measure the light of distant galaxies, whose spectra shift toward the red as the "
+                     "universe expands, telling astronomers their distance and the age of their stars."] * 12)))
+#: the last document runs to 648 words (758 tokens in BERT's uncased vocabulary: beyond 512),
+#: its second half on another subject: a model whose truncation changed encodes it differently
 
 
 def checked_vectors(out: Any, method: str, texts: Sequence[str], kind: str) -> np.ndarray:

@@ -120,11 +120,15 @@ class CorpusVectors:
     written by one corpus-encoding loop."""
 
     def __init__(self, encoding: CorpusEncoding, shard_size: int, embed_dtype: str,
-                 checksums: Checksums = TRUSTED):
+                 checksums: Checksums = TRUSTED, *, keyed_by_content: bool = True):
         self.encoding = encoding
         self.shard_size = shard_size
         self.embed_dtype = embed_dtype
         self.checksums = checksums  # what the store's seals are checked with (--force: nothing remembered)
+        # False for an encoder whose key is a declaration, not content (a model object): --force (checksums
+        # that trust nothing remembered) encodes its corpus again rather than trust the store
+        self.keyed_by_content = keyed_by_content
+        self._discarded: set[str] = set()
 
     def store(self, dataset: Dataset) -> EmbeddingStore:
         """The embedding store (cache folder) of ``dataset``'s corpus under this encoding."""
@@ -161,6 +165,11 @@ class CorpusVectors:
         seal it."""
         start = time.perf_counter()
         store = self.store(dataset)
+        if not (self.keyed_by_content or self.checksums.trust_memo or str(store.dir) in self._discarded):
+            self._discarded.add(str(store.dir))
+            rank = world()[0]
+            together("unsealing the store --force encodes again (rank 0)",
+                     lambda: store.discard() if rank == 0 else None)
         if store.complete:
             manifest = store.manifest()
             return EmbeddingsIndexed("reused", str(store.dir), store.computed_with(),
