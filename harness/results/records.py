@@ -94,6 +94,12 @@ class ResultRecord:
         for name, values in per_query.items():
             if not isinstance(values, dict) or not all(_number(v) for v in values.values()):
                 raise DataError(path, f"per-query values of {name!r} are not numbers")
+            if values and name in metrics:  # a metric is its per-query values' mean: one edited alone is refused
+                average = sum(values.values()) / len(values)
+                if abs(average - metrics[name]) > 1e-9 * max(1.0, abs(average)):
+                    raise DataError(path, f"metric {name!r} is {metrics[name]!r} but its per-query values average "
+                                          f"{average!r}: the record was edited",
+                                    fix="delete it and rerun the (retriever, dataset) pair to write it again")
         for f in fields(cls):  # every other field: of the type the schema declares, or absent (its default)
             if f.name in obj and not _fits(obj[f.name], _types(str(f.type))):
                 raise DataError(path, f"field {f.name!r} is {_json_kind(obj[f.name])}, not "

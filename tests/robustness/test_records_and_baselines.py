@@ -31,12 +31,30 @@ def test_two_records_of_one_row_from_different_computations_are_named_not_chosen
     df, problems = rebuild(out)
     assert len(df) == 1 and problems == []  # a copy of the same computation counts once
     data = json.loads(copy.read_text())
-    data["fingerprint"], data["metrics"]["ndcg@10"] = "0" * 64, 0.123
+    halved = {q: v / 2 for q, v in data["per_query"]["ndcg@10"].items()}  # another computation, consistent
+    data["fingerprint"], data["per_query"]["ndcg@10"] = "0" * 64, halved
+    data["metrics"]["ndcg@10"] = sum(halved.values()) / len(halved)
     copy.write_text(json.dumps(data))
     df, problems = rebuild(out)
     assert df.empty and len(problems) == 1 and "2 records of different computations" in problems[0]
     assert main(["leaderboard", "--output-dir", str(out)]) == 0
     assert "zz-copy.json" in capsys.readouterr().err
+
+
+def test_a_record_whose_metric_is_not_its_per_query_mean_is_neither_listed_nor_reused(tmp_path, capsys):
+    """A metric edited by hand (its per-query values, and the run file, untouched) is a problem named by file:
+    not a leaderboard row, and not reused by a rerun, which computes the pair again."""
+    model, folder, out = make_tiny_bert(tmp_path / "m"), make_tiny_beir(tmp_path / "tiny"), tmp_path / "out"
+    (rec,) = run([f"hf:{model}"], [str(folder)], None, out, execution=CPU, log=lambda m: None)
+    path = out / rec.dataset / "test" / rec.run_file.replace(".trec", ".json")
+    data = json.loads(path.read_text())
+    data["metrics"]["ndcg@10"] = 0.9876
+    path.write_text(json.dumps(data))
+    df, problems = rebuild(out)
+    assert df.empty and len(problems) == 1 and "per-query values average" in problems[0] and path.name in problems[0]
+    (again,) = run([f"hf:{model}"], [str(folder)], None, out, execution=CPU, log=lambda m: None)
+    assert again.metrics["ndcg@10"] == rec.metrics["ndcg@10"] != 0.9876
+    assert json.loads(path.read_text())["metrics"]["ndcg@10"] == rec.metrics["ndcg@10"]
 
 
 @pytest.mark.parametrize("per_query", [["not", "an", "object"], None, {"ndcg@10": {"q1": "high"}},
