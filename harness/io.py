@@ -16,7 +16,7 @@ import json
 import os
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -53,6 +53,12 @@ def atomic_write(path: Path, data: str | bytes) -> None:
     _atomic(path, lambda f: f.write(data.encode("utf-8") if isinstance(data, str) else data))
 
 
+def atomic_stream(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """``write(f)`` into a temporary file beside ``path``, renamed over it once whole (a plot, a Parquet table):
+    a failed write leaves the old file and no temporary, and names ``path``."""
+    _atomic(path, write)
+
+
 def atomic_copy(source: Path, path: Path) -> None:
     """Copy ``source`` to ``path`` (streamed, any size) so that readers see the old file or the new one."""
     import shutil
@@ -63,21 +69,58 @@ def atomic_copy(source: Path, path: Path) -> None:
 
 def _atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    tmp = ""
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         shareable(tmp, like=path)
         os.replace(tmp, path)
-    except OSError as e:  # disk full, quota, a read-only disk: named by the file being written
-        Path(tmp).unlink(missing_ok=True)
-        raise with_filename(e, path) from None
+    except OSError as e:  # disk full, quota, a read-only disk, a folder in the way: named by the file written
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
+        raise type(e)(e.errno, e.strerror or str(e), str(path)) from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_output_file(path: Path, flag: str, *, inputs: Iterable[Path] = (), suffixes: tuple[str, ...] = ()
+                      ) -> None:
+    """Refuse, before any work, an output file that would replace what the harness reads: one of ``inputs``
+    (a dataset's own files), a result record or a record's run file, a folder or a device; or, given
+    ``suffixes``, a name without one of them (``report -o corpus.jsonl``)."""
+    from harness.errors import HarnessError
+
+    path = Path(path)
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise HarnessError(f"{flag} {path}: name a FILE{suffixes[0]} (it is written, and replaces what is there)")
+    if path.exists() and not path.is_file():
+        raise HarnessError(f"{flag} {path} is not a regular file (a folder or a device); name a file to write")
+    target = path.resolve()
+    for given in inputs:
+        if Path(given).resolve() == target:
+            raise HarnessError(f"{flag} {path} is an input of this run ({given}); name another file")
+    for candidate in (path, path.with_suffix(".json")):
+        if candidate.is_file() and _is_record(candidate):
+            what = "a result record" if candidate == path else f"the run file of the result record {candidate.name}"
+            raise HarnessError(f"{flag} {path} is {what}; name another file")
+
+
+def _is_record(path: Path) -> bool:
+    """Whether ``path`` is a harness result record (a JSON object whose opening or end names the schema)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+            tail = f.read()
+    except OSError:
+        return False
+    return head.lstrip().startswith(b"{") and any(b'"schema"' in x and b"harness-result/" in x for x in (head, tail))
 
 
 def with_filename(e: OSError, path: Path | str) -> OSError:

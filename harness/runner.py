@@ -36,7 +36,7 @@ from harness.data.registry import EvalProtocol
 from harness.datasets import at_split, dataset_ids, resolve_all
 from harness.distributed import compute_on, world
 from harness.errors import HarnessError
-from harness.io import TRUSTED, Checksums, atomic_copy, atomic_write_json, sha256_file
+from harness.io import TRUSTED, Checksums, atomic_copy, atomic_write_json, check_output_file, sha256_file
 from harness.metrics import mean
 from harness.paths import cache_root
 from harness.provenance import environment
@@ -409,7 +409,7 @@ def run(retrievers: Sequence[str], datasets: Sequence[str], metrics: Sequence[st
     ``run_file``: a copy of the one run (one retriever on one dataset) written there too, checked first.
     """
     if run_file is not None:
-        _check_run_file(Path(run_file), retrievers, datasets, suites)
+        _check_run_file(Path(run_file), retrievers, datasets, suites, Path(output_dir))
     look_in(Path(output_dir))  # a name a table printed (content-named files and folders) is found again
     names, settings, depth, drop_self_hits = _rows(retrievers, Path(output_dir), settings, depth, drop_self_hits)
     specs = [resolve_retriever(r, declared) for r in names]
@@ -421,6 +421,8 @@ def run(retrievers: Sequence[str], datasets: Sequence[str], metrics: Sequence[st
     check_writable(Path(output_dir), "output folder")
     check_writable(cache_root(), "cache")
     resolved = resolve_all(ids, split=split, output_dir=Path(output_dir))
+    if run_file is not None:  # never over a file this run reads, or a record's
+        check_output_file(Path(run_file), "--run-file", inputs=[f for ds in resolved for f in ds.files()])
     for ds in resolved:  # a bad metric or depth fails before any work
         runner.metrics_for(ds)
     for spec in specs:
@@ -459,13 +461,17 @@ def _write_probe(folder: Path) -> None:
     os.unlink(probe)
 
 
-def _check_run_file(path: Path, retrievers: Sequence[str], datasets: Sequence[str], suites: Sequence[str]) -> None:
+def _check_run_file(path: Path, retrievers: Sequence[str], datasets: Sequence[str], suites: Sequence[str],
+                    output_dir: Path) -> None:
     """One file for one run: refused before anything runs where it would be ambiguous or unwritable."""
     if len(retrievers) != 1 or len(datasets) != 1 or suites:
         raise HarnessError("--run-file PATH names one run: give one --retriever and one --dataset (no --suite), "
                            "or leave it out and take each run from OUTPUT/<dataset>/<split>/<retriever>.trec")
     if path.is_dir():
         raise HarnessError(f"--run-file {path} is a folder; name a file, e.g. {path / 'run.trec'}")
+    if path.resolve().is_relative_to(Path(output_dir).resolve()):
+        raise HarnessError(f"--run-file {path} is inside the output folder {output_dir}, where each run is written "
+                           "as <dataset>/<split>/<retriever>.trec already; name a file outside it")
     if path.parent.exists() and not path.parent.is_dir():
         raise HarnessError(f"--run-file {path}: {path.parent} is a file, not a folder; name a file in a folder")
     if not path.parent.is_dir():

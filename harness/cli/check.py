@@ -52,8 +52,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def cmd_check(args: argparse.Namespace) -> int:
     from harness.check import check, parse_overrides, render, write_junit
     from harness.errors import HarnessError
+    from harness.io import check_output_file
     from harness.results.baselines import baselines_dir, read_regression, same_retriever
 
+    if args.junit:
+        check_output_file(args.junit, "--junit", suffixes=(".xml",))
     files = args.files or [baselines_dir() / "regression.csv"]
     rows = [row for f in files for row in read_regression(f)]
     if args.retrievers:

@@ -56,7 +56,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from harness.errors import HarnessError
-    from harness.io import atomic_write_json
+    from harness.io import atomic_write_json, check_output_file
     from harness.results.baselines import canonical_name
     from harness.results.records import ResultRecord
     from harness.results.stats import apply_holm, compare_records
@@ -64,6 +64,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     if len(args.retrievers) != 2:
         raise HarnessError("name exactly two different retrievers: --retriever A --retriever B")
+    if args.json:
+        check_output_file(args.json, "--json", suffixes=(".json",))
+    if args.plot:
+        check_output_file(args.plot, "--plot", suffixes=(".png", ".pdf", ".svg"))
     from harness.results.records import row_of_label
     from harness.retrievers.names import look_in
 

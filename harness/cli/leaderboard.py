@@ -84,6 +84,10 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from harness.results.leaderboard import rebuild, render, table, with_judged
 
     metric = normalize_metric(args.metric)
+    if args.plot:
+        from harness.io import check_output_file
+
+        check_output_file(args.plot, "--plot", suffixes=(".png", ".pdf", ".svg"))
     df, problems = rebuild(args.output_dir)
     for problem in problems:
         print(f"harness: warning: skipped {problem}", file=sys.stderr)

@@ -32,11 +32,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def cmd_report(args: argparse.Namespace) -> int:
     from harness.errors import HarnessError
+    from harness.io import check_output_file
     from harness.results.report import write_report
 
     if not args.output_dir.is_dir():
         raise HarnessError(f"{args.output_dir}: no such results folder (give --output-dir where `harness run` wrote)")
     out = args.out or args.output_dir / "report.html"
+    check_output_file(out, "-o", suffixes=(".html", ".htm"))
     write_report(args.output_dir, out, baseline=args.baseline, pair=args.pair, title=args.title,
                  warn=lambda line: print(f"harness: warning: skipped {line}", file=sys.stderr))
     print(f"wrote {out}")

@@ -49,9 +49,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from harness.check import check, render, write_junit
+    from harness.io import check_output_file
     from harness.paths import offline
     from harness.reproduce import commands, load, parse_model_paths, render_not_runnable
 
+    if args.junit:
+        check_output_file(args.junit, "--junit", suffixes=(".xml",))
     runnable, not_runnable = load(systems=args.systems, suites=args.suites, datasets=args.datasets,
                                   sources=args.sources, published_dir=args.published, split=args.split,
                                   model_paths=parse_model_paths(args.model_paths),

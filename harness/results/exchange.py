@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.io import atomic_write, atomic_write_json
+from harness.io import atomic_stream, atomic_write, atomic_write_json
 from harness.metrics.measures import parse_measure
 from harness.results.records import ResultRecord
 from harness.retrievers.mteb import MTEB_TASKS
@@ -96,7 +96,7 @@ def export_per_query(records: Sequence[ResultRecord], path: Path) -> int:
     df = pd.DataFrame(rows, columns=["retriever", "settings", "dataset", "split", "metric", "query_id", "value"])
     if path.suffix == ".parquet":
         try:
-            df.to_parquet(path, index=False)
+            atomic_stream(path, lambda f: df.to_parquet(f, index=False))
         except ImportError as e:
             raise HarnessError(f"{path}: writing Parquet needs pyarrow or fastparquet ({e}); or write .csv") from None
     elif path.suffix == ".csv":

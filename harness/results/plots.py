@@ -32,10 +32,9 @@ def _save(fig: Any, path: Path, dpi: int = 150) -> Path:
     path = Path(path)
     if path.suffix.lower() not in {".png", ".pdf", ".svg"}:
         raise HarnessError(f"{path}: plots are written as .png, .pdf or .svg")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-    tmp.replace(path)
+    from harness.io import atomic_stream
+
+    atomic_stream(path, lambda f: fig.savefig(f, format=path.suffix.lower()[1:], dpi=dpi, bbox_inches="tight"))
     return path
 
 
