@@ -71,3 +71,21 @@ def check_id(value: str, path: Path, line: int | None, what: str) -> str:
         raise DataError(path, f"{what} {value!r} {problem}", line=line,
                         fix="ids may not contain whitespace, line separators or control characters")
     return value
+
+
+def plain_float(text: str) -> float:
+    """A decimal number as C's atof/strtod reads it: Python's float() less what it alone takes ('1_0' is 10 to
+    Python, 1 to atof; other scripts' digits). ValueError otherwise; a non-finite value is the caller's."""
+    if not text.isascii() or "_" in text:
+        raise ValueError(f"{text!r} is not a plain decimal number")
+    return float(text)
+
+
+def plain_int(text: str) -> int:
+    """An integer of ASCII digits with an optional sign (what C's atol reads whole); ValueError otherwise."""
+    stripped = text.strip()
+    digits = stripped[1:] if stripped[:1] in "+-" else stripped
+    if not (digits.isascii() and digits.isdigit()):
+        raise ValueError(f"{text!r} is not a plain integer")
+    return int(stripped)
+

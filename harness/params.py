@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.lines import plain_float, plain_int
 
 JAVA_INT_MAX = 2**31 - 1  # a depth or hit count handed to Lucene
 
@@ -47,9 +48,9 @@ class Param:
                     raise ValueError(text)
                 return low in {"true", "1", "yes"}
             if self.kind is int:
-                return int(text)
+                return plain_int(text)
             if self.kind is float:
-                return float(text)
+                return plain_float(text)
             return text
         except ValueError:
             raise self.refuse(text, where) from None

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, BinaryIO, NamedTuple, NoReturn, overload
 
 from harness.errors import DataError, HarnessError
 from harness.io import atomic_write
-from harness.lines import check_id, iter_lines
+from harness.lines import check_id, iter_lines, plain_float, plain_int
 
 if TYPE_CHECKING:
     import numpy as np
@@ -54,6 +54,29 @@ def read_topics(path: Path, field: str = "title") -> dict[str, str]:
     if any("<top>" in line for _, line in lines):
         return _tagged(path, lines, field)
     return _tsv(path, lines)
+
+
+#: the largest relevance grade trec_eval's C int holds (a grade past it is refused, not wrapped)
+MAX_GRADE = 2**31 - 1
+
+
+def grade_of(text: str) -> int:
+    """A relevance grade as trec_eval reads it: ASCII digits with an optional sign, within a C int. Python's
+    int() also takes '1_0' (10) and other scripts' digits, which trec_eval's atol reads otherwise: refused
+    (ValueError with the reason), so one file never scores two ways."""
+    try:
+        value = plain_int(text) if text == text.strip() else int("x")
+    except ValueError:
+        raise ValueError(f"relevance {text!r} is not an integer") from None
+    if abs(value) > MAX_GRADE:
+        raise ValueError(f"relevance {text!r} is out of range (at most {MAX_GRADE:,} either way)")
+    return value
+
+
+def score_of(text: str) -> float:
+    """A run score as trec_eval's atof reads it: Python's float() less what atof reads otherwise ('1_0',
+    other scripts' digits). A non-finite value is the caller's to refuse."""
+    return plain_float(text)
 
 
 def read_tsv_topics(path: Path) -> dict[str, str]:
@@ -93,6 +116,9 @@ def _tsv(path: Path, lines: list[tuple[int, str]]) -> dict[str, str]:
         qid, sep, query = line.partition("\t")
         if not sep or not query.strip():
             raise DataError(path, "expected 'qid<TAB>text'", line=lineno, fix="one topic a line, tab-separated")
+        if "\t" in query.strip():
+            raise DataError(path, f"expected 2 tab-separated columns (qid, text), got {line.count(chr(9)) + 1}",
+                            line=lineno, fix="a topics TSV holds the query id and its text only")
         check_id(qid.strip(), path, lineno, "query id")
         if qid.strip() in topics:
             raise DataError(path, f"duplicate topic {qid.strip()!r}", line=lineno, fix="topic ids must be unique")
@@ -224,7 +250,7 @@ def _read_lines(path: Path) -> Run:
                             line=lineno, fix="ids may not contain spaces or tabs" if len(parts) > 6 else None)
         qid, _, doc, _, score, _ = parts
         try:
-            value = float(score)
+            value = score_of(score)
         except ValueError:
             raise DataError(path, f"score {score!r} is not a number", line=lineno) from None
         if not math.isfinite(value):
@@ -666,7 +692,7 @@ def _scores(c: NDArray[np.uint8], starts: NDArray[np.int64], ends: NDArray[np.in
         np.negative(values, out=values, where=first_byte == 45)
     for i in np.flatnonzero(bad).tolist():
         try:
-            values[i] = float(c[starts[i]:ends[i]].tobytes().decode("utf-8"))
+            values[i] = score_of(c[starts[i]:ends[i]].tobytes().decode("utf-8"))
         except ValueError:
             return None
     return values if bool(np.isfinite(values).all()) else None
@@ -916,7 +942,7 @@ def _read_qrels_fast(path: Path, columns: int | None) -> Qrels | None:
             return None
         qid, doc, rel = parts[0], parts[-2], parts[-1]
         try:
-            value = int(rel)
+            value = grade_of(rel)
         except ValueError:
             if first and rel.lower() in QRELS_HEADER_NAMES:
                 first = False
@@ -949,11 +975,11 @@ def _read_qrels_lines(path: Path, columns: int | None = None) -> Qrels:
         else:
             raise DataError(path, f"expected 3 (BEIR) or 4 (TREC) columns, got {len(parts)}", line=lineno)
         try:
-            value = int(rel)
-        except ValueError:
+            value = grade_of(rel)
+        except ValueError as e:
             if is_first and rel.lower() in QRELS_HEADER_NAMES:  # BEIR's "query-id corpus-id score"
                 continue
-            raise DataError(path, f"relevance {rel!r} is not an integer", line=lineno,
+            raise DataError(path, str(e), line=lineno,
                             fix="relevance grades must be integers (0, 1, 2, ...)") from None
         check_id(qid, path, lineno, "query id")
         check_id(doc, path, lineno, "document id")

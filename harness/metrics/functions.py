@@ -17,6 +17,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+from harness.errors import HarnessError
+
 Rels = Mapping[str, int]
 Ranking = Sequence[str]
 
@@ -26,6 +28,15 @@ def _cut(rels: Rels, ranking: Ranking, k: int | None, judged_only: bool = False)
     if judged_only:
         ranking = [d for d in ranking if d in rels]
     return ranking if k is None else ranking[:k]
+
+
+def exp_gain(grade: int) -> float:
+    """2^grade - 1 (``dcg="exp-log2"``); a grade whose gain a double cannot hold (over 1023) is refused."""
+    try:
+        return 2.0 ** grade - 1.0
+    except OverflowError:
+        raise HarnessError(f"relevance grade {grade}: its gain 2^{grade} - 1 under dcg=exp-log2 is beyond a double; "
+                           "use the linear gain (nDCG@k) or grades up to 1023") from None
 
 
 def _num_rel(rels: Rels, rel: int) -> int:
@@ -38,7 +49,7 @@ def ndcg(rels: Rels, ranking: Ranking, k: int | None, *, dcg: str = "log2", judg
     (``dcg="log2"``, trec_eval's) or 2^grade - 1 (``dcg="exp-log2"``, Burges et al. 2005). trec_eval's
     relevance level does not change nDCG, so it takes no ``rel``."""
     def gain(grade: int) -> float:
-        return float(grade) if dcg == "log2" else 2.0 ** grade - 1.0
+        return float(grade) if dcg == "log2" else exp_gain(grade)
 
     found = 0.0  # sums added term by term in rank order (as harness.metrics.vectorised adds them)
     for i, d in enumerate(_cut(rels, ranking, k, judged_only)):

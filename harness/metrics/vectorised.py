@@ -225,7 +225,7 @@ def _gains(grades: Ints, dcg: str) -> Floats:
     if dcg == "log2":
         return grades.astype(np.float64)
     levels, which = np.unique(grades, return_inverse=True)
-    return np.array([2.0 ** int(g) - 1.0 for g in levels.tolist()], dtype=np.float64)[which]
+    return np.array([functions.exp_gain(int(g)) for g in levels.tolist()], dtype=np.float64)[which]
 
 
 def _divide(top: NDArray[Any], bottom: NDArray[Any]) -> Floats:

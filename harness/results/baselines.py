@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import DataError, HarnessError
+from harness.lines import plain_float
 from harness.metrics import parse_measure
 
 REGRESSION_COLUMNS = ("retriever", "dataset", "split", "metric", "expected", "tolerance")
@@ -110,7 +111,7 @@ def _rows(path: Path, columns: tuple[str, ...]) -> Iterator[tuple[int, dict[str,
 
 def _fraction(path: Path, no: int, name: str, text: str, *, upper: float | None = 1.0) -> float:
     try:
-        value = float(text)
+        value = plain_float(text)
     except ValueError:
         raise DataError(path, f"{name} {text!r} is not a number", line=no) from None
     if not math.isfinite(value) or value < 0 or (upper is not None and value > upper):

@@ -26,6 +26,7 @@ from typing import Any
 
 from harness.errors import DataError, HarnessError
 from harness.io import atomic_write_json, read_json, sha256_file
+from harness.lines import plain_float
 from harness.metrics.measures import Measure, parse_measure
 from harness.retrievers.mteb import MTEB_TASKS
 
@@ -69,7 +70,7 @@ def checked_value(path: Path | str, value: object, measure: Measure, *, line: in
     where = f" ({at})" if at else ""
     if text and isinstance(value, str):
         try:
-            number = float(value)
+            number = plain_float(value)
         except ValueError:
             raise DataError(path, f"score {value!r} of {measure} is not a number{where}", line=line,
                             fix=_FIX_NUMBER) from None

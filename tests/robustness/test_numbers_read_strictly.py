@@ -1,0 +1,74 @@
+"""Numbers in qrels, runs and topics are read as trec_eval reads them, or refused: Python's int() and float()
+also take '1_0' (10) and other scripts' digits ('١٠'), where trec_eval's atol/atof read 1, so the same file
+would score differently; a grade past a C int, or one whose exponential gain overflows a double, is refused
+by line, not a traceback; and a topics TSV line of three columns is refused, not read as one query."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.errors import DataError, HarnessError
+from harness.metrics.evaluate import evaluate
+from harness.trec import read_qrels, read_run, read_run_arrays, read_tsv_topics
+
+
+def _file(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("grade", ["1_0", "١٠", "+1_0", "99999999999999999999999", "2147483648", "0x1"])
+@pytest.mark.parametrize("columns", [None, 3, 4])
+def test_a_qrels_grade_python_reads_but_trec_eval_does_not_is_refused_by_line(tmp_path, grade, columns):
+    lines = ["q1\t0\td1\t1", f"q1\t0\td2\t{grade}"] if columns != 3 else ["q1\td1\t1", f"q1\td2\t{grade}"]
+    path = _file(tmp_path, "qrels.txt", "\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"qrels.txt:2") as info:
+        read_qrels(path, columns)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("score", ["1_0", "١٫٥", "1_000.5"])
+def test_a_run_score_python_reads_but_trec_eval_does_not_is_refused_by_line(tmp_path, score):
+    path = _file(tmp_path, "run.trec", f"q1 Q0 d1 1 2.5 t\nq1 Q0 d2 2 {score} t\n")
+    for reader in (read_run, read_run_arrays):
+        with pytest.raises(DataError, match=r"run.trec:2"):
+            reader(path)
+
+
+def test_plain_numbers_still_read():
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        qrels = _file(Path(folder), "q.txt", "q1 0 d1 2\nq1 0 d2 -1\nq1 0 d3 +1\n")
+        assert read_qrels(qrels) == {"q1": {"d1": 2, "d2": -1, "d3": 1}}
+        run = _file(Path(folder), "r.trec", "q1 Q0 d1 1 1e3 t\nq1 Q0 d2 2 -0.5 t\nq1 Q0 d3 3 +.25 t\n")
+        assert read_run(run) == {"q1": {"d1": 1000.0, "d3": 0.25, "d2": -0.5}}
+
+
+def test_an_exponential_gain_that_overflows_is_refused():
+    with pytest.raises(HarnessError, match="grade 2000") as info:
+        evaluate({"q": {"a": 2000, "b": 1}}, {"q": {"a": 2.0, "b": 1.0}}, ["nDCG(dcg=exp-log2)@10"])
+    assert "\n" not in str(info.value)
+    evaluate({"q": {"a": 1023}}, {"q": {"a": 2.0}}, ["nDCG(dcg=exp-log2)@10"])  # the largest that fits
+
+
+def test_a_topics_tsv_line_of_three_columns_is_refused(tmp_path):
+    path = _file(tmp_path, "topics.tsv", "1\tfirst query\n2\tsecond query\tsomething else\n")
+    with pytest.raises(DataError, match=r"topics.tsv:2: expected 2 tab-separated columns .*got 3"):
+        read_tsv_topics(path)
+
+
+def test_a_parameter_or_baseline_value_python_alone_reads_is_refused(tmp_path):
+    from harness.results.baselines import read_regression
+    from harness.retrievers.registry import resolve_retriever
+
+    with pytest.raises(HarnessError, match="k1"):
+        resolve_retriever("bm25(k1=1_0)")
+    assert resolve_retriever("bm25(k1=1.0)").params["k1"] == 1.0
+    csv = _file(tmp_path, "regression.csv", "retriever,dataset,split,metric,expected,tolerance,source\n"
+                "bm25,beir/scifact,test,ndcg@10,0.6_789,0.001,x\n")
+    with pytest.raises(DataError, match=r"regression.csv:2"):
+        list(read_regression(csv))
