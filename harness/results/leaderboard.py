@@ -88,12 +88,12 @@ def table(df: pd.DataFrame, metric: str, *, split: str | None = None,
     sub = _collections_whole(sub[sub[metric].notna()])
     if datasets:
         sub = sub[sub["dataset"].isin(datasets)]
+    sub, notes = one_split_a_dataset(sub)
     sub = sub.assign(row=[row_label(r, st) for r, st in zip(sub["retriever"], sub["settings"].fillna(""), strict=True)])
     pivot = sub.pivot_table(index="row", columns="dataset", values=metric, aggfunc="last")
     pivot.index.name = "retriever"
     cols = sorted(pivot.columns)
     pivot = pivot[cols]
-    notes = []
     averages = {}
     for retriever, row in pivot.iterrows():
         missing = [c for c in cols if pd.isna(row[c])]
@@ -106,6 +106,44 @@ def table(df: pd.DataFrame, metric: str, *, split: str | None = None,
     pivot[label] = pd.Series(averages)
     pivot = pivot.sort_values(label, ascending=False, na_position="last")
     return pivot, cols, notes
+
+
+def one_split_a_dataset(sub: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Rows of one split per dataset, so that no cell takes one split's value for another's: where a dataset has
+    records of several splits, those of its evaluation split (its protocol's; "test" for a folder) with a note
+    naming the others; where none of them is that split, each split its own column, ``dataset (split)``."""
+    notes: list[str] = []
+    keep, renamed = [], sub.copy()
+    for dataset, group in sub.groupby("dataset", sort=True):
+        splits = set(group["split"])
+        shown = split_shown(str(dataset), splits)
+        if shown is None:
+            keep.append(group.index)
+            renamed.loc[group.index, "dataset"] = [f"{dataset} ({x})" for x in group["split"]]
+            continue
+        keep.append(group.index[group["split"] == shown])
+        others = sorted(splits - {shown})
+        if others:
+            notes.append(f"{dataset}: its {shown} split shown; records of {', '.join(others)} too "
+                         f"(--split {others[0]} shows them)")
+    index = keep[0].append(keep[1:]) if keep else sub.index[:0]
+    return renamed.loc[index], notes
+
+
+def split_shown(dataset: str, splits: set[str]) -> str | None:
+    """The split a table shows for ``dataset`` with records of ``splits``: the one there is, or its evaluation
+    split (its protocol's; "test" for a folder) among several; None when that is not among them (each split
+    is then a column of its own, ``dataset (split)``)."""
+    if len(splits) == 1:
+        return next(iter(splits))
+    evaluation = DATASETS.get(dataset).protocol.split if dataset in DATASETS else "test"
+    return evaluation if evaluation in splits else None
+
+
+def column_of(dataset: str, split: str, splits: set[str]) -> str | None:
+    """The table column a record of ``dataset`` and ``split`` fills (None: a split the table leaves out)."""
+    shown = split_shown(dataset, splits)
+    return f"{dataset} ({split})" if shown is None else (dataset if split == shown else None)
 
 
 def _collections_whole(sub: pd.DataFrame) -> pd.DataFrame:
@@ -121,7 +159,7 @@ def run_table(df: pd.DataFrame, metrics: Sequence[str], *, split: str | None = N
     datasets that have the measure, where every one of them has it."""
     from tabulate import tabulate
 
-    sub = _collections_whole(df if split is None else df[df["split"] == split])
+    sub, _ = one_split_a_dataset(_collections_whole(df if split is None else df[df["split"] == split]))
     columns = [m for m in dict.fromkeys(metrics) if m in sub.columns]
     if sub.empty or not columns:
         return "no results"
@@ -229,10 +267,15 @@ def significance_marks(records: Sequence[ResultRecord], pivot: pd.DataFrame, met
     if not names:
         raise HarnessError(f"--baseline {baseline!r} is not in the table; retrievers: {', '.join(pivot.index)}")
     base = names[0]
+    chosen = [r for r in records if split is None or r.split == split]
+    splits: dict[str, set[str]] = {}
+    for r in chosen:
+        splits.setdefault(r.dataset, set()).add(r.split)
     by_key = {}
-    for r in records:
-        if split is None or r.split == split:
-            by_key[(r.label, r.dataset)] = r
+    for r in chosen:  # keyed as the table's columns are: one split a dataset, or "dataset (split)"
+        column = column_of(r.dataset, r.split, splits[r.dataset])
+        if column is not None:
+            by_key[(r.label, column)] = r
     avg_cols = [c for c in pivot.columns if str(c).startswith("avg (")]
     pvalues: list[float] = []
     diffs: list[float] = []

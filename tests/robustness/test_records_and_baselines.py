@@ -87,3 +87,24 @@ def test_a_dataset_folder_named_with_dots_only_gets_a_plain_id(tmp_path):
 
     folder = make_tiny_beir(tmp_path / "...")
     assert local_dataset_id(folder, tmp_path / "out") == "local/dataset"
+
+
+def test_a_dataset_with_records_of_two_splits_shows_its_evaluation_split_and_says_so():
+    """A train-split record (a fusion's optimise=train stage) beside the test one: the leaderboard cell is the
+    dataset's evaluation split, with a note naming the split left out, never whichever row came last."""
+    import pandas as pd
+
+    from harness.results.leaderboard import table
+
+    df = pd.DataFrame([
+        {"retriever": "bm25", "settings": "", "dataset": "beir/scifact", "split": "test", "ndcg@10": 0.6789},
+        {"retriever": "bm25", "settings": "", "dataset": "beir/scifact", "split": "train", "ndcg@10": 0.6974},
+        {"retriever": "bm25", "settings": "", "dataset": "local/tiny", "split": "dev", "ndcg@10": 0.5},
+        {"retriever": "bm25", "settings": "", "dataset": "local/tiny", "split": "train", "ndcg@10": 0.4}])
+    pivot, cols, notes = table(df, "ndcg@10")
+    assert pivot.loc["bm25", "beir/scifact"] == 0.6789
+    assert any("beir/scifact" in n and "train" in n and "--split train" in n for n in notes)
+    # no evaluation split to prefer (a folder judged on dev and train): each split is a column of its own
+    assert pivot.loc["bm25", "local/tiny (dev)"] == 0.5 and pivot.loc["bm25", "local/tiny (train)"] == 0.4
+    pivot, _, _ = table(df, "ndcg@10", split="train")
+    assert pivot.loc["bm25", "beir/scifact"] == 0.6974
