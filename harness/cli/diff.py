@@ -18,6 +18,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--retriever", "-r", dest="retrievers", action="append", default=[], metavar="NAME",
                    help="a retriever as the leaderboard names it (with [settings] when not the reference); twice")
     p.add_argument("--dataset", "-d", default=None, metavar="ID", help="the dataset of both records")
+    p.add_argument("--split", default=None, metavar="NAME",
+                   help="the split of both records (default: the one the leaderboard shows, the evaluation split)")
     p.add_argument("--against", choices=["published"], default=None,
                    help="compare one record with the published scores of its system (baselines/published/)")
     p.add_argument("--metric", default=None, help="the metric whose per-query moves are listed (default: the first)")
@@ -40,7 +42,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
         if not args.dataset:
             raise HarnessError("give two record files, or --retriever (twice, or once with --against published) "
                                "and --dataset")
-        records = [_find(args.output_dir, name, args.dataset) for name in args.retrievers]
+        records = [_find(args.output_dir, name, args.dataset, args.split) for name in args.retrievers]
     if args.against == "published":
         if len(records) != 1:
             raise HarnessError("--against published compares one record: give one --retriever or one file")
@@ -58,11 +60,11 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return 0
 
 
-def _find(output_dir: Path, name: str, dataset: str) -> Any:
+def _find(output_dir: Path, name: str, dataset: str, split: str | None) -> Any:
     from harness.errors import HarnessError
     from harness.results.records import find_record, folded_records
 
-    found = find_record(output_dir, name, dataset)
+    found = find_record(output_dir, name, dataset, split)
     if found is None:
         shown = ", ".join(sorted(r.label for r in folded_records(output_dir)[0] if r.dataset == dataset)) or "none"
         raise HarnessError(f"no record of {name!r} on {dataset} in {output_dir} (records there: {shown})")

@@ -20,7 +20,7 @@ from filelock import FileLock
 from harness.data.registry import DATASETS
 from harness.errors import HarnessError
 from harness.io import atomic_write
-from harness.results.records import ResultRecord, load_records, row_label, unique_records
+from harness.results.records import ResultRecord, load_records, row_label, split_shown, unique_records
 
 KEYS = ["retriever", "settings", "dataset", "split"]
 
@@ -128,16 +128,6 @@ def one_split_a_dataset(sub: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
                          f"(--split {others[0]} shows them)")
     index = keep[0].append(keep[1:]) if keep else sub.index[:0]
     return renamed.loc[index], notes
-
-
-def split_shown(dataset: str, splits: set[str]) -> str | None:
-    """The split a table shows for ``dataset`` with records of ``splits``: the one there is, or its evaluation
-    split (its protocol's; "test" for a folder) among several; None when that is not among them (each split
-    is then a column of its own, ``dataset (split)``)."""
-    if len(splits) == 1:
-        return next(iter(splits))
-    evaluation = DATASETS.get(dataset).protocol.split if dataset in DATASETS else "test"
-    return evaluation if evaluation in splits else None
 
 
 def column_of(dataset: str, split: str, splits: set[str]) -> str | None:

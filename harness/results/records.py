@@ -249,11 +249,27 @@ def find_record(output_dir: Path, name: str, dataset: str, split: str | None = N
     conflict = next((p for p in problems if p.startswith(f"{name} on {dataset} (")), None)
     if not found and conflict:  # two records for this row: named, neither used
         raise HarnessError(conflict)
+    splits = {r.split for r in found}
+    if split is None and len(found) == len(splits) > 1:  # one a split: the one the leaderboard shows
+        shown_split = split_shown(dataset, splits)
+        found = [r for r in found if r.split == shown_split] if shown_split else found
     if len(found) > 1:
         shown = ", ".join(sorted(f"{r.label} ({r.split})" for r in found))
         raise HarnessError(f"more than one record of {name!r} on {dataset} in {output_dir} ({shown}); name the "
                            "row as the leaderboard prints it" + ("" if split else ", or give --split"))
     return found[0] if found else None
+
+
+def split_shown(dataset: str, splits: set[str]) -> str | None:
+    """The split tables show for ``dataset`` with records of ``splits``: the one there is, or its evaluation
+    split (its protocol's; "test" for a folder) among several; None when that is not among them (each split
+    is then a column of its own, ``dataset (split)``)."""
+    from harness.data.registry import DATASETS
+
+    if len(splits) == 1:
+        return next(iter(splits))
+    evaluation = DATASETS.get(dataset).protocol.split if dataset in DATASETS else "test"
+    return evaluation if evaluation in splits else None
 
 
 #: a row's label as tables print it: ``<retriever> [<settings>]``

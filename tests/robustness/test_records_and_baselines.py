@@ -108,3 +108,26 @@ def test_a_dataset_with_records_of_two_splits_shows_its_evaluation_split_and_say
     assert pivot.loc["bm25", "local/tiny (dev)"] == 0.5 and pivot.loc["bm25", "local/tiny (train)"] == 0.4
     pivot, _, _ = table(df, "ndcg@10", split="train")
     assert pivot.loc["bm25", "beir/scifact"] == 0.6974
+
+
+def test_diff_and_compare_read_the_evaluation_split_when_a_row_has_several(tmp_path, capsys):
+    """Records of one row on two splits (test, and train from a tuning stage): diff and compare by name take
+    the dataset's evaluation split, as the leaderboard shows it, and diff --split takes the other; two records
+    of one split stay refused."""
+    from harness.results.records import find_record
+
+    folder, out = make_tiny_beir(tmp_path / "tiny"), tmp_path / "out"
+    shutil.copy(folder / "qrels" / "test.tsv", folder / "qrels" / "train.tsv")
+    for split in ("test", "train"):
+        assert main(["run", "-r", "bm25", "-r", "bm25-multifield", "-d", str(folder), "--output-dir", str(out),
+                     "--split", split, "--metric", "ndcg@10"]) == 0
+    (dataset,) = {p.parent.parent.relative_to(out).as_posix() for p in out.rglob("*.trec")}
+    assert find_record(out, "bm25", dataset).split == "test"
+    assert find_record(out, "bm25", dataset, "train").split == "train"
+    capsys.readouterr()
+    assert main(["diff", "-r", "bm25", "-r", "bm25-multifield", "-d", dataset, "--output-dir", str(out)]) == 0
+    assert main(["diff", "-r", "bm25", "-r", "bm25-multifield", "-d", dataset, "--output-dir", str(out),
+                 "--split", "train"]) == 0
+    assert main(["diff", "-r", "bm25", "-r", "bm25-multifield", "-d", dataset, "--output-dir", str(out),
+                 "--split", "dev"]) == 2
+    assert "no record of 'bm25'" in capsys.readouterr().err
