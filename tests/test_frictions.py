@@ -106,3 +106,25 @@ def test_report_bar_labels_have_room_on_the_left():
     for x, label in re.findall(r'<text x="(\d+)" y="\d+" text-anchor="end">([^<]*)</text>', svg):
         assert 7 * len(label) <= int(x), (label, x)  # about 7 px a character fit left of the anchor
         assert len(label) <= 36
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["compare", "-r", "a", "-r", "b", "-d", "x", "--alpha", "2"], "--alpha: expected a number between 0 and 1"),
+    (["compare", "-r", "a", "-r", "b", "-d", "x", "--alpha", "nan"], "--alpha: expected a number between 0 and 1"),
+    (["leaderboard", "--baseline", "bm25", "--alpha", "0"], "--alpha: expected a number between 0 and 1"),
+    (["check", "--paired", "--alpha", "1"], "--alpha: expected a number between 0 and 1"),
+    (["compare", "-r", "a", "-r", "b", "-d", "x", "--resamples", "0"], "--resamples: expected an integer"),
+    (["compare", "-r", "a", "-r", "b", "-d", "x", "--seed", "-1"], "--seed: expected an integer of at least 0"),
+    (["compare", "-r", "a", "-r", "b", "-d", "x", "--confidence", "1.5"], "--confidence: expected a number"),
+    (["leaderboard", "--nope"], "harness leaderboard: error: unrecognized arguments: --nope"),
+])
+def test_a_usage_error_is_one_line_naming_the_command(argv, says, capsys):
+    """A statistic's level outside (0, 1) or a resample count below 1 gave a verdict or a traceback; argparse's
+    errors printed the whole usage block, and an unknown option named the top-level command."""
+    from harness.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and says in err and "--help` lists the options" in err

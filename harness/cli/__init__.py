@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import NoReturn
 
 from harness.errors import HarnessError
 from harness.version import __version__
@@ -19,9 +20,16 @@ COMMANDS = ["run", "listing", "fetch", "evaluate", "leaderboard", "compare", "ch
             "exchange", "config", "train", "encode", "ann"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error in one line (the command, what is wrong, where the options are listed)
+    instead of the whole usage block; exit status 2 as argparse's."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` lists the options)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="harness",
-                                     description="Evaluation-first benchmark harness for dense retrieval.")
+    parser = _Parser(prog="harness", description="Evaluation-first benchmark harness for dense retrieval.")
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
@@ -37,7 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # named by the subcommand whose options they are not
+        prog = f"harness {args.command}"
+        parser.exit(2, f"{prog}: error: unrecognized arguments: {' '.join(unknown)} (`{prog} --help` lists the "
+                       "options)\n")
     args.argv = list(sys.argv[1:] if argv is None else argv)  # for commands that must know what was given
     interrupts = _Interrupts()
     try:

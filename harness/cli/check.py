@@ -10,7 +10,9 @@ from harness.cli.common import (
     add_output_dir,
     add_settings,
     add_split,
+    count,
     execution_from_args,
+    level,
     settings_from_args,
 )
 
@@ -40,8 +42,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     g.add_argument("--paired", action="store_true",
                    help="also judge each row by a paired randomization test against its baseline record "
                         "(records/ beside the CSV)")
-    g.add_argument("--alpha", type=float, default=0.05, help="significance level of --paired (default 0.05)")
-    g.add_argument("--resamples", type=int, default=10_000, help="randomization resamples (default 10000)")
+    g.add_argument("--alpha", type=level, default=0.05, help="significance level of --paired (default 0.05)")
+    g.add_argument("--resamples", type=count(1), default=10_000, help="randomization resamples (default 10000)")
     g.add_argument("--save-baseline", action="store_true",
                    help="write each row's per-query scores from this run as its baseline record")
     add_settings(p)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 from harness.settings import (
@@ -144,3 +145,32 @@ def execution_from_args(args: argparse.Namespace, *, progress: bool = True) -> E
     return Execution(device=getattr(args, "device", "auto"), shard_size=getattr(args, "shard_size", 50_000),
                      threads=getattr(args, "threads", None),
                      trust_remote_code=getattr(args, "trust_remote_code", False), progress=progress)
+
+
+def level(text: str) -> float:
+    """An argparse type: a probability strictly between 0 and 1 (--alpha, --confidence)."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1 (e.g. 0.05), got {text!r}")
+    return value
+
+
+def count(low: int) -> Callable[[str], int]:
+    """An argparse type: an integer of at least ``low`` (--resamples 1, --seed 0)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer of at least {low}, got {text!r}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+

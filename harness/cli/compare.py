@@ -17,7 +17,9 @@ from harness.cli.common import (
     add_output_dir,
     add_settings,
     add_split,
+    count,
     execution_from_args,
+    level,
     settings_from_args,
 )
 from harness.settings import RESAMPLES, SEED
@@ -37,12 +39,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     add_output_dir(p)
     p.add_argument("--test", choices=["t", "wilcoxon", "randomization"], default="t",
                    help="the test whose Holm-adjusted p decides the 'sig' column and the plot label (default: t)")
-    p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
-    p.add_argument("--seed", type=int, default=SEED, help=f"seed of the randomization test and the bootstrap "
+    p.add_argument("--alpha", type=level, default=0.05, help="significance level (default 0.05)")
+    p.add_argument("--seed", type=count(0), default=SEED, help=f"seed of the randomization test and the bootstrap "
                                                            f"(default {SEED})")
-    p.add_argument("--resamples", type=int, default=RESAMPLES,
+    p.add_argument("--resamples", type=count(1), default=RESAMPLES,
                    help=f"randomization and bootstrap resamples (default {RESAMPLES:,}, as `harness report`)")
-    p.add_argument("--confidence", type=float, default=0.95, help="bootstrap interval level (default 0.95)")
+    p.add_argument("--confidence", type=level, default=0.95, help="bootstrap interval level (default 0.95)")
     p.add_argument("--plot", type=Path, default=None, metavar="FILE.png", help="per-query difference plot")
     p.add_argument("--json", type=Path, default=None, metavar="FILE.json", help="also write every statistic as JSON")
     p.add_argument("--force", action="store_true", help="recompute runs even when a matching one exists")

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.cli.common import add_output_dir
+from harness.cli.common import add_output_dir, count, level
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -36,8 +36,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    help="mark cells significantly better (▲) or worse (▼) than this retriever")
     g.add_argument("--test", choices=["t", "wilcoxon", "randomization"], default="t",
                    help="paired test for --baseline (default: t)")
-    g.add_argument("--alpha", type=float, default=0.05, help="significance level after Holm correction (default 0.05)")
-    g.add_argument("--seed", type=int, default=0, help="seed of the randomization test")
+    g.add_argument("--alpha", type=level, default=0.05, help="significance level after Holm correction (default 0.05)")
+    g.add_argument("--seed", type=count(0), default=0, help="seed of the randomization test")
     g.add_argument("--against", metavar="published|FILE", default=None,
                    help="put each score beside the published one: 'published' (baselines/published/) or a "
                         "reference CSV (source,system,dataset,split,metric,value)")
