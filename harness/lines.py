@@ -8,25 +8,42 @@ whitespace, a line separator or a control character.
 
 from __future__ import annotations
 
+import gzip
 import os
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from harness.errors import DataError
 
 MAX_LINE_BYTES = int(os.environ.get("HARNESS_MAX_LINE_BYTES", 64 * 1024 * 1024))
 
 
+#: what reading a damaged gzip file raises (cut short, corrupted, not gzip at all)
+GZIP_ERRORS: tuple[type[Exception], ...] = (EOFError, zlib.error, gzip.BadGzipFile)
+
+
+def damaged(path: Path | str, e: Exception, line: int | None = None) -> DataError:
+    """The one-line error of a gzip file that cannot be read to its end."""
+    return DataError(path, f"damaged gzip file ({type(e).__name__}: {e})", line=line,
+                     fix="download or compress it again")
+
+
 def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Yield (1-based line number, decoded line without its line end), skipping blank lines."""
+    """Yield (1-based line number, decoded line without its line end), skipping blank lines; a ``.gz`` file is
+    read through gzip, and a damaged one is a DataError naming the line it was read to."""
     try:
-        f = open(path, "rb")
+        f: BinaryIO = gzip.open(path, "rb") if str(path).endswith(".gz") else open(path, "rb")  # type: ignore[assignment]
     except FileNotFoundError:
         raise DataError(path, "file not found") from None
     with f:
         lineno = 0
         while True:
-            raw = f.readline(MAX_LINE_BYTES + 1)
+            try:
+                raw = f.readline(MAX_LINE_BYTES + 1)
+            except GZIP_ERRORS as e:
+                raise damaged(path, e, lineno + 1) from None
             if not raw:
                 return
             lineno += 1

@@ -19,7 +19,8 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as e:
-            truncated = not _ends_with_newline(path) and _is_last_line(path, lineno)
+            truncated = (not str(path).endswith(".gz") and not _ends_with_newline(path)
+                         and _is_last_line(path, lineno))
             problem = ("truncated last line (no closing brace / newline): " if truncated else "invalid JSON: ") + e.msg
             raise DataError(path, problem, line=lineno,
                             fix="re-download or repair the file; each line must be one JSON object") from None

@@ -22,7 +22,7 @@ from typing import IO
 
 from harness.data.corpus import Doc
 from harness.errors import DataError
-from harness.lines import check_id, iter_lines
+from harness.lines import GZIP_ERRORS, check_id, damaged, iter_lines
 
 #: a quoted field that ran on over later rows: a line break followed by a tab on the same line (a CSV-quoted
 #: field may hold line breaks and tabs, but a later row's columns after a break mean an unbalanced quote)
@@ -32,14 +32,52 @@ TSV_FIELDS = ("doc_id", "text", "title")
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 
-def open_text(path: Path) -> IO[str]:
-    """A text file, gzipped or not, as ``csv`` reads it (UTF-8, a byte-order mark dropped)."""
+def open_text(path: Path) -> IO[str] | _CheckedGzip:
+    """A text file, gzipped or not, as ``csv`` reads it (UTF-8, a byte-order mark dropped); a damaged gzip
+    file is a DataError naming it wherever its reading stops."""
     try:
         if path.name.endswith(".gz"):
-            return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
+            return _CheckedGzip(path, gzip.open(path, "rt", encoding="utf-8-sig", newline=""))
         return open(path, encoding="utf-8-sig", newline="")
     except FileNotFoundError:
         raise DataError(path, "file not found") from None
+
+
+class _CheckedGzip:
+    """A gzip text stream whose decompression errors are one-line DataErrors naming the file."""
+
+    def __init__(self, path: Path, stream: IO[str]):
+        self.path, self.stream = path, stream
+
+    def __next__(self) -> str:
+        try:
+            return next(self.stream)
+        except GZIP_ERRORS as e:
+            raise damaged(self.path, e) from None
+
+    def __iter__(self) -> _CheckedGzip:
+        return self
+
+    def read(self, size: int | None = -1) -> str:
+        try:
+            return self.stream.read(-1 if size is None else size)
+        except GZIP_ERRORS as e:
+            raise damaged(self.path, e) from None
+
+    def readline(self, size: int | None = -1) -> str:
+        try:
+            return self.stream.readline(-1 if size is None else size)
+        except GZIP_ERRORS as e:
+            raise damaged(self.path, e) from None
+
+    def close(self) -> None:
+        self.stream.close()
+
+    def __enter__(self) -> _CheckedGzip:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class IdSet:

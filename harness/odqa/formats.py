@@ -111,11 +111,7 @@ def read_questions_json(path: Path) -> list[Question]:
 
 def read_questions_jsonl(path: Path) -> list[Question]:
     path = Path(path)
-    if path.name.endswith(".gz"):
-        with open_text(path) as f:
-            objs = [(i + 1, json.loads(t)) for i, t in enumerate(f) if t.strip()]
-    else:
-        objs = list(iter_jsonl(path))
+    objs = list(iter_jsonl(path))  # gzipped or not: each line checked and named
     return [_from_object(obj, n, path, line) for n, (line, obj) in enumerate(objs)]
 
 

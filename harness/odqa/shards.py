@@ -72,15 +72,26 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def count_passages(path: Path) -> int:
-    """Passages in a TSV with a header: known for DPR's file, else counted (newlines, fast)."""
+    """Documents in a corpus file: known for DPR's file, else its lines counted (newlines, fast; a last line
+    without one counted too), less a TSV's header line (DPR's ``id<TAB>text<TAB>title``); a BEIR corpus.jsonl
+    and MS MARCO's headerless TSV have none."""
+    from harness.lines import GZIP_ERRORS, damaged
+
     if path.name in KNOWN_COUNTS and path.stat().st_size > 10 * GiB:
         return KNOWN_COUNTS[path.name]
     opener = gzip.open if path.name.endswith(".gz") else open
-    lines = 0
-    with opener(path, "rb") as f:
-        while block := f.read(1 << 24):
-            lines += block.count(b"\n")
-    return max(0, lines - 1)
+    lines, first, last = 0, b"", b"\n"
+    try:
+        with opener(path, "rb") as f:
+            while block := f.read(1 << 24):
+                first = first or block[:64]
+                lines += block.count(b"\n")
+                last = block[-1:]
+    except GZIP_ERRORS as e:
+        raise damaged(path, e) from None
+    lines += last != b"\n"
+    header = ".tsv" in path.name and first.lstrip(b"\xef\xbb\xbf").lower().startswith(b"id\t")
+    return max(0, lines - header)
 
 
 @dataclass(frozen=True)
