@@ -196,6 +196,24 @@ class Runner:
         for stage in getattr(retriever, "stages", None) or []:
             self.check_tuning(stage, ds)
 
+    def check_trained_on(self, retriever: Retriever, ds: Dataset) -> None:
+        """Refuse, before any work, a checkpoint fine-tuned on ``ds``'s own judgements (``harness finetune``
+        records their checksum): its numbers there would score the queries it was trained on. Compared by
+        content, so a copy of the folder is the same judgements; another split is another file."""
+        path = getattr(ds.judgements(), "path", None)
+        if path is None or not Path(path).is_file():
+            return
+        qrels = self.checksums.sha256(Path(path))
+        for folder in _model_folders(retriever):
+            try:
+                meta = json.loads((folder / "harness_checkpoint.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if isinstance(meta, dict) and meta.get("data_checksum") == qrels and meta.get("split"):
+                raise HarnessError(f"{folder} was fine-tuned on the judgements of {ds.id} ({ds.split}: {path}); "
+                                   "its numbers there would score the queries it was trained on: evaluate it on "
+                                   "another split or dataset")
+
     def tuning_dataset(self, retriever: Retriever, ds: Dataset) -> Dataset | None:
         """The split of ``ds`` a composition tunes on (``optimise=``), None when it tunes on none. Tuning on
         the split it is evaluated on is refused: its numbers would be chosen on the queries they report."""
@@ -427,8 +445,9 @@ def run(retrievers: Sequence[str], datasets: Sequence[str], metrics: Sequence[st
         runner.metrics_for(ds)
     for spec in specs:
         runner.retriever(spec)
-        for ds in resolved:  # and so does a composition's tuning split or measure (optimise=)
-            runner.check_tuning(runner.retriever(spec), ds)
+        for ds in resolved:  # and so does a composition's tuning split or measure (optimise=), or a checkpoint
+            runner.check_tuning(runner.retriever(spec), ds)  # fine-tuned on the split it would be evaluated on
+            runner.check_trained_on(runner.retriever(spec), ds)
     _refuse_unused(settings, [runner.retriever(s) for s in specs], [s.name for s in specs])
     if drop_self_hits and all(ds.protocol.drop_self_hits for ds in resolved):
         raise HarnessError(f"--drop-self-hits changes nothing here: {', '.join(ds.id for ds in resolved)} "
@@ -459,6 +478,17 @@ def _write_probe(folder: Path) -> None:
     fd, probe = tempfile.mkstemp(prefix=".harness-probe-", dir=folder)
     os.close(fd)
     os.unlink(probe)
+
+
+def _model_folders(retriever: object) -> list[Path]:
+    """The local model folders a retriever (and every stage of a composition) reads."""
+    found = []
+    files = getattr(retriever, "files", None)
+    if isinstance(getattr(files, "path", None), Path):
+        found.append(files.path)  # type: ignore[union-attr]
+    for stage in getattr(retriever, "stages", None) or []:
+        found += _model_folders(stage)
+    return found
 
 
 def _check_run_file(path: Path, retrievers: Sequence[str], datasets: Sequence[str], suites: Sequence[str],

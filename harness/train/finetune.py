@@ -136,7 +136,7 @@ def finetune(cfg: FinetuneConfig) -> TrainResult:
     def checkpoint(step: int) -> None:
         meta = checkpoint_metadata(encoder=enc_cfg, objective=objective.name, hyperparameters=cfg.hyperparameters(),
                                    data_checksum=cached_sha256(judgements.path), step=step, init=cfg.init,
-                                   extra={"dataset": ds.id, "split": cfg.split, "n_pairs": len(pairs)})
+                                   extra={"dataset": ds.id, "split": ds.split, "n_pairs": len(pairs)})
         folder = save_checkpoint(output, step, encoder.model, tok, meta, None, cfg.keep_last)
         result.checkpoints.append(folder)
         if cfg.eval:

@@ -106,6 +106,31 @@ def test_finetune_few_shot(tiny_bert, tiny_beir, tmp_path):
     assert meta["encoder"]["pooling"] == "mean" and meta["hyperparameters"]["shots"] == 3
 
 
+def test_a_checkpoint_is_not_evaluated_on_the_judgements_it_was_fine_tuned_on(tiny_bert, tiny_beir, tmp_path,
+                                                                              capsys):
+    """Fine-tuned on the test split's judgements, a checkpoint evaluated on that split scores the queries it
+    was trained on: refused in one line (compared by the judgements' checksum, so a copy of the folder is the
+    same judgements), while another split of the same dataset is evaluated."""
+    import shutil
+
+    out = tmp_path / "ft"
+    assert main(["finetune", "--init", str(tiny_bert), "--dataset", str(tiny_beir), "--split", "test",
+                 "--shots", "3", "--steps", "1", "--batch-size", "2", "--output", str(out), "--no-progress",
+                 "--device", "cpu"]) == 0
+    (_, folder), = list_checkpoints(out)
+    assert json.loads((folder / "harness_checkpoint.json").read_text())["split"] == "test"
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_beir, copy)
+    capsys.readouterr()
+    for data in (tiny_beir, copy):
+        assert main(["run", "-r", f"hf:{folder}", "-d", str(data), "--output-dir", str(tmp_path / "r"),
+                     "--device", "cpu"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "fine-tuned on" in err and "test" in err
+    assert main(["run", "-r", f"hf:{folder}", "-d", str(tiny_beir), "--split", "train", "--output-dir",
+                 str(tmp_path / "r"), "--device", "cpu"]) == 0
+
+
 @pytest.mark.slow
 @pytest.mark.java
 def test_finetune_with_bm25_hard_negatives(tiny_bert, tiny_beir, tmp_path):
