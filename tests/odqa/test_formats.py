@@ -122,3 +122,17 @@ def test_empty_or_swallowing_questions_are_refused(tmp_path, body, match):
     path.write_text(body, encoding="utf-8")
     with pytest.raises(DataError, match=match):
         read_questions(path)
+
+
+def test_the_empty_answer_warning_is_one_harness_line(tmp_path):
+    """Printed by the command, the warning is one line (Python's own format adds the raising source line)."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "q.qa.csv"
+    path.write_text("q\t['a', '']\n")
+    code = ("import sys; from harness.cli import main; import harness.odqa.formats as f; "
+            "main(['config']); f.read_questions(__import__('pathlib').Path(sys.argv[1]))")
+    err = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True).stderr
+    lines = [x for x in err.splitlines() if "matches every passage" in x or "formats.py" in x]
+    assert lines == [f"harness: warning: {path}:1: an empty answer matches every passage under DPR's rule"]
