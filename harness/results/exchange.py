@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from harness.errors import HarnessError
 from harness.io import atomic_stream, atomic_write, atomic_write_json
@@ -42,28 +43,41 @@ def export_mteb(records: Sequence[ResultRecord], folder: Path, model_name: str, 
     target = folder / model_name.replace("/", "__") / revision
     target.mkdir(parents=True, exist_ok=True)
     written = []
-    for r in records:
-        scores = {key: value for m, value in r.metrics.items() if (key := mteb_key(m))}
-        if "ndcg_at_10" not in scores:
-            raise HarnessError(f"{r.retriever} on {r.dataset}: the record has no ndcg@10, MTEB's main score for "
-                               "retrieval; run it with --metric ndcg@10")
+    by_task: dict[str, list[ResultRecord]] = {}
+    for r in records:  # one task file holds every split of its task
+        by_task.setdefault(r.dataset, []).append(r)
+    for dataset, group in by_task.items():
+        splits: dict[str, list[dict[str, Any]]] = {}
+        for r in group:
+            scores = {key: value for m, value in r.metrics.items() if (key := mteb_key(m))}
+            if "ndcg_at_10" not in scores:
+                raise HarnessError(f"{r.retriever} on {r.dataset} ({r.split}): the record has no ndcg@10, MTEB's "
+                                   "main score for retrieval; run it with --metric ndcg@10")
+            splits[r.split] = [{**scores, "main_score": scores["ndcg_at_10"], "hf_subset": "default",
+                                "languages": ["eng-Latn"]}]
+        first = group[0]
         payload = {
-            "dataset_revision": f"harness:{r.dataset_provenance.get('sha256', {}).get('corpus.jsonl', '')[:16]}",
-            "task_name": MTEB_TASKS[r.dataset], "mteb_version": "1.12.0",
-            "scores": {r.split: [{**scores, "main_score": scores["ndcg_at_10"], "hf_subset": "default",
-                                  "languages": ["eng-Latn"]}]},
-            "evaluation_time": float(sum(v for v in r.timings.values() if isinstance(v, int | float))),
+            "dataset_revision": f"harness:{first.dataset_provenance.get('sha256', {}).get('corpus.jsonl', '')[:16]}",
+            "task_name": MTEB_TASKS[dataset], "mteb_version": "1.12.0", "scores": splits,
+            # seconds: each record's index and search time (its timings also hold bytes, megabytes, counts)
+            "evaluation_time": float(sum(_seconds(r.timings) for r in group)),
             "kg_co2_emissions": None,
-            "harness": {"version": __version__, "retriever": r.retriever, "fingerprint": r.fingerprint,
-                        "settings": r.settings, "dataset": r.dataset,
+            "harness": {"version": __version__, "retriever": first.retriever,
+                        "fingerprint": {r.split: r.fingerprint for r in group}, "settings": first.settings,
+                        "dataset": dataset,
                         "note": "computed by the harness on BEIR's files; dataset_revision names their digest"}}
-        path = target / f"{MTEB_TASKS[r.dataset]}.json"
+        path = target / f"{MTEB_TASKS[dataset]}.json"
         atomic_write_json(path, payload)
         written.append(path)
     meta = {"name": model_name, "revision": revision, "release_date": None, "languages": ["eng-Latn"],
             "framework": ["harness"], "harness_version": __version__}
     atomic_write_json(target / "model_meta.json", meta)
     return [*written, target / "model_meta.json"]
+
+
+def _seconds(timings: dict[str, Any]) -> float:
+    """A record's evaluation time in seconds: its index and search times."""
+    return sum(float(timings.get(k) or 0.0) for k in ("index_s", "search_s"))
 
 
 def export_mteb_rows(records: Sequence[ResultRecord], folder: Path, revision: str,

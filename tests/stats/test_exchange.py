@@ -104,3 +104,19 @@ def test_imported_scores_that_are_not_finite_numbers_are_refused(tmp_path, capsy
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(path) in err, err
     assert not (tmp_path / "r" / "imported").exists() or not any((tmp_path / "r" / "imported").iterdir())
+
+
+def test_mteb_export_keeps_every_split_and_times_in_seconds(tmp_path):
+    """Records of one task on two splits go into one task file with both splits (each record wrote the file
+    again, the last split overwriting the others), and evaluation_time is seconds: index plus search, not the
+    sum of every number in timings (bytes, megabytes, counts)."""
+    from harness.results.exchange import export_mteb
+
+    recs = [fake_record("mine", "beir/scifact", {"ndcg@10": scores(1)}, split=s) for s in ("test", "train")]
+    for r in recs:
+        r.timings = {"index_s": 2.0, "search_s": 1.5, "peak_rss_mb": 700.0, "index_bytes": 10**7, "queries": 300}
+    export_mteb(recs, tmp_path / "m", "me/mine", "r1")
+    payload = json.loads((tmp_path / "m" / "me__mine" / "r1" / "SciFact.json").read_text())
+    assert sorted(payload["scores"]) == ["test", "train"]
+    assert payload["evaluation_time"] == 7.0
+    assert sorted(payload["harness"]["fingerprint"]) == ["test", "train"]
