@@ -38,6 +38,7 @@ from harness.distributed import compute_on, world
 from harness.errors import HarnessError
 from harness.io import TRUSTED, Checksums, atomic_copy, atomic_write_json, check_output_file, sha256_file
 from harness.metrics import mean
+from harness.metrics.measures import MAX_DEPTH
 from harness.paths import cache_root
 from harness.provenance import environment
 from harness.results.efficiency import measure, reset_peaks
@@ -126,8 +127,8 @@ class Runner:
                  depth: int | None = None, drop_self_hits: bool = False, log: Log = _stderr,
                  declared: ModelObjects | None = None):
         self.requested = list(metrics) if metrics else None  # None: each dataset's defaults
-        if depth is not None and depth < 1:
-            raise HarnessError(f"--depth must be at least 1, not {depth}")
+        if depth is not None and not 1 <= depth <= MAX_DEPTH:
+            raise HarnessError(f"--depth must be between 1 and {MAX_DEPTH:,}, not {depth}")
         self.depth = depth
         self.output_dir = Path(output_dir)
         self.settings = settings

@@ -72,3 +72,18 @@ def test_a_parameter_or_baseline_value_python_alone_reads_is_refused(tmp_path):
                 "bm25,beir/scifact,test,ndcg@10,0.6_789,0.001,x\n")
     with pytest.raises(DataError, match=r"regression.csv:2"):
         list(read_regression(csv))
+
+
+@pytest.mark.parametrize("argv", [["--depth", "3000000000"], ["--metric", "recall@3000000000"],
+                                  ["--metric", "ndcg@99999999999999999999999"], ["--metric", "ndcg_cut.3000000000"]])
+def test_a_depth_or_cut_off_past_a_java_int_is_refused_before_any_work(tmp_path, capsys, argv):
+    """Lucene's search takes an int: a deeper --depth or cut-off failed after the index was built, with a JPype
+    dump and no fix."""
+    from harness.cli import main
+    from tests.conftest import make_tiny_beir
+
+    data = make_tiny_beir(tmp_path / "tiny", n_docs=10, n_queries=2)
+    assert main(["run", "-r", "bm25", "-d", str(data), "--output-dir", str(tmp_path / "out"), *argv]) == 2
+    assert not list((tmp_path / "out").rglob("*.trec"))
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "between 1 and 2,147,483,647" in err
