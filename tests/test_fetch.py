@@ -172,3 +172,25 @@ def test_a_mirror_is_tried_first_and_the_checksum_decides(flaky, tmp_path, monke
     monkeypatch.setenv("HARNESS_MIRROR", url.rsplit("/", 1)[0])  # the site's copy, named by the file
     dest = download("http://127.0.0.1:9/unreachable/file.bin", tmp_path / "file.bin", md5, progress=False)
     assert hashlib.md5(dest.read_bytes()).hexdigest() == md5 and handler.seen == ["ok"]
+
+
+def test_a_host_that_does_not_resolve_fails_at_once_without_retries(tmp_path, monkeypatch):
+    """No network (DNS fails): each address is tried once, not retried with back-off (2 min 45 s a dataset
+    before), and the message says so in full and names HARNESS_OFFLINE."""
+    import socket
+
+    from harness.data import fetch
+
+    def no_dns(host, *args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    fetched = []
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    monkeypatch.setattr(fetch, "_fetch", lambda *a, **k: fetched.append(a))
+    monkeypatch.delenv("HARNESS_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    with pytest.raises(HarnessError) as e:
+        fetch.download(["https://one.invalid/x.zip", "https://two.invalid/x.zip"], tmp_path / "x.zip", None)
+    message = str(e.value)
+    assert fetched == [] and "one.invalid" in message and "two.invalid" in message
+    assert "cannot resolve" in message and "HARNESS_OFFLINE=1" in message

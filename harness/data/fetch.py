@@ -88,6 +88,10 @@ def download(url: str | Sequence[str], dest: Path, md5: str | None, *, progress:
             return dest
         failures = []
         for address in urls:
+            unreachable = _unresolvable(address)
+            if unreachable:  # no network or DNS: one look-up, not retries with back-off
+                failures.append(f"{address}: {unreachable}")
+                continue
             try:
                 _fetch(address, part, progress)
             except (requests.exceptions.RequestException, OSError) as e:
@@ -110,7 +114,9 @@ def download(url: str | Sequence[str], dest: Path, md5: str | None, *, progress:
             return dest
     kept = f"; {part.stat().st_size:,} bytes are kept in {part} and the next call resumes them" \
         if part.is_file() else ""
-    raise OfflineError(f"could not download {dest.name}: {'; '.join(failures)}{kept}")
+    hint = ("; without a network, set HARNESS_OFFLINE=1 to work from local data only (HARNESS_DATA), or "
+            f"{MIRROR_ENV} to a local copy") if any("cannot resolve" in f for f in failures) else ""
+    raise OfflineError(f"could not download {dest.name}: {'; '.join(failures)}{kept}{hint}")
 
 
 def _reusable(dest: Path, md5: str | None, sidecar: Path) -> bool:
@@ -180,9 +186,29 @@ def _fetch(url: str, part: Path, progress: bool) -> None:
             del e
 
 
+def _unresolvable(url: str) -> str | None:
+    """Why ``url``'s host cannot be looked up (no network, no DNS), or None: checked once before the
+    download, whose retries with back-off are for a server that answers badly, not for a missing network."""
+    import socket
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).hostname
+    if not host:
+        return None
+    try:
+        socket.getaddrinfo(host, None)
+    except socket.gaierror as e:
+        return f"cannot resolve {host} ({e.strerror or e})"
+    except OSError:
+        return None
+    return None
+
+
 def _reason(e: BaseException) -> str:
     text = " ".join(str(e).split())
-    return text[:200] or type(e).__name__
+    if len(text) > 300:  # cut at a word, and say so
+        text = text[:300].rsplit(" ", 1)[0] + " ..."
+    return text or type(e).__name__
 
 
 def _bar(total: int, name: str) -> Any:
