@@ -63,7 +63,7 @@ class RunOptions:
     threads: int = _control(0, "torch CPU threads (0: torch's choice)", low=0)
     keep_last: int = _control(2, "checkpoints kept", low=1)
     overwrite: bool = _control(False, "clear --output first when it holds an earlier run (without it such a folder "
-                                      "is refused; --resume continues one)")
+                                      "is refused; harness train --resume continues a training run)")
     progress: bool = _control(True, "progress bar", negate="--no-progress")
     plot: bool = _control(True, "training-curve PNG", negate="--no-plot")
     trust_remote_code: bool = _control(False, "allow model repositories to run their own Python code")

@@ -69,7 +69,7 @@ def finetune(cfg: FinetuneConfig) -> TrainResult:
     if launch().world_size > 1:  # every rank would train the same model and write the same folder
         raise HarnessError(f"harness finetune runs in one process (a few-shot run is small); it was started as "
                            f"{launch().world_size} ranks (torchrun or srun): start it once, without them")
-    claim_output(Path(cfg.output), resume=False, overwrite=cfg.overwrite)
+    claim_output(Path(cfg.output), resume=False, overwrite=cfg.overwrite, resumable=False)
     seed_everything(cfg.seed)  # the sample of pairs and the mined negatives; start_model seeds again
     ds = resolve_dataset(cfg.dataset, split=cfg.split)
     judgements = ds.judgements()

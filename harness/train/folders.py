@@ -33,7 +33,7 @@ def latest_resumable(output: Path) -> Path | None:
     return None
 
 
-def claim_output(output: Path, *, resume: bool, overwrite: bool, clear: bool = True) -> None:
+def claim_output(output: Path, *, resume: bool, overwrite: bool, clear: bool = True, resumable: bool = True) -> None:
     """Refuse to mix two runs in one folder: an --output that holds checkpoints or a training log is continued
     with --resume, or cleared with --overwrite; otherwise refused (replacing some checkpoints with another
     run's and appending to its log would leave evaluations of weights that no longer exist). Every rank
@@ -45,8 +45,9 @@ def claim_output(output: Path, *, resume: bool, overwrite: bool, clear: bool = T
         raise HarnessError("--resume continues the run in --output and --overwrite clears it; pass one of them")
     if held and not resume:
         if not overwrite:
-            raise HarnessError(f"{output} already holds a training run (checkpoints or {LOG_FILE}); continue it "
-                               "with --resume, start a new --output, or pass --overwrite to clear it")
+            how = "continue it with --resume, start" if resumable else "start"  # finetune has no --resume
+            raise HarnessError(f"{output} already holds a training run (checkpoints or {LOG_FILE}); {how} a new "
+                               "--output, or pass --overwrite to clear it")
         if clear:
             for folder in output.glob("checkpoint-*"):
                 if _NAME.match(folder.name) and folder.is_dir():

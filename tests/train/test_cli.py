@@ -253,3 +253,16 @@ def test_refusals_come_before_torch_is_imported(tmp_path, tiny_corpus):
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
         assert out.stdout.split() == ["2", "False"], (extra, out.stdout, out.stderr[-500:])
         assert len([x for x in out.stderr.splitlines() if x.strip()]) == 1 and "error" in out.stderr, out.stderr
+
+
+def test_finetune_into_a_used_folder_names_no_resume_it_does_not_have(tmp_path):
+    from harness.errors import HarnessError
+    from harness.train.config import LOG_FILE
+    from harness.train.folders import claim_output
+
+    (tmp_path / LOG_FILE).write_text("{}\n")
+    with pytest.raises(HarnessError) as info:
+        claim_output(tmp_path, resume=False, overwrite=False, resumable=False)
+    assert "--resume" not in str(info.value) and "--overwrite" in str(info.value)
+    with pytest.raises(HarnessError, match="continue it with --resume"):
+        claim_output(tmp_path, resume=False, overwrite=False)
