@@ -62,3 +62,17 @@ def test_faiss_k_means_warnings_become_one_line_of_ours(capfd):
     notes = [line for line in err.splitlines() if line.startswith("harness: note: ivfpq: FAISS trained")]
     assert notes and len(set(notes)) == len(notes) <= 2  # one per kind of k-means (coarse cells, codebooks)
     assert any("256 centroids on 1,000 vectors (it advises at least 9,984" in n for n in notes)
+
+
+def test_a_missing_model_path_is_a_missing_folder_and_the_offline_hint_keeps_the_kind(monkeypatch):
+    """colbert:path/to/model (no such folder) was looked up on the hub as an id; the offline hint told every
+    kind to pass hf:/path, which turns a ColBERT or SPLADE model into a dense one."""
+    from harness.errors import HarnessError
+    from harness.retrievers.hub import resolve_model
+
+    with pytest.raises(HarnessError, match="model folder path/to/colbertv2.0 does not exist"):
+        resolve_model("path/to/colbertv2.0")
+    monkeypatch.setenv("HARNESS_OFFLINE", "1")
+    with pytest.raises(HarnessError) as info:
+        resolve_model("nobody/no-such-model")
+    assert "under the same prefix" in str(info.value) and "colbert:/path/to/model" in str(info.value)

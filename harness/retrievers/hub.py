@@ -219,7 +219,8 @@ def resolve_model(name: str, revision: str | None = None, checksums: Checksums =
         if weights is None:
             raise HarnessError(f"{local} has no model weights ({' or '.join(WEIGHT_FILES)})")
         return ModelFiles(local.resolve(), "local", name, f"sha256:{checksums.sha256(weights)}")
-    if name.startswith((".", "/", "~")) or os.sep + os.sep in name:
+    if name.startswith((".", "/", "~")) or os.sep + os.sep in name or name.count("/") >= 2:
+        # a hub id is owner/name: more slashes can only be a path, and no folder is there
         raise HarnessError(f"model folder {name} does not exist")
     return _from_hub(name, revision)
 
@@ -228,7 +229,8 @@ def _from_hub(repo_id: str, revision: str | None) -> ModelFiles:
     from huggingface_hub import snapshot_download
 
     how = ("Download it where there is internet (`hf download " + repo_id + "`) and copy the Hugging Face "
-           "cache (HF_HOME) here, or pass a local folder as hf:/path/to/model.")
+           "cache (HF_HOME) here, or give a local folder in the id's place, under the same prefix "
+           "(hf:/path/to/model, colbert:/path/to/model, ...).")
     try:
         folder = Path(snapshot_download(repo_id=repo_id, revision=revision, allow_patterns=ALLOW,
                                         local_files_only=offline(), etag_timeout=10))
