@@ -360,6 +360,9 @@ class Runner:
         shown = "  ".join(f"{m}={v:.4f}" for m, v in record.metrics.items())
         removed = sum(n for per_query in record.removed_by_protocol.values() for n in per_query.values())
         said = f"  ({removed} hits removed by the protocol)" if removed else ""
+        unanswered = record.num_queries - record.queries_answered
+        if unanswered:  # scored 0, as trec_eval -c scores them: said, not only kept in the record
+            said += f"  ({unanswered} of {record.num_queries} queries without a hit, each scored 0)"
         self.log(f"{ds.id} | {record.label}: {shown}{said}")
         return record
 

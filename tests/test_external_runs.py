@@ -130,3 +130,16 @@ def test_run_files_in_diff_and_check(tiny_beir, tmp_path, capsys, monkeypatch):
     (tmp_path / "b.csv").write_text("retriever,dataset,split,metric,expected,tolerance\n"
                                     f"run:{a},{tiny_beir},test,ndcg@10,{got.metrics['ndcg@10']:.6f},0.000001\n")
     assert main(["check", str(tmp_path / "b.csv")]) == 0
+
+
+def test_a_run_answering_some_queries_says_how_many_score_zero(tiny_beir, tmp_path):
+    """A run file that answers 2 of the 8 queries is scored (the others 0, as trec_eval -c), and the result
+    line says so, not only the record's queries_answered."""
+    path = random_file(tiny_beir, "few.trec", 2)
+    lines = path.read_text().splitlines()
+    kept = sorted({line.split()[0] for line in lines})[:2]
+    path.write_text("\n".join(x for x in lines if x.split()[0] in kept) + "\n")
+    said: list[str] = []
+    (rec,) = run([f"run:{path}"], [str(tiny_beir)], ["ndcg@10"], tmp_path / "r", execution=CPU, log=said.append)
+    assert rec.queries_answered == 2 and rec.num_queries == 8
+    assert any("6 of 8 queries without a hit, each scored 0" in line for line in said)
