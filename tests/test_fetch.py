@@ -186,7 +186,7 @@ def test_a_host_that_does_not_resolve_fails_at_once_without_retries(tmp_path, mo
 
     fetched = []
     monkeypatch.setattr(socket, "getaddrinfo", no_dns)
-    monkeypatch.setattr(fetch, "_fetch", lambda *a, **k: fetched.append(a))
+    monkeypatch.setattr(fetch, "_fetch", lambda url, part, progress: (fetched.append(url), part.write_bytes(b"x")))
     monkeypatch.delenv("HARNESS_OFFLINE", raising=False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     with pytest.raises(HarnessError) as e:
@@ -194,3 +194,8 @@ def test_a_host_that_does_not_resolve_fails_at_once_without_retries(tmp_path, mo
     message = str(e.value)
     assert fetched == [] and "one.invalid" in message and "two.invalid" in message
     assert "cannot resolve" in message and "HARNESS_OFFLINE=1" in message
+    # behind a proxy the proxy looks the host up: the download is tried as before
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    assert fetch.download(["https://one.invalid/x.zip"], tmp_path / "y.zip", None).read_bytes() == b"x"
+    assert fetched == ["https://one.invalid/x.zip"]
+

@@ -192,8 +192,9 @@ def _unresolvable(url: str) -> str | None:
     import socket
     from urllib.parse import urlsplit
 
-    host = urlsplit(url).hostname
-    if not host:
+    parts = urlsplit(url)
+    host = parts.hostname
+    if not host or _proxied(parts.scheme, host):  # a proxy looks the host up, not this machine
         return None
     try:
         socket.getaddrinfo(host, None)
@@ -202,6 +203,15 @@ def _unresolvable(url: str) -> str | None:
     except OSError:
         return None
     return None
+
+
+def _proxied(scheme: str, host: str) -> bool:
+    """Whether a request to ``host`` goes through a proxy (HTTPS_PROXY, ALL_PROXY, ... not bypassed by
+    NO_PROXY), as requests decides from the environment."""
+    import urllib.request
+
+    proxies = urllib.request.getproxies()
+    return bool(proxies.get(scheme) or proxies.get("all")) and not urllib.request.proxy_bypass(host)
 
 
 def _reason(e: BaseException) -> str:
