@@ -143,14 +143,21 @@ def write_collection(dataset: Dataset, path: Path, *, multifield: bool = False, 
 
     n = empty = 0
     bar = progress_bar(None, "BM25 index: corpus read", "doc", enabled=progress)
-    with open(path, "w", encoding="utf-8") as out:
-        for doc in dataset.corpus():
-            out.write(json.dumps({"_id": doc.doc_id, "title": doc.title, "text": doc.text}, ensure_ascii=False) + "\n")
-            n += 1
-            contents = doc.text if multifield else f"{doc.title} {doc.text}"
-            empty += not contents.strip(JAVA_TRIM)
-            if n % 1000 == 0:
-                bar.update(1000)
+    from harness.io import with_filename
+
+    try:  # a full disk shows at a write, a flush or the close: named by the file either way
+        with open(path, "w", encoding="utf-8") as out:
+            for doc in dataset.corpus():
+                out.write(json.dumps({"_id": doc.doc_id, "title": doc.title, "text": doc.text},
+                                     ensure_ascii=False) + "\n")
+                n += 1
+                contents = doc.text if multifield else f"{doc.title} {doc.text}"
+                empty += not contents.strip(JAVA_TRIM)
+                if n % 1000 == 0:
+                    bar.update(1000)
+    except OSError as e:
+        bar.close()
+        raise with_filename(e, path) from None
     bar.update(n % 1000)
     bar.close()
     return n, empty

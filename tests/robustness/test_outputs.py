@@ -82,3 +82,14 @@ def test_a_failed_atomic_write_names_the_file_not_its_temporary(tmp_path):
         pass  # root ignores the folder's mode: nothing fails to name
     finally:
         (tmp_path / "ro").chmod(0o700)
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
+def test_a_full_disk_under_the_bm25_staging_file_names_it(beir):
+    """ENOSPC surfaced at the staging file's flush or close, with no file named ("No space left on device")."""
+    from harness.datasets import resolve_dataset
+    from harness.retrievers.lucene import write_collection
+
+    with pytest.raises(OSError) as info:
+        write_collection(resolve_dataset(str(beir)), Path("/dev/full"), progress=False)
+    assert info.value.errno == errno.ENOSPC and info.value.filename == "/dev/full"
