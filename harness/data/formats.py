@@ -58,11 +58,13 @@ def iter_corpus(path: Path) -> Iterator[Doc]:
         if "text" not in obj:
             raise DataError(path, f"document {doc_id!r} has no 'text'", line=lineno,
                             fix="add a 'text' field (it may be empty)")
-        title, text = obj.get("title") or "", obj["text"]
+        title, text = obj.get("title"), obj["text"]
+        title = "" if title is None else title  # null is no title; 0, false, [] and {} are refused, not emptied
         if text is None:
             text = ""
         if not isinstance(text, str) or not isinstance(title, str):
-            raise DataError(path, f"document {doc_id!r}: 'title' and 'text' must be strings", line=lineno)
+            raise DataError(path, f"document {doc_id!r}: 'title' and 'text' must be strings", line=lineno,
+                            fix="write them as JSON strings (null or \"\" for none)")
         yield Doc(doc_id, title, text)
 
 

@@ -87,3 +87,15 @@ def test_a_depth_or_cut_off_past_a_java_int_is_refused_before_any_work(tmp_path,
     assert not list((tmp_path / "out").rglob("*.trec"))
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "between 1 and 2,147,483,647" in err
+
+
+@pytest.mark.parametrize("title", ["0", "false", "[]", "{}", "5"])
+def test_a_title_that_is_not_a_string_is_refused_whatever_its_truth(tmp_path, title):
+    """A falsy title (0, false, [], {}) was read as no title while 5 was refused."""
+    from harness.data.formats import iter_corpus
+
+    path = _file(tmp_path, "corpus.jsonl", f'{{"_id": "d1", "title": {title}, "text": "x"}}\n')
+    with pytest.raises(DataError, match=r"corpus.jsonl:1: .*must be strings"):
+        list(iter_corpus(path))
+    _file(tmp_path, "corpus.jsonl", '{"_id": "d1", "title": null, "text": "x"}\n')
+    assert [d.title for d in iter_corpus(path)] == [""]
