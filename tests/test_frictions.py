@@ -128,3 +128,19 @@ def test_a_usage_error_is_one_line_naming_the_command(argv, says, capsys):
     assert info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and says in err and "--help` lists the options" in err
+
+
+def test_report_refuses_a_baseline_no_record_has(tmp_path, capsys):
+    """report --baseline nope exited 0 with a page (leaderboard --baseline nope exits 2); diff --top -1 listed
+    all but the last query."""
+    from harness.cli import main
+    from tests.conftest import make_tiny_beir
+
+    data = make_tiny_beir(tmp_path / "tiny", n_docs=10, n_queries=2)
+    assert main(["run", "-r", "bm25", "-d", str(data), "--output-dir", str(tmp_path / "out")]) == 0
+    capsys.readouterr()
+    assert main(["report", "--output-dir", str(tmp_path / "out"), "--baseline", "nope"]) == 2
+    assert "--baseline 'nope' is not a retriever" in capsys.readouterr().err
+    assert main(["report", "--output-dir", str(tmp_path / "out"), "--baseline", "bm25"]) == 0
+    with pytest.raises(SystemExit):
+        main(["diff", "a.json", "b.json", "--top", "-1"])

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from harness.cli.common import add_output_dir
+from harness.cli.common import add_output_dir, count
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -23,7 +23,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--against", choices=["published"], default=None,
                    help="compare one record with the published scores of its system (baselines/published/)")
     p.add_argument("--metric", default=None, help="the metric whose per-query moves are listed (default: the first)")
-    p.add_argument("--top", type=int, default=10, help="how many moved queries to list (default 10)")
+    p.add_argument("--top", type=count(0), default=10, help="how many moved queries to list (default 10)")
     p.add_argument("--format", choices=["text", "markdown"], default="text",
                    help="text (aligned columns) or markdown (a GitHub table); default: text")
     add_output_dir(p)

@@ -28,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--judged", type=int, nargs="?", const=10, default=None, metavar="K",
                    help="beside each dataset's column, the share of the top K (default 10) that is judged "
                         "(Judged@K), so a score computed on many unjudged documents shows as such")
-    p.add_argument("--dataset", dest="datasets", action="append", default=None, help="only these datasets")
+    p.add_argument("--dataset", "-d", dest="datasets", action="append", default=None, help="only these datasets")
     p.add_argument("--format", choices=["text", "markdown"], default="text",
                    help="text (aligned columns) or markdown (a GitHub table); default: text")
     g = p.add_argument_group("significance and published scores")

@@ -373,6 +373,13 @@ def report(output_dir: Path, *, baseline: str | None = None, pair: Sequence[str]
     if warn is not None:
         for line in conflicts:
             warn(line)
+    if baseline:  # a name no record has is a typo: refused as leaderboard --baseline refuses it
+        from harness.results.baselines import same_retriever
+
+        labels = sorted({r.label for r in records})
+        if not any(same_retriever(label, baseline) for label in labels):
+            raise HarnessError(f"--baseline {baseline!r} is not a retriever of {output_dir}; retrievers: "
+                               f"{', '.join(labels) or 'none'}")
     body = [f"<h1>{_e(title)}</h1>",
             f'<div class="muted">{len(records)} result records in {_e(output_dir)}'
             f"{'; ' + str(len(problems)) + ' files skipped (not valid records)' if problems else ''}"
