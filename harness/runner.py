@@ -454,8 +454,10 @@ def run(retrievers: Sequence[str], datasets: Sequence[str], metrics: Sequence[st
             runner.check_trained_on(runner.retriever(spec), ds)
     _refuse_unused(settings, [runner.retriever(s) for s in specs], [s.name for s in specs])
     if drop_self_hits and all(ds.protocol.drop_self_hits for ds in resolved):
-        raise HarnessError(f"--drop-self-hits changes nothing here: {', '.join(ds.id for ds in resolved)} "
-                           "apply BEIR's identical-id rule by their protocol already; drop the option")
+        ids = [ds.id for ds in resolved]
+        raise HarnessError(f"--drop-self-hits changes nothing here: {', '.join(ids)} "
+                           f"{'applies' if len(ids) == 1 else 'apply'} BEIR's identical-id rule by "
+                           f"{'its' if len(ids) == 1 else 'their'} protocol already; drop the option")
     records: list[ResultRecord] = []
     try:
         for ds in resolved:
@@ -550,8 +552,9 @@ def _refuse_unused(settings: EncodeSettings, retrievers: Sequence[Retriever], na
     unused = {k: v for k, v in settings.changed().items() if k not in taken}
     if unused:
         flags = ", ".join(f"--{'index' if k == 'index' else k.replace('_', '-')} {v}" for k, v in unused.items())
-        raise HarnessError(f"{flags} applies to no retriever of this run ({', '.join(names)} compute the same "
-                           "without it); drop it, or name a retriever it applies to (a dense model)")
+        raise HarnessError(f"{flags} applies to no retriever of this run ({', '.join(names)} "
+                           f"{'computes' if len(names) == 1 else 'compute'} the same without it); drop it, or name "
+                           "a retriever it applies to (a dense model)")
 
 
 def _rebuild_quietly(output_dir: Path, log: Log) -> None:

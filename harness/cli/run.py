@@ -29,12 +29,15 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--retriever", "-r", dest="retrievers", action="append", required=True, metavar="NAME",
                    help="registered name (harness list retrievers), with parameters where it takes them "
                         "('bm25(k1=1.2;b=0.75)'), hf:<model id or folder>, a checkpoint folder, "
-                        "sparse:<SPLADE model>, or a composition: 'fuse:rrf(A,B)', "
+                        "sparse:<SPLADE model>, colbert:<ColBERT model>, run:<TREC run file>, or a composition: "
+                        "'fuse:rrf(A,B)', "
                         "'fuse:hybrid(DENSE,SPARSE;alpha=1.2)', 'fuse:wsum(A,B;weights=1:0.5)', "
                         "'rerank:MODEL(FIRST;top=100)' (quote them in a shell); repeatable")
     p.add_argument("--dataset", "-d", dest="datasets", action="append", default=[], metavar="ID|PATH",
-                   help="registered id (beir/scifact, odqa/nq), a BEIR-format folder, or an open-domain QA folder "
-                        "(passages.tsv + questions.qa.csv); repeatable")
+                   help="registered id (beir/scifact, odqa/nq; harness list datasets), an ir_datasets id "
+                        "(irds:<id>), a BEIR-format folder, an open-domain QA folder (passages.tsv + "
+                        "questions.qa.csv), or files:corpus=F;topics=F;qrels=F (or --corpus/--topics/--qrels); "
+                        "repeatable")
     p.add_argument("--corpus", type=Path, default=None, metavar="FILE",
                    help="with --topics and --qrels: a dataset of three files (corpus.jsonl, a DPR-style TSV with "
                         "an id/text/title header or a headerless id<TAB>text TSV; topics as queries.jsonl, "

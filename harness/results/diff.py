@@ -182,11 +182,11 @@ def render(d: Diff, fmt: str = "text") -> str:
     elif d.b != "published":
         lines += ["what differs: nothing recorded (the same computation)", ""]
     if d.metrics:
-        rows = [[m, _num(x), _num(y), "—" if x is None or y is None else f"{y - x:+.4f}"] for m, x, y in d.metrics]
+        rows = [[m, _num(x), _num(y), "—" if x is None or y is None else f"{round(y - x, 4) + 0.0:+.4f}"] for m, x, y in d.metrics]
         lines += [tabulate(rows, headers=["metric", "A", "B", "B - A"], tablefmt=table_fmt, disable_numparse=True),
                   ""]
     if d.moved:
-        rows = [[m.qid, f"{m.a:.4f}", f"{m.b:.4f}", f"{m.delta:+.4f}", m.text[:70]] for m in d.moved]
+        rows = [[m.qid, f"{m.a:.4f}", f"{m.b:.4f}", f"{round(m.delta, 4) + 0.0:+.4f}", m.text[:70]] for m in d.moved]
         lines += [f"queries that moved most ({d.moved_metric}):",
                   tabulate(rows, headers=["query", "A", "B", "B - A", "text"], tablefmt=table_fmt,
                            disable_numparse=True), ""]

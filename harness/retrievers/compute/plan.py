@@ -223,8 +223,11 @@ def check_tf32(dev: torch.device) -> None:
     NVIDIA's tensor cores), and on a GPU older than Ampere (compute capability 8.0), where the flag is ignored
     and the run would be fp32 labelled tf32."""
     if dev.type != "cuda":
+        from harness.retrievers.compute import amx
+
+        faster = " or bf16x3 (AMX)" if amx.available() else ""
         raise HarnessError("--precision tf32 needs a CUDA device (TF32 is an Ampere+ tensor-core mode); on this "
-                           "machine use fp32 or bf16x3")
+                           f"machine use fp32{faster}")
     import torch
 
     major, minor = torch.cuda.get_device_capability(dev)
