@@ -19,8 +19,13 @@ from harness.retrievers.encoder import HFEncoder
 from harness.retrievers.registry import resolve_retriever
 from harness.settings import PRECISIONS, EncodeSettings, Execution, settings_label
 
-REFUSAL = ("--precision tf32 needs a CUDA device (TF32 is an Ampere+ tensor-core mode); on this machine use fp32 "
-           "or bf16x3")
+
+def _refusal() -> str:
+    """The refusal off CUDA: bf16x3 is offered only where it runs (AMX)."""
+    from harness.retrievers.compute import amx
+
+    return ("--precision tf32 needs a CUDA device (TF32 is an Ampere+ tensor-core mode); on this machine use fp32"
+            + (" or bf16x3 (AMX)" if amx.available() else ""))
 
 
 def test_tf32_is_a_precision_shown_as_a_changed_setting(tiny_beir):
@@ -75,7 +80,7 @@ def test_tf32_on_the_cpu_is_one_line_before_any_model_loads(tiny_beir, tiny_bert
                  "--precision", "tf32", "--device", device])
     err = capsys.readouterr().err
     assert code == 2
-    assert err.strip().splitlines() == [f"harness: error: {REFUSAL}"]
+    assert err.strip().splitlines() == [f"harness: error: {_refusal()}"]
     assert not list((tmp_path / "out").rglob("*.json"))  # no record
 
 

@@ -182,7 +182,8 @@ def render(d: Diff, fmt: str = "text") -> str:
     elif d.b != "published":
         lines += ["what differs: nothing recorded (the same computation)", ""]
     if d.metrics:
-        rows = [[m, _num(x), _num(y), "—" if x is None or y is None else f"{round(y - x, 4) + 0.0:+.4f}"] for m, x, y in d.metrics]
+        rows = [[m, _num(x), _num(y), "—" if x is None or y is None else f"{round(y - x, 4) + 0.0:+.4f}"]
+                for m, x, y in d.metrics]
         lines += [tabulate(rows, headers=["metric", "A", "B", "B - A"], tablefmt=table_fmt, disable_numparse=True),
                   ""]
     if d.moved:
