@@ -88,6 +88,10 @@ class ResultRecord:
         for name, value in metrics.items():
             if not _number(value):
                 raise DataError(path, f"metric {name!r} is {value!r}, not a finite number")
+            why = _out_of_range(name, value)
+            if why:  # nDCG@10 = 1.7: no computation gives it
+                raise DataError(path, f"{why}: the record was edited",
+                                fix="delete it and rerun the (retriever, dataset) pair to write it again")
         per_query = obj.get("per_query")
         if not isinstance(per_query, dict):
             raise DataError(path, "field 'per_query' is missing or not an object")
@@ -139,6 +143,17 @@ def _json_kind(value: object) -> str:
 
 def _json_kind_of(annotation: str) -> str:
     return " or ".join(dict.fromkeys(_KINDS[t] for t in _types(annotation)))
+
+
+def _out_of_range(name: str, value: float) -> str | None:
+    """Why ``value`` cannot be a value of the measure ``name`` (outside its range); None for one this
+    harness does not know (a measure registered by a plugin not loaded here)."""
+    from harness.metrics.measures import parse_measure
+
+    try:
+        return parse_measure(name).out_of_range(value)
+    except HarnessError:
+        return None
 
 
 def _number(value: object) -> bool:

@@ -131,3 +131,19 @@ def test_diff_and_compare_read_the_evaluation_split_when_a_row_has_several(tmp_p
     assert main(["diff", "-r", "bm25", "-r", "bm25-multifield", "-d", dataset, "--output-dir", str(out),
                  "--split", "dev"]) == 2
     assert "no record of 'bm25'" in capsys.readouterr().err
+
+
+def test_a_record_whose_metric_is_outside_its_measures_range_is_refused(tmp_path):
+    """nDCG@10 = 1.7 with per-query values edited to agree was listed (1.7000, with an average of 1.1384)."""
+    from harness.errors import DataError
+    from harness.results.records import read_record
+
+    model, folder, out = make_tiny_bert(tmp_path / "m"), make_tiny_beir(tmp_path / "tiny"), tmp_path / "out"
+    (rec,) = run([f"hf:{model}"], [str(folder)], None, out, execution=CPU, log=lambda m: None)
+    path = out / rec.dataset / "test" / rec.run_file.replace(".trec", ".json")
+    data = json.loads(path.read_text())
+    data["per_query"]["ndcg@10"] = {q: 1.7 for q in data["per_query"]["ndcg@10"]}
+    data["metrics"]["ndcg@10"] = 1.7
+    path.write_text(json.dumps(data))
+    with pytest.raises(DataError, match=r"outside the measure's range \[0, 1\]: the record was edited"):
+        read_record(path)
