@@ -88,24 +88,30 @@ def table(df: pd.DataFrame, metric: str, *, split: str | None = None,
     sub = _collections_whole(sub[sub[metric].notna()])
     if datasets:
         sub = sub[sub["dataset"].isin(datasets)]
+    names = set(sub["dataset"])
     sub, notes = one_split_a_dataset(sub)
+    per_split = sorted(set(sub["dataset"]) - names)  # "dataset (split)" columns: one dataset, several splits
     sub = sub.assign(row=[row_label(r, st) for r, st in zip(sub["retriever"], sub["settings"].fillna(""), strict=True)])
     pivot = sub.pivot_table(index="row", columns="dataset", values=metric, aggfunc="last")
     pivot.index.name = "retriever"
     cols = sorted(pivot.columns)
     pivot = pivot[cols]
+    averaged = [c for c in cols if c not in per_split]  # a dataset counts once: its split columns are not averaged
+    if per_split:
+        notes.append(f"{', '.join(per_split)}: splits of one dataset, none of them its evaluation split; shown, "
+                     "not averaged")
     averages = {}
     for retriever, row in pivot.iterrows():
-        missing = [c for c in cols if pd.isna(row[c])]
+        missing = [c for c in averaged if pd.isna(row[c])]
         if missing:
             notes.append(f"{retriever}: no average, missing {', '.join(missing)}")
             averages[retriever] = float("nan")
         else:
-            averages[retriever] = float(row.mean())
-    label = f"avg ({len(cols)})"
+            averages[retriever] = float(row[averaged].mean()) if averaged else float("nan")
+    label = f"avg ({len(averaged)})"
     pivot[label] = pd.Series(averages)
     pivot = pivot.sort_values(label, ascending=False, na_position="last")
-    return pivot, cols, notes
+    return pivot, averaged, notes
 
 
 def one_split_a_dataset(sub: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:

@@ -259,15 +259,14 @@ def find_record(output_dir: Path, name: str, dataset: str, split: str | None = N
 
     kept, problems = folded_records(output_dir)
     records = [r for r in kept if r.dataset == dataset and (split is None or r.split == split)]
+    if split is None:  # the split the leaderboard shows, decided over every record of the dataset, so that
+        shown = split_shown(dataset, {r.split for r in records})  # two rows read are of one split
+        records = [r for r in records if shown is None or r.split == shown]
     exact = [r for r in records if r.label == name]
     found = exact or [r for r in records if not r.settings and same_retriever(r.retriever, name)]
     conflict = next((p for p in problems if p.startswith(f"{name} on {dataset} (")), None)
     if not found and conflict:  # two records for this row: named, neither used
         raise HarnessError(conflict)
-    splits = {r.split for r in found}
-    if split is None and len(found) == len(splits) > 1:  # one a split: the one the leaderboard shows
-        shown_split = split_shown(dataset, splits)
-        found = [r for r in found if r.split == shown_split] if shown_split else found
     if len(found) > 1:
         shown = ", ".join(sorted(f"{r.label} ({r.split})" for r in found))
         raise HarnessError(f"more than one record of {name!r} on {dataset} in {output_dir} ({shown}); name the "

@@ -106,6 +106,8 @@ def test_a_dataset_with_records_of_two_splits_shows_its_evaluation_split_and_say
     assert any("beir/scifact" in n and "train" in n and "--split train" in n for n in notes)
     # no evaluation split to prefer (a folder judged on dev and train): each split is a column of its own
     assert pivot.loc["bm25", "local/tiny (dev)"] == 0.5 and pivot.loc["bm25", "local/tiny (train)"] == 0.4
+    assert cols == ["beir/scifact"] and pivot.loc["bm25", "avg (1)"] == 0.6789  # a dataset's splits not averaged
+    assert any("not averaged" in n for n in notes)
     pivot, _, _ = table(df, "ndcg@10", split="train")
     assert pivot.loc["bm25", "beir/scifact"] == 0.6974
 
@@ -124,6 +126,11 @@ def test_diff_and_compare_read_the_evaluation_split_when_a_row_has_several(tmp_p
     (dataset,) = {p.parent.parent.relative_to(out).as_posix() for p in out.rglob("*.trec")}
     assert find_record(out, "bm25", dataset).split == "test"
     assert find_record(out, "bm25", dataset, "train").split == "train"
+    # a row with a train record only is not paired with another row's test record: the split is the dataset's
+    assert main(["run", "-r", "bm25(k1=1.2;b=0.75)", "-d", str(folder), "--output-dir", str(out), "--split", "train",
+                 "--metric", "ndcg@10"]) == 0
+    assert find_record(out, "bm25(k1=1.2;b=0.75)", dataset) is None
+    assert find_record(out, "bm25(k1=1.2;b=0.75)", dataset, "train").split == "train"
     capsys.readouterr()
     assert main(["diff", "-r", "bm25", "-r", "bm25-multifield", "-d", dataset, "--output-dir", str(out)]) == 0
     assert main(["diff", "-r", "bm25", "-r", "bm25-multifield", "-d", dataset, "--output-dir", str(out),
