@@ -201,19 +201,13 @@ class Runner:
         """Refuse, before any work, a checkpoint fine-tuned on ``ds``'s own judgements (``harness finetune``
         records their checksum): its numbers there would score the queries it was trained on. Compared by
         content, so a copy of the folder is the same judgements; another split is another file."""
-        path = getattr(ds.judgements(), "path", None)
-        if path is None or not Path(path).is_file():
-            return
-        qrels = self.checksums.sha256(Path(path))
         for folder in _model_folders(retriever):
             try:
                 meta = json.loads((folder / "harness_checkpoint.json").read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 continue
-            if isinstance(meta, dict) and meta.get("data_checksum") == qrels and meta.get("split"):
-                raise HarnessError(f"{folder} was fine-tuned on the judgements of {ds.id} ({ds.split}: {path}); "
-                                   "its numbers there would score the queries it was trained on: evaluate it on "
-                                   "another split or dataset")
+            if isinstance(meta, dict) and meta.get("split") and meta.get("data_checksum"):
+                refuse_trained_on(str(meta["data_checksum"]), ds, str(folder), self.checksums)
 
     def tuning_dataset(self, retriever: Retriever, ds: Dataset) -> Dataset | None:
         """The split of ``ds`` a composition tunes on (``optimise=``), None when it tunes on none. Tuning on
@@ -484,6 +478,17 @@ def _write_probe(folder: Path) -> None:
     fd, probe = tempfile.mkstemp(prefix=".harness-probe-", dir=folder)
     os.close(fd)
     os.unlink(probe)
+
+
+def refuse_trained_on(trained: str, ds: Dataset, what: str, checksums: Checksums = TRUSTED) -> None:
+    """Refuse evaluating ``what`` (a checkpoint, or the checkpoints of a fine-tuning run) on ``ds`` when its
+    judgements are those it was fine-tuned on (``trained``: their sha256): compared by content, so a copy of
+    the folder is the same judgements and another split another file."""
+    path = getattr(ds.judgements(), "path", None)
+    if path is None or not Path(path).is_file() or checksums.sha256(Path(path)) != trained:
+        return
+    raise HarnessError(f"{what} was fine-tuned on the judgements of {ds.id} ({ds.split}: {path}); its numbers "
+                       "there would score the queries it was trained on: evaluate it on another split or dataset")
 
 
 def _model_folders(retriever: object) -> list[Path]:

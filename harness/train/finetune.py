@@ -78,6 +78,12 @@ def finetune(cfg: FinetuneConfig) -> TrainResult:
                            f"qrels; {ds.id} is judged by answers (open-domain QA): use a dataset with "
                            "qrels/<split>.tsv (a BEIR-format folder or id)")
     qrels = judgements.qrels()
+    if cfg.eval:  # before any step: an --eval split fine-tuned on would be refused at the first checkpoint
+        from harness.runner import refuse_trained_on
+
+        trained = cached_sha256(judgements.path)
+        for name in cfg.eval:
+            refuse_trained_on(trained, resolve_dataset(name), f"--eval {name}: this run")
     pairs = labelled_pairs(ds, qrels, cfg.shots, cfg.seed)
     queries = ds.queries()
     hard = _mine_hard_negatives(ds, qrels, queries, pairs, cfg.hard_negatives, cfg.hard_negative_depth) \

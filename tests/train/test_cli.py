@@ -129,6 +129,12 @@ def test_a_checkpoint_is_not_evaluated_on_the_judgements_it_was_fine_tuned_on(ti
         assert len(err.splitlines()) == 1 and "fine-tuned on" in err and "test" in err
     assert main(["run", "-r", f"hf:{folder}", "-d", str(tiny_beir), "--split", "train", "--output-dir",
                  str(tmp_path / "r"), "--device", "cpu"]) == 0
+    # fine-tuning with --eval on the split it trains on is refused before any step, not at the first checkpoint
+    assert main(["finetune", "--init", str(tiny_bert), "--dataset", str(tiny_beir), "--split", "test",
+                 "--shots", "3", "--steps", "1", "--batch-size", "2", "--output", str(tmp_path / "ft2"),
+                 "--no-progress", "--device", "cpu", "--eval", str(copy)]) == 2
+    assert "fine-tuned on the judgements" in capsys.readouterr().err
+    assert not list_checkpoints(tmp_path / "ft2")
 
 
 @pytest.mark.slow
