@@ -246,3 +246,20 @@ def test_force_encodes_a_declared_models_corpus_again(tiny_beir, tmp_path):
     (fresh,) = harness.evaluate(changed, [str(tiny_beir)], **{**args, "output_dir": tmp_path / "fresh"})
     assert forced.index["embeddings"] == "encoded"
     assert forced.metrics == fresh.metrics != first.metrics
+
+
+def test_a_model_that_fails_on_the_probes_long_document_is_one_line():
+    """A model that does not truncate fails on the probe's 758-token document: one line naming the probe and
+    what to do, not the model's raw error."""
+    from harness.retrievers.declared import DeclaredModels
+
+    class Short(Words):
+        def _encode(self, texts):
+            if any(len(t.split()) > 100 for t in texts):
+                raise RuntimeError("The size of tensor a (722) must match\\nthe size of tensor b (128)")
+            return super()._encode(texts)
+
+    with pytest.raises(HarnessError) as info:
+        DeclaredModels().declare(Short(), "short", "1")
+    message = str(info.value)
+    assert "\n" not in message and "identity probe" in message and "truncation=True" in message

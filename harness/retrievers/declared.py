@@ -30,7 +30,7 @@ from harness.errors import HarnessError
 from harness.io import TRUSTED, Checksums
 from harness.retrievers.base import SearchContext, Text
 from harness.retrievers.model_protocols import MODEL_PROTOCOLS, QUERY, ModelProtocol, protocol_of
-from harness.retrievers.probe import checked_vectors, low_precision, probe
+from harness.retrievers.probe import PROBE_DOCS, PROBE_QUERIES, checked_vectors, low_precision, probe
 from harness.retrievers.spec import RetrieverSpec
 from harness.retrievers.vectors import EMBED_VERSION, CorpusVectors, VectorRetriever
 from harness.searchers import searcher_for
@@ -67,7 +67,16 @@ class DeclaredModels:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise HarnessError(f"batch_size must be a positive integer, not {batch_size!r}")
         calls = ModelCalls(model, protocol, batch_size)
-        checked = probe(lambda texts, kind: calls.encode_raw(texts, kind, *PROBE_DATASET))
+        try:
+            checked = probe(lambda texts, kind: calls.encode_raw(texts, kind, *PROBE_DATASET))
+        except HarnessError:
+            raise
+        except Exception as e:  # the model's own failure on the probe's texts: named, in one line
+            words = len(PROBE_DOCS[-1][1].split())
+            raise HarnessError(f"{name}: {type(e).__name__} while encoding the identity probe ({len(PROBE_QUERIES)} "
+                               f"queries, {len(PROBE_DOCS)} documents, the longest {words} words): "
+                               f"{' '.join(str(e).split())[:300]}; the model must encode any text, long ones "
+                               "included (truncate inside it, e.g. the tokenizer's truncation=True)") from None
         full = f"{name}@{revision}#{checked['sha256'][:8]}"
         spec = RetrieverSpec(full, "declared", f"{type(model).__name__} declared by the user ({protocol.name} "
                              "interface)", model=name, revision=revision,
