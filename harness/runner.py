@@ -127,8 +127,10 @@ class Runner:
                  depth: int | None = None, drop_self_hits: bool = False, log: Log = _stderr,
                  declared: ModelObjects | None = None):
         self.requested = list(metrics) if metrics else None  # None: each dataset's defaults
-        if depth is not None and not 1 <= depth <= MAX_DEPTH:
-            raise HarnessError(f"--depth must be between 1 and {MAX_DEPTH:,}, not {depth}")
+        if depth is not None and depth < 1:
+            raise HarnessError(f"--depth must be at least 1, not {depth}")
+        if depth is not None and depth > MAX_DEPTH:
+            raise HarnessError(f"--depth must be at most {MAX_DEPTH:,} (what a search takes), not {depth}")
         self.depth = depth
         self.output_dir = Path(output_dir)
         self.settings = settings
@@ -425,7 +427,7 @@ def run(retrievers: Sequence[str], datasets: Sequence[str], metrics: Sequence[st
     ``run_file``: a copy of the one run (one retriever on one dataset) written there too, checked first.
     """
     if run_file is not None:
-        _check_run_file(Path(run_file), retrievers, datasets, suites, Path(output_dir))
+        _check_run_file(Path(run_file), retrievers, datasets, suites)
     look_in(Path(output_dir))  # a name a table printed (content-named files and folders) is found again
     names, settings, depth, drop_self_hits = _rows(retrievers, Path(output_dir), settings, depth, drop_self_hits)
     specs = [resolve_retriever(r, declared) for r in names]
@@ -502,17 +504,13 @@ def _model_folders(retriever: object) -> list[Path]:
     return found
 
 
-def _check_run_file(path: Path, retrievers: Sequence[str], datasets: Sequence[str], suites: Sequence[str],
-                    output_dir: Path) -> None:
+def _check_run_file(path: Path, retrievers: Sequence[str], datasets: Sequence[str], suites: Sequence[str]) -> None:
     """One file for one run: refused before anything runs where it would be ambiguous or unwritable."""
     if len(retrievers) != 1 or len(datasets) != 1 or suites:
         raise HarnessError("--run-file PATH names one run: give one --retriever and one --dataset (no --suite), "
                            "or leave it out and take each run from OUTPUT/<dataset>/<split>/<retriever>.trec")
     if path.is_dir():
         raise HarnessError(f"--run-file {path} is a folder; name a file, e.g. {path / 'run.trec'}")
-    if path.resolve().is_relative_to(Path(output_dir).resolve()):
-        raise HarnessError(f"--run-file {path} is inside the output folder {output_dir}, where each run is written "
-                           "as <dataset>/<split>/<retriever>.trec already; name a file outside it")
     if path.parent.exists() and not path.parent.is_dir():
         raise HarnessError(f"--run-file {path}: {path.parent} is a file, not a folder; name a file in a folder")
     if not path.parent.is_dir():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import NoReturn
 
@@ -45,8 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
                       line: str | None = None) -> str:
-    """A warning as the harness prints its notes: one line, without the source line that raised it."""
-    return f"harness: warning: {message}\n"
+    """A warning in one line, without the source line that raised it: the harness's own as its notes read, any
+    other library's with its category and where it was raised."""
+    if f"{os.sep}harness{os.sep}" in filename:
+        return f"harness: warning: {message}\n"
+    return f"warning: {category.__name__}: {' '.join(str(message).split())} ({filename}:{lineno})\n"
 
 
 def main(argv: list[str] | None = None) -> int:

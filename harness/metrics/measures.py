@@ -197,6 +197,13 @@ _PATTERN = re.compile(r"^(?P<name>[a-z_][a-z0-9_ -]*?)\s*(?:\((?P<params>[^)]*)\
 #: the deepest cut-off or retrieval depth: what Lucene's and faiss's searches take (a Java int)
 MAX_DEPTH = 2**31 - 1
 
+def _check_cutoff(text: str, k: int) -> None:
+    if k < 1:
+        raise HarnessError(f"metric {text!r}: the cut-off must be at least 1")
+    if k > MAX_DEPTH:
+        raise HarnessError(f"metric {text!r}: the cut-off must be at most {MAX_DEPTH:,} (what a search takes)")
+
+
 #: trec_eval's cut-offs: ``ndcg_cut.10`` (its -m), ``ndcg_cut_10`` (its output), ``P.5,10`` (its lists, -m only)
 _TREC_EVAL = re.compile(r"^(?P<name>[a-z_]+?)(?P<sep>[._])(?P<ks>[0-9]+(?:,[0-9]+)*)$")
 _GLUED_ACCURACY = re.compile(r"^(?:top-?(\d+)\s+(?:accuracy|acc)|(?:accuracy|acc|top)-?(\d+))$")
@@ -276,8 +283,8 @@ def parse_measure(text: str, rel: int | None = None) -> Measure:
     if not m or family is None:
         raise HarnessError(_unknown(text, clean))
     k = int(m.group("k")) if m.group("k") else None
-    if k is not None and not 1 <= k <= MAX_DEPTH:
-        raise HarnessError(f"metric {text!r}: the cut-off must be between 1 and {MAX_DEPTH:,}")
+    if k is not None:
+        _check_cutoff(text, k)
     if family.needs_k and k is None:
         raise HarnessError(f"metric {text!r} needs a cut-off, e.g. {family.ir_name}@10")
     return _measure(text, family, m.group("params") or "", k, rel)
@@ -314,8 +321,7 @@ def _trec_eval_measure(text: str, trec: re.Match[str], rel: int | None) -> Measu
                            "cut-offs): give it to --metric or harness.evaluate, which take lists, or one cut-off "
                            f"each, e.g. {name}.{trec.group('ks').split(',')[0]}")
     k = int(trec.group("ks"))
-    if not 1 <= k <= MAX_DEPTH:
-        raise HarnessError(f"metric {text!r}: the cut-off must be between 1 and {MAX_DEPTH:,}")
+    _check_cutoff(text, k)
     return _measure(text, family, "", k, rel)
 
 

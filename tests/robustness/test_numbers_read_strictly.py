@@ -86,7 +86,7 @@ def test_a_depth_or_cut_off_past_a_java_int_is_refused_before_any_work(tmp_path,
     assert main(["run", "-r", "bm25", "-d", str(data), "--output-dir", str(tmp_path / "out"), *argv]) == 2
     assert not list((tmp_path / "out").rglob("*.trec"))
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "between 1 and 2,147,483,647" in err
+    assert len(err.splitlines()) == 1 and "at most 2,147,483,647" in err
 
 
 @pytest.mark.parametrize("title", ["0", "false", "[]", "{}", "5"])

@@ -36,15 +36,18 @@ def test_run_file_onto_a_dataset_file_is_refused_and_the_file_kept(beir, tmp_pat
     assert victim.read_bytes() == before
 
 
-def test_run_file_inside_the_output_folder_is_refused(beir, tmp_path, capsys):
+def test_run_file_over_a_records_run_file_is_refused_and_elsewhere_in_the_output_folder_written(beir, tmp_path,
+                                                                                                  capsys):
     out = tmp_path / "out"
     assert _bm25(beir, out) == 0
     (run_file,) = out.rglob("*.trec")
     before = run_file.read_bytes()
     assert main(["run", "-r", "bm25(k1=1.2;b=0.75)", "-d", str(beir), "--output-dir", str(out),
                  "--run-file", str(run_file)]) == 2
-    assert "inside the output folder" in capsys.readouterr().err
+    assert "the run file of the result record" in capsys.readouterr().err
     assert run_file.read_bytes() == before
+    assert _bm25(beir, out, "--run-file", str(out / "submission.trec")) == 0  # `--output-dir .` and a file there
+    assert (out / "submission.trec").read_bytes() == before
 
 
 def test_report_compare_and_check_outputs_keep_records_and_inputs(beir, tmp_path, capsys):
