@@ -57,7 +57,8 @@ class RunOptions:
                                  group="model and output", choices=("mean", "cls", "max"))
     normalize: bool | None = option(None, "override L2 normalisation inherited from the init model",
                                     group="model and output", metavar="BOOL")
-    seed: int = option(0, "seed of crops, sampling, dropout and initialisation", group="model and output",
+    seed: int = option(0, "seed of sampling, dropout and initialisation (and of train's crops)",
+                       group="model and output",
                        low=0, high=2**32 - 1)
     device: str = _control("auto", "auto (CUDA when available, else CPU), cpu, cuda, cuda:N")
     threads: int = _control(0, "torch CPU threads (0: torch's choice)", low=0)
@@ -123,7 +124,7 @@ class TrainConfig(RunOptions):
     num_workers: int = _control(1, "data-loading processes", low=0)
     log_every: int = _control(10, "steps between log lines", low=1)
     save_every: int = _control(1000, "steps between checkpoints", low=1)
-    save_state: bool = _control(True, "write training_state.pt (optimiser, queue, RNG) for --resume",
+    save_state: bool = _control(True, "training_state.pt (optimiser, queue, RNG) for --resume",
                                 negate="--no-state")
     dist_timeout: int = _control(7200, "seconds a rank waits for the others at a barrier around work one rank does "
                                        "alone (the token cache, a checkpoint, an evaluation), under torchrun or srun",
