@@ -42,10 +42,11 @@ def default_split(root: Path) -> str:
 def queries_file(root: Path) -> Path:
     """``queries.jsonl`` (BEIR), else TREC topics: ``topics.tsv`` / ``queries.tsv`` (Anserini's TSV) or
     ``topics.txt`` (TREC's tagged file, titles)."""
-    for name in ("queries.jsonl", *TOPIC_FILES):
-        if (root / name).is_file():
-            return root / name
-    return root / "queries.jsonl"
+    found = [root / name for name in ("queries.jsonl", *TOPIC_FILES) if (root / name).is_file()]
+    if len(found) > 1:  # which queries a run reads is never a guess
+        raise HarnessError(f"{root} holds {len(found)} topic files ({', '.join(p.name for p in found)}); keep the "
+                           "one to evaluate (or name it: --corpus/--topics/--qrels)")
+    return found[0] if found else root / "queries.jsonl"
 
 
 @dataclass

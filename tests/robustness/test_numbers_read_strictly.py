@@ -99,3 +99,14 @@ def test_a_title_that_is_not_a_string_is_refused_whatever_its_truth(tmp_path, ti
         list(iter_corpus(path))
     _file(tmp_path, "corpus.jsonl", '{"_id": "d1", "title": null, "text": "x"}\n')
     assert [d.title for d in iter_corpus(path)] == [""]
+
+
+def test_a_folder_with_two_topic_files_is_refused_not_read_by_precedence(tmp_path):
+    """queries.jsonl beside topics.tsv: the harness read queries.jsonl and said nothing."""
+    from harness.datasets import resolve_dataset
+    from tests.conftest import make_tiny_beir
+
+    data = make_tiny_beir(tmp_path / "tiny", n_docs=10, n_queries=2)
+    (data / "topics.tsv").write_text("0\tanother query\n")
+    with pytest.raises(HarnessError, match="holds 2 topic files"):
+        resolve_dataset(str(data)).queries()
