@@ -16,6 +16,7 @@ import json
 import os
 import stat
 import tempfile
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
@@ -196,6 +197,11 @@ def file_identity(path: Path) -> str:
     return f"{path}|{st.st_dev}|{st.st_ino}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}"
 
 
+#: a file changed this recently is hashed but not remembered: a file system whose clock ticks coarsely (a few
+#: milliseconds) could give a rewrite within the same tick the same identity (git's "racily clean" entries)
+RACY_NS = 2_000_000_000
+
+
 class Checksums:
     """sha256 of files, remembered under each file's identity in this process and in the cache's memo.
 
@@ -222,6 +228,8 @@ class Checksums:
                 pass
         if len(value) != 64:
             value = sha256_file(path)
+            if time.time_ns() - int(identity.rsplit("|", 1)[1]) < RACY_NS:
+                return value  # changed too recently to be told apart from a rewrite in the same tick
             try:
                 atomic_write(memo, value + "\n")
             except OSError:

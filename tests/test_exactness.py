@@ -111,11 +111,13 @@ def test_an_edit_with_the_same_size_and_mtime_is_seen(tiny_beir, tmp_path):
     assert cached_sha256(corpus) != before
 
 
-def test_force_rehashes_instead_of_trusting_the_memo(tiny_beir, tmp_path):
+def test_force_rehashes_instead_of_trusting_the_memo(tiny_beir, tmp_path, monkeypatch):
     import hashlib
 
     from harness import io
     from harness.paths import cache_root
+
+    monkeypatch.setattr(io, "RACY_NS", 0)  # the fixture's files are seconds old: remembered as older ones are
 
     corpus = tiny_beir / "corpus.jsonl"
     true = cached_sha256(corpus)
@@ -135,6 +137,7 @@ def test_force_is_a_value_of_its_runner_not_a_switch_of_the_process(tiny_beir, t
     from harness import io
     from harness.runner import Runner
 
+    monkeypatch.setattr(io, "RACY_NS", 0)  # the fixture's files are seconds old: remembered as older ones are
     forced = Runner(output_dir=tmp_path / "a", force=True, log=lambda m: None)
     assert forced.checksums.trust_memo is False and forced.options.checksums is forced.checksums
     corpus = tiny_beir / "corpus.jsonl"

@@ -163,7 +163,8 @@ def test_interrupt_message_starts_its_own_line_after_an_open_progress_bar(monkey
     class Args:
         func = staticmethod(interrupted)
 
-    monkeypatch.setattr(cli, "build_parser", lambda: type("P", (), {"parse_args": lambda self, argv: Args()})())
+    parser = type("P", (), {"parse_known_args": lambda self, argv: (Args(), [])})
+    monkeypatch.setattr(cli, "build_parser", lambda: parser())
     assert cli.main([]) == 130
     err = capsys.readouterr().err
     assert "encode corpus shard 2" in err  # the bar was drawn
@@ -190,7 +191,8 @@ def test_an_interrupt_swallowed_on_its_way_up_still_exits_130(monkeypatch, capsy
     class Args:
         func = staticmethod(swallowed)
 
-    monkeypatch.setattr(cli, "build_parser", lambda: type("P", (), {"parse_args": lambda self, argv: Args()})())
+    parser = type("P", (), {"parse_known_args": lambda self, argv: (Args(), [])})
+    monkeypatch.setattr(cli, "build_parser", lambda: parser())
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as at a terminal (see _proc)
     try:
         assert cli.main([]) == 130

@@ -261,3 +261,26 @@ def test_source_has_no_unsafe_loaders():
                 source = text.splitlines()[line - 1]
                 problems.append(f"{path.relative_to(REPO)}:{line}: {what}: {source.strip()}")
     assert problems == []
+
+
+def test_a_file_rewritten_within_one_clock_tick_is_hashed_again(tmp_path, monkeypatch):
+    """On a file system whose timestamps tick coarsely, a same-size rewrite right after a hash keeps the file's
+    identity: such a recent file is hashed but not remembered (git's racily clean entries), so the rewrite is
+    seen; an older one is remembered as before."""
+    import time
+
+    import harness.io as hio
+
+    path = tmp_path / "shard.npy"
+    path.write_bytes(b"a" * 64)
+    tick = time.time_ns()  # every identity the same "tick", as a coarse clock gives
+    monkeypatch.setattr(hio, "file_identity", lambda p: f"{p}|{Path(p).stat().st_size}|{tick}")
+    checksums = hio.Checksums()
+    first = checksums.sha256(path)
+    path.write_bytes(b"b" * 64)
+    assert checksums.sha256(path) != first
+    old = tick - 10 * hio.RACY_NS
+    monkeypatch.setattr(hio, "file_identity", lambda p: f"{p}|{Path(p).stat().st_size}|{old}")
+    remembered = checksums.sha256(path)
+    path.write_bytes(b"c" * 64)
+    assert checksums.sha256(path) == remembered  # what the memo is for: an unchanged identity is not read again
