@@ -144,3 +144,11 @@ def test_report_refuses_a_baseline_no_record_has(tmp_path, capsys):
     assert main(["report", "--output-dir", str(tmp_path / "out"), "--baseline", "bm25"]) == 0
     with pytest.raises(SystemExit):
         main(["diff", "a.json", "b.json", "--top", "-1"])
+
+
+def test_a_huge_resample_count_is_refused_not_run_out_of_memory(capsys):
+    from harness.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["compare", "-r", "a", "-r", "b", "-d", "x", "--resamples", "99999999999999"])
+    assert "at most 10,000,000" in capsys.readouterr().err

@@ -43,7 +43,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    help="also judge each row by a paired randomization test against its baseline record "
                         "(records/ beside the CSV)")
     g.add_argument("--alpha", type=level, default=0.05, help="significance level of --paired (default 0.05)")
-    g.add_argument("--resamples", type=count(1), default=10_000, help="randomization resamples (default 10000)")
+    g.add_argument("--resamples", type=count(1, 10_000_000), default=10_000,
+                   help="randomization resamples (default 10000)")
     g.add_argument("--save-baseline", action="store_true",
                    help="write each row's per-query scores from this run as its baseline record")
     add_settings(p)

@@ -160,15 +160,17 @@ def level(text: str) -> float:
     return value
 
 
-def count(low: int) -> Callable[[str], int]:
-    """An argparse type: an integer of at least ``low`` (--resamples 1, --seed 0)."""
+def count(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer of at least ``low`` and at most ``high`` (--resamples 1 to 10,000,000: the
+    bootstrap holds every resample's mean, so a huge count would exhaust memory or run for days)."""
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             value = low - 1
-        if value < low:
-            raise argparse.ArgumentTypeError(f"expected an integer of at least {low}, got {text!r}")
+        if value < low or (high is not None and value > high):
+            bound = f" and at most {high:,}" if high is not None else ""
+            raise argparse.ArgumentTypeError(f"expected an integer of at least {low}{bound}, got {text!r}")
         return value
 
     parse.__name__ = f"integer >= {low}"

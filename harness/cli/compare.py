@@ -42,7 +42,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--alpha", type=level, default=0.05, help="significance level (default 0.05)")
     p.add_argument("--seed", type=count(0), default=SEED, help=f"seed of the randomization test and the bootstrap "
                                                            f"(default {SEED})")
-    p.add_argument("--resamples", type=count(1), default=RESAMPLES,
+    p.add_argument("--resamples", type=count(1, 10_000_000), default=RESAMPLES,
                    help=f"randomization and bootstrap resamples (default {RESAMPLES:,}, as `harness report`)")
     p.add_argument("--confidence", type=level, default=0.95, help="bootstrap interval level (default 0.95)")
     p.add_argument("--plot", type=Path, default=None, metavar="FILE.png", help="per-query difference plot")
